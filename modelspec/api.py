@@ -1,0 +1,345 @@
+"""The Python API: validate, lock, plan, build, checkout, verify.
+
+Every function returns values and reports progress through a `Reporter`; nothing here
+prints or exits (the CLI does).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .digest import canonical_json
+from .environments import Environment, ensure_environment
+from .errors import SandboxUnavailableError, StoreError, UsageError
+from .events import Event, Reporter, ignore
+from .graph import BuildGraph, Node, UpstreamInput, build_graph, load_specs
+from .model import Lock, Spec, split_output_ref
+from .planning import PlannedNode, hermetic_mode, node_key, plan_build
+from .rebuilder import CachingRebuilder, ForcingRebuilder, NodeOutcome, NodeState
+from .resolve import ResolveContext
+from .runner import RunContext, run_node
+from .sandbox import ProcessSandbox, Sandbox
+from .scheduler import schedule
+from .statcache import StatCache
+from .store import Entry, write_atomic
+from .traces import ActionCache, ActionResult
+from .workspace import Workspace, find_workspace
+
+BUILD_RECORD_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    overrides: tuple[str, ...] = ()
+    jobs: int = os.cpu_count() or 1
+    keep_going: bool = False
+    force: bool = False
+    hermetic: str | None = None
+    allow_dirty: bool = False
+    offline: bool = False
+
+
+@dataclass
+class BuildReport:
+    outcomes: list[NodeOutcome]
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)  # spec name → build record
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return all(o.state in (NodeState.CACHED, NodeState.RAN) for o in self.outcomes)
+
+    def count(self, state: NodeState) -> int:
+        return sum(1 for o in self.outcomes if o.state is state)
+
+
+# -- loading -----------------------------------------------------------------------------
+
+
+def open_workspace(spec_paths: list[Path]) -> Workspace:
+    if not spec_paths:
+        raise UsageError("no spec given", hint="name a spec file, e.g. specs/fraud.yaml")
+    first = Path(spec_paths[0])
+    from .specload import find_repo_root
+
+    return find_workspace(first.parent, fallback_root=find_repo_root(first.parent))
+
+
+def resolve_context(workspace: Workspace, allow_dirty: bool = False) -> ResolveContext:
+    return ResolveContext(StatCache(workspace.cache_dir / "stat.json"), workspace.cache_dir, allow_dirty)
+
+
+def validate(spec_paths: list[Path]) -> dict[str, Spec]:
+    """Load every spec (and those their data names); raises `SpecError` with every problem."""
+    return load_specs(spec_paths)
+
+
+def load_graph(spec_paths: list[Path], overrides: list[str] | tuple[str, ...] = (), allow_dirty: bool = False
+               ) -> tuple[Workspace, BuildGraph, ResolveContext]:
+    workspace = open_workspace(spec_paths)
+    ctx = resolve_context(workspace, allow_dirty)
+    graph = build_graph(spec_paths, list(overrides), ctx)
+    ctx.statcache.save()
+    return workspace, graph, ctx
+
+
+def lock_path(spec: Spec) -> Path:
+    return spec.path.with_suffix(".lock")
+
+
+def lock_bytes(lock: Lock) -> bytes:
+    """The lock file: canonical content, indented so that it diffs well in review."""
+    return (json.dumps(lock.to_dict(), sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def write_locks(graph: BuildGraph) -> list[Path]:
+    """Write `<spec>.lock` beside each target spec, only when its content changed."""
+    written = []
+    for name in graph.targets:
+        item = graph.specs[name]
+        path = lock_path(item.spec)
+        data = lock_bytes(item.lock)
+        try:
+            if path.read_bytes() == data:
+                continue
+        except FileNotFoundError:
+            pass
+        write_atomic(path, data)
+        written.append(path)
+    return written
+
+
+# -- plan ----------------------------------------------------------------------------------
+
+
+def plan(spec_paths: list[Path], overrides: list[str] | tuple[str, ...] = (), *, allow_dirty: bool = False,
+         hermetic: str | None = None) -> tuple[BuildGraph, list[PlannedNode]]:
+    workspace, graph, _ctx = load_graph(spec_paths, overrides, allow_dirty)
+    rebuilder = CachingRebuilder(ActionCache(workspace.action_cache_dir), workspace.store, workspace.locks_dir)
+    return graph, plan_build(graph, rebuilder.lookup, previous_key_documents(workspace, graph), hermetic)
+
+
+def previous_key_documents(workspace: Workspace, graph: BuildGraph) -> dict[str, dict[str, Any]]:
+    documents: dict[str, dict[str, Any]] = {}
+    for name in graph.specs:
+        record = read_build_record(workspace, name)
+        for node, info in (record or {}).get("nodes", {}).items():
+            documents[node] = info.get("key_document", {})
+    return documents
+
+
+def read_build_record(workspace: Workspace, name: str) -> dict[str, Any] | None:
+    try:
+        record: dict[str, Any] = json.loads((workspace.builds_dir / f"{name}.json").read_bytes())
+    except (FileNotFoundError, ValueError):
+        return None
+    return record if record.get("format") == BUILD_RECORD_FORMAT else None
+
+
+# -- build ---------------------------------------------------------------------------------
+
+
+def choose_sandboxes(graph: BuildGraph, override: str | None, reporter: Reporter) -> dict[str, Sandbox]:
+    """The sandbox of each spec under its hermetic policy; `strict` without bwrap fails now."""
+    from .bwrap import BubblewrapSandbox, bwrap_path
+
+    have_bwrap = bwrap_path() is not None
+    chosen: dict[str, Sandbox] = {}
+    warned = False
+    for name, item in graph.specs.items():
+        mode = override or item.lock.hermetic
+        if mode == "strict" and not have_bwrap:
+            raise SandboxUnavailableError(
+                f"spec {name!r} is hermetic: strict but bubblewrap (bwrap) is not installed",
+                hint="install it (apt-get install bubblewrap), or pass --hermetic auto",
+            )
+        if mode != "off" and have_bwrap:
+            chosen[name] = BubblewrapSandbox()
+        else:
+            if mode == "auto" and not warned:
+                reporter(Event("warning", data={"message": "bubblewrap (bwrap) is not installed: stages run "
+                                                "without a sandbox and results are recorded as not hermetic"}))
+                warned = True
+            chosen[name] = ProcessSandbox()
+    return chosen
+
+
+def build(spec_paths: list[Path], options: BuildOptions = BuildOptions(), reporter: Reporter = ignore,
+          cancel: threading.Event | None = None) -> BuildReport:
+    """Build the targets: run what changed, reuse the rest, record the result of each spec."""
+    started = time.monotonic()
+    cancel = cancel or threading.Event()
+    workspace, graph, ctx = load_graph(spec_paths, options.overrides, options.allow_dirty)
+    store = workspace.store
+    store.clean_temp()
+    sandboxes = choose_sandboxes(graph, options.hermetic, reporter)
+    write_locks(graph)
+    cache = ActionCache(workspace.action_cache_dir)
+    rebuilder_class = ForcingRebuilder if options.force else CachingRebuilder
+    rebuilder = rebuilder_class(cache, store, workspace.locks_dir)
+    environments = _EnvironmentPool(workspace, options.offline, reporter)
+    keys: dict[str, tuple[str, dict[str, Any]]] = {}
+
+    def execute(node_id: str, done: dict[str, NodeOutcome]) -> NodeOutcome:
+        node = graph.node(node_id)
+
+        def upstream_digest(source: UpstreamInput) -> str:
+            result = done[source.node].result
+            assert result is not None
+            return result.outputs[source.output].digest
+
+        key, document = node_key(node, upstream_digest, hermetic_mode(node, options.hermetic))
+        keys[node_id] = (key, document)
+        upstream = {s.node: done[s.node].result for s in node.inputs.values() if isinstance(s, UpstreamInput)}
+        run_ctx = RunContext(workspace, store, ctx.statcache, sandboxes[node.spec.name], cancel)
+
+        def run() -> ActionResult | Any:
+            reporter(Event("stage-start", node_id, {"key": key}))
+            environment = environments.get(node)
+            return run_node(node, key, graph.specs[node.spec.name], upstream, environment, run_ctx)  # type: ignore[arg-type]
+
+        try:
+            outcome = rebuilder.build(node_id, key, run)
+        except StoreError as exc:
+            outcome = NodeOutcome(node_id, NodeState.FAILED, key, reason=exc.message)
+            reporter(Event("stage-failed", node_id, {"reason": exc.message, "log_tail": "", "log": ""}))
+            return outcome
+        _report(outcome, reporter)
+        return outcome
+
+    order = graph.order()
+    results = schedule(graph.dag, order, execute, jobs=options.jobs, keep_going=options.keep_going, cancel=cancel)
+    for outcome in results.values():
+        if outcome.state is NodeState.SKIPPED:
+            reporter(Event("stage-skipped", outcome.node, {"reason": outcome.reason}))
+    ctx.statcache.save()
+    report = BuildReport([results[n] for n in order])
+    for name in graph.targets:
+        nodes = [n for n in order if graph.node(n).spec.name == name]
+        if all(results[n].state in (NodeState.CACHED, NodeState.RAN) for n in nodes):
+            report.records[name] = _record_build(workspace, graph, name, {n: results[n] for n in nodes}, keys)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _report(outcome: NodeOutcome, reporter: Reporter) -> None:
+    if outcome.state is NodeState.CACHED:
+        reporter(Event("stage-cached", outcome.node, {"key": outcome.key}))
+    elif outcome.state is NodeState.RAN and outcome.result is not None:
+        reporter(Event("stage-done", outcome.node, {"seconds": outcome.result.duration}))
+    elif outcome.failure is not None:
+        failure = outcome.failure
+        reporter(Event("stage-failed", outcome.node, {"reason": failure.reason, "log_tail": failure.log_tail,
+                                                      "log": str(failure.log_path or "")}))
+
+
+class _EnvironmentPool:
+    """Environments of this build, created on first use (never for a no-op build)."""
+
+    def __init__(self, workspace: Workspace, offline: bool, reporter: Reporter) -> None:
+        self.workspace = workspace
+        self.offline = offline
+        self.reporter = reporter
+        self._lock = threading.Lock()
+        self._made: dict[str, Environment] = {}
+
+    def get(self, node: Node) -> Environment | None:
+        pinned = node.lock.environment
+        if pinned is None:
+            return None
+        with self._lock:
+            digest = str(pinned["digest"])
+            if digest not in self._made:
+                self._made[digest] = ensure_environment(
+                    pinned, node.spec.repo_root / str(pinned["file"]), self.workspace.envs_dir,
+                    self.workspace.store, offline=self.offline, reporter=self.reporter)
+            return self._made[digest]
+
+
+def _record_build(workspace: Workspace, graph: BuildGraph, name: str, outcomes: Mapping[str, NodeOutcome],
+                  keys: Mapping[str, tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """What the registry registers: the lock (stored as an object), artifacts, metrics."""
+    item = graph.specs[name]
+    lock_digest = workspace.store.put_bytes(canonical_json(item.lock.to_dict()))
+    artifacts = {}
+    for ref in item.lock.artifacts:
+        stage, output = split_output_ref(ref)
+        result = outcomes[item.spec.node_id(stage)].result
+        assert result is not None
+        artifacts[ref] = result.outputs[output].to_dict()
+    metrics: dict[str, float] = {}
+    nodes = {}
+    for node_id, outcome in outcomes.items():
+        result = outcome.result
+        assert result is not None
+        metrics.update(result.metrics)
+        nodes[node_id] = {"key": outcome.key, "key_document": keys[node_id][1], "log": result.log,
+                          "seconds": round(result.duration, 3), "hermetic": result.hermetic}
+    record = {"format": BUILD_RECORD_FORMAT, "name": name, "lock": lock_digest, "artifacts": artifacts,
+              "metrics": metrics, "nodes": nodes, "hermetic": all(n["hermetic"] for n in nodes.values())}
+    previous = read_build_record(workspace, name)
+    if previous is None or {k: v for k, v in previous.items() if k != "finished"} != record:
+        write_atomic(workspace.builds_dir / f"{name}.json",
+                     canonical_json({**record, "finished": time.time()}))
+    return record
+
+
+# -- checkout and verify ----------------------------------------------------------------------
+
+
+def checkout(spec_path: Path, out_dir: Path | None = None) -> dict[str, Path]:
+    """Materialize the artifacts of the spec's last build from the store (hardlinks, read-only)."""
+    workspace = open_workspace([spec_path])
+    spec = validate([spec_path])
+    name = next(s.name for s in spec.values() if s.path == Path(os.path.abspath(spec_path)))
+    record = read_build_record(workspace, name)
+    if record is None:
+        raise UsageError(f"{name} has not been built in this workspace", hint=f"run `modelspec build {spec_path}`")
+    target = out_dir or Path("artifacts") / name
+    placed = {}
+    for ref, entry in record["artifacts"].items():
+        stage, output = split_output_ref(ref)
+        lock = Lock.from_dict(json.loads(workspace.store.read_bytes(record["lock"])))
+        dest = target / stage / lock.stages[stage]["outputs"][output]
+        if dest.exists() or dest.is_symlink():
+            if dest.is_dir() and not dest.is_symlink():
+                shutil.rmtree(dest)
+            else:
+                dest.unlink()
+        workspace.store.restore(Entry.from_dict(entry), dest, link=True)
+        placed[ref] = dest
+    return placed
+
+
+@dataclass
+class VerifyReport:
+    checked: int
+    corrupt: list[str]
+    bytes: int
+
+    @property
+    def ok(self) -> bool:
+        return not self.corrupt
+
+
+def verify(workspace: Workspace, reporter: Reporter = ignore) -> VerifyReport:
+    """Re-hash every object; corrupt ones are quarantined and listed."""
+    store = workspace.store
+    store.clean_temp()
+    checked, corrupt, total = 0, [], 0
+    for digest in store.iter():
+        checked += 1
+        path = store.path_of(digest)
+        total += path.stat().st_size
+        if not store.verify(digest):
+            corrupt.append(digest)
+            reporter(Event("warning", data={"message": f"corrupt object {digest} quarantined"}))
+    return VerifyReport(checked, corrupt, total)

@@ -1,0 +1,98 @@
+"""The bubblewrap sandbox: the stage sees only what it declares, at fixed paths.
+
+No network (loopback only), new PID/IPC/UTS/user namespaces, all capabilities dropped,
+a private /tmp, selected system directories read-only (never `/` itself), the
+environment, code snapshot, config and inputs read-only under /ms, and /ms/out as the
+one writable directory.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import threading
+from pathlib import Path
+
+from .layout import SANDBOX_ROOT, code_dir, config_file, interpolate, output_dir
+from .sandbox import RunRequest, fixed_environment, run_process
+
+ENV_MOUNT = f"{SANDBOX_ROOT}/env"
+# System directories a stage may read. /etc is reduced to what programs need to start.
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")
+SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/nsswitch.conf", "/etc/passwd",
+                "/etc/group", "/etc/localtime", "/etc/mime.types")
+SYSTEM_ETC_DIRS = ("/etc/alternatives", "/etc/ld.so.conf.d", "/etc/ssl", "/etc/ca-certificates")
+HOSTNAME = "modelspec"
+
+
+@functools.cache
+def bwrap_path() -> str | None:
+    return shutil.which("bwrap")
+
+
+class BubblewrapSandbox:
+    name = "bubblewrap"
+    hermetic = True
+    protects_inputs = True  # read-only bind mounts hold even for root
+
+    def run(self, request: RunRequest, cancel: threading.Event) -> int:
+        return run_process(self.command(request), {}, request.workdir, request.log, cancel)
+
+    def command(self, request: RunRequest) -> list[str]:
+        """The full bwrap command line for a request (useful to debug a stage by hand)."""
+        bwrap = bwrap_path()
+        assert bwrap is not None
+        root = SANDBOX_ROOT
+        work = request.workdir
+        env = fixed_environment(f"{root}/home", "/tmp", f"{ENV_MOUNT}/bin" if request.env_dir else None,
+                                request.source_date_epoch)
+        env.update(request.extra_env)
+        args = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+                "--hostname", HOSTNAME, "--clearenv"]
+        for key, value in sorted(env.items()):
+            args += ["--setenv", key, value]
+        for path in SYSTEM_DIRS:
+            args += _bind_system(path)
+        for path in (*SYSTEM_FILES, *SYSTEM_ETC_DIRS):
+            if os.path.exists(path):
+                args += ["--ro-bind", path, path]
+        args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+        if request.env_dir is not None:
+            args += ["--ro-bind", str(request.env_dir), ENV_MOUNT]
+            for host_path in request.env_paths:
+                args += ["--ro-bind", host_path, host_path]
+        args += [
+            "--ro-bind", str(work / "code"), code_dir(root),
+            "--ro-bind", str(work / "in"), f"{root}/in",
+            "--ro-bind", str(work / "config.json"), config_file(root),
+            "--bind", str(work / "out"), output_dir(root),
+            "--bind", str(work / "home"), f"{root}/home",
+            "--chdir", code_dir(root),
+        ]
+        if not (work / "in").exists():
+            (work / "in").mkdir()
+        argv = interpolate(request.argv, root, request.inputs, request.outputs, request.params, request.shell)
+        return [*args, "--", *argv]
+
+
+def _bind_system(path: str) -> list[str]:
+    """Bind a system directory read-only; a merged-/usr symlink (/bin → usr/bin) stays a symlink."""
+    if os.path.islink(path):
+        return ["--symlink", os.readlink(path), path]
+    if os.path.isdir(path):
+        return ["--ro-bind", path, path]
+    return []
+
+
+NETWORK_SYMPTOMS = ("Network is unreachable", "Temporary failure in name resolution", "Name or service not known",
+                    "No address associated with hostname", "Could not resolve host", "getaddrinfo failed",
+                    "Connection refused")
+
+
+def mentions_network(log: Path) -> bool:
+    try:
+        text = log.read_text(errors="replace")
+    except FileNotFoundError:
+        return False
+    return any(symptom in text for symptom in NETWORK_SYMPTOMS)

@@ -1,0 +1,198 @@
+"""Environments: materialize a hash-pinned lock once per environment digest.
+
+    <home>/envs/<hex>/          a relocatable venv (uv), or a nix gc root + manifest
+    <home>/envs/<hex>.lock      held while it is created, so concurrent builds create it once
+    <home>/envs/tmp-<pid>-…     a half-made environment; renamed into place only when complete
+
+uv installs with `--require-hashes --no-build`: without `--no-build`, a wheel whose hash
+does not match would silently be replaced by a build from source.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .digest import hex_of
+from .errors import EnvironmentBuildError
+from .events import Event, Reporter, ignore
+from .store import LocalStore, remove_path, write_atomic
+
+MANIFEST = "modelspec-env.json"
+
+
+@dataclass(frozen=True)
+class Environment:
+    digest: str
+    path: Path
+    bin_dir: Path
+    host_paths: tuple[str, ...]  # host directories it needs at run time (the base interpreter)
+
+
+def uv_bin() -> str:
+    import uv
+
+    return str(uv.find_uv_bin())
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock; released by the kernel if the holder dies."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def ensure_environment(
+    pinned: Mapping[str, Any],
+    lock_file: Path,
+    envs_dir: Path,
+    store: LocalStore,
+    *,
+    offline: bool = False,
+    reporter: Reporter = ignore,
+) -> Environment:
+    """The environment for a lock's `environment` entry, created if it does not exist yet."""
+    digest = str(pinned["digest"])
+    target = envs_dir / hex_of(digest)
+    existing = _load(target, digest)
+    if existing is not None:
+        return existing
+    with file_lock(envs_dir / f"{hex_of(digest)}.lock"):
+        existing = _load(target, digest)
+        if existing is not None:
+            return existing
+        # Work from the store's copy: the workspace file may change under us.
+        stored = store.put_file(lock_file, digest=str(pinned["file_digest"]))
+        envs_dir.mkdir(parents=True, exist_ok=True)
+        temp = Path(tempfile.mkdtemp(dir=envs_dir, prefix=f"tmp-{os.getpid()}-"))
+        reporter(Event("env-create", data={"digest": digest, "kind": pinned["kind"]}))
+        started = time.monotonic()
+        try:
+            if pinned["kind"] == "uv":
+                host_paths = _create_uv(temp, str(pinned["python"]), store.path_of(stored), pinned["file"], offline)
+            else:
+                from .nixenv import create_nix
+
+                host_paths = create_nix(temp, store.path_of(stored), envs_dir)
+            manifest = {"format": 1, "digest": digest, "kind": pinned["kind"], "python": pinned["python"],
+                        "lock_object": stored, "host_paths": list(host_paths), "created": time.time()}
+            write_atomic(temp / MANIFEST, json.dumps(manifest, sort_keys=True).encode())
+            os.rename(temp, target)
+        except BaseException:
+            remove_path(temp)
+            raise
+        reporter(Event("env-ready", data={"digest": digest, "seconds": time.monotonic() - started}))
+    loaded = _load(target, digest)
+    assert loaded is not None
+    return loaded
+
+
+def _load(target: Path, digest: str) -> Environment | None:
+    try:
+        manifest = json.loads((target / MANIFEST).read_bytes())
+    except (FileNotFoundError, ValueError):
+        return None
+    bin_dir = target / ("result/bin" if manifest["kind"] == "nix" else "bin")
+    return Environment(digest, target, bin_dir, tuple(manifest["host_paths"]))
+
+
+def _create_uv(temp: Path, python: str, lock_object: Path, lock_name: str, offline: bool) -> list[str]:
+    interpreter = find_interpreter(python)
+    uv = uv_bin()
+    env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "VIRTUAL_ENV": ""}
+    _uv([uv, "venv", "--quiet", "--relocatable", "--python", interpreter, str(temp)], env)
+    requirements = lock_object
+    if lock_name.endswith("uv.lock"):
+        requirements = _export_uv_lock(uv, lock_object, temp, env)
+    sync = [uv, "pip", "sync", "--quiet", "--python", str(temp / "bin" / "python"), "--require-hashes",
+            "--no-build", "--link-mode", "hardlink", str(requirements)]
+    if offline:
+        sync.append("--offline")
+    _uv(sync, env, hint="with --offline, run once without it (online) to fill uv's cache" if offline else "")
+    base = _base_prefix(temp)
+    return [base] if base else []
+
+
+def find_interpreter(python: str) -> str:
+    """The path of an interpreter of version `python` on this machine, or a clear error."""
+    uv = uv_bin()
+    env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
+    found = subprocess.run([uv, "python", "find", "--no-project", python], capture_output=True, text=True, env=env)
+    if found.returncode == 0:
+        return found.stdout.strip()
+    listing = subprocess.run([uv, "python", "list", "--only-installed", "--output-format", "json"],
+                             capture_output=True, text=True, env=env)
+    try:
+        versions = sorted({f"{e['version']} ({e['path']})" for e in json.loads(listing.stdout)})
+    except ValueError:
+        versions = []
+    raise EnvironmentBuildError(
+        f"no Python {python} interpreter on this machine; found: {', '.join(versions) or 'none'}",
+        hint=f"install Python {python} (e.g. apt-get install python{python}) or change environment.python",
+    )
+
+
+def _export_uv_lock(uv: str, lock_object: Path, temp: Path, env: dict[str, str]) -> Path:
+    project = Path(tempfile.mkdtemp(dir=temp.parent, prefix=f"tmp-{os.getpid()}-uvlock-"))
+    try:
+        (project / "uv.lock").write_bytes(lock_object.read_bytes())
+        out = _uv([uv, "export", "--frozen", "--no-emit-project", "--format", "requirements-txt",
+                   "--directory", str(project)], env)
+        requirements = temp / "requirements.txt"
+        requirements.write_text(out)
+        return requirements
+    finally:
+        remove_path(project)
+
+
+def _uv(argv: list[str], env: dict[str, str], hint: str = "") -> str:
+    result = subprocess.run(argv, capture_output=True, text=True, env=env)
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip()
+        if "hash" in detail.lower() and "mismatch" in detail.lower():
+            raise EnvironmentBuildError(f"hash mismatch while installing the environment:\n{detail}",
+                                        hint="the lock does not match the published packages; re-lock with `modelspec env lock`")
+        raise EnvironmentBuildError(f"`uv {argv[1]}` failed:\n{detail}", hint=hint)
+    return result.stdout
+
+
+def _base_prefix(venv: Path) -> str:
+    """The base interpreter's prefix (pyvenv.cfg `home` is its bin directory)."""
+    for line in (venv / "pyvenv.cfg").read_text().splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "home":
+            return str(Path(value.strip()).parent)
+    return ""
+
+
+def list_environments(envs_dir: Path) -> list[dict[str, Any]]:
+    found = []
+    if envs_dir.is_dir():
+        for entry in sorted(envs_dir.iterdir()):
+            manifest = entry / MANIFEST
+            if entry.is_dir() and manifest.is_file():
+                data = json.loads(manifest.read_bytes())
+                size = sum(f.stat().st_size for f in entry.rglob("*") if f.is_file() and not f.is_symlink())
+                found.append({**data, "path": str(entry), "bytes": size})
+    return found
+
+
+def lock_requirements(requirements_in: Path, output: Path, python: str) -> None:
+    """Write a hash-pinned lock for `requirements_in` (`uv pip compile --generate-hashes`)."""
+    env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "UV_CUSTOM_COMPILE_COMMAND": f"modelspec env lock {requirements_in.name}"}
+    _uv([uv_bin(), "pip", "compile", "--quiet", "--generate-hashes", "--python-version", python,
+         str(requirements_in), "-o", str(output)], env)

@@ -1,0 +1,217 @@
+"""The build graph: every stage of every spec reachable from the targets, as a networkx DAG.
+
+    fraud:featurize ──▶ fraud:train ──▶ fraud:evaluate
+           └──────────────────────────────────▲
+
+An edge points from the stage that produces an output to the stage that reads it. A spec
+whose data names another spec (`{spec: features, output: table}`) pulls that spec's
+stages into the graph; the other spec is found beside it as `<name>.yaml`.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import Problem, SpecError
+from .model import Lock, Spec, split_output_ref
+from .resolve import ResolveContext, resolve_spec
+from .specload import load_spec
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+    from .gitcode import CodeFile
+
+
+@dataclass(frozen=True, slots=True)
+class DataInput:
+    """A snapshot of a file or directory from the workspace."""
+
+    path: str
+    entry: dict[str, Any]
+
+    @property
+    def basename(self) -> str:
+        return posixpath.basename(self.path.rstrip("/"))
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamInput:
+    """An output of another node."""
+
+    node: str
+    output: str
+    basename: str
+
+
+@dataclass(frozen=True)
+class Node:
+    id: str
+    spec: Spec
+    lock: Lock
+    stage: str
+    inputs: dict[str, DataInput | UpstreamInput] = field(default_factory=dict)
+
+    @property
+    def stage_lock(self) -> dict[str, Any]:
+        return dict(self.lock.stages[self.stage])
+
+
+@dataclass
+class ResolvedSpec:
+    spec: Spec
+    lock: Lock
+    code_files: list[CodeFile]
+
+
+@dataclass
+class BuildGraph:
+    dag: nx.DiGraph
+    specs: dict[str, ResolvedSpec]
+    targets: list[str]  # spec names given on the command line
+
+    def node(self, node_id: str) -> Node:
+        node: Node = self.dag.nodes[node_id]["node"]
+        return node
+
+    def order(self) -> list[str]:
+        """Topological order, ties broken by name so plans print the same every time."""
+        import networkx as nx
+
+        return list(nx.lexicographical_topological_sort(self.dag))
+
+    def nodes(self) -> Iterator[Node]:
+        for node_id in self.order():
+            yield self.node(node_id)
+
+    def descendants(self, node_id: str) -> set[str]:
+        import networkx as nx
+
+        return set(nx.descendants(self.dag, node_id))
+
+
+def load_specs(paths: list[Path]) -> dict[str, Spec]:
+    """Load the targets and every spec their data names, checking for spec-level cycles."""
+    specs: dict[str, Spec] = {}
+    problems: list[Problem] = []
+    by_path: dict[Path, Spec] = {}
+    pending = [(Path(p).absolute(), None) for p in paths]
+    edges: list[tuple[str, str]] = []
+    while pending:
+        path, referrer = pending.pop(0)
+        if path in by_path:
+            continue
+        try:
+            spec = load_spec(path)
+        except SpecError as exc:
+            problems += exc.problems
+            continue
+        if spec.name in specs and specs[spec.name].path != spec.path:
+            problems.append(spec.document.problem(("name",), f"spec name {spec.name!r} is also used by {specs[spec.name].shown}"))
+            continue
+        by_path[path] = spec
+        specs[spec.name] = spec
+        for name, source in spec.data.items():
+            if source.spec is None or source.version_range is not None:
+                continue
+            other = spec.path.parent / f"{source.spec}.yaml"
+            if not other.is_file():
+                problems.append(spec.document.problem(("data", name, "spec"), f"no spec {source.spec!r} beside this one ({other.name} not found)"))
+                continue
+            edges.append((source.spec, spec.name))
+            pending.append((other, spec.name))
+    if not problems:
+        problems += _spec_cycles(specs, edges)
+    if problems:
+        raise SpecError(problems)
+    return specs
+
+
+def _spec_cycles(specs: dict[str, Spec], edges: list[tuple[str, str]]) -> list[Problem]:
+    import networkx as nx
+
+    graph = nx.DiGraph(edges)
+    try:
+        cycle = nx.find_cycle(graph)
+    except nx.NetworkXNoCycle:
+        return []
+    names = [u for u, _v in cycle]
+    first = specs[names[-1]] if names[-1] in specs else next(iter(specs.values()))
+    text = " → ".join([*names, names[0]])
+    data_key = next((k for k, s in first.data.items() if s.spec == names[0]), "")
+    return [first.document.problem(("data", data_key, "spec"), f"specs depend on each other in a cycle: {text}")]
+
+
+def build_graph(paths: list[Path], overrides: list[str], ctx: ResolveContext) -> BuildGraph:
+    """Load, resolve and connect every spec; overrides apply to the target specs."""
+    import networkx as nx
+
+    specs = load_specs(paths)
+    targets = [s.name for s in specs.values() if any(Path(p).absolute() == s.path for p in paths)]
+    problems: list[Problem] = []
+    resolved: dict[str, ResolvedSpec] = {}
+    for spec in specs.values():
+        try:
+            lock, files = resolve_spec(spec, overrides if spec.name in targets else [], ctx)
+        except SpecError as exc:
+            problems += exc.problems
+            continue
+        resolved[spec.name] = ResolvedSpec(spec, lock, files)
+    if problems:
+        raise SpecError(problems)
+    dag = nx.DiGraph()
+    for item in resolved.values():
+        for stage_name, stage in item.lock.stages.items():
+            inputs = {}
+            for input_id, source in stage["inputs"].items():
+                upstream = _input_source(item, input_id, source, resolved, problems)
+                if upstream is not None:
+                    inputs[input_id] = upstream
+            node = Node(item.spec.node_id(stage_name), item.spec, item.lock, stage_name, inputs)
+            dag.add_node(node.id, node=node)
+    for node_id in list(dag.nodes):
+        for source in dag.nodes[node_id]["node"].inputs.values():
+            if isinstance(source, UpstreamInput):
+                dag.add_edge(source.node, node_id)
+    if problems:
+        raise SpecError(problems)
+    try:
+        cycle = nx.find_cycle(dag)
+        first = dag.nodes[cycle[0][0]]["node"]
+        text = " → ".join([*(u for u, _ in cycle), cycle[0][0]])
+        raise SpecError([first.spec.document.problem(("stages", first.stage), f"dependency cycle: {text}")])
+    except nx.NetworkXNoCycle:
+        pass
+    return BuildGraph(dag, resolved, targets)
+
+
+def _input_source(item: ResolvedSpec, input_id: str, source: dict[str, Any], resolved: dict[str, ResolvedSpec],
+                  problems: list[Problem]) -> DataInput | UpstreamInput | None:
+    spec, lock = item.spec, item.lock
+    if "stage" in source:
+        path = lock.stages[source["stage"]]["outputs"][source["output"]]
+        return UpstreamInput(spec.node_id(source["stage"]), source["output"], posixpath.basename(path))
+    data = lock.data[source["data"]]
+    if "path" in data:
+        return DataInput(data["path"], data)
+    other = resolved[data["spec"]]
+    ref = _artifact_ref(other.lock, data["output"])
+    if ref is None:
+        choices = ", ".join(other.lock.artifacts)
+        problems.append(spec.document.problem(("data", source["data"], "output"),
+                                              f"{data['output']!r} is not an artifact of spec {other.spec.name!r} (artifacts: {choices})"))
+        return None
+    stage, output = split_output_ref(ref)
+    path = other.lock.stages[stage]["outputs"][output]
+    return UpstreamInput(other.spec.node_id(stage), output, posixpath.basename(path))
+
+
+def _artifact_ref(lock: Lock, output: str) -> str | None:
+    if output in lock.artifacts:
+        return output
+    matches = [ref for ref in lock.artifacts if split_output_ref(ref)[1] == output]
+    return matches[0] if len(matches) == 1 else None

@@ -1,0 +1,68 @@
+"""Action keys: the digest of everything a stage's result depends on (DESIGN.md §4.2).
+
+An upstream stage contributes its *output* digest, so a rebuild upstream that produces
+the same bytes leaves every downstream key unchanged (early cutoff). Before an upstream
+output exists, its key stands in for it (`pending:<key>`).
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .digest import digest_json
+from .layout import SANDBOX_ROOT, interpolate
+
+KEY_FORMAT = 1
+
+
+@dataclass(frozen=True, slots=True)
+class InputDigest:
+    """One input as the stage sees it: its basename under /ms/in/<id>/ and its digest."""
+
+    basename: str
+    digest: str
+
+
+def host_platform(python: str | None) -> dict[str, str]:
+    """OS, architecture and Python (the environment's, else this interpreter's minor)."""
+    return {
+        "os": sys.platform,
+        "arch": platform.machine(),
+        "python": python or f"{sys.version_info.major}.{sys.version_info.minor}",
+    }
+
+
+def key_document(
+    stage: Mapping[str, Any],
+    inputs: Mapping[str, InputDigest],
+    environment: str | None,
+    platform_: Mapping[str, str],
+    hermetic: str,
+) -> dict[str, Any]:
+    argv = interpolate(
+        stage["argv"],
+        SANDBOX_ROOT,
+        {name: item.basename for name, item in inputs.items()},
+        stage["outputs"],
+        stage["params"],
+        stage["shell"],
+    )
+    return {
+        "format": KEY_FORMAT,
+        "argv": argv,
+        "config": stage["params"],
+        "code": stage["code"]["digest"],
+        "environment": environment,
+        "platform": dict(platform_),
+        "hermetic": hermetic,
+        "inputs": {name: [item.basename, item.digest] for name, item in sorted(inputs.items())},
+        "outputs": stage["outputs"],
+    }
+
+
+def action_key(document: Mapping[str, Any]) -> str:
+    return digest_json(document)

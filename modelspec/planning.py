@@ -1,0 +1,127 @@
+"""Keys for the nodes of a build graph, and the reasons, in words, that a node must run.
+
+Pure apart from the lookups it is given: the plan of `modelspec plan` and the keys the
+build computes as each node becomes ready come from the same `node_key`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .graph import BuildGraph, DataInput, Node, UpstreamInput
+from .keys import InputDigest, action_key, host_platform, key_document
+from .traces import ActionResult
+
+
+@dataclass(frozen=True)
+class PlannedNode:
+    node: str
+    key: str
+    cached: bool
+    reasons: list[str] = field(default_factory=list)
+    document: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"node": self.node, "key": self.key, "status": "cached" if self.cached else "will run",
+                "reasons": self.reasons}
+
+
+def hermetic_mode(node: Node, override: str | None) -> str:
+    return override or node.lock.hermetic
+
+
+def node_key(node: Node, upstream_digest: Callable[[UpstreamInput], str], hermetic: str) -> tuple[str, dict[str, Any]]:
+    inputs = {}
+    for input_id, source in node.inputs.items():
+        if isinstance(source, DataInput):
+            inputs[input_id] = InputDigest(source.basename, str(source.entry["digest"]))
+        else:
+            inputs[input_id] = InputDigest(source.basename, upstream_digest(source))
+    environment = node.lock.environment
+    document = key_document(
+        node.stage_lock,
+        inputs,
+        str(environment["digest"]) if environment else None,
+        host_platform(environment.get("python") if environment else None),
+        hermetic,
+    )
+    return action_key(document), document
+
+
+def plan_build(
+    graph: BuildGraph,
+    lookup: Callable[[str], ActionResult | None],
+    previous: Mapping[str, Mapping[str, Any]],
+    hermetic_override: str | None = None,
+) -> list[PlannedNode]:
+    """Every node in order with its key, whether the action cache has it, and why not.
+
+    An upstream node that will run contributes `pending:<its key>` to its dependents'
+    keys: their real keys are known only once its outputs are.
+    """
+    planned: dict[str, PlannedNode] = {}
+    results: dict[str, ActionResult] = {}
+
+    def upstream_digest(source: UpstreamInput) -> str:
+        result = results.get(source.node)
+        if result is not None:
+            return result.outputs[source.output].digest
+        return f"pending:{planned[source.node].key}"
+
+    for node in graph.nodes():
+        key, document = node_key(node, upstream_digest, hermetic_mode(node, hermetic_override))
+        hit = lookup(key)
+        if hit is not None:
+            results[node.id] = hit
+            planned[node.id] = PlannedNode(node.id, key, True, [], document)
+        else:
+            reasons = explain(previous.get(node.id), document)
+            planned[node.id] = PlannedNode(node.id, key, False, reasons, document)
+    return list(planned.values())
+
+
+def explain(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> list[str]:
+    """Why a key differs from the one of the last build, in words."""
+    if before is None:
+        return ["never built"]
+    reasons = []
+    for name in sorted(set(before.get("inputs", {})) | set(after["inputs"])):
+        old, new = before.get("inputs", {}).get(name), after["inputs"].get(name)
+        if old is None:
+            reasons.append(f"new input {name}")
+        elif new is None:
+            reasons.append(f"input {name} removed")
+        elif old != new:
+            upstream = "upstream output will be rebuilt" if str(new[1]).startswith("pending:") else "changed"
+            reasons.append(f"input {name} {upstream}")
+    old_config, new_config = _flatten(before.get("config", {})), _flatten(after["config"])
+    for key in sorted(set(old_config) | set(new_config)):
+        if old_config.get(key, _MISSING) != new_config.get(key, _MISSING):
+            reasons.append(f"config key {key}: {_show(old_config.get(key, _MISSING))} → {_show(new_config.get(key, _MISSING))}")
+    labels = {"code": "code of its declared paths changed", "environment": "environment lock changed",
+              "platform": "platform changed", "hermetic": "sandbox policy changed", "outputs": "declared outputs changed",
+              "format": "key format changed"}
+    for field_name, text in labels.items():
+        if before.get(field_name) != after.get(field_name):
+            reasons.append(text)
+    if before.get("argv") != after["argv"] and not any(r.startswith(("input", "config")) for r in reasons):
+        reasons.append("command changed")
+    return reasons or ["not in the action cache (removed, or built elsewhere)"]
+
+
+_MISSING = object()
+
+
+def _show(value: Any) -> str:
+    return "(unset)" if value is _MISSING else repr(value)
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict) and value:
+        flat: dict[str, Any] = {}
+        for k, v in value.items():
+            flat.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return flat
+    return {prefix: value}

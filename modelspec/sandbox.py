@@ -1,0 +1,126 @@
+"""Running one stage command: the `Sandbox` protocol and the plain process runner.
+
+Every runner gives the command a cleared, fixed environment and the layout of
+`layout.py`; `ProcessSandbox` runs it on the host in a scratch directory (no isolation
+beyond that), `BubblewrapSandbox` (bwrap.py) runs it in namespaces.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from .layout import code_dir, interpolate
+
+FIXED_ENV = {"TZ": "UTC", "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0",
+             "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+             "MKL_NUM_THREADS": "1"}
+SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
+_TERMINATE_GRACE = 2.0
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """One stage run. `workdir` holds code/, in/, out/, config.json, home/ and tmp/."""
+
+    argv: list[str]  # the template, placeholders not yet interpolated
+    shell: bool
+    inputs: Mapping[str, str]  # input id → basename
+    outputs: Mapping[str, str]
+    params: Mapping[str, Any]
+    workdir: Path
+    log: Path
+    env_dir: Path | None = None  # a materialized environment; its bin/ goes first on PATH
+    env_paths: tuple[str, ...] = ()  # extra host directories the environment needs (read-only)
+    source_date_epoch: int = 0
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+
+
+class Sandbox(Protocol):
+    name: str
+    hermetic: bool  # recorded on results: was the command isolated?
+    protects_inputs: bool  # are inputs read-only even for root (so hardlinks are safe)?
+
+    def run(self, request: RunRequest, cancel: threading.Event) -> int: ...
+
+
+def fixed_environment(home: str, tmp: str, env_bin: str | None, epoch: int) -> dict[str, str]:
+    path = f"{env_bin}:{SYSTEM_PATH}" if env_bin else SYSTEM_PATH
+    return {**FIXED_ENV, "HOME": home, "TMPDIR": tmp, "PATH": path, "SOURCE_DATE_EPOCH": str(epoch)}
+
+
+class ProcessSandbox:
+    """Runs the command as a host process with a cleared environment."""
+
+    name = "process"
+    hermetic = False
+
+    @property
+    def protects_inputs(self) -> bool:
+        return os.geteuid() != 0  # root ignores the read-only bit
+
+    def run(self, request: RunRequest, cancel: threading.Event) -> int:
+        root = str(request.workdir)
+        argv = interpolate(request.argv, root, request.inputs, request.outputs, request.params, request.shell)
+        env = fixed_environment(
+            f"{root}/home", f"{root}/tmp", str(request.env_dir / "bin") if request.env_dir else None,
+            request.source_date_epoch,
+        )
+        env.update(request.extra_env)
+        return run_process(argv, env, Path(code_dir(root)), request.log, cancel)
+
+
+def run_process(argv: list[str], env: dict[str, str], cwd: Path, log: Path, cancel: threading.Event) -> int:
+    """Run to completion (or until `cancel`), output to `log`; kill its whole process group."""
+    with open(log, "ab") as out:
+        try:
+            proc = subprocess.Popen(
+                argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True, preexec_fn=_die_with_parent,
+            )
+        except OSError as exc:
+            out.write(f"modelspec: cannot start {argv[0]!r}: {exc.strerror}\n".encode())
+            return 127
+        try:
+            while True:
+                try:
+                    code = proc.wait(timeout=0.05)
+                    break
+                except subprocess.TimeoutExpired:
+                    if cancel.is_set():
+                        _kill_group(proc, signal.SIGTERM)
+                        try:
+                            proc.wait(timeout=_TERMINATE_GRACE)
+                        except subprocess.TimeoutExpired:
+                            _kill_group(proc, signal.SIGKILL)
+                            proc.wait()
+                        return -signal.SIGTERM
+        except BaseException:
+            _kill_group(proc, signal.SIGKILL)
+            proc.wait()
+            raise
+        finally:
+            _kill_group(proc, signal.SIGKILL)  # no stray children outlive the stage
+    return code
+
+
+def _kill_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child: receive SIGKILL when modelspec dies, even by SIGKILL."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)

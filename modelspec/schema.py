@@ -1,0 +1,86 @@
+"""Validation of spec documents against `schemas/spec.schema.json`, as located problems."""
+
+from __future__ import annotations
+
+import functools
+import json
+from importlib import resources
+from typing import Any
+
+from .errors import Problem
+from .yamlsource import Document
+
+_MAX_SHOWN = 60  # characters of an offending value quoted in a message
+
+
+@functools.cache
+def spec_schema() -> dict[str, Any]:
+    text = resources.files("modelspec").joinpath("spec.schema.json").read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+@functools.cache
+def _validator() -> Any:
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(spec_schema())
+
+
+def validate(document: Document) -> list[Problem]:
+    """Every schema violation of the document, each pointing at the offending line."""
+    problems: list[Problem] = []
+    for error in _validator().iter_errors(document.data):
+        problems.extend(_problems_of(error, document))
+    return problems
+
+
+def _problems_of(error: Any, document: Document) -> list[Problem]:
+    path = tuple(error.absolute_path)
+    kind = error.validator
+    if kind == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = set(error.schema.get("properties", {}))
+        return [
+            document.problem((*path, key), f"unknown key {key!r}{_suggest(key, allowed)}", key=True)
+            for key in error.instance
+            if key not in allowed
+        ]
+    if "propertyNames" in error.relative_schema_path:
+        key = error.instance
+        message = _custom(error) or error.message
+        return [document.problem((*path, key), f"key {key!r} {message}", key=True)]
+    if kind == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else error.message
+        return [document.problem(path, f"missing required key {missing!r}")]
+    custom = _custom(error)
+    if custom:
+        return [document.problem(path, f"{_shown(error.instance)} {custom}")]
+    if kind == "const":
+        return [document.problem(path, f"must be {error.validator_value!r}")]
+    if kind == "enum":
+        choices = ", ".join(map(str, error.validator_value))
+        return [document.problem(path, f"{_shown(error.instance)} is not one of: {choices}")]
+    if kind == "type":
+        return [document.problem(path, f"{_shown(error.instance)} is not of type {error.validator_value}")]
+    return [document.problem(path, error.message)]
+
+
+def _custom(error: Any) -> str:
+    """The schema's own wording for a failed pattern or oneOf (`x-error`), if it has one."""
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    message = schema.get("x-error")
+    return str(message) if message else ""
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 1] + "…"
+
+
+def _suggest(key: str, allowed: set[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, sorted(allowed), n=1)
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    return f"; allowed: {', '.join(sorted(allowed))}"

@@ -1,0 +1,236 @@
+"""Spec files → validated `Spec` values: YAML, schema, then the checks a schema cannot express.
+
+Every problem of a file is collected and raised together as one `SpecError`.
+"""
+
+from __future__ import annotations
+
+import graphlib
+import os
+import shlex
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from .errors import Problem, SpecError
+from .model import (
+    PLACEHOLDER,
+    ConfigSource,
+    DataSource,
+    EnvironmentSpec,
+    Spec,
+    Stage,
+)
+from .schema import validate
+from .yamlsource import Document, load_document
+
+
+def shown_path(path: Path) -> str:
+    """How a file is named in messages: relative to the working directory when inside it."""
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
+
+
+def load_spec(path: Path) -> Spec:
+    path = Path(os.path.abspath(path))
+    document = load_document(path, shown_path(path))
+    problems = validate(document)
+    problems += check_semantics(document)
+    if problems:
+        raise SpecError(problems)
+    repo_root = find_repo_root(path.parent / document.data.get("code", {}).get("repo", "."))
+    if repo_root is None:
+        raise SpecError(
+            [document.problem(("code", "repo"), "is not inside a git repository")],
+            hint="point code.repo at a git checkout (run `git init` there first)",
+        )
+    return _to_spec(document, path, repo_root)
+
+
+def find_repo_root(start: Path) -> Path | None:
+    """The top level of the git work tree containing `start` (walks up to a `.git`)."""
+    probe = Path(os.path.abspath(start))
+    if not probe.exists():
+        return None
+    for candidate in (probe, *probe.parents):
+        if (candidate / ".git").exists():
+            return candidate
+    return None
+
+
+def parse_cmd(cmd: str | list[str], shell: bool) -> list[str]:
+    """The argv template: a string is split like a shell would, but never run by one."""
+    if shell:
+        text = cmd if isinstance(cmd, str) else shlex.join(cmd)
+        return ["/bin/sh", "-c", text]
+    return shlex.split(cmd) if isinstance(cmd, str) else list(cmd)
+
+
+def check_semantics(document: Document) -> list[Problem]:
+    """Problems the schema cannot see. Defensive: runs on documents that failed the schema."""
+    data = document.data if isinstance(document.data, dict) else {}
+    stages = data.get("stages") if isinstance(data.get("stages"), dict) else {}
+    sources = data.get("data") if isinstance(data.get("data"), dict) else {}
+    problems: list[Problem] = []
+    outputs_of = {
+        name: set(stage["outputs"])
+        for name, stage in stages.items()
+        if isinstance(stage, dict) and isinstance(stage.get("outputs"), dict)
+    }
+    for name, source in sources.items():
+        if isinstance(source, dict) and isinstance(source.get("spec"), str):
+            if source["spec"].partition("@")[0] == data.get("name"):
+                problems.append(document.problem(("data", name, "spec"), "a spec cannot depend on itself"))
+    dependencies: dict[str, set[str]] = {}
+    for name, stage in stages.items():
+        if isinstance(stage, dict):
+            path = ("stages", name)
+            problems += _check_stage(document, path, stage, set(sources), outputs_of)
+            dependencies[name] = {
+                item.partition(".")[0]
+                for item in stage.get("inputs") or []
+                if isinstance(item, str) and "." in item and item.partition(".")[0] in stages
+            }
+    for i, ref in enumerate(data.get("artifacts") or []):
+        if isinstance(ref, str) and "." in ref and not _names_output(ref, outputs_of):
+            problems.append(document.problem(("artifacts", i), f"{ref!r} is not an output of any stage"))
+    problems += _check_cycle(document, dependencies)
+    return problems
+
+
+def _check_stage(
+    document: Document,
+    path: tuple[str, ...],
+    stage: dict[str, Any],
+    data_names: set[str],
+    outputs_of: dict[str, set[str]],
+) -> list[Problem]:
+    problems: list[Problem] = []
+    inputs = [i for i in stage.get("inputs") or [] if isinstance(i, str)]
+    for i, item in enumerate(inputs):
+        if "." in item:
+            if item.partition(".")[0] == path[1]:
+                problems.append(document.problem((*path, "inputs", i), f"stage cannot read its own output {item!r}"))
+            elif not _names_output(item, outputs_of):
+                problems.append(document.problem((*path, "inputs", i), f"{item!r} is not an output of any stage"))
+        elif item not in data_names:
+            known = ", ".join(sorted(data_names)) or "none declared"
+            problems.append(document.problem((*path, "inputs", i), f"undefined input {item!r} (data: {known})"))
+    outputs = stage.get("outputs") if isinstance(stage.get("outputs"), dict) else {}
+    problems += _check_output_paths(document, path, outputs)
+    metrics = stage.get("metrics")
+    if isinstance(metrics, str) and metrics not in outputs:
+        problems.append(document.problem((*path, "metrics"), f"{metrics!r} is not an output of this stage"))
+    params = [p for p in stage.get("params") or [] if isinstance(p, str)]
+    cmd = stage.get("cmd")
+    if isinstance(cmd, (str, list)) and all(isinstance(t, str) for t in (cmd if isinstance(cmd, list) else [cmd])):
+        try:
+            argv = parse_cmd(cmd, bool(stage.get("shell")))
+        except ValueError as exc:
+            return [*problems, document.problem((*path, "cmd"), f"cannot split the command: {exc}")]
+        for token in argv:
+            for match in PLACEHOLDER.finditer(token):
+                message = _placeholder_problem(match.group(1), set(inputs), set(outputs), params)
+                if message:
+                    problems.append(document.problem((*path, "cmd"), message))
+    return problems
+
+
+def _placeholder_problem(name: str, inputs: set[str], outputs: set[str], params: list[str]) -> str:
+    space, _, rest = name.partition(".")
+    if space == "inputs" and rest not in inputs:
+        return f"placeholder ${{{name}}} names no input of this stage (inputs: {', '.join(sorted(inputs)) or 'none'})"
+    if space == "outputs" and rest not in outputs:
+        return f"placeholder ${{{name}}} names no output of this stage (outputs: {', '.join(sorted(outputs)) or 'none'})"
+    if space == "config":
+        if rest and not any(rest == p or rest.startswith(p + ".") for p in params):
+            return f"placeholder ${{{name}}} is not under the stage's params; add {rest.split('.')[0]!r} to params"
+        return ""
+    if space not in ("inputs", "outputs"):
+        return f"unknown placeholder ${{{name}}}; use ${{inputs.NAME}}, ${{outputs.NAME}}, ${{config}} or ${{config.KEY}}"
+    return ""
+
+
+def _check_output_paths(document: Document, path: tuple[str, ...], outputs: dict[str, Any]) -> list[Problem]:
+    problems: list[Problem] = []
+    seen: dict[PurePosixPath, str] = {}
+    for name, value in outputs.items():
+        if not isinstance(value, str):
+            continue
+        normal = PurePosixPath(os.path.normpath(value))
+        if str(normal) == ".":
+            problems.append(document.problem((*path, "outputs", name), "must name a file or directory inside the output directory"))
+            continue
+        for other_path, other in seen.items():
+            if normal == other_path or normal in other_path.parents or other_path in normal.parents:
+                problems.append(
+                    document.problem((*path, "outputs", name), f"path {value!r} collides with output {other!r}")
+                )
+        seen[normal] = name
+    return problems
+
+
+def _names_output(ref: str, outputs_of: dict[str, set[str]]) -> bool:
+    stage, _, output = ref.partition(".")
+    return output in outputs_of.get(stage, set())
+
+
+def _check_cycle(document: Document, dependencies: dict[str, set[str]]) -> list[Problem]:
+    try:
+        graphlib.TopologicalSorter(dependencies).prepare()
+    except graphlib.CycleError as exc:
+        cycle = exc.args[1]
+        name = document.data.get("name", "?")
+        text = " → ".join(f"{name}:{stage}" for stage in cycle)
+        return [document.problem(("stages", cycle[0], "inputs"), f"dependency cycle: {text}")]
+    return []
+
+
+def _to_spec(document: Document, path: Path, repo_root: Path) -> Spec:
+    raw: dict[str, Any] = document.data
+    data = {}
+    for name, source in (raw.get("data") or {}).items():
+        spec_ref, _, version_range = (source.get("spec") or "").partition("@")
+        data[name] = DataSource(
+            name=name,
+            path=source.get("path"),
+            spec=spec_ref or None,
+            version_range=version_range or None,
+            output=source.get("output"),
+        )
+    stages = {
+        name: Stage(
+            name=name,
+            argv=tuple(parse_cmd(stage["cmd"], stage.get("shell", False))),
+            shell=stage.get("shell", False),
+            code=tuple(stage.get("code") or ()),
+            inputs=tuple(stage.get("inputs") or ()),
+            params=tuple(stage.get("params") or ()),
+            outputs=dict(stage["outputs"]),
+            metrics=stage.get("metrics"),
+        )
+        for name, stage in raw["stages"].items()
+    }
+    config = raw.get("config")
+    environment = raw.get("environment")
+    code = raw.get("code") or {}
+    return Spec(
+        path=path,
+        shown=document.file,
+        name=raw["name"],
+        version=raw["version"],
+        description=raw.get("description", ""),
+        repo_root=repo_root,
+        ref=code.get("ref", "HEAD"),
+        data=data,
+        config=ConfigSource(config["dir"], config.get("name", "config"), tuple(config.get("overrides") or ()))
+        if config
+        else None,
+        environment=EnvironmentSpec(**environment) if environment else None,
+        hermetic=raw.get("hermetic", "auto"),
+        stages=stages,
+        artifacts=tuple(raw["artifacts"]),
+        retention=raw.get("retention") or {},
+        document=document,
+    )

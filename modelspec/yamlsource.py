@@ -1,0 +1,161 @@
+"""Safe YAML loading that remembers where every value came from.
+
+Rejects what a plain `yaml.safe_load` silently accepts: duplicate keys, anchors and aliases
+(the vehicle of "billion laughs" bombs), non-UTF-8 bytes, and documents too large or too
+deep to be a hand-written spec.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import Location, Problem, SpecError
+
+MAX_BYTES = 1 << 20
+MAX_DEPTH = 32
+
+YamlPath = tuple[str | int, ...]
+
+
+@dataclass
+class Document:
+    """A loaded YAML document plus the line and column of each value and mapping key."""
+
+    file: str
+    data: Any
+    values: dict[YamlPath, tuple[int, int]] = field(default_factory=dict)
+    keys: dict[YamlPath, tuple[int, int]] = field(default_factory=dict)
+
+    def locate(self, path: YamlPath, *, key: bool = False) -> Location:
+        """The location of `path`, or of its nearest located ancestor."""
+        table = self.keys if key else self.values
+        probe = tuple(path)
+        while probe:
+            if probe in table:
+                return Location(self.file, *table[probe])
+            probe = probe[:-1]
+        return Location(self.file, *self.values.get((), (1, 1)))
+
+    def problem(self, path: YamlPath, message: str, *, key: bool = False) -> Problem:
+        return Problem(self.locate(path, key=key), dotted(path), message)
+
+
+def dotted(path: YamlPath) -> str:
+    """`("stages", "train", "outputs")` → `stages.train.outputs`; list indices as `[0]`."""
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += ("." if text else "") + str(part)
+    return text
+
+
+def load_document(path: Path, shown_as: str) -> Document:
+    """Read and parse a YAML file; every problem is a located `SpecError`."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise SpecError([Problem(Location(shown_as), "", "file not found")]) from None
+    except OSError as exc:
+        raise SpecError([Problem(Location(shown_as), "", f"cannot read: {exc.strerror}")]) from None
+    return parse_document(raw, shown_as)
+
+
+def parse_document(raw: bytes, shown_as: str) -> Document:
+    if len(raw) > MAX_BYTES:
+        raise _fail(shown_as, 1, 1, f"file is {len(raw)} bytes; a spec may be at most {MAX_BYTES}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise _fail(shown_as, line, column, "not valid UTF-8; save the file as UTF-8") from None
+    _check_events(text, shown_as)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        raise _from_yaml_error(exc, shown_as) from None
+    document = Document(shown_as, None)
+    if node is None:
+        document.values[()] = (1, 1)
+        return document
+    document.data = _convert(node, (), document, _Constructor())
+    return document
+
+
+def _check_events(text: str, shown_as: str) -> None:
+    """Reject anchors, aliases, multiple documents and excessive nesting before composing."""
+    depth = 0
+    documents = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            mark = event.start_mark
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                raise _fail(
+                    shown_as,
+                    mark.line + 1,
+                    mark.column + 1,
+                    "YAML anchors and aliases are not allowed in a spec; write the value out",
+                )
+            if isinstance(event, yaml.DocumentStartEvent):
+                documents += 1
+                if documents > 1:
+                    raise _fail(shown_as, mark.line + 1, mark.column + 1, "only one YAML document is allowed")
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise _fail(
+                        shown_as, mark.line + 1, mark.column + 1, f"nested deeper than {MAX_DEPTH} levels"
+                    )
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+    except yaml.MarkedYAMLError as exc:
+        raise _from_yaml_error(exc, shown_as) from None
+
+
+class _Constructor(yaml.constructor.SafeConstructor):
+    """Turns scalar nodes into Python values with YAML 1.1 core typing."""
+
+
+def _convert(node: yaml.Node, path: YamlPath, document: Document, constructor: _Constructor) -> Any:
+    document.values[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, yaml.MappingNode):
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise _fail(document.file, key_node.start_mark.line + 1, key_node.start_mark.column + 1,
+                            "mapping keys must be plain scalars")
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                raise _fail(document.file, key_node.start_mark.line + 1, key_node.start_mark.column + 1,
+                            "merge keys (<<) are not allowed in a spec")
+            key = constructor.construct_object(key_node)
+            key = key if isinstance(key, str) else str(key)
+            child = (*path, key)
+            if key in result:
+                first = document.keys[child]
+                raise _fail(document.file, key_node.start_mark.line + 1, key_node.start_mark.column + 1,
+                            f"{dotted(child)}: duplicate key (first defined on line {first[0]})")
+            document.keys[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            result[key] = _convert(value_node, child, document, constructor)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_convert(item, (*path, i), document, constructor) for i, item in enumerate(node.value)]
+    try:
+        return constructor.construct_object(node)
+    except yaml.constructor.ConstructorError as exc:
+        raise _from_yaml_error(exc, document.file) from None
+
+
+def _from_yaml_error(exc: yaml.MarkedYAMLError, shown_as: str) -> SpecError:
+    mark = exc.problem_mark or exc.context_mark
+    line, column = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+    return _fail(shown_as, line, column, f"invalid YAML: {exc.problem or exc.context}")
+
+
+def _fail(file: str, line: int, column: int, message: str) -> SpecError:
+    return SpecError([Problem(Location(file, line, column), "", message)])
