@@ -208,15 +208,15 @@ def build(spec_paths: list[Path], options: BuildOptions = BuildOptions(), report
 
         try:
             outcome = rebuilder.build(node_id, key, run)
-        except StoreError as exc:
-            outcome = NodeOutcome(node_id, NodeState.FAILED, key, reason=exc.message)
-            reporter(Event("stage-failed", node_id, {"reason": exc.message, "log_tail": "", "log": ""}))
-            return outcome
+        except (StoreError, OSError) as exc:
+            reason = exc.message if isinstance(exc, StoreError) else f"{exc.strerror or exc}: {exc.filename or ''}"
+            reporter(Event("stage-failed", node_id, {"reason": reason, "log_tail": "", "log": ""}))
+            return NodeOutcome(node_id, NodeState.FAILED, key, reason=reason)
         _report(outcome, reporter)
         return outcome
 
     order = graph.order()
-    results = schedule(graph.dag, order, execute, jobs=options.jobs, keep_going=options.keep_going, cancel=cancel)
+    results = schedule(graph, order, execute, jobs=options.jobs, keep_going=options.keep_going, cancel=cancel)
     for outcome in results.values():
         if outcome.state is NodeState.SKIPPED:
             reporter(Event("stage-skipped", outcome.node, {"reason": outcome.reason}))

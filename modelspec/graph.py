@@ -10,6 +10,7 @@ stages into the graph; the other spec is found beside it as `<name>.yaml`.
 
 from __future__ import annotations
 
+import heapq
 import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -70,31 +71,64 @@ class ResolvedSpec:
 
 @dataclass
 class BuildGraph:
-    dag: nx.DiGraph
+    """Nodes and edges as plain dicts: building and walking it must not cost a no-op build
+    the ~0.2 s that importing networkx takes. `to_networkx()` gives the same graph to
+    callers that want networkx's algorithms (and error paths use them)."""
+
+    nodes_by_id: dict[str, Node]
+    successors: dict[str, list[str]]
+    predecessors: dict[str, list[str]]
     specs: dict[str, ResolvedSpec]
     targets: list[str]  # spec names given on the command line
 
     def node(self, node_id: str) -> Node:
-        node: Node = self.dag.nodes[node_id]["node"]
-        return node
+        return self.nodes_by_id[node_id]
 
     def order(self) -> list[str]:
         """Topological order, ties broken by name so plans print the same every time."""
-        import networkx as nx
-
-        return list(nx.lexicographical_topological_sort(self.dag))
+        return topological_order(self.successors, self.predecessors)
 
     def nodes(self) -> Iterator[Node]:
         for node_id in self.order():
             yield self.node(node_id)
 
     def descendants(self, node_id: str) -> set[str]:
+        seen: set[str] = set()
+        pending = list(self.successors[node_id])
+        while pending:
+            node = pending.pop()
+            if node not in seen:
+                seen.add(node)
+                pending.extend(self.successors[node])
+        return seen
+
+    def to_networkx(self) -> nx.DiGraph:
         import networkx as nx
 
-        return set(nx.descendants(self.dag, node_id))
+        dag = nx.DiGraph()
+        for node_id, node in self.nodes_by_id.items():
+            dag.add_node(node_id, node=node)
+        dag.add_edges_from((u, v) for u, vs in self.successors.items() for v in vs)
+        return dag
 
 
-def load_specs(paths: list[Path]) -> dict[str, Spec]:
+def topological_order(successors: dict[str, list[str]], predecessors: dict[str, list[str]]) -> list[str]:
+    """Kahn's algorithm with a heap: the lexicographically smallest ready node comes first."""
+    waiting = {node: len(parents) for node, parents in predecessors.items()}
+    ready = [node for node, count in waiting.items() if count == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        node = heapq.heappop(ready)
+        order.append(node)
+        for child in successors[node]:
+            waiting[child] -= 1
+            if waiting[child] == 0:
+                heapq.heappush(ready, child)
+    return order
+
+
+def load_specs(paths: list[Path], cache_dir: Path | None = None) -> dict[str, Spec]:
     """Load the targets and every spec their data names, checking for spec-level cycles."""
     specs: dict[str, Spec] = {}
     problems: list[Problem] = []
@@ -106,7 +140,7 @@ def load_specs(paths: list[Path]) -> dict[str, Spec]:
         if path in by_path:
             continue
         try:
-            spec = load_spec(path)
+            spec = load_spec(path, cache_dir)
         except SpecError as exc:
             problems += exc.problems
             continue
@@ -124,7 +158,7 @@ def load_specs(paths: list[Path]) -> dict[str, Spec]:
                 continue
             edges.append((source.spec, spec.name))
             pending.append((other, spec.name))
-    if not problems:
+    if edges and not problems:
         problems += _spec_cycles(specs, edges)
     if problems:
         raise SpecError(problems)
@@ -148,9 +182,7 @@ def _spec_cycles(specs: dict[str, Spec], edges: list[tuple[str, str]]) -> list[P
 
 def build_graph(paths: list[Path], overrides: list[str], ctx: ResolveContext) -> BuildGraph:
     """Load, resolve and connect every spec; overrides apply to the target specs."""
-    import networkx as nx
-
-    specs = load_specs(paths)
+    specs = load_specs(paths, ctx.cache_dir)
     targets = [s.name for s in specs.values() if any(Path(p).absolute() == s.path for p in paths)]
     problems: list[Problem] = []
     resolved: dict[str, ResolvedSpec] = {}
@@ -163,7 +195,7 @@ def build_graph(paths: list[Path], overrides: list[str], ctx: ResolveContext) ->
         resolved[spec.name] = ResolvedSpec(spec, lock, files)
     if problems:
         raise SpecError(problems)
-    dag = nx.DiGraph()
+    nodes: dict[str, Node] = {}
     for item in resolved.values():
         for stage_name, stage in item.lock.stages.items():
             inputs = {}
@@ -172,21 +204,28 @@ def build_graph(paths: list[Path], overrides: list[str], ctx: ResolveContext) ->
                 if upstream is not None:
                     inputs[input_id] = upstream
             node = Node(item.spec.node_id(stage_name), item.spec, item.lock, stage_name, inputs)
-            dag.add_node(node.id, node=node)
-    for node_id in list(dag.nodes):
-        for source in dag.nodes[node_id]["node"].inputs.values():
-            if isinstance(source, UpstreamInput):
-                dag.add_edge(source.node, node_id)
+            nodes[node.id] = node
     if problems:
         raise SpecError(problems)
-    try:
-        cycle = nx.find_cycle(dag)
-        first = dag.nodes[cycle[0][0]]["node"]
-        text = " → ".join([*(u for u, _ in cycle), cycle[0][0]])
-        raise SpecError([first.spec.document.problem(("stages", first.stage), f"dependency cycle: {text}")])
-    except nx.NetworkXNoCycle:
-        pass
-    return BuildGraph(dag, resolved, targets)
+    successors: dict[str, list[str]] = {node_id: [] for node_id in nodes}
+    predecessors: dict[str, list[str]] = {node_id: [] for node_id in nodes}
+    for node in nodes.values():
+        for upstream_id in sorted({s.node for s in node.inputs.values() if isinstance(s, UpstreamInput)}):
+            successors[upstream_id].append(node.id)
+            predecessors[node.id].append(upstream_id)
+    graph = BuildGraph(nodes, successors, predecessors, resolved, targets)
+    if len(graph.order()) < len(nodes):
+        _raise_node_cycle(graph)
+    return graph
+
+
+def _raise_node_cycle(graph: BuildGraph) -> None:
+    import networkx as nx
+
+    cycle = nx.find_cycle(graph.to_networkx())
+    first = graph.node(cycle[0][0])
+    text = " → ".join([*(u for u, _ in cycle), cycle[0][0]])
+    raise SpecError([first.spec.document.problem(("stages", first.stage), f"dependency cycle: {text}")])
 
 
 def _input_source(item: ResolvedSpec, input_id: str, source: dict[str, Any], resolved: dict[str, ResolvedSpec],

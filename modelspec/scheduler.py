@@ -11,18 +11,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import TYPE_CHECKING
-
+from .graph import BuildGraph
 from .rebuilder import NodeOutcome, NodeState
-
-if TYPE_CHECKING:
-    import networkx as nx
 
 Execute = Callable[[str, dict[str, NodeOutcome]], NodeOutcome]
 
 
 def schedule(
-    dag: nx.DiGraph,
+    graph: BuildGraph,
     order: list[str],
     execute: Execute,
     *,
@@ -32,7 +28,7 @@ def schedule(
 ) -> dict[str, NodeOutcome]:
     """Run every node of `dag` once its parents succeeded; returns every node's outcome."""
     rank = {node: i for i, node in enumerate(order)}
-    waiting = {node: dag.in_degree(node) for node in order}
+    waiting = {node: len(graph.predecessors[node]) for node in order}
     ready = [node for node in order if waiting[node] == 0]
     outcomes: dict[str, NodeOutcome] = {}
     stop = False
@@ -51,10 +47,10 @@ def schedule(
                     outcome = future.result()
                     outcomes[node] = outcome
                     if outcome.state is NodeState.FAILED:
-                        _skip_descendants(dag, node, outcomes)
+                        _skip_descendants(graph, node, outcomes)
                         stop = stop or not keep_going
                         continue
-                    for child in dag.successors(node):
+                    for child in graph.successors[node]:
                         waiting[child] -= 1
                         if waiting[child] == 0 and child not in outcomes:
                             ready.append(child)
@@ -69,9 +65,7 @@ def schedule(
     return outcomes
 
 
-def _skip_descendants(dag: nx.DiGraph, failed: str, outcomes: dict[str, NodeOutcome]) -> None:
-    import networkx as nx
-
-    for node in nx.descendants(dag, failed):
+def _skip_descendants(graph: BuildGraph, failed: str, outcomes: dict[str, NodeOutcome]) -> None:
+    for node in graph.descendants(failed):
         if node not in outcomes:
             outcomes[node] = NodeOutcome(node, NodeState.SKIPPED, reason=f"depends on failed {failed}")

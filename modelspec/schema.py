@@ -14,9 +14,13 @@ _MAX_SHOWN = 60  # characters of an offending value quoted in a message
 
 
 @functools.cache
+def spec_schema_bytes() -> bytes:
+    return resources.files("modelspec").joinpath("spec.schema.json").read_bytes()
+
+
+@functools.cache
 def spec_schema() -> dict[str, Any]:
-    text = resources.files("modelspec").joinpath("spec.schema.json").read_text("utf-8")
-    schema: dict[str, Any] = json.loads(text)
+    schema: dict[str, Any] = json.loads(spec_schema_bytes())
     return schema
 
 

@@ -275,11 +275,12 @@ def walk_path(path: Path, visit_file: Callable[[Path], str], put_tree: Callable[
     with os.scandir(path) as scan:
         children = sorted(scan, key=lambda e: e.name)
     for child in children:
+        executable = child.stat(follow_symlinks=False).st_mode & stat.S_IXUSR
         entry = walk_path(Path(child.path), visit_file, put_tree)
         record: dict[str, object] = {"type": entry.type, "digest": entry.digest}
         if entry.type == "file":
             record["size"] = entry.size
-            if child.stat(follow_symlinks=False).st_mode & stat.S_IXUSR:
+            if executable:
                 record["exec"] = True
         entries[child.name] = record
         total += entry.size

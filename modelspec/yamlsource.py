@@ -57,13 +57,16 @@ def dotted(path: YamlPath) -> str:
 
 def load_document(path: Path, shown_as: str) -> Document:
     """Read and parse a YAML file; every problem is a located `SpecError`."""
+    return parse_document(read_spec_bytes(path, shown_as), shown_as)
+
+
+def read_spec_bytes(path: Path, shown_as: str) -> bytes:
     try:
-        raw = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise SpecError([Problem(Location(shown_as), "", "file not found")]) from None
     except OSError as exc:
         raise SpecError([Problem(Location(shown_as), "", f"cannot read: {exc.strerror}")]) from None
-    return parse_document(raw, shown_as)
 
 
 def parse_document(raw: bytes, shown_as: str) -> Document:
