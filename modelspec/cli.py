@@ -212,6 +212,8 @@ def _outcome_row(outcome: Any) -> dict[str, Any]:
     result = outcome.result
     row = {"node": outcome.node, "state": outcome.state.value, "key": outcome.key, "reason": outcome.reason,
            "seconds": round(result.duration, 3) if result and outcome.state.value == "ran" else None}
+    if result is not None:
+        row.update(started=result.started, ended=result.ended, hermetic=result.hermetic)
     if outcome.failure is not None:
         row["log"] = str(outcome.failure.log_path)
     return row

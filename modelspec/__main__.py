@@ -1,0 +1,5 @@
+"""`python -m modelspec`."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,79 @@
+"""Shared fixtures: real git repositories in temp dirs, spec writing, CLI runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Test Author",
+    "GIT_AUTHOR_EMAIL": "author@example.com",
+    "GIT_COMMITTER_NAME": "Test Author",
+    "GIT_COMMITTER_EMAIL": "author@example.com",
+}
+
+
+class Repo:
+    """A real git repository in a temp dir, with helpers to write files, commit and run modelspec."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.mkdir(parents=True, exist_ok=True)
+        self.git("init", "-q", "-b", "main")
+
+    def git(self, *args: str) -> str:
+        env = {**os.environ, **GIT_ENV}
+        return subprocess.run(["git", "-C", str(self.path), *args], check=True, capture_output=True,
+                              text=True, env=env).stdout
+
+    def write(self, relative: str, content: str | bytes, *, dedent: bool = True) -> Path:
+        target = self.path / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            target.write_bytes(content)
+        else:
+            target.write_text(textwrap.dedent(content) if dedent else content)
+        return target
+
+    def commit(self, message: str = "change") -> str:
+        self.git("add", "-A")
+        self.git("commit", "-q", "--allow-empty", "-m", message)
+        return self.git("rev-parse", "HEAD").strip()
+
+    def modelspec(self, *args: str, check: bool = False, env: dict[str, str] | None = None,
+                  timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """Run the real CLI in a subprocess, from the repository root."""
+        result = subprocess.run([sys.executable, "-m", "modelspec", *args], cwd=self.path, capture_output=True,
+                                text=True, env={**os.environ, **(env or {})}, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"modelspec {' '.join(args)} exited {result.returncode}:\n"
+                                 f"{result.stdout}\n{result.stderr}")
+        return result
+
+    def build_json(self, *args: str, check: bool = True) -> dict[str, Any]:
+        result = self.modelspec("build", *args, "--json", check=check)
+        return json.loads(result.stdout)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MODELSPEC_HOME", raising=False)
+    for key, value in GIT_ENV.items():
+        monkeypatch.setenv(key, value)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Repo:
+    return Repo(tmp_path / "repo")
+
+
+def states(report: dict[str, Any]) -> dict[str, str]:
+    """node → state from `build --json` output."""
+    return {row["node"]: row["state"] for row in report["nodes"]}

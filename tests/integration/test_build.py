@@ -1,0 +1,207 @@
+"""Build-system properties on a real workspace: correct, minimal, early cutoff, parallel,
+failure, interruption and concurrency (Build Systems à la Carte's checks, with real
+git, real bubblewrap and real subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import Repo, states
+from pipeline import expected_d, make_pipeline
+
+
+def checkout_d(repo: Repo, spec: str) -> str:
+    repo.modelspec("checkout", spec, "--out", "out", check=True)
+    return (repo.path / "out" / "d" / "d.txt").read_text()
+
+
+def test_correct_outputs_equal_a_from_scratch_build(repo: Repo) -> None:
+    spec = make_pipeline(repo)
+    report = repo.build_json(spec)
+    assert report["ok"] and set(states(report).values()) == {"ran"}
+    assert checkout_d(repo, spec) == expected_d("first\nmiddle\nlast\n")
+    # Every stage ran hermetically (bubblewrap is required in CI).
+    assert all(row["hermetic"] for row in report["nodes"])
+
+
+def test_minimal_second_build_runs_nothing_and_a_change_reruns_its_cone(repo: Repo) -> None:
+    spec = make_pipeline(repo)
+    repo.build_json(spec)
+    assert set(states(repo.build_json(spec)).values()) == {"cached"}
+    changed = states(repo.build_json(spec, "a.v=2"))
+    assert changed == {"pipe:a": "ran", "pipe:b": "ran", "pipe:c": "cached", "pipe:d": "ran"}
+    assert checkout_d(repo, spec) == expected_d("first\nmiddle\nlast\n", a=2)
+    # A config key that no stage reads changes nothing.
+    assert set(states(repo.build_json(spec, "a.v=2", "unused.v=5")).values()) == {"cached"}
+
+
+def test_early_cutoff_identical_upstream_output_reruns_nothing_downstream(repo: Repo) -> None:
+    spec = make_pipeline(repo)
+    repo.build_json(spec)
+    # Stages a and c read the first and last lines only; change the middle one.
+    repo.write("data/raw.txt", "first\nCHANGED\nlast\n")
+    result = states(repo.build_json(spec))
+    assert result == {"pipe:a": "ran", "pipe:b": "cached", "pipe:c": "ran", "pipe:d": "cached"}
+
+
+def test_independent_stages_overlap_with_two_jobs(repo: Repo) -> None:
+    spec = make_pipeline(repo, a_extra="sleep 1", c_extra="sleep 1")
+    report = repo.build_json(spec, "-j", "2")
+    rows = {row["node"]: row for row in report["nodes"]}
+    a, c = rows["pipe:a"], rows["pipe:c"]
+    assert a["started"] < c["ended"] and c["started"] < a["ended"], (a, c)
+
+
+def test_one_job_runs_stages_one_after_another(repo: Repo) -> None:
+    spec = make_pipeline(repo, a_extra="sleep 0.5", c_extra="sleep 0.5")
+    rows = {row["node"]: row for row in repo.build_json(spec, "-j", "1")["nodes"]}
+    a, c = rows["pipe:a"], rows["pipe:c"]
+    assert a["ended"] <= c["started"] or c["ended"] <= a["started"]
+
+
+def test_failure_leaves_no_cache_entry_and_skips_dependents(repo: Repo) -> None:
+    spec = make_pipeline(repo, b_extra="echo boom-in-b >&2; exit 3")
+    result = repo.modelspec("build", spec, "-j", "1")
+    assert result.returncode == 1
+    assert "boom-in-b" in result.stdout + result.stderr  # the log tail is shown
+    assert "pipe/b.log" in result.stdout + result.stderr  # and where the full log is
+    assert "Traceback" not in result.stderr
+    report = repo.build_json(spec, "-j", "1", "--keep-going", check=False)
+    assert states(report) == {"pipe:a": "cached", "pipe:b": "failed", "pipe:c": "ran", "pipe:d": "skipped"}
+    plan = json.loads(repo.modelspec("plan", spec, "--json", check=True).stdout)
+    assert {n["node"]: n["status"] for n in plan["nodes"]}["pipe:b"] == "will run"
+
+
+def test_fail_fast_does_not_start_independent_stages(repo: Repo) -> None:
+    spec = make_pipeline(repo, a_extra="exit 1")
+    report = repo.build_json(spec, "-j", "1", check=False)
+    assert states(report)["pipe:a"] == "failed"
+    assert states(report)["pipe:c"] == "skipped"  # a comes first in order; -j1 stops there
+    assert states(report)["pipe:b"] == "skipped"
+
+
+def _start_build(repo: Repo, spec: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "modelspec", "build", spec, "-j", "1", "--json"],
+                            cwd=repo.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_log(repo: Repo, stage: str, timeout: float = 30) -> None:
+    log = repo.path / ".modelspec" / "logs" / "pipe" / f"{stage}.log"
+    deadline = time.monotonic() + timeout
+    while not log.exists():
+        assert time.monotonic() < deadline, "the stage never started"
+        time.sleep(0.05)
+    time.sleep(0.3)
+
+
+def _leftovers(repo: Repo) -> list[str]:
+    tmp = repo.path / ".modelspec" / "tmp"
+    return sorted(os.listdir(tmp)) if tmp.exists() else []
+
+
+def test_sigkill_mid_stage_then_build_again_completes_and_verifies(repo: Repo) -> None:
+    spec = make_pipeline(repo, b_extra="sleep 2")
+    proc = _start_build(repo, spec)
+    _wait_for_log(repo, "b")
+    proc.kill()
+    proc.communicate()
+    report = repo.build_json(spec)
+    assert report["ok"]
+    assert states(report)["pipe:b"] == "ran"  # the killed run left no cache entry
+    assert _leftovers(repo) == []  # the next command cleaned the killed build's scratch
+    verify = repo.modelspec("verify", check=True)
+    assert "ok" in verify.stdout
+
+
+def test_sigterm_stops_the_stage_and_keeps_nothing_half_written(repo: Repo) -> None:
+    spec = make_pipeline(repo, b_extra="sleep 30")
+    proc = _start_build(repo, spec)
+    _wait_for_log(repo, "b")
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=20)
+    assert proc.returncode == 130
+    assert time.monotonic() - started < 10  # the 30 s stage was stopped, not waited for
+    assert _leftovers(repo) == []
+    plan = json.loads(repo.modelspec("plan", spec, "--json", check=True).stdout)
+    assert {n["node"]: n["status"] for n in plan["nodes"]}["pipe:b"] == "will run"
+
+
+def test_two_concurrent_builds_both_succeed_and_each_stage_runs_once(repo: Repo) -> None:
+    spec = make_pipeline(repo, a_extra="sleep 1", c_extra="sleep 1")
+    first, second = _start_build(repo, spec), _start_build(repo, spec)
+    reports = []
+    for proc in (first, second):
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        reports.append(json.loads(out))
+    for node in ("pipe:a", "pipe:b", "pipe:c", "pipe:d"):
+        runs = [states(r)[node] for r in reports]
+        assert sorted(runs) == ["cached", "ran"], (node, runs)
+
+
+def test_corrupt_object_is_quarantined_and_the_next_build_repairs_it(repo: Repo) -> None:
+    spec = make_pipeline(repo)
+    report = repo.build_json(spec)
+    artifact = report["specs"]["pipe"]["artifacts"]["d.out"]["digest"]
+    hexpart = artifact.split(":")[1]
+    path = repo.path / ".modelspec" / "objects" / hexpart[:2] / hexpart
+    path.chmod(0o644)
+    path.write_text("tampered\n")
+    result = repo.modelspec("verify")
+    assert result.returncode == 1 and artifact in result.stdout
+    assert (repo.path / ".modelspec" / "quarantine" / hexpart).exists()
+    assert not path.exists()
+    rebuilt = repo.build_json(spec)
+    assert states(rebuilt)["pipe:d"] == "ran"
+    assert checkout_d(repo, spec) == expected_d("first\nmiddle\nlast\n")
+    assert repo.modelspec("verify").returncode == 0
+
+
+def test_checkout_gives_read_only_artifacts(repo: Repo) -> None:
+    spec = make_pipeline(repo)
+    repo.build_json(spec)
+    repo.modelspec("checkout", spec, "--out", "out", check=True)
+    target = repo.path / "out" / "d" / "d.txt"
+    assert not os.access(target, os.W_OK) or os.geteuid() == 0
+    assert target.stat().st_mode & 0o222 == 0
+
+
+def test_missing_output_and_undeclared_file_fail_the_stage(repo: Repo) -> None:
+    spec = make_pipeline(repo, c_extra="touch /ms/out/stray.txt")
+    report = repo.build_json(spec, "--keep-going", check=False)
+    failed = {r["node"]: r for r in report["nodes"]}["pipe:c"]
+    assert failed["state"] == "failed"
+    assert "undeclared file left in the output directory: stray.txt" in failed["reason"]
+    spec = make_pipeline(repo, c_extra="rm ${outputs.out}")
+    report = repo.build_json(spec, "--keep-going", check=False)
+    failed = {r["node"]: r for r in report["nodes"]}["pipe:c"]
+    assert "declared output 'out' (c.txt) was not created" in failed["reason"]
+
+
+def test_the_lock_file_is_written_beside_the_spec(repo: Repo) -> None:
+    spec = make_pipeline(repo)
+    repo.build_json(spec)
+    lock = json.loads((repo.path / "specs" / "pipe.lock").read_text())
+    assert lock["lock_format"] == 1
+    assert lock["code"]["commit"] == repo.git("rev-parse", "HEAD").strip()
+    assert lock["data"]["raw"]["digest"].startswith("blake3:")
+    assert lock["config"]["a"] == {"v": 1}
+    assert str(repo.path) not in json.dumps(lock)  # no host paths
+
+
+def test_same_stage_in_two_workspace_paths_gets_same_key_and_bytes(tmp_path: Path) -> None:
+    outputs = []
+    for name in ("one", "two/deeper"):
+        repo = Repo(tmp_path / name)
+        spec = make_pipeline(repo)
+        report = repo.build_json(spec)
+        outputs.append(({r["node"]: r["key"] for r in report["nodes"]},
+                        report["specs"]["pipe"]["artifacts"]["d.out"]["digest"]))
+    assert outputs[0] == outputs[1]
