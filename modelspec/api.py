@@ -292,6 +292,17 @@ def _record_build(workspace: Workspace, graph: BuildGraph, name: str, outcomes: 
     return record
 
 
+def create_environment(spec_path: Path, *, offline: bool = False, reporter: Reporter = ignore) -> Environment | None:
+    """Materialize the environment of one spec (what `build` does on first use)."""
+    workspace, graph, _ctx = load_graph([spec_path])
+    item = graph.specs[graph.targets[0]]
+    pinned = item.lock.environment
+    if pinned is None:
+        return None
+    return ensure_environment(pinned, item.spec.repo_root / str(pinned["file"]), workspace.envs_dir,
+                              workspace.store, offline=offline, reporter=reporter)
+
+
 # -- checkout and verify ----------------------------------------------------------------------
 
 

@@ -8,7 +8,6 @@ one writable directory.
 
 from __future__ import annotations
 
-import functools
 import os
 import shutil
 import threading
@@ -17,7 +16,6 @@ from pathlib import Path
 from .layout import SANDBOX_ROOT, code_dir, config_file, interpolate, output_dir
 from .sandbox import RunRequest, fixed_environment, run_process
 
-ENV_MOUNT = f"{SANDBOX_ROOT}/env"
 # System directories a stage may read. /etc is reduced to what programs need to start.
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")
 SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/nsswitch.conf", "/etc/passwd",
@@ -26,8 +24,11 @@ SYSTEM_ETC_DIRS = ("/etc/alternatives", "/etc/ld.so.conf.d", "/etc/ssl", "/etc/c
 HOSTNAME = "modelspec"
 
 
-@functools.cache
 def bwrap_path() -> str | None:
+    """bwrap on PATH, or `MODELSPEC_BWRAP` (a path; empty means: act as if not installed)."""
+    configured = os.environ.get("MODELSPEC_BWRAP")
+    if configured is not None:
+        return configured if configured and os.access(configured, os.X_OK) else None
     return shutil.which("bwrap")
 
 
@@ -45,7 +46,8 @@ class BubblewrapSandbox:
         assert bwrap is not None
         root = SANDBOX_ROOT
         work = request.workdir
-        env = fixed_environment(f"{root}/home", "/tmp", f"{ENV_MOUNT}/bin" if request.env_dir else None,
+        environment = request.environment
+        env = fixed_environment(f"{root}/home", "/tmp", environment.sandbox_bin if environment else None,
                                 request.source_date_epoch)
         env.update(request.extra_env)
         args = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
@@ -58,10 +60,8 @@ class BubblewrapSandbox:
             if os.path.exists(path):
                 args += ["--ro-bind", path, path]
         args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
-        if request.env_dir is not None:
-            args += ["--ro-bind", str(request.env_dir), ENV_MOUNT]
-            for host_path in request.env_paths:
-                args += ["--ro-bind", host_path, host_path]
+        for host_path, inside in environment.binds if environment else ():
+            args += ["--ro-bind", host_path, inside]
         args += [
             "--ro-bind", str(work / "code"), code_dir(root),
             "--ro-bind", str(work / "in"), f"{root}/in",

@@ -259,11 +259,8 @@ def checkout(spec: Path, out_dir: Path | None, as_json: bool) -> None:
 def verify(spec: Path | None, as_json: bool) -> None:
     """Re-hash every object in the store; quarantine corrupt ones (exit 1 if any)."""
     from .api import verify as do_verify
-    from .specload import find_repo_root
-    from .workspace import find_workspace
 
-    start = spec.parent if spec else Path.cwd()
-    workspace = find_workspace(start, fallback_root=find_repo_root(start))
+    workspace = _workspace_of(spec)
     report = do_verify(workspace)
     if as_json:
         _emit_json({"ok": report.ok, "checked": report.checked, "bytes": report.bytes, "corrupt": report.corrupt})
@@ -273,3 +270,85 @@ def verify(spec: Path | None, as_json: bool) -> None:
         click.echo(f"{report.checked} objects, {report.bytes} bytes checked: "
                    f"{'ok' if report.ok else str(len(report.corrupt)) + ' corrupt'}")
     sys.exit(0 if report.ok else 1)
+
+
+@main.group()
+def env() -> None:
+    """Environments materialized from hash-pinned locks (uv) or nix files."""
+
+
+@env.command("create")
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--offline", is_flag=True, help="Use only uv's cache (no network).")
+@json_option
+@handle_errors
+def env_create(spec: Path, offline: bool, as_json: bool) -> None:
+    """Create (or find) the environment of SPEC."""
+    from .api import create_environment
+    from .events import ignore
+    from .render import ConsoleReporter
+
+    if as_json:
+        created = create_environment(spec, offline=offline, reporter=ignore)
+    else:
+        with ConsoleReporter(_console()) as reporter:
+            created = create_environment(spec, offline=offline, reporter=reporter)
+    if created is None:
+        message = {"environment": None}
+        _emit_json(message) if as_json else click.echo(f"{spec} declares no environment")
+        return
+    info = {"digest": created.digest, "path": str(created.path), "bin": created.host_bin}
+    _emit_json(info) if as_json else click.echo(f"{created.digest}  {created.path}")
+
+
+@env.command("list")
+@click.option("--spec", type=click.Path(dir_okay=False, path_type=Path), help="A spec of the workspace.")
+@json_option
+@handle_errors
+def env_list(spec: Path | None, as_json: bool) -> None:
+    """List the environments of the workspace."""
+    from .environments import list_environments
+
+    found = list_environments(_workspace_of(spec).envs_dir)
+    if as_json:
+        _emit_json(found)
+        return
+    for item in found:
+        click.echo(f"{item['digest']}  {item['kind']:<3}  {item['bytes'] / 1e6:8.1f} MB  {item.get('file', '')}")
+    if not found:
+        click.echo("no environments")
+
+
+@env.command("rm")
+@click.argument("digest")
+@click.option("--spec", type=click.Path(dir_okay=False, path_type=Path), help="A spec of the workspace.")
+@json_option
+@handle_errors
+def env_rm(digest: str, spec: Path | None, as_json: bool) -> None:
+    """Remove the environment DIGEST (a unique prefix of its hex is enough)."""
+    from .environments import remove_environment
+
+    removed = remove_environment(_workspace_of(spec).envs_dir, digest)
+    _emit_json({"removed": removed}) if as_json else click.echo(f"removed {removed}")
+
+
+@env.command("lock")
+@click.argument("requirements", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The lock file to write.")
+@click.option("--python", "python", default="3.11", show_default=True, help="Python version to lock for.")
+@handle_errors
+def env_lock(requirements: Path, output: Path, python: str) -> None:
+    """Write a hash-pinned lock of REQUIREMENTS (uv pip compile --generate-hashes)."""
+    from .environments import lock_requirements
+
+    lock_requirements(requirements, output, python)
+    click.echo(f"wrote {output}")
+
+
+def _workspace_of(spec: Path | None) -> Any:
+    from .specload import find_repo_root
+    from .workspace import find_workspace
+
+    start = spec.parent if spec else Path.cwd()
+    return find_workspace(start, fallback_root=find_repo_root(start))

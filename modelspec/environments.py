@@ -28,14 +28,21 @@ from .events import Event, Reporter, ignore
 from .store import LocalStore, remove_path, write_atomic
 
 MANIFEST = "modelspec-env.json"
+MANIFEST_FORMAT = 2
+
+
+ENV_MOUNT = "/ms/env"  # where a venv is mounted in the sandbox (fixed: keys hold no host path)
 
 
 @dataclass(frozen=True)
 class Environment:
+    """A materialized environment and what a runner needs to put it on a stage's PATH."""
+
     digest: str
-    path: Path
-    bin_dir: Path
-    host_paths: tuple[str, ...]  # host directories it needs at run time (the base interpreter)
+    path: Path  # <home>/envs/<hex>
+    host_bin: str  # its bin directory on the host (for the process runner)
+    sandbox_bin: str  # its bin directory inside the sandbox
+    binds: tuple[tuple[str, str], ...]  # (host path, sandbox path) pairs to mount read-only
 
 
 def uv_bin() -> str:
@@ -58,7 +65,7 @@ def file_lock(path: Path) -> Iterator[None]:
 
 def ensure_environment(
     pinned: Mapping[str, Any],
-    lock_file: Path,
+    env_file: Path,
     envs_dir: Path,
     store: LocalStore,
     *,
@@ -75,21 +82,23 @@ def ensure_environment(
         existing = _load(target, digest)
         if existing is not None:
             return existing
-        # Work from the store's copy: the workspace file may change under us.
-        stored = store.put_file(lock_file, digest=str(pinned["file_digest"]))
+        remove_path(target)  # an environment of an older format (or a damaged one)
         envs_dir.mkdir(parents=True, exist_ok=True)
         temp = Path(tempfile.mkdtemp(dir=envs_dir, prefix=f"tmp-{os.getpid()}-"))
         reporter(Event("env-create", data={"digest": digest, "kind": pinned["kind"]}))
         started = time.monotonic()
         try:
             if pinned["kind"] == "uv":
-                host_paths = _create_uv(temp, str(pinned["python"]), store.path_of(stored), pinned["file"], offline)
+                # Install from the store's copy: the workspace file may change under us.
+                stored = store.put_file(env_file, digest=str(pinned["file_digest"]))
+                details = _create_uv(temp, str(pinned["python"]), store.path_of(stored), pinned["file"], offline)
+                details["lock_object"] = stored
             else:
                 from .nixenv import create_nix
 
-                host_paths = create_nix(temp, store.path_of(stored), envs_dir)
-            manifest = {"format": 1, "digest": digest, "kind": pinned["kind"], "python": pinned["python"],
-                        "lock_object": stored, "host_paths": list(host_paths), "created": time.time()}
+                details = create_nix(temp, env_file, offline=offline)
+            manifest = {"format": MANIFEST_FORMAT, "digest": digest, "kind": pinned["kind"], "python": pinned["python"],
+                        "file": pinned["file"], "created": time.time(), **details}
             write_atomic(temp / MANIFEST, json.dumps(manifest, sort_keys=True).encode())
             os.rename(temp, target)
         except BaseException:
@@ -104,13 +113,17 @@ def ensure_environment(
 def _load(target: Path, digest: str) -> Environment | None:
     try:
         manifest = json.loads((target / MANIFEST).read_bytes())
-    except (FileNotFoundError, ValueError):
+    except (FileNotFoundError, NotADirectoryError, ValueError):
         return None
-    bin_dir = target / ("result/bin" if manifest["kind"] == "nix" else "bin")
-    return Environment(digest, target, bin_dir, tuple(manifest["host_paths"]))
+    if manifest.get("format") != MANIFEST_FORMAT:
+        return None
+    binds = tuple((host, inside) for host, inside in manifest["binds"])
+    if manifest["kind"] == "nix":
+        return Environment(digest, target, manifest["host_bin"], manifest["sandbox_bin"], binds)
+    return Environment(digest, target, str(target / "bin"), f"{ENV_MOUNT}/bin", ((str(target), ENV_MOUNT), *binds))
 
 
-def _create_uv(temp: Path, python: str, lock_object: Path, lock_name: str, offline: bool) -> list[str]:
+def _create_uv(temp: Path, python: str, lock_object: Path, lock_name: str, offline: bool) -> dict[str, Any]:
     interpreter = find_interpreter(python)
     uv = uv_bin()
     env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "VIRTUAL_ENV": ""}
@@ -123,8 +136,8 @@ def _create_uv(temp: Path, python: str, lock_object: Path, lock_name: str, offli
     if offline:
         sync.append("--offline")
     _uv(sync, env, hint="with --offline, run once without it (online) to fill uv's cache" if offline else "")
-    base = _base_prefix(temp)
-    return [base] if base else []
+    base = _base_prefix(temp)  # the venv's python is a symlink to it: mount it where it is
+    return {"binds": [[base, base]] if base else []}
 
 
 def find_interpreter(python: str) -> str:
@@ -196,3 +209,19 @@ def lock_requirements(requirements_in: Path, output: Path, python: str) -> None:
     env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "UV_CUSTOM_COMPILE_COMMAND": f"modelspec env lock {requirements_in.name}"}
     _uv([uv_bin(), "pip", "compile", "--quiet", "--generate-hashes", "--python-version", python,
          str(requirements_in), "-o", str(output)], env)
+
+
+def remove_environment(envs_dir: Path, prefix: str) -> str:
+    """Delete the environment whose digest starts with `prefix`; returns its digest."""
+    from .errors import UsageError
+
+    wanted = prefix.removeprefix("blake3:")
+    matches = [e for e in list_environments(envs_dir) if str(e["digest"]).removeprefix("blake3:").startswith(wanted)]
+    if len(matches) != 1:
+        found = ", ".join(str(m["digest"])[7:19] for m in matches) or "none"
+        raise UsageError(f"{prefix!r} matches {len(matches)} environments ({found})",
+                         hint="give more of the digest; `modelspec env list` shows them")
+    digest = str(matches[0]["digest"])
+    with file_lock(envs_dir / f"{hex_of(digest)}.lock"):
+        remove_path(Path(str(matches[0]["path"])))
+    return digest

@@ -164,8 +164,17 @@ def _resolve_environment(spec: Spec, ctx: ResolveContext, problems: list[Problem
     file_digest = ctx.statcache.digest(full)
     kind = "uv" if env.lock else "nix"
     pinned = {"kind": kind, "python": env.python, "file": relative, "file_digest": file_digest}
+    content = file_digest
+    if kind == "nix":
+        # A nix file may import the files beside it: they are part of the environment.
+        if full.parent.resolve() == spec.repo_root.resolve():
+            problems.append(spec.document.problem(("environment", "nix"),
+                                                  "put the nix file in a directory of its own (its directory is hashed)"))
+            return None
+        content = digest_path(full.parent, ctx.statcache.digest).digest
+        pinned["dir_digest"] = content
     # The digest names the environment by what it contains, not where its file lives.
-    return {**pinned, "digest": digest_json({"kind": kind, "python": env.python, "file": file_digest})}
+    return {**pinned, "digest": digest_json({"kind": kind, "python": env.python, "content": content})}
 
 
 def _lock_stage(spec: Spec, stage: Stage, files: list[gitcode.CodeFile], config: dict[str, Any] | None,

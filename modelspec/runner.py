@@ -81,8 +81,7 @@ def run_node(
             argv=stage["argv"], shell=stage["shell"],
             inputs={i: s.basename for i, s in node.inputs.items()},
             outputs=stage["outputs"], params=stage["params"], workdir=workdir, log=log_path,
-            env_dir=environment.path if environment else None,
-            env_paths=environment.host_paths if environment else (),
+            environment=environment,
             source_date_epoch=int(node.lock.code.get("time", 0)),
         )
         exit_code = ctx.sandbox.run(request, ctx.cancel)

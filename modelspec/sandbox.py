@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from .environments import Environment
 from .layout import code_dir, interpolate
 
 FIXED_ENV = {"TZ": "UTC", "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0",
@@ -38,8 +39,7 @@ class RunRequest:
     params: Mapping[str, Any]
     workdir: Path
     log: Path
-    env_dir: Path | None = None  # a materialized environment; its bin/ goes first on PATH
-    env_paths: tuple[str, ...] = ()  # extra host directories the environment needs (read-only)
+    environment: Environment | None = None  # its bin/ goes first on PATH
     source_date_epoch: int = 0
     extra_env: Mapping[str, str] = field(default_factory=dict)
 
@@ -71,7 +71,7 @@ class ProcessSandbox:
         root = str(request.workdir)
         argv = interpolate(request.argv, root, request.inputs, request.outputs, request.params, request.shell)
         env = fixed_environment(
-            f"{root}/home", f"{root}/tmp", str(request.env_dir / "bin") if request.env_dir else None,
+            f"{root}/home", f"{root}/tmp", request.environment.host_bin if request.environment else None,
             request.source_date_epoch,
         )
         env.update(request.extra_env)

@@ -35,7 +35,7 @@ def validate(document: Document) -> list[Problem]:
     """Every schema violation of the document, each pointing at the offending line."""
     problems: list[Problem] = []
     for error in _validator().iter_errors(document.data):
-        problems.extend(_problems_of(error, document))
+        problems.extend(p for p in _problems_of(error, document) if p not in problems)
     return problems
 
 
@@ -57,8 +57,9 @@ def _problems_of(error: Any, document: Document) -> list[Problem]:
         missing = error.message.split("'")[1] if "'" in error.message else error.message
         return [document.problem(path, f"missing required key {missing!r}")]
     custom = _custom(error)
-    if custom:
-        return [document.problem(path, f"{_shown(error.instance)} {custom}")]
+    if custom:  # a mapping is not quoted back: the location already shows which one
+        shown = "" if isinstance(error.instance, dict) else f"{_shown(error.instance)} "
+        return [document.problem(path, f"{shown}{custom}")]
     if kind == "const":
         return [document.problem(path, f"must be {error.validator_value!r}")]
     if kind == "enum":

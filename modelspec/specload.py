@@ -84,10 +84,11 @@ def check_semantics(document: Document) -> list[Problem]:
     stages = data.get("stages") if isinstance(data.get("stages"), dict) else {}
     sources = data.get("data") if isinstance(data.get("data"), dict) else {}
     problems: list[Problem] = []
-    outputs_of = {
+    outputs_of: dict[str, set[str] | None] = {  # None: missing or malformed, reported already
         name: set(stage["outputs"])
-        for name, stage in stages.items()
         if isinstance(stage, dict) and isinstance(stage.get("outputs"), dict)
+        else None
+        for name, stage in stages.items()
     }
     for name, source in sources.items():
         if isinstance(source, dict) and isinstance(source.get("spec"), str):
@@ -100,10 +101,10 @@ def check_semantics(document: Document) -> list[Problem]:
             problems += _check_stage(document, path, stage, set(sources), outputs_of)
             dependencies[name] = {
                 item.partition(".")[0]
-                for item in stage.get("inputs") or []
+                for item in _list(stage.get("inputs"))
                 if isinstance(item, str) and "." in item and item.partition(".")[0] in stages
-            }
-    for i, ref in enumerate(data.get("artifacts") or []):
+            } - {name}  # reading its own output is reported by _check_stage, not as a cycle
+    for i, ref in enumerate(_list(data.get("artifacts")) if "stages" in data else []):
         if isinstance(ref, str) and "." in ref and not _names_output(ref, outputs_of):
             problems.append(document.problem(("artifacts", i), f"{ref!r} is not an output of any stage"))
     problems += _check_cycle(document, dependencies)
@@ -115,11 +116,14 @@ def _check_stage(
     path: tuple[str, ...],
     stage: dict[str, Any],
     data_names: set[str],
-    outputs_of: dict[str, set[str]],
+    outputs_of: dict[str, set[str] | None],
 ) -> list[Problem]:
     problems: list[Problem] = []
-    inputs = [i for i in stage.get("inputs") or [] if isinstance(i, str)]
-    for i, item in enumerate(inputs):
+    # A field of the wrong type is reported by the schema; here it is unknown (None), not empty.
+    inputs = [i for i in _list(stage.get("inputs")) if isinstance(i, str)]
+    for i, item in enumerate(_list(stage.get("inputs"))):
+        if not isinstance(item, str):
+            continue
         if "." in item:
             if item.partition(".")[0] == path[1]:
                 problems.append(document.problem((*path, "inputs", i), f"stage cannot read its own output {item!r}"))
@@ -128,12 +132,13 @@ def _check_stage(
         elif item not in data_names:
             known = ", ".join(sorted(data_names)) or "none declared"
             problems.append(document.problem((*path, "inputs", i), f"undefined input {item!r} (data: {known})"))
-    outputs = stage.get("outputs") if isinstance(stage.get("outputs"), dict) else {}
+    outputs_known = isinstance(stage.get("outputs"), dict)  # required: absent is a schema error
+    outputs = stage["outputs"] if outputs_known else {}
     problems += _check_output_paths(document, path, outputs)
     metrics = stage.get("metrics")
-    if isinstance(metrics, str) and metrics not in outputs:
+    if isinstance(metrics, str) and outputs_known and metrics not in outputs:
         problems.append(document.problem((*path, "metrics"), f"{metrics!r} is not an output of this stage"))
-    params = [p for p in stage.get("params") or [] if isinstance(p, str)]
+    params = [p for p in _list(stage.get("params")) if isinstance(p, str)]
     cmd = stage.get("cmd")
     if isinstance(cmd, (str, list)) and all(isinstance(t, str) for t in (cmd if isinstance(cmd, list) else [cmd])):
         try:
@@ -142,20 +147,36 @@ def _check_stage(
             return [*problems, document.problem((*path, "cmd"), f"cannot split the command: {exc}")]
         for token in argv:
             for match in PLACEHOLDER.finditer(token):
-                message = _placeholder_problem(match.group(1), set(inputs), set(outputs), params)
+                message = _placeholder_problem(
+                    match.group(1),
+                    set(inputs) if _known(stage, "inputs", list) else None,
+                    set(outputs) if outputs_known else None,
+                    params if _known(stage, "params", list) else None,
+                )
                 if message:
                     problems.append(document.problem((*path, "cmd"), message))
     return problems
 
 
-def _placeholder_problem(name: str, inputs: set[str], outputs: set[str], params: list[str]) -> str:
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _known(stage: dict[str, Any], key: str, kind: type) -> bool:
+    """Absent (an empty default) or of the right type: not already a schema error."""
+    return key not in stage or isinstance(stage[key], kind)
+
+
+def _placeholder_problem(name: str, inputs: set[str] | None, outputs: set[str] | None,
+                         params: list[str] | None) -> str:
+    """What is wrong with `${name}`; None for a field whose own error the schema reports."""
     space, _, rest = name.partition(".")
-    if space == "inputs" and rest not in inputs:
+    if space == "inputs" and inputs is not None and rest not in inputs:
         return f"placeholder ${{{name}}} names no input of this stage (inputs: {', '.join(sorted(inputs)) or 'none'})"
-    if space == "outputs" and rest not in outputs:
+    if space == "outputs" and outputs is not None and rest not in outputs:
         return f"placeholder ${{{name}}} names no output of this stage (outputs: {', '.join(sorted(outputs)) or 'none'})"
     if space == "config":
-        if rest and not any(rest == p or rest.startswith(p + ".") for p in params):
+        if rest and params is not None and not any(rest == p or rest.startswith(p + ".") for p in params):
             return f"placeholder ${{{name}}} is not under the stage's params; add {rest.split('.')[0]!r} to params"
         return ""
     if space not in ("inputs", "outputs"):
@@ -182,9 +203,12 @@ def _check_output_paths(document: Document, path: tuple[str, ...], outputs: dict
     return problems
 
 
-def _names_output(ref: str, outputs_of: dict[str, set[str]]) -> bool:
+def _names_output(ref: str, outputs_of: dict[str, set[str] | None]) -> bool:
+    """Whether `stage.output` names an output; a stage whose outputs are missing or malformed
+    is already reported by the schema, so references into it are not reported again."""
     stage, _, output = ref.partition(".")
-    return output in outputs_of.get(stage, set())
+    names = outputs_of.get(stage, set())
+    return names is None or output in names
 
 
 def _check_cycle(document: Document, dependencies: dict[str, set[str]]) -> list[Problem]:

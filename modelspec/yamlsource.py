@@ -122,7 +122,14 @@ def _check_events(text: str, shown_as: str) -> None:
 
 
 class _Constructor(yaml.constructor.SafeConstructor):
-    """Turns scalar nodes into Python values with YAML 1.1 core typing."""
+    """Turns scalar nodes into Python values with YAML 1.1 core typing, except that only
+    true/false are booleans: `hermetic: off` or a key `on:` stay strings (the Norway problem)."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        is_bool = node.tag == "tag:yaml.org,2002:bool"
+        if is_bool and str(node.value).lower() not in ("true", "false"):
+            return str(node.value)
+        return super().construct_object(node, deep)
 
 
 def _convert(node: yaml.Node, path: YamlPath, document: Document, constructor: _Constructor) -> Any:

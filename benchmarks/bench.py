@@ -1,0 +1,991 @@
+#!/usr/bin/env python3
+"""Performance benchmark for modelspec: prints the figures of DESIGN.md §9 next to their budgets.
+
+A script, not a test (stdlib + modelspec only). Every build runs the real CLI
+(`python -m modelspec`) in a fresh temporary git repository:
+
+* chain of N tiny stages (s0 <- seed, s_i <- s_{i-1}) and fan-out of N stages (s0 <- seed,
+  s_1..s_{N-1} <- s0), each `/bin/sh -c "cat IN > OUT; echo ${config.p.s_i} >> OUT"`, with one
+  Hydra config key per stage so that a config change targets exactly one stage;
+* first build, no-op build (median), incremental build after changing the config value of the
+  middle stage (and a check of how many stages ran), per-stage overhead;
+* the same with `hermetic: auto` (bubblewrap) at small sizes;
+* `modelspec --help`, no-op build of specs/fraud.yaml (only if it is already built);
+* hashing a large file: blake3's own throughput vs digest_file vs the stat cache, and a
+  build with a large data input;
+* optionally (--dvc) the chain workload run by DVC in a venv cached under
+  ~/.cache/modelspec-bench/dvc-venv, side by side.
+
+Exit status: 0 when every build succeeded (budgets being exceeded is reported as OVER, not
+an error); 1 when a build failed or ran a wrong number of stages; 2 for bad arguments.
+
+    python benchmarks/bench.py                      # sizes 10,100,1000 and hashing
+    python benchmarks/bench.py --sizes 10,100 --skip-hash --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+GIB = 1 << 30
+MIB = 1 << 20
+
+# DESIGN.md §9 budgets.
+BUDGET_NOOP_FRAUD_S = 0.5
+BUDGET_NOOP_1000_S = 1.0
+BUDGET_STAGE_OVERHEAD_S = 0.030
+BUDGET_HASH_RATIO = 0.80
+BUDGET_HELP_S = 0.3
+FLAT_TOLERANCE = 1.5  # "flat": the marginal per-stage cost at the largest sizes <= 1.5x that at the smallest
+
+# DESIGN.md §9: DVC 3.67 on these 2-core machines, chain of N tiny stages (for context).
+DVC_REFERENCE = "DVC 3.67 reference (DESIGN.md §9), chain: no-op 0.59 s @10, 20.7 s @500, 76.6 s @1000; first 1.15 s @10, 549 s @500"
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.invalid",
+    "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.invalid",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+
+
+# -- small helpers ---------------------------------------------------------------------------
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def child_env() -> dict[str, str]:
+    env = {**os.environ, **GIT_ENV}
+    env.pop("MODELSPEC_HOME", None)  # every workspace keeps its own store
+    env["DVC_NO_ANALYTICS"] = "1"
+    return env
+
+
+def modelspec_cmd() -> list[str]:
+    """`python -m modelspec`, or the console script beside the interpreter (never the pyenv shim)."""
+    if (REPO / "modelspec" / "__main__.py").exists():
+        return [sys.executable, "-m", "modelspec"]
+    script = Path(sys.executable).parent / "modelspec"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "from modelspec.cli import main; main()"]
+
+
+@dataclass
+class Run:
+    argv: list[str]
+    wall: float
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def tail(self, lines: int = 15) -> str:
+        text = (self.stderr.strip() + "\n" + self.stdout.strip()).strip()
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def timed(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> Run:
+    start = time.perf_counter()
+    proc = subprocess.run(argv, cwd=cwd, env=env or child_env(), capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    return Run(argv, wall, proc.returncode, proc.stdout, proc.stderr)
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=repo, env=child_env(), check=True, capture_output=True)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def fmt_s(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds:
+        return "-"
+    return f"{seconds:.3f} s" if seconds < 10 else f"{seconds:.1f} s"
+
+
+def fmt_ms(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds:
+        return "-"
+    return f"{seconds * 1000:.1f} ms"
+
+
+def fmt_rate(bytes_: int, seconds: float) -> str:
+    return f"{bytes_ / GIB / seconds:.2f} GiB/s" if seconds > 0 else "-"
+
+
+class BenchError(Exception):
+    """A build that failed or ran a wrong number of stages: an actual error (exit 1)."""
+
+
+# -- results ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Budget:
+    what: str
+    figure: str
+    budget: str
+    ok: bool | None  # None: not applicable / not measured
+
+    @property
+    def verdict(self) -> str:
+        return "-" if self.ok is None else ("ok" if self.ok else "OVER")
+
+
+@dataclass
+class Results:
+    meta: dict[str, Any] = field(default_factory=dict)
+    cli: dict[str, Any] = field(default_factory=dict)
+    baseline: dict[str, Any] = field(default_factory=dict)
+    workloads: list[dict[str, Any]] = field(default_factory=list)
+    hashing: dict[str, Any] = field(default_factory=dict)
+    dvc: dict[str, Any] = field(default_factory=dict)
+    profiles: dict[str, Any] = field(default_factory=dict)
+    budgets: list[Budget] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def check(self, what: str, figure: str, budget: str, ok: bool | None) -> None:
+        self.budgets.append(Budget(what, figure, budget, ok))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "meta": self.meta, "cli": self.cli, "baseline": self.baseline, "workloads": self.workloads,
+            "hashing": self.hashing, "dvc": self.dvc, "profiles": self.profiles,
+            "budgets": [{"what": b.what, "figure": b.figure, "budget": b.budget, "verdict": b.verdict}
+                        for b in self.budgets],
+            "errors": self.errors,
+        }
+
+
+# -- generated workloads ---------------------------------------------------------------------
+
+
+def stage_name(i: int) -> str:
+    return f"s{i:04d}"
+
+
+def write_config(conf_dir: Path, n: int, changed: dict[int, str] | None = None) -> None:
+    changed = changed or {}
+    lines = ["p:"] + [f"  {stage_name(i)}: {changed.get(i, f'v{i}')}" for i in range(n)]
+    conf_dir.mkdir(parents=True, exist_ok=True)
+    (conf_dir / "config.yaml").write_text("\n".join(lines) + "\n")
+
+
+def upstream_of(shape: str, i: int) -> str:
+    if i == 0:
+        return "seed"
+    return f"{stage_name(i - 1 if shape == 'chain' else 0)}.out"
+
+
+def spec_text(name: str, shape: str, n: int, hermetic: str, data_path: str = "seed.txt",
+              command: str = "cat {inp} > {out}; echo {cfg} >> {out}") -> str:
+    lines = [
+        "modelspec: 1",
+        f"name: {name}",
+        'version: "1.0"',
+        "code: {repo: ., ref: HEAD}",
+        f"data: {{seed: {{path: {data_path}}}}}",
+        "config: {dir: conf, name: config}",
+        f'hermetic: "{hermetic}"',
+        "stages:",
+    ]
+    for i in range(n):
+        s = stage_name(i)
+        inp = upstream_of(shape, i)
+        cmd = command.format(inp=f"${{inputs.{inp}}}", out="${outputs.out}", cfg=f"${{config.p.{s}}}")
+        lines += [
+            f"  {s}:",
+            f"    cmd: [/bin/sh, -c, {json.dumps(cmd)}]",
+            f"    inputs: [{inp}]",
+            f"    params: [p.{s}]",
+            "    outputs: {out: out.txt}",
+        ]
+    lines.append(f"artifacts: [{stage_name(n - 1)}.out]")
+    return "\n".join(lines) + "\n"
+
+
+def expected_incremental(shape: str, n: int, mid: int) -> int:
+    """Stages that must run after the config value of stage `mid` changed."""
+    return n - mid if shape == "chain" else 1
+
+
+def make_repo(root: Path, shape: str, n: int, hermetic: str) -> Path:
+    root.mkdir(parents=True)
+    git(root, "init", "-q")
+    (root / "seed.txt").write_text("seed\n")
+    write_config(root / "conf", n)
+    (root / "spec.yaml").write_text(spec_text(f"{shape}{n}", shape, n, hermetic))
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "generated workload")
+    return root / "spec.yaml"
+
+
+def build_json(cwd: Path, spec: Path, extra: list[str], jobs: int) -> tuple[Run, dict[str, Any] | None]:
+    run = timed([*modelspec_cmd(), "build", str(spec), *extra, "-j", str(jobs), "--json"], cwd)
+    try:
+        document = json.loads(run.stdout)
+    except ValueError:
+        document = None
+    return run, document
+
+
+def states(document: dict[str, Any]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for row in document.get("nodes", []):
+        counts[row.get("state", "?")] = counts.get(row.get("state", "?"), 0) + 1
+    return counts
+
+
+def checked_build(label: str, cwd: Path, spec: Path, jobs: int, expect_ran: int, extra: list[str] | None = None
+                  ) -> tuple[Run, dict[str, Any]]:
+    run, document = build_json(cwd, spec, extra or [], jobs)
+    if run.returncode != 0 or document is None or not document.get("ok"):
+        raise BenchError(f"{label}: build failed (exit {run.returncode})\n{run.tail()}")
+    ran = states(document).get("ran", 0)
+    if ran != expect_ran:
+        raise BenchError(f"{label}: {ran} stages ran, expected {expect_ran}")
+    return run, document
+
+
+def ran_seconds(document: dict[str, Any]) -> float:
+    return sum(row.get("seconds") or 0.0 for row in document.get("nodes", []) if row.get("state") == "ran")
+
+
+def run_workload(base: Path, shape: str, n: int, hermetic: str, jobs: int, repeat: int) -> dict[str, Any]:
+    label = f"{shape} N={n} hermetic={hermetic}"
+    root = base / f"{shape}-{n}-{hermetic}"
+    log(f"  {label}: generating")
+    spec = make_repo(root, shape, n, hermetic)
+    out: dict[str, Any] = {"shape": shape, "n": n, "hermetic": hermetic, "dir": str(root)}
+
+    log(f"  {label}: first build")
+    first, document = checked_build(f"{label} first build", root, spec, jobs, n)
+    out["first_s"] = first.wall
+    out["first_reported_s"] = document.get("seconds")
+    out["stage_seconds_sum"] = ran_seconds(document)
+    if hermetic != "off":
+        records = document.get("specs", {})
+        out["sandboxed"] = all(r.get("hermetic") for r in records.values()) if records else None
+
+    log(f"  {label}: no-op builds x{repeat}")
+    noops = [checked_build(f"{label} no-op build", root, spec, jobs, 0)[0].wall for _ in range(repeat)]
+    out["noop_s"] = median(noops)
+    out["noop_all_s"] = noops
+
+    mid = n // 2
+    write_config(root / "conf", n, {mid: f"changed{mid}"})
+    expect = expected_incremental(shape, n, mid)
+    log(f"  {label}: incremental build (config of {stage_name(mid)} changed, expect {expect} to run)")
+    inc, inc_doc = build_json(root, spec, [], jobs)
+    if inc.returncode != 0 or inc_doc is None or not inc_doc.get("ok"):
+        raise BenchError(f"{label} incremental build: build failed (exit {inc.returncode})\n{inc.tail()}")
+    out["incremental_s"] = inc.wall
+    out["incremental_ran"] = states(inc_doc).get("ran", 0)
+    out["incremental_expected"] = expect
+    out["incremental_stage_seconds_sum"] = ran_seconds(inc_doc)
+
+    out["overhead_per_stage_s"] = (first.wall - out["stage_seconds_sum"]) / n
+    out["wall_per_stage_s"] = first.wall / n
+    return out
+
+
+# -- baselines: the command itself, with and without bubblewrap ------------------------------------
+
+
+def bare_command_seconds(base: Path, repeat: int = 30) -> float:
+    work = base / "bare"
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "in.txt").write_text("seed\n")
+    argv = ["/bin/sh", "-c", "cat in.txt > out.txt; echo v1 >> out.txt"]
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        subprocess.run(argv, cwd=work, check=True)
+        times.append(time.perf_counter() - start)
+    return median(times)
+
+
+def bare_bwrap_seconds(base: Path, repeat: int = 20) -> float | None:
+    """The same command run by modelspec's own bwrap command line (BubblewrapSandbox.command)."""
+    try:
+        from modelspec.bwrap import BubblewrapSandbox, bwrap_path
+        from modelspec.sandbox import RunRequest
+    except ImportError:
+        return None
+    if bwrap_path() is None:
+        return None
+    work = base / "bare-bwrap"
+    for name in ("code", "in/prev", "out", "home"):
+        (work / name).mkdir(parents=True, exist_ok=True)
+    (work / "in" / "prev" / "in.txt").write_text("seed\n")
+    (work / "config.json").write_text('{"p": {"s": "v1"}}\n')
+    request = RunRequest(
+        argv=["/bin/sh", "-c", "cat ${inputs.prev} > ${outputs.out}; echo ${config.p.s} >> ${outputs.out}"],
+        shell=False, inputs={"prev": "in.txt"}, outputs={"out": "out.txt"}, params={"p": {"s": "v1"}},
+        workdir=work, log=work / "log",
+    )
+    try:
+        argv = BubblewrapSandbox().command(request)
+    except Exception:  # an internal API: it may change
+        return None
+    times = []
+    for _ in range(repeat):
+        with contextlib.suppress(FileNotFoundError):
+            (work / "out" / "out.txt").unlink()
+        start = time.perf_counter()
+        proc = subprocess.run(argv, cwd=work, capture_output=True, env={})
+        times.append(time.perf_counter() - start)
+        if proc.returncode != 0:
+            return None
+    return median(times)
+
+
+# -- CLI figures -----------------------------------------------------------------------------------
+
+
+def cli_figures(results: Results, repeat_help: int = 5) -> None:
+    env = child_env()
+    log("CLI: python startup, modelspec --help")
+    startup = [timed([sys.executable, "-c", "pass"], REPO, env).wall for _ in range(repeat_help)]
+    results.cli["python_startup_s"] = median(startup)
+    helps = []
+    for _ in range(repeat_help):
+        run = timed([*modelspec_cmd(), "--help"], REPO, env)
+        if run.returncode != 0:
+            raise BenchError(f"modelspec --help failed (exit {run.returncode})\n{run.tail()}")
+        helps.append(run.wall)
+    results.cli["help_s"] = median(helps)
+    results.cli["help_cmd"] = " ".join(Path(a).name if i == 0 else a for i, a in enumerate(modelspec_cmd()))
+    results.check("modelspec --help (median of 5)", fmt_s(results.cli["help_s"]), f"< {BUDGET_HELP_S} s",
+                  results.cli["help_s"] < BUDGET_HELP_S)
+
+
+def fraud_noop(results: Results, repeat: int) -> None:
+    """No-op build of specs/fraud.yaml in the repository, only if its workspace already built it."""
+    spec = REPO / "specs" / "fraud.yaml"
+    record = REPO / ".modelspec" / "builds" / "fraud.json"
+    info: dict[str, Any] = {}
+    results.cli["fraud"] = info
+    if not spec.exists() or not record.exists():
+        info["status"] = "not built"
+        results.check("no-op build specs/fraud.yaml", "not built", f"< {BUDGET_NOOP_FRAUD_S} s", None)
+        return
+    log("CLI: plan specs/fraud.yaml (is it up to date?)")
+    plan = timed([*modelspec_cmd(), "plan", "specs/fraud.yaml", "--json"], REPO)
+    try:
+        nodes = json.loads(plan.stdout)["nodes"]
+    except (ValueError, KeyError, TypeError):
+        info["status"] = f"cannot plan (exit {plan.returncode}): {plan.tail(3)}"
+        results.check("no-op build specs/fraud.yaml", "cannot plan", f"< {BUDGET_NOOP_FRAUD_S} s", None)
+        return
+    pending = [n["node"] for n in nodes if n.get("status") != "cached"]
+    info["plan_s"] = plan.wall
+    if pending:
+        # Building would run stages (train the model): not ours to do in another engineer's workspace.
+        info["status"] = f"not up to date ({len(pending)} of {len(nodes)} stages would run); not built by the benchmark"
+        results.check("no-op build specs/fraud.yaml", "not up to date", f"< {BUDGET_NOOP_FRAUD_S} s", None)
+        return
+    log(f"CLI: no-op build specs/fraud.yaml x{repeat}")
+    walls = []
+    for _ in range(repeat):
+        run = timed([*modelspec_cmd(), "build", "specs/fraud.yaml", "--json"], REPO)
+        try:
+            document = json.loads(run.stdout)
+        except ValueError:
+            document = {}
+        if run.returncode != 0 or not document.get("ok") or states(document).get("ran", 0):
+            info["status"] = f"no-op build did not behave as a no-op (exit {run.returncode}): {run.tail(3)}"
+            results.errors.append(f"fraud no-op build: {info['status']}")
+            return
+        walls.append(run.wall)
+    info["status"] = "ok"
+    info["noop_s"] = median(walls)
+    info["noop_all_s"] = walls
+    results.check(f"no-op build specs/fraud.yaml (median of {repeat})", fmt_s(info["noop_s"]),
+                  f"< {BUDGET_NOOP_FRAUD_S} s", info["noop_s"] < BUDGET_NOOP_FRAUD_S)
+
+
+# -- hashing -----------------------------------------------------------------------------------------
+
+
+def make_big_file(path: Path, size: int) -> None:
+    block = os.urandom(min(64 * MIB, size))
+    with open(path, "wb") as f:
+        written = 0
+        while written < size:
+            chunk = block[: size - written]
+            f.write(chunk)
+            written += len(chunk)
+    old = time.time() - 3600  # older than the stat cache's racy window (2 s)
+    os.utime(path, (old, old))
+
+
+def best_of(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
+    times, value = [], None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        value = fn()
+        times.append(time.perf_counter() - start)
+    return min(times), value
+
+
+def hashing_figures(results: Results, base: Path, gib: float, jobs: int) -> None:
+    import blake3
+
+    from modelspec.digest import digest_file
+    from modelspec.statcache import StatCache
+    from modelspec.store import LocalStore
+
+    size = int(gib * GIB)
+    work = base / "hash"
+    work.mkdir(parents=True)
+    big = work / "big.bin"
+    log(f"hashing: writing a {size / GIB:.2f} GiB file")
+    make_big_file(big, size)
+    h = results.hashing
+    h["bytes"] = size
+
+    def reference() -> str:
+        hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+        hasher.update_mmap(str(big))
+        return hasher.hexdigest()
+
+    log("hashing: blake3 reference, digest_file")
+    reference()  # warm the page cache: every figure below reads from memory
+    h["reference_s"], ref_hex = best_of(reference, 3)
+    h["digest_file_s"], ours = best_of(lambda: digest_file(big), 3)
+    if ours != f"blake3:{ref_hex}":
+        raise BenchError("digest_file disagrees with blake3")
+    h["ratio"] = h["reference_s"] / h["digest_file_s"]
+    results.check("digest_file throughput vs blake3 (1 GiB)" if gib == 1 else f"digest_file vs blake3 ({gib:g} GiB)",
+                  f"{h['ratio'] * 100:.0f}%", f">= {BUDGET_HASH_RATIO * 100:.0f}%", h["ratio"] >= BUDGET_HASH_RATIO)
+
+    log("hashing: stat cache")
+    cache_file = work / "stat.json"
+    cache = StatCache(cache_file)
+    start = time.perf_counter()
+    first = cache.digest(big)
+    h["statcache_first_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    second = cache.digest(big)
+    h["statcache_second_s"] = time.perf_counter() - start
+    cache.save()
+    reloaded = StatCache(cache_file)
+    start = time.perf_counter()
+    third = reloaded.digest(big)
+    h["statcache_reloaded_s"] = time.perf_counter() - start
+    if not first == second == third == ours:
+        raise BenchError("the stat cache returned a different digest")
+    hit = max(h["statcache_second_s"], h["statcache_reloaded_s"]) < 0.05 * h["reference_s"]
+    h["statcache_hit"] = hit
+    results.check("unchanged file not read twice (stat cache)",
+                  f"2nd {fmt_ms(h['statcache_second_s'])}, reloaded {fmt_ms(h['statcache_reloaded_s'])}",
+                  "cache hit (no re-hash)", hit)
+
+    log("hashing: LocalStore.put_file (copy into the store)")
+    store = LocalStore(work / "store")
+    start = time.perf_counter()
+    stored = store.put_file(big)
+    h["store_put_file_s"] = time.perf_counter() - start
+    if stored != ours:
+        raise BenchError("LocalStore.put_file computed a different digest")
+    start = time.perf_counter()
+    store.verify(stored)
+    h["store_verify_s"] = time.perf_counter() - start
+    with contextlib.suppress(OSError):
+        store.delete(stored)
+
+    big_input_build(results, base, big, jobs)
+
+
+def big_input_build(results: Results, base: Path, big: Path, jobs: int) -> None:
+    """One stage reading the big file as data: first build, no-op, and a rerun after a config change.
+
+    A no-op build and a rerun should not read the input's bytes again (stat cache, store)."""
+    h = results.hashing
+    log("hashing: build with the big file as a data input")
+    root = base / "big-input"
+    root.mkdir()
+    git(root, "init", "-q")
+    (root / ".gitignore").write_text("big.bin\n")
+    os.link(big, root / "big.bin")  # same inode: its mtime is already old
+    write_config(root / "conf", 1)
+    (root / "spec.yaml").write_text(spec_text("biginput", "chain", 1, "off", data_path="big.bin",
+                                              command="wc -c < {inp} > {out}; echo {cfg} >> {out}"))
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "big input")
+    spec = root / "spec.yaml"
+    first, _ = checked_build("big-input first build", root, spec, jobs, 1)
+    noop, _ = checked_build("big-input no-op build", root, spec, jobs, 0)
+    write_config(root / "conf", 1, {0: "changed"})
+    rerun, doc = checked_build("big-input rerun", root, spec, jobs, 1)
+    h["big_first_s"] = first.wall
+    h["big_noop_s"] = noop.wall
+    h["big_rerun_s"] = rerun.wall
+    h["big_rerun_stage_s"] = ran_seconds(doc)
+    # A rerun of the one stage must restore the input from the store; re-reading its bytes costs
+    # about one hash of it. Compare with a rerun over a tiny input (same spec, same steps).
+    root2 = base / "small-input"
+    root2.mkdir()
+    git(root2, "init", "-q")
+    (root2 / "big.bin").write_text("small\n")
+    (root2 / ".gitignore").write_text("big.bin\n")
+    write_config(root2 / "conf", 1)
+    (root2 / "spec.yaml").write_text((root / "spec.yaml").read_text())
+    git(root2, "add", "-A")
+    git(root2, "commit", "-q", "-m", "small input")
+    spec2 = root2 / "spec.yaml"
+    checked_build("small-input first build", root2, spec2, jobs, 1)
+    noop2, _ = checked_build("small-input no-op build", root2, spec2, jobs, 0)
+    write_config(root2 / "conf", 1, {0: "changed"})
+    rerun2, _ = checked_build("small-input rerun", root2, spec2, jobs, 1)
+    h["small_noop_s"] = noop2.wall
+    h["small_rerun_s"] = rerun2.wall
+    h["big_noop_extra_s"] = noop.wall - noop2.wall
+    h["big_rerun_extra_s"] = rerun.wall - rerun2.wall
+    reread_noop = h["big_noop_extra_s"] > 0.5 * h["reference_s"]
+    reread_rerun = h["big_rerun_extra_s"] > 0.5 * h["reference_s"]
+    results.check("build with 1 big input: no-op re-reads it?",
+                  f"+{fmt_s(h['big_noop_extra_s'])} vs tiny input", "no re-read", not reread_noop)
+    results.check("build with 1 big input: stage rerun re-reads it?",
+                  f"+{fmt_s(h['big_rerun_extra_s'])} vs tiny input (1 hash = {fmt_s(h['reference_s'])})",
+                  "no re-read", not reread_rerun)
+
+
+# -- DVC -------------------------------------------------------------------------------------------
+
+
+def dvc_venv() -> Path | None:
+    venv = Path.home() / ".cache" / "modelspec-bench" / "dvc-venv"
+    dvc = venv / "bin" / "dvc"
+    if dvc.exists() and subprocess.run([str(dvc), "--version"], capture_output=True).returncode == 0:
+        return dvc
+    log(f"dvc: creating {venv} and installing dvc==3.* (once)")
+    try:
+        if venv.exists():
+            shutil.rmtree(venv)
+        venv.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
+        subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "dvc==3.*"],
+                       check=True, capture_output=True, timeout=1800)
+    except (subprocess.SubprocessError, OSError) as exc:
+        log(f"dvc: install failed: {exc}")
+        return None
+    ok = dvc.exists() and subprocess.run([str(dvc), "--version"], capture_output=True).returncode == 0
+    return dvc if ok else None
+
+
+def dvc_chain(dvc: Path, base: Path, n: int, repeat: int) -> dict[str, Any]:
+    root = base / f"dvc-chain-{n}"
+    root.mkdir()
+    git(root, "init", "-q")
+    env = child_env()
+    subprocess.run([str(dvc), "init", "-q"], cwd=root, env=env, check=True, capture_output=True)
+    (root / "seed.txt").write_text("seed\n")
+    (root / "params.yaml").write_text("p:\n" + "".join(f"  {stage_name(i)}: v{i}\n" for i in range(n)))
+    lines = ["stages:"]
+    for i in range(n):
+        s = stage_name(i)
+        prev = "seed.txt" if i == 0 else f"out/{stage_name(i - 1)}.txt"
+        lines += [
+            f"  {s}:",
+            f"    cmd: /bin/sh -c \"cat {prev} > out/{s}.txt; echo ${{p.{s}}} >> out/{s}.txt\"",
+            f"    deps: [{prev}]",
+            f"    params: [p.{s}]",
+            f"    outs: [out/{s}.txt]",
+        ]
+    (root / "dvc.yaml").write_text("\n".join(lines) + "\n")
+    (root / "out").mkdir()
+    (root / "out" / ".gitkeep").write_text("")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "dvc workload")
+    first = timed([str(dvc), "repro", "-q"], root, env)
+    if first.returncode != 0:
+        raise BenchError(f"dvc repro (chain N={n}) failed\n{first.tail()}")
+    noops = []
+    for _ in range(repeat):
+        run = timed([str(dvc), "repro", "-q"], root, env)
+        if run.returncode != 0:
+            raise BenchError(f"dvc no-op repro (chain N={n}) failed\n{run.tail()}")
+        noops.append(run.wall)
+    return {"n": n, "first_s": first.wall, "noop_s": median(noops), "dir": str(root)}
+
+
+def dvc_figures(results: Results, base: Path, sizes: list[int], repeat: int) -> None:
+    dvc = dvc_venv()
+    if dvc is None:
+        results.dvc["status"] = "unavailable"
+        return
+    version = subprocess.run([str(dvc), "--version"], capture_output=True, text=True).stdout.strip()
+    results.dvc["status"] = f"dvc {version}"
+    results.dvc["runs"] = []
+    for n in [s for s in sizes if s in (10, 100)] or sizes[:1]:
+        log(f"dvc: chain N={n}")
+        try:
+            results.dvc["runs"].append(dvc_chain(dvc, base, n, repeat))
+        except BenchError as exc:  # DVC failing is not modelspec failing
+            results.dvc["runs"].append({"n": n, "error": str(exc)})
+
+
+# -- profiling (--profile) ---------------------------------------------------------------------------
+
+# cProfile sees only the thread it runs in; the build runs its stages in a thread pool, so the
+# wrapper starts one profiler per thread (threading.setprofile) and merges them.
+PROFILE_WRAPPER = r"""
+import cProfile, pstats, runpy, sys, threading
+out = sys.argv[1]
+sys.argv = ["modelspec", *sys.argv[2:]]
+profilers = []
+def _start(*_args):
+    p = cProfile.Profile(); profilers.append(p); p.enable()
+threading.setprofile(_start)
+main = cProfile.Profile(); profilers.append(main); main.enable()
+try:
+    runpy.run_module("modelspec", run_name="__main__", alter_sys=True)
+except SystemExit:
+    pass
+finally:
+    main.disable()
+    stats = pstats.Stats(profilers[0])
+    for p in profilers[1:]:
+        stats.add(p)
+    stats.dump_stats(out)
+"""
+
+
+def profile_build(base: Path, label: str, root: Path, spec: Path, jobs: int, top: int = 15) -> dict[str, Any]:
+    import io
+    import pstats
+
+    prof = base / f"{label}.prof"
+    run = timed([sys.executable, "-c", PROFILE_WRAPPER, str(prof), "build", str(spec), "-j", str(jobs), "--json"], root)
+    if run.returncode != 0 or not prof.exists():
+        return {"error": run.tail()}
+    buffer = io.StringIO()
+    stats = pstats.Stats(str(prof), stream=buffer)
+    stats.sort_stats("tottime").print_stats(top)
+    text = buffer.getvalue()
+    buffer2 = io.StringIO()
+    pstats.Stats(str(prof), stream=buffer2).sort_stats("cumulative").print_stats(top)
+    return {"file": str(prof), "wall_s": run.wall, "tottime": _trim_pstats(text),
+            "cumulative": _trim_pstats(buffer2.getvalue())}
+
+
+def _trim_pstats(text: str) -> str:
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.strip().startswith("ncalls")), 0)
+    return "\n".join(line for line in lines[start:] if line.strip())
+
+
+def profile_figures(results: Results, base: Path, n: int, jobs: int) -> None:
+    log(f"profile: chain N={n} first build and no-op build")
+    root = base / f"profile-chain-{n}"
+    spec = make_repo(root, "chain", n, "off")
+    results.profiles["first"] = profile_build(base, f"chain{n}-first", root, spec, jobs)
+    results.profiles["noop"] = profile_build(base, f"chain{n}-noop", root, spec, jobs)
+
+
+# -- derived figures and budgets ---------------------------------------------------------------------
+
+
+def derive(results: Results) -> None:
+    bare = results.baseline.get("bare_sh_s")
+    for w in results.workloads:
+        if "error" in w:
+            continue
+        if bare is not None:
+            w["beyond_bare_per_stage_s"] = (w["first_s"] - w["n"] * bare) / w["n"]
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for w in results.workloads:
+        if "error" not in w:
+            groups.setdefault((w["shape"], w["hermetic"]), []).append(w)
+    for (shape, hermetic), items in groups.items():
+        items.sort(key=lambda w: w["n"])
+        for a, b in zip(items, items[1:]):
+            b["marginal_overhead_per_stage_s"] = (
+                (b["first_s"] - b["stage_seconds_sum"]) - (a["first_s"] - a["stage_seconds_sum"])) / (b["n"] - a["n"])
+            b["marginal_noop_per_stage_s"] = (b["noop_s"] - a["noop_s"]) / (b["n"] - a["n"])
+            b["marginal_from"] = a["n"]
+
+    for w in results.workloads:
+        name = f"{w['shape']} N={w['n']}" + ("" if w["hermetic"] == "off" else f" hermetic={w['hermetic']}")
+        if "error" in w:
+            continue
+        if w["n"] == 1000 and w["hermetic"] == "off":
+            results.check(f"no-op build, {name}", fmt_s(w["noop_s"]), f"< {BUDGET_NOOP_1000_S} s",
+                          w["noop_s"] < BUDGET_NOOP_1000_S)
+        results.check(f"per-stage overhead, {name}", fmt_ms(w["overhead_per_stage_s"]),
+                      f"< {BUDGET_STAGE_OVERHEAD_S * 1000:.0f} ms", w["overhead_per_stage_s"] < BUDGET_STAGE_OVERHEAD_S)
+        if "marginal_overhead_per_stage_s" in w:
+            m = w["marginal_overhead_per_stage_s"]
+            results.check(f"  marginal per-stage overhead {w['marginal_from']}->{w['n']} (fixed costs excluded)",
+                          fmt_ms(m), f"< {BUDGET_STAGE_OVERHEAD_S * 1000:.0f} ms", m < BUDGET_STAGE_OVERHEAD_S)
+    for (shape, hermetic), items in groups.items():
+        marginals = [w["marginal_overhead_per_stage_s"] for w in items if "marginal_overhead_per_stage_s" in w]
+        if len(marginals) >= 2:
+            growth = marginals[-1] / marginals[0] if marginals[0] > 0 else float("inf")
+            results.check(f"per-stage overhead flat as N grows, {shape} hermetic={hermetic}",
+                          f"marginal {items[-1]['marginal_from']}->{items[-1]['n']} / {items[1]['marginal_from']}->"
+                          f"{items[1]['n']} = {growth:.2f}x", f"<= {FLAT_TOLERANCE}x", growth <= FLAT_TOLERANCE)
+
+
+# -- output ------------------------------------------------------------------------------------------
+
+
+def table(rows: list[list[str]], header: list[str], right: set[int]) -> list[str]:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(r: list[str]) -> str:
+        return "  ".join(str(c).rjust(widths[i]) if i in right else str(c).ljust(widths[i]) for i, c in enumerate(r)).rstrip()
+
+    return [line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
+
+
+def render(results: Results) -> str:
+    m = results.meta
+    out = [
+        f"modelspec benchmark — modelspec {m.get('modelspec_version')}, Python {m['python']}, {m['cpus']} CPUs, "
+        f"{m['platform']}",
+        f"builds: `{m['cli']} build SPEC -j {m['jobs']} --json`, wall clock of the whole process; no-op = median of "
+        f"{m['repeat']}",
+        "",
+        "Baselines",
+    ]
+    b = results.baseline
+    out.append(f"  python -c pass                                  {fmt_ms(results.cli.get('python_startup_s'))}")
+    out.append(f"  bare stage command (/bin/sh -c 'cat; echo')     {fmt_ms(b.get('bare_sh_s'))}")
+    out.append(f"  same command in modelspec's bwrap command line  "
+               f"{fmt_ms(b.get('bare_bwrap_s')) if b.get('bare_bwrap_s') is not None else 'n/a (no bwrap)'}")
+    out += ["", "CLI"]
+    out.append(f"  {results.cli.get('help_cmd', 'modelspec')} --help (median of 5)    {fmt_s(results.cli.get('help_s'))}")
+    fraud = results.cli.get("fraud", {})
+    if fraud.get("status") == "ok":
+        out.append(f"  no-op build specs/fraud.yaml (median)   {fmt_s(fraud['noop_s'])}  "
+                   f"(runs: {', '.join(fmt_s(x) for x in fraud['noop_all_s'])})")
+    else:
+        out.append(f"  no-op build specs/fraud.yaml            {fraud.get('status', 'not measured')}")
+
+    out += ["", "Generated graphs (tiny /bin/sh stages; per-stage overhead = (first wall - sum of the stages' "
+            "recorded seconds) / N)"]
+    rows = []
+    for w in results.workloads:
+        name = w["shape"] + ("" if w["hermetic"] == "off" else " (bwrap)" if w.get("sandboxed", True) else " (auto, NO bwrap)")
+        if "error" in w:
+            rows.append([name, str(w["n"]), "FAILED", "", "", "", "", "", "", "", ""])
+            continue
+        inc_ok = "ok" if w["incremental_ran"] == w["incremental_expected"] else "WRONG"
+        rows.append([
+            name, str(w["n"]), fmt_s(w["first_s"]), fmt_s(w["noop_s"]), fmt_s(w["incremental_s"]),
+            f"{w['incremental_ran']}/{w['incremental_expected']} {inc_ok}", fmt_s(w["stage_seconds_sum"]),
+            fmt_ms(w["overhead_per_stage_s"]), fmt_ms(w["wall_per_stage_s"]),
+            fmt_ms(w.get("beyond_bare_per_stage_s")), fmt_ms(w.get("marginal_overhead_per_stage_s")),
+        ])
+    header = ["workload", "N", "first", "no-op", "incremental", "ran/expect", "sum stage s", "overhead/stg",
+              "wall/stg", "beyond sh/stg", "marginal/stg"]
+    out += ["  " + line for line in table(rows, header, set(range(1, 11)))]
+    out.append("  beyond sh/stg = (first wall - N x bare command) / N (counts sandbox start-up as overhead); "
+               "marginal/stg = change of (wall - sum stage s) per added stage from the previous size")
+
+    h = results.hashing
+    if h:
+        size = h["bytes"]
+        out += ["", f"Hashing ({size / GIB:.2f} GiB file of random bytes, page-cached; best of 3)"]
+        out.append(f"  blake3 update_mmap, max_threads=AUTO (reference)  {fmt_rate(size, h['reference_s'])}  "
+                   f"({fmt_s(h['reference_s'])})")
+        out.append(f"  modelspec.digest.digest_file                      {fmt_rate(size, h['digest_file_s'])}  "
+                   f"({h['ratio'] * 100:.0f}% of reference)")
+        out.append(f"  StatCache.digest, first (hashes)                  {fmt_rate(size, h['statcache_first_s'])}  "
+                   f"({fmt_s(h['statcache_first_s'])})")
+        out.append(f"  StatCache.digest, second (same process)           {fmt_ms(h['statcache_second_s'])}")
+        out.append(f"  StatCache.digest, after save() and reload         {fmt_ms(h['statcache_reloaded_s'])}")
+        out.append(f"  LocalStore.put_file (copy into the store)         {fmt_rate(size, h['store_put_file_s'])}  "
+                   f"({fmt_s(h['store_put_file_s'])})")
+        out.append(f"  LocalStore.verify (re-hash an object)             {fmt_rate(size, h['store_verify_s'])}  "
+                   f"({fmt_s(h['store_verify_s'])})")
+        if "big_first_s" in h:
+            out.append(f"  build, 1 stage reading it as data: first {fmt_s(h['big_first_s'])}, no-op "
+                       f"{fmt_s(h['big_noop_s'])} (tiny input: {fmt_s(h['small_noop_s'])}), rerun after a config "
+                       f"change {fmt_s(h['big_rerun_s'])} (tiny input: {fmt_s(h['small_rerun_s'])})")
+    elif results.meta.get("skip_hash"):
+        out += ["", "Hashing: skipped (--skip-hash)"]
+
+    out += ["", "DVC"]
+    d = results.dvc
+    if not d:
+        out.append("  not run (use --dvc). " + DVC_REFERENCE)
+    elif d.get("status") == "unavailable":
+        out.append("  dvc: unavailable. " + DVC_REFERENCE)
+    else:
+        out.append(f"  {d['status']}; chain workload, `dvc repro` vs `modelspec build` (ratio = dvc / modelspec)")
+        by_n = {w["n"]: w for w in results.workloads if w["shape"] == "chain" and w["hermetic"] == "off" and "error" not in w}
+        for r in d.get("runs", []):
+            if "error" in r:
+                out.append(f"  N={r['n']}: dvc failed: {r['error'].splitlines()[0]}")
+                continue
+            ms = by_n.get(r["n"])
+            first_ratio = f"{r['first_s'] / ms['first_s']:.1f}x" if ms else "-"
+            noop_ratio = f"{r['noop_s'] / ms['noop_s']:.1f}x" if ms else "-"
+            out.append(f"  N={r['n']:<5} first: dvc {fmt_s(r['first_s'])} vs {fmt_s(ms['first_s']) if ms else '-'} "
+                       f"({first_ratio});  no-op: dvc {fmt_s(r['noop_s'])} vs {fmt_s(ms['noop_s']) if ms else '-'} "
+                       f"({noop_ratio})")
+        out.append("  " + DVC_REFERENCE)
+
+    if results.profiles:
+        for label, p in results.profiles.items():
+            out += ["", f"Profile: {label} build of chain N={results.meta.get('profile_n')} (all threads, "
+                    f"sorted by own time)"]
+            if "error" in p:
+                out.append("  failed: " + p["error"].splitlines()[-1] if p["error"] else "  failed")
+            else:
+                out += ["  " + line for line in p["tottime"].splitlines()]
+                out.append(f"  (saved: {p['file']})")
+
+    out += ["", "Budgets (DESIGN.md §9)"]
+    rows = [[b.what, b.figure, b.budget, b.verdict] for b in results.budgets]
+    out += ["  " + line for line in table(rows, ["figure", "measured", "budget", ""], set())]
+    if results.errors:
+        out += ["", "ERRORS"] + [f"  {e}" for e in results.errors]
+    out += ["", f"benchmark took {fmt_s(results.meta.get('elapsed_s'))}"
+            + (f"; temp dirs kept in {results.meta['base']}" if results.meta.get("kept") else "")]
+    return "\n".join(out)
+
+
+# -- main --------------------------------------------------------------------------------------------
+
+
+def parse_sizes(text: str) -> list[int]:
+    try:
+        sizes = sorted({int(x) for x in text.split(",") if x.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of integers: {text!r}") from None
+    if not sizes or min(sizes) < 2:
+        raise argparse.ArgumentTypeError("sizes must be integers >= 2")
+    return sizes
+
+
+def arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bench.py",
+        description="modelspec performance benchmark: prints each figure of DESIGN.md §9 with its budget.",
+        epilog="Exit 0 when every build succeeded (budgets exceeded are printed as OVER); 1 when a build failed "
+               "or ran a wrong number of stages.",
+    )
+    parser.add_argument("--sizes", type=parse_sizes, default=parse_sizes("10,100,1000"),
+                        help="graph sizes N for the chain and fan-out workloads (default: 10,100,1000)")
+    parser.add_argument("--hermetic-sizes", type=parse_sizes, default=parse_sizes("10,100"),
+                        help="sizes also measured with hermetic: auto / bubblewrap (default: 10,100; "
+                             "only those also in --sizes... or not: they run regardless)")
+    parser.add_argument("--shapes", default="chain,fanout", help="workload shapes (default: chain,fanout)")
+    parser.add_argument("-j", "--jobs", type=int, default=1, help="modelspec build -j (default 1: comparable per-stage figures)")
+    parser.add_argument("--repeat", type=int, default=3, help="no-op builds per workload, median taken (default 3)")
+    parser.add_argument("--skip-hash", action="store_true", help="skip the hashing figures")
+    parser.add_argument("--hash-gib", type=float, default=1.0, help="size of the hashed file in GiB (default 1)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directories")
+    parser.add_argument("--dvc", action="store_true",
+                        help="also run the chain workload with DVC (venv in ~/.cache/modelspec-bench/dvc-venv) "
+                             "at sizes 10 and 100")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile (cProfile, all threads) the first and no-op build of the largest chain")
+    parser.add_argument("--no-fraud", action="store_true", help="do not time the no-op build of specs/fraud.yaml")
+    args = parser.parse_args(argv)
+    args.shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
+    if not set(args.shapes) <= {"chain", "fanout"}:
+        parser.error("--shapes: chain and/or fanout")
+    if args.hash_gib <= 0:
+        parser.error("--hash-gib must be positive")
+    if args.jobs < 1 or args.repeat < 1:
+        parser.error("--jobs and --repeat must be >= 1")
+    return args
+
+
+@contextlib.contextmanager
+def workdir(keep: bool) -> Iterator[Path]:
+    base = Path(tempfile.mkdtemp(prefix="modelspec-bench-"))
+    try:
+        yield base
+    finally:
+        if not keep:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = arguments(argv)
+    started = time.perf_counter()
+    results = Results()
+    try:
+        import modelspec
+
+        version = modelspec.__version__
+    except ImportError:
+        print("modelspec is not importable (pip install -e .)", file=sys.stderr)
+        return 1
+    results.meta.update(
+        modelspec_version=version, python=platform.python_version(), cpus=os.cpu_count(),
+        platform=f"{platform.system()} {platform.machine()}", jobs=args.jobs, repeat=args.repeat,
+        sizes=args.sizes, cli=" ".join(Path(a).name if i == 0 else a for i, a in enumerate(modelspec_cmd())),
+        skip_hash=args.skip_hash, bwrap=shutil.which("bwrap"),
+    )
+    with workdir(args.keep) as base:
+        results.meta["base"] = str(base)
+        results.meta["kept"] = args.keep
+        try:
+            cli_figures(results)
+            if not args.no_fraud:
+                fraud_noop(results, args.repeat)
+        except BenchError as exc:
+            results.errors.append(str(exc))
+        log("baselines: bare command, bwrap")
+        results.baseline["bare_sh_s"] = bare_command_seconds(base)
+        results.baseline["bare_bwrap_s"] = bare_bwrap_seconds(base)
+
+        plan = [(shape, n, "off") for shape in args.shapes for n in args.sizes]
+        if shutil.which("bwrap"):
+            plan += [(shape, n, "auto") for shape in args.shapes for n in args.hermetic_sizes]
+        else:
+            results.errors.append("bwrap is not installed: the hermetic: auto figures were not measured")
+        for shape, n, hermetic in plan:
+            try:
+                results.workloads.append(run_workload(base, shape, n, hermetic, args.jobs, args.repeat))
+            except BenchError as exc:
+                results.errors.append(str(exc))
+                results.workloads.append({"shape": shape, "n": n, "hermetic": hermetic, "error": str(exc)})
+        if not args.skip_hash:
+            try:
+                hashing_figures(results, base, args.hash_gib, args.jobs)
+            except BenchError as exc:
+                results.errors.append(str(exc))
+        if args.dvc:
+            dvc_figures(results, base, args.sizes, args.repeat)
+        if args.profile:
+            results.meta["profile_n"] = max(args.sizes)
+            profile_figures(results, base, max(args.sizes), args.jobs)
+        derive(results)
+        results.meta["elapsed_s"] = time.perf_counter() - started
+        if args.json:
+            print(json.dumps(results.to_dict(), indent=2, default=str))
+        else:
+            print(render(results))
+    return 1 if results.errors and any("bwrap is not installed" not in e for e in results.errors) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
