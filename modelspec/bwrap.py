@@ -68,6 +68,7 @@ class BubblewrapSandbox:
             "--ro-bind", str(work / "config.json"), config_file(root),
             "--bind", str(work / "out"), output_dir(root),
             "--bind", str(work / "home"), f"{root}/home",
+            "--remount-ro", "/",  # the sandbox's own root: nothing but /tmp and /ms/out is writable
             "--chdir", code_dir(root),
         ]
         if not (work / "in").exists():

@@ -24,7 +24,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
 def _emit_json(value: Any) -> None:
@@ -48,9 +48,9 @@ def handle_errors(func: F) -> F:
                 err = _console(stderr=True)
                 from rich.markup import escape
 
-                err.print(f"[red bold]error:[/] {escape(exc.message)}")
+                err.print(f"[red bold]error:[/] {escape(exc.message)}", soft_wrap=True)
                 if exc.hint:
-                    err.print(f"[dim]hint:[/] {escape(exc.hint)}")
+                    err.print(f"[dim]hint:[/] {escape(exc.hint)}", soft_wrap=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             _console(stderr=True).print("[yellow]interrupted[/]: running stages were stopped; nothing half-written was kept")

@@ -176,7 +176,9 @@ def _placeholder_problem(name: str, inputs: set[str] | None, outputs: set[str] |
     if space == "outputs" and outputs is not None and rest not in outputs:
         return f"placeholder ${{{name}}} names no output of this stage (outputs: {', '.join(sorted(outputs)) or 'none'})"
     if space == "config":
-        if rest and params is not None and not any(rest == p or rest.startswith(p + ".") for p in params):
+        if params is None:
+            return ""
+        if rest and not any(rest == p or rest.startswith(p + ".") for p in params):
             return f"placeholder ${{{name}}} is not under the stage's params; add {rest.split('.')[0]!r} to params"
         return ""
     if space not in ("inputs", "outputs"):

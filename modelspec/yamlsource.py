@@ -144,7 +144,7 @@ def _convert(node: yaml.Node, path: YamlPath, document: Document, constructor: _
                 raise _fail(document.file, key_node.start_mark.line + 1, key_node.start_mark.column + 1,
                             "merge keys (<<) are not allowed in a spec")
             key = constructor.construct_object(key_node)
-            key = key if isinstance(key, str) else str(key)
+            key = key if isinstance(key, str) else str(key_node.value)  # `null:` → "null"
             child = (*path, key)
             if key in result:
                 first = document.keys[child]
