@@ -70,10 +70,19 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+PYCACHE = Path.home() / ".cache" / "modelspec-bench" / "pycache"
+USE_BYTECODE_CACHE = True  # --no-bytecode-cache turns it off
+
+
 def child_env() -> dict[str, str]:
     env = {**os.environ, **GIT_ENV}
     env.pop("MODELSPEC_HOME", None)  # every workspace keeps its own store
     env["DVC_NO_ANALYTICS"] = "1"
+    if USE_BYTECODE_CACHE:
+        # As installed for a user: bytecode is cached. Kept outside the repository (PYTHONPYCACHEPREFIX),
+        # also when this environment sets PYTHONDONTWRITEBYTECODE.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
     return env
 
 
@@ -357,6 +366,15 @@ def bare_bwrap_seconds(base: Path, repeat: int = 20) -> float | None:
         if proc.returncode != 0:
             return None
     return median(times)
+
+
+def warm_up(base: Path, jobs: int) -> None:
+    """Untimed: fill the bytecode cache and the OS caches, so the first timed run is not an outlier."""
+    log("warm-up: --help and a 2-stage build")
+    timed([*modelspec_cmd(), "--help"], REPO)
+    spec = make_repo(base / "warm-up", "chain", 2, "off")
+    build_json(base / "warm-up", spec, [], jobs)
+    build_json(base / "warm-up", spec, [], jobs)
 
 
 # -- CLI figures -----------------------------------------------------------------------------------
@@ -802,7 +820,7 @@ def render(results: Results) -> str:
         f"modelspec benchmark — modelspec {m.get('modelspec_version')}, Python {m['python']}, {m['cpus']} CPUs, "
         f"{m['platform']}",
         f"builds: `{m['cli']} build SPEC -j {m['jobs']} --json`, wall clock of the whole process; no-op = median of "
-        f"{m['repeat']}",
+        f"{m['repeat']}; bytecode {m['bytecode']}",
         "",
         "Baselines",
     ]
@@ -948,6 +966,9 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true",
                         help="also profile (cProfile, all threads) the first and no-op build of the largest chain")
     parser.add_argument("--no-fraud", action="store_true", help="do not time the no-op build of specs/fraud.yaml")
+    parser.add_argument("--no-bytecode-cache", action="store_true",
+                        help="run the CLI with the environment as it is (by default bytecode is cached in "
+                             "~/.cache/modelspec-bench/pycache, even if PYTHONDONTWRITEBYTECODE is set)")
     args = parser.parse_args(argv)
     args.shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
     if not set(args.shapes) <= {"chain", "fanout"}:
@@ -986,9 +1007,15 @@ def main(argv: list[str] | None = None) -> int:
         sizes=args.sizes, cli=" ".join(Path(a).name if i == 0 else a for i, a in enumerate(modelspec_cmd())),
         skip_hash=args.skip_hash, bwrap=shutil.which("bwrap"),
     )
+    global USE_BYTECODE_CACHE
+    USE_BYTECODE_CACHE = not args.no_bytecode_cache
+    results.meta["bytecode"] = (f"cached in {PYCACHE}" if USE_BYTECODE_CACHE else
+                                "as the environment says" + (" (PYTHONDONTWRITEBYTECODE set: not cached)"
+                                                             if os.environ.get("PYTHONDONTWRITEBYTECODE") else ""))
     with workdir(args.keep) as base:
         results.meta["base"] = str(base)
         results.meta["kept"] = args.keep
+        warm_up(base, args.jobs)
         try:
             cli_figures(results)
             if not args.no_fraud:

@@ -82,8 +82,9 @@ def validate(spec_paths: list[Path]) -> dict[str, Spec]:
     return load_specs(spec_paths)
 
 
-def load_graph(spec_paths: list[Path], overrides: list[str] | tuple[str, ...] = (), allow_dirty: bool = False
-               ) -> tuple[Workspace, BuildGraph, ResolveContext]:
+def load_graph(
+    spec_paths: list[Path], overrides: list[str] | tuple[str, ...] = (), allow_dirty: bool = False
+) -> tuple[Workspace, BuildGraph, ResolveContext]:
     workspace = open_workspace(spec_paths)
     ctx = resolve_context(workspace, allow_dirty)
     graph = build_graph(spec_paths, list(overrides), ctx)
@@ -120,8 +121,13 @@ def write_locks(graph: BuildGraph) -> list[Path]:
 # -- plan ----------------------------------------------------------------------------------
 
 
-def plan(spec_paths: list[Path], overrides: list[str] | tuple[str, ...] = (), *, allow_dirty: bool = False,
-         hermetic: str | None = None) -> tuple[BuildGraph, list[PlannedNode]]:
+def plan(
+    spec_paths: list[Path],
+    overrides: list[str] | tuple[str, ...] = (),
+    *,
+    allow_dirty: bool = False,
+    hermetic: str | None = None,
+) -> tuple[BuildGraph, list[PlannedNode]]:
     workspace, graph, _ctx = load_graph(spec_paths, overrides, allow_dirty)
     rebuilder = CachingRebuilder(ActionCache(workspace.action_cache_dir), workspace.store, workspace.locks_dir)
     return graph, plan_build(graph, rebuilder.lookup, previous_key_documents(workspace, graph), hermetic)
@@ -165,15 +171,26 @@ def choose_sandboxes(graph: BuildGraph, override: str | None, reporter: Reporter
             chosen[name] = BubblewrapSandbox()
         else:
             if mode == "auto" and not warned:
-                reporter(Event("warning", data={"message": "bubblewrap (bwrap) is not installed: stages run "
-                                                "without a sandbox and results are recorded as not hermetic"}))
+                reporter(
+                    Event(
+                        "warning",
+                        data={
+                            "message": "bubblewrap (bwrap) is not installed: stages run "
+                            "without a sandbox and results are recorded as not hermetic"
+                        },
+                    )
+                )
                 warned = True
             chosen[name] = ProcessSandbox()
     return chosen
 
 
-def build(spec_paths: list[Path], options: BuildOptions = BuildOptions(), reporter: Reporter = ignore,
-          cancel: threading.Event | None = None) -> BuildReport:
+def build(
+    spec_paths: list[Path],
+    options: BuildOptions = BuildOptions(),
+    reporter: Reporter = ignore,
+    cancel: threading.Event | None = None,
+) -> BuildReport:
     """Build the targets: run what changed, reuse the rest, record the result of each spec."""
     started = time.monotonic()
     cancel = cancel or threading.Event()
@@ -237,8 +254,13 @@ def _report(outcome: NodeOutcome, reporter: Reporter) -> None:
         reporter(Event("stage-done", outcome.node, {"seconds": outcome.result.duration}))
     elif outcome.failure is not None:
         failure = outcome.failure
-        reporter(Event("stage-failed", outcome.node, {"reason": failure.reason, "log_tail": failure.log_tail,
-                                                      "log": str(failure.log_path or "")}))
+        reporter(
+            Event(
+                "stage-failed",
+                outcome.node,
+                {"reason": failure.reason, "log_tail": failure.log_tail, "log": str(failure.log_path or "")},
+            )
+        )
 
 
 class _EnvironmentPool:
@@ -259,13 +281,23 @@ class _EnvironmentPool:
             digest = str(pinned["digest"])
             if digest not in self._made:
                 self._made[digest] = ensure_environment(
-                    pinned, node.spec.repo_root / str(pinned["file"]), self.workspace.envs_dir,
-                    self.workspace.store, offline=self.offline, reporter=self.reporter)
+                    pinned,
+                    node.spec.repo_root / str(pinned["file"]),
+                    self.workspace.envs_dir,
+                    self.workspace.store,
+                    offline=self.offline,
+                    reporter=self.reporter,
+                )
             return self._made[digest]
 
 
-def _record_build(workspace: Workspace, graph: BuildGraph, name: str, outcomes: Mapping[str, NodeOutcome],
-                  keys: Mapping[str, tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+def _record_build(
+    workspace: Workspace,
+    graph: BuildGraph,
+    name: str,
+    outcomes: Mapping[str, NodeOutcome],
+    keys: Mapping[str, tuple[str, dict[str, Any]]],
+) -> dict[str, Any]:
     """What the registry registers: the lock (stored as an object), artifacts, metrics."""
     item = graph.specs[name]
     lock_digest = workspace.store.put_bytes(canonical_json(item.lock.to_dict()))
@@ -281,14 +313,25 @@ def _record_build(workspace: Workspace, graph: BuildGraph, name: str, outcomes: 
         result = outcome.result
         assert result is not None
         metrics.update(result.metrics)
-        nodes[node_id] = {"key": outcome.key, "key_document": keys[node_id][1], "log": result.log,
-                          "seconds": round(result.duration, 3), "hermetic": result.hermetic}
-    record = {"format": BUILD_RECORD_FORMAT, "name": name, "lock": lock_digest, "artifacts": artifacts,
-              "metrics": metrics, "nodes": nodes, "hermetic": all(n["hermetic"] for n in nodes.values())}
+        nodes[node_id] = {
+            "key": outcome.key,
+            "key_document": keys[node_id][1],
+            "log": result.log,
+            "seconds": round(result.duration, 3),
+            "hermetic": result.hermetic,
+        }
+    record = {
+        "format": BUILD_RECORD_FORMAT,
+        "name": name,
+        "lock": lock_digest,
+        "artifacts": artifacts,
+        "metrics": metrics,
+        "nodes": nodes,
+        "hermetic": all(n["hermetic"] for n in nodes.values()),
+    }
     previous = read_build_record(workspace, name)
     if previous is None or {k: v for k, v in previous.items() if k != "finished"} != record:
-        write_atomic(workspace.builds_dir / f"{name}.json",
-                     canonical_json({**record, "finished": time.time()}))
+        write_atomic(workspace.builds_dir / f"{name}.json", canonical_json({**record, "finished": time.time()}))
     return record
 
 
@@ -299,8 +342,14 @@ def create_environment(spec_path: Path, *, offline: bool = False, reporter: Repo
     pinned = item.lock.environment
     if pinned is None:
         return None
-    return ensure_environment(pinned, item.spec.repo_root / str(pinned["file"]), workspace.envs_dir,
-                              workspace.store, offline=offline, reporter=reporter)
+    return ensure_environment(
+        pinned,
+        item.spec.repo_root / str(pinned["file"]),
+        workspace.envs_dir,
+        workspace.store,
+        offline=offline,
+        reporter=reporter,
+    )
 
 
 # -- checkout and verify ----------------------------------------------------------------------

@@ -18,8 +18,15 @@ from .sandbox import RunRequest, fixed_environment, run_process
 
 # System directories a stage may read. /etc is reduced to what programs need to start.
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")
-SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/nsswitch.conf", "/etc/passwd",
-                "/etc/group", "/etc/localtime", "/etc/mime.types")
+SYSTEM_FILES = (
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/nsswitch.conf",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/localtime",
+    "/etc/mime.types",
+)
 SYSTEM_ETC_DIRS = ("/etc/alternatives", "/etc/ld.so.conf.d", "/etc/ssl", "/etc/ca-certificates")
 HOSTNAME = "modelspec"
 
@@ -47,11 +54,21 @@ class BubblewrapSandbox:
         root = SANDBOX_ROOT
         work = request.workdir
         environment = request.environment
-        env = fixed_environment(f"{root}/home", "/tmp", environment.sandbox_bin if environment else None,
-                                request.source_date_epoch)
+        env = fixed_environment(
+            f"{root}/home", "/tmp", environment.sandbox_bin if environment else None, request.source_date_epoch
+        )
         env.update(request.extra_env)
-        args = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
-                "--hostname", HOSTNAME, "--clearenv"]
+        args = [
+            bwrap,
+            "--unshare-all",
+            "--die-with-parent",
+            "--new-session",
+            "--cap-drop",
+            "ALL",
+            "--hostname",
+            HOSTNAME,
+            "--clearenv",
+        ]
         for key, value in sorted(env.items()):
             args += ["--setenv", key, value]
         for path in SYSTEM_DIRS:
@@ -63,13 +80,25 @@ class BubblewrapSandbox:
         for host_path, inside in environment.binds if environment else ():
             args += ["--ro-bind", host_path, inside]
         args += [
-            "--ro-bind", str(work / "code"), code_dir(root),
-            "--ro-bind", str(work / "in"), f"{root}/in",
-            "--ro-bind", str(work / "config.json"), config_file(root),
-            "--bind", str(work / "out"), output_dir(root),
-            "--bind", str(work / "home"), f"{root}/home",
-            "--remount-ro", "/",  # the sandbox's own root: nothing but /tmp and /ms/out is writable
-            "--chdir", code_dir(root),
+            "--ro-bind",
+            str(work / "code"),
+            code_dir(root),
+            "--ro-bind",
+            str(work / "in"),
+            f"{root}/in",
+            "--ro-bind",
+            str(work / "config.json"),
+            config_file(root),
+            "--bind",
+            str(work / "out"),
+            output_dir(root),
+            "--bind",
+            str(work / "home"),
+            f"{root}/home",
+            "--remount-ro",
+            "/",  # the sandbox's own root: nothing but /tmp and /ms/out is writable
+            "--chdir",
+            code_dir(root),
         ]
         if not (work / "in").exists():
             (work / "in").mkdir()
@@ -86,9 +115,15 @@ def _bind_system(path: str) -> list[str]:
     return []
 
 
-NETWORK_SYMPTOMS = ("Network is unreachable", "Temporary failure in name resolution", "Name or service not known",
-                    "No address associated with hostname", "Could not resolve host", "getaddrinfo failed",
-                    "Connection refused")
+NETWORK_SYMPTOMS = (
+    "Network is unreachable",
+    "Temporary failure in name resolution",
+    "Name or service not known",
+    "No address associated with hostname",
+    "Could not resolve host",
+    "getaddrinfo failed",
+    "Connection refused",
+)
 
 
 def mentions_network(log: Path) -> bool:

@@ -53,7 +53,9 @@ def handle_errors(func: F) -> F:
                     err.print(f"[dim]hint:[/] {escape(exc.hint)}", soft_wrap=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
-            _console(stderr=True).print("[yellow]interrupted[/]: running stages were stopped; nothing half-written was kept")
+            _console(stderr=True).print(
+                "[yellow]interrupted[/]: running stages were stopped; nothing half-written was kept"
+            )
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
@@ -109,13 +111,22 @@ def validate(specs: tuple[Path, ...], as_json: bool) -> None:
         else:
             err = _console(stderr=True)
             for problem in exc.problems:
-                err.print(f"[red]{problem.location}[/]: {problem.yaml_path + ': ' if problem.yaml_path else ''}"
-                          f"{problem.message}", markup=True, highlight=False, soft_wrap=True)
+                err.print(
+                    f"[red]{problem.location}[/]: {problem.yaml_path + ': ' if problem.yaml_path else ''}"
+                    f"{problem.message}",
+                    markup=True,
+                    highlight=False,
+                    soft_wrap=True,
+                )
             err.print(f"{len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''} found")
         sys.exit(exc.exit_code)
     if as_json:
-        _emit_json({"ok": True, "specs": [{"name": s.name, "path": s.shown, "stages": list(s.stages)}
-                                          for s in loaded.values()]})
+        _emit_json(
+            {
+                "ok": True,
+                "specs": [{"name": s.name, "path": s.shown, "stages": list(s.stages)} for s in loaded.values()],
+            }
+        )
     else:
         for spec in loaded.values():
             click.echo(f"{spec.shown}: ok ({spec.name}, {len(spec.stages)} stages)")
@@ -175,8 +186,16 @@ def plan(args: tuple[str, ...], allow_dirty: bool, hermetic: str | None, as_json
 @click.option("--offline", is_flag=True, help="Create environments from uv's cache only.")
 @json_option
 @handle_errors
-def build(args: tuple[str, ...], jobs: int | None, keep_going: bool, force: bool, hermetic: str | None,
-          allow_dirty: bool, offline: bool, as_json: bool) -> None:
+def build(
+    args: tuple[str, ...],
+    jobs: int | None,
+    keep_going: bool,
+    force: bool,
+    hermetic: str | None,
+    allow_dirty: bool,
+    offline: bool,
+    as_json: bool,
+) -> None:
     """Build SPEC... [OVERRIDES...]: run the stages whose inputs changed, reuse the rest.
 
     Exit 0 on success, 1 when a stage failed, 2 for a bad spec or argument.
@@ -187,8 +206,15 @@ def build(args: tuple[str, ...], jobs: int | None, keep_going: bool, force: bool
     from .render import ConsoleReporter
 
     specs, overrides = split_targets(args)
-    options = BuildOptions(overrides=tuple(overrides), jobs=jobs or os.cpu_count() or 1, keep_going=keep_going,
-                           force=force, hermetic=hermetic, allow_dirty=allow_dirty, offline=offline)
+    options = BuildOptions(
+        overrides=tuple(overrides),
+        jobs=jobs or os.cpu_count() or 1,
+        keep_going=keep_going,
+        force=force,
+        hermetic=hermetic,
+        allow_dirty=allow_dirty,
+        offline=offline,
+    )
     signal.signal(signal.SIGTERM, _raise_interrupt)
     console = _console(stderr=as_json)
     if as_json:
@@ -210,8 +236,13 @@ def _raise_interrupt(_signum: int, _frame: Any) -> None:
 
 def _outcome_row(outcome: Any) -> dict[str, Any]:
     result = outcome.result
-    row = {"node": outcome.node, "state": outcome.state.value, "key": outcome.key, "reason": outcome.reason,
-           "seconds": round(result.duration, 3) if result and outcome.state.value == "ran" else None}
+    row = {
+        "node": outcome.node,
+        "state": outcome.state.value,
+        "key": outcome.key,
+        "reason": outcome.reason,
+        "seconds": round(result.duration, 3) if result and outcome.state.value == "ran" else None,
+    }
     if result is not None:
         row.update(started=result.started, ended=result.ended, hermetic=result.hermetic)
     if outcome.failure is not None:
@@ -220,8 +251,8 @@ def _outcome_row(outcome: Any) -> dict[str, Any]:
 
 
 def _print_build_summary(console: Any, report: Any, rows: list[dict[str, Any]]) -> None:
-    from .render import summary_table
     from .rebuilder import NodeState
+    from .render import summary_table
 
     if any(r["state"] != "cached" for r in rows):
         console.print(summary_table(rows))
@@ -235,8 +266,12 @@ def _print_build_summary(console: Any, report: Any, rows: list[dict[str, Any]]) 
 
 @main.command()
 @click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Where to put the artifacts (default: artifacts/<name>).")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to put the artifacts (default: artifacts/<name>).",
+)
 @json_option
 @handle_errors
 def checkout(spec: Path, out_dir: Path | None, as_json: bool) -> None:
@@ -252,8 +287,13 @@ def checkout(spec: Path, out_dir: Path | None, as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--spec", "spec", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="A spec whose workspace to verify (default: the workspace of the current directory).")
+@click.option(
+    "--spec",
+    "spec",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A spec whose workspace to verify (default: the workspace of the current directory).",
+)
 @json_option
 @handle_errors
 def verify(spec: Path | None, as_json: bool) -> None:
@@ -267,8 +307,10 @@ def verify(spec: Path | None, as_json: bool) -> None:
     else:
         for digest in report.corrupt:
             click.echo(f"corrupt: {digest} (quarantined in {workspace.store.quarantine_dir})")
-        click.echo(f"{report.checked} objects, {report.bytes} bytes checked: "
-                   f"{'ok' if report.ok else str(len(report.corrupt)) + ' corrupt'}")
+        click.echo(
+            f"{report.checked} objects, {report.bytes} bytes checked: "
+            f"{'ok' if report.ok else str(len(report.corrupt)) + ' corrupt'}"
+        )
     sys.exit(0 if report.ok else 1)
 
 
@@ -334,8 +376,9 @@ def env_rm(digest: str, spec: Path | None, as_json: bool) -> None:
 
 @env.command("lock")
 @click.argument("requirements", type=click.Path(dir_okay=False, exists=True, path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="The lock file to write.")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="The lock file to write."
+)
 @click.option("--python", "python", default="3.11", show_default=True, help="Python version to lock for.")
 @handle_errors
 def env_lock(requirements: Path, output: Path, python: str) -> None:

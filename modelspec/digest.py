@@ -21,9 +21,7 @@ TREE_FORMAT = 1
 
 def canonical_json(value: Any) -> bytes:
     """The one serialisation that is hashed: sorted keys, compact, UTF-8, no NaN."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
 def digest_bytes(data: bytes) -> str:

@@ -97,8 +97,15 @@ def ensure_environment(
                 from .nixenv import create_nix
 
                 details = create_nix(temp, env_file, offline=offline)
-            manifest = {"format": MANIFEST_FORMAT, "digest": digest, "kind": pinned["kind"], "python": pinned["python"],
-                        "file": pinned["file"], "created": time.time(), **details}
+            manifest = {
+                "format": MANIFEST_FORMAT,
+                "digest": digest,
+                "kind": pinned["kind"],
+                "python": pinned["python"],
+                "file": pinned["file"],
+                "created": time.time(),
+                **details,
+            }
             write_atomic(temp / MANIFEST, json.dumps(manifest, sort_keys=True).encode())
             os.rename(temp, target)
         except BaseException:
@@ -131,8 +138,19 @@ def _create_uv(temp: Path, python: str, lock_object: Path, lock_name: str, offli
     requirements = lock_object
     if lock_name.endswith("uv.lock"):
         requirements = _export_uv_lock(uv, lock_object, temp, env)
-    sync = [uv, "pip", "sync", "--quiet", "--python", str(temp / "bin" / "python"), "--require-hashes",
-            "--no-build", "--link-mode", "hardlink", str(requirements)]
+    sync = [
+        uv,
+        "pip",
+        "sync",
+        "--quiet",
+        "--python",
+        str(temp / "bin" / "python"),
+        "--require-hashes",
+        "--no-build",
+        "--link-mode",
+        "hardlink",
+        str(requirements),
+    ]
     if offline:
         sync.append("--offline")
     _uv(sync, env, hint="with --offline, run once without it (online) to fill uv's cache" if offline else "")
@@ -147,8 +165,9 @@ def find_interpreter(python: str) -> str:
     found = subprocess.run([uv, "python", "find", "--no-project", python], capture_output=True, text=True, env=env)
     if found.returncode == 0:
         return found.stdout.strip()
-    listing = subprocess.run([uv, "python", "list", "--only-installed", "--output-format", "json"],
-                             capture_output=True, text=True, env=env)
+    listing = subprocess.run(
+        [uv, "python", "list", "--only-installed", "--output-format", "json"], capture_output=True, text=True, env=env
+    )
     try:
         versions = sorted({f"{e['version']} ({e['path']})" for e in json.loads(listing.stdout)})
     except ValueError:
@@ -163,8 +182,19 @@ def _export_uv_lock(uv: str, lock_object: Path, temp: Path, env: dict[str, str])
     project = Path(tempfile.mkdtemp(dir=temp.parent, prefix=f"tmp-{os.getpid()}-uvlock-"))
     try:
         (project / "uv.lock").write_bytes(lock_object.read_bytes())
-        out = _uv([uv, "export", "--frozen", "--no-emit-project", "--format", "requirements-txt",
-                   "--directory", str(project)], env)
+        out = _uv(
+            [
+                uv,
+                "export",
+                "--frozen",
+                "--no-emit-project",
+                "--format",
+                "requirements-txt",
+                "--directory",
+                str(project),
+            ],
+            env,
+        )
         requirements = temp / "requirements.txt"
         requirements.write_text(out)
         return requirements
@@ -177,8 +207,10 @@ def _uv(argv: list[str], env: dict[str, str], hint: str = "") -> str:
     if result.returncode != 0:
         detail = (result.stderr or result.stdout).strip()
         if "hash" in detail.lower() and "mismatch" in detail.lower():
-            raise EnvironmentBuildError(f"hash mismatch while installing the environment:\n{detail}",
-                                        hint="the lock does not match the published packages; re-lock with `modelspec env lock`")
+            raise EnvironmentBuildError(
+                f"hash mismatch while installing the environment:\n{detail}",
+                hint="the lock does not match the published packages; re-lock with `modelspec env lock`",
+            )
         raise EnvironmentBuildError(f"`uv {argv[1]}` failed:\n{detail}", hint=hint)
     return result.stdout
 
@@ -206,9 +238,26 @@ def list_environments(envs_dir: Path) -> list[dict[str, Any]]:
 
 def lock_requirements(requirements_in: Path, output: Path, python: str) -> None:
     """Write a hash-pinned lock for `requirements_in` (`uv pip compile --generate-hashes`)."""
-    env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "UV_CUSTOM_COMPILE_COMMAND": f"modelspec env lock {requirements_in.name}"}
-    _uv([uv_bin(), "pip", "compile", "--quiet", "--generate-hashes", "--python-version", python,
-         str(requirements_in), "-o", str(output)], env)
+    env = {
+        **os.environ,
+        "UV_PYTHON_DOWNLOADS": "never",
+        "UV_CUSTOM_COMPILE_COMMAND": f"modelspec env lock {requirements_in.name}",
+    }
+    _uv(
+        [
+            uv_bin(),
+            "pip",
+            "compile",
+            "--quiet",
+            "--generate-hashes",
+            "--python-version",
+            python,
+            str(requirements_in),
+            "-o",
+            str(output),
+        ],
+        env,
+    )
 
 
 def remove_environment(envs_dir: Path, prefix: str) -> str:
@@ -219,8 +268,10 @@ def remove_environment(envs_dir: Path, prefix: str) -> str:
     matches = [e for e in list_environments(envs_dir) if str(e["digest"]).removeprefix("blake3:").startswith(wanted)]
     if len(matches) != 1:
         found = ", ".join(str(m["digest"])[7:19] for m in matches) or "none"
-        raise UsageError(f"{prefix!r} matches {len(matches)} environments ({found})",
-                         hint="give more of the digest; `modelspec env list` shows them")
+        raise UsageError(
+            f"{prefix!r} matches {len(matches)} environments ({found})",
+            hint="give more of the digest; `modelspec env list` shows them",
+        )
     digest = str(matches[0]["digest"])
     with file_lock(envs_dir / f"{hex_of(digest)}.lock"):
         remove_path(Path(str(matches[0]["path"])))

@@ -1,13 +1,13 @@
 """The one error hierarchy of modelspec; each error carries an exit code and a next step.
 
-    ModelspecError                 exit 1
-    ├── SpecError                  exit 2  (one or more located problems in a spec)
-    ├── UsageError                 exit 2  (a bad command-line argument or reference)
-    ├── GitError                   exit 2  (a ref that does not resolve, a dirty tree)
-    ├── EnvironmentBuildError      exit 1  (uv / nix could not materialize an environment)
-    ├── SandboxUnavailableError    exit 1  (hermetic: strict without bubblewrap)
-    ├── StoreError                 exit 1  (a missing or corrupt object, a full disk)
-    └── BuildFailedError           exit 1  (raised by callers that want an exception)
+ModelspecError                 exit 1
+├── SpecError                  exit 2  (one or more located problems in a spec)
+├── UsageError                 exit 2  (a bad command-line argument or reference)
+├── GitError                   exit 2  (a ref that does not resolve, a dirty tree)
+├── EnvironmentBuildError      exit 1  (uv / nix could not materialize an environment)
+├── SandboxUnavailableError    exit 1  (hermetic: strict without bubblewrap)
+├── StoreError                 exit 1  (a missing or corrupt object, a full disk)
+└── BuildFailedError           exit 1  (raised by callers that want an exception)
 """
 
 from __future__ import annotations
@@ -71,9 +71,7 @@ class SpecError(ModelspecError):
     exit_code = 2
 
     def __init__(self, problems: list[Problem], hint: str = "") -> None:
-        self.problems = sorted(
-            problems, key=lambda p: (p.location.file, p.location.line, p.location.column)
-        )
+        self.problems = sorted(problems, key=lambda p: (p.location.file, p.location.line, p.location.column))
         count = len(self.problems)
         head = f"{count} problem{'s' if count != 1 else ''} found"
         super().__init__("\n".join([head, *map(str, self.problems)]), hint)

@@ -34,9 +34,7 @@ class Commit:
 
 def git(repo: Path, *args: str, input: bytes | None = None) -> bytes:
     try:
-        result = subprocess.run(
-            ["git", "-C", str(repo), *args], input=input, capture_output=True, check=False
-        )
+        result = subprocess.run(["git", "-C", str(repo), *args], input=input, capture_output=True, check=False)
     except FileNotFoundError:
         raise GitError("git is not installed", hint="install git (apt-get install git)") from None
     if result.returncode != 0:
@@ -124,9 +122,7 @@ def working_files(repo: Path, paths: Iterable[str]) -> list[CodeFile]:
 def files_under(files: list[CodeFile], paths: Iterable[str]) -> list[CodeFile]:
     """The subset of `files` inside any of `paths` (a path names a file or a directory)."""
     prefixes = [p.rstrip("/") for p in paths]
-    return [
-        f for f in files if any(f.path == p or f.path.startswith(p + "/") for p in prefixes)
-    ]
+    return [f for f in files if any(f.path == p or f.path.startswith(p + "/") for p in prefixes)]
 
 
 def code_digest(files: list[CodeFile]) -> str:
@@ -166,7 +162,7 @@ def _read_blobs(repo: Path, blobs: list[str]) -> dict[str, bytes]:
     out = git(repo, "cat-file", "--batch", input="".join(b + "\n" for b in blobs).encode())
     contents: dict[str, bytes] = {}
     pos = 0
-    for blob in blobs:
+    for _ in blobs:
         header_end = out.index(b"\n", pos)
         sha, _kind, size = out[pos:header_end].decode().split()
         start = header_end + 1

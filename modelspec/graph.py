@@ -133,10 +133,10 @@ def load_specs(paths: list[Path], cache_dir: Path | None = None) -> dict[str, Sp
     specs: dict[str, Spec] = {}
     problems: list[Problem] = []
     by_path: dict[Path, Spec] = {}
-    pending = [(Path(p).absolute(), None) for p in paths]
+    pending = [Path(p).absolute() for p in paths]
     edges: list[tuple[str, str]] = []
     while pending:
-        path, referrer = pending.pop(0)
+        path = pending.pop(0)
         if path in by_path:
             continue
         try:
@@ -145,7 +145,9 @@ def load_specs(paths: list[Path], cache_dir: Path | None = None) -> dict[str, Sp
             problems += exc.problems
             continue
         if spec.name in specs and specs[spec.name].path != spec.path:
-            problems.append(spec.document.problem(("name",), f"spec name {spec.name!r} is also used by {specs[spec.name].shown}"))
+            problems.append(
+                spec.document.problem(("name",), f"spec name {spec.name!r} is also used by {specs[spec.name].shown}")
+            )
             continue
         by_path[path] = spec
         specs[spec.name] = spec
@@ -154,10 +156,14 @@ def load_specs(paths: list[Path], cache_dir: Path | None = None) -> dict[str, Sp
                 continue
             other = spec.path.parent / f"{source.spec}.yaml"
             if not other.is_file():
-                problems.append(spec.document.problem(("data", name, "spec"), f"no spec {source.spec!r} beside this one ({other.name} not found)"))
+                problems.append(
+                    spec.document.problem(
+                        ("data", name, "spec"), f"no spec {source.spec!r} beside this one ({other.name} not found)"
+                    )
+                )
                 continue
             edges.append((source.spec, spec.name))
-            pending.append((other, spec.name))
+            pending.append(other)
     if edges and not problems:
         problems += _spec_cycles(specs, edges)
     if problems:
@@ -228,8 +234,13 @@ def _raise_node_cycle(graph: BuildGraph) -> None:
     raise SpecError([first.spec.document.problem(("stages", first.stage), f"dependency cycle: {text}")])
 
 
-def _input_source(item: ResolvedSpec, input_id: str, source: dict[str, Any], resolved: dict[str, ResolvedSpec],
-                  problems: list[Problem]) -> DataInput | UpstreamInput | None:
+def _input_source(
+    item: ResolvedSpec,
+    input_id: str,
+    source: dict[str, Any],
+    resolved: dict[str, ResolvedSpec],
+    problems: list[Problem],
+) -> DataInput | UpstreamInput | None:
     spec, lock = item.spec, item.lock
     if "stage" in source:
         path = lock.stages[source["stage"]]["outputs"][source["output"]]
@@ -241,8 +252,12 @@ def _input_source(item: ResolvedSpec, input_id: str, source: dict[str, Any], res
     ref = _artifact_ref(other.lock, data["output"])
     if ref is None:
         choices = ", ".join(other.lock.artifacts)
-        problems.append(spec.document.problem(("data", source["data"], "output"),
-                                              f"{data['output']!r} is not an artifact of spec {other.spec.name!r} (artifacts: {choices})"))
+        problems.append(
+            spec.document.problem(
+                ("data", source["data"], "output"),
+                f"{data['output']!r} is not an artifact of spec {other.spec.name!r} (artifacts: {choices})",
+            )
+        )
         return None
     stage, output = split_output_ref(ref)
     path = other.lock.stages[stage]["outputs"][output]

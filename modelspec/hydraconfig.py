@@ -13,9 +13,9 @@ from typing import Any
 
 # Resolvers whose value depends only on the config itself; anything else (`now`,
 # `oc.env`, `hydra:…`, custom resolvers) could change a value without changing a key.
-DETERMINISTIC_RESOLVERS = frozenset(
-    {"oc.select", "oc.create", "oc.decode", "oc.deprecated", "oc.dict.keys", "oc.dict.values"}
-)
+# `oc.create` and `oc.decode` are not here: they evaluate a string assembled at resolve
+# time (`${oc.decode:${a}${b}}` can become `${oc.env:HOME}`), which no text check can see.
+DETERMINISTIC_RESOLVERS = frozenset({"oc.select", "oc.deprecated", "oc.dict.keys", "oc.dict.values"})
 _RESOLVER_CALL = re.compile(r"\$\{\s*([A-Za-z_][\w.]*)\s*:")
 
 
@@ -29,6 +29,7 @@ class ConfigError(Exception):
 
 def compose(config_dir: Path, name: str, overrides: list[str]) -> dict[str, Any]:
     """The composed, resolved config as plain containers."""
+    import yaml
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -38,6 +39,8 @@ def compose(config_dir: Path, name: str, overrides: list[str]) -> dict[str, Any]
 
     for override in overrides:
         _check_resolvers(override, "")
+    for file in sorted(config_dir.rglob("*.y*ml")):  # also defaults lists, not in the result
+        _check_resolvers(file.read_text(errors="replace"), "", str(file.relative_to(config_dir)))
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
@@ -51,11 +54,13 @@ def compose(config_dir: Path, name: str, overrides: list[str]) -> dict[str, Any]
         raise ConfigError(_plain(message), key) from None
     except ValueError as exc:  # e.g. an unparsable override, raised by Hydra's grammar
         raise ConfigError(str(exc).strip().splitlines()[0]) from None
+    except yaml.YAMLError as exc:  # a config file that is not YAML
+        raise ConfigError(_plain(f"invalid YAML in the config: {exc}")) from None
     finally:
         GlobalHydra.instance().clear()
     if not isinstance(resolved, dict):
         raise ConfigError("the composed config is not a mapping")
-    return resolved
+    return {str(key): value for key, value in resolved.items()}
 
 
 def _walk_strings(value: Any, key: str) -> None:
@@ -69,10 +74,10 @@ def _walk_strings(value: Any, key: str) -> None:
         _check_resolvers(value, key)
 
 
-def _check_resolvers(text: str, key: str) -> None:
+def _check_resolvers(text: str, key: str, file: str = "") -> None:
     for resolver in _RESOLVER_CALL.findall(text):
         if resolver not in DETERMINISTIC_RESOLVERS:
-            where = f" in {key}" if key else ""
+            where = f" in {key or file}" if key or file else ""
             raise ConfigError(
                 f"resolver {resolver!r}{where} is not deterministic (or unknown); "
                 "a build may only depend on declared inputs, so write the value into the config",

@@ -35,16 +35,17 @@ def create_nix(temp: Path, nix_file: Path, *, offline: bool) -> dict[str, Any]:
     if offline:
         options += ["--option", "substituters", ""]
     out_link = temp / "result"
-    build = subprocess.run([*prefix, "nix-build", str(nix_file), "--out-link", str(out_link), *options],
-                           capture_output=True, text=True)
+    build = subprocess.run(
+        [*prefix, "nix-build", str(nix_file), "--out-link", str(out_link), *options], capture_output=True, text=True
+    )
     if build.returncode != 0:
         raise EnvironmentBuildError(f"nix-build {nix_file.name} failed:\n{build.stderr.strip()[-2000:]}")
     out_path = build.stdout.strip().splitlines()[-1]
-    closure = subprocess.run([*prefix, "nix-store", "--query", "--requisites", out_path, *options[:2]],
-                             capture_output=True, text=True)
+    closure = subprocess.run(
+        [*prefix, "nix-store", "--query", "--requisites", out_path, *options[:2]], capture_output=True, text=True
+    )
     if closure.returncode != 0:
         raise EnvironmentBuildError(f"nix-store --query failed:\n{closure.stderr.strip()}")
     root = store.rstrip("/")  # a chroot store keeps /nix/store/x at <store>/nix/store/x
     binds = [[root + path, path] for path in closure.stdout.split()]
-    return {"binds": binds, "host_bin": root + out_path + "/bin", "sandbox_bin": out_path + "/bin",
-            "out": out_path}
+    return {"binds": binds, "host_bin": root + out_path + "/bin", "sandbox_bin": out_path + "/bin", "out": out_path}

@@ -24,8 +24,12 @@ class PlannedNode:
     document: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"node": self.node, "key": self.key, "status": "cached" if self.cached else "will run",
-                "reasons": self.reasons}
+        return {
+            "node": self.node,
+            "key": self.key,
+            "status": "cached" if self.cached else "will run",
+            "reasons": self.reasons,
+        }
 
 
 def hermetic_mode(node: Node, override: str | None) -> str:
@@ -99,10 +103,17 @@ def explain(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> list[
     old_config, new_config = _flatten(before.get("config", {})), _flatten(after["config"])
     for key in sorted(set(old_config) | set(new_config)):
         if old_config.get(key, _MISSING) != new_config.get(key, _MISSING):
-            reasons.append(f"config key {key}: {_show(old_config.get(key, _MISSING))} → {_show(new_config.get(key, _MISSING))}")
-    labels = {"code": "code of its declared paths changed", "environment": "environment lock changed",
-              "platform": "platform changed", "hermetic": "sandbox policy changed", "outputs": "declared outputs changed",
-              "format": "key format changed"}
+            reasons.append(
+                f"config key {key}: {_show(old_config.get(key, _MISSING))} → {_show(new_config.get(key, _MISSING))}"
+            )
+    labels = {
+        "code": "code of its declared paths changed",
+        "environment": "environment lock changed",
+        "platform": "platform changed",
+        "hermetic": "sandbox policy changed",
+        "outputs": "declared outputs changed",
+        "format": "key format changed",
+    }
     for field_name, text in labels.items():
         if before.get(field_name) != after.get(field_name):
             reasons.append(text)

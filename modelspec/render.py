@@ -23,8 +23,9 @@ class ConsoleReporter:
         if console.is_terminal:
             from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-            self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                                     console=console, transient=True)
+            self.progress = Progress(
+                SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True
+            )
 
     def __enter__(self) -> ConsoleReporter:
         if self.progress is not None:

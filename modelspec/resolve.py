@@ -54,7 +54,9 @@ def resolve_spec(spec: Spec, overrides: list[str], ctx: ResolveContext) -> tuple
     return lock, files
 
 
-def _resolve_code(spec: Spec, ctx: ResolveContext, problems: list[Problem]) -> tuple[dict[str, Any], list[gitcode.CodeFile]]:
+def _resolve_code(
+    spec: Spec, ctx: ResolveContext, problems: list[Problem]
+) -> tuple[dict[str, Any], list[gitcode.CodeFile]]:
     repo = spec.repo_root
     try:
         commit = gitcode.resolve_commit(repo, spec.ref)
@@ -110,7 +112,9 @@ def _resolve_data(spec: Spec, ctx: ResolveContext, problems: list[Problem]) -> d
     return data
 
 
-def _resolve_config(spec: Spec, overrides: list[str], ctx: ResolveContext, problems: list[Problem]) -> dict[str, Any] | None:
+def _resolve_config(
+    spec: Spec, overrides: list[str], ctx: ResolveContext, problems: list[Problem]
+) -> dict[str, Any] | None:
     if spec.config is None:
         if overrides:
             problems.append(spec.document.problem((), "config overrides were given but the spec has no `config`"))
@@ -123,7 +127,9 @@ def _resolve_config(spec: Spec, overrides: list[str], ctx: ResolveContext, probl
     try:
         return _cached_compose(config_dir, spec.config.name, all_overrides, ctx)
     except ConfigError as exc:
-        where = ("config", "overrides") if any(exc.key and o.startswith(exc.key) for o in all_overrides) else ("config",)
+        where = (
+            ("config", "overrides") if any(exc.key and o.startswith(exc.key) for o in all_overrides) else ("config",)
+        )
         key = f" ({exc.key})" if exc.key else ""
         problems.append(spec.document.problem(where, f"cannot compose the config{key}: {exc}"))
         return None
@@ -168,8 +174,11 @@ def _resolve_environment(spec: Spec, ctx: ResolveContext, problems: list[Problem
     if kind == "nix":
         # A nix file may import the files beside it: they are part of the environment.
         if full.parent.resolve() == spec.repo_root.resolve():
-            problems.append(spec.document.problem(("environment", "nix"),
-                                                  "put the nix file in a directory of its own (its directory is hashed)"))
+            problems.append(
+                spec.document.problem(
+                    ("environment", "nix"), "put the nix file in a directory of its own (its directory is hashed)"
+                )
+            )
             return None
         content = digest_path(full.parent, ctx.statcache.digest).digest
         pinned["dir_digest"] = content
@@ -177,12 +186,17 @@ def _resolve_environment(spec: Spec, ctx: ResolveContext, problems: list[Problem
     return {**pinned, "digest": digest_json({"kind": kind, "python": env.python, "content": content})}
 
 
-def _lock_stage(spec: Spec, stage: Stage, files: list[gitcode.CodeFile], config: dict[str, Any] | None,
-                problems: list[Problem]) -> dict[str, Any]:
+def _lock_stage(
+    spec: Spec, stage: Stage, files: list[gitcode.CodeFile], config: dict[str, Any] | None, problems: list[Problem]
+) -> dict[str, Any]:
     where = ("stages", stage.name)
     for i, path in enumerate(stage.code):
         if files and not gitcode.files_under(files, [path]):
-            problems.append(spec.document.problem((*where, "code", i), f"{path} holds no files at the resolved commit (is it committed?)"))
+            problems.append(
+                spec.document.problem(
+                    (*where, "code", i), f"{path} holds no files at the resolved commit (is it committed?)"
+                )
+            )
     params: dict[str, Any] = {}
     if config is not None:
         for i, dotted in enumerate(stage.params):

@@ -78,9 +78,13 @@ def run_node(
             (workdir / name).mkdir()
         (workdir / "config.json").write_bytes(canonical_json(stage["params"]) + b"\n")
         request = RunRequest(
-            argv=stage["argv"], shell=stage["shell"],
+            argv=stage["argv"],
+            shell=stage["shell"],
             inputs={i: s.basename for i, s in node.inputs.items()},
-            outputs=stage["outputs"], params=stage["params"], workdir=workdir, log=log_path,
+            outputs=stage["outputs"],
+            params=stage["params"],
+            workdir=workdir,
+            log=log_path,
             environment=environment,
             source_date_epoch=int(node.lock.code.get("time", 0)),
         )
@@ -106,8 +110,15 @@ def run_node(
         }
         log_digest = store.put_file(log_path)
         return ActionResult(
-            key=key, node=node.id, outputs=outputs, log=log_digest, exit_code=0,
-            started=started, ended=ended, hermetic=ctx.sandbox.hermetic, metrics=metrics,
+            key=key,
+            node=node.id,
+            outputs=outputs,
+            log=log_digest,
+            exit_code=0,
+            started=started,
+            ended=ended,
+            hermetic=ctx.sandbox.hermetic,
+            metrics=metrics,
         )
     finally:
         remove_path(workdir)
@@ -127,8 +138,9 @@ def code_snapshot(resolved: ResolvedSpec, code: Mapping[str, object], ctx: RunCo
     files = gitcode.files_under(resolved.code_files, paths)
     export = Path(tempfile.mkdtemp(dir=ctx.store.tmp, prefix=f"{os.getpid()}-code-"))
     try:
-        gitcode.export_files(resolved.spec.repo_root, files, export,
-                             from_working_tree=bool(resolved.lock.code.get("dirty")))
+        gitcode.export_files(
+            resolved.spec.repo_root, files, export, from_working_tree=bool(resolved.lock.code.get("dirty"))
+        )
         entry = ctx.store.put_path(export, move=True)
     finally:
         remove_path(export)

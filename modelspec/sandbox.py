@@ -21,9 +21,16 @@ from typing import Any, Protocol
 from .environments import Environment
 from .layout import code_dir, interpolate
 
-FIXED_ENV = {"TZ": "UTC", "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0",
-             "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-             "MKL_NUM_THREADS": "1"}
+FIXED_ENV = {
+    "TZ": "UTC",
+    "LC_ALL": "C.UTF-8",
+    "LANG": "C.UTF-8",
+    "PYTHONHASHSEED": "0",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 _TERMINATE_GRACE = 2.0
 
@@ -45,9 +52,18 @@ class RunRequest:
 
 
 class Sandbox(Protocol):
-    name: str
-    hermetic: bool  # recorded on results: was the command isolated?
-    protects_inputs: bool  # are inputs read-only even for root (so hardlinks are safe)?
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def hermetic(self) -> bool:
+        """Recorded on results: was the command isolated?"""
+        ...
+
+    @property
+    def protects_inputs(self) -> bool:
+        """Are inputs read-only even for root (so that hardlinks into the store are safe)?"""
+        ...
 
     def run(self, request: RunRequest, cancel: threading.Event) -> int: ...
 
@@ -71,7 +87,9 @@ class ProcessSandbox:
         root = str(request.workdir)
         argv = interpolate(request.argv, root, request.inputs, request.outputs, request.params, request.shell)
         env = fixed_environment(
-            f"{root}/home", f"{root}/tmp", request.environment.host_bin if request.environment else None,
+            f"{root}/home",
+            f"{root}/tmp",
+            request.environment.host_bin if request.environment else None,
             request.source_date_epoch,
         )
         env.update(request.extra_env)
@@ -83,8 +101,14 @@ def run_process(argv: list[str], env: dict[str, str], cwd: Path, log: Path, canc
     with open(log, "ab") as out:
         try:
             proc = subprocess.Popen(
-                argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=_die_with_parent,
+                argv,
+                env=env,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         except OSError as exc:
             out.write(f"modelspec: cannot start {argv[0]!r}: {exc.strerror}\n".encode())

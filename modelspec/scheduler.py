@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
 from .graph import BuildGraph
 from .rebuilder import NodeOutcome, NodeState
 

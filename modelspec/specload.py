@@ -11,6 +11,7 @@ import shlex
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from .digest import digest_bytes, hex_of
 from .errors import Problem, SpecError
 from .model import (
     PLACEHOLDER,
@@ -20,7 +21,6 @@ from .model import (
     Spec,
     Stage,
 )
-from .digest import digest_bytes, hex_of
 from .schema import spec_schema_bytes, validate
 from .store import write_atomic
 from .yamlsource import Document, parse_document, read_spec_bytes
@@ -80,20 +80,18 @@ def parse_cmd(cmd: str | list[str], shell: bool) -> list[str]:
 
 def check_semantics(document: Document) -> list[Problem]:
     """Problems the schema cannot see. Defensive: runs on documents that failed the schema."""
-    data = document.data if isinstance(document.data, dict) else {}
-    stages = data.get("stages") if isinstance(data.get("stages"), dict) else {}
-    sources = data.get("data") if isinstance(data.get("data"), dict) else {}
+    data: dict[str, Any] = document.data if isinstance(document.data, dict) else {}
+    stages: dict[str, Any] = data["stages"] if isinstance(data.get("stages"), dict) else {}
+    sources: dict[str, Any] = data["data"] if isinstance(data.get("data"), dict) else {}
     problems: list[Problem] = []
     outputs_of: dict[str, set[str] | None] = {  # None: missing or malformed, reported already
-        name: set(stage["outputs"])
-        if isinstance(stage, dict) and isinstance(stage.get("outputs"), dict)
-        else None
+        name: set(stage["outputs"]) if isinstance(stage, dict) and isinstance(stage.get("outputs"), dict) else None
         for name, stage in stages.items()
     }
     for name, source in sources.items():
-        if isinstance(source, dict) and isinstance(source.get("spec"), str):
-            if source["spec"].partition("@")[0] == data.get("name"):
-                problems.append(document.problem(("data", name, "spec"), "a spec cannot depend on itself"))
+        spec_ref = source.get("spec") if isinstance(source, dict) else None
+        if isinstance(spec_ref, str) and spec_ref.partition("@")[0] == data.get("name"):
+            problems.append(document.problem(("data", name, "spec"), "a spec cannot depend on itself"))
     dependencies: dict[str, set[str]] = {}
     for name, stage in stages.items():
         if isinstance(stage, dict):
@@ -167,14 +165,15 @@ def _known(stage: dict[str, Any], key: str, kind: type) -> bool:
     return key not in stage or isinstance(stage[key], kind)
 
 
-def _placeholder_problem(name: str, inputs: set[str] | None, outputs: set[str] | None,
-                         params: list[str] | None) -> str:
+def _placeholder_problem(name: str, inputs: set[str] | None, outputs: set[str] | None, params: list[str] | None) -> str:
     """What is wrong with `${name}`; None for a field whose own error the schema reports."""
     space, _, rest = name.partition(".")
     if space == "inputs" and inputs is not None and rest not in inputs:
         return f"placeholder ${{{name}}} names no input of this stage (inputs: {', '.join(sorted(inputs)) or 'none'})"
     if space == "outputs" and outputs is not None and rest not in outputs:
-        return f"placeholder ${{{name}}} names no output of this stage (outputs: {', '.join(sorted(outputs)) or 'none'})"
+        return (
+            f"placeholder ${{{name}}} names no output of this stage (outputs: {', '.join(sorted(outputs)) or 'none'})"
+        )
     if space == "config":
         if params is None:
             return ""
@@ -182,7 +181,9 @@ def _placeholder_problem(name: str, inputs: set[str] | None, outputs: set[str] |
             return f"placeholder ${{{name}}} is not under the stage's params; add {rest.split('.')[0]!r} to params"
         return ""
     if space not in ("inputs", "outputs"):
-        return f"unknown placeholder ${{{name}}}; use ${{inputs.NAME}}, ${{outputs.NAME}}, ${{config}} or ${{config.KEY}}"
+        return (
+            f"unknown placeholder ${{{name}}}; use ${{inputs.NAME}}, ${{outputs.NAME}}, ${{config}} or ${{config.KEY}}"
+        )
     return ""
 
 
@@ -194,7 +195,9 @@ def _check_output_paths(document: Document, path: tuple[str, ...], outputs: dict
             continue
         normal = PurePosixPath(os.path.normpath(value))
         if str(normal) == ".":
-            problems.append(document.problem((*path, "outputs", name), "must name a file or directory inside the output directory"))
+            problems.append(
+                document.problem((*path, "outputs", name), "must name a file or directory inside the output directory")
+            )
             continue
         for other_path, other in seen.items():
             if normal == other_path or normal in other_path.parents or other_path in normal.parents:

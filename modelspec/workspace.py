@@ -71,10 +71,7 @@ def find_workspace(start: Path, fallback_root: Path | None = None) -> Workspace:
         root = fallback_root or start
     settings = _read_settings(root / WORKSPACE_FILE)
     home_env = os.environ.get("MODELSPEC_HOME")
-    if home_env:
-        home = Path(os.path.abspath(home_env))
-    else:
-        home = root / str(settings.get("store", STORE_DIR))
+    home = Path(os.path.abspath(home_env)) if home_env else root / str(settings.get("store", STORE_DIR))
     return Workspace(root=root, home=home, settings=settings)
 
 

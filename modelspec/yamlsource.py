@@ -98,6 +98,7 @@ def _check_events(text: str, shown_as: str) -> None:
     try:
         for event in yaml.parse(text, Loader=yaml.SafeLoader):
             mark = event.start_mark
+            assert mark is not None  # the parser marks every event
             if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
                 raise _fail(
                     shown_as,
@@ -112,13 +113,14 @@ def _check_events(text: str, shown_as: str) -> None:
             if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
                 depth += 1
                 if depth > MAX_DEPTH:
-                    raise _fail(
-                        shown_as, mark.line + 1, mark.column + 1, f"nested deeper than {MAX_DEPTH} levels"
-                    )
+                    raise _fail(shown_as, mark.line + 1, mark.column + 1, f"nested deeper than {MAX_DEPTH} levels")
             elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
                 depth -= 1
     except yaml.MarkedYAMLError as exc:
         raise _from_yaml_error(exc, shown_as) from None
+
+
+_PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")  # a collection's tag is ignored
 
 
 class _Constructor(yaml.constructor.SafeConstructor):
@@ -134,22 +136,36 @@ class _Constructor(yaml.constructor.SafeConstructor):
 
 def _convert(node: yaml.Node, path: YamlPath, document: Document, constructor: _Constructor) -> Any:
     document.values[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_TAGS:
+        raise _fail(document.file, *document.values[path], f"the tag {node.tag} is not allowed in a spec")
     if isinstance(node, yaml.MappingNode):
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
-                raise _fail(document.file, key_node.start_mark.line + 1, key_node.start_mark.column + 1,
-                            "mapping keys must be plain scalars")
+                raise _fail(
+                    document.file,
+                    key_node.start_mark.line + 1,
+                    key_node.start_mark.column + 1,
+                    "mapping keys must be plain scalars",
+                )
             if key_node.tag == "tag:yaml.org,2002:merge":
-                raise _fail(document.file, key_node.start_mark.line + 1, key_node.start_mark.column + 1,
-                            "merge keys (<<) are not allowed in a spec")
+                raise _fail(
+                    document.file,
+                    key_node.start_mark.line + 1,
+                    key_node.start_mark.column + 1,
+                    "merge keys (<<) are not allowed in a spec",
+                )
             key = constructor.construct_object(key_node)
             key = key if isinstance(key, str) else str(key_node.value)  # `null:` → "null"
             child = (*path, key)
             if key in result:
                 first = document.keys[child]
-                raise _fail(document.file, key_node.start_mark.line + 1, key_node.start_mark.column + 1,
-                            f"{dotted(child)}: duplicate key (first defined on line {first[0]})")
+                raise _fail(
+                    document.file,
+                    key_node.start_mark.line + 1,
+                    key_node.start_mark.column + 1,
+                    f"{dotted(child)}: duplicate key (first defined on line {first[0]})",
+                )
             document.keys[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
             result[key] = _convert(value_node, child, document, constructor)
         return result

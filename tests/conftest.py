@@ -30,8 +30,9 @@ class Repo:
 
     def git(self, *args: str) -> str:
         env = {**os.environ, **GIT_ENV}
-        return subprocess.run(["git", "-C", str(self.path), *args], check=True, capture_output=True,
-                              text=True, env=env).stdout
+        return subprocess.run(
+            ["git", "-C", str(self.path), *args], check=True, capture_output=True, text=True, env=env
+        ).stdout
 
     def write(self, relative: str, content: str | bytes, *, dedent: bool = True) -> Path:
         target = self.path / relative
@@ -47,14 +48,22 @@ class Repo:
         self.git("commit", "-q", "--allow-empty", "-m", message)
         return self.git("rev-parse", "HEAD").strip()
 
-    def modelspec(self, *args: str, check: bool = False, env: dict[str, str] | None = None,
-                  timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    def modelspec(
+        self, *args: str, check: bool = False, env: dict[str, str] | None = None, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
         """Run the real CLI in a subprocess, from the repository root."""
-        result = subprocess.run([sys.executable, "-m", "modelspec", *args], cwd=self.path, capture_output=True,
-                                text=True, env={**os.environ, **(env or {})}, timeout=timeout)
+        result = subprocess.run(
+            [sys.executable, "-m", "modelspec", *args],
+            cwd=self.path,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **(env or {})},
+            timeout=timeout,
+        )
         if check and result.returncode != 0:
-            raise AssertionError(f"modelspec {' '.join(args)} exited {result.returncode}:\n"
-                                 f"{result.stdout}\n{result.stderr}")
+            raise AssertionError(
+                f"modelspec {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+            )
         return result
 
     def build_json(self, *args: str, check: bool = True) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """A small diamond pipeline used by the build-engine tests.
 
-    raw ──▶ a ──▶ b ──▶ d
-     └────▶ c ────────▲
+raw ──▶ a ──▶ b ──▶ d
+ └────▶ c ────────▲
 """
 
 from __future__ import annotations
@@ -41,10 +41,14 @@ artifacts: [d.out]
 """
 
 
-def make_pipeline(repo: Repo, *, hermetic: str = "auto", a_extra: str = "true", b_extra: str = "true",
-                  c_extra: str = "true") -> str:
-    repo.write("specs/pipe.yaml", SPEC.format(hermetic=hermetic, a_extra=a_extra, b_extra=b_extra,
-                                               c_extra=c_extra), dedent=False)
+def make_pipeline(
+    repo: Repo, *, hermetic: str = "auto", a_extra: str = "true", b_extra: str = "true", c_extra: str = "true"
+) -> str:
+    repo.write(
+        "specs/pipe.yaml",
+        SPEC.format(hermetic=hermetic, a_extra=a_extra, b_extra=b_extra, c_extra=c_extra),
+        dedent=False,
+    )
     repo.write("data/raw.txt", "first\nmiddle\nlast\n")
     repo.write("conf/config.yaml", "a: {v: 1}\nc: {v: 1}\nunused: {v: 1}\n")
     repo.write("src/a.sh", "# code of stage a\n")

@@ -87,8 +87,13 @@ def test_fail_fast_does_not_start_independent_stages(repo: Repo) -> None:
 
 
 def _start_build(repo: Repo, spec: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "modelspec", "build", spec, "-j", "1", "--json"],
-                            cwd=repo.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "modelspec", "build", spec, "-j", "1", "--json"],
+        cwd=repo.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for_log(repo: Repo, stage: str, timeout: float = 30) -> None:
@@ -202,6 +207,7 @@ def test_same_stage_in_two_workspace_paths_gets_same_key_and_bytes(tmp_path: Pat
         repo = Repo(tmp_path / name)
         spec = make_pipeline(repo)
         report = repo.build_json(spec)
-        outputs.append(({r["node"]: r["key"] for r in report["nodes"]},
-                        report["specs"]["pipe"]["artifacts"]["d.out"]["digest"]))
+        outputs.append(
+            ({r["node"]: r["key"] for r in report["nodes"]}, report["specs"]["pipe"]["artifacts"]["d.out"]["digest"])
+        )
     assert outputs[0] == outputs[1]

@@ -36,8 +36,12 @@ def iniconfig_lock(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A real hash-pinned lock of one small pure-Python package, made by `modelspec env lock`."""
     folder = tmp_path_factory.mktemp("lock")
     (folder / "requirements.in").write_text("iniconfig==2.0.0\n")
-    subprocess.run([sys.executable, "-m", "modelspec", "env", "lock", "requirements.in", "-o", "requirements.lock"],
-                   cwd=folder, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "modelspec", "env", "lock", "requirements.in", "-o", "requirements.lock"],
+        cwd=folder,
+        check=True,
+        capture_output=True,
+    )
     text = (folder / "requirements.lock").read_text()
     assert "--hash=sha256:" in text and "iniconfig==2.0.0" in text
     return text
@@ -72,8 +76,16 @@ def test_a_uv_environment_runs_inside_the_sandbox(repo: Repo, iniconfig_lock: st
 
 def test_two_concurrent_builds_create_the_environment_once(repo: Repo, iniconfig_lock: str) -> None:
     spec = make_env_spec(repo, iniconfig_lock)
-    procs = [subprocess.Popen([sys.executable, "-m", "modelspec", "build", spec], cwd=repo.path,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "modelspec", "build", spec],
+            cwd=repo.path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outputs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), outputs
     assert sum(out.count("creating uv environment") for out, _err in outputs) == 1
@@ -115,7 +127,8 @@ derivation {
   name = "hello-env";
   system = builtins.currentSystem;
   builder = "${./tools}/sh";
-  args = [ "-c" "set -e; bb=${./tools}/busybox; $bb mkdir -p $out/bin; $bb cp $bb $out/bin/busybox; $bb printf '#!%s/bin/busybox sh\necho hello from nix\n' $out > $out/bin/hello; $bb chmod +x $out/bin/hello" ];
+  args = [ "-c" ("set -e; bb=${./tools}/busybox; $bb mkdir -p $out/bin; $bb cp $bb $out/bin/busybox; "
+    + "$bb printf '#!%s/bin/busybox sh\necho hello from nix\n' $out > $out/bin/hello; $bb chmod +x $out/bin/hello") ];
 }
 """
 
@@ -127,8 +140,9 @@ def test_a_nix_environment_built_offline_with_a_private_store(repo: Repo, tmp_pa
     (repo.path / "nix/tools").mkdir()
     for name in ("sh", "busybox"):  # busybox picks its applet from its file name
         shutil.copy(busybox, repo.path / "nix/tools" / name)
-    repo.write("specs/envy.yaml", SPEC.format(environment="{nix: nix/env.nix}", cmd='"hello > ${outputs.out}"'),
-               dedent=False)
+    repo.write(
+        "specs/envy.yaml", SPEC.format(environment="{nix: nix/env.nix}", cmd='"hello > ${outputs.out}"'), dedent=False
+    )
     repo.commit("nix")
     env = {"MODELSPEC_NIX_STORE": str(tmp_path / "nixstore")}
     report = json.loads(repo.modelspec("build", "specs/envy.yaml", "--offline", "--json", env=env, check=True).stdout)
@@ -140,8 +154,9 @@ def test_a_nix_environment_built_offline_with_a_private_store(repo: Repo, tmp_pa
 
 def test_nix_missing_is_a_clear_error(repo: Repo, tmp_path: Path) -> None:
     repo.write("nix/env.nix", NIX_FILE)
-    repo.write("specs/envy.yaml", SPEC.format(environment="{nix: nix/env.nix}", cmd='"hello > ${outputs.out}"'),
-               dedent=False)
+    repo.write(
+        "specs/envy.yaml", SPEC.format(environment="{nix: nix/env.nix}", cmd='"hello > ${outputs.out}"'), dedent=False
+    )
     repo.commit("nix")
     bare = tmp_path / "bin"
     bare.mkdir()

@@ -29,8 +29,9 @@ artifacts: [probe.out]
 """
 
 
-def probe(repo: Repo, cmd: str, *args: str, hermetic: str = "strict", env: dict[str, str] | None = None
-          ) -> dict[str, object]:
+def probe(
+    repo: Repo, cmd: str, *args: str, hermetic: str = "strict", env: dict[str, str] | None = None
+) -> dict[str, object]:
     """Build a one-stage spec running `cmd` (through /bin/sh) and return its node row."""
     repo.write("specs/box.yaml", SPEC.format(cmd=json.dumps(cmd), hermetic=hermetic), dedent=False)
     repo.write("data/allowed.txt", "allowed\n")
@@ -48,8 +49,10 @@ def test_bwrap_is_installed() -> None:
 
 
 def test_network_is_unreachable_and_the_failure_says_so(repo: Repo) -> None:
-    row = probe(repo, "python3 -c \"import socket; socket.create_connection(('1.1.1.1', 80), timeout=3)\" && "
-                      "echo > ${outputs.out}")
+    row = probe(
+        repo,
+        "python3 -c \"import socket; socket.create_connection(('1.1.1.1', 80), timeout=3)\" && echo > ${outputs.out}",
+    )
     assert row["state"] == "failed"
     assert "no network" in str(row["reason"])
 
@@ -87,8 +90,7 @@ def test_cannot_read_undeclared_files_the_workspace_or_home(repo: Repo, tmp_path
     home.mkdir()
     (home / "secret").write_text("private\n")
     for path in (repo.path / "data/secret.txt", home / "secret", repo.path / ".modelspec", Path("/root")):
-        row = probe(repo, f"cat {path} || ls {path} && echo > ${{outputs.out}}",
-                    env={"HOME": str(home)})
+        row = probe(repo, f"cat {path} || ls {path} && echo > ${{outputs.out}}", env={"HOME": str(home)})
         assert row["state"] == "failed", path
 
 
@@ -148,9 +150,13 @@ def test_the_hermetic_mode_is_part_of_the_key(repo: Repo) -> None:
 
 
 def test_shell_placeholders_cannot_inject_shell_syntax(repo: Repo) -> None:
-    repo.write("conf/config.yaml", "p: {v: \"x; echo INJECTED > ${outputs.out}\"}\n".replace("${outputs.out}", "/ms/out/out.txt"))
+    repo.write(
+        "conf/config.yaml", 'p: {v: "x; echo INJECTED > ${outputs.out}"}\n'.replace("${outputs.out}", "/ms/out/out.txt")
+    )
     spec = SPEC.format(cmd=json.dumps("printf %s ${config.p.v} > ${outputs.out}"), hermetic="strict")
-    spec = spec.replace("    outputs:", "    params: [p]\n    outputs:").replace("hermetic:", "config: {dir: conf}\nhermetic:")
+    spec = spec.replace("    outputs:", "    params: [p]\n    outputs:").replace(
+        "hermetic:", "config: {dir: conf}\nhermetic:"
+    )
     repo.write("specs/box.yaml", spec, dedent=False)
     repo.write("data/allowed.txt", "allowed\n")
     repo.write("src/tool.sh", "echo tool\n")

@@ -1,0 +1,44 @@
+"""The fraud example end to end through the CLI: real uv environment, real scikit-learn,
+real bubblewrap (hermetic: strict), in a copy of the example in a fresh git repository."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import Repo, states
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def fraud(repo: Repo) -> Repo:
+    shutil.copytree(
+        ROOT / "examples" / "fraud", repo.path / "examples" / "fraud", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    (repo.path / "specs").mkdir()
+    shutil.copy(ROOT / "specs" / "fraud.yaml", repo.path / "specs" / "fraud.yaml")
+    repo.commit("fraud example")
+    return repo
+
+
+def test_fraud_builds_then_is_a_no_op_then_rebuilds_only_what_an_override_touches(fraud: Repo) -> None:
+    first = fraud.modelspec("build", "specs/fraud.yaml", check=True, timeout=900)
+    assert "fraud metrics:" in first.stdout and "auc=" in first.stdout
+    report = fraud.build_json("specs/fraud.yaml")
+    assert set(states(report).values()) == {"cached"}
+    metrics = report["specs"]["fraud"]["metrics"]
+    assert 0.5 < metrics["auc"] <= 1.0
+    assert all(row["hermetic"] for row in report["nodes"])
+
+    seeded = fraud.build_json("specs/fraud.yaml", "train.seed=7")
+    assert states(seeded) == {"fraud:featurize": "cached", "fraud:train": "ran", "fraud:evaluate": "ran"}
+    gbt = fraud.build_json("specs/fraud.yaml", "model=gbt")
+    assert states(gbt)["fraud:featurize"] == "cached" and states(gbt)["fraud:train"] == "ran"
+    assert gbt["specs"]["fraud"]["metrics"] != metrics
+
+    fraud.modelspec("checkout", "specs/fraud.yaml", "--out", "out", check=True)  # the last build: gbt
+    written = json.loads((fraud.path / "out" / "evaluate" / "metrics.json").read_text())
+    assert written == {k: pytest.approx(v) for k, v in gbt["specs"]["fraud"]["metrics"].items()}
