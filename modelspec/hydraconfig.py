@@ -39,8 +39,7 @@ def compose(config_dir: Path, name: str, overrides: list[str]) -> dict[str, Any]
 
     for override in overrides:
         _check_resolvers(override, "")
-    for file in sorted(config_dir.rglob("*.y*ml")):  # also defaults lists, not in the result
-        _check_resolvers(file.read_text(errors="replace"), "", str(file.relative_to(config_dir)))
+    _check_defaults_lists(config_dir)
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
@@ -74,10 +73,25 @@ def _walk_strings(value: Any, key: str) -> None:
         _check_resolvers(value, key)
 
 
-def _check_resolvers(text: str, key: str, file: str = "") -> None:
+def _check_defaults_lists(config_dir: Path) -> None:
+    """Defaults lists (and `hydra:` settings) choose what is composed but are not part of the
+    result, so a resolver there (`- model: ${oc.env:MODEL}`) is looked for in the files."""
+    import yaml
+
+    for file in sorted(config_dir.rglob("*.y*ml")):
+        try:
+            data = yaml.safe_load(file.read_bytes())
+        except yaml.YAMLError:
+            continue  # Hydra reports it when it loads the file
+        for key in ("defaults", "hydra"):
+            if isinstance(data, dict) and key in data:
+                _check_resolvers(str(data[key]), "", f"the {key} of {file.relative_to(config_dir)}")
+
+
+def _check_resolvers(text: str, key: str, place: str = "") -> None:
     for resolver in _RESOLVER_CALL.findall(text):
         if resolver not in DETERMINISTIC_RESOLVERS:
-            where = f" in {key or file}" if key or file else ""
+            where = f" in {key or place}" if key or place else ""
             raise ConfigError(
                 f"resolver {resolver!r}{where} is not deterministic (or unknown); "
                 "a build may only depend on declared inputs, so write the value into the config",

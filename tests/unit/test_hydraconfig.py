@@ -107,7 +107,7 @@ def test_resolver_in_the_defaults_list_is_refused(conf: Path, monkeypatch) -> No
     """The defaults list is not part of the result, so it must be checked in the files."""
     monkeypatch.setenv("MODEL_CHOICE", "logreg")
     write(conf, {"config.yaml": CONFIG.replace("model: gbt", "model: ${oc.env:MODEL_CHOICE,gbt}")})
-    with pytest.raises(ConfigError, match="resolver 'oc.env' in config.yaml"):
+    with pytest.raises(ConfigError, match="resolver .oc.env. in the defaults of config.yaml"):
         compose(conf, "config", [])
 
 
@@ -134,7 +134,7 @@ def test_deterministic_resolvers_are_allowed(conf: Path) -> None:
     [
         (["train.nope=1"], "Could not override 'train.nope'"),
         (["model=xgboost"], "model/xgboost"),
-        (["train.lr=["], ""),
+        (["train.lr=["], "."),
     ],
 )
 def test_bad_overrides_are_config_errors(conf: Path, overrides: list[str], text: str) -> None:
