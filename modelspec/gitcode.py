@@ -44,7 +44,7 @@ def git(repo: Path, *args: str, input: bytes | None = None) -> bytes:
 
 def resolve_commit(repo: Path, ref: str) -> Commit:
     try:
-        out = git(repo, "log", "-1", "--format=%H %ct", f"{ref}^{{commit}}", "--")
+        out = git(repo, "log", "-1", "--format=%H %ct", "--end-of-options", f"{ref}^{{commit}}", "--")
     except GitError:
         raise GitError(
             f"code.ref {ref!r} does not name a commit in {repo}",

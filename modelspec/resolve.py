@@ -142,7 +142,8 @@ def _cached_compose(config_dir: Path, name: str, overrides: list[str], ctx: Reso
         for file in names:
             full = Path(dirpath, file)
             files[str(full.relative_to(config_dir))] = ctx.statcache.digest(full)
-    key = digest_json({"format": 1, "files": files, "name": name, "overrides": overrides})
+    # Bump the format when composition itself changes, so that stale results are not reused.
+    key = digest_json({"format": 2, "files": files, "name": name, "overrides": overrides})
     cached = ctx.cache_dir / "config" / f"{hex_of(key)}.json"
     try:
         result: dict[str, Any] = json.loads(cached.read_bytes())

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import Repo
 
 from modelspec.errors import Problem, SpecError
 from modelspec.specload import load_spec
@@ -89,7 +90,7 @@ def test_alias_bomb_is_rejected_before_expansion(tmp_path: Path) -> None:
         load_spec(target)
 
 
-def test_validate_cli_reports_five_located_problems(repo) -> None:  # type: ignore[no-untyped-def]
+def test_validate_cli_reports_five_located_problems(repo: Repo) -> None:
     source = CORPUS / FIVE_MISTAKES
     repo.write(f"specs/{FIVE_MISTAKES}", source.read_bytes())
     result = repo.modelspec("validate", f"specs/{FIVE_MISTAKES}")
@@ -101,7 +102,7 @@ def test_validate_cli_reports_five_located_problems(repo) -> None:  # type: igno
     assert {(int(line), int(col)) for line, col in located} == expected
 
 
-def test_validate_cli_json_lists_the_problems(repo) -> None:  # type: ignore[no-untyped-def]
+def test_validate_cli_json_lists_the_problems(repo: Repo) -> None:
     import json
 
     repo.write(f"specs/{FIVE_MISTAKES}", (CORPUS / FIVE_MISTAKES).read_bytes())
