@@ -14,16 +14,16 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .digest import canonical_json
 from .environments import Environment, ensure_environment
 from .errors import SandboxUnavailableError, StoreError, UsageError
 from .events import Event, Reporter, ignore
 from .graph import BuildGraph, Node, UpstreamInput, build_graph, load_specs
 from .model import Lock, Spec, split_output_ref
-from .planning import PlannedNode, hermetic_mode, node_key, plan_build
+from .planning import PlannedNode, content_ids, hermetic_mode, node_key, plan_build
 from .rebuilder import CachingRebuilder, ForcingRebuilder, NodeOutcome, NodeState
+from .registration import build_record, read_build_record, register, save_build_record, unchanged_registration
 from .resolve import ResolveContext
 from .runner import RunContext, run_node
 from .sandbox import ProcessSandbox, Sandbox
@@ -31,9 +31,10 @@ from .scheduler import schedule
 from .statcache import StatCache
 from .store import Entry, write_atomic
 from .traces import ActionCache, ActionResult
-from .workspace import Workspace, find_workspace
 
-BUILD_RECORD_FORMAT = 1
+if TYPE_CHECKING:
+    from .registry import Registry
+from .workspace import Workspace, find_workspace
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class BuildOptions:
 class BuildReport:
     outcomes: list[NodeOutcome]
     records: dict[str, dict[str, Any]] = field(default_factory=dict)  # spec name → build record
+    versions: dict[str, tuple[str, bool]] = field(default_factory=dict)  # spec name → (name@version, new?)
     seconds: float = 0.0
 
     @property
@@ -142,14 +144,6 @@ def previous_key_documents(workspace: Workspace, graph: BuildGraph) -> dict[str,
     return documents
 
 
-def read_build_record(workspace: Workspace, name: str) -> dict[str, Any] | None:
-    try:
-        record: dict[str, Any] = json.loads((workspace.builds_dir / f"{name}.json").read_bytes())
-    except (FileNotFoundError, ValueError):
-        return None
-    return record if record.get("format") == BUILD_RECORD_FORMAT else None
-
-
 # -- build ---------------------------------------------------------------------------------
 
 
@@ -237,14 +231,58 @@ def build(
     for outcome in results.values():
         if outcome.state is NodeState.SKIPPED:
             reporter(Event("stage-skipped", outcome.node, {"reason": outcome.reason}))
-    ctx.statcache.save()
     report = BuildReport([results[n] for n in order])
-    for name in graph.targets:
-        nodes = [n for n in order if graph.node(n).spec.name == name]
-        if all(results[n].state in (NodeState.CACHED, NodeState.RAN) for n in nodes):
-            report.records[name] = _record_build(workspace, graph, name, {n: results[n] for n in nodes}, keys)
+    _register(workspace, graph, results, keys, options, report, ctx.statcache)
+    ctx.statcache.save()
     report.seconds = time.monotonic() - started
     return report
+
+
+def _register(
+    workspace: Workspace,
+    graph: BuildGraph,
+    results: Mapping[str, NodeOutcome],
+    keys: Mapping[str, tuple[str, dict[str, Any]]],
+    options: BuildOptions,
+    report: BuildReport,
+    statcache: StatCache,
+) -> None:
+    """Record and register every spec whose stages all succeeded, upstream specs first."""
+    ids = content_ids(graph, options.hermetic)
+    order = graph.order()
+    first_node: dict[str, int] = {}
+    for i, node_id in enumerate(order):
+        first_node.setdefault(graph.node(node_id).spec.name, i)
+    spec_order = sorted(graph.specs, key=first_node.__getitem__)
+    registry = None
+    try:
+        for name in spec_order:
+            nodes = [n for n in order if graph.node(n).spec.name == name]
+            if not all(results[n].state in (NodeState.CACHED, NodeState.RAN) for n in nodes):
+                continue
+            record = build_record(
+                workspace, graph, name, {n: results[n] for n in nodes}, {n: keys[n][1] for n in nodes}, ids[name]
+            )
+            known = unchanged_registration(workspace, record)
+            if known is not None:
+                report.records[name] = record
+                report.versions[name] = (known, False)
+                continue
+            registry = registry or open_registry(workspace)
+            version, created = register(workspace, graph, name, record, ids, registry, statcache)
+            save_build_record(workspace, {**record, "registered": version.ref})
+            report.records[name] = record
+            report.versions[name] = (version.ref, created)
+    finally:
+        if registry is not None:
+            registry.close()
+
+
+def open_registry(workspace: Workspace) -> Registry:
+    from .registry import Registry
+
+    url = workspace.settings.get("registry")
+    return Registry(str(url)) if url else Registry.at(workspace.home / "registry.db")
 
 
 def _report(outcome: NodeOutcome, reporter: Reporter) -> None:
@@ -289,50 +327,6 @@ class _EnvironmentPool:
                     reporter=self.reporter,
                 )
             return self._made[digest]
-
-
-def _record_build(
-    workspace: Workspace,
-    graph: BuildGraph,
-    name: str,
-    outcomes: Mapping[str, NodeOutcome],
-    keys: Mapping[str, tuple[str, dict[str, Any]]],
-) -> dict[str, Any]:
-    """What the registry registers: the lock (stored as an object), artifacts, metrics."""
-    item = graph.specs[name]
-    lock_digest = workspace.store.put_bytes(canonical_json(item.lock.to_dict()))
-    artifacts = {}
-    for ref in item.lock.artifacts:
-        stage, output = split_output_ref(ref)
-        result = outcomes[item.spec.node_id(stage)].result
-        assert result is not None
-        artifacts[ref] = result.outputs[output].to_dict()
-    metrics: dict[str, float] = {}
-    nodes = {}
-    for node_id, outcome in outcomes.items():
-        result = outcome.result
-        assert result is not None
-        metrics.update(result.metrics)
-        nodes[node_id] = {
-            "key": outcome.key,
-            "key_document": keys[node_id][1],
-            "log": result.log,
-            "seconds": round(result.duration, 3),
-            "hermetic": result.hermetic,
-        }
-    record = {
-        "format": BUILD_RECORD_FORMAT,
-        "name": name,
-        "lock": lock_digest,
-        "artifacts": artifacts,
-        "metrics": metrics,
-        "nodes": nodes,
-        "hermetic": all(n["hermetic"] for n in nodes.values()),
-    }
-    previous = read_build_record(workspace, name)
-    if previous is None or {k: v for k, v in previous.items() if k != "finished"} != record:
-        write_atomic(workspace.builds_dir / f"{name}.json", canonical_json({**record, "finished": time.time()}))
-    return record
 
 
 def create_environment(spec_path: Path, *, offline: bool = False, reporter: Reporter = ignore) -> Environment | None:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .digest import digest_json
 from .graph import BuildGraph, DataInput, Node, UpstreamInput
 from .keys import InputDigest, action_key, host_platform, key_document
 from .traces import ActionResult
@@ -86,6 +87,22 @@ def plan_build(
     return list(planned.values())
 
 
+def content_ids(graph: BuildGraph, hermetic_override: str | None = None) -> dict[str, str]:
+    """Each spec's content id: input-addressed (DESIGN.md §4.5), so the same inputs always
+    name the same version. Upstream stages contribute their own input-addressed ids, not
+    their outputs, so the id is known before anything runs."""
+    addressed: dict[str, str] = {}
+    for node in graph.nodes():
+        key, _ = node_key(node, lambda s: f"node:{addressed[s.node]}", hermetic_mode(node, hermetic_override))
+        addressed[node.id] = key
+    return {
+        name: digest_json(
+            {"format": 1, "name": name, "stages": {s: addressed[item.spec.node_id(s)] for s in item.lock.stages}}
+        )
+        for name, item in graph.specs.items()
+    }
+
+
 def explain(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> list[str]:
     """Why a key differs from the one of the last build, in words."""
     if before is None:
@@ -100,7 +117,7 @@ def explain(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> list[
         elif old != new:
             upstream = "upstream output will be rebuilt" if str(new[1]).startswith("pending:") else "changed"
             reasons.append(f"input {name} {upstream}")
-    old_config, new_config = _flatten(before.get("config", {})), _flatten(after["config"])
+    old_config, new_config = flatten(before.get("config", {})), flatten(after["config"])
     for key in sorted(set(old_config) | set(new_config)):
         if old_config.get(key, _MISSING) != new_config.get(key, _MISSING):
             reasons.append(
@@ -129,10 +146,10 @@ def _show(value: Any) -> str:
     return "(unset)" if value is _MISSING else repr(value)
 
 
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(value, dict) and value:
         flat: dict[str, Any] = {}
         for k, v in value.items():
-            flat.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+            flat.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
         return flat
     return {prefix: value}

@@ -18,15 +18,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import gitcode
 from .bwrap import mentions_network
-from .digest import canonical_json, hex_of
+from .digest import canonical_json
 from .environments import Environment
-from .errors import StoreError
 from .graph import DataInput, Node, ResolvedSpec, UpstreamInput
 from .sandbox import RunRequest, Sandbox
+from .snapshots import code_snapshot, data_snapshot
 from .statcache import StatCache
-from .store import Entry, LocalStore, remove_path, write_atomic
+from .store import Entry, LocalStore, remove_path
 from .traces import ActionResult
 from .workspace import Workspace
 
@@ -70,7 +69,7 @@ def run_node(
     stage = node.stage_lock
     try:
         link = ctx.sandbox.protects_inputs
-        store.restore(code_snapshot(resolved, stage["code"], ctx), workdir / "code", link=link)
+        store.restore(code_snapshot(resolved, stage["code"], ctx.workspace, store), workdir / "code", link=link)
         for input_id, source in node.inputs.items():
             entry = _input_entry(source, upstream, node.spec.repo_root, ctx)
             store.restore(entry, workdir / "in" / input_id / source.basename, link=link)
@@ -124,54 +123,12 @@ def run_node(
         remove_path(workdir)
 
 
-def code_snapshot(resolved: ResolvedSpec, code: Mapping[str, object], ctx: RunContext) -> Entry:
-    """The stage's code as a tree in the store, exported from git once per code digest."""
-    digest = str(code["digest"])
-    index = ctx.workspace.snapshots_dir / hex_of(digest)
-    try:
-        entry = Entry.from_dict(json.loads(index.read_bytes()))
-        if ctx.store.has(entry.digest):
-            return entry
-    except (FileNotFoundError, ValueError, KeyError):
-        pass
-    paths = [str(p) for p in code["paths"]]  # type: ignore[attr-defined]
-    files = gitcode.files_under(resolved.code_files, paths)
-    export = Path(tempfile.mkdtemp(dir=ctx.store.tmp, prefix=f"{os.getpid()}-code-"))
-    try:
-        gitcode.export_files(
-            resolved.spec.repo_root, files, export, from_working_tree=bool(resolved.lock.code.get("dirty"))
-        )
-        entry = ctx.store.put_path(export, move=True)
-    finally:
-        remove_path(export)
-    write_atomic(index, json.dumps(entry.to_dict()).encode())
-    return entry
-
-
 def _input_entry(
     source: DataInput | UpstreamInput, upstream: Mapping[str, ActionResult], repo_root: Path, ctx: RunContext
 ) -> Entry:
     if isinstance(source, UpstreamInput):
         return upstream[source.node].outputs[source.output]
-    entry = Entry.from_dict(source.entry)
-    if _complete(ctx.store, entry):
-        return entry
-    # Copy (never link) the user's file into the store, checking it is still what was locked.
-    stored = ctx.store.put_path(repo_root / source.path, known=ctx.statcache.digest)
-    if stored.digest != entry.digest:
-        raise StoreError(f"{source.path} changed during the build; build again")
-    return entry
-
-
-def _complete(store: LocalStore, entry: Entry) -> bool:
-    if not store.has(entry.digest):
-        return False
-    if entry.type == "file":
-        return True
-    try:
-        return all(store.has(d) for d in store.tree_objects(entry))
-    except StoreError:
-        return False
+    return data_snapshot(source, repo_root, ctx.store, ctx.statcache)
 
 
 def check_outputs(out_dir: Path, declared: Mapping[str, str]) -> str:

@@ -85,8 +85,8 @@ def _read_settings(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(document.data, dict):
         raise UsageError(f"{path}: the workspace file must be a mapping of settings")
-    unknown = set(document.data) - {"store", "retention"}
+    unknown = set(document.data) - {"store", "registry", "retention"}
     if unknown:
         problem = document.problem((sorted(unknown)[0],), "unknown workspace setting", key=True)
-        raise UsageError(str(problem), hint="allowed settings: store, retention")
+        raise UsageError(str(problem), hint="allowed settings: store, registry, retention")
     return dict(document.data)

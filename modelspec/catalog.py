@@ -1,0 +1,181 @@
+"""Registry queries and actions for the CLI: list, show, diff, promote, rollback, tag,
+lineage, export, deploy-config and audit. Values in, dicts out; nothing prints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from . import gitcode
+from .errors import CorruptObjectError, StoreError, UsageError
+from .model import Lock, split_output_ref
+from .refs import parse_where
+from .registry import ModelVersion, Registry
+from .store import Entry, LocalStore, write_atomic
+from .versiondiff import diff_versions, packages_of
+from .workspace import Workspace
+
+
+class Catalog:
+    """The registry and store of one workspace."""
+
+    def __init__(self, workspace: Workspace, registry: Registry) -> None:
+        self.workspace = workspace
+        self.registry = registry
+        self.store: LocalStore = workspace.store
+
+    def close(self) -> None:
+        self.registry.close()
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def versions(self, name: str, where: str = "", tags: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        found = self.registry.list_versions(name, parse_where(where) if where else None, tags)
+        if not found and name not in self.registry.names():
+            raise UsageError(
+                f"no model named {name!r}", hint=f"registered: {', '.join(self.registry.names()) or 'none'}"
+            )
+        metrics = self.registry.metrics_of([v.id for v in found])
+        aliases = self.registry.aliases_of(name)
+        return [
+            {
+                "version": v.version,
+                "ref": v.ref,
+                "content_id": v.short_id,
+                "created": v.created,
+                "metrics": metrics[v.id],
+                "aliases": aliases.get(v.id, []),
+                "status": v.status,
+            }
+            for v in found
+        ]
+
+    def show(self, ref: str) -> dict[str, Any]:
+        version = self.registry.resolve(ref)
+        return {
+            **version.to_dict(),
+            "metrics": self.registry.metrics_of([version.id])[version.id],
+            "artifacts": self.registry.artifacts_of(version),
+            "tags": self.registry.tags_of(version),
+            "aliases": self.registry.aliases_of(version.name).get(version.id, []),
+            "lineage": self.registry.lineage(version),
+        }
+
+    def lock_of(self, version: ModelVersion) -> dict[str, Any]:
+        document: dict[str, Any] = json.loads(self.store.read_bytes(version.lock))
+        return document
+
+    def diff(self, ref_a: str, ref_b: str, repo: Path | None) -> dict[str, Any]:
+        a, b = self.show(ref_a), self.show(ref_b)
+        va, vb = self.registry.resolve(ref_a), self.registry.resolve(ref_b)
+        lock_a, lock_b = self.lock_of(va), self.lock_of(vb)
+        paths = sorted({p for lock in (lock_a, lock_b) for s in lock["stages"].values() for p in s["code"]["paths"]})
+        changed: list[str] | None = None
+        if repo is not None and paths:
+            try:
+                out = gitcode.git(
+                    repo, "diff", "--name-only", lock_a["code"]["commit"], lock_b["code"]["commit"], "--", *paths
+                )
+                changed = out.decode().split()
+            except Exception:  # the commits may be gone (rewritten history): digests still compare
+                changed = None
+        return diff_versions(a, b, lock_a, lock_b, self._packages(lock_a), self._packages(lock_b), changed)
+
+    def _packages(self, lock: dict[str, Any]) -> dict[str, str]:
+        environment = lock.get("environment")
+        if not environment or environment.get("kind") != "uv":
+            return {}
+        try:
+            text = self.store.read_bytes(environment["file_digest"]).decode()
+        except StoreError:
+            return {}
+        return packages_of(text, environment["file"])
+
+    def lineage(self, ref: str) -> dict[str, Any]:
+        version = self.registry.resolve(ref)
+        return {"ref": version.ref, **self.registry.lineage(version)}
+
+    def alias_history(self, name: str, alias: str, at: float | None = None) -> dict[str, Any]:
+        history = self.registry.alias_history(name, alias)
+        result: dict[str, Any] = {"name": name, "alias": alias, "history": history}
+        if at is not None:
+            before = [h for h in history if h["time"] <= at]
+            result["at"] = {"time": at, "targets": before[-1]["to"] if before else []}
+        return result
+
+    def audit(self, verify: bool, limit: int | None = None) -> dict[str, Any]:
+        result: dict[str, Any] = {"events": self.registry.events(limit)}
+        if verify:
+            problem = self.registry.verify_audit()
+            result["ok"] = not problem
+            result["problem"] = problem
+        return result
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def export(self, ref: str, target: Path) -> dict[str, Any]:
+        """Artifacts plus manifest.json (digests and the lock), each digest verified on the way out."""
+        version = self.registry.resolve(ref)
+        if version.status != "active":
+            raise UsageError(f"{version.ref} is {version.status}: its artifacts are gone")
+        lock = Lock.from_dict(self.lock_of(version))
+        target.mkdir(parents=True, exist_ok=True)
+        artifacts = {}
+        for name, artifact in sorted(self.registry.artifacts_of(version).items()):
+            stage, output = split_output_ref(name)
+            relative = Path(stage) / lock.stages[stage]["outputs"][output]
+            dest = target / relative
+            if dest.exists():
+                raise UsageError(f"{dest} already exists", hint="export into an empty directory")
+            try:
+                self.store.restore(Entry.from_dict(artifact), dest, link=False)
+            except CorruptObjectError as exc:
+                raise StoreError(f"cannot export {version.ref}: {exc.message}", hint=exc.hint) from None
+            artifacts[name] = {**artifact, "path": str(relative)}
+        manifest = {
+            "format": 1,
+            "name": version.name,
+            "version": version.version,
+            "content_id": version.content_id,
+            "artifacts": artifacts,
+            "metrics": self.registry.metrics_of([version.id])[version.id],
+            "lock": lock.to_dict(),
+        }
+        write_atomic(target / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n")
+        return manifest
+
+    def deploy_config(self, name: str, alias: str | None = None) -> dict[str, Any]:
+        """Per alias: the versions it serves, with artifact paths, digests and traffic weights."""
+        names = [alias] if alias else self.registry.alias_names(name)
+        if not names:
+            raise UsageError(
+                f"{name} has no aliases", hint=f"promote a version: modelspec promote {name}@latest production"
+            )
+        document: dict[str, Any] = {"format": 1, "model": name, "aliases": {}}
+        for alias_name in names:
+            targets = self.registry.alias_targets(name, alias_name)
+            if not targets:
+                raise UsageError(f"no alias {name}@{alias_name}")
+            total = sum(w for _, w in targets)
+            document["aliases"][alias_name] = [
+                {
+                    "version": v.version,
+                    "content_id": v.content_id,
+                    "weight": round(w / total, 6),
+                    "artifacts": {
+                        ref: {**a, "path": str(self.store.path_of(a["digest"]))}
+                        for ref, a in sorted(self.registry.artifacts_of(v).items())
+                    },
+                }
+                for v, w in targets
+            ]
+        return document
+
+
+def open_catalog(workspace: Workspace) -> Catalog:
+    from .api import open_registry
+
+    if not (workspace.home / "registry.db").exists() and not workspace.settings.get("registry"):
+        raise UsageError(f"no registry in {workspace.home}", hint="build a spec first: modelspec build specs/NAME.yaml")
+    return Catalog(workspace, open_registry(workspace))

@@ -1,0 +1,176 @@
+"""After a successful build: the workspace's build record of each spec, and its version in
+the registry, with everything a later `reproduce` needs already in the store."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import socket
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from . import __version__, gitcode
+from .digest import canonical_json
+from .errors import ModelspecError
+from .graph import BuildGraph, DataInput
+from .model import split_output_ref
+from .planning import flatten
+from .rebuilder import NodeOutcome
+from .registry import ModelVersion, Registry, VersionDraft
+from .snapshots import code_snapshot, data_snapshot
+from .statcache import StatCache
+from .store import write_atomic
+from .workspace import Workspace
+
+BUILD_RECORD_FORMAT = 2
+
+
+def read_build_record(workspace: Workspace, name: str) -> dict[str, Any] | None:
+    try:
+        record: dict[str, Any] = json.loads((workspace.builds_dir / f"{name}.json").read_bytes())
+    except (FileNotFoundError, ValueError):
+        return None
+    return record if record.get("format") == BUILD_RECORD_FORMAT else None
+
+
+def build_record(
+    workspace: Workspace,
+    graph: BuildGraph,
+    name: str,
+    outcomes: Mapping[str, NodeOutcome],
+    key_documents: Mapping[str, dict[str, Any]],
+    content_id: str,
+) -> dict[str, Any]:
+    """What the spec's build produced: its lock (stored as an object), artifacts, metrics."""
+    item = graph.specs[name]
+    artifacts = {}
+    for ref in item.lock.artifacts:
+        stage, output = split_output_ref(ref)
+        result = outcomes[item.spec.node_id(stage)].result
+        assert result is not None
+        artifacts[ref] = result.outputs[output].to_dict()
+    metrics: dict[str, float] = {}
+    nodes = {}
+    for node_id, outcome in sorted(outcomes.items()):
+        result = outcome.result
+        assert result is not None
+        metrics.update(result.metrics)
+        nodes[node_id] = {
+            "key": outcome.key,
+            "key_document": key_documents[node_id],
+            "log": result.log,
+            "seconds": round(result.duration, 3),
+            "hermetic": result.hermetic,
+        }
+    return {
+        "format": BUILD_RECORD_FORMAT,
+        "name": name,
+        "content_id": content_id,
+        "lock": workspace.store.put_bytes(canonical_json(item.lock.to_dict())),
+        "artifacts": artifacts,
+        "metrics": metrics,
+        "nodes": nodes,
+        "hermetic": all(n["hermetic"] for n in nodes.values()),
+    }
+
+
+def save_build_record(workspace: Workspace, record: dict[str, Any]) -> None:
+    write_atomic(workspace.builds_dir / f"{record['name']}.json", canonical_json({**record, "finished": time.time()}))
+
+
+def unchanged_registration(workspace: Workspace, record: dict[str, Any]) -> str | None:
+    """The version this exact build was registered as before, so a no-op build need not
+    open the registry (importing SQLAlchemy alone costs ~0.3 s)."""
+    previous = read_build_record(workspace, record["name"])
+    if previous is None or not previous.get("registered"):
+        return None
+    same = {k: v for k, v in previous.items() if k not in ("finished", "registered")} == record
+    return str(previous["registered"]) if same else None
+
+
+def register(
+    workspace: Workspace,
+    graph: BuildGraph,
+    name: str,
+    record: dict[str, Any],
+    content_ids: Mapping[str, str],
+    registry: Registry,
+    statcache: StatCache,
+) -> tuple[ModelVersion, bool]:
+    """Register the build of `name`, after putting every reproduction input in the store."""
+    item = graph.specs[name]
+    lock = item.lock
+    stages = {}
+    for stage_name, stage in lock.stages.items():
+        node_id = item.spec.node_id(stage_name)
+        node = graph.node(node_id)
+        for source in node.inputs.values():
+            if isinstance(source, DataInput):
+                data_snapshot(source, item.spec.repo_root, workspace.store, statcache)
+        code = code_snapshot(item, stage["code"], workspace, workspace.store)
+        stages[stage_name] = {**record["nodes"][node_id], "code_tree": code.digest}
+        stages[stage_name].pop("key_document")
+    if lock.environment is not None:
+        env_file = item.spec.repo_root / str(lock.environment["file"])
+        workspace.store.put_file(env_file, digest=str(lock.environment["file_digest"]))
+    params: dict[str, Any] = {}
+    for stage in lock.stages.values():
+        params.update(flatten(stage["params"]))
+    lineage = []
+    for data_name, data in lock.data.items():
+        if "path" in data:
+            lineage.append({"kind": "data", "name": data_name, "ref": data["path"], "digest": data["digest"]})
+        else:
+            upstream = graph.specs[data["spec"]]
+            output = data["output"]
+            output_ref = output if "." in output else _artifact_named(upstream.lock.artifacts, output)
+            upstream_record = read_build_record(workspace, data["spec"]) or {}
+            artifact = upstream_record.get("artifacts", {}).get(output_ref, {}).get("digest", "")
+            lineage.append(
+                {
+                    "kind": "spec",
+                    "name": data_name,
+                    "ref": f"{data['spec']}:{output_ref}",
+                    "digest": artifact,
+                    "upstream_content": content_ids[data["spec"]],
+                }
+            )
+    draft = VersionDraft(
+        name=name,
+        spec_version=lock.version,
+        content_id=content_ids[name],
+        lock=record["lock"],
+        commit=str(lock.code.get("commit", "")),
+        environment=str(lock.environment["digest"]) if lock.environment else None,
+        hermetic=bool(record["hermetic"]),
+        author=actor(item.spec.repo_root),
+        host=socket.gethostname(),
+        tool_version=__version__,
+        record={
+            "params": params,
+            "data": {k: dict(v) for k, v in lock.data.items()},
+            "stages": stages,
+            "environment": dict(lock.environment) if lock.environment else None,
+            "dirty": bool(lock.code.get("dirty")),
+            "spec": lock.spec_path,
+        },
+        artifacts=record["artifacts"],
+        metrics=record["metrics"],
+        lineage=lineage,
+    )
+    return registry.register(draft)
+
+
+def actor(repo: Path) -> str:
+    """Who acts: the git user of the repository, else the OS user."""
+    try:
+        name = gitcode.commit_author(repo)
+    except ModelspecError:
+        name = ""
+    return name or getpass.getuser()
+
+
+def _artifact_named(artifacts: tuple[str, ...], output: str) -> str:
+    return next(ref for ref in artifacts if split_output_ref(ref)[1] == output)

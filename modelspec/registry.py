@@ -1,0 +1,535 @@
+"""The model registry: immutable versions, aliases with history, tags, lineage and the
+audit log, in SQLite (WAL) through SQLAlchemy Core, so that a server database is a URL away.
+
+Every write is one transaction; on SQLite it starts with `BEGIN IMMEDIATE`, so two
+concurrent builds serialize their version allocation instead of failing or colliding.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from . import registry_schema as t
+from .audit import GENESIS, event_digest, verify_chain
+from .errors import UsageError
+from .refs import Ref, next_patch, parse_ref, parse_version, short_content_id
+
+
+@dataclass(frozen=True)
+class VersionDraft:
+    """What a successful build asks the registry to record."""
+
+    name: str
+    spec_version: str  # "1.3" allocates a patch, "1.3.0" pins it
+    content_id: str
+    lock: str
+    commit: str
+    environment: str | None
+    hermetic: bool
+    author: str
+    host: str
+    tool_version: str
+    record: Mapping[str, Any]  # params, data, stages (durations, logs), metrics
+    artifacts: Mapping[str, Mapping[str, Any]]  # ref → {type, digest, size}
+    metrics: Mapping[str, float]
+    lineage: list[dict[str, Any]] = field(default_factory=list)  # {kind, name, ref, digest, upstream_content}
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    id: int
+    name: str
+    version: str
+    content_id: str
+    lock: str
+    commit: str
+    environment: str | None
+    hermetic: bool
+    author: str
+    host: str
+    tool_version: str
+    created: float
+    status: str
+    status_time: float | None
+    status_reason: str | None
+    record: dict[str, Any]
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @property
+    def short_id(self) -> str:
+        return short_content_id(self.name, self.content_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "ref": self.ref,
+            "content_id": self.content_id,
+            "short_id": self.short_id,
+            "lock": self.lock,
+            "commit": self.commit,
+            "environment": self.environment,
+            "hermetic": self.hermetic,
+            "author": self.author,
+            "host": self.host,
+            "modelspec_version": self.tool_version,
+            "created": self.created,
+            "status": self.status,
+            "status_time": self.status_time,
+            "status_reason": self.status_reason,
+            **{k: v for k, v in self.record.items() if k not in ("metrics",)},
+        }
+
+
+def _version_of(row: Any) -> ModelVersion:
+    return ModelVersion(
+        id=row.id,
+        name=row.name,
+        version=row.version,
+        content_id=row.content_id,
+        lock=row.lock,
+        commit=row.commit,
+        environment=row.environment,
+        hermetic=bool(row.hermetic),
+        author=row.author,
+        host=row.host,
+        tool_version=row.tool_version,
+        created=row.created,
+        status=row.status,
+        status_time=row.status_time,
+        status_reason=row.status_reason,
+        record=json.loads(row.record),
+    )
+
+
+class VersionConflictError(UsageError):
+    """A pinned version that already names other content."""
+
+
+class Registry:
+    def __init__(self, url: str, *, clock: Any = time.time) -> None:
+        self.url = url
+        self.clock = clock
+        self.engine = sa.create_engine(url)
+        if self.engine.dialect.name == "sqlite":
+            _configure_sqlite(self.engine)
+        with self._write() as conn:
+            t.migrate(conn)
+
+    @classmethod
+    def at(cls, path: Path) -> Registry:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return cls(f"sqlite:///{path}")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _write(self) -> Iterator[sa.Connection]:
+        with self.engine.connect() as conn:
+            conn.execution_options(modelspec_write=True)
+            with conn.begin():
+                yield conn
+
+    # -- audit ---------------------------------------------------------------------------
+
+    def _event(self, conn: sa.Connection, kind: str, subject: str, actor: str, payload: Mapping[str, Any]) -> None:
+        last = conn.execute(
+            sa.select(t.events.c.seq, t.events.c.digest).order_by(t.events.c.seq.desc()).limit(1)
+        ).first()
+        seq, prev = (last.seq + 1, last.digest) if last else (1, GENESIS)
+        now = self.clock()
+        text = json.dumps(payload, sort_keys=True)
+        digest = event_digest(seq, now, kind, actor, subject, text, prev)
+        conn.execute(
+            sa.insert(t.events).values(
+                seq=seq, time=now, kind=kind, actor=actor, subject=subject, payload=text, prev=prev, digest=digest
+            )
+        )
+        conn.execute(sa.delete(t.meta).where(t.meta.c.key == "audit_head"))
+        conn.execute(sa.insert(t.meta).values(key="audit_head", value=f"{seq} {digest}"))
+
+    def record_event(self, kind: str, subject: str, actor: str, payload: Mapping[str, Any]) -> None:
+        with self._write() as conn:
+            self._event(conn, kind, subject, actor, payload)
+
+    def events(self, limit: int | None = None) -> list[dict[str, Any]]:
+        query = sa.select(t.events).order_by(t.events.c.seq)
+        with self.engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+        for row in rows:
+            row["payload"] = json.loads(row["payload"])
+        return rows[-limit:] if limit else rows
+
+    def verify_audit(self) -> str:
+        """'' if the audit log is intact, else what was tampered with first."""
+        with self.engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(sa.select(t.events).order_by(t.events.c.seq))]
+            head = conn.execute(sa.select(t.meta.c.value).where(t.meta.c.key == "audit_head")).scalar()
+        problem = verify_chain(rows)
+        if problem:
+            return problem
+        expected = f"{rows[-1]['seq']} {rows[-1]['digest']}" if rows else None
+        if head != expected:
+            return "the newest events were deleted (the log ends before its recorded head)"
+        return ""
+
+    # -- versions ------------------------------------------------------------------------
+
+    def register(self, draft: VersionDraft) -> tuple[ModelVersion, bool]:
+        """Record a new version, or find the one that already has this content (False)."""
+        with self._write() as conn:
+            existing = conn.execute(
+                sa.select(t.versions).where(
+                    t.versions.c.name == draft.name, t.versions.c.content_id == draft.content_id
+                )
+            ).first()
+            if existing is not None:
+                return _version_of(existing), False
+            major, minor, patch = parse_version(draft.spec_version)
+            taken = [
+                (r.major, r.minor, r.patch)
+                for r in conn.execute(
+                    sa.select(t.versions.c.major, t.versions.c.minor, t.versions.c.patch).where(
+                        t.versions.c.name == draft.name
+                    )
+                )
+            ]
+            if patch is None:
+                patch = next_patch(taken, major, minor)
+            elif (major, minor, patch) in taken:
+                raise VersionConflictError(
+                    f"{draft.name}@{draft.spec_version} is already registered with other content",
+                    hint=f'set version: "{major}.{minor}.{next_patch(taken, major, minor)}" for a patch, '
+                    f'"{major}.{minor + 1}.0" for a minor release, or "{major}.{minor}" to allocate one',
+                )
+            now = self.clock()
+            version = f"{major}.{minor}.{patch}"
+            version_id = conn.execute(
+                sa.insert(t.versions).values(
+                    name=draft.name,
+                    version=version,
+                    major=major,
+                    minor=minor,
+                    patch=patch,
+                    content_id=draft.content_id,
+                    lock=draft.lock,
+                    commit=draft.commit,
+                    environment=draft.environment,
+                    hermetic=draft.hermetic,
+                    author=draft.author,
+                    host=draft.host,
+                    tool_version=draft.tool_version,
+                    created=now,
+                    status="active",
+                    record=json.dumps(draft.record, sort_keys=True),
+                )
+            ).inserted_primary_key[0]  # type: ignore[index]
+            if draft.artifacts:
+                conn.execute(
+                    sa.insert(t.artifacts),
+                    [{"version_id": version_id, "name": ref, **dict(e)} for ref, e in sorted(draft.artifacts.items())],
+                )
+            if draft.metrics:
+                conn.execute(
+                    sa.insert(t.metrics),
+                    [{"version_id": version_id, "key": k, "value": v} for k, v in sorted(draft.metrics.items())],
+                )
+            for item in draft.lineage:
+                upstream = None
+                if item.get("upstream_content"):
+                    upstream = conn.execute(
+                        sa.select(t.versions.c.id).where(t.versions.c.content_id == item["upstream_content"])
+                    ).scalar()
+                conn.execute(
+                    sa.insert(t.lineage).values(
+                        version_id=version_id,
+                        kind=item["kind"],
+                        name=item["name"],
+                        ref=item["ref"],
+                        digest=item["digest"],
+                        upstream_id=upstream,
+                    )
+                )
+            self._event(
+                conn,
+                "build",
+                f"{draft.name}@{version}",
+                draft.author,
+                {"content_id": draft.content_id, "commit": draft.commit, "metrics": dict(draft.metrics)},
+            )
+            row = conn.execute(sa.select(t.versions).where(t.versions.c.id == version_id)).one()
+            return _version_of(row), True
+
+    def resolve(self, ref: str | Ref) -> ModelVersion:
+        """The version a reference names; an ambiguous content prefix lists the candidates."""
+        ref = parse_ref(ref) if isinstance(ref, str) else ref
+        v = t.versions.c
+        order = (v.major.desc(), v.minor.desc(), v.patch.desc())
+        with self.engine.connect() as conn:
+            base = sa.select(t.versions).where(v.name == ref.name)
+            if ref.kind == "latest":
+                row = conn.execute(base.order_by(*order).limit(1)).first()
+            elif ref.kind == "version":
+                row = conn.execute(base.where(v.version == ref.value)).first()
+            elif ref.kind == "minor":
+                major, minor, _ = parse_version(ref.value)
+                row = conn.execute(base.where(v.major == major, v.minor == minor).order_by(*order).limit(1)).first()
+            else:
+                row = None
+                if ref.kind == "alias" or ref.kind == "content":
+                    targets = self._alias_rows(conn, ref.name, ref.value)
+                    if len(targets) == 1:
+                        row = targets[0][0]
+                    elif len(targets) > 1:
+                        split = ", ".join(f"{r.version} ({w:g})" for r, w in targets)
+                        raise UsageError(f"{ref} splits traffic across {split}", hint="name one version")
+                if row is None and ref.kind == "content":
+                    rows = conn.execute(base.where(v.content_id.like(f"blake3:{ref.value}%"))).all()
+                    if len(rows) > 1:
+                        shown = ", ".join(f"{r.version} ({short_content_id(r.name, r.content_id)})" for r in rows)
+                        raise UsageError(f"{ref} is ambiguous: {shown}", hint="give more digits of the content id")
+                    row = rows[0] if rows else None
+        if row is None:
+            known = self.names()
+            hint = (
+                f"`modelspec versions {ref.name}` lists its versions"
+                if ref.name in known
+                else (f"registered models: {', '.join(known) or 'none yet'}")
+            )
+            raise UsageError(f"no version {ref}", hint=hint)
+        return _version_of(row)
+
+    def names(self) -> list[str]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(sa.select(t.versions.c.name).distinct().order_by(t.versions.c.name)).scalars())
+
+    def list_versions(
+        self,
+        name: str,
+        where: list[tuple[str, str, float]] | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> list[ModelVersion]:
+        v = t.versions.c
+        query = sa.select(t.versions).where(v.name == name)
+        for i, (metric, op, value) in enumerate(where or []):
+            m = t.metrics.alias(f"m{i}")
+            condition = _compare(m.c.value, op, value)
+            query = query.where(sa.exists().where(m.c.version_id == v.id, m.c.key == metric, condition))
+        for i, (key, text) in enumerate((tags or {}).items()):
+            tag = t.tags.alias(f"t{i}")
+            query = query.where(sa.exists().where(tag.c.version_id == v.id, tag.c.key == key, tag.c.value == text))
+        query = query.order_by(v.major, v.minor, v.patch)
+        with self.engine.connect() as conn:
+            return [_version_of(r) for r in conn.execute(query)]
+
+    def metrics_of(self, version_ids: list[int]) -> dict[int, dict[str, float]]:
+        found: dict[int, dict[str, float]] = {i: {} for i in version_ids}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(version_ids):
+                for r in conn.execute(sa.select(t.metrics).where(t.metrics.c.version_id.in_(chunk))):
+                    found[r.version_id][r.key] = r.value
+        return found
+
+    def artifacts_of(self, version: ModelVersion) -> dict[str, dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(t.artifacts).where(t.artifacts.c.version_id == version.id))
+            return {r.name: {"type": r.type, "digest": r.digest, "size": r.size} for r in rows}
+
+    def tags_of(self, version: ModelVersion) -> dict[str, str]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(t.tags).where(t.tags.c.version_id == version.id))
+            return {r.key: r.value for r in rows}
+
+    def aliases_of(self, name: str) -> dict[int, list[str]]:
+        """version id → the aliases pointing at it."""
+        found: dict[int, list[str]] = {}
+        with self.engine.connect() as conn:
+            for r in conn.execute(sa.select(t.aliases).where(t.aliases.c.name == name).order_by(t.aliases.c.alias)):
+                found.setdefault(r.version_id, []).append(r.alias)
+        return found
+
+    def tag(self, ref: str, key: str, value: str, actor: str) -> ModelVersion:
+        version = self.resolve(ref)
+        with self._write() as conn:
+            conn.execute(sa.delete(t.tags).where(t.tags.c.version_id == version.id, t.tags.c.key == key))
+            conn.execute(sa.insert(t.tags).values(version_id=version.id, key=key, value=value))
+            self._event(conn, "tag", version.ref, actor, {"key": key, "value": value})
+        return version
+
+    # -- aliases -------------------------------------------------------------------------
+
+    def _alias_rows(self, conn: sa.Connection, name: str, alias: str) -> list[tuple[Any, float]]:
+        query = (
+            sa.select(t.versions, t.aliases.c.weight)
+            .join(t.aliases, t.aliases.c.version_id == t.versions.c.id)
+            .where(t.aliases.c.name == name, t.aliases.c.alias == alias)
+            .order_by(t.versions.c.major, t.versions.c.minor, t.versions.c.patch)
+        )
+        return [(r, r.weight) for r in conn.execute(query)]
+
+    def alias_targets(self, name: str, alias: str) -> list[tuple[ModelVersion, float]]:
+        with self.engine.connect() as conn:
+            return [(_version_of(r), w) for r, w in self._alias_rows(conn, name, alias)]
+
+    def alias_names(self, name: str) -> list[str]:
+        with self.engine.connect() as conn:
+            query = sa.select(t.aliases.c.alias).where(t.aliases.c.name == name).distinct().order_by(t.aliases.c.alias)
+            return list(conn.execute(query).scalars())
+
+    def _move_alias(
+        self, conn: sa.Connection, name: str, alias: str, after: list[tuple[int, float]], action: str, actor: str
+    ) -> list[list[Any]]:
+        before = [[r.version, w] for r, w in self._alias_rows(conn, name, alias)]
+        conn.execute(sa.delete(t.aliases).where(t.aliases.c.name == name, t.aliases.c.alias == alias))
+        for version_id, weight in after:
+            conn.execute(sa.insert(t.aliases).values(name=name, alias=alias, version_id=version_id, weight=weight))
+        after_shown = [[r.version, w] for r, w in self._alias_rows(conn, name, alias)]
+        conn.execute(
+            sa.insert(t.alias_history).values(
+                name=name,
+                alias=alias,
+                time=self.clock(),
+                actor=actor,
+                action=action,
+                before=json.dumps(before),
+                after=json.dumps(after_shown),
+            )
+        )
+        self._event(conn, action, f"{name}@{alias}", actor, {"from": before, "to": after_shown})
+        return after_shown
+
+    def promote(self, ref: str, alias: str, actor: str, weight: float | None = None) -> list[list[Any]]:
+        """Point `alias` at a version; with `weight`, add it beside the current targets (a
+        canary) and scale the others so that the weights sum to 1."""
+        parsed = parse_ref(ref)
+        if parse_ref(f"{parsed.name}@{alias}").kind != "alias" or alias == "latest":
+            raise UsageError(f"{alias!r} cannot be an alias name", hint="use a word such as production or staging")
+        version = self.resolve(parsed)
+        if version.status != "active":
+            raise UsageError(f"{version.ref} is {version.status}: its artifacts are gone, it cannot be promoted")
+        with self._write() as conn:
+            current = [(r.id, w) for r, w in self._alias_rows(conn, version.name, alias) if r.id != version.id]
+            if weight is None or not current:
+                after = [(version.id, 1.0)]
+            else:
+                if not 0 < weight < 1:
+                    raise UsageError("--weight must be between 0 and 1 (exclusive)")
+                total = sum(w for _, w in current)
+                after = [(i, round(w / total * (1 - weight), 6)) for i, w in current] + [(version.id, weight)]
+            return self._move_alias(conn, version.name, alias, after, "promote", actor)
+
+    def rollback(self, name: str, alias: str, actor: str) -> list[list[Any]]:
+        """Point `alias` back at what it pointed to before its last move."""
+        with self._write() as conn:
+            last = conn.execute(
+                sa.select(t.alias_history)
+                .where(t.alias_history.c.name == name, t.alias_history.c.alias == alias)
+                .order_by(t.alias_history.c.id.desc())
+                .limit(1)
+            ).first()
+            if last is None:
+                raise UsageError(f"{name}@{alias} has never been moved: there is nothing to roll back to")
+            previous = json.loads(last.before)
+            if not previous:
+                raise UsageError(f"{name}@{alias} pointed at nothing before its last promotion")
+            after = []
+            for version, weight in previous:
+                row = conn.execute(
+                    sa.select(t.versions).where(t.versions.c.name == name, t.versions.c.version == version)
+                ).one()
+                if row.status != "active":
+                    raise UsageError(
+                        f"cannot roll back {name}@{alias} to {name}@{version}: its artifacts were retired "
+                        f"({row.status_reason or row.status})",
+                        hint=f"promote another version, or rebuild {name}@{version} with `modelspec reproduce`",
+                    )
+                after.append((row.id, weight))
+            return self._move_alias(conn, name, alias, after, "rollback", actor)
+
+    def alias_history(self, name: str, alias: str) -> list[dict[str, Any]]:
+        query = (
+            sa.select(t.alias_history)
+            .where(t.alias_history.c.name == name, t.alias_history.c.alias == alias)
+            .order_by(t.alias_history.c.id)
+        )
+        with self.engine.connect() as conn:
+            return [
+                {
+                    "time": r.time,
+                    "actor": r.actor,
+                    "action": r.action,
+                    "from": json.loads(r.before),
+                    "to": json.loads(r.after),
+                }
+                for r in conn.execute(query)
+            ]
+
+    # -- lineage -------------------------------------------------------------------------
+
+    def lineage(self, version: ModelVersion) -> dict[str, Any]:
+        v = t.versions
+        with self.engine.connect() as conn:
+            upstream = []
+            for r in conn.execute(sa.select(t.lineage).where(t.lineage.c.version_id == version.id)):
+                item = {"kind": r.kind, "name": r.name, "ref": r.ref, "digest": r.digest}
+                if r.upstream_id is not None:
+                    up = conn.execute(sa.select(v.c.name, v.c.version).where(v.c.id == r.upstream_id)).one()
+                    item["version"] = f"{up.name}@{up.version}"
+                upstream.append(item)
+            downstream = [
+                f"{r.name}@{r.version}"
+                for r in conn.execute(
+                    sa.select(v.c.name, v.c.version)
+                    .join(t.lineage, t.lineage.c.version_id == v.c.id)
+                    .where(t.lineage.c.upstream_id == version.id)
+                    .order_by(v.c.name, v.c.major, v.c.minor, v.c.patch)
+                )
+            ]
+        return {"upstream": upstream, "downstream": downstream}
+
+
+def _compare(column: Any, op: str, value: float) -> Any:
+    return {
+        ">": column > value,
+        ">=": column >= value,
+        "<": column < value,
+        "<=": column <= value,
+        "==": column == value,
+        "!=": column != value,
+    }[op]
+
+
+def _chunks(items: list[int], size: int = 500) -> Iterator[list[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _configure_sqlite(engine: sa.Engine) -> None:
+    """WAL, a generous busy timeout, and `BEGIN IMMEDIATE` so writers queue instead of failing."""
+
+    @sa.event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(conn: sa.Connection) -> None:
+        writing = conn.get_execution_options().get("modelspec_write")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
