@@ -19,15 +19,16 @@ from typing import TYPE_CHECKING, Any
 from .environments import Environment, ensure_environment
 from .errors import SandboxUnavailableError, StoreError, UsageError
 from .events import Event, Reporter, ignore
-from .graph import BuildGraph, Node, UpstreamInput, build_graph, load_specs
+from .graph import BuildGraph, DataInput, Node, UpstreamInput, build_graph, load_specs
 from .model import Lock, Spec, split_output_ref
 from .planning import PlannedNode, content_ids, hermetic_mode, node_key, plan_build
 from .rebuilder import CachingRebuilder, ForcingRebuilder, NodeOutcome, NodeState
 from .registration import build_record, read_build_record, register, save_build_record, unchanged_registration
 from .resolve import ResolveContext
-from .runner import RunContext, run_node
+from .runner import RunContext, StageFailure, StageJob, run_node
 from .sandbox import ProcessSandbox, Sandbox
 from .scheduler import schedule
+from .snapshots import code_snapshot, data_snapshot
 from .statcache import StatCache
 from .store import Entry, write_atomic
 from .traces import ActionCache, ActionResult
@@ -209,13 +210,27 @@ def build(
 
         key, document = node_key(node, upstream_digest, hermetic_mode(node, options.hermetic))
         keys[node_id] = (key, document)
-        upstream = {s.node: done[s.node].result for s in node.inputs.values() if isinstance(s, UpstreamInput)}
-        run_ctx = RunContext(workspace, store, ctx.statcache, sandboxes[node.spec.name], cancel)
+        run_ctx = RunContext(store, sandboxes[node.spec.name], cancel)
 
-        def run() -> ActionResult | Any:
+        def run() -> ActionResult | StageFailure:
             reporter(Event("stage-start", node_id, {"key": key}))
-            environment = environments.get(node)
-            return run_node(node, key, graph.specs[node.spec.name], upstream, environment, run_ctx)  # type: ignore[arg-type]
+            job = StageJob(
+                node=node_id,
+                stage=node.stage_lock,
+                code=code_snapshot(graph.specs[node.spec.name], node.stage_lock["code"], workspace, store),
+                inputs={i: (s.basename, input_entry(s)) for i, s in node.inputs.items()},
+                environment=environments.get(node),
+                source_date_epoch=int(node.lock.code.get("time", 0)),
+                log=workspace.logs_dir / node.spec.name / f"{node.stage}.log",
+            )
+            return run_node(job, key, run_ctx)
+
+        def input_entry(source: DataInput | UpstreamInput) -> Entry:
+            if isinstance(source, DataInput):
+                return data_snapshot(source, node.spec.repo_root, store, ctx.statcache)
+            result = done[source.node].result
+            assert result is not None
+            return result.outputs[source.output]
 
         try:
             outcome = rebuilder.build(node_id, key, run)

@@ -45,7 +45,7 @@ class BubblewrapSandbox:
     protects_inputs = True  # read-only bind mounts hold even for root
 
     def run(self, request: RunRequest, cancel: threading.Event) -> int:
-        return run_process(self.command(request), {}, request.workdir, request.log, cancel)
+        return run_process(self.command(request), {}, request.workdir, request.log, cancel, die_with_parent=False)
 
     def command(self, request: RunRequest) -> list[str]:
         """The full bwrap command line for a request (useful to debug a stage by hand)."""

@@ -9,7 +9,7 @@ import socket
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__, gitcode
 from .digest import canonical_json
@@ -18,11 +18,13 @@ from .graph import BuildGraph, DataInput
 from .model import split_output_ref
 from .planning import flatten
 from .rebuilder import NodeOutcome
-from .registry import ModelVersion, Registry, VersionDraft
 from .snapshots import code_snapshot, data_snapshot
 from .statcache import StatCache
 from .store import write_atomic
 from .workspace import Workspace
+
+if TYPE_CHECKING:  # SQLAlchemy is imported only when a build actually registers something
+    from .registry import ModelVersion, Registry
 
 BUILD_RECORD_FORMAT = 2
 
@@ -100,6 +102,8 @@ def register(
     statcache: StatCache,
 ) -> tuple[ModelVersion, bool]:
     """Register the build of `name`, after putting every reproduction input in the store."""
+    from .registry import VersionDraft
+
     item = graph.specs[name]
     lock = item.lock
     stages = {}

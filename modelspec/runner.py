@@ -17,17 +17,14 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .bwrap import mentions_network
 from .digest import canonical_json
 from .environments import Environment
-from .graph import DataInput, Node, ResolvedSpec, UpstreamInput
 from .sandbox import RunRequest, Sandbox
-from .snapshots import code_snapshot, data_snapshot
-from .statcache import StatCache
 from .store import Entry, LocalStore, remove_path
 from .traces import ActionResult
-from .workspace import Workspace
 
 LOG_TAIL_LINES = 20
 
@@ -44,75 +41,77 @@ class StageFailure:
 
 @dataclass
 class RunContext:
-    workspace: Workspace
     store: LocalStore
-    statcache: StatCache
     sandbox: Sandbox
     cancel: threading.Event
 
 
-def run_node(
-    node: Node,
-    key: str,
-    resolved: ResolvedSpec,
-    upstream: Mapping[str, ActionResult],
-    environment: Environment | None,
-    ctx: RunContext,
-) -> ActionResult | StageFailure:
+@dataclass(frozen=True)
+class StageJob:
+    """Everything one run needs, already in the store: the runner reads nothing else."""
+
+    node: str
+    stage: Mapping[str, Any]  # the stage's entry of the lock
+    code: Entry  # the code snapshot tree
+    inputs: Mapping[str, tuple[str, Entry]]  # input id → (basename, entry)
+    environment: Environment | None
+    source_date_epoch: int
+    log: Path
+
+
+def run_node(job: StageJob, key: str, ctx: RunContext) -> ActionResult | StageFailure:
     store = ctx.store
     store.tmp.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(dir=store.tmp, prefix=f"{os.getpid()}-run-"))
-    log_path = ctx.workspace.logs_dir / node.spec.name / f"{node.stage}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    log_path.unlink(missing_ok=True)
+    job.log.parent.mkdir(parents=True, exist_ok=True)
+    job.log.unlink(missing_ok=True)
     started = time.time()
-    stage = node.stage_lock
+    stage = job.stage
     try:
         link = ctx.sandbox.protects_inputs
-        store.restore(code_snapshot(resolved, stage["code"], ctx.workspace, store), workdir / "code", link=link)
-        for input_id, source in node.inputs.items():
-            entry = _input_entry(source, upstream, node.spec.repo_root, ctx)
-            store.restore(entry, workdir / "in" / input_id / source.basename, link=link)
+        store.restore(job.code, workdir / "code", link=link)
+        (workdir / "in").mkdir()
+        for input_id, (basename, entry) in job.inputs.items():
+            store.restore(entry, workdir / "in" / input_id / basename, link=link)
         for name in ("out", "home", "tmp"):
             (workdir / name).mkdir()
         (workdir / "config.json").write_bytes(canonical_json(stage["params"]) + b"\n")
         request = RunRequest(
             argv=stage["argv"],
             shell=stage["shell"],
-            inputs={i: s.basename for i, s in node.inputs.items()},
+            inputs={i: basename for i, (basename, _entry) in job.inputs.items()},
             outputs=stage["outputs"],
             params=stage["params"],
             workdir=workdir,
-            log=log_path,
-            environment=environment,
-            source_date_epoch=int(node.lock.code.get("time", 0)),
+            log=job.log,
+            environment=job.environment,
+            source_date_epoch=job.source_date_epoch,
         )
         exit_code = ctx.sandbox.run(request, ctx.cancel)
         ended = time.time()
         if ctx.cancel.is_set():
-            return _failure(node, "interrupted", log_path, started, ended)
+            return _failure(job, "interrupted", started, ended)
         if exit_code != 0:
             reason = f"command exited with status {exit_code}"
-            if ctx.sandbox.hermetic and mentions_network(log_path):
+            if ctx.sandbox.hermetic and mentions_network(job.log):
                 reason += " (the sandbox has no network: a stage may only read its declared inputs)"
-            return _failure(node, reason, log_path, started, ended)
+            return _failure(job, reason, started, ended)
         problem = check_outputs(workdir / "out", stage["outputs"])
         if problem:
-            _append(log_path, f"modelspec: {problem}\n")
-            return _failure(node, problem, log_path, started, ended)
+            _append(job.log, f"modelspec: {problem}\n")
+            return _failure(job, problem, started, ended)
         metrics_error, metrics = _read_metrics(workdir / "out", stage)
         if metrics_error:
-            _append(log_path, f"modelspec: {metrics_error}\n")
-            return _failure(node, metrics_error, log_path, started, ended)
+            _append(job.log, f"modelspec: {metrics_error}\n")
+            return _failure(job, metrics_error, started, ended)
         outputs = {
             name: store.put_path(workdir / "out" / path, move=True) for name, path in sorted(stage["outputs"].items())
         }
-        log_digest = store.put_file(log_path)
         return ActionResult(
             key=key,
-            node=node.id,
+            node=job.node,
             outputs=outputs,
-            log=log_digest,
+            log=store.put_file(job.log),
             exit_code=0,
             started=started,
             ended=ended,
@@ -121,14 +120,6 @@ def run_node(
         )
     finally:
         remove_path(workdir)
-
-
-def _input_entry(
-    source: DataInput | UpstreamInput, upstream: Mapping[str, ActionResult], repo_root: Path, ctx: RunContext
-) -> Entry:
-    if isinstance(source, UpstreamInput):
-        return upstream[source.node].outputs[source.output]
-    return data_snapshot(source, repo_root, ctx.store, ctx.statcache)
 
 
 def check_outputs(out_dir: Path, declared: Mapping[str, str]) -> str:
@@ -173,12 +164,12 @@ def _flatten(value: object, prefix: str, into: dict[str, float]) -> None:
         into[prefix] = float(value)
 
 
-def _failure(node: Node, reason: str, log_path: Path, started: float, ended: float) -> StageFailure:
+def _failure(job: StageJob, reason: str, started: float, ended: float) -> StageFailure:
     try:
-        lines = log_path.read_text(errors="replace").splitlines()
+        lines = job.log.read_text(errors="replace").splitlines()
     except FileNotFoundError:
         lines = []
-    return StageFailure(node.id, reason, log_path, "\n".join(lines[-LOG_TAIL_LINES:]), started, ended)
+    return StageFailure(job.node, reason, job.log, "\n".join(lines[-LOG_TAIL_LINES:]), started, ended)
 
 
 def _append(path: Path, text: str) -> None:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import select
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +35,7 @@ FIXED_ENV = {
 }
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 _TERMINATE_GRACE = 2.0
+_CANCEL_CHECK_MS = 100
 
 
 @dataclass(frozen=True)
@@ -96,8 +99,20 @@ class ProcessSandbox:
         return run_process(argv, env, Path(code_dir(root)), request.log, cancel)
 
 
-def run_process(argv: list[str], env: dict[str, str], cwd: Path, log: Path, cancel: threading.Event) -> int:
-    """Run to completion (or until `cancel`), output to `log`; kill its whole process group."""
+def run_process(
+    argv: list[str],
+    env: dict[str, str],
+    cwd: Path,
+    log: Path,
+    cancel: threading.Event,
+    *,
+    die_with_parent: bool = True,
+) -> int:
+    """Run to completion (or until `cancel`), output to `log`; kill its whole process group.
+
+    `die_with_parent` asks the kernel to kill the child if modelspec dies (bwrap does this
+    itself with --die-with-parent, and without a preexec hook Popen can use vfork).
+    """
     with open(log, "ab") as out:
         try:
             proc = subprocess.Popen(
@@ -108,32 +123,53 @@ def run_process(argv: list[str], env: dict[str, str], cwd: Path, log: Path, canc
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=_die_with_parent if die_with_parent else None,
             )
         except OSError as exc:
             out.write(f"modelspec: cannot start {argv[0]!r}: {exc.strerror}\n".encode())
             return 127
         try:
-            while True:
+            if not _wait_or_cancel(proc, cancel):
+                _kill_group(proc, signal.SIGTERM)
                 try:
-                    code = proc.wait(timeout=0.05)
-                    break
+                    proc.wait(timeout=_TERMINATE_GRACE)
                 except subprocess.TimeoutExpired:
-                    if cancel.is_set():
-                        _kill_group(proc, signal.SIGTERM)
-                        try:
-                            proc.wait(timeout=_TERMINATE_GRACE)
-                        except subprocess.TimeoutExpired:
-                            _kill_group(proc, signal.SIGKILL)
-                            proc.wait()
-                        return -signal.SIGTERM
+                    _kill_group(proc, signal.SIGKILL)
+                    proc.wait()
+                return -signal.SIGTERM
+            return proc.wait()
         except BaseException:
             _kill_group(proc, signal.SIGKILL)
             proc.wait()
             raise
         finally:
             _kill_group(proc, signal.SIGKILL)  # no stray children outlive the stage
-    return code
+
+
+def _wait_or_cancel(proc: subprocess.Popen[bytes], cancel: threading.Event) -> bool:
+    """True once the process exits, False if `cancel` is set first. A pidfd wakes us the
+    moment the process exits, where polling `wait(timeout)` would add milliseconds."""
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        pidfd = None
+    try:
+        poller = select.poll()
+        if pidfd is not None:
+            poller.register(pidfd, select.POLLIN)
+        while True:
+            if pidfd is not None:
+                if poller.poll(_CANCEL_CHECK_MS):
+                    return True
+            elif proc.poll() is not None:
+                return True
+            else:
+                time.sleep(_CANCEL_CHECK_MS / 1000)
+            if cancel.is_set():
+                return False
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
 
 
 def _kill_group(proc: subprocess.Popen[bytes], sig: int) -> None:

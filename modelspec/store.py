@@ -108,9 +108,6 @@ class LocalStore:
             if self.has(digest):
                 os.unlink(path)
             else:
-                os.chmod(path, 0o644)
-                with open(path, "rb+") as f:
-                    os.fsync(f.fileno())
                 self._commit(path, digest)
             return digest
         fd, temp = self.temp_file()
@@ -146,6 +143,7 @@ class LocalStore:
             temp.unlink(missing_ok=True)
             raise
         _fsync_dir(target.parent)
+        self._verified.add(digest)  # we hashed these very bytes on the way in
 
     # -- reading -----------------------------------------------------------------------
 
