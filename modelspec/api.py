@@ -284,7 +284,7 @@ def _register(
                 report.versions[name] = (known, False)
                 continue
             registry = registry or open_registry(workspace)
-            version, created = register(workspace, graph, name, record, ids, registry, statcache)
+            version, created = register(workspace, graph, name, record, ids, results, registry, statcache)
             save_build_record(workspace, {**record, "registered": version.ref})
             report.records[name] = record
             report.versions[name] = (version.ref, created)
@@ -393,22 +393,55 @@ class VerifyReport:
     checked: int
     corrupt: list[str]
     bytes: int
+    missing: list[str] = field(default_factory=list)
+    what: dict[str, str] = field(default_factory=dict)  # digest → what it is (verify REF)
 
     @property
     def ok(self) -> bool:
-        return not self.corrupt
+        return not self.corrupt and not self.missing
 
 
-def verify(workspace: Workspace, reporter: Reporter = ignore) -> VerifyReport:
-    """Re-hash every object; corrupt ones are quarantined and listed."""
+def verify(workspace: Workspace, ref: str | None = None, reporter: Reporter = ignore) -> VerifyReport:
+    """Re-hash every object (or every object of one version); corrupt ones are quarantined."""
     store = workspace.store
     store.clean_temp()
-    checked, corrupt, total = 0, [], 0
-    for digest in store.iter():
-        checked += 1
+    if ref is None:
+        digests = list(store.iter())
+        what: dict[str, str] = {}
+    else:
+        digests, what = _version_objects(workspace, ref)
+    report = VerifyReport(0, [], 0, what=what)
+    for digest in digests:
         path = store.path_of(digest)
-        total += path.stat().st_size
+        if not path.exists():
+            report.missing.append(digest)
+            continue
+        report.checked += 1
+        report.bytes += path.stat().st_size
         if not store.verify(digest):
-            corrupt.append(digest)
-            reporter(Event("warning", data={"message": f"corrupt object {digest} quarantined"}))
-    return VerifyReport(checked, corrupt, total)
+            report.corrupt.append(digest)
+            label = what.get(digest, "object")
+            reporter(Event("warning", data={"message": f"corrupt {label} {digest} quarantined"}))
+    return report
+
+
+def _version_objects(workspace: Workspace, ref: str) -> tuple[list[str], dict[str, str]]:
+    from .catalog import open_catalog
+    from .registration import version_entries
+
+    catalog = open_catalog(workspace)
+    try:
+        version = catalog.registry.resolve(ref)
+    finally:
+        catalog.close()
+    store = workspace.store
+    what: dict[str, str] = {}
+    for label, entry in version_entries(version):
+        what.setdefault(entry.digest, label)
+        if entry.type == "tree" and store.has(entry.digest):
+            try:
+                for digest in store.tree_objects(entry):
+                    what.setdefault(digest, label)
+            except StoreError:
+                pass  # a corrupt tree object: it is checked (and quarantined) below
+    return list(what), what

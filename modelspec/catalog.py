@@ -60,6 +60,7 @@ class Catalog:
             "tags": self.registry.tags_of(version),
             "aliases": self.registry.aliases_of(version.name).get(version.id, []),
             "lineage": self.registry.lineage(version),
+            "reproductions": self.registry.reproductions_of(version),
         }
 
     def lock_of(self, version: ModelVersion) -> dict[str, Any]:

@@ -301,31 +301,99 @@ def checkout(spec: Path, out_dir: Path | None, as_json: bool) -> None:
 
 
 @main.command()
-@click.option(
-    "--spec",
-    "spec",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="A spec whose workspace to verify (default: the workspace of the current directory).",
-)
+@click.argument("ref", required=False)
+@click.option("--all", "everything", is_flag=True, help="Every object in the store (the default without REF).")
 @json_option
 @handle_errors
-def verify(spec: Path | None, as_json: bool) -> None:
-    """Re-hash every object in the store; quarantine corrupt ones (exit 1 if any)."""
+def verify(ref: str | None, everything: bool, as_json: bool) -> None:
+    """Re-hash the objects of version REF, or of the whole store; corrupt ones are
+    quarantined, never served (exit 1 if any object is corrupt or missing)."""
     from .api import verify as do_verify
+    from .errors import UsageError
 
-    workspace = _workspace_of(spec)
-    report = do_verify(workspace)
+    if ref and everything:
+        raise UsageError("give a version or --all, not both")
+    workspace = _workspace_of(None)
+    report = do_verify(workspace, ref)
     if as_json:
-        _emit_json({"ok": report.ok, "checked": report.checked, "bytes": report.bytes, "corrupt": report.corrupt})
-    else:
-        for digest in report.corrupt:
-            click.echo(f"corrupt: {digest} (quarantined in {workspace.store.quarantine_dir})")
-        click.echo(
-            f"{report.checked} objects, {report.bytes} bytes checked: "
-            f"{'ok' if report.ok else str(len(report.corrupt)) + ' corrupt'}"
+        _emit_json(
+            {
+                "ok": report.ok,
+                "checked": report.checked,
+                "bytes": report.bytes,
+                "corrupt": [{"digest": d, "what": report.what.get(d, "object")} for d in report.corrupt],
+                "missing": [{"digest": d, "what": report.what.get(d, "object")} for d in report.missing],
+            }
         )
+    else:
+        quarantine = workspace.store.quarantine_dir
+        for digest in report.corrupt:
+            click.echo(f"corrupt: {report.what.get(digest, 'object')} {digest} (quarantined in {quarantine})")
+        for digest in report.missing:
+            click.echo(f"missing: {report.what.get(digest, 'object')} {digest}")
+        problems = len(report.corrupt) + len(report.missing)
+        verdict = "ok" if report.ok else f"{problems} problems"
+        click.echo(f"{report.checked} objects, {report.bytes} bytes checked: {verdict}")
     sys.exit(0 if report.ok else 1)
+
+
+@main.command()
+@click.argument("ref")
+@click.option("--into", "into", type=click.Path(file_okay=False, path_type=Path), help="Also write the artifacts here.")
+@click.option("--rtol", type=float, default=0.0, show_default=True, help="Relative tolerance for metrics.")
+@click.option("--offline", is_flag=True, help="Re-create the environment from uv's cache only.")
+@json_option
+@handle_errors
+def reproduce(ref: str, into: Path | None, rtol: float, offline: bool, as_json: bool) -> None:
+    """Rebuild version REF from its recorded lock and inputs, and compare bit for bit.
+
+    Exit 0 when identical (or every metric is within --rtol), 1 when different.
+    """
+    from .catalog import open_catalog
+    from .registration import actor
+    from .render import ConsoleReporter
+    from .reproduce import DIFFERENT, WITHIN
+    from .reproduce import reproduce as run_reproduce
+
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    workspace = _workspace_of(None)
+    catalog = open_catalog(workspace)
+    try:
+        who = actor(workspace.root)
+        options: dict[str, Any] = {"rtol": rtol, "into": into, "offline": offline, "actor": who}
+        if as_json:
+            report = run_reproduce(workspace, catalog.registry, ref, **options)
+        else:
+            with ConsoleReporter(_console()) as reporter:
+                report = run_reproduce(workspace, catalog.registry, ref, reporter=reporter, **options)
+    finally:
+        catalog.close()
+    if as_json:
+        _emit_json(report.to_dict())
+    else:
+        out = _console()
+        for comparison in report.outputs:
+            if not comparison.identical:
+                fresh = comparison.reproduced
+                size = f"{fresh['size']} bytes" if fresh else "not produced"
+                recorded = comparison.recorded["size"]
+                out.print(
+                    f"differs: {comparison.stage}.{comparison.output}: recorded {recorded} bytes, reproduced {size}",
+                    markup=False,
+                )
+        if report.verdict != "identical":
+            for key, m in report.metrics.items():
+                out.print(f"  metric {key}: recorded {m['recorded']}, reproduced {m['reproduced']}", markup=False)
+        if report.failure:
+            out.print(report.failure, markup=False)
+        out.print(
+            f"{report.ref}: {report.verdict} ({len(report.outputs)} outputs compared) in {report.seconds:.1f} s; "
+            f"its stages originally took {report.original_seconds:.1f} s",
+            markup=False,
+        )
+        if report.verdict == WITHIN:
+            out.print(f"warning: outputs differ, but every metric is within rtol={rtol}", markup=False)
+    sys.exit(1 if report.verdict == DIFFERENT else 0)
 
 
 @main.group()

@@ -20,13 +20,13 @@ from .planning import flatten
 from .rebuilder import NodeOutcome
 from .snapshots import code_snapshot, data_snapshot
 from .statcache import StatCache
-from .store import write_atomic
+from .store import Entry, write_atomic
 from .workspace import Workspace
 
 if TYPE_CHECKING:  # SQLAlchemy is imported only when a build actually registers something
     from .registry import ModelVersion, Registry
 
-BUILD_RECORD_FORMAT = 2
+BUILD_RECORD_FORMAT = 3
 
 
 def read_build_record(workspace: Workspace, name: str) -> dict[str, Any] | None:
@@ -65,6 +65,7 @@ def build_record(
             "log": result.log,
             "seconds": round(result.duration, 3),
             "hermetic": result.hermetic,
+            "outputs": {name: entry.to_dict() for name, entry in sorted(result.outputs.items())},
         }
     return {
         "format": BUILD_RECORD_FORMAT,
@@ -98,6 +99,7 @@ def register(
     name: str,
     record: dict[str, Any],
     content_ids: Mapping[str, str],
+    results: Mapping[str, NodeOutcome],
     registry: Registry,
     statcache: StatCache,
 ) -> tuple[ModelVersion, bool]:
@@ -114,7 +116,7 @@ def register(
             if isinstance(source, DataInput):
                 data_snapshot(source, item.spec.repo_root, workspace.store, statcache)
         code = code_snapshot(item, stage["code"], workspace, workspace.store)
-        stages[stage_name] = {**record["nodes"][node_id], "code_tree": code.digest}
+        stages[stage_name] = {**record["nodes"][node_id], "code": code.to_dict()}
         stages[stage_name].pop("key_document")
     if lock.environment is not None:
         env_file = item.spec.repo_root / str(lock.environment["file"])
@@ -123,6 +125,7 @@ def register(
     for stage in lock.stages.values():
         params.update(flatten(stage["params"]))
     lineage = []
+    upstream_artifacts: dict[str, dict[str, Any]] = {}  # inputs from other specs, for reproduce
     for data_name, data in lock.data.items():
         if "path" in data:
             lineage.append({"kind": "data", "name": data_name, "ref": data["path"], "digest": data["digest"]})
@@ -130,14 +133,18 @@ def register(
             upstream = graph.specs[data["spec"]]
             output = data["output"]
             output_ref = output if "." in output else _artifact_named(upstream.lock.artifacts, output)
-            upstream_record = read_build_record(workspace, data["spec"]) or {}
-            artifact = upstream_record.get("artifacts", {}).get(output_ref, {}).get("digest", "")
+            stage, output_name = split_output_ref(output_ref)
+            result = results[upstream.spec.node_id(stage)].result
+            assert result is not None
+            artifact = result.outputs[output_name]
+            basename = Path(upstream.lock.stages[stage]["outputs"][output_name]).name
+            upstream_artifacts[data_name] = {**artifact.to_dict(), "basename": basename}
             lineage.append(
                 {
                     "kind": "spec",
                     "name": data_name,
                     "ref": f"{data['spec']}:{output_ref}",
-                    "digest": artifact,
+                    "digest": artifact.digest,
                     "upstream_content": content_ids[data["spec"]],
                 }
             )
@@ -155,6 +162,7 @@ def register(
         record={
             "params": params,
             "data": {k: dict(v) for k, v in lock.data.items()},
+            "upstream_artifacts": upstream_artifacts,
             "stages": stages,
             "environment": dict(lock.environment) if lock.environment else None,
             "dirty": bool(lock.code.get("dirty")),
@@ -178,3 +186,24 @@ def actor(repo: Path) -> str:
 
 def _artifact_named(artifacts: tuple[str, ...], output: str) -> str:
     return next(ref for ref in artifacts if split_output_ref(ref)[1] == output)
+
+
+def version_entries(version: ModelVersion) -> list[tuple[str, Entry]]:
+    """Every store entry a version's record names, with what it is: its lock, the
+    environment's lock file, each stage's code snapshot, outputs and log, and its inputs."""
+    record = version.record
+    entries = [("the lock", Entry("file", version.lock, 0))]
+    environment = record.get("environment")
+    if environment and environment.get("kind") == "uv":
+        entries.append(("the environment's lock file", Entry("file", environment["file_digest"], 0)))
+    for name, data in sorted(record.get("data", {}).items()):
+        if "digest" in data:
+            entries.append((f"the data snapshot {name!r}", Entry.from_dict(data)))
+    for name, artifact in sorted(record.get("upstream_artifacts", {}).items()):
+        entries.append((f"the input {name!r}", Entry.from_dict(artifact)))
+    for stage, info in sorted(record.get("stages", {}).items()):
+        entries.append((f"the code snapshot of stage {stage}", Entry.from_dict(info["code"])))
+        entries.append((f"the log of stage {stage}", Entry("file", info["log"], 0)))
+        for output, entry in sorted(info.get("outputs", {}).items()):
+            entries.append((f"the output {stage}.{output}", Entry.from_dict(entry)))
+    return entries

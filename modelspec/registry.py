@@ -476,6 +476,31 @@ class Registry:
                 for r in conn.execute(query)
             ]
 
+    # -- reproductions --------------------------------------------------------------------
+
+    def record_reproduction(self, version: ModelVersion, verdict: str, details: Mapping[str, Any], actor: str) -> None:
+        with self._write() as conn:
+            conn.execute(
+                sa.insert(t.reproductions).values(
+                    version_id=version.id,
+                    time=self.clock(),
+                    actor=actor,
+                    verdict=verdict,
+                    details=json.dumps(details, sort_keys=True),
+                )
+            )
+            self._event(conn, "reproduce", version.ref, actor, {"verdict": verdict, **details})
+
+    def reproductions_of(self, version: ModelVersion) -> list[dict[str, Any]]:
+        query = (
+            sa.select(t.reproductions).where(t.reproductions.c.version_id == version.id).order_by(t.reproductions.c.id)
+        )
+        with self.engine.connect() as conn:
+            return [
+                {"time": r.time, "actor": r.actor, "verdict": r.verdict, "details": json.loads(r.details)}
+                for r in conn.execute(query)
+            ]
+
     # -- lineage -------------------------------------------------------------------------
 
     def lineage(self, version: ModelVersion) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 A registry records its schema version in `meta`; opening an older registry applies the
 missing migrations in one transaction, so a newer modelspec reads what an older one made.
-Version 1 was the first release; version 2 added tags and traffic weights on aliases.
+Version 1 was the first release; version 2 added tags and traffic weights on aliases;
+version 3 added the results of reproductions.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 metadata = sa.MetaData()
 
@@ -107,6 +108,17 @@ tags = sa.Table(
 )
 sa.Index("tags_key_value", tags.c.key, tags.c.value)
 
+reproductions = sa.Table(
+    "reproductions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("version_id", sa.Integer, sa.ForeignKey("versions.id"), nullable=False, index=True),
+    sa.Column("time", sa.Float, nullable=False),
+    sa.Column("actor", sa.String, nullable=False),
+    sa.Column("verdict", sa.String, nullable=False),  # identical | within tolerance | different
+    sa.Column("details", sa.Text, nullable=False),  # JSON: the outputs that differ, metric deltas
+)
+
 events = sa.Table(
     "events",
     metadata,
@@ -140,7 +152,11 @@ def _v1_to_v2(conn: sa.Connection) -> None:
     tags.create(conn)
 
 
-MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {1: _create_v1, 2: _v1_to_v2}
+def _v2_to_v3(conn: sa.Connection) -> None:
+    reproductions.create(conn)
+
+
+MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {1: _create_v1, 2: _v1_to_v2, 3: _v2_to_v3}
 
 
 def schema_version(conn: sa.Connection) -> int:
