@@ -39,6 +39,11 @@ def test_fraud_builds_then_is_a_no_op_then_rebuilds_only_what_an_override_touche
     assert states(gbt)["fraud:featurize"] == "cached" and states(gbt)["fraud:train"] == "ran"
     assert gbt["specs"]["fraud"]["metrics"] != metrics
 
+    # The first version reproduces bit for bit, from the store, after two more builds.
+    assert report["versions"]["fraud"]["ref"] == "fraud@1.0.0"
+    reproduced = json.loads(fraud.modelspec("reproduce", "fraud@1.0.0", "--json", check=True, timeout=900).stdout)
+    assert reproduced["verdict"] == "identical" and reproduced["differing"] == []
+
     fraud.modelspec("checkout", "specs/fraud.yaml", "--out", "out", check=True)  # the last build: gbt
     written = json.loads((fraud.path / "out" / "evaluate" / "metrics.json").read_text())
     assert written == {k: pytest.approx(v) for k, v in gbt["specs"]["fraud"]["metrics"].items()}
