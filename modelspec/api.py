@@ -20,6 +20,7 @@ from .environments import Environment, ensure_environment
 from .errors import SandboxUnavailableError, StoreError, UsageError
 from .events import Event, Reporter, ignore
 from .graph import BuildGraph, DataInput, Node, UpstreamInput, build_graph, load_specs
+from .leases import Lease
 from .model import Lock, Spec, split_output_ref
 from .planning import PlannedNode, content_ids, hermetic_mode, node_key, plan_build
 from .rebuilder import CachingRebuilder, ForcingRebuilder, NodeOutcome, NodeState
@@ -196,58 +197,69 @@ def build(
     write_locks(graph)
     cache = ActionCache(workspace.action_cache_dir)
     rebuilder_class = ForcingRebuilder if options.force else CachingRebuilder
-    rebuilder = rebuilder_class(cache, store, workspace.locks_dir)
     environments = _EnvironmentPool(workspace, options.offline, reporter)
     keys: dict[str, tuple[str, dict[str, Any]]] = {}
+    with Lease(workspace.home) as lease:  # what this build uses, so that a concurrent gc keeps it
+        rebuilder = rebuilder_class(cache, store, workspace.locks_dir, lease)
 
-    def execute(node_id: str, done: dict[str, NodeOutcome]) -> NodeOutcome:
-        node = graph.node(node_id)
+        def execute(node_id: str, done: dict[str, NodeOutcome]) -> NodeOutcome:
+            node = graph.node(node_id)
 
-        def upstream_digest(source: UpstreamInput) -> str:
-            result = done[source.node].result
-            assert result is not None
-            return result.outputs[source.output].digest
+            def upstream_digest(source: UpstreamInput) -> str:
+                result = done[source.node].result
+                assert result is not None
+                return result.outputs[source.output].digest
 
-        key, document = node_key(node, upstream_digest, hermetic_mode(node, options.hermetic))
-        keys[node_id] = (key, document)
-        run_ctx = RunContext(store, sandboxes[node.spec.name], cancel)
+            key, document = node_key(node, upstream_digest, hermetic_mode(node, options.hermetic))
+            keys[node_id] = (key, document)
 
-        def run() -> ActionResult | StageFailure:
-            reporter(Event("stage-start", node_id, {"key": key}))
-            job = StageJob(
-                node=node_id,
-                stage=node.stage_lock,
-                code=code_snapshot(graph.specs[node.spec.name], node.stage_lock["code"], workspace, store),
-                inputs={i: (s.basename, input_entry(s)) for i, s in node.inputs.items()},
-                environment=environments.get(node),
-                source_date_epoch=int(node.lock.code.get("time", 0)),
-                log=workspace.logs_dir / node.spec.name / f"{node.stage}.log",
-            )
-            return run_node(job, key, run_ctx)
+            def run() -> ActionResult | StageFailure:
+                reporter(Event("stage-start", node_id, {"key": key}))
+                if node.lock.environment is not None:
+                    lease.add([Entry("env", str(node.lock.environment["digest"]), 0)])
+                environment = environments.get(node)
+                with lease.holding():
+                    code = code_snapshot(graph.specs[node.spec.name], node.stage_lock["code"], workspace, store)
+                    inputs = {i: (s.basename, input_entry(s)) for i, s in node.inputs.items()}
+                    lease.add([code, *(entry for _name, entry in inputs.values())])
+                job = StageJob(
+                    node=node_id,
+                    stage=node.stage_lock,
+                    code=code,
+                    inputs=inputs,
+                    environment=environment,
+                    source_date_epoch=int(node.lock.code.get("time", 0)),
+                    log=workspace.logs_dir / node.spec.name / f"{node.stage}.log",
+                )
+                result = run_node(job, key, RunContext(store, sandboxes[node.spec.name], cancel))
+                if isinstance(result, ActionResult):
+                    lease.add([*result.outputs.values(), Entry("file", result.log, 0)])
+                return result
 
-        def input_entry(source: DataInput | UpstreamInput) -> Entry:
-            if isinstance(source, DataInput):
-                return data_snapshot(source, node.spec.repo_root, store, ctx.statcache)
-            result = done[source.node].result
-            assert result is not None
-            return result.outputs[source.output]
+            def input_entry(source: DataInput | UpstreamInput) -> Entry:
+                if isinstance(source, DataInput):
+                    return data_snapshot(source, node.spec.repo_root, store, ctx.statcache)
+                result = done[source.node].result
+                assert result is not None
+                return result.outputs[source.output]
 
-        try:
-            outcome = rebuilder.build(node_id, key, run)
-        except (StoreError, OSError) as exc:
-            reason = exc.message if isinstance(exc, StoreError) else f"{exc.strerror or exc}: {exc.filename or ''}"
-            reporter(Event("stage-failed", node_id, {"reason": reason, "log_tail": "", "log": ""}))
-            return NodeOutcome(node_id, NodeState.FAILED, key, reason=reason)
-        _report(outcome, reporter)
-        return outcome
+            try:
+                outcome = rebuilder.build(node_id, key, run)
+            except (StoreError, OSError) as exc:
+                reason = exc.message if isinstance(exc, StoreError) else f"{exc.strerror or exc}: {exc.filename or ''}"
+                reporter(Event("stage-failed", node_id, {"reason": reason, "log_tail": "", "log": ""}))
+                return NodeOutcome(node_id, NodeState.FAILED, key, reason=reason)
+            _report(outcome, reporter)
+            return outcome
 
-    order = graph.order()
-    results = schedule(graph, order, execute, jobs=options.jobs, keep_going=options.keep_going, cancel=cancel)
-    for outcome in results.values():
-        if outcome.state is NodeState.SKIPPED:
-            reporter(Event("stage-skipped", outcome.node, {"reason": outcome.reason}))
-    report = BuildReport([results[n] for n in order])
-    _register(workspace, graph, results, keys, options, report, ctx.statcache)
+        order = graph.order()
+        results = schedule(graph, order, execute, jobs=options.jobs, keep_going=options.keep_going, cancel=cancel)
+        for outcome in results.values():
+            if outcome.state is NodeState.SKIPPED:
+                reporter(Event("stage-skipped", outcome.node, {"reason": outcome.reason}))
+        report = BuildReport([results[n] for n in order])
+        with lease.holding():
+            _register(workspace, graph, results, keys, options, report, ctx.statcache)
     ctx.statcache.save()
     report.seconds = time.monotonic() - started
     return report

@@ -7,6 +7,7 @@ that two builds of one workspace run it once: the second waits, then hits the ca
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +15,9 @@ from pathlib import Path
 
 from .digest import hex_of
 from .environments import file_lock
+from .leases import Lease
 from .runner import StageFailure
+from .snapshots import complete
 from .store import LocalStore
 from .traces import ActionCache, ActionResult
 
@@ -40,17 +43,21 @@ Run = Callable[[], ActionResult | StageFailure]
 
 
 class CachingRebuilder:
-    def __init__(self, cache: ActionCache, store: LocalStore, locks_dir: Path) -> None:
+    def __init__(self, cache: ActionCache, store: LocalStore, locks_dir: Path, lease: Lease | None = None) -> None:
         self.cache = cache
         self.store = store
         self.locks_dir = locks_dir
+        self.lease = lease
 
     def lookup(self, key: str) -> ActionResult | None:
-        """A cached result whose outputs are all still in the store."""
-        result = self.cache.get(key)
-        if result is None or not all(self.store.has(e.digest) for e in result.outputs.values()):
-            return None
-        return result
+        """A cached result whose outputs are all still in the store (and now leased)."""
+        with self.lease.holding() if self.lease else contextlib.nullcontext():
+            result = self.cache.get(key)
+            if result is None or not all(complete(self.store, e) for e in result.outputs.values()):
+                return None
+            if self.lease:
+                self.lease.add(result.outputs.values())
+            return result
 
     def build(self, node: str, key: str, run: Run) -> NodeOutcome:
         hit = self.lookup(key)

@@ -61,6 +61,18 @@ def parse_ref(text: str) -> Ref:
     raise UsageError(f"{text!r}: {selector!r} is neither a version, an alias nor a content-id prefix")
 
 
+_SHORT_FORM = re.compile(rf"^(?P<name>{_NAME})-(?P<hex>[0-9a-f]{{4,64}})$")
+
+
+def parse_short_form(text: str) -> Ref | None:
+    """`fraud-3f2a9c01be`, as `versions` and `show` print a content id, else None.
+
+    A bare `NAME-HEX` also reads as the model name `NAME-HEX`; the registry prefers a
+    registered model of that name (see `Registry.resolve`)."""
+    match = _SHORT_FORM.match(text)
+    return Ref(match.group("name"), "content", match.group("hex")) if match else None
+
+
 def short_content_id(name: str, content_id: str) -> str:
     """`fraud-3f2a9c01be`: the name and the first 10 hex digits."""
     return f"{name}-{content_id.removeprefix('blake3:')[:10]}"

@@ -167,6 +167,7 @@ def register(
             "environment": dict(lock.environment) if lock.environment else None,
             "dirty": bool(lock.code.get("dirty")),
             "spec": lock.spec_path,
+            "retention": dict(item.spec.retention),
         },
         artifacts=record["artifacts"],
         metrics=record["metrics"],

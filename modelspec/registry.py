@@ -20,7 +20,8 @@ import sqlalchemy as sa
 from . import registry_schema as t
 from .audit import GENESIS, event_digest, verify_chain
 from .errors import UsageError
-from .refs import Ref, next_patch, parse_ref, parse_version, short_content_id
+from .refs import Ref, parse_ref, parse_short_form, parse_version, short_content_id
+from .retention import VersionFacts
 
 
 @dataclass(frozen=True)
@@ -93,23 +94,24 @@ class ModelVersion:
 
 
 def _version_of(row: Any) -> ModelVersion:
+    r = row._mapping  # keyed access through the mapping is ~4x cheaper than attributes on a Row
     return ModelVersion(
-        id=row.id,
-        name=row.name,
-        version=row.version,
-        content_id=row.content_id,
-        lock=row.lock,
-        commit=row.commit,
-        environment=row.environment,
-        hermetic=bool(row.hermetic),
-        author=row.author,
-        host=row.host,
-        tool_version=row.tool_version,
-        created=row.created,
-        status=row.status,
-        status_time=row.status_time,
-        status_reason=row.status_reason,
-        record=json.loads(row.record),
+        id=r["id"],
+        name=r["name"],
+        version=r["version"],
+        content_id=r["content_id"],
+        lock=r["lock"],
+        commit=r["commit"],
+        environment=r["environment"],
+        hermetic=bool(r["hermetic"]),
+        author=r["author"],
+        host=r["host"],
+        tool_version=r["tool_version"],
+        created=r["created"],
+        status=r["status"],
+        status_time=r["status_time"],
+        status_reason=r["status_reason"],
+        record=json.loads(r["record"]),
     )
 
 
@@ -180,10 +182,18 @@ class Registry:
         problem = verify_chain(rows)
         if problem:
             return problem
-        expected = f"{rows[-1]['seq']} {rows[-1]['digest']}" if rows else None
-        if head != expected:
-            return "the newest events were deleted (the log ends before its recorded head)"
-        return ""
+        last = int(rows[-1]["seq"]) if rows else 0
+        expected = f"{last} {rows[-1]['digest']}" if rows else None
+        if head == expected:
+            return ""
+        if head is None:
+            return "the recorded head of the audit log is missing"
+        recorded = int(str(head).split()[0])
+        if recorded > last:
+            return f"event {last + 1} is missing: the log ends at event {last}, before its recorded head ({recorded})"
+        if recorded < last:
+            return f"event {recorded + 1} was added after the recorded head (event {recorded})"
+        return f"event {last} is not the event recorded as the head: it was replaced"
 
     # -- versions ------------------------------------------------------------------------
 
@@ -198,20 +208,20 @@ class Registry:
             if existing is not None:
                 return _version_of(existing), False
             major, minor, patch = parse_version(draft.spec_version)
-            taken = [
-                (r.major, r.minor, r.patch)
-                for r in conn.execute(
-                    sa.select(t.versions.c.major, t.versions.c.minor, t.versions.c.patch).where(
-                        t.versions.c.name == draft.name
-                    )
-                )
-            ]
+            # One indexed lookup, not every version of the model: registering stays O(log n).
+            v = t.versions.c
+            highest = conn.execute(
+                sa.select(sa.func.max(v.patch)).where(v.name == draft.name, v.major == major, v.minor == minor)
+            ).scalar()
+            free = 0 if highest is None else highest + 1
             if patch is None:
-                patch = next_patch(taken, major, minor)
-            elif (major, minor, patch) in taken:
+                patch = free
+            elif conn.execute(
+                sa.select(v.id).where(v.name == draft.name, v.version == f"{major}.{minor}.{patch}")
+            ).first():
                 raise VersionConflictError(
                     f"{draft.name}@{draft.spec_version} is already registered with other content",
-                    hint=f'set version: "{major}.{minor}.{next_patch(taken, major, minor)}" for a patch, '
+                    hint=f'set version: "{major}.{minor}.{free}" for a patch, '
                     f'"{major}.{minor + 1}.0" for a minor release, or "{major}.{minor}" to allocate one',
                 )
             now = self.clock()
@@ -274,10 +284,14 @@ class Registry:
 
     def resolve(self, ref: str | Ref) -> ModelVersion:
         """The version a reference names; an ambiguous content prefix lists the candidates."""
+        text = ref if isinstance(ref, str) else None
         ref = parse_ref(ref) if isinstance(ref, str) else ref
         v = t.versions.c
         order = (v.major.desc(), v.minor.desc(), v.patch.desc())
         with self.engine.connect() as conn:
+            short = parse_short_form(text) if text is not None and "@" not in text else None
+            if short is not None and conn.execute(sa.select(v.id).where(v.name == ref.name).limit(1)).first() is None:
+                ref = short  # `fraud-3f2a9c01be`, unless a model is really named so
             base = sa.select(t.versions).where(v.name == ref.name)
             if ref.kind == "latest":
                 row = conn.execute(base.order_by(*order).limit(1)).first()
@@ -321,15 +335,17 @@ class Registry:
         where: list[tuple[str, str, float]] | None = None,
         tags: Mapping[str, str] | None = None,
     ) -> list[ModelVersion]:
+        # Joins, not correlated EXISTS: (version_id, key) is each table's primary key, so a join
+        # adds no duplicates, and SQLite can start from the (key, value) index instead of
+        # probing every version of the model (see benchmarks/registry_bench.py).
         v = t.versions.c
         query = sa.select(t.versions).where(v.name == name)
         for i, (metric, op, value) in enumerate(where or []):
             m = t.metrics.alias(f"m{i}")
-            condition = _compare(m.c.value, op, value)
-            query = query.where(sa.exists().where(m.c.version_id == v.id, m.c.key == metric, condition))
+            query = query.join(m, sa.and_(m.c.version_id == v.id, m.c.key == metric, _compare(m.c.value, op, value)))
         for i, (key, text) in enumerate((tags or {}).items()):
             tag = t.tags.alias(f"t{i}")
-            query = query.where(sa.exists().where(tag.c.version_id == v.id, tag.c.key == key, tag.c.value == text))
+            query = query.join(tag, sa.and_(tag.c.version_id == v.id, tag.c.key == key, tag.c.value == text))
         query = query.order_by(v.major, v.minor, v.patch)
         with self.engine.connect() as conn:
             return [_version_of(r) for r in conn.execute(query)]
@@ -337,9 +353,12 @@ class Registry:
     def metrics_of(self, version_ids: list[int]) -> dict[int, dict[str, float]]:
         found: dict[int, dict[str, float]] = {i: {} for i in version_ids}
         with self.engine.connect() as conn:
+            m = t.metrics.c
             for chunk in _chunks(version_ids):
-                for r in conn.execute(sa.select(t.metrics).where(t.metrics.c.version_id.in_(chunk))):
-                    found[r.version_id][r.key] = r.value
+                for version_id, key, value in conn.execute(
+                    sa.select(m.version_id, m.key, m.value).where(m.version_id.in_(chunk))
+                ):
+                    found[version_id][key] = value
         return found
 
     def artifacts_of(self, version: ModelVersion) -> dict[str, dict[str, Any]]:
@@ -416,7 +435,7 @@ class Registry:
         parsed = parse_ref(ref)
         if parse_ref(f"{parsed.name}@{alias}").kind != "alias" or alias == "latest":
             raise UsageError(f"{alias!r} cannot be an alias name", hint="use a word such as production or staging")
-        version = self.resolve(parsed)
+        version = self.resolve(ref)
         if version.status != "active":
             raise UsageError(f"{version.ref} is {version.status}: its artifacts are gone, it cannot be promoted")
         with self._write() as conn:
@@ -475,6 +494,77 @@ class Registry:
                 }
                 for r in conn.execute(query)
             ]
+
+    # -- retention -----------------------------------------------------------------------
+
+    def pin(self, ref: str, actor: str, pinned: bool = True) -> ModelVersion:
+        version = self.resolve(ref)
+        with self._write() as conn:
+            conn.execute(sa.delete(t.pins).where(t.pins.c.version_id == version.id))
+            if pinned:
+                conn.execute(sa.insert(t.pins).values(version_id=version.id, time=self.clock(), actor=actor))
+            self._event(conn, "pin" if pinned else "unpin", version.ref, actor, {})
+        return version
+
+    def retention_facts(self) -> dict[str, list[VersionFacts]]:
+        """Every version of every model with what retention looks at, in a few queries."""
+        v = t.versions.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(v.id, v.name, v.version, v.created, v.status)).all()
+            metrics: dict[int, dict[str, float]] = {}
+            for r in conn.execute(sa.select(t.metrics)):
+                metrics.setdefault(r.version_id, {})[r.key] = r.value
+            aliases: dict[int, list[str]] = {}
+            for r in conn.execute(sa.select(t.aliases)):
+                aliases.setdefault(r.version_id, []).append(r.alias)
+            previous: dict[tuple[str, str], list[str]] = {}
+            newest_move = (
+                sa.select(
+                    t.alias_history.c.name, t.alias_history.c.alias, sa.func.max(t.alias_history.c.id).label("id")
+                )
+                .group_by(t.alias_history.c.name, t.alias_history.c.alias)
+                .subquery()
+            )
+            for r in conn.execute(
+                sa.select(t.alias_history).join(newest_move, newest_move.c.id == t.alias_history.c.id)
+            ):
+                for version, _weight in json.loads(r.before):
+                    previous.setdefault((r.name, version), []).append(r.alias)
+            pinned = set(conn.execute(sa.select(t.pins.c.version_id)).scalars())
+        facts: dict[str, list[VersionFacts]] = {}
+        for r in rows:
+            facts.setdefault(r.name, []).append(
+                VersionFacts(
+                    id=r.id,
+                    ref=f"{r.name}@{r.version}",
+                    created=r.created,
+                    status=r.status,
+                    metrics=metrics.get(r.id, {}),
+                    aliases=tuple(sorted(aliases.get(r.id, []))),
+                    previous_aliases=tuple(sorted(previous.get((r.name, r.version), []))),
+                    pinned=r.id in pinned,
+                )
+            )
+        return facts
+
+    def retire(self, reasons: Mapping[int, str], actor: str) -> None:
+        """Mark versions retired (their artifacts are about to go); metadata stays forever."""
+        now = self.clock()
+        with self._write() as conn:
+            for version_id, reason in sorted(reasons.items()):
+                row = conn.execute(sa.select(t.versions).where(t.versions.c.id == version_id)).one()
+                if row.status != "active":
+                    continue
+                conn.execute(
+                    sa.update(t.versions)
+                    .where(t.versions.c.id == version_id)
+                    .values(status="retired", status_time=now, status_reason=reason)
+                )
+                self._event(conn, "retire", f"{row.name}@{row.version}", actor, {"reason": reason})
+
+    def versions_by_status(self, status: str) -> list[ModelVersion]:
+        with self.engine.connect() as conn:
+            return [_version_of(r) for r in conn.execute(sa.select(t.versions).where(t.versions.c.status == status))]
 
     # -- reproductions --------------------------------------------------------------------
 

@@ -3,7 +3,7 @@
 A registry records its schema version in `meta`; opening an older registry applies the
 missing migrations in one transaction, so a newer modelspec reads what an older one made.
 Version 1 was the first release; version 2 added tags and traffic weights on aliases;
-version 3 added the results of reproductions.
+version 3 added the results of reproductions; version 4 added pins.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 metadata = sa.MetaData()
 
@@ -119,6 +119,14 @@ reproductions = sa.Table(
     sa.Column("details", sa.Text, nullable=False),  # JSON: the outputs that differ, metric deltas
 )
 
+pins = sa.Table(
+    "pins",
+    metadata,
+    sa.Column("version_id", sa.Integer, sa.ForeignKey("versions.id"), primary_key=True),
+    sa.Column("time", sa.Float, nullable=False),
+    sa.Column("actor", sa.String, nullable=False),
+)
+
 events = sa.Table(
     "events",
     metadata,
@@ -156,7 +164,11 @@ def _v2_to_v3(conn: sa.Connection) -> None:
     reproductions.create(conn)
 
 
-MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {1: _create_v1, 2: _v1_to_v2, 3: _v2_to_v3}
+def _v3_to_v4(conn: sa.Connection) -> None:
+    pins.create(conn)
+
+
+MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {1: _create_v1, 2: _v1_to_v2, 3: _v2_to_v3, 4: _v3_to_v4}
 
 
 def schema_version(conn: sa.Connection) -> int:

@@ -85,6 +85,12 @@ def _read_settings(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(document.data, dict):
         raise UsageError(f"{path}: the workspace file must be a mapping of settings")
+    retention = document.data.get("retention") or {}
+    allowed = {"keep_last", "keep_best", "max_age", "keep_aliased", "min_keep", "schedule", "grace"}
+    for key in retention if isinstance(retention, dict) else ():
+        if key not in allowed:
+            problem = document.problem(("retention", key), "unknown retention setting", key=True)
+            raise UsageError(str(problem), hint=f"allowed: {', '.join(sorted(allowed))}")
     unknown = set(document.data) - {"store", "registry", "retention"}
     if unknown:
         problem = document.problem((sorted(unknown)[0],), "unknown workspace setting", key=True)
