@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from .environments import MANIFEST, file_lock
-from .errors import StoreError, UsageError
+from .errors import ModelspecError, StoreError, UsageError
 from .leases import gc_guard, live_leased
 from .registration import read_build_record, version_entries
 from .registry import ModelVersion, Registry
 from .retention import RetentionPlan, RetentionPolicy, merge_rules, parse_duration, plan_retention
+from .specload import find_repo_root, load_spec
 from .store import Entry, LocalStore, remove_path
 from .traces import ActionCache
 from .workspace import Workspace
@@ -58,12 +59,19 @@ class GcReport:
 
 
 def policies(workspace: Workspace, registry: Registry, names: list[str]) -> dict[str, RetentionPolicy]:
-    """Each model's policy: the workspace defaults overridden by its newest version's spec."""
+    """Each model's policy: the workspace defaults overridden by the `retention:` of its spec
+    as it is in the workspace now (or, if that file is gone, as its newest version had it)."""
     defaults = dict(workspace.settings.get("retention") or {})
+    root = find_repo_root(workspace.root) or workspace.root
     found = {}
     for name in names:
         newest = registry.resolve(f"{name}@latest")
-        found[name] = RetentionPolicy.from_dict(merge_rules(defaults, newest.record.get("retention") or {}))
+        rules = newest.record.get("retention") or {}
+        with contextlib.suppress(ModelspecError, OSError):
+            spec = load_spec(root / str(newest.record.get("spec", "")))
+            if spec.name == name:
+                rules = dict(spec.retention)
+        found[name] = RetentionPolicy.from_dict(merge_rules(defaults, rules))
     return found
 
 
