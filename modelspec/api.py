@@ -31,7 +31,7 @@ from .sandbox import ProcessSandbox, Sandbox
 from .scheduler import schedule
 from .snapshots import code_snapshot, data_snapshot
 from .statcache import StatCache
-from .store import Entry, write_atomic
+from .store import Entry, pid_alive, write_atomic
 from .traces import ActionCache, ActionResult
 
 if TYPE_CHECKING:
@@ -78,7 +78,8 @@ def open_workspace(spec_paths: list[Path]) -> Workspace:
 
 
 def resolve_context(workspace: Workspace, allow_dirty: bool = False) -> ResolveContext:
-    return ResolveContext(StatCache(workspace.cache_dir / "stat.json"), workspace.cache_dir, allow_dirty)
+    temp = workspace.store.tmp
+    return ResolveContext(StatCache(workspace.cache_dir / "stat.json", temp), workspace.cache_dir, temp, allow_dirty)
 
 
 def validate(spec_paths: list[Path]) -> dict[str, Spec]:
@@ -111,6 +112,10 @@ def write_locks(graph: BuildGraph) -> list[Path]:
     for name in graph.targets:
         item = graph.specs[name]
         path = lock_path(item.spec)
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed build
+            pid = stale.name.removeprefix(f".{path.name}.").split("-", 1)[0]
+            if pid.isdigit() and not pid_alive(int(pid)):
+                stale.unlink(missing_ok=True)
         data = lock_bytes(item.lock)
         try:
             if path.read_bytes() == data:
@@ -133,7 +138,8 @@ def plan(
     hermetic: str | None = None,
 ) -> tuple[BuildGraph, list[PlannedNode]]:
     workspace, graph, _ctx = load_graph(spec_paths, overrides, allow_dirty)
-    rebuilder = CachingRebuilder(ActionCache(workspace.action_cache_dir), workspace.store, workspace.locks_dir)
+    cache = ActionCache(workspace.action_cache_dir, workspace.store.tmp)
+    rebuilder = CachingRebuilder(cache, workspace.store, workspace.locks_dir)
     return graph, plan_build(graph, rebuilder.lookup, previous_key_documents(workspace, graph), hermetic)
 
 
@@ -195,7 +201,7 @@ def build(
     store.clean_temp()
     sandboxes = choose_sandboxes(graph, options.hermetic, reporter)
     write_locks(graph)
-    cache = ActionCache(workspace.action_cache_dir)
+    cache = ActionCache(workspace.action_cache_dir, store.tmp)
     rebuilder_class = ForcingRebuilder if options.force else CachingRebuilder
     environments = _EnvironmentPool(workspace, options.offline, reporter)
     keys: dict[str, tuple[str, dict[str, Any]]] = {}

@@ -20,7 +20,7 @@ from .planning import flatten
 from .rebuilder import NodeOutcome
 from .snapshots import code_snapshot, data_snapshot
 from .statcache import StatCache
-from .store import Entry, write_atomic
+from .store import Entry
 from .workspace import Workspace
 
 if TYPE_CHECKING:  # SQLAlchemy is imported only when a build actually registers something
@@ -80,7 +80,9 @@ def build_record(
 
 
 def save_build_record(workspace: Workspace, record: dict[str, Any]) -> None:
-    write_atomic(workspace.builds_dir / f"{record['name']}.json", canonical_json({**record, "finished": time.time()}))
+    workspace.store.write_file(
+        workspace.builds_dir / f"{record['name']}.json", canonical_json({**record, "finished": time.time()})
+    )
 
 
 def unchanged_registration(workspace: Workspace, record: dict[str, Any]) -> str | None:

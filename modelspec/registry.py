@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,13 @@ class ModelVersion:
     status: str
     status_time: float | None
     status_reason: str | None
-    record: dict[str, Any]
+    record_text: str = field(repr=False)  # JSON: params, data, stages, environment, ...
+
+    @cached_property
+    def record(self) -> dict[str, Any]:
+        """The record, decoded on first use: listing thousands of versions never needs it."""
+        value: dict[str, Any] = json.loads(self.record_text)
+        return value
 
     @property
     def ref(self) -> str:
@@ -111,7 +118,7 @@ def _version_of(row: Any) -> ModelVersion:
         status=r["status"],
         status_time=r["status_time"],
         status_reason=r["status_reason"],
-        record=json.loads(r["record"]),
+        record_text=r["record"],
     )
 
 
@@ -167,12 +174,16 @@ class Registry:
             self._event(conn, kind, subject, actor, payload)
 
     def events(self, limit: int | None = None) -> list[dict[str, Any]]:
-        query = sa.select(t.events).order_by(t.events.c.seq)
+        """The log in order; with `limit`, only the newest events (read from the end, not all)."""
+        query = sa.select(t.events).order_by(t.events.c.seq.desc())
+        if limit:
+            query = query.limit(limit)
         with self.engine.connect() as conn:
             rows = [dict(r._mapping) for r in conn.execute(query)]
+        rows.reverse()
         for row in rows:
             row["payload"] = json.loads(row["payload"])
-        return rows[-limit:] if limit else rows
+        return rows
 
     def verify_audit(self) -> str:
         """'' if the audit log is intact, else what was tampered with first."""
@@ -310,7 +321,8 @@ class Registry:
                         split = ", ".join(f"{r.version} ({w:g})" for r, w in targets)
                         raise UsageError(f"{ref} splits traffic across {split}", hint="name one version")
                 if row is None and ref.kind == "content":
-                    rows = conn.execute(base.where(v.content_id.like(f"blake3:{ref.value}%"))).all()
+                    prefixed = base.where(v.content_id.like(f"blake3:{ref.value}%"))
+                    rows = conn.execute(prefixed.order_by(v.major, v.minor, v.patch)).all()
                     if len(rows) > 1:
                         shown = ", ".join(f"{r.version} ({short_content_id(r.name, r.content_id)})" for r in rows)
                         raise UsageError(f"{ref} is ambiguous: {shown}", hint="give more digits of the content id")
@@ -435,6 +447,8 @@ class Registry:
         parsed = parse_ref(ref)
         if parse_ref(f"{parsed.name}@{alias}").kind != "alias" or alias == "latest":
             raise UsageError(f"{alias!r} cannot be an alias name", hint="use a word such as production or staging")
+        if weight is not None and not 0 < weight < 1:  # checked even when the alias is new
+            raise UsageError("--weight must be between 0 and 1 (exclusive)")
         version = self.resolve(ref)
         if version.status != "active":
             raise UsageError(f"{version.ref} is {version.status}: its artifacts are gone, it cannot be promoted")
@@ -443,8 +457,6 @@ class Registry:
             if weight is None or not current:
                 after = [(version.id, 1.0)]
             else:
-                if not 0 < weight < 1:
-                    raise UsageError("--weight must be between 0 and 1 (exclusive)")
                 total = sum(w for _, w in current)
                 after = [(i, round(w / total * (1 - weight), 6)) for i, w in current] + [(version.id, weight)]
             return self._move_alias(conn, version.name, alias, after, "promote", actor)

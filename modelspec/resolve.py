@@ -24,6 +24,7 @@ class ResolveContext:
 
     statcache: StatCache
     cache_dir: Path
+    temp_dir: Path
     allow_dirty: bool = False
 
 
@@ -151,7 +152,7 @@ def _cached_compose(config_dir: Path, name: str, overrides: list[str], ctx: Reso
     except (FileNotFoundError, ValueError):
         pass
     config = compose(config_dir, name, overrides)
-    write_atomic(cached, canonical_json(config))
+    write_atomic(cached, canonical_json(config), ctx.temp_dir)
     return config
 
 

@@ -58,7 +58,7 @@ class DaemonState:
             return None
 
     def record(self, when: float) -> None:
-        write_atomic(self.file, json.dumps({"last_run": when}).encode())
+        write_atomic(self.file, json.dumps({"last_run": when}).encode(), self.file.parent / "tmp")
 
 
 def run_daemon(

@@ -14,7 +14,7 @@ from .digest import hex_of
 from .errors import StoreError
 from .graph import DataInput, ResolvedSpec
 from .statcache import StatCache
-from .store import Entry, LocalStore, remove_path, write_atomic
+from .store import Entry, LocalStore, remove_path
 from .workspace import Workspace
 
 
@@ -49,7 +49,7 @@ def code_snapshot(resolved: ResolvedSpec, code: Mapping[str, object], workspace:
         entry = store.put_path(export, move=True)
     finally:
         remove_path(export)
-    write_atomic(index, json.dumps(entry.to_dict()).encode())
+    store.write_file(index, json.dumps(entry.to_dict()).encode())
     return entry
 
 

@@ -34,7 +34,7 @@ def shown_path(path: Path) -> str:
         return str(path)
 
 
-def load_spec(path: Path, cache_dir: Path | None = None) -> Spec:
+def load_spec(path: Path, cache_dir: Path | None = None, temp_dir: Path | None = None) -> Spec:
     """Load and check one spec. With `cache_dir`, a spec whose bytes already passed the
     schema is not validated again (importing jsonschema costs a no-op build ~0.1 s)."""
     path = Path(os.path.abspath(path))
@@ -49,7 +49,7 @@ def load_spec(path: Path, cache_dir: Path | None = None) -> Spec:
     if problems:
         raise SpecError(problems)
     if marker is not None and not marker.exists():
-        write_atomic(marker, b"")
+        write_atomic(marker, b"", temp_dir)
     repo_root = find_repo_root(path.parent / document.data.get("code", {}).get("repo", "."))
     if repo_root is None:
         raise SpecError(

@@ -20,8 +20,9 @@ _RACY_NS = 2_000_000_000
 
 
 class StatCache:
-    def __init__(self, file: Path) -> None:
+    def __init__(self, file: Path, temp_dir: Path | None = None) -> None:
         self.file = file
+        self.temp_dir = temp_dir
         self._entries: dict[str, list[object]] | None = None
         self._dirty = False
 
@@ -54,5 +55,5 @@ class StatCache:
         """Write the cache atomically if anything changed; concurrent writers: last one wins."""
         if not self._dirty or self._entries is None:
             return
-        write_atomic(self.file, json.dumps({"format": _FORMAT, "entries": self._entries}).encode())
+        write_atomic(self.file, json.dumps({"format": _FORMAT, "entries": self._entries}).encode(), self.temp_dir)
         self._dirty = False

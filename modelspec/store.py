@@ -247,6 +247,10 @@ class LocalStore:
             for child in self.read_tree(entry.digest).values():
                 yield from self.tree_objects(Entry(str(child["type"]), str(child["digest"]), 0))
 
+    def write_file(self, path: Path, data: bytes) -> None:
+        """`write_atomic` for a file inside the store directory."""
+        write_atomic(path, data, self.tmp)
+
     def clean_temp(self) -> None:
         """Remove temp files left by processes that no longer run (killed builds)."""
         if not self.tmp.is_dir():
@@ -285,10 +289,20 @@ def walk_path(path: Path, visit_file: Callable[[Path], str], put_tree: Callable[
     return Entry("tree", put_tree(tree_document(entries)), total)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` all at once: temp file beside it, fsync, rename."""
+def write_atomic(path: Path, data: bytes, temp_dir: Path | None = None) -> None:
+    """Replace `path` with `data` all at once: temp file, fsync, rename.
+
+    Inside the store directory pass its `tmp/` as `temp_dir` (same filesystem), so that a
+    temp file left by a killed process is removed by the next command (`clean_temp`).
+    Elsewhere the temp file sits beside `path`, named after the writing process.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if temp_dir is not None:
+        temp_dir.mkdir(parents=True, exist_ok=True)
+    folder = temp_dir or path.parent
+    fd, name = tempfile.mkstemp(
+        dir=folder, prefix=f"{os.getpid()}-" if temp_dir else f".{path.name}.{os.getpid()}-", suffix=".tmp"
+    )
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -71,8 +71,9 @@ class ActionResult:
 
 
 class ActionCache:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, temp_dir: Path | None = None) -> None:
         self.root = root
+        self.temp_dir = temp_dir
 
     def _path(self, key: str) -> Path:
         hexpart = hex_of(key)
@@ -86,7 +87,7 @@ class ActionCache:
         return result if result.key == key else None
 
     def put(self, result: ActionResult) -> None:
-        write_atomic(self._path(result.key), canonical_json(result.to_dict()))
+        write_atomic(self._path(result.key), canonical_json(result.to_dict()), self.temp_dir)
 
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
