@@ -6,6 +6,7 @@ prints or exits (the CLI does).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -252,7 +253,7 @@ def build(
             try:
                 outcome = rebuilder.build(node_id, key, run)
             except (StoreError, OSError) as exc:
-                reason = exc.message if isinstance(exc, StoreError) else f"{exc.strerror or exc}: {exc.filename or ''}"
+                reason = exc.message if isinstance(exc, StoreError) else _os_reason(exc, workspace)
                 reporter(Event("stage-failed", node_id, {"reason": reason, "log_tail": "", "log": ""}))
                 return NodeOutcome(node_id, NodeState.FAILED, key, reason=reason)
             _report(outcome, reporter)
@@ -316,6 +317,14 @@ def open_registry(workspace: Workspace) -> Registry:
 
     url = workspace.settings.get("registry")
     return Registry(str(url)) if url else Registry.at(workspace.home / "registry.db")
+
+
+def _os_reason(exc: OSError, workspace: Workspace) -> str:
+    if exc.errno == errno.ENOSPC:
+        return f"no space left on the store's filesystem ({workspace.home}): free space, or move it (MODELSPEC_HOME)"
+    if exc.errno == errno.EROFS:
+        return f"the store ({workspace.home}) is on a read-only filesystem"
+    return f"{exc.strerror or exc}: {exc.filename or ''}"
 
 
 def _report(outcome: NodeOutcome, reporter: Reporter) -> None:
@@ -413,10 +422,11 @@ class VerifyReport:
     bytes: int
     missing: list[str] = field(default_factory=list)
     what: dict[str, str] = field(default_factory=dict)  # digest → what it is (verify REF)
+    bad_entries: list[str] = field(default_factory=list)  # edited action-cache entries, dropped
 
     @property
     def ok(self) -> bool:
-        return not self.corrupt and not self.missing
+        return not self.corrupt and not self.missing and not self.bad_entries
 
 
 def verify(workspace: Workspace, ref: str | None = None, reporter: Reporter = ignore) -> VerifyReport:
@@ -426,9 +436,11 @@ def verify(workspace: Workspace, ref: str | None = None, reporter: Reporter = ig
     if ref is None:
         digests = list(store.iter())
         what: dict[str, str] = {}
+        bad_entries = ActionCache(workspace.action_cache_dir, store.tmp).drop_invalid()
     else:
         digests, what = _version_objects(workspace, ref)
-    report = VerifyReport(0, [], 0, what=what)
+        bad_entries = []
+    report = VerifyReport(0, [], 0, what=what, bad_entries=bad_entries)
     for digest in digests:
         path = store.path_of(digest)
         if not path.exists():

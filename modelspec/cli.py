@@ -55,6 +55,13 @@ def handle_errors(func: F) -> F:
                 if exc.hint:
                     err.print(f"[dim]hint:[/] {escape(exc.hint)}", soft_wrap=True)
             sys.exit(exc.exit_code)
+        except OSError as exc:  # the machine, not the user: a full disk, a read-only store...
+            message, hint = describe_os_error(exc)
+            if as_json:
+                _emit_json({"error": "OSError", "message": message, "hint": hint})
+            else:
+                _console(stderr=True).print(f"[red bold]error:[/] {message}\n[dim]hint:[/] {hint}", soft_wrap=True)
+            sys.exit(1)
         except KeyboardInterrupt:
             _console(stderr=True).print(
                 "[yellow]interrupted[/]: running stages were stopped; nothing half-written was kept"
@@ -62,6 +69,20 @@ def handle_errors(func: F) -> F:
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
+
+
+def describe_os_error(exc: OSError) -> tuple[str, str]:
+    import errno
+
+    where = f": {exc.filename}" if exc.filename else ""
+    message = f"{exc.strerror or exc}{where}"
+    hints = {
+        errno.ENOSPC: "free space (modelspec gc removes what retention allows), or move the store with MODELSPEC_HOME",
+        errno.EROFS: "the store is on a read-only filesystem: point MODELSPEC_HOME at a writable directory",
+        errno.EACCES: "check the permissions of the workspace and its .modelspec directory",
+        errno.EDQUOT: "the disk quota is exhausted: free space or move the store with MODELSPEC_HOME",
+    }
+    return message, hints.get(exc.errno or 0, "nothing was left half-written; fix the cause and run the command again")
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
@@ -323,6 +344,7 @@ def verify(ref: str | None, everything: bool, as_json: bool) -> None:
                 "bytes": report.bytes,
                 "corrupt": [{"digest": d, "what": report.what.get(d, "object")} for d in report.corrupt],
                 "missing": [{"digest": d, "what": report.what.get(d, "object")} for d in report.missing],
+                "bad_action_cache_entries": report.bad_entries,
             }
         )
     else:
@@ -331,7 +353,9 @@ def verify(ref: str | None, everything: bool, as_json: bool) -> None:
             click.echo(f"corrupt: {report.what.get(digest, 'object')} {digest} (quarantined in {quarantine})")
         for digest in report.missing:
             click.echo(f"missing: {report.what.get(digest, 'object')} {digest}")
-        problems = len(report.corrupt) + len(report.missing)
+        for key in report.bad_entries:
+            click.echo(f"edited or damaged action-cache entry {key}: dropped (the stage will run again)")
+        problems = len(report.corrupt) + len(report.missing) + len(report.bad_entries)
         verdict = "ok" if report.ok else f"{problems} problems"
         click.echo(f"{report.checked} objects, {report.bytes} bytes checked: {verdict}")
     sys.exit(0 if report.ok else 1)

@@ -95,6 +95,8 @@ def run_node(job: StageJob, key: str, ctx: RunContext) -> ActionResult | StageFa
             reason = f"command exited with status {exit_code}"
             if ctx.sandbox.hermetic and mentions_network(job.log):
                 reason += " (the sandbox has no network: a stage may only read its declared inputs)"
+            elif _mentions(job.log, "No space left on device"):
+                reason += " (no space left on the store's filesystem: free space, or move it with MODELSPEC_HOME)"
             return _failure(job, reason, started, ended)
         problem = check_outputs(workdir / "out", stage["outputs"])
         if problem:
@@ -170,6 +172,13 @@ def _failure(job: StageJob, reason: str, started: float, ended: float) -> StageF
     except FileNotFoundError:
         lines = []
     return StageFailure(job.node, reason, job.log, "\n".join(lines[-LOG_TAIL_LINES:]), started, ended)
+
+
+def _mentions(log: Path, text: str) -> bool:
+    try:
+        return text in log.read_text(errors="replace")
+    except FileNotFoundError:
+        return False
 
 
 def _append(path: Path, text: str) -> None:

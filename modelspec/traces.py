@@ -3,8 +3,9 @@
     <home>/ac/ab/<hex>.json
 
 An entry is written atomically and only after every output, the metrics and the log are
-in the object store, so a hit can always be restored. An entry that does not parse, or
-whose recorded key is not its name, is treated as a miss.
+in the object store, so a hit can always be restored. Each entry carries the digest of its
+own content: an entry that does not parse, was edited, or whose recorded key is not its
+name is treated as a miss (and `modelspec verify` drops it).
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .digest import canonical_json, hex_of
+from .digest import canonical_json, digest_json, hex_of
 from .store import Entry, write_atomic
 
-RESULT_FORMAT = 1
+RESULT_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -81,13 +82,26 @@ class ActionCache:
 
     def get(self, key: str) -> ActionResult | None:
         try:
-            result = ActionResult.from_dict(json.loads(self._path(key).read_bytes()))
+            document = json.loads(self._path(key).read_bytes())
+            checksum = document.pop("checksum")
+            if checksum != digest_json(document):
+                return None
+            result = ActionResult.from_dict(document)
         except (FileNotFoundError, ValueError, KeyError, TypeError, AttributeError):
             return None
         return result if result.key == key else None
 
     def put(self, result: ActionResult) -> None:
-        write_atomic(self._path(result.key), canonical_json(result.to_dict()), self.temp_dir)
+        document = result.to_dict()
+        document["checksum"] = digest_json(document)
+        write_atomic(self._path(result.key), canonical_json(document), self.temp_dir)
+
+    def drop_invalid(self) -> list[str]:
+        """Delete entries that fail their checksum or do not parse; returns their keys."""
+        bad = [key for key in self.keys() if self._path(key).exists() and self.get(key) is None]
+        for key in bad:
+            self.delete(key)
+        return bad
 
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
