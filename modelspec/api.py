@@ -21,7 +21,7 @@ from .environments import Environment, ensure_environment
 from .errors import SandboxUnavailableError, StoreError, UsageError
 from .events import Event, Reporter, ignore
 from .graph import BuildGraph, DataInput, Node, UpstreamInput, build_graph, load_specs
-from .leases import Lease
+from .leases import Lease, remove_stale_leases
 from .model import Lock, Spec, split_output_ref
 from .planning import PlannedNode, content_ids, hermetic_mode, node_key, plan_build
 from .rebuilder import CachingRebuilder, ForcingRebuilder, NodeOutcome, NodeState
@@ -200,6 +200,7 @@ def build(
     workspace, graph, ctx = load_graph(spec_paths, options.overrides, options.allow_dirty)
     store = workspace.store
     store.clean_temp()
+    remove_stale_leases(workspace.home)
     sandboxes = choose_sandboxes(graph, options.hermetic, reporter)
     write_locks(graph)
     cache = ActionCache(workspace.action_cache_dir, store.tmp)

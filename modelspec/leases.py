@@ -73,25 +73,38 @@ class Lease:
 def live_leased(home: Path) -> set[Entry]:
     """Entries leased by running builds; stale leases (their build died) are removed."""
     leased: set[Entry] = set()
+    for path in _live_leases(home):
+        with contextlib.suppress(FileNotFoundError), open(path) as handle:
+            for line in handle:
+                kind, _, digest = line.strip().partition(" ")
+                if digest:
+                    leased.add(Entry(kind, digest, 0))
+    return leased
+
+
+def remove_stale_leases(home: Path) -> None:
+    """Remove the leases of builds that died (run at the start of every build)."""
+    _live_leases(home)
+
+
+def _live_leases(home: Path) -> list[Path]:
     folder = home / "leases"
     if not folder.is_dir():
-        return leased
+        return []
     for path in folder.glob("*.new"):  # a build killed between creating and naming its lease
         pid = path.name.split("-", 1)[0]
         if pid.isdigit() and not pid_alive(int(pid)):
             path.unlink(missing_ok=True)
+    live = []
     for path in sorted(folder.glob("*.lease")):
         try:
             with open(path) as handle:
                 try:
                     fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
                 except BlockingIOError:
-                    for line in handle:
-                        kind, _, digest = line.strip().partition(" ")
-                        if digest:
-                            leased.add(Entry(kind, digest, 0))
+                    live.append(path)  # its build holds the lock: it is running
                     continue
             path.unlink(missing_ok=True)  # nobody holds it: its build is gone
         except FileNotFoundError:
             continue
-    return leased
+    return live

@@ -1,0 +1,142 @@
+"""Crash injection: run a modelspec command, SIGKILL it at a random instant, run it again,
+and check that the workspace is consistent. Used by test_crash.py (a few dozen trials) and
+by benchmarks/crash_trials.py (a thousand)."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SPEC = """\
+modelspec: 1
+name: crash
+version: "1.0"
+code: {repo: ..}
+data:
+  raw: {path: data/raw.txt}
+config: {dir: conf}
+stages:
+  prep:
+    cmd: sh -c 'cat ${inputs.raw} > ${outputs.out}; echo ${config.prep.v} >> ${outputs.out}'
+    inputs: [raw]
+    params: [prep]
+    outputs: {out: prep.txt}
+  wide:
+    cmd: sh -c 'mkdir ${outputs.tree}; for i in 1 2 3 4 5 6 7 8; do cat ${inputs.prep.out} > ${outputs.tree}/f$i; done'
+    inputs: [prep.out]
+    outputs: {tree: tree}
+  score:
+    cmd: sh -c 'cat ${inputs.wide.tree}/f1 > ${outputs.model}; echo {} > ${outputs.metrics}'
+    inputs: [wide.tree]
+    outputs: {model: model.txt, metrics: metrics.json}
+    metrics: metrics
+artifacts: [score.model]
+retention:
+  keep_last: 3
+"""
+# How long each command takes here, roughly: kills land anywhere within it.
+DURATION = {"build": 1.2, "gc": 0.8, "promote": 0.6, "reproduce": 1.2}
+
+
+def init_workspace(root: Path) -> None:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@e"}
+    (root / "specs").mkdir(parents=True)
+    (root / "data").mkdir()
+    (root / "conf").mkdir()
+    (root / "specs" / "crash.yaml").write_text(SPEC)
+    (root / "data" / "raw.txt").write_text("raw\n" * 50)
+    (root / "conf" / "config.yaml").write_text("prep: {v: 0}\n")
+    (root / "modelspec.yaml").write_text("retention: {grace: 0s}\n")
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "crash workspace"]):
+        subprocess.run(["git", "-C", str(root), *args], check=True, env=env, capture_output=True)
+    run(root, ["build", "specs/crash.yaml"])
+
+
+def run(root: Path, args: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "modelspec", *args], cwd=root, capture_output=True, text=True,
+                          timeout=300)
+
+
+@dataclass
+class Trial:
+    operation: str
+    delay: float
+    problems: list[str] = field(default_factory=list)
+
+
+def command(operation: str, counter: int) -> list[str]:
+    return {
+        "build": ["build", "specs/crash.yaml", f"prep.v={counter}"],
+        "gc": ["gc"],
+        "promote": ["promote", "crash@latest", "production"],
+        "reproduce": ["reproduce", "crash@latest"],
+    }[operation]
+
+
+def trial(root: Path, rng: random.Random, counter: int) -> Trial:
+    operation = rng.choice(sorted(DURATION))
+    args = command(operation, counter)
+    delay = rng.uniform(0.1, DURATION[operation])
+    proc = subprocess.Popen([sys.executable, "-m", "modelspec", *args], cwd=root, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    result = Trial(operation, delay)
+    again = run(root, args)
+    if again.returncode != 0:
+        result.problems.append(f"the next `{' '.join(args)}` exited {again.returncode}: {again.stderr.strip()[-500:]}")
+    result.problems += check(root)
+    return result
+
+
+def check(root: Path) -> list[str]:
+    """Every invariant that must hold after any crash, as a list of violations."""
+    from modelspec.api import open_registry, verify
+    from modelspec.workspace import find_workspace
+
+    problems = []
+    workspace = find_workspace(root)
+    report = verify(workspace)
+    if not report.ok:
+        problems.append(f"verify --all: corrupt {report.corrupt}, dropped entries {report.bad_entries}")
+    registry = open_registry(workspace)
+    try:
+        tampered = registry.verify_audit()
+        if tampered:
+            problems.append(f"audit --verify: {tampered}")
+        for version in registry.versions_by_status("active"):
+            single = verify(workspace, version.ref)
+            if not single.ok:
+                problems.append(f"{version.ref} lost objects: missing {single.missing}, corrupt {single.corrupt}")
+    finally:
+        registry.close()
+    leftovers = temp_files(workspace.home)
+    if leftovers:
+        problems.append(f"temp files left behind: {leftovers[:5]}")
+    return problems
+
+
+def temp_files(home: Path) -> list[str]:
+    found = []
+    for folder, dirs, files in os.walk(home):
+        relative = Path(folder).relative_to(home)
+        if relative.parts[:1] in (("objects",), ("quarantine",)):
+            dirs[:] = []
+            continue
+        if relative.parts[:1] == ("envs",) and len(relative.parts) == 1:
+            found += [d for d in dirs if d.startswith("tmp-")]
+            dirs[:] = []
+        for name in files:
+            if relative.parts[:1] == ("tmp",) or name.endswith((".tmp", ".new")) or (
+                relative.parts[:1] == ("leases",) and name.endswith(".lease")
+            ):
+                found.append(str(relative / name))
+    return found

@@ -1,0 +1,33 @@
+"""SIGKILL during build, gc, promote and reproduce, at seeded random instants: after every
+kill the next command succeeds and the workspace is consistent (benchmarks/crash_trials.py
+runs the same trials a thousand times)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+from crash import check, init_workspace, trial
+
+TRIALS = 52
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("crash") / "repo"
+    root.mkdir()
+    init_workspace(root)
+    assert check(root) == []
+    return root
+
+
+@pytest.mark.parametrize("batch", range(4))
+def test_sigkill_at_random_points_leaves_the_workspace_consistent(workspace: Path, batch: int) -> None:
+    rng = random.Random(1000 + batch)
+    failures = []
+    for i in range(TRIALS // 4):
+        result = trial(workspace, rng, counter=batch * 100 + i)
+        if result.problems:
+            failures.append(f"{result.operation} killed after {result.delay:.2f} s: {result.problems}")
+    assert failures == []
