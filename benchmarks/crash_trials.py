@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "reliability"))
 
-from crash import check, init_workspace, trial  # noqa: E402
+from crash import check, init_workspace, trial
 
 
 def main() -> int:
