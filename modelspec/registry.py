@@ -321,7 +321,10 @@ class Registry:
                         split = ", ".join(f"{r.version} ({w:g})" for r, w in targets)
                         raise UsageError(f"{ref} splits traffic across {split}", hint="name one version")
                 if row is None and ref.kind == "content":
-                    prefixed = base.where(v.content_id.like(f"blake3:{ref.value}%"))
+                    # A range, not LIKE, so that the (name, content_id) index serves it: every
+                    # hex digit sorts before "~".
+                    low = f"blake3:{ref.value}"
+                    prefixed = base.where(v.content_id >= low, v.content_id < low + "~")
                     rows = conn.execute(prefixed.order_by(v.major, v.minor, v.patch)).all()
                     if len(rows) > 1:
                         shown = ", ".join(f"{r.version} ({short_content_id(r.name, r.content_id)})" for r in rows)

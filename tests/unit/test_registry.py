@@ -1,0 +1,651 @@
+"""The registry in-process, on real SQLite files, with an injected clock: version
+allocation, references, queries, aliases (history, weights, rollback), tags, lineage,
+concurrency between processes, and migration from schema version 1."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from modelspec import registry_schema as schema
+from modelspec.audit import GENESIS, event_digest
+from modelspec.catalog import Catalog
+from modelspec.errors import UsageError
+from modelspec.refs import parse_where
+from modelspec.registry import ModelVersion, Registry, VersionConflictError, VersionDraft
+from modelspec.workspace import Workspace
+
+T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+
+
+class Clock:
+    """Time that moves only when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def tick(self, seconds: float = 60.0) -> float:
+        self.now += seconds
+        return self.now
+
+
+def content(tag: str) -> str:
+    """A content id whose hex starts with `tag` (hex digits only)."""
+    return "blake3:" + (tag + "0" * 64)[:64]
+
+
+def draft(
+    cid: str,
+    version: str = "1.3",
+    name: str = "fraud",
+    metrics: dict[str, float] | None = None,
+    lineage: list[dict[str, Any]] | None = None,
+) -> VersionDraft:
+    return VersionDraft(
+        name=name,
+        spec_version=version,
+        content_id=cid,
+        lock="blake3:" + "1" * 64,
+        commit="c" * 40,
+        environment="blake3:" + "e" * 64,
+        hermetic=True,
+        author="ana",
+        host="build-1",
+        tool_version="0.1.0",
+        record={"params": {"train.lr": 0.1}, "data": {}, "stages": {}, "environment": None, "dirty": False},
+        artifacts={"train.model": {"type": "file", "digest": "blake3:" + cid[7:15] + "a" * 56, "size": 3}},
+        metrics=metrics if metrics is not None else {"auc": 0.9},
+        lineage=lineage or [],
+    )
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def registry(tmp_path: Path, clock: Clock) -> Iterator[Registry]:
+    opened = Registry(f"sqlite:///{tmp_path / 'registry.db'}", clock=clock)
+    yield opened
+    opened.close()
+
+
+def register(registry: Registry, clock: Clock, *args: Any, **kwargs: Any) -> ModelVersion:
+    clock.tick()
+    version, created = registry.register(draft(*args, **kwargs))
+    assert created
+    return version
+
+
+def set_status(registry: Registry, ref: str, status: str, reason: str) -> None:
+    """What retention does to a version whose artifacts it deleted."""
+    version = registry.resolve(ref)
+    with registry.engine.begin() as conn:
+        conn.execute(
+            sa.update(schema.versions)
+            .where(schema.versions.c.id == version.id)
+            .values(status=status, status_reason=reason, status_time=T0)
+        )
+
+
+# -- versions ---------------------------------------------------------------------------------
+
+
+def test_minor_version_allocates_the_next_free_patch_per_new_content(registry: Registry, clock: Clock) -> None:
+    first = register(registry, clock, content("a1"))
+    second = register(registry, clock, content("a2"))
+    other_minor = register(registry, clock, content("a3"), version="1.4")
+    third = register(registry, clock, content("a4"))
+    assert [first.version, second.version, other_minor.version, third.version] == ["1.3.0", "1.3.1", "1.4.0", "1.3.2"]
+    assert first.ref == "fraud@1.3.0" and first.created == T0 + 60
+    assert first.short_id == "fraud-a100000000"
+    # Another model's numbers are its own.
+    assert register(registry, clock, content("b1"), name="churn").version == "1.3.0"
+
+
+def test_same_content_is_the_same_version_and_registers_nothing(registry: Registry, clock: Clock) -> None:
+    first = register(registry, clock, content("a1"), metrics={"auc": 0.9})
+    events = len(registry.events())
+    clock.tick()
+    again, created = registry.register(draft(content("a1"), metrics={"auc": 0.1}))
+    assert not created
+    assert again == first
+    assert len(registry.events()) == events
+    assert [v.version for v in registry.list_versions("fraud")] == ["1.3.0"]
+    assert registry.metrics_of([first.id]) == {first.id: {"auc": 0.9}}
+    # Even a spec now pinning another number names the same content: it is that version.
+    assert registry.register(draft(content("a1"), version="2.0.0")) == (first, False)
+
+
+def test_pinned_version_is_used_and_allocation_continues_after_it(registry: Registry, clock: Clock) -> None:
+    assert register(registry, clock, content("a1"), version="1.3.5").version == "1.3.5"
+    assert register(registry, clock, content("a2")).version == "1.3.6"
+    assert register(registry, clock, content("a3"), version="1.3.2").version == "1.3.2"  # a free hole
+    assert register(registry, clock, content("a4")).version == "1.3.7"
+
+
+def test_pinned_version_naming_other_content_is_an_error_proposing_a_bump(registry: Registry, clock: Clock) -> None:
+    register(registry, clock, content("a1"), version="1.3.0")
+    register(registry, clock, content("a2"))
+    register(registry, clock, content("a3"))
+    with pytest.raises(VersionConflictError) as info:
+        registry.register(draft(content("ff"), version="1.3.0"))
+    error = info.value
+    assert isinstance(error, UsageError) and error.exit_code == 2
+    assert error.message == "fraud@1.3.0 is already registered with other content"
+    assert '"1.3.3" for a patch' in error.hint
+    assert '"1.4.0" for a minor release' in error.hint
+    assert '"1.3" to allocate one' in error.hint
+    # Nothing was written.
+    assert [v.version for v in registry.list_versions("fraud")] == ["1.3.0", "1.3.1", "1.3.2"]
+    assert len(registry.events()) == 3
+
+
+def test_patch_numbers_order_as_numbers(registry: Registry, clock: Clock) -> None:
+    for i in range(12):
+        register(registry, clock, content(f"{i:02x}"))
+    versions = [v.version for v in registry.list_versions("fraud")]
+    assert versions == [f"1.3.{i}" for i in range(12)]
+    assert registry.resolve("fraud@1.3").version == "1.3.11"
+    assert registry.resolve("fraud@latest").version == "1.3.11"
+
+
+def test_a_registered_version_keeps_everything_recorded(registry: Registry, clock: Clock) -> None:
+    version = register(registry, clock, content("a1"), metrics={"auc": 0.91, "f1": 0.5})
+    shown = version.to_dict()
+    assert shown["ref"] == "fraud@1.3.0"
+    assert shown["content_id"] == content("a1")
+    assert shown["short_id"] == "fraud-a100000000"
+    assert shown["author"] == "ana" and shown["host"] == "build-1" and shown["modelspec_version"] == "0.1.0"
+    assert shown["params"] == {"train.lr": 0.1}
+    assert shown["status"] == "active" and shown["status_reason"] is None
+    assert registry.artifacts_of(version) == {
+        "train.model": {"type": "file", "digest": "blake3:a1000000" + "a" * 56, "size": 3}
+    }
+    assert registry.metrics_of([version.id]) == {version.id: {"auc": 0.91, "f1": 0.5}}
+    event = registry.events()[-1]
+    assert (event["kind"], event["subject"], event["actor"]) == ("build", "fraud@1.3.0", "ana")
+    assert event["payload"] == {"commit": "c" * 40, "content_id": content("a1"), "metrics": {"auc": 0.91, "f1": 0.5}}
+
+
+# -- references -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fraud(registry: Registry, clock: Clock) -> Registry:
+    """fraud 1.2.0, 1.3.0 .. 1.3.2, with content ids 12.., 3f2a9c01be.., 3f2a9c02.., 77.."""
+    register(registry, clock, content("12"), version="1.2")
+    register(registry, clock, content("3f2a9c01be"))
+    register(registry, clock, content("3f2a9c02"))
+    register(registry, clock, content("77"))
+    return registry
+
+
+@pytest.mark.parametrize(
+    ("ref", "expected"),
+    [
+        ("fraud@1.3.1", "1.3.1"),
+        ("fraud@1.2.0", "1.2.0"),
+        ("fraud@1.3", "1.3.2"),
+        ("fraud@1.2", "1.2.0"),
+        ("fraud@latest", "1.3.2"),
+        ("fraud", "1.3.2"),
+        ("fraud@3f2a9c01", "1.3.0"),
+        ("fraud@3f2a9c02", "1.3.1"),
+        ("fraud@7700", "1.3.2"),
+        ("fraud-3f2a9c01be", "1.3.0"),
+        ("fraud@fraud-3f2a9c01be", "1.3.0"),
+    ],
+)
+def test_resolve(fraud: Registry, ref: str, expected: str) -> None:
+    assert fraud.resolve(ref).version == expected
+
+
+def test_resolve_an_alias(fraud: Registry) -> None:
+    fraud.promote("fraud@1.3.1", "production", "ana")
+    assert fraud.resolve("fraud@production").version == "1.3.1"
+
+
+def test_ambiguous_content_prefix_lists_the_candidates(fraud: Registry) -> None:
+    with pytest.raises(UsageError) as info:
+        fraud.resolve("fraud@3f2a9c")
+    assert info.value.message == "fraud@3f2a9c is ambiguous: 1.3.0 (fraud-3f2a9c01be), 1.3.1 (fraud-3f2a9c0200)"
+    assert info.value.hint == "give more digits of the content id"
+    with pytest.raises(UsageError, match="ambiguous"):
+        fraud.resolve("fraud-3f2a9c")
+
+
+def test_ambiguous_candidates_are_listed_in_version_order(registry: Registry, clock: Clock) -> None:
+    for tag in ("abcd9", "abcd1", "abcd5"):
+        register(registry, clock, content(tag))
+    with pytest.raises(UsageError) as info:
+        registry.resolve("fraud@abcd")
+    assert info.value.message == (
+        "fraud@abcd is ambiguous: 1.3.0 (fraud-abcd900000), 1.3.1 (fraud-abcd100000), 1.3.2 (fraud-abcd500000)"
+    )
+    assert registry.resolve("fraud@abcd5").version == "1.3.2"
+
+
+def test_the_short_form_prefers_a_model_really_named_so(fraud: Registry, clock: Clock) -> None:
+    register(fraud, clock, content("99"), name="fraud-beef", version="7.0")
+    assert fraud.resolve("fraud-beef").ref == "fraud-beef@7.0.0"
+    assert fraud.resolve("fraud-3f2a9c01be").ref == "fraud@1.3.0"
+
+
+@pytest.mark.parametrize(
+    ("ref", "message", "hint"),
+    [
+        ("fraud@1.3.9", "no version fraud@1.3.9", "`modelspec versions fraud` lists its versions"),
+        ("fraud@2.0", "no version fraud@2.0", "`modelspec versions fraud` lists its versions"),
+        ("fraud@staging", "no version fraud@staging", "`modelspec versions fraud` lists its versions"),
+        ("fraud@abcdef", "no version fraud@abcdef", "`modelspec versions fraud` lists its versions"),
+        ("churn@1.0.0", "no version churn@1.0.0", "registered models: fraud"),
+        ("churn", "no version churn@latest", "registered models: fraud"),
+    ],
+)
+def test_resolve_what_does_not_exist(fraud: Registry, ref: str, message: str, hint: str) -> None:
+    with pytest.raises(UsageError) as info:
+        fraud.resolve(ref)
+    assert (info.value.message, info.value.hint, info.value.exit_code) == (message, hint, 2)
+
+
+def test_resolve_in_an_empty_registry(registry: Registry) -> None:
+    with pytest.raises(UsageError) as info:
+        registry.resolve("fraud")
+    assert info.value.hint == "registered models: none yet"
+
+
+# -- queries ----------------------------------------------------------------------------------
+
+
+def test_list_versions_filters_by_metrics_and_tags(registry: Registry, clock: Clock) -> None:
+    register(registry, clock, content("a1"), metrics={"auc": 0.80, "f1": 0.70})
+    register(registry, clock, content("a2"), metrics={"auc": 0.92, "f1": 0.40})
+    register(registry, clock, content("a3"), metrics={"auc": 0.95, "f1": 0.60})
+    register(registry, clock, content("a4"), metrics={"f1": 0.99})  # no auc at all
+    register(registry, clock, content("b1"), name="churn", metrics={"auc": 0.99})
+
+    def listed(where: str = "", tags: dict[str, str] | None = None) -> list[str]:
+        return [v.version for v in registry.list_versions("fraud", parse_where(where) if where else None, tags)]
+
+    assert listed() == ["1.3.0", "1.3.1", "1.3.2", "1.3.3"]
+    assert listed("auc>0.9") == ["1.3.1", "1.3.2"]
+    assert listed("auc>0.9, f1>=0.5") == ["1.3.2"]
+    assert listed("auc>=0.8 and f1<0.65") == ["1.3.1", "1.3.2"]
+    assert listed("auc!=0.92") == ["1.3.0", "1.3.2"]  # a version without the metric never matches
+    assert listed("auc==0.92") == ["1.3.1"]
+    assert listed("auc>0.85, auc<0.93") == ["1.3.1"]  # the same metric twice
+    assert listed("accuracy>0") == []
+    registry.tag("fraud@1.3.1", "stage", "candidate", "ana")
+    registry.tag("fraud@1.3.2", "stage", "candidate", "ana")
+    registry.tag("fraud@1.3.2", "owner", "risk", "ana")
+    assert listed(tags={"stage": "candidate"}) == ["1.3.1", "1.3.2"]
+    assert listed(tags={"stage": "candidate", "owner": "risk"}) == ["1.3.2"]
+    assert listed("f1<0.5", tags={"stage": "candidate"}) == ["1.3.1"]
+    assert listed(tags={"stage": "retired"}) == []
+    assert registry.names() == ["churn", "fraud"]
+
+
+def test_tags_overwrite_and_are_audited(registry: Registry, clock: Clock) -> None:
+    version = register(registry, clock, content("a1"))
+    registry.tag("fraud@1.3.0", "stage", "candidate", "ana")
+    registry.tag("fraud@latest", "stage", "approved", "bo")
+    assert registry.tags_of(version) == {"stage": "approved"}
+    kinds = [(e["kind"], e["subject"], e["actor"], e["payload"]) for e in registry.events()[-2:]]
+    assert kinds == [
+        ("tag", "fraud@1.3.0", "ana", {"key": "stage", "value": "candidate"}),
+        ("tag", "fraud@1.3.0", "bo", {"key": "stage", "value": "approved"}),
+    ]
+
+
+def test_catalog_versions_and_show(tmp_path: Path, registry: Registry, clock: Clock) -> None:
+    register(registry, clock, content("a1"), metrics={"auc": 0.8})
+    register(registry, clock, content("a2"), metrics={"auc": 0.95, "f1": 0.5})
+    registry.promote("fraud@1.3.1", "production", "ana")
+    registry.tag("fraud@1.3.1", "stage", "approved", "ana")
+    catalog = Catalog(Workspace(root=tmp_path, home=tmp_path / ".modelspec"), registry)
+    rows = catalog.versions("fraud", "auc>0.9")
+    assert rows == [
+        {
+            "version": "1.3.1",
+            "ref": "fraud@1.3.1",
+            "content_id": "fraud-a200000000",
+            "created": T0 + 120,
+            "metrics": {"auc": 0.95, "f1": 0.5},
+            "aliases": ["production"],
+            "status": "active",
+        }
+    ]
+    assert [r["version"] for r in catalog.versions("fraud", tags={"stage": "approved"})] == ["1.3.1"]
+    assert catalog.versions("fraud", "auc>0.99") == []
+    with pytest.raises(UsageError, match="no model named 'churn'"):
+        catalog.versions("churn")
+    shown = catalog.show("fraud@production")
+    assert shown["ref"] == "fraud@1.3.1"
+    assert shown["metrics"] == {"auc": 0.95, "f1": 0.5}
+    assert shown["tags"] == {"stage": "approved"}
+    assert shown["aliases"] == ["production"]
+    assert shown["lineage"] == {"upstream": [], "downstream": []}
+    assert set(shown["artifacts"]) == {"train.model"}
+
+
+# -- aliases ----------------------------------------------------------------------------------
+
+
+def test_promote_moves_an_alias_and_keeps_its_history(fraud: Registry, clock: Clock) -> None:
+    clock.tick()
+    assert fraud.promote("fraud@1.3.0", "production", "ana") == [["1.3.0", 1.0]]
+    clock.tick()
+    assert fraud.promote("fraud@1.3.1", "production", "bo") == [["1.3.1", 1.0]]
+    history = fraud.alias_history("fraud", "production")
+    assert history == [
+        {"time": T0 + 300, "actor": "ana", "action": "promote", "from": [], "to": [["1.3.0", 1.0]]},
+        {"time": T0 + 360, "actor": "bo", "action": "promote", "from": [["1.3.0", 1.0]], "to": [["1.3.1", 1.0]]},
+    ]
+    assert fraud.alias_names("fraud") == ["production"]
+    event = fraud.events()[-1]
+    assert (event["kind"], event["subject"], event["payload"]) == (
+        "promote",
+        "fraud@production",
+        {"from": [["1.3.0", 1.0]], "to": [["1.3.1", 1.0]]},
+    )
+    assert fraud.verify_audit() == ""
+
+
+def test_promote_with_a_weight_splits_traffic(fraud: Registry) -> None:
+    fraud.promote("fraud@1.3.0", "production", "ana")
+    assert fraud.promote("fraud@1.3.1", "production", "ana", weight=0.2) == [["1.3.0", 0.8], ["1.3.1", 0.2]]
+    assert fraud.promote("fraud@1.3.2", "production", "ana", weight=0.5) == [
+        ["1.3.0", 0.4],
+        ["1.3.1", 0.1],
+        ["1.3.2", 0.5],
+    ]
+    targets = [(v.version, w) for v, w in fraud.alias_targets("fraud", "production")]
+    assert targets == [("1.3.0", 0.4), ("1.3.1", 0.1), ("1.3.2", 0.5)]
+    with pytest.raises(UsageError, match=re.escape("splits traffic across 1.3.0 (0.4), 1.3.1 (0.1), 1.3.2 (0.5)")):
+        fraud.resolve("fraud@production")
+    # Re-weighting a version already in the split replaces its share.
+    assert fraud.promote("fraud@1.3.2", "production", "ana", weight=0.9) == [
+        ["1.3.0", 0.08],
+        ["1.3.1", 0.02],
+        ["1.3.2", 0.9],
+    ]
+    # Without a weight, the alias points at one version again.
+    assert fraud.promote("fraud@1.3.2", "production", "ana") == [["1.3.2", 1.0]]
+
+
+@pytest.mark.parametrize("weight", [0.0, 1.0, 1.5, -0.1])
+def test_a_weight_must_be_a_share(fraud: Registry, weight: float) -> None:
+    fraud.promote("fraud@1.3.0", "production", "ana")
+    with pytest.raises(UsageError, match="--weight must be between 0 and 1"):
+        fraud.promote("fraud@1.3.1", "production", "ana", weight=weight)
+    assert [v.version for v, _ in fraud.alias_targets("fraud", "production")] == ["1.3.0"]
+    # Also on an alias that does not exist yet: a bad weight is refused, not ignored.
+    with pytest.raises(UsageError, match="--weight must be between 0 and 1"):
+        fraud.promote("fraud@1.3.1", "canary", "ana", weight=weight)
+    assert fraud.alias_names("fraud") == ["production"]
+
+
+def test_a_weight_on_a_new_alias_gives_it_all_the_traffic(fraud: Registry) -> None:
+    assert fraud.promote("fraud@1.3.1", "canary", "ana", weight=0.1) == [["1.3.1", 1.0]]
+
+
+@pytest.mark.parametrize("alias", ["1.3", "1.3.1", "latest", "cafe", "3f2a9c", "bad name", "-x"])
+def test_names_that_cannot_be_aliases(fraud: Registry, alias: str) -> None:
+    with pytest.raises(UsageError):
+        fraud.promote("fraud@1.3.0", alias, "ana")
+    assert fraud.alias_names("fraud") == []
+
+
+def test_a_retired_version_cannot_be_promoted(fraud: Registry) -> None:
+    set_status(fraud, "fraud@1.3.0", "retired", "keep_last: 2")
+    with pytest.raises(UsageError, match=re.escape("fraud@1.3.0 is retired: its artifacts are gone")):
+        fraud.promote("fraud@1.3.0", "production", "ana")
+
+
+def test_rollback_returns_to_the_previous_target(fraud: Registry, clock: Clock) -> None:
+    fraud.promote("fraud@1.3.0", "production", "ana")
+    fraud.promote("fraud@1.3.1", "production", "ana", weight=0.1)
+    fraud.promote("fraud@1.3.2", "production", "ana")
+    clock.tick()
+    assert fraud.rollback("fraud", "production", "bo") == [["1.3.0", 0.9], ["1.3.1", 0.1]]
+    last = fraud.alias_history("fraud", "production")[-1]
+    assert last == {
+        "time": clock.now,
+        "actor": "bo",
+        "action": "rollback",
+        "from": [["1.3.2", 1.0]],
+        "to": [["1.3.0", 0.9], ["1.3.1", 0.1]],
+    }
+    assert fraud.events()[-1]["kind"] == "rollback"
+
+
+def test_rollback_refuses_a_retired_target_and_says_why(fraud: Registry) -> None:
+    fraud.promote("fraud@1.3.0", "production", "ana")
+    fraud.promote("fraud@1.3.1", "production", "ana")
+    set_status(fraud, "fraud@1.3.0", "retired", "older than max_age 90d")
+    with pytest.raises(UsageError) as info:
+        fraud.rollback("fraud", "production", "bo")
+    assert info.value.message == (
+        "cannot roll back fraud@production to fraud@1.3.0: its artifacts were retired (older than max_age 90d)"
+    )
+    assert "modelspec reproduce" in info.value.hint
+    assert [v.version for v, _ in fraud.alias_targets("fraud", "production")] == ["1.3.1"]
+    assert len(fraud.alias_history("fraud", "production")) == 2
+
+
+def test_rollback_of_an_alias_without_a_past(fraud: Registry) -> None:
+    with pytest.raises(UsageError, match="fraud@production has never been moved"):
+        fraud.rollback("fraud", "production", "ana")
+    fraud.promote("fraud@1.3.0", "production", "ana")
+    with pytest.raises(UsageError, match="pointed at nothing before its last promotion"):
+        fraud.rollback("fraud", "production", "ana")
+
+
+def test_alias_history_at_a_date(tmp_path: Path, fraud: Registry, clock: Clock) -> None:
+    catalog = Catalog(Workspace(root=tmp_path, home=tmp_path / ".modelspec"), fraud)
+    first = clock.tick(3600)
+    fraud.promote("fraud@1.3.0", "production", "ana")
+    second = clock.tick(86400)
+    fraud.promote("fraud@1.3.1", "production", "ana", weight=0.25)
+    third = clock.tick(86400)
+    fraud.rollback("fraud", "production", "ana")
+
+    def at(moment: float) -> list[list[Any]]:
+        return list(catalog.alias_history("fraud", "production", moment)["at"]["targets"])
+
+    assert at(first - 1) == []
+    assert at(first) == [["1.3.0", 1.0]]
+    assert at(second - 1) == [["1.3.0", 1.0]]
+    assert at(second + 10) == [["1.3.0", 0.75], ["1.3.1", 0.25]]
+    assert at(third + 10) == [["1.3.0", 1.0]]
+    whole = catalog.alias_history("fraud", "production")
+    assert "at" not in whole and [h["action"] for h in whole["history"]] == ["promote", "promote", "rollback"]
+
+
+# -- lineage ----------------------------------------------------------------------------------
+
+
+def test_lineage_links_both_ways(registry: Registry, clock: Clock) -> None:
+    features = register(
+        registry,
+        clock,
+        content("f1"),
+        name="features",
+        version="2.0",
+        lineage=[{"kind": "data", "name": "raw", "ref": "data/raw.csv", "digest": "blake3:" + "d" * 64}],
+    )
+    model = register(
+        registry,
+        clock,
+        content("a1"),
+        lineage=[
+            {
+                "kind": "spec",
+                "name": "table",
+                "ref": "features:build.table",
+                "digest": "blake3:" + "9" * 64,
+                "upstream_content": content("f1"),
+            }
+        ],
+    )
+    assert registry.lineage(model) == {
+        "upstream": [
+            {
+                "kind": "spec",
+                "name": "table",
+                "ref": "features:build.table",
+                "digest": "blake3:" + "9" * 64,
+                "version": "features@2.0.0",
+            }
+        ],
+        "downstream": [],
+    }
+    assert registry.lineage(features) == {
+        "upstream": [{"kind": "data", "name": "raw", "ref": "data/raw.csv", "digest": "blake3:" + "d" * 64}],
+        "downstream": ["fraud@1.3.0"],
+    }
+
+
+# -- concurrency ------------------------------------------------------------------------------
+
+_WRITER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from modelspec.registry import Registry, VersionDraft
+    path, start, writer = Path(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+    while time.time() < start:
+        time.sleep(0.001)
+    registry = Registry.at(path)  # every writer may be the one that creates the file
+    for i in range(4):
+        cid = "blake3:" + (writer + str(i)) * 32
+        registry.register(VersionDraft(
+            name="fraud", spec_version="1.0", content_id=cid, lock="l", commit="c", environment=None,
+            hermetic=True, author=writer, host="h", tool_version="0", record={}, artifacts={}, metrics={"auc": 0.5},
+        ))
+    registry.close()
+    """
+)
+
+
+def test_concurrent_writers_never_share_a_version(tmp_path: Path) -> None:
+    path = tmp_path / "fresh" / "registry.db"
+    start = time.time() + 1.5  # after every interpreter has started
+    writers = [
+        subprocess.Popen([sys.executable, "-c", _WRITER, str(path), str(start), w], stderr=subprocess.PIPE, text=True)
+        for w in ("a", "b", "c")
+    ]
+    for proc in writers:
+        _out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+    registry = Registry.at(path)
+    try:
+        versions = registry.list_versions("fraud")
+        assert sorted(v.version for v in versions) == sorted(f"1.0.{i}" for i in range(12))
+        assert len({v.content_id for v in versions}) == 12
+        assert registry.verify_audit() == ""
+        assert len(registry.events()) == 12
+    finally:
+        registry.close()
+
+
+# -- migrations -------------------------------------------------------------------------------
+
+
+def make_version_1_registry(path: Path) -> None:
+    """A registry as modelspec's first release left it: schema version 1, one version, one alias."""
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        assert schema.migrate(conn, target=1) == 0
+        assert schema.schema_version(conn) == 1
+        conn.exec_driver_sql(
+            'INSERT INTO versions (id, name, version, major, minor, patch, content_id, lock, "commit", '
+            "environment, hermetic, author, host, tool_version, created, status, record) VALUES "
+            "(1, 'fraud', '1.0.0', 1, 0, 0, ?, 'blake3:lock', 'abc123', NULL, 1, 'ana', 'h', '0.0.9', ?, 'active', ?)",
+            (content("5e"), T0, json.dumps({"params": {"train.lr": 0.1}})),
+        )
+        conn.exec_driver_sql("INSERT INTO metrics (version_id, key, value) VALUES (1, 'auc', 0.88)")
+        conn.exec_driver_sql("INSERT INTO aliases (name, alias, version_id) VALUES ('fraud', 'production', 1)")
+        conn.exec_driver_sql(
+            "INSERT INTO alias_history (name, alias, time, actor, action, before, after) "
+            "VALUES ('fraud', 'production', ?, 'ana', 'promote', '[]', '[[\"1.0.0\", 1.0]]')",
+            (T0 + 1,),
+        )
+        payload = json.dumps({"from": [], "to": [["1.0.0", 1.0]]}, sort_keys=True)
+        digest = event_digest(1, T0 + 1, "promote", "ana", "fraud@production", payload, GENESIS)
+        conn.exec_driver_sql(
+            "INSERT INTO events (seq, time, kind, actor, subject, payload, prev, digest) VALUES (?,?,?,?,?,?,?,?)",
+            (1, T0 + 1, "promote", "ana", "fraud@production", payload, GENESIS, digest),
+        )
+        conn.exec_driver_sql("INSERT INTO meta (key, value) VALUES ('audit_head', ?)", (f"1 {digest}",))
+        columns = {c["name"] for c in sa.inspect(conn).get_columns("aliases")}
+        assert "weight" not in columns and not sa.inspect(conn).has_table("tags")
+    engine.dispose()
+
+
+def test_a_version_1_registry_is_migrated_and_keeps_its_data(tmp_path: Path, clock: Clock) -> None:
+    path = tmp_path / "registry.db"
+    make_version_1_registry(path)
+    registry = Registry(f"sqlite:///{path}", clock=clock)
+    try:
+        with registry.engine.connect() as conn:
+            assert schema.schema_version(conn) == schema.SCHEMA_VERSION >= 2
+        version = registry.resolve("fraud@production")
+        assert (version.ref, version.content_id, version.author, version.record) == (
+            "fraud@1.0.0",
+            content("5e"),
+            "ana",
+            {"params": {"train.lr": 0.1}},
+        )
+        assert registry.metrics_of([version.id]) == {1: {"auc": 0.88}}
+        assert [(v.version, w) for v, w in registry.alias_targets("fraud", "production")] == [("1.0.0", 1.0)]
+        assert registry.verify_audit() == ""
+        # Version 2's features work on the old data.
+        registry.tag("fraud@1.0.0", "stage", "approved", "bo")
+        assert registry.tags_of(version) == {"stage": "approved"}
+        clock.tick()
+        new = registry.register(draft(content("6e"), version="1.0"))[0]
+        assert new.version == "1.0.1"
+        assert registry.promote("fraud@1.0.1", "production", "bo", weight=0.3) == [["1.0.0", 0.7], ["1.0.1", 0.3]]
+        assert registry.rollback("fraud", "production", "bo") == [["1.0.0", 1.0]]
+        assert registry.verify_audit() == ""
+    finally:
+        registry.close()
+    # Opening it again migrates nothing more.
+    reopened = Registry(f"sqlite:///{path}")
+    try:
+        assert reopened.tags_of(reopened.resolve("fraud@1.0.0")) == {"stage": "approved"}
+    finally:
+        reopened.close()
+
+
+def test_a_registry_from_a_newer_modelspec_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "registry.db"
+    Registry(f"sqlite:///{path}").close()
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        conn.execute(
+            sa.update(schema.meta)
+            .where(schema.meta.c.key == "schema_version")
+            .values(value=str(schema.SCHEMA_VERSION + 1))
+        )
+    engine.dispose()
+    with pytest.raises(UsageError) as info:
+        Registry(f"sqlite:///{path}")
+    assert f"schema version {schema.SCHEMA_VERSION + 1}" in info.value.message
+    assert info.value.hint == "upgrade modelspec"
