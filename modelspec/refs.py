@@ -78,11 +78,6 @@ def short_content_id(name: str, content_id: str) -> str:
     return f"{name}-{content_id.removeprefix('blake3:')[:10]}"
 
 
-def next_patch(existing: list[tuple[int, int, int]], major: int, minor: int) -> int:
-    patches = [p for (ma, mi, p) in existing if (ma, mi) == (major, minor)]
-    return max(patches) + 1 if patches else 0
-
-
 def matches_range(version: tuple[int, int, int], spec: str) -> bool:
     """npm-style ranges: `^2.0`, `~1.3`, `1.3` (any 1.3.x), `1.3.2`, `>=1.2,<2.0`, `*`."""
     spec = spec.strip()

@@ -8,7 +8,6 @@ from modelspec.errors import UsageError
 from modelspec.refs import (
     Ref,
     matches_range,
-    next_patch,
     parse_ref,
     parse_short_form,
     parse_version,
@@ -84,14 +83,6 @@ def test_short_form_is_what_short_content_id_prints() -> None:
 @pytest.mark.parametrize("text", ["fraud", "fraud-", "fraud-xyz123", "fraud-3f2", "fraud@3f2a9c01be", "-3f2a9c01be"])
 def test_short_form_needs_name_dash_hex(text: str) -> None:
     assert parse_short_form(text) is None
-
-
-def test_next_patch_counts_within_the_minor_only() -> None:
-    taken = [(1, 3, 0), (1, 3, 1), (1, 3, 7), (1, 4, 0), (2, 3, 9)]
-    assert next_patch(taken, 1, 3) == 8
-    assert next_patch(taken, 1, 4) == 1
-    assert next_patch(taken, 1, 5) == 0
-    assert next_patch([], 0, 1) == 0
 
 
 @pytest.mark.parametrize(
