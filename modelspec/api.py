@@ -80,7 +80,18 @@ def open_workspace(spec_paths: list[Path]) -> Workspace:
 
 def resolve_context(workspace: Workspace, allow_dirty: bool = False) -> ResolveContext:
     temp = workspace.store.tmp
-    return ResolveContext(StatCache(workspace.cache_dir / "stat.json", temp), workspace.cache_dir, temp, allow_dirty)
+    statcache = StatCache(workspace.cache_dir / "stat.json", temp)
+
+    def registered(name: str, version_range: str, output: str) -> dict[str, Any]:
+        from .catalog import registered_artifact
+
+        registry = open_registry(workspace)
+        try:
+            return registered_artifact(registry, workspace.store, name, version_range, output)
+        finally:
+            registry.close()
+
+    return ResolveContext(statcache, workspace.cache_dir, temp, allow_dirty, registered)
 
 
 def validate(spec_paths: list[Path]) -> dict[str, Spec]:

@@ -172,7 +172,9 @@ def _read_blobs(repo: Path, blobs: list[str]) -> dict[str, bytes]:
 
 
 def commit_author(repo: Path) -> str:
+    """The name git would record as author (GIT_AUTHOR_NAME, else user.name), or ''."""
     try:
-        return git(repo, "config", "user.name").decode().strip()
+        ident = git(repo, "var", "GIT_AUTHOR_IDENT").decode()
     except GitError:
         return ""
+    return ident.partition("<")[0].strip()

@@ -30,14 +30,12 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class DataInput:
-    """A snapshot of a file or directory from the workspace."""
+    """A snapshot: of a file or directory of the workspace (`path`), or the artifact of a
+    registered version (no path: it is in the store already)."""
 
-    path: str
+    basename: str
     entry: dict[str, Any]
-
-    @property
-    def basename(self) -> str:
-        return posixpath.basename(self.path.rstrip("/"))
+    path: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,7 +245,9 @@ def _input_source(
         return UpstreamInput(spec.node_id(source["stage"]), source["output"], posixpath.basename(path))
     data = lock.data[source["data"]]
     if "path" in data:
-        return DataInput(data["path"], data)
+        return DataInput(posixpath.basename(data["path"].rstrip("/")), data, data["path"])
+    if "registered" in data:
+        return DataInput(data["basename"], data)
     other = resolved[data["spec"]]
     ref = _artifact_ref(other.lock, data["output"])
     if ref is None:

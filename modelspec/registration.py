@@ -131,6 +131,16 @@ def register(
     for data_name, data in lock.data.items():
         if "path" in data:
             lineage.append({"kind": "data", "name": data_name, "ref": data["path"], "digest": data["digest"]})
+        elif "registered" in data:
+            lineage.append(
+                {
+                    "kind": "version",
+                    "name": data_name,
+                    "ref": f"{data['registered']}:{data['output']}",
+                    "digest": data["digest"],
+                    "upstream_content": data["content_id"],
+                }
+            )
         else:
             upstream = graph.specs[data["spec"]]
             output = data["output"]
@@ -200,7 +210,9 @@ def version_entries(version: ModelVersion) -> list[tuple[str, Entry]]:
     if environment and environment.get("kind") == "uv":
         entries.append(("the environment's lock file", Entry("file", environment["file_digest"], 0)))
     for name, data in sorted(record.get("data", {}).items()):
-        if "digest" in data:
+        if "registered" in data:
+            entries.append((f"the input {name!r} from {data['registered']}", Entry.from_dict(data)))
+        elif "digest" in data:
             entries.append((f"the data snapshot {name!r}", Entry.from_dict(data)))
     for name, artifact in sorted(record.get("upstream_artifacts", {}).items()):
         entries.append((f"the input {name!r}", Entry.from_dict(artifact)))

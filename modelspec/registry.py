@@ -217,6 +217,15 @@ class Registry:
                 )
             ).first()
             if existing is not None:
+                if existing.status != "active":
+                    # The build just produced every artifact again: the version is whole once more.
+                    conn.execute(
+                        sa.update(t.versions)
+                        .where(t.versions.c.id == existing.id)
+                        .values(status="active", status_time=self.clock(), status_reason="rebuilt")
+                    )
+                    self._event(conn, "revive", f"{draft.name}@{existing.version}", draft.author, {})
+                    existing = conn.execute(sa.select(t.versions).where(t.versions.c.id == existing.id)).one()
                 return _version_of(existing), False
             major, minor, patch = parse_version(draft.spec_version)
             # One indexed lookup, not every version of the model: registering stays O(log n).

@@ -255,6 +255,10 @@ def _input(
     data = lock.data[name]
     if "path" in data:
         return Path(data["path"]).name, _complete_entry(store, version, data, f"the data snapshot {name!r}")
+    if "registered" in data:
+        return str(data["basename"]), _complete_entry(
+            store, version, data, f"the input {name!r} from {data['registered']}"
+        )
     upstream = record["upstream_artifacts"][name]
     entry = _complete_entry(store, version, upstream, f"the input {name!r} from spec {data['spec']!r}")
     return str(upstream["basename"]), entry

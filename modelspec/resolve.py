@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import gitcode
 from .digest import canonical_json, digest_json, hex_of
-from .errors import GitError, Problem, SpecError, StoreError
+from .errors import GitError, ModelspecError, Problem, SpecError, StoreError
 from .hydraconfig import ConfigError, compose, select_params, subtree
 from .model import Lock, Spec, Stage
 from .statcache import StatCache
@@ -26,6 +27,9 @@ class ResolveContext:
     cache_dir: Path
     temp_dir: Path
     allow_dirty: bool = False
+    # (model, version range, output) → the lock's data entry of a registered artifact;
+    # injected by the API layer, which owns the registry.
+    registered: Callable[[str, str, str], dict[str, Any]] | None = None
 
 
 def resolve_spec(spec: Spec, overrides: list[str], ctx: ResolveContext) -> tuple[Lock, list[gitcode.CodeFile]]:
@@ -102,12 +106,13 @@ def _resolve_data(spec: Spec, ctx: ResolveContext, problems: list[Problem]) -> d
                 continue
             data[name] = {"path": source.path, **entry.to_dict()}
         elif source.version_range is not None:
-            problems.append(
-                spec.document.problem(
-                    (*where, "spec"),
-                    "inputs from registered versions need the model registry, which this modelspec does not have yet",
-                )
-            )
+            if ctx.registered is None:
+                problems.append(spec.document.problem((*where, "spec"), "no registry to resolve it from"))
+                continue
+            try:
+                data[name] = ctx.registered(str(source.spec), source.version_range, str(source.output))
+            except ModelspecError as exc:
+                problems.append(spec.document.problem((*where, "spec"), exc.message))
         else:
             data[name] = {"spec": source.spec, "output": source.output}
     return data

@@ -58,6 +58,8 @@ def data_snapshot(source: DataInput, repo_root: Path, store: LocalStore, statcac
     entry = Entry.from_dict(source.entry)
     if complete(store, entry):
         return entry
+    if source.path is None:
+        raise StoreError(f"the artifact of {source.entry['registered']} is no longer in the store (retired?)")
     stored = store.put_path(repo_root / source.path, known=statcache.digest)
     if stored.digest != entry.digest:
         raise StoreError(f"{source.path} changed during the build; build again")

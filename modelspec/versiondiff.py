@@ -20,13 +20,20 @@ def packages_of(lock_text: str, file_name: str) -> dict[str, str]:
     """name → version from a hash-pinned requirements lock or a uv.lock."""
     if file_name.endswith("uv.lock"):
         document = tomllib.loads(lock_text)
-        return {p["name"].lower(): str(p.get("version", "")) for p in document.get("package", [])}
+        return {
+            re.sub(r"[-_.]+", "-", p["name"]).lower(): str(p.get("version", "")) for p in document.get("package", [])
+        }
     found = {}
     for line in lock_text.splitlines():
         match = _PINNED.match(line.strip())
         if match:
-            found[match.group(1).lower().replace("_", "-")] = match.group(2)
+            found[_normal(match.group(1))] = match.group(2)
     return found
+
+
+def _normal(name: str) -> str:
+    """PEP 503: `Zope_Interface`, `zope.interface` and `zope-interface` are one package."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def diff_mappings(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, list[Any]]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import getpass
 import json
 import os
 import sqlite3
@@ -95,11 +94,9 @@ class Workspace:
 
     @property
     def author(self) -> str:
-        """Who modelspec records as acting: git's user.name for the repository, else the OS user."""
-        try:
-            return self.repo.git("config", "user.name").strip() or getpass.getuser()
-        except subprocess.CalledProcessError:
-            return getpass.getuser()
+        """Who modelspec records as acting: the author git would record (the tests set
+        GIT_AUTHOR_NAME), else the OS user."""
+        return GIT_ENV["GIT_AUTHOR_NAME"]
 
     @property
     def db(self) -> Path:

@@ -218,3 +218,16 @@ def test_daemon_once_runs_only_when_due(repo: Repo) -> None:
     assert "gc: retired 1" in second.stdout
     audit = json.loads(repo.modelspec("audit", "--json", check=True).stdout)["events"]
     assert [e["kind"] for e in audit].count("schedule") == 1
+
+
+def test_rebuilding_a_retired_version_revives_it(repo: Repo) -> None:
+    make(repo)
+    build_versions(repo, 4)
+    assert "gcm@1.0.0" in gc(repo)["retire"]
+    again = repo.build_json("specs/gcm.yaml", "prep.v=0", f"score.auc={AUCS[0]}")
+    assert again["versions"]["gcm"] == {"ref": "gcm@1.0.0", "new": False}
+    shown = json.loads(repo.modelspec("show", "gcm@1.0.0", "--json", check=True).stdout)
+    assert shown["status"] == "active" and shown["status_reason"] == "rebuilt"
+    assert repo.modelspec("verify", "gcm@1.0.0").returncode == 0
+    events = json.loads(repo.modelspec("audit", "--json", check=True).stdout)["events"]
+    assert events[-1]["kind"] == "revive" and events[-1]["subject"] == "gcm@1.0.0"
