@@ -1,0 +1,182 @@
+"""The command line: click commands → api → rich output. The only place that prints or exits.
+
+Commands live in one module per concern (building, storage, versions, retention); heavy
+modules are imported inside the commands so that `modelspec --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from .. import __version__
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def make_console(stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    console = Console(stderr=stderr, highlight=False, soft_wrap=True)
+    if not console.is_terminal:
+        console.width = 160  # tables in logs and pipes: wide enough not to truncate columns
+    return console
+
+
+def emit_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=True, default=str))
+
+
+def handle_errors(func: F) -> F:
+    """Turn modelspec errors into a message, a hint and an exit code, never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from ..errors import ModelspecError
+
+        as_json = kwargs.get("as_json", False)
+        try:
+            return func(*args, **kwargs)
+        except ModelspecError as exc:
+            if as_json:
+                emit_json(exc.to_dict())
+            else:
+                err = make_console(stderr=True)
+                from rich.markup import escape
+
+                err.print(f"[red bold]error:[/] {escape(exc.message)}", soft_wrap=True)
+                if exc.hint:
+                    err.print(f"[dim]hint:[/] {escape(exc.hint)}", soft_wrap=True)
+            sys.exit(exc.exit_code)
+        except OSError as exc:  # the machine, not the user: a full disk, a read-only store...
+            message, hint = describe_os_error(exc)
+            if as_json:
+                emit_json({"error": "OSError", "message": message, "hint": hint})
+            else:
+                make_console(stderr=True).print(f"[red bold]error:[/] {message}\n[dim]hint:[/] {hint}", soft_wrap=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            make_console(stderr=True).print(
+                "[yellow]interrupted[/]: running stages were stopped; nothing half-written was kept"
+            )
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def describe_os_error(exc: OSError) -> tuple[str, str]:
+    import errno
+
+    where = f": {exc.filename}" if exc.filename else ""
+    message = f"{exc.strerror or exc}{where}"
+    hints = {
+        errno.ENOSPC: "free space (modelspec gc removes what retention allows), or move the store with MODELSPEC_HOME",
+        errno.EROFS: "the store is on a read-only filesystem: point MODELSPEC_HOME at a writable directory",
+        errno.EACCES: "check the permissions of the workspace and its .modelspec directory",
+        errno.EDQUOT: "the disk quota is exhausted: free space or move the store with MODELSPEC_HOME",
+    }
+    return message, hints.get(exc.errno or 0, "nothing was left half-written; fix the cause and run the command again")
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+
+
+def split_targets(args: tuple[str, ...]) -> tuple[list[Path], list[str]]:
+    """Spec files and Hydra overrides (`key=value`, `+key=value`, `~key`) from one argument list."""
+    from ..errors import UsageError
+
+    specs, overrides = [], []
+    for arg in args:
+        if arg.endswith((".yaml", ".yml")) or (os.path.exists(arg) and "=" not in arg):
+            specs.append(Path(arg))
+        elif "=" in arg or arg.startswith("~"):
+            overrides.append(arg)
+        else:
+            raise UsageError(f"{arg!r} is neither a spec file nor a config override (key=value)")
+    if not specs:
+        raise UsageError("no spec file given", hint="e.g. modelspec build specs/fraud.yaml")
+    return specs, overrides
+
+
+def raise_interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def workspace_of(spec: Path | None) -> Any:
+    from ..specload import find_repo_root
+    from ..workspace import find_workspace
+
+    start = spec.parent if spec else Path.cwd()
+    return find_workspace(start, fallback_root=find_repo_root(start))
+
+
+def open_catalog_here() -> Any:
+    from ..catalog import open_catalog
+
+    return open_catalog(workspace_of(None))
+
+
+def when(timestamp: float | None) -> str:
+    import datetime
+
+    if timestamp is None:
+        return ""
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def parse_when(text: str) -> float:
+    import datetime
+
+    from ..errors import UsageError
+
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{text!r} is not a date", hint="write e.g. 2026-11-30 or 2026-11-30T14:00") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.timestamp()
+
+
+def key_values(pairs: tuple[str, ...]) -> dict[str, str]:
+    from ..errors import UsageError
+
+    result = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{pair!r} is not KEY=VALUE")
+        result[key] = value
+    return result
+
+
+def human_bytes(count: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if count < 1000 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1000  # type: ignore[assignment]
+    return f"{count} B"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="modelspec")
+def main() -> None:
+    """modelspec: declarative, reproducible builds of ML models.
+
+    \b
+    modelspec validate specs/fraud.yaml            check a spec, every error at once
+    modelspec plan specs/fraud.yaml train.lr=0.05  what would run, and why
+    modelspec build specs/fraud.yaml               build what changed, reuse the rest
+    modelspec checkout specs/fraud.yaml            copy out the built artifacts
+    """
+
+
+# Importing the command modules registers their commands on `main`.
+from . import building, retention, storage, versions  # noqa: E402, F401

@@ -1,0 +1,213 @@
+"""Commands that build: validate, lock, plan, build, checkout."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import emit_json, handle_errors, json_option, main, make_console, raise_interrupt, split_targets
+
+
+@main.command()
+@click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@json_option
+@handle_errors
+def validate(specs: tuple[Path, ...], as_json: bool) -> None:
+    """Check spec files against the schema and their own consistency (exit 2 on problems)."""
+    from ..api import validate as validate_specs
+    from ..errors import SpecError
+
+    try:
+        loaded = validate_specs(list(specs))
+    except SpecError as exc:
+        if as_json:
+            emit_json(exc.to_dict())
+        else:
+            err = make_console(stderr=True)
+            for problem in exc.problems:
+                err.print(
+                    f"[red]{problem.location}[/]: {problem.yaml_path + ': ' if problem.yaml_path else ''}"
+                    f"{problem.message}",
+                    markup=True,
+                    highlight=False,
+                    soft_wrap=True,
+                )
+            err.print(f"{len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''} found")
+        sys.exit(exc.exit_code)
+    if as_json:
+        emit_json(
+            {
+                "ok": True,
+                "specs": [{"name": s.name, "path": s.shown, "stages": list(s.stages)} for s in loaded.values()],
+            }
+        )
+    else:
+        for spec in loaded.values():
+            click.echo(f"{spec.shown}: ok ({spec.name}, {len(spec.stages)} stages)")
+
+
+@main.command()
+@click.argument("args", nargs=-1, required=True)
+@click.option("--allow-dirty", is_flag=True, help="Use the working files of uncommitted code paths.")
+@json_option
+@handle_errors
+def lock(args: tuple[str, ...], allow_dirty: bool, as_json: bool) -> None:
+    """Resolve SPEC [OVERRIDES...] and write its lock file beside it (<spec>.lock)."""
+    from ..api import load_graph, lock_bytes, lock_path, write_locks
+
+    specs, overrides = split_targets(args)
+    _ws, graph, _ctx = load_graph(specs, overrides, allow_dirty)
+    write_locks(graph)
+    if as_json:
+        emit_json({name: json.loads(lock_bytes(graph.specs[name].lock)) for name in graph.targets})
+    else:
+        for name in graph.targets:
+            click.echo(f"wrote {os.path.relpath(lock_path(graph.specs[name].spec))}")
+
+
+@main.command()
+@click.argument("args", nargs=-1, required=True)
+@click.option("--allow-dirty", is_flag=True, help="Use the working files of uncommitted code paths.")
+@click.option("--hermetic", type=click.Choice(["strict", "auto", "off"]), help="Override the spec's sandbox policy.")
+@json_option
+@handle_errors
+def plan(args: tuple[str, ...], allow_dirty: bool, hermetic: str | None, as_json: bool) -> None:
+    """Show SPEC's nodes in build order with their keys: cached, or will run and why."""
+    from ..api import plan as make_plan
+
+    specs, overrides = split_targets(args)
+    _graph, planned = make_plan(specs, overrides, allow_dirty=allow_dirty, hermetic=hermetic)
+    if as_json:
+        emit_json({"nodes": [p.to_dict() for p in planned]})
+        return
+    console = make_console()
+    for item in planned:
+        status = "[dim]cached[/]   " if item.cached else "[bold]will run[/] "
+        console.print(f"{status} {item.node}  [dim]{item.key[7:19]}[/]")
+        for reason in item.reasons:
+            console.print(f"           - {reason}", markup=False)
+    runs = sum(1 for p in planned if not p.cached)
+    console.print(f"{runs} of {len(planned)} stages will run")
+
+
+@main.command()
+@click.argument("args", nargs=-1, required=True)
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, help="Stages run at once (default: CPU count).")
+@click.option("--keep-going", is_flag=True, help="After a failure, finish the stages that do not depend on it.")
+@click.option("--force", is_flag=True, help="Run every stage, ignoring the action cache.")
+@click.option("--hermetic", type=click.Choice(["strict", "auto", "off"]), help="Override the spec's sandbox policy.")
+@click.option("--allow-dirty", is_flag=True, help="Use the working files of uncommitted code paths.")
+@click.option("--offline", is_flag=True, help="Create environments from uv's cache only.")
+@json_option
+@handle_errors
+def build(
+    args: tuple[str, ...],
+    jobs: int | None,
+    keep_going: bool,
+    force: bool,
+    hermetic: str | None,
+    allow_dirty: bool,
+    offline: bool,
+    as_json: bool,
+) -> None:
+    """Build SPEC... [OVERRIDES...]: run the stages whose inputs changed, reuse the rest.
+
+    Exit 0 on success, 1 when a stage failed, 2 for a bad spec or argument.
+    """
+    from ..api import BuildOptions
+    from ..api import build as run_build
+    from ..events import ignore
+    from ..render import ConsoleReporter
+
+    specs, overrides = split_targets(args)
+    options = BuildOptions(
+        overrides=tuple(overrides),
+        jobs=jobs or os.cpu_count() or 1,
+        keep_going=keep_going,
+        force=force,
+        hermetic=hermetic,
+        allow_dirty=allow_dirty,
+        offline=offline,
+    )
+    signal.signal(signal.SIGTERM, raise_interrupt)
+    console = make_console(stderr=as_json)
+    if as_json:
+        report = run_build(specs, options, ignore)
+    else:
+        with ConsoleReporter(console) as reporter:
+            report = run_build(specs, options, reporter)
+    rows = [_outcome_row(o) for o in report.outcomes]
+    if as_json:
+        versions = {name: {"ref": ref, "new": created} for name, (ref, created) in report.versions.items()}
+        emit_json(
+            {
+                "ok": report.ok,
+                "seconds": round(report.seconds, 3),
+                "nodes": rows,
+                "specs": report.records,
+                "versions": versions,
+            }
+        )
+    else:
+        _print_build_summary(console, report, rows)
+    sys.exit(0 if report.ok else 1)
+
+
+def _outcome_row(outcome: Any) -> dict[str, Any]:
+    result = outcome.result
+    row = {
+        "node": outcome.node,
+        "state": outcome.state.value,
+        "key": outcome.key,
+        "reason": outcome.reason,
+        "seconds": round(result.duration, 3) if result and outcome.state.value == "ran" else None,
+    }
+    if result is not None:
+        row.update(started=result.started, ended=result.ended, hermetic=result.hermetic)
+    if outcome.failure is not None:
+        row["log"] = str(outcome.failure.log_path)
+    return row
+
+
+def _print_build_summary(console: Any, report: Any, rows: list[dict[str, Any]]) -> None:
+    from ..rebuilder import NodeState
+    from ..render import summary_table
+
+    if any(r["state"] != "cached" for r in rows):
+        console.print(summary_table(rows))
+    counts = ", ".join(f"{report.count(s)} {s.value}" for s in NodeState if report.count(s))
+    console.print(f"{'[green]ok[/]' if report.ok else '[red]failed[/]'}: {counts} in {report.seconds:.2f} s")
+    for ref, created in report.versions.values():
+        console.print(f"registered {ref}" if created else f"already registered as {ref}", markup=False)
+    for name, record in report.records.items():
+        if record["metrics"]:
+            shown = "  ".join(f"{k}={v:g}" for k, v in sorted(record["metrics"].items()))
+            console.print(f"{name} metrics: {shown}", markup=False)
+
+
+@main.command()
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to put the artifacts (default: artifacts/<name>).",
+)
+@json_option
+@handle_errors
+def checkout(spec: Path, out_dir: Path | None, as_json: bool) -> None:
+    """Materialize SPEC's built artifacts from the store (read-only files)."""
+    from ..api import checkout as do_checkout
+
+    placed = do_checkout(spec, out_dir)
+    if as_json:
+        emit_json({ref: str(path) for ref, path in placed.items()})
+    else:
+        for ref, path in placed.items():
+            click.echo(f"{ref} → {path}")

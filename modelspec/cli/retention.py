@@ -1,0 +1,190 @@
+"""Commands of retention: gc, pin, du, and scheduled cleanup."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import click
+
+from . import (
+    emit_json,
+    handle_errors,
+    human_bytes,
+    json_option,
+    main,
+    open_catalog_here,
+    raise_interrupt,
+    when,
+    workspace_of,
+)
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Only say what would be retired and freed.")
+@json_option
+@handle_errors
+def gc(dry_run: bool, as_json: bool) -> None:
+    """Retire versions by their retention policies and free the bytes nothing needs."""
+    from ..catalog import open_catalog
+    from ..gc import collect
+    from ..registration import actor
+
+    workspace = workspace_of(None)
+    catalog = open_catalog(workspace)
+    try:
+        report = collect(workspace, catalog.registry, dry_run=dry_run, actor=actor(workspace.root))
+    finally:
+        catalog.close()
+    if as_json:
+        emit_json(report.to_dict())
+        return
+    plan = report.retention.to_dict()
+    verb = "would retire" if dry_run else "retired"
+    for ref, reason in plan["retire"].items():
+        click.echo(f"{verb} {ref}: {reason}")
+    for ref, rules in plan["keep"].items():
+        click.echo(f"keep    {ref}: {', '.join(rules)}")
+    freed = "would free" if dry_run else "freed"
+    click.echo(
+        f"{freed} {len(report.objects)} objects, {human_bytes(report.bytes)}; "
+        f"{len(report.environments)} environments; {report.action_entries} action-cache entries "
+        f"({report.seconds:.2f} s)"
+    )
+
+
+@main.command()
+@click.argument("ref")
+@json_option
+@handle_errors
+def pin(ref: str, as_json: bool) -> None:
+    """Keep version REF whatever the retention policy says."""
+    _pin(ref, True, as_json)
+
+
+@main.command()
+@click.argument("ref")
+@json_option
+@handle_errors
+def unpin(ref: str, as_json: bool) -> None:
+    """Let retention decide about version REF again."""
+    _pin(ref, False, as_json)
+
+
+def _pin(ref: str, pinned: bool, as_json: bool) -> None:
+    from ..registration import actor
+
+    catalog = open_catalog_here()
+    try:
+        version = catalog.registry.pin(ref, actor(catalog.workspace.root), pinned)
+    finally:
+        catalog.close()
+    emit_json({"ref": version.ref, "pinned": pinned}) if as_json else click.echo(
+        f"{'pinned' if pinned else 'unpinned'} {version.ref}"
+    )
+
+
+@main.command()
+@json_option
+@handle_errors
+def du(as_json: bool) -> None:
+    """Bytes per model and version (unique and shared), and what gc would free."""
+    from ..gc import collect, disk_usage
+
+    catalog = open_catalog_here()
+    try:
+        usage = disk_usage(catalog.workspace, catalog.registry)
+        usage["gc_would_free"] = collect(catalog.workspace, catalog.registry, dry_run=True, actor="du").bytes
+    finally:
+        catalog.close()
+    if as_json:
+        emit_json(usage)
+        return
+    for name, model in sorted(usage["models"].items()):
+        click.echo(f"{name}: {human_bytes(model['bytes'])}")
+        for version, sizes in sorted(model["versions"].items(), key=lambda kv: [int(p) for p in kv[0].split(".")]):
+            click.echo(
+                f"  {version:<10} unique {human_bytes(sizes['unique']):>10}   shared {human_bytes(sizes['shared']):>10}"
+            )
+    click.echo(f"store: {human_bytes(usage['store_bytes'])}; gc would free {human_bytes(usage['gc_would_free'])}")
+
+
+@main.group()
+def schedule() -> None:
+    """Run retention on the workspace's cron schedule (retention.schedule in modelspec.yaml)."""
+
+
+@schedule.command("install")
+@click.option("--systemd", "kind", flag_value="systemd", help="A systemd user timer and service.")
+@click.option("--cron", "kind", flag_value="cron", help="A line in the user's crontab.")
+@click.option("--print", "only_print", is_flag=True, help="Print what would be installed, install nothing.")
+@handle_errors
+def schedule_install(kind: str | None, only_print: bool) -> None:
+    """Install a timer that runs `modelspec gc` on the schedule."""
+    import shutil
+    import subprocess
+
+    from ..errors import UsageError
+    from ..schedule import cron_expression, crontab_line, systemd_units
+
+    workspace = workspace_of(None)
+    expression = cron_expression(workspace)
+    kind = kind or ("systemd" if shutil.which("systemctl") else "cron")
+    if kind == "cron":
+        line = crontab_line(expression, workspace)
+        if only_print:
+            click.echo(line)
+            return
+        if not shutil.which("crontab"):
+            raise UsageError("crontab is not installed", hint="install cron, or use --systemd or `modelspec daemon`")
+        current = subprocess.run(["crontab", "-l"], capture_output=True, text=True).stdout
+        ours = [entry for entry in current.splitlines() if "modelspec gc" in entry and str(workspace.root) in entry]
+        kept = [entry for entry in current.splitlines() if entry.strip() and entry not in ours]
+        subprocess.run(["crontab", "-"], input="\n".join([*kept, line]) + "\n", text=True, check=True)
+        click.echo(f"installed in crontab: {line}")
+        return
+    units = systemd_units(expression, workspace)
+    if only_print:
+        for name, text in units.items():
+            click.echo(f"# ~/.config/systemd/user/{name}\n{text}")
+        return
+    folder = Path.home() / ".config" / "systemd" / "user"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in units.items():
+        (folder / name).write_text(text)
+    timer = next(name for name in units if name.endswith(".timer"))
+    click.echo(f"wrote {', '.join(str(folder / n) for n in units)}")
+    click.echo(f"enable it with: systemctl --user daemon-reload && systemctl --user enable --now {timer}")
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Run a due (or missed) job, if any, and exit.")
+@handle_errors
+def daemon(once: bool) -> None:
+    """Run retention in this process whenever the schedule says (catches up a missed run once)."""
+    from ..catalog import open_catalog
+    from ..gc import collect
+    from ..registration import actor
+    from ..schedule import DaemonState, cron_expression, run_daemon
+
+    workspace = workspace_of(None)
+    expression = cron_expression(workspace)
+    signal.signal(signal.SIGTERM, raise_interrupt)
+    runs = 0
+
+    def job(now: float, fire: float) -> None:
+        nonlocal runs
+        catalog = open_catalog(workspace)
+        try:
+            catalog.registry.record_event("schedule", "gc", "daemon", {"fire_time": fire, "started": now})
+            report = collect(workspace, catalog.registry, now=now, actor=actor(workspace.root))
+        finally:
+            catalog.close()
+        runs += 1
+        click.echo(f"{when(now)} gc: retired {len(report.retention.retire)}, freed {human_bytes(report.bytes)}")
+
+    click.echo(f"modelspec daemon: retention on {expression!r} in {workspace.root}")
+    state = DaemonState(workspace.home / "schedule.json")
+    run_daemon(expression, state, job, once=once)
+    if once:
+        click.echo("no run was due" if not runs else "done")

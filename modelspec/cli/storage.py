@@ -1,0 +1,186 @@
+"""Commands on the store: verify, reproduce, and environments."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import emit_json, handle_errors, json_option, main, make_console, raise_interrupt, workspace_of
+
+
+@main.command()
+@click.argument("ref", required=False)
+@click.option("--all", "everything", is_flag=True, help="Every object in the store (the default without REF).")
+@json_option
+@handle_errors
+def verify(ref: str | None, everything: bool, as_json: bool) -> None:
+    """Re-hash the objects of version REF, or of the whole store; corrupt ones are
+    quarantined, never served (exit 1 if any object is corrupt or missing)."""
+    from ..api import verify as do_verify
+    from ..errors import UsageError
+
+    if ref and everything:
+        raise UsageError("give a version or --all, not both")
+    workspace = workspace_of(None)
+    report = do_verify(workspace, ref)
+    if as_json:
+        emit_json(
+            {
+                "ok": report.ok,
+                "checked": report.checked,
+                "bytes": report.bytes,
+                "corrupt": [{"digest": d, "what": report.what.get(d, "object")} for d in report.corrupt],
+                "missing": [{"digest": d, "what": report.what.get(d, "object")} for d in report.missing],
+                "bad_action_cache_entries": report.bad_entries,
+            }
+        )
+    else:
+        quarantine = workspace.store.quarantine_dir
+        for digest in report.corrupt:
+            click.echo(f"corrupt: {report.what.get(digest, 'object')} {digest} (quarantined in {quarantine})")
+        for digest in report.missing:
+            click.echo(f"missing: {report.what.get(digest, 'object')} {digest}")
+        for key in report.bad_entries:
+            click.echo(f"edited or damaged action-cache entry {key}: dropped (the stage will run again)")
+        problems = len(report.corrupt) + len(report.missing) + len(report.bad_entries)
+        verdict = "ok" if report.ok else f"{problems} problems"
+        click.echo(f"{report.checked} objects, {report.bytes} bytes checked: {verdict}")
+    sys.exit(0 if report.ok else 1)
+
+
+@main.command()
+@click.argument("ref")
+@click.option("--into", "into", type=click.Path(file_okay=False, path_type=Path), help="Also write the artifacts here.")
+@click.option("--rtol", type=float, default=0.0, show_default=True, help="Relative tolerance for metrics.")
+@click.option("--offline", is_flag=True, help="Re-create the environment from uv's cache only.")
+@json_option
+@handle_errors
+def reproduce(ref: str, into: Path | None, rtol: float, offline: bool, as_json: bool) -> None:
+    """Rebuild version REF from its recorded lock and inputs, and compare bit for bit.
+
+    Exit 0 when identical (or every metric is within --rtol), 1 when different.
+    """
+    from ..catalog import open_catalog
+    from ..registration import actor
+    from ..render import ConsoleReporter
+    from ..reproduce import DIFFERENT, WITHIN
+    from ..reproduce import reproduce as run_reproduce
+
+    signal.signal(signal.SIGTERM, raise_interrupt)
+    workspace = workspace_of(None)
+    catalog = open_catalog(workspace)
+    try:
+        who = actor(workspace.root)
+        options: dict[str, Any] = {"rtol": rtol, "into": into, "offline": offline, "actor": who}
+        if as_json:
+            report = run_reproduce(workspace, catalog.registry, ref, **options)
+        else:
+            with ConsoleReporter(make_console()) as reporter:
+                report = run_reproduce(workspace, catalog.registry, ref, reporter=reporter, **options)
+    finally:
+        catalog.close()
+    if as_json:
+        emit_json(report.to_dict())
+    else:
+        out = make_console()
+        for comparison in report.outputs:
+            if not comparison.identical:
+                fresh = comparison.reproduced
+                size = f"{fresh['size']} bytes" if fresh else "not produced"
+                recorded = comparison.recorded["size"]
+                out.print(
+                    f"differs: {comparison.stage}.{comparison.output}: recorded {recorded} bytes, reproduced {size}",
+                    markup=False,
+                )
+        if report.verdict != "identical":
+            for key, m in report.metrics.items():
+                out.print(f"  metric {key}: recorded {m['recorded']}, reproduced {m['reproduced']}", markup=False)
+        if report.failure:
+            out.print(report.failure, markup=False)
+        out.print(
+            f"{report.ref}: {report.verdict} ({len(report.outputs)} outputs compared) in {report.seconds:.1f} s; "
+            f"its stages originally took {report.original_seconds:.1f} s",
+            markup=False,
+        )
+        if report.verdict == WITHIN:
+            out.print(f"warning: outputs differ, but every metric is within rtol={rtol}", markup=False)
+    sys.exit(1 if report.verdict == DIFFERENT else 0)
+
+
+@main.group()
+def env() -> None:
+    """Environments materialized from hash-pinned locks (uv) or nix files."""
+
+
+@env.command("create")
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--offline", is_flag=True, help="Use only uv's cache (no network).")
+@json_option
+@handle_errors
+def env_create(spec: Path, offline: bool, as_json: bool) -> None:
+    """Create (or find) the environment of SPEC."""
+    from ..api import create_environment
+    from ..events import ignore
+    from ..render import ConsoleReporter
+
+    if as_json:
+        created = create_environment(spec, offline=offline, reporter=ignore)
+    else:
+        with ConsoleReporter(make_console()) as reporter:
+            created = create_environment(spec, offline=offline, reporter=reporter)
+    if created is None:
+        message = {"environment": None}
+        emit_json(message) if as_json else click.echo(f"{spec} declares no environment")
+        return
+    info = {"digest": created.digest, "path": str(created.path), "bin": created.host_bin}
+    emit_json(info) if as_json else click.echo(f"{created.digest}  {created.path}")
+
+
+@env.command("list")
+@click.option("--spec", type=click.Path(dir_okay=False, path_type=Path), help="A spec of the workspace.")
+@json_option
+@handle_errors
+def env_list(spec: Path | None, as_json: bool) -> None:
+    """List the environments of the workspace."""
+    from ..environments import list_environments
+
+    found = list_environments(workspace_of(spec).envs_dir)
+    if as_json:
+        emit_json(found)
+        return
+    for item in found:
+        click.echo(f"{item['digest']}  {item['kind']:<3}  {item['bytes'] / 1e6:8.1f} MB  {item.get('file', '')}")
+    if not found:
+        click.echo("no environments")
+
+
+@env.command("rm")
+@click.argument("digest")
+@click.option("--spec", type=click.Path(dir_okay=False, path_type=Path), help="A spec of the workspace.")
+@json_option
+@handle_errors
+def env_rm(digest: str, spec: Path | None, as_json: bool) -> None:
+    """Remove the environment DIGEST (a unique prefix of its hex is enough)."""
+    from ..environments import remove_environment
+
+    removed = remove_environment(workspace_of(spec).envs_dir, digest)
+    emit_json({"removed": removed}) if as_json else click.echo(f"removed {removed}")
+
+
+@env.command("lock")
+@click.argument("requirements", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="The lock file to write."
+)
+@click.option("--python", "python", default="3.11", show_default=True, help="Python version to lock for.")
+@handle_errors
+def env_lock(requirements: Path, output: Path, python: str) -> None:
+    """Write a hash-pinned lock of REQUIREMENTS (uv pip compile --generate-hashes)."""
+    from ..environments import lock_requirements
+
+    lock_requirements(requirements, output, python)
+    click.echo(f"wrote {output}")

@@ -1,0 +1,314 @@
+"""Commands on the registry: versions, show, diff, aliases, tags, lineage, export, audit."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import emit_json, handle_errors, json_option, key_values, main, make_console, open_catalog_here, parse_when, when
+
+
+@main.command()
+@click.argument("name")
+@click.option("--where", default="", help="Metric conditions, e.g. 'auc>0.9, f1>=0.5'.")
+@click.option("--tag", "tags", multiple=True, help="Only versions with this tag (KEY=VALUE); repeatable.")
+@json_option
+@handle_errors
+def versions(name: str, where: str, tags: tuple[str, ...], as_json: bool) -> None:
+    """List the versions of model NAME: content id, created, metrics, aliases, status."""
+    catalog = open_catalog_here()
+    try:
+        rows = catalog.versions(name, where, key_values(tags))
+    finally:
+        catalog.close()
+    if as_json:
+        emit_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    metric_names = sorted({k for r in rows for k in r["metrics"]})[:4]
+    for column in ("version", "content id", "created (UTC)", *metric_names, "aliases", "status"):
+        table.add_column(column)
+    for r in rows:
+        metrics = [f"{r['metrics'][m]:.4g}" if m in r["metrics"] else "" for m in metric_names]
+        table.add_row(r["version"], r["content_id"], when(r["created"]), *metrics, ", ".join(r["aliases"]), r["status"])
+    make_console().print(table)
+
+
+@main.command()
+@click.argument("ref")
+@json_option
+@handle_errors
+def show(ref: str, as_json: bool) -> None:
+    """Everything recorded about one version (REF: fraud@1.3.2, fraud@production, ...)."""
+    catalog = open_catalog_here()
+    try:
+        info = catalog.show(ref)
+    finally:
+        catalog.close()
+    if as_json:
+        emit_json(info)
+        return
+    console = make_console()
+    console.print(f"[bold]{info['ref']}[/]  {info['short_id']}  {info['status']}", highlight=False)
+    fields = [
+        (
+            "created",
+            f"{when(info['created'])} UTC by {info['author']} on {info['host']}"
+            f" (modelspec {info['modelspec_version']})",
+        ),
+        ("commit", info["commit"] + ("  (dirty working files)" if info.get("dirty") else "")),
+        ("environment", str((info.get("environment") or {}).get("digest", "none"))),
+        ("hermetic", str(info["hermetic"]).lower()),
+        ("aliases", ", ".join(info["aliases"]) or "-"),
+        ("tags", ", ".join(f"{k}={v}" for k, v in sorted(info["tags"].items())) or "-"),
+        ("lock", info["lock"]),
+    ]
+    if info.get("status_reason"):
+        fields.append(("status", f"{info['status']} at {when(info['status_time'])} UTC: {info['status_reason']}"))
+    for label, value in fields:
+        console.print(f"  {label:<12} {value}", markup=False)
+    sections = [
+        ("metrics", {k: f"{v:g}" for k, v in sorted(info["metrics"].items())}),
+        ("params", info.get("params", {})),
+        ("artifacts", {k: f"{a['digest']}  {a['size']} bytes" for k, a in sorted(info["artifacts"].items())}),
+        (
+            "data",
+            {
+                k: d.get("digest") or f"{d.get('spec')}:{d.get('output')}"
+                for k, d in sorted(info.get("data", {}).items())
+            },
+        ),
+        ("stages", {k: f"{s['seconds']} s  log {s['log']}" for k, s in sorted(info.get("stages", {}).items())}),
+    ]
+    for title, values in sections:
+        console.print(f"  {title}:", markup=False)
+        for key, value in values.items():
+            console.print(f"    {key} = {value}", markup=False)
+    lineage = info["lineage"]
+    console.print("  lineage:", markup=False)
+    for item in lineage["upstream"]:
+        console.print(
+            f"    ← {item['kind']} {item['name']}: {item.get('version') or item['ref']}  {item['digest']}", markup=False
+        )
+    for item in lineage["downstream"]:
+        console.print(f"    → {item}", markup=False)
+
+
+@main.command()
+@click.argument("ref_a")
+@click.argument("ref_b")
+@json_option
+@handle_errors
+def diff(ref_a: str, ref_b: str, as_json: bool) -> None:
+    """What changed from REF_A to REF_B: code, data, config, environment, metrics."""
+    from ..specload import find_repo_root
+
+    catalog = open_catalog_here()
+    try:
+        result = catalog.diff(ref_a, ref_b, find_repo_root(catalog.workspace.root))
+    finally:
+        catalog.close()
+    if as_json:
+        emit_json(result)
+        return
+    out = make_console()
+    out.print(f"{result['from']} → {result['to']}", markup=False)
+    code = result["code"]
+    out.print(f"code: {code['from'][:12]} → {code['to'][:12]}", markup=False)
+    for path in code["paths_changed"] or []:
+        out.print(f"  changed {path}", markup=False)
+    if code["stages_changed"]:
+        out.print(f"  stages whose code changed: {', '.join(code['stages_changed'])}", markup=False)
+    out.print("data:" + ("" if result["data"] else " unchanged"), markup=False)
+    for name, change in result["data"].items():
+        out.print(f"  {name}: {change['from']} → {change['to']}", markup=False)
+    out.print("config:" + ("" if result["config"] else " unchanged"), markup=False)
+    for key, (old, new) in result["config"].items():
+        out.print(f"  {key}: {old!r} → {new!r}", markup=False)
+    env = result["environment"]
+    out.print("environment:" + ("" if env["from"] != env["to"] else " unchanged"), markup=False)
+    for name, version in env["added"].items():
+        out.print(f"  + {name} {version}", markup=False)
+    for name, version in env["removed"].items():
+        out.print(f"  - {name} {version}", markup=False)
+    for name, (old, new) in env["changed"].items():
+        out.print(f"  ~ {name} {old} → {new}", markup=False)
+    out.print("metrics:", markup=False)
+    for key, m in result["metrics"].items():
+        delta = f"{m['delta']:+.6g}" if m["delta"] is not None else "n/a"
+        out.print(f"  {key}: {m['from']} → {m['to']} ({delta})", markup=False)
+
+
+@main.command()
+@click.argument("ref")
+@click.argument("alias")
+@click.option("--weight", type=float, help="Serve this share of traffic (0..1) beside the current targets.")
+@json_option
+@handle_errors
+def promote(ref: str, alias: str, weight: float | None, as_json: bool) -> None:
+    """Point ALIAS (production, staging, ...) at the version REF; the history is kept."""
+    from ..registration import actor
+
+    catalog = open_catalog_here()
+    try:
+        targets = catalog.registry.promote(ref, alias, actor(catalog.workspace.root), weight)
+        name = catalog.registry.resolve(ref).name
+    finally:
+        catalog.close()
+    emit_json({"alias": f"{name}@{alias}", "targets": targets}) if as_json else click.echo(
+        f"{name}@{alias} → " + ", ".join(f"{v} ({w:g})" if len(targets) > 1 else v for v, w in targets)
+    )
+
+
+@main.command()
+@click.argument("name")
+@click.argument("alias")
+@json_option
+@handle_errors
+def rollback(name: str, alias: str, as_json: bool) -> None:
+    """Point NAME@ALIAS back at its previous target."""
+    from ..registration import actor
+
+    catalog = open_catalog_here()
+    try:
+        targets = catalog.registry.rollback(name, alias, actor(catalog.workspace.root))
+    finally:
+        catalog.close()
+    emit_json({"alias": f"{name}@{alias}", "targets": targets}) if as_json else click.echo(
+        f"{name}@{alias} rolled back → " + ", ".join(v for v, _w in targets)
+    )
+
+
+@main.group()
+def alias() -> None:
+    """Aliases: movable names for versions."""
+
+
+@alias.command("history")
+@click.argument("name")
+@click.argument("alias_name", metavar="ALIAS")
+@click.option("--at", "at", help="Also say what the alias pointed to at this date (UTC), e.g. 2026-11-30T12:00.")
+@json_option
+@handle_errors
+def alias_history(name: str, alias_name: str, at: str | None, as_json: bool) -> None:
+    """Every move of NAME@ALIAS: when, who, from, to."""
+    catalog = open_catalog_here()
+    try:
+        result = catalog.alias_history(name, alias_name, parse_when(at) if at else None)
+    finally:
+        catalog.close()
+    if as_json:
+        emit_json(result)
+        return
+
+    def shown(targets: list[list[Any]]) -> str:
+        return ", ".join(f"{v} ({w:g})" if len(targets) > 1 else str(v) for v, w in targets) or "-"
+
+    for h in result["history"]:
+        click.echo(f"{when(h['time'])}  {h['action']:<8} {h['actor']:<16} {shown(h['from'])} → {shown(h['to'])}")
+    if "at" in result:
+        click.echo(f"at {when(result['at']['time'])} UTC: {name}@{alias_name} → {shown(result['at']['targets'])}")
+
+
+@main.command()
+@click.argument("ref")
+@click.argument("pairs", nargs=-1, required=True)
+@json_option
+@handle_errors
+def tag(ref: str, pairs: tuple[str, ...], as_json: bool) -> None:
+    """Set tags KEY=VALUE on the version REF."""
+    from ..registration import actor
+
+    catalog = open_catalog_here()
+    try:
+        for key, value in key_values(pairs).items():
+            version = catalog.registry.tag(ref, key, value, actor(catalog.workspace.root))
+        tags = catalog.registry.tags_of(version)
+    finally:
+        catalog.close()
+    emit_json({"ref": version.ref, "tags": tags}) if as_json else click.echo(
+        f"{version.ref}: " + ", ".join(f"{k}={v}" for k, v in sorted(tags.items()))
+    )
+
+
+@main.command()
+@click.argument("ref")
+@json_option
+@handle_errors
+def lineage(ref: str, as_json: bool) -> None:
+    """Where REF came from (data, specs, versions) and which versions consumed it."""
+    catalog = open_catalog_here()
+    try:
+        result = catalog.lineage(ref)
+    finally:
+        catalog.close()
+    if as_json:
+        emit_json(result)
+        return
+    click.echo(result["ref"])
+    for item in result["upstream"]:
+        click.echo(f"  ← {item['kind']:<5} {item['name']}: {item.get('version') or item['ref']}  {item['digest']}")
+    for item in result["downstream"]:
+        click.echo(f"  → {item}")
+
+
+@main.command()
+@click.argument("ref")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@json_option
+@handle_errors
+def export(ref: str, directory: Path, as_json: bool) -> None:
+    """Copy REF's artifacts into DIRECTORY with a manifest.json (digests verified)."""
+    catalog = open_catalog_here()
+    try:
+        manifest = catalog.export(ref, directory)
+    finally:
+        catalog.close()
+    if as_json:
+        emit_json({k: v for k, v in manifest.items() if k != "lock"})
+        return
+    for name, artifact in manifest["artifacts"].items():
+        click.echo(f"{name} → {directory / artifact['path']}  {artifact['digest']}")
+    click.echo(f"{directory / 'manifest.json'}")
+
+
+@main.command("deploy-config")
+@click.argument("name")
+@click.argument("alias_name", metavar="[ALIAS]", required=False)
+@handle_errors
+def deploy_config(name: str, alias_name: str | None) -> None:
+    """A JSON document a serving system can load: per alias, versions, artifacts, weights."""
+    catalog = open_catalog_here()
+    try:
+        document = catalog.deploy_config(name, alias_name)
+    finally:
+        catalog.close()
+    emit_json(document)
+
+
+@main.command()
+@click.option("--verify", "check", is_flag=True, help="Check the hash chain; exit 1 if an event was tampered with.")
+@click.option("--limit", type=int, default=None, help="Only the newest N events.")
+@json_option
+@handle_errors
+def audit(check: bool, limit: int | None, as_json: bool) -> None:
+    """The append-only log of builds, promotions, rollbacks, tags and retirements."""
+    catalog = open_catalog_here()
+    try:
+        result = catalog.audit(check, limit)
+    finally:
+        catalog.close()
+    if as_json:
+        emit_json(result)
+    else:
+        for e in result["events"]:
+            click.echo(f"{e['seq']:>5}  {when(e['time'])}  {e['kind']:<9} {e['subject']:<24} {e['actor']}")
+        if check:
+            click.echo("audit log intact" if result["ok"] else f"TAMPERED: {result['problem']}")
+    if check and not result["ok"]:
+        sys.exit(1)
