@@ -20,7 +20,8 @@ import sqlalchemy as sa
 
 from . import registry_schema as t
 from .audit import GENESIS, event_digest, verify_chain
-from .errors import UsageError
+from .digest import digest_json
+from .errors import StoreError, UsageError
 from .refs import Ref, parse_ref, parse_short_form, parse_version, short_content_id
 from .retention import VersionFacts
 
@@ -146,10 +147,17 @@ class Registry:
 
     @contextmanager
     def _write(self) -> Iterator[sa.Connection]:
-        with self.engine.connect() as conn:
-            conn.execution_options(modelspec_write=True)
-            with conn.begin():
-                yield conn
+        """One write transaction; a full disk or a read-only file is a clear error."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execution_options(modelspec_write=True)
+                with conn.begin():
+                    yield conn
+        except sa.exc.OperationalError as exc:
+            raise StoreError(
+                f"the registry ({self.url}) cannot be written: {exc.orig}",
+                hint="free space, or check that the store directory is writable (MODELSPEC_HOME moves it)",
+            ) from None
 
     # -- audit ---------------------------------------------------------------------------
 
@@ -190,7 +198,7 @@ class Registry:
         with self.engine.connect() as conn:
             rows = [dict(r._mapping) for r in conn.execute(sa.select(t.events).order_by(t.events.c.seq))]
             head = conn.execute(sa.select(t.meta.c.value).where(t.meta.c.key == "audit_head")).scalar()
-        problem = verify_chain(rows)
+        problem = verify_chain(rows) or self._verify_rows(rows)
         if problem:
             return problem
         last = int(rows[-1]["seq"]) if rows else 0
@@ -205,6 +213,23 @@ class Registry:
         if recorded < last:
             return f"event {recorded + 1} was added after the recorded head (event {recorded})"
         return f"event {last} is not the event recorded as the head: it was replaced"
+
+    def _verify_rows(self, events: list[dict[str, Any]]) -> str:
+        """Each version's immutable record must still match the digest its build event holds."""
+        recorded = {}
+        for event in events:
+            if event["kind"] == "build":
+                row = json.loads(event["payload"]).get("row")
+                if row:
+                    recorded[event["subject"]] = (event["seq"], row)
+        v = t.versions.c
+        with self.engine.connect() as conn:
+            for version_id, name, version in conn.execute(sa.select(v.id, v.name, v.version).order_by(v.id)):
+                ref = f"{name}@{version}"
+                if ref in recorded and _row_digest(conn, version_id) != recorded[ref][1]:
+                    seq = recorded[ref][0]
+                    return f"{ref} was edited after it was registered (it no longer matches build event {seq})"
+        return ""
 
     # -- versions ------------------------------------------------------------------------
 
@@ -297,7 +322,12 @@ class Registry:
                 "build",
                 f"{draft.name}@{version}",
                 draft.author,
-                {"content_id": draft.content_id, "commit": draft.commit, "metrics": dict(draft.metrics)},
+                {
+                    "content_id": draft.content_id,
+                    "commit": draft.commit,
+                    "metrics": dict(draft.metrics),
+                    "row": _row_digest(conn, version_id),
+                },
             )
             row = conn.execute(sa.select(t.versions).where(t.versions.c.id == version_id)).one()
             return _version_of(row), True
@@ -637,6 +667,45 @@ class Registry:
                 )
             ]
         return {"upstream": upstream, "downstream": downstream}
+
+
+_IMMUTABLE = (
+    "name",
+    "version",
+    "content_id",
+    "lock",
+    "commit",
+    "environment",
+    "hermetic",
+    "author",
+    "host",
+    "tool_version",
+    "created",
+    "record",
+)
+
+
+def _row_digest(conn: sa.Connection, version_id: int) -> str:
+    """The digest of what a version recorded for ever (not its retention status)."""
+    v = t.versions.c
+    row = conn.execute(sa.select(*(getattr(v, c) for c in _IMMUTABLE)).where(v.id == version_id)).one()
+    artifacts = conn.execute(
+        sa.select(t.artifacts.c.name, t.artifacts.c.digest, t.artifacts.c.size)
+        .where(t.artifacts.c.version_id == version_id)
+        .order_by(t.artifacts.c.name)
+    ).all()
+    metrics = conn.execute(
+        sa.select(t.metrics.c.key, t.metrics.c.value)
+        .where(t.metrics.c.version_id == version_id)
+        .order_by(t.metrics.c.key)
+    ).all()
+    return digest_json(
+        {
+            "row": [bool(x) if c == "hermetic" else x for c, x in zip(_IMMUTABLE, row, strict=True)],
+            "artifacts": [list(a) for a in artifacts],
+            "metrics": [list(m) for m in metrics],
+        }
+    )
 
 
 def _compare(column: Any, op: str, value: float) -> Any:

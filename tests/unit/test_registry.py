@@ -179,7 +179,9 @@ def test_a_registered_version_keeps_everything_recorded(registry: Registry, cloc
     assert registry.metrics_of([version.id]) == {version.id: {"auc": 0.91, "f1": 0.5}}
     event = registry.events()[-1]
     assert (event["kind"], event["subject"], event["actor"]) == ("build", "fraud@1.3.0", "ana")
-    assert event["payload"] == {"commit": "c" * 40, "content_id": content("a1"), "metrics": {"auc": 0.91, "f1": 0.5}}
+    payload = dict(event["payload"])
+    assert payload.pop("row").startswith("blake3:")  # the digest audit --verify checks the row against
+    assert payload == {"commit": "c" * 40, "content_id": content("a1"), "metrics": {"auc": 0.91, "f1": 0.5}}
 
 
 # -- references -------------------------------------------------------------------------------
@@ -649,3 +651,19 @@ def test_a_registry_from_a_newer_modelspec_is_refused(tmp_path: Path) -> None:
         Registry(f"sqlite:///{path}")
     assert f"schema version {schema.SCHEMA_VERSION + 1}" in info.value.message
     assert info.value.hint == "upgrade modelspec"
+
+
+def test_audit_verify_detects_an_edited_version_row(tmp_path: Path) -> None:
+    registry = Registry.at(tmp_path / "registry.db")
+    registry.register(draft(content("a1"), "1.0", "m"))
+    registry.register(draft(content("a2"), "1.0", "m"))
+    assert registry.verify_audit() == ""
+    with registry.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE metrics SET value = 0.99 WHERE key = 'auc' AND version_id = 1")
+    assert registry.versions_by_status("active")[0].ref == "m@1.0.0"
+    assert registry.verify_audit() == "m@1.0.0 was edited after it was registered (it no longer matches build event 1)"
+    with registry.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE metrics SET value = 0.9 WHERE key = 'auc' AND version_id = 1")
+        conn.exec_driver_sql("UPDATE versions SET \"commit\" = 'x' WHERE id = 2")
+    assert "m@1.0.1 was edited" in registry.verify_audit()
+    registry.close()
