@@ -10,7 +10,7 @@ from typing import Any
 from . import gitcode
 from .errors import CorruptObjectError, StoreError, UsageError
 from .model import Lock, split_output_ref
-from .refs import matches_range, parse_version, parse_where
+from .refs import parse_where
 from .registry import ModelVersion, Registry
 from .store import Entry, LocalStore, remove_path, write_atomic
 from .versiondiff import diff_versions, packages_of
@@ -183,43 +183,8 @@ class Catalog:
         return document
 
 
-def registered_artifact(
-    registry: Registry, store: LocalStore, name: str, version_range: str, output: str
-) -> dict[str, Any]:
-    """The data entry of a lock for `{spec: NAME@RANGE, output: OUTPUT}`: the newest active
-    version in the range, pinned, with its artifact's digest."""
-    candidates = [
-        v
-        for v in registry.list_versions(name)
-        if v.status == "active" and matches_range(_numbers(v.version), version_range)
-    ]
-    if not candidates:
-        known = ", ".join(f"{v.version} ({v.status})" for v in registry.list_versions(name)) or "none"
-        raise UsageError(f"no active version of {name} matches {version_range!r} (versions: {known})")
-    version = candidates[-1]  # list_versions orders by version number
-    artifacts = registry.artifacts_of(version)
-    refs = [ref for ref in artifacts if ref == output or split_output_ref(ref)[1] == output]
-    if len(refs) != 1:
-        raise UsageError(f"{version.ref} has no single artifact {output!r} (artifacts: {', '.join(sorted(artifacts))})")
-    stage, name_of_output = split_output_ref(refs[0])
-    lock = json.loads(store.read_bytes(version.lock))
-    basename = Path(lock["stages"][stage]["outputs"][name_of_output]).name
-    return {
-        "registered": version.ref,
-        "content_id": version.content_id,
-        "output": refs[0],
-        "basename": basename,
-        **artifacts[refs[0]],
-    }
-
-
-def _numbers(version: str) -> tuple[int, int, int]:
-    major, minor, patch = parse_version(version)
-    return major, minor, patch or 0
-
-
 def open_catalog(workspace: Workspace) -> Catalog:
-    from .api import open_registry
+    from .loading import open_registry
 
     if not (workspace.home / "registry.db").exists() and not workspace.settings.get("registry"):
         raise UsageError(f"no registry in {workspace.home}", hint="build a spec first: modelspec build specs/NAME.yaml")

@@ -1,0 +1,129 @@
+"""Opening a workspace and loading its build graph: the step every command starts with.
+
+Also where the workspace's registry is opened, and where a spec's inputs from registered
+versions are resolved (the resolver is handed down to `resolve`, which sits below the
+registry).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import UsageError
+from .graph import BuildGraph, build_graph
+from .model import Lock, Spec, split_output_ref
+from .refs import matches_range, parse_version
+from .resolve import ResolveContext
+from .statcache import StatCache
+from .store import LocalStore, pid_alive, write_atomic
+from .workspace import Workspace, find_workspace
+
+if TYPE_CHECKING:
+    from .registry import Registry
+
+
+def open_workspace(spec_paths: list[Path]) -> Workspace:
+    if not spec_paths:
+        raise UsageError("no spec given", hint="name a spec file, e.g. specs/fraud.yaml")
+    first = Path(spec_paths[0])
+    from .specload import find_repo_root
+
+    return find_workspace(first.parent, fallback_root=find_repo_root(first.parent))
+
+
+def resolve_context(workspace: Workspace, allow_dirty: bool = False) -> ResolveContext:
+    temp = workspace.store.tmp
+    statcache = StatCache(workspace.cache_dir / "stat.json", temp)
+
+    def registered(name: str, version_range: str, output: str) -> dict[str, Any]:
+        registry = open_registry(workspace)
+        try:
+            return registered_artifact(registry, workspace.store, name, version_range, output)
+        finally:
+            registry.close()
+
+    return ResolveContext(statcache, workspace.cache_dir, temp, allow_dirty, registered)
+
+
+def load_graph(
+    spec_paths: list[Path], overrides: list[str] | tuple[str, ...] = (), allow_dirty: bool = False
+) -> tuple[Workspace, BuildGraph, ResolveContext]:
+    workspace = open_workspace(spec_paths)
+    ctx = resolve_context(workspace, allow_dirty)
+    graph = build_graph(spec_paths, list(overrides), ctx)
+    ctx.statcache.save()
+    return workspace, graph, ctx
+
+
+def lock_path(spec: Spec) -> Path:
+    return spec.path.with_suffix(".lock")
+
+
+def lock_bytes(lock: Lock) -> bytes:
+    """The lock file: canonical content, indented so that it diffs well in review."""
+    return (json.dumps(lock.to_dict(), sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def write_locks(graph: BuildGraph) -> list[Path]:
+    """Write `<spec>.lock` beside each target spec, only when its content changed."""
+    written = []
+    for name in graph.targets:
+        item = graph.specs[name]
+        path = lock_path(item.spec)
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed build
+            pid = stale.name.removeprefix(f".{path.name}.").split("-", 1)[0]
+            if pid.isdigit() and not pid_alive(int(pid)):
+                stale.unlink(missing_ok=True)
+        data = lock_bytes(item.lock)
+        try:
+            if path.read_bytes() == data:
+                continue
+        except FileNotFoundError:
+            pass
+        write_atomic(path, data)
+        written.append(path)
+    return written
+
+
+def open_registry(workspace: Workspace) -> Registry:
+    from .registry import Registry
+
+    url = workspace.settings.get("registry")
+    return Registry(str(url)) if url else Registry.at(workspace.home / "registry.db")
+
+
+def registered_artifact(
+    registry: Registry, store: LocalStore, name: str, version_range: str, output: str
+) -> dict[str, Any]:
+    """The data entry of a lock for `{spec: NAME@RANGE, output: OUTPUT}`: the newest active
+    version in the range, pinned, with its artifact's digest."""
+    candidates = [
+        v
+        for v in registry.list_versions(name)
+        if v.status == "active" and matches_range(_numbers(v.version), version_range)
+    ]
+    if not candidates:
+        known = ", ".join(f"{v.version} ({v.status})" for v in registry.list_versions(name)) or "none"
+        raise UsageError(f"no active version of {name} matches {version_range!r} (versions: {known})")
+    version = candidates[-1]  # list_versions orders by version number
+    artifacts = registry.artifacts_of(version)
+    refs = [ref for ref in artifacts if ref == output or split_output_ref(ref)[1] == output]
+    if len(refs) != 1:
+        raise UsageError(f"{version.ref} has no single artifact {output!r} (artifacts: {', '.join(sorted(artifacts))})")
+    stage, name_of_output = split_output_ref(refs[0])
+    lock = json.loads(store.read_bytes(version.lock))
+    basename = Path(lock["stages"][stage]["outputs"][name_of_output]).name
+    return {
+        "registered": version.ref,
+        "content_id": version.content_id,
+        "output": refs[0],
+        "basename": basename,
+        **artifacts[refs[0]],
+    }
+
+
+def _numbers(version: str) -> tuple[int, int, int]:
+    major, minor, patch = parse_version(version)
+    return major, minor, patch or 0
