@@ -126,7 +126,7 @@ def topological_order(successors: dict[str, list[str]], predecessors: dict[str, 
     return order
 
 
-def load_specs(paths: list[Path], cache_dir: Path | None = None, temp_dir: Path | None = None) -> dict[str, Spec]:
+def load_specs(paths: list[Path], cache_dir: Path | None = None) -> dict[str, Spec]:
     """Load the targets and every spec their data names, checking for spec-level cycles."""
     specs: dict[str, Spec] = {}
     problems: list[Problem] = []
@@ -138,7 +138,7 @@ def load_specs(paths: list[Path], cache_dir: Path | None = None, temp_dir: Path 
         if path in by_path:
             continue
         try:
-            spec = load_spec(path, cache_dir, temp_dir)
+            spec = load_spec(path, cache_dir)
         except SpecError as exc:
             problems += exc.problems
             continue
@@ -186,7 +186,7 @@ def _spec_cycles(specs: dict[str, Spec], edges: list[tuple[str, str]]) -> list[P
 
 def build_graph(paths: list[Path], overrides: list[str], ctx: ResolveContext) -> BuildGraph:
     """Load, resolve and connect every spec; overrides apply to the target specs."""
-    specs = load_specs(paths, ctx.cache_dir, ctx.temp_dir)
+    specs = load_specs(paths, ctx.cache_dir)
     targets = [s.name for s in specs.values() if any(Path(p).absolute() == s.path for p in paths)]
     problems: list[Problem] = []
     resolved: dict[str, ResolvedSpec] = {}

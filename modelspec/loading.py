@@ -53,6 +53,12 @@ def load_graph(
     workspace = open_workspace(spec_paths)
     ctx = resolve_context(workspace, allow_dirty)
     graph = build_graph(spec_paths, list(overrides), ctx)
+    # Only now, with every spec resolved, is anything written: a rejected spec writes nothing.
+    for item in graph.specs.values():
+        if item.spec.schema_marker is not None:
+            ctx.pending[item.spec.schema_marker] = b""
+    for path, data in ctx.pending.items():
+        write_atomic(path, data, ctx.temp_dir)
     ctx.statcache.save()
     return workspace, graph, ctx
 

@@ -74,6 +74,7 @@ class Spec:
     artifacts: tuple[str, ...]
     retention: Mapping[str, Any]
     document: Document = field(compare=False, repr=False)
+    schema_marker: Path | None = field(default=None, compare=False, repr=False)  # to record, once resolved
 
     def node_id(self, stage: str) -> str:
         return f"{self.name}:{stage}"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from .errors import GitError, ModelspecError, Problem, SpecError, StoreError
 from .hydraconfig import ConfigError, compose, select_params, subtree
 from .model import Lock, Spec, Stage
 from .statcache import StatCache
-from .store import digest_path, write_atomic
+from .store import digest_path
 
 
 @dataclass
@@ -30,6 +30,8 @@ class ResolveContext:
     # (model, version range, output) → the lock's data entry of a registered artifact;
     # injected by the API layer, which owns the registry.
     registered: Callable[[str, str, str], dict[str, Any]] | None = None
+    # Cache files to write once every spec resolved: a rejected spec writes nothing.
+    pending: dict[Path, bytes] = field(default_factory=dict)
 
 
 def resolve_spec(spec: Spec, overrides: list[str], ctx: ResolveContext) -> tuple[Lock, list[gitcode.CodeFile]]:
@@ -129,6 +131,12 @@ def _resolve_config(
     if not config_dir.is_dir():
         problems.append(spec.document.problem(("config", "dir"), f"{spec.config.dir} is not a directory"))
         return None
+    root = spec.repo_root.resolve()
+    leaving = [p for p in [config_dir, *config_dir.rglob("*")] if not p.resolve().is_relative_to(root)]
+    if leaving:
+        shown = os.path.relpath(leaving[0], spec.repo_root)
+        problems.append(spec.document.problem(("config", "dir"), f"{shown} leads out of the repository (a symlink?)"))
+        return None
     all_overrides = [*spec.config.overrides, *overrides]
     try:
         return _cached_compose(config_dir, spec.config.name, all_overrides, ctx)
@@ -157,7 +165,7 @@ def _cached_compose(config_dir: Path, name: str, overrides: list[str], ctx: Reso
     except (FileNotFoundError, ValueError):
         pass
     config = compose(config_dir, name, overrides)
-    write_atomic(cached, canonical_json(config), ctx.temp_dir)
+    ctx.pending[cached] = canonical_json(config)
     return config
 
 

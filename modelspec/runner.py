@@ -129,6 +129,8 @@ def check_outputs(out_dir: Path, declared: Mapping[str, str]) -> str:
     wanted = {os.path.normpath(p) for p in declared.values()}
     for name, path in sorted(declared.items()):
         full = out_dir / path
+        if not os.path.abspath(full).startswith(os.path.abspath(out_dir) + os.sep):
+            return f"declared output {name!r} ({path}) leaves the output directory"
         if not full.exists() and not full.is_symlink():
             return f"declared output {name!r} ({path}) was not created"
         if full.is_symlink():

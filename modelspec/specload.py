@@ -22,7 +22,6 @@ from .model import (
     Stage,
 )
 from .schema import spec_schema_bytes, validate
-from .store import write_atomic
 from .yamlsource import Document, parse_document, read_spec_bytes
 
 
@@ -34,9 +33,10 @@ def shown_path(path: Path) -> str:
         return str(path)
 
 
-def load_spec(path: Path, cache_dir: Path | None = None, temp_dir: Path | None = None) -> Spec:
+def load_spec(path: Path, cache_dir: Path | None = None) -> Spec:
     """Load and check one spec. With `cache_dir`, a spec whose bytes already passed the
-    schema is not validated again (importing jsonschema costs a no-op build ~0.1 s)."""
+    schema is not validated again (importing jsonschema costs a no-op build ~0.1 s): the
+    caller records `spec.schema_marker` once the spec has been resolved without error."""
     path = Path(os.path.abspath(path))
     shown = shown_path(path)
     raw = read_spec_bytes(path, shown)
@@ -48,15 +48,13 @@ def load_spec(path: Path, cache_dir: Path | None = None, temp_dir: Path | None =
     problems += check_semantics(document)
     if problems:
         raise SpecError(problems)
-    if marker is not None and not marker.exists():
-        write_atomic(marker, b"", temp_dir)
     repo_root = find_repo_root(path.parent / document.data.get("code", {}).get("repo", "."))
     if repo_root is None:
         raise SpecError(
             [document.problem(("code", "repo"), "is not inside a git repository")],
             hint="point code.repo at a git checkout (run `git init` there first)",
         )
-    return _to_spec(document, path, repo_root)
+    return _to_spec(document, path, repo_root, marker if marker is not None and not marker.exists() else None)
 
 
 def find_repo_root(start: Path) -> Path | None:
@@ -227,7 +225,7 @@ def _check_cycle(document: Document, dependencies: dict[str, set[str]]) -> list[
     return []
 
 
-def _to_spec(document: Document, path: Path, repo_root: Path) -> Spec:
+def _to_spec(document: Document, path: Path, repo_root: Path, schema_marker: Path | None) -> Spec:
     raw: dict[str, Any] = document.data
     data = {}
     for name, source in (raw.get("data") or {}).items():
@@ -273,4 +271,5 @@ def _to_spec(document: Document, path: Path, repo_root: Path) -> Spec:
         artifacts=tuple(raw["artifacts"]),
         retention=raw.get("retention") or {},
         document=document,
+        schema_marker=schema_marker,
     )

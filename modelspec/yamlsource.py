@@ -83,8 +83,8 @@ def parse_document(raw: bytes, shown_as: str) -> Document:
     _check_events(text, shown_as)
     try:
         node = yaml.compose(text, Loader=_LOADER)
-    except yaml.MarkedYAMLError as exc:
-        raise _from_yaml_error(exc, shown_as) from None
+    except yaml.YAMLError as exc:
+        raise _from_yaml_error(exc, shown_as, text) from None
     document = Document(shown_as, None)
     if node is None:
         document.values[()] = (1, 1)
@@ -118,8 +118,8 @@ def _check_events(text: str, shown_as: str) -> None:
                     raise _fail(shown_as, mark.line + 1, mark.column + 1, f"nested deeper than {MAX_DEPTH} levels")
             elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
                 depth -= 1
-    except yaml.MarkedYAMLError as exc:
-        raise _from_yaml_error(exc, shown_as) from None
+    except yaml.YAMLError as exc:
+        raise _from_yaml_error(exc, shown_as, text) from None
 
 
 _PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")  # a collection's tag is ignored
@@ -157,7 +157,7 @@ def _convert(node: yaml.Node, path: YamlPath, document: Document, constructor: _
                     key_node.start_mark.column + 1,
                     "merge keys (<<) are not allowed in a spec",
                 )
-            key = constructor.construct_object(key_node)
+            key = _construct(key_node, document, constructor)
             key = key if isinstance(key, str) else str(key_node.value)  # `null:` → "null"
             child = (*path, key)
             if key in result:
@@ -173,16 +173,34 @@ def _convert(node: yaml.Node, path: YamlPath, document: Document, constructor: _
         return result
     if isinstance(node, yaml.SequenceNode):
         return [_convert(item, (*path, i), document, constructor) for i, item in enumerate(node.value)]
+    return _construct(node, document, constructor)
+
+
+def _construct(node: yaml.Node, document: Document, constructor: _Constructor) -> Any:
+    """A scalar's value; one PyYAML cannot build (`2024-02-30`, `0x_`, `!!int many`) is located."""
     try:
         return constructor.construct_object(node)
     except yaml.constructor.ConstructorError as exc:
         raise _from_yaml_error(exc, document.file) from None
+    except (ValueError, TypeError, AttributeError, OverflowError):
+        mark = node.start_mark
+        raise _fail(
+            document.file, mark.line + 1, mark.column + 1, f"cannot read {node.value!r} as {node.tag}; quote it"
+        ) from None
 
 
-def _from_yaml_error(exc: yaml.MarkedYAMLError, shown_as: str) -> SpecError:
-    mark = exc.problem_mark or exc.context_mark
+def _from_yaml_error(exc: yaml.YAMLError, shown_as: str, text: str = "") -> SpecError:
+    """A located problem from any PyYAML error (a ReaderError carries a position, not a mark)."""
+    if isinstance(exc, yaml.reader.ReaderError):
+        position = int(exc.position)
+        line = text.count("\n", 0, position) + 1
+        column = position - (text.rfind("\n", 0, position) + 1) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        return _fail(shown_as, line, column, f"invalid YAML: the control character {code:#04x} is not allowed")
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     line, column = (mark.line + 1, mark.column + 1) if mark else (0, 0)
-    return _fail(shown_as, line, column, f"invalid YAML: {exc.problem or exc.context}")
+    problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or str(exc)
+    return _fail(shown_as, line, column, f"invalid YAML: {problem}")
 
 
 def _fail(file: str, line: int, column: int, message: str) -> SpecError:

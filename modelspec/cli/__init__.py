@@ -24,7 +24,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 def make_console(stderr: bool = False) -> Any:
     from rich.console import Console
 
-    console = Console(stderr=stderr, highlight=False, soft_wrap=True)
+    console = Console(stderr=stderr, highlight=False, soft_wrap=True, emoji=False)
     if not console.is_terminal:
         console.width = 160  # tables in logs and pipes: wide enough not to truncate columns
     return console
