@@ -6,9 +6,11 @@ prints or exits (the CLI does).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,8 +135,8 @@ def verify(workspace: Workspace, ref: str | None = None, reporter: Reporter = ig
     store = workspace.store
     store.clean_temp()
     if ref is None:
-        digests = list(store.iter())
-        what: dict[str, str] = {}
+        what = _needed_objects(workspace)
+        digests = sorted(set(store.iter()) | set(what))
         bad_entries = ActionCache(workspace.action_cache_dir, store.tmp).drop_invalid()
     else:
         digests, what = _version_objects(workspace, ref)
@@ -152,6 +154,46 @@ def verify(workspace: Workspace, ref: str | None = None, reporter: Reporter = ig
             label = what.get(digest, "object")
             reporter(Event("warning", data={"message": f"corrupt {label} {digest} quarantined"}))
     return report
+
+
+def _needed_objects(workspace: Workspace) -> dict[str, str]:
+    """Every object a registered (active) version or a spec's last build names, and what it is."""
+    from .gc import expand
+    from .registration import version_entries
+
+    store = workspace.store
+    what: dict[str, str] = {}
+    if _has_versions(workspace):
+        registry = open_registry(workspace)
+        try:
+            for version in registry.versions_by_status("active"):
+                for label, entry in version_entries(version):
+                    for digest in sorted(expand(store, [entry])):
+                        what.setdefault(digest, f"{label} of {version.ref}")
+        finally:
+            registry.close()
+    for record_file in sorted(workspace.builds_dir.glob("*.json")) if workspace.builds_dir.is_dir() else []:
+        record = read_build_record(workspace, record_file.stem) or {}
+        for node, info in record.get("nodes", {}).items():
+            for output, entry in info.get("outputs", {}).items():
+                for digest in sorted(expand(store, [Entry.from_dict(entry)])):
+                    what.setdefault(digest, f"the output {output} of {node} (last build)")
+    return what
+
+
+def _has_versions(workspace: Workspace) -> bool:
+    """Does the registry hold versions at all? (Read without opening it for writing: a
+    registry whose creation a full disk interrupted has none.)"""
+    if workspace.settings.get("registry"):
+        return True
+    path = workspace.home / "registry.db"
+    if not path.exists():
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            return bool(db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'versions'").fetchone()[0])
+    except sqlite3.Error:
+        return True  # let the registry itself say what is wrong
 
 
 def _version_objects(workspace: Workspace, ref: str) -> tuple[list[str], dict[str, str]]:

@@ -208,6 +208,7 @@ def _register(
             )
             known = unchanged_registration(workspace, record)
             if known is not None:
+                _keep_reproducible(workspace, graph, name, statcache)
                 report.records[name] = record
                 report.versions[name] = (known, False)
                 continue
@@ -219,6 +220,18 @@ def _register(
     finally:
         if registry is not None:
             registry.close()
+
+
+def _keep_reproducible(workspace: Workspace, graph: BuildGraph, name: str, statcache: StatCache) -> None:
+    """Even when nothing ran, put back a data or code snapshot that went missing from the
+    store (quarantined, say): the registered version must stay reproducible. Cheap when
+    they are there: a few stat calls."""
+    item = graph.specs[name]
+    for stage_name, stage in item.lock.stages.items():
+        code_snapshot(item, stage["code"], workspace, workspace.store)
+        for source in graph.node(item.spec.node_id(stage_name)).inputs.values():
+            if isinstance(source, DataInput) and source.path is not None:
+                data_snapshot(source, item.spec.repo_root, workspace.store, statcache)
 
 
 def _os_reason(exc: OSError, workspace: Workspace) -> str:

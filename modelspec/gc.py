@@ -106,7 +106,7 @@ def collect(
             # Inside the guard: a version registered since the plan was made is kept too.
             kept = [v for v in registry.versions_by_status("active") if v.id not in plan.retire]
             live, env_digests = _mark(workspace, store, kept)
-            live |= _expand(store, live_leased(workspace.home))
+            live |= expand(store, live_leased(workspace.home))
             report = GcReport(plan, dry_run=dry_run)
             cutoff = now - grace_period(workspace)
             for digest in store.iter():
@@ -148,7 +148,7 @@ def _mark(workspace: Workspace, store: LocalStore, kept: list[ModelVersion]) -> 
     live: set[str] = set()
     environments: set[str] = set()
     for version in kept:
-        live |= _expand(store, (e for _what, e in version_entries(version)))
+        live |= expand(store, (e for _what, e in version_entries(version)))
         if version.environment:
             environments.add(version.environment)
     for record_file in sorted(workspace.builds_dir.glob("*.json")) if workspace.builds_dir.is_dir() else []:
@@ -159,7 +159,7 @@ def _mark(workspace: Workspace, store: LocalStore, kept: list[ModelVersion]) -> 
         for node in record["nodes"].values():
             roots.append(Entry("file", node["log"], 0))
             roots += [Entry.from_dict(o) for o in node.get("outputs", {}).values()]
-        live |= _expand(store, roots)
+        live |= expand(store, roots)
         with contextlib.suppress(StoreError, ValueError, KeyError, TypeError):
             lock = json.loads(store.read_bytes(record["lock"]))
             if lock.get("environment"):
@@ -168,7 +168,7 @@ def _mark(workspace: Workspace, store: LocalStore, kept: list[ModelVersion]) -> 
     return live, environments
 
 
-def _expand(store: LocalStore, entries: Iterable[Entry]) -> set[str]:
+def expand(store: LocalStore, entries: Iterable[Entry]) -> set[str]:
     """The entries' digests and, for trees, every object below them."""
     found: set[str] = set()
     for entry in entries:
@@ -225,7 +225,7 @@ def disk_usage(workspace: Workspace, registry: Registry) -> dict[str, Any]:
     versions = registry.versions_by_status("active")
     owners: dict[str, set[int]] = {}
     for version in versions:
-        for digest in _expand(store, (e for _w, e in version_entries(version))):
+        for digest in expand(store, (e for _w, e in version_entries(version))):
             owners.setdefault(digest, set()).add(version.id)
     sizes = {d: _size(store, d) for d in owners}
     name_of = {v.id: v.name for v in versions}

@@ -7,7 +7,10 @@ concurrent builds serialize their version allocation instead of failing or colli
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import sqlite3
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -134,11 +137,20 @@ class Registry:
         self.engine = sa.create_engine(url)
         if self.engine.dialect.name == "sqlite":
             _configure_sqlite(self.engine)
-        with self._write() as conn:
-            t.migrate(conn)
+        try:
+            with self.engine.connect() as conn:  # reading first: a full or read-only disk can still be read
+                current = t.schema_version(conn) == t.SCHEMA_VERSION
+        except sa.exc.OperationalError as exc:
+            raise StoreError(f"the registry ({url}) cannot be opened: {exc.orig}", hint=_STORAGE_HINT) from None
+        if not current:
+            with self._write() as conn:
+                t.migrate(conn)
 
     @classmethod
     def at(cls, path: Path) -> Registry:
+        if path.exists() and not os.access(path.parent, os.W_OK):
+            # A read-only store: SQLite must not try to create its WAL files beside the database.
+            return cls(f"sqlite:///file:{path}?mode=ro&immutable=1&uri=true")
         path.parent.mkdir(parents=True, exist_ok=True)
         return cls(f"sqlite:///{path}")
 
@@ -154,10 +166,7 @@ class Registry:
                 with conn.begin():
                     yield conn
         except sa.exc.OperationalError as exc:
-            raise StoreError(
-                f"the registry ({self.url}) cannot be written: {exc.orig}",
-                hint="free space, or check that the store directory is writable (MODELSPEC_HOME moves it)",
-            ) from None
+            raise StoreError(f"the registry ({self.url}) cannot be written: {exc.orig}", hint=_STORAGE_HINT) from None
 
     # -- audit ---------------------------------------------------------------------------
 
@@ -708,6 +717,9 @@ def _row_digest(conn: sa.Connection, version_id: int) -> str:
     )
 
 
+_STORAGE_HINT = "free space, or check that the store directory is writable (MODELSPEC_HOME moves it)"
+
+
 def _compare(column: Any, op: str, value: float) -> Any:
     return {
         ">": column > value,
@@ -732,7 +744,8 @@ def _configure_sqlite(engine: sa.Engine) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA busy_timeout=60000")  # first: switching to WAL takes a lock too
-        cursor.execute("PRAGMA journal_mode=WAL")
+        with contextlib.suppress(sqlite3.OperationalError):  # a read-only store can still be read
+            cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.close()

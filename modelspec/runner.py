@@ -95,7 +95,7 @@ def run_node(job: StageJob, key: str, ctx: RunContext) -> ActionResult | StageFa
             reason = f"command exited with status {exit_code}"
             if ctx.sandbox.hermetic and mentions_network(job.log):
                 reason += " (the sandbox has no network: a stage may only read its declared inputs)"
-            elif _mentions(job.log, "No space left on device"):
+            elif _mentions(job.log, "No space left on device") or _nearly_full(workdir):
                 reason += " (no space left on the store's filesystem: free space, or move it with MODELSPEC_HOME)"
             return _failure(job, reason, started, ended)
         problem = check_outputs(workdir / "out", stage["outputs"])
@@ -174,6 +174,15 @@ def _failure(job: StageJob, reason: str, started: float, ended: float) -> StageF
     except FileNotFoundError:
         lines = []
     return StageFailure(job.node, reason, job.log, "\n".join(lines[-LOG_TAIL_LINES:]), started, ended)
+
+
+def _nearly_full(folder: Path) -> bool:
+    """A stage that fills the disk may not even manage to log why: look at the disk itself."""
+    try:
+        info = os.statvfs(folder)
+    except OSError:
+        return False
+    return info.f_bavail * info.f_frsize < (1 << 20)
 
 
 def _mentions(log: Path, text: str) -> bool:

@@ -88,9 +88,14 @@ class LocalStore:
         fd, name = tempfile.mkstemp(dir=self.tmp, prefix=f"{os.getpid()}-")
         return fd, Path(name)
 
+    def _intact(self, digest: str) -> bool:
+        """Is the object present and sound? Writers trust an existing object only once it
+        has been verified in this process: a corrupt one is quarantined and written anew."""
+        return self.has(digest) and (digest in self._verified or self.verify(digest))
+
     def put_bytes(self, data: bytes) -> str:
         digest = digest_bytes(data)
-        if not self.has(digest):
+        if not self._intact(digest):
             fd, temp = self.temp_file()
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
@@ -99,13 +104,13 @@ class LocalStore:
 
     def put_file(self, path: Path, *, move: bool = False, digest: str | None = None) -> str:
         """Ingest a file: copied (hashed on the way), or moved when it is ours to take."""
-        if digest is not None and self.has(digest):
+        if digest is not None and self._intact(digest):
             if move:
                 os.unlink(path)
             return digest
         if move:
             digest = digest_file(path)
-            if self.has(digest):
+            if self._intact(digest):
                 os.unlink(path)
             else:
                 self._commit(path, digest)
@@ -124,7 +129,7 @@ class LocalStore:
         if digest is not None and copied != digest:
             temp.unlink(missing_ok=True)
             raise StoreError(f"{path} changed while it was being copied into the store; build again")
-        if self.has(copied):
+        if self._intact(copied):
             temp.unlink()
         else:
             self._commit(temp, copied)

@@ -7,6 +7,7 @@ Found by walking up from a spec to the first directory holding a workspace file
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +26,9 @@ class Workspace:
     home: Path
     settings: dict[str, Any] = field(default_factory=dict)
 
-    @property
+    @functools.cached_property
     def store(self) -> LocalStore:
+        """One store per workspace value, so what it verified once is not hashed again."""
         return LocalStore(self.home)
 
     @property

@@ -41,27 +41,20 @@ def handle_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from ..errors import ModelspecError
 
-        as_json = kwargs.get("as_json", False)
+        as_json = bool(kwargs.get("as_json", False))
         try:
             return func(*args, **kwargs)
         except ModelspecError as exc:
-            if as_json:
-                emit_json(exc.to_dict())
-            else:
-                err = make_console(stderr=True)
-                from rich.markup import escape
-
-                err.print(f"[red bold]error:[/] {escape(exc.message)}", soft_wrap=True)
-                if exc.hint:
-                    err.print(f"[dim]hint:[/] {escape(exc.hint)}", soft_wrap=True)
-            sys.exit(exc.exit_code)
+            fail(as_json, type(exc).__name__, exc.message, exc.hint, exc.exit_code, extra=exc.to_dict())
         except OSError as exc:  # the machine, not the user: a full disk, a read-only store...
             message, hint = describe_os_error(exc)
-            if as_json:
-                emit_json({"error": "OSError", "message": message, "hint": hint})
-            else:
-                make_console(stderr=True).print(f"[red bold]error:[/] {message}\n[dim]hint:[/] {hint}", soft_wrap=True)
-            sys.exit(1)
+            fail(as_json, "OSError", message, hint, 1)
+        except Exception as exc:
+            if type(exc).__module__.split(".")[0] != "sqlalchemy":
+                raise
+            # The registry's database failed under us (read-only, full, damaged).
+            hint = "check that the store directory is writable and has free space (MODELSPEC_HOME moves it)"
+            fail(as_json, "RegistryError", f"the registry cannot be used: {getattr(exc, 'orig', exc)}", hint, 1)
         except KeyboardInterrupt:
             make_console(stderr=True).print(
                 "[yellow]interrupted[/]: running stages were stopped; nothing half-written was kept"
@@ -69,6 +62,18 @@ def handle_errors(func: F) -> F:
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
+
+
+def fail(as_json: bool, kind: str, message: str, hint: str, code: int, extra: dict[str, Any] | None = None) -> None:
+    """Report an error (as JSON on stdout with --json) and exit with `code`."""
+    if as_json:
+        emit_json(extra or {"error": kind, "message": message, "hint": hint})
+    else:
+        err = make_console(stderr=True)
+        err.print(f"error: {message}", style="red", markup=False)
+        if hint:
+            err.print(f"hint: {hint}", style="dim", markup=False)
+    sys.exit(code)
 
 
 def describe_os_error(exc: OSError) -> tuple[str, str]:

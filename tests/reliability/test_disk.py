@@ -130,12 +130,6 @@ def test_a_stage_that_fills_the_store_fails_clearly_and_the_store_stays_consiste
     assert_builds_after_growing(repo, spec, store_env, small_fs, FILL_BYTES)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runner.run_node recognizes a full disk only by 'No space left on device' in the stage's log, "
-    "but the log lives on the same full filesystem, so a stage that printed nothing before the disk "
-    "filled fails with a bare 'command exited with status 1'",
-)
 def test_a_silent_stage_that_fills_the_store_is_reported_as_out_of_space(
     repo: Repo, small_fs: Path, store_env: dict[str, str]
 ) -> None:
@@ -197,11 +191,6 @@ def test_a_read_only_store_is_a_clear_error(repo: Repo, read_only_store: tuple[s
     assert states(repo.build_json(spec, "fill.bytes=2000")) == {"disk:fill": "ran"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="registry.Registry opens SQLite in WAL mode, which needs to write beside the database; on a "
-    "read-only store sqlalchemy.exc.OperationalError ('unable to open database file') escapes as a traceback",
-)
 def test_registry_queries_on_a_read_only_store_do_not_crash(repo: Repo, read_only_store: tuple[str, Path]) -> None:
     result = repo.modelspec("versions", "disk")
     assert "Traceback" not in result.stderr, result.stderr[-600:]

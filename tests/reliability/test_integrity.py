@@ -114,7 +114,7 @@ def test_verify_all_quarantines_a_damaged_object_and_the_next_build_repairs_it(
 
     verify = built.cli("verify", "--all")
     assert verify.returncode == 1
-    assert f"corrupt: object {digest}" in verify.stdout
+    assert any(line.startswith("corrupt: ") and digest in line for line in verify.stdout.splitlines())
     assert not built.object(digest).exists()
     assert built.quarantined(digest).read_bytes() == damaged
 
@@ -125,11 +125,6 @@ def test_verify_all_quarantines_a_damaged_object_and_the_next_build_repairs_it(
     assert built.checkout_d() == GOOD_D
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="api.verify with --all re-hashes only the objects present in objects/: an object that the action "
-    "cache, the build records or the registry name but that is gone is never reported",
-)
 def test_verify_all_names_a_missing_object(built: Built) -> None:
     digest = built.output("pipe:a")
     built.object(digest).unlink()
@@ -202,12 +197,6 @@ def test_a_corrupt_cached_output_is_never_fed_to_a_stage(built: Built) -> None:
     assert built.checkout_d() == GOOD_D
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store.LocalStore.put_file(move=True) and put_bytes skip an object whose digest already exists "
-    "without checking its bytes: a rerun's good output is thrown away and the corrupt object stays, so "
-    "`build --force` fails on it instead of repairing it",
-)
 def test_build_force_replaces_a_corrupt_object_it_reproduces(built: Built) -> None:
     digest = built.output("pipe:a")
     flip_byte(built.object(digest))
@@ -244,12 +233,6 @@ def test_an_edited_action_cache_entry_is_never_served_and_verify_drops_it(built:
     assert built.checkout_d() == GOOD_D
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a build whose stages are all cached never snapshots the data again (the build calls "
-    "snapshots.data_snapshot only for a stage that runs, registration only for a new version), so a quarantined "
-    "data snapshot stays missing and the version cannot be reproduced although the workspace still holds the data",
-)
 def test_the_next_build_restores_a_quarantined_data_snapshot(built: Built) -> None:
     lock = json.loads((built.repo.path / "specs" / "pipe.lock").read_text())
     digest = str(lock["data"]["raw"]["digest"])
