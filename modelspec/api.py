@@ -111,7 +111,8 @@ def checkout(spec_path: Path, out_dir: Path | None = None) -> dict[str, Path]:
                 shutil.rmtree(dest)
             else:
                 dest.unlink()
-        workspace.store.restore(Entry.from_dict(entry), dest, link=True)
+        # Hardlinks are safe only where the read-only bit holds: root ignores it.
+        workspace.store.restore(Entry.from_dict(entry), dest, link=os.geteuid() != 0)
         placed[ref] = dest
     return placed
 

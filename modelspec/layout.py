@@ -47,11 +47,13 @@ def interpolate(
 ) -> list[str]:
     """Replace placeholders in each token. `inputs` maps input id → basename.
 
-    In shell mode (`/bin/sh -c TEXT`) values are shell-quoted so that no value, however
-    hostile, can add shell syntax.
+    Where a token is a shell script — shell mode (`/bin/sh -c TEXT`), or a command that is
+    itself `sh -c TEXT` — values are shell-quoted in it, so that no value, however hostile,
+    can add shell syntax. Elsewhere a value is one argument, passed as it is.
     """
+    script = script_token(argv, shell)
 
-    def value(name: str) -> str:
+    def value(name: str, quoted: bool) -> str:
         space, _, rest = name.partition(".")
         if space == "inputs":
             text = input_path(root, rest, inputs[rest])
@@ -64,8 +66,21 @@ def interpolate(
             for part in rest.split("."):
                 node = node[part]
             text = node if isinstance(node, str) else json.dumps(node, sort_keys=True)
-        return shlex.quote(text) if shell else text
+        return shlex.quote(text) if quoted else text
 
+    def substitute(token: str, quoted: bool) -> str:
+        return PLACEHOLDER.sub(lambda m: value(m.group(1), quoted), token)
+
+    return [substitute(token, i == script) for i, token in enumerate(argv)]
+
+
+SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash"})
+
+
+def script_token(argv: list[str], shell: bool) -> int | None:
+    """The index of the token a shell will parse as a script, if any."""
     if shell:
-        return [*argv[:-1], PLACEHOLDER.sub(lambda m: value(m.group(1)), argv[-1])]
-    return [PLACEHOLDER.sub(lambda m: value(m.group(1)), token) for token in argv]
+        return len(argv) - 1
+    if len(argv) >= 3 and argv[0].rsplit("/", 1)[-1] in SHELLS and argv[1] == "-c":
+        return 2
+    return None
