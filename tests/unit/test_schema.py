@@ -188,7 +188,7 @@ def test_problems_point_at_the_offending_value() -> None:
         ("hermetic", 4, 11): "'maybe' is not one of: strict, auto, off",
         ("stages.t.outputs.m", 8, 18):
             "'/abs' must be a relative path inside the repository "
-            "(no leading '/', no '..', no backslashes)",
+            "(no leading '/', no '..', no backslashes or control characters)",
     }
 
 
