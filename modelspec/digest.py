@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from typing import Any
 
 import blake3
@@ -60,8 +61,11 @@ def short(digest: str, length: int = 10) -> str:
     return digest.partition(":")[2][:length]
 
 
+_HEX = re.compile(r"[0-9a-f]*")
+
+
 def _is_hex(text: str) -> bool:
-    return all(c in "0123456789abcdef" for c in text)
+    return _HEX.fullmatch(text) is not None
 
 
 def tree_document(entries: dict[str, dict[str, Any]]) -> bytes:
