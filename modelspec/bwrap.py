@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-from pathlib import Path
 
 from .layout import SANDBOX_ROOT, code_dir, config_file, interpolate, output_dir
 from .sandbox import RunRequest, fixed_environment, run_process
@@ -124,11 +123,3 @@ NETWORK_SYMPTOMS = (
     "getaddrinfo failed",
     "Connection refused",
 )
-
-
-def mentions_network(log: Path) -> bool:
-    try:
-        text = log.read_text(errors="replace")
-    except FileNotFoundError:
-        return False
-    return any(symptom in text for symptom in NETWORK_SYMPTOMS)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .bwrap import mentions_network
+from .bwrap import NETWORK_SYMPTOMS
 from .digest import canonical_json
 from .environments import Environment
 from .sandbox import RunRequest, Sandbox
@@ -93,7 +93,7 @@ def run_node(job: StageJob, key: str, ctx: RunContext) -> ActionResult | StageFa
             return _failure(job, "interrupted", started, ended)
         if exit_code != 0:
             reason = f"command exited with status {exit_code}"
-            if ctx.sandbox.hermetic and mentions_network(job.log):
+            if ctx.sandbox.hermetic and _mentions(job.log, *NETWORK_SYMPTOMS):
                 reason += " (the sandbox has no network: a stage may only read its declared inputs)"
             elif _mentions(job.log, "No space left on device") or _nearly_full(workdir):
                 reason += " (no space left on the store's filesystem: free space, or move it with MODELSPEC_HOME)"
@@ -185,11 +185,13 @@ def _nearly_full(folder: Path) -> bool:
     return info.f_bavail * info.f_frsize < (1 << 20)
 
 
-def _mentions(log: Path, text: str) -> bool:
+def _mentions(log: Path, *texts: str) -> bool:
+    """Does the stage's log say any of `texts`? (What a failure looks like, in its own words.)"""
     try:
-        return text in log.read_text(errors="replace")
+        content = log.read_text(errors="replace")
     except FileNotFoundError:
         return False
+    return any(text in content for text in texts)
 
 
 def _append(path: Path, text: str) -> None:
