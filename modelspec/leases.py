@@ -19,7 +19,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
-from .store import Entry, pid_alive
+from .owner import remove_orphans, temp_prefix
+from .store import Entry
 
 
 @contextlib.contextmanager
@@ -43,7 +44,7 @@ class Lease:
     def __enter__(self) -> Lease:
         folder = self.home / "leases"
         folder.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=folder, prefix=f"{os.getpid()}-", suffix=".new")
+        fd, name = tempfile.mkstemp(dir=folder, prefix=temp_prefix(folder), suffix=".new")
         self._file = os.fdopen(fd, "a")
         fcntl.flock(self._file, fcntl.LOCK_EX)
         # Only a locked lease gets the name gc reads: an unlocked one would look stale.
@@ -91,10 +92,8 @@ def _live_leases(home: Path) -> list[Path]:
     folder = home / "leases"
     if not folder.is_dir():
         return []
-    for path in folder.glob("*.new"):  # a build killed between creating and naming its lease
-        pid = path.name.split("-", 1)[0]
-        if pid.isdigit() and not pid_alive(int(pid)):
-            path.unlink(missing_ok=True)
+    # A build killed between creating and naming its lease left a `.new` file.
+    remove_orphans(folder, lambda path: path.unlink(missing_ok=True) if path.suffix == ".new" else None)
     live = []
     for path in sorted(folder.glob("*.lease")):
         try:

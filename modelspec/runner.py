@@ -10,6 +10,7 @@ ingest its outputs, and return the `ActionResult` (or a `StageFailure`, which is
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import threading
@@ -22,6 +23,7 @@ from typing import Any
 from .bwrap import NETWORK_SYMPTOMS
 from .digest import canonical_json
 from .environments import Environment
+from .owner import temp_prefix
 from .sandbox import RunRequest, Sandbox
 from .store import Entry, LocalStore, remove_path
 from .traces import ActionResult
@@ -61,8 +63,7 @@ class StageJob:
 
 def run_node(job: StageJob, key: str, ctx: RunContext) -> ActionResult | StageFailure:
     store = ctx.store
-    store.tmp.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(dir=store.tmp, prefix=f"{os.getpid()}-run-"))
+    workdir = Path(tempfile.mkdtemp(dir=store.tmp, prefix=f"{temp_prefix(store.tmp)}run-"))
     job.log.parent.mkdir(parents=True, exist_ok=True)
     job.log.unlink(missing_ok=True)
     started = time.time()
@@ -157,6 +158,10 @@ def _read_metrics(out_dir: Path, stage: Mapping[str, object]) -> tuple[str, dict
         return f"metrics output {name!r} must hold a JSON object", {}
     flat: dict[str, float] = {}
     _flatten(document, "", flat)
+    bad = sorted(key for key, value in flat.items() if not math.isfinite(value))
+    if bad:
+        listed = ", ".join(f"{key}={flat[key]}" for key in bad)
+        return f"metrics output {name!r}: metrics must be finite numbers, got {listed}", {}
     return "", flat
 
 
@@ -165,7 +170,10 @@ def _flatten(value: object, prefix: str, into: dict[str, float]) -> None:
         for k, v in value.items():
             _flatten(v, f"{prefix}.{k}" if prefix else str(k), into)
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        into[prefix] = float(value)
+        try:
+            into[prefix] = float(value)
+        except OverflowError:  # an integer beyond every float: not a usable metric either
+            into[prefix] = math.inf
 
 
 def _failure(job: StageJob, reason: str, started: float, ended: float) -> StageFailure:

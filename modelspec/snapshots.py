@@ -4,7 +4,6 @@ snapshots of the workspace. Both are needed to run a stage and, later, to reprod
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,6 +12,7 @@ from . import gitcode
 from .digest import hex_of
 from .errors import StoreError
 from .graph import DataInput, ResolvedSpec
+from .owner import temp_prefix
 from .statcache import StatCache
 from .store import Entry, LocalStore, remove_path
 from .workspace import Workspace
@@ -41,8 +41,7 @@ def code_snapshot(resolved: ResolvedSpec, code: Mapping[str, object], workspace:
         pass
     paths = [str(p) for p in code["paths"]]  # type: ignore[attr-defined]
     files = gitcode.files_under(resolved.code_files, paths)
-    store.tmp.mkdir(parents=True, exist_ok=True)
-    export = Path(tempfile.mkdtemp(dir=store.tmp, prefix=f"{os.getpid()}-code-"))
+    export = Path(tempfile.mkdtemp(dir=store.tmp, prefix=f"{temp_prefix(store.tmp)}code-"))
     try:
         dirty = bool(resolved.lock.code.get("dirty"))
         gitcode.export_files(resolved.spec.repo_root, files, export, from_working_tree=dirty)

@@ -2,7 +2,7 @@
 
     <root>/objects/ab/<hex>     read-only objects, never overwritten
     <root>/quarantine/<hex>     objects whose bytes no longer match their digest
-    <root>/tmp/<pid>-…          temp files; renamed into objects/ only when complete
+    <root>/tmp/<token>-…        temp files; renamed into objects/ only when complete (owner.py)
 
 Objects are written to a temp file, fsynced and renamed, so a reader never sees half an
 object. A user's file is always copied in (a hardlink would let an in-place edit corrupt
@@ -25,6 +25,7 @@ import blake3
 
 from .digest import PREFIX, digest_bytes, digest_file, hex_of, parse_tree_document, tree_document
 from .errors import CorruptObjectError, StoreError
+from .owner import remove_orphans, temp_prefix
 
 _CHUNK = 1 << 20
 
@@ -84,8 +85,7 @@ class LocalStore:
     # -- writing -----------------------------------------------------------------------
 
     def temp_file(self) -> tuple[int, Path]:
-        self.tmp.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=self.tmp, prefix=f"{os.getpid()}-")
+        fd, name = tempfile.mkstemp(dir=self.tmp, prefix=temp_prefix(self.tmp))
         return fd, Path(name)
 
     def _intact(self, digest: str) -> bool:
@@ -258,12 +258,7 @@ class LocalStore:
 
     def clean_temp(self) -> None:
         """Remove temp files left by processes that no longer run (killed builds)."""
-        if not self.tmp.is_dir():
-            return
-        for name in os.listdir(self.tmp):
-            pid = name.split("-", 1)[0]
-            if pid.isdigit() and not pid_alive(int(pid)):
-                remove_path(self.tmp / name)
+        remove_orphans(self.tmp, remove_path)
 
 
 def walk_path(path: Path, visit_file: Callable[[Path], str], put_tree: Callable[[bytes], str]) -> Entry:
@@ -302,11 +297,9 @@ def write_atomic(path: Path, data: bytes, temp_dir: Path | None = None) -> None:
     Elsewhere the temp file sits beside `path`, named after the writing process.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    if temp_dir is not None:
-        temp_dir.mkdir(parents=True, exist_ok=True)
     folder = temp_dir or path.parent
     fd, name = tempfile.mkstemp(
-        dir=folder, prefix=f"{os.getpid()}-" if temp_dir else f".{path.name}.{os.getpid()}-", suffix=".tmp"
+        dir=folder, prefix=temp_prefix(temp_dir) if temp_dir else f".{path.name}.{os.getpid()}-", suffix=".tmp"
     )
     try:
         with os.fdopen(fd, "wb") as f:

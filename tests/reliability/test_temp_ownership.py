@@ -1,0 +1,90 @@
+"""Temp files belong to a process by a lock it holds, not by its PID (modelspec/owner.py).
+
+A PID means nothing from another PID namespace: `verify --all` run in a second container
+sharing the workspace once deleted a running build's scratch directory because the build's
+PID did not exist in its namespace. Here a live process whose PID is meaningless to us
+(as seen from another namespace) owns a scratch directory; cleaning must keep it while that
+process lives and remove it once it is gone.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import Repo
+
+from modelspec import owner
+
+# A process whose PID does not exist here, as a build in another PID namespace would appear.
+FOREIGN = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from modelspec import owner
+    owner.TOKEN = "4194303x0badf00d"
+    tmp = Path(sys.argv[1])
+    scratch = tmp / (owner.temp_prefix(tmp) + "run-abc")
+    scratch.mkdir()
+    (scratch / "half-written").write_text("x")
+    print("ready", flush=True)
+    time.sleep(120)
+    """
+)
+
+
+def start_foreign(tmp: Path) -> subprocess.Popen[str]:
+    process = subprocess.Popen([sys.executable, "-c", FOREIGN, str(tmp)], stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+    return process
+
+
+def test_verify_all_keeps_the_scratch_of_a_live_build_from_another_pid_namespace(repo: Repo) -> None:
+    tmp = repo.path / ".modelspec" / "tmp"
+    foreign = start_foreign(tmp)
+    scratch = tmp / "4194303x0badf00d-run-abc"
+    try:
+        result = repo.modelspec("verify", "--all")
+        assert result.returncode == 0, result.stderr
+        assert (scratch / "half-written").exists(), "a live build's scratch directory was removed"
+    finally:
+        foreign.kill()
+        foreign.wait()
+        assert foreign.stdout is not None
+        foreign.stdout.close()
+    # Its owner is gone now (however it died): the next command removes what it left.
+    assert repo.modelspec("verify", "--all").returncode == 0
+    assert not scratch.exists()
+    assert not list(tmp.glob("4194303x0badf00d*"))
+
+
+def test_files_named_after_a_dead_pid_without_an_owner_are_removed(tmp_path: Path) -> None:
+    (tmp_path / "12345-run-old").mkdir()  # the naming of earlier releases
+    (tmp_path / "12345-abc.tmp").write_text("x")
+    mine = tmp_path / f"{owner.temp_prefix(tmp_path)}keep.tmp"
+    mine.write_text("x")
+    removed: list[str] = []
+    owner.remove_orphans(tmp_path, lambda path: removed.append(path.name))
+    assert sorted(removed) == ["12345-abc.tmp", "12345-run-old"]
+
+
+def test_a_claim_taken_for_dead_before_it_is_locked_is_claimed_again(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # A cleaner that removes the claiming file between its creation and the rename
+    real_rename = owner.os.rename
+    calls = []
+
+    def racing_rename(src: str | Path, dst: str | Path) -> None:
+        if not calls:
+            calls.append(src)
+            Path(src).unlink()
+        real_rename(src, dst)
+
+    monkeypatch.setattr(owner.os, "rename", racing_rename)
+    monkeypatch.setattr(owner, "_held", {})
+    prefix = owner.temp_prefix(tmp_path)
+    assert calls and (tmp_path / f"{prefix[:-1]}.owner").exists()
+    assert owner._locked(tmp_path / f"{prefix[:-1]}.owner")
