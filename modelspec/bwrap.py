@@ -13,7 +13,8 @@ import shutil
 import threading
 
 from .layout import SANDBOX_ROOT, code_dir, config_file, interpolate, output_dir
-from .sandbox import RunRequest, fixed_environment, run_process
+from .sandbox import RunOutcome, RunRequest, fixed_environment, run_process
+from .seccomp import deny_ptrace
 
 # System directories a stage may read. /etc is reduced to what programs need to start.
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")
@@ -43,10 +44,28 @@ class BubblewrapSandbox:
     hermetic = True
     protects_inputs = True  # read-only bind mounts hold even for root
 
-    def run(self, request: RunRequest, cancel: threading.Event) -> int:
-        return run_process(self.command(request), {}, request.workdir, request.log, cancel, die_with_parent=False)
+    def run(self, request: RunRequest, cancel: threading.Event) -> RunOutcome:
+        # Options and the seccomp filter go through file descriptors: bwrap's own command line
+        # (the sandbox's /proc/1/cmdline) then shows the stage's command, and no host path.
+        seccomp = _memfd("modelspec-seccomp", deny_ptrace())
+        command = self.command(request, seccomp_fd=seccomp)
+        end = command.index("--")
+        arguments = _memfd("modelspec-bwrap-args", b"".join(arg.encode() + b"\0" for arg in command[1:end]))
+        try:
+            return run_process(
+                [command[0], "--args", str(arguments), *command[end:]],
+                {},
+                request.workdir,
+                request.log,
+                cancel,
+                limits=request.limits,
+                pass_fds=(seccomp, arguments),
+            )
+        finally:
+            os.close(seccomp)
+            os.close(arguments)
 
-    def command(self, request: RunRequest) -> list[str]:
+    def command(self, request: RunRequest, *, seccomp_fd: int | None = None) -> list[str]:
         """The full bwrap command line for a request (useful to debug a stage by hand)."""
         bwrap = bwrap_path()
         assert bwrap is not None
@@ -75,7 +94,12 @@ class BubblewrapSandbox:
         for path in (*SYSTEM_FILES, *SYSTEM_ETC_DIRS):
             if os.path.exists(path):
                 args += ["--ro-bind", path, path]
-        args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+        args += ["--proc", "/proc", "--dev", "/dev"]
+        if request.limits.tmp:
+            args += ["--size", str(request.limits.tmp)]
+        args += ["--tmpfs", "/tmp"]
+        if seccomp_fd is not None:
+            args += ["--seccomp", str(seccomp_fd)]
         for host_path, inside in environment.binds if environment else ():
             args += ["--ro-bind", host_path, inside]
         args += [
@@ -112,6 +136,14 @@ def _bind_system(path: str) -> list[str]:
     if os.path.isdir(path):
         return ["--ro-bind", path, path]
     return []
+
+
+def _memfd(name: str, data: bytes) -> int:
+    """An anonymous file holding `data`, positioned at its start, for a child to read."""
+    fd = os.memfd_create(name, 0)  # not close-on-exec: bwrap reads it
+    os.write(fd, data)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
 
 
 NETWORK_SYMPTOMS = (

@@ -21,6 +21,7 @@ from .errors import SandboxUnavailableError, StoreError
 from .events import Event, Reporter, ignore
 from .graph import BuildGraph, DataInput, Node, UpstreamInput
 from .leases import Lease, remove_stale_leases
+from .limits import effective_limits
 from .loading import load_graph, open_registry, write_locks
 from .planning import content_ids, hermetic_mode, node_key
 from .rebuilder import CachingRebuilder, ForcingRebuilder, NodeOutcome, NodeState
@@ -146,6 +147,7 @@ def build(
                     environment=environment,
                     source_date_epoch=int(node.lock.code.get("time", 0)),
                     log=workspace.logs_dir / node.spec.name / f"{node.stage}.log",
+                    limits=effective_limits(node.stage_lock.get("limits"), workspace.settings.get("limits")),
                 )
                 result = run_node(job, key, RunContext(store, sandboxes[node.spec.name], cancel))
                 if isinstance(result, ActionResult):

@@ -39,6 +39,7 @@ class Stage:
     params: tuple[str, ...]
     outputs: Mapping[str, str]
     metrics: str | None = None
+    limits: Mapping[str, Any] = field(default_factory=dict)  # `timeout:` and `limits:`, as written
 
 
 @dataclass(frozen=True, slots=True)

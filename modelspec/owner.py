@@ -12,6 +12,8 @@ kernel drops the lock when the process dies, however it dies.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import fcntl
 import os
 import secrets
@@ -43,8 +45,20 @@ def temp_prefix(folder: Path) -> str:
         except FileNotFoundError:  # a cleaner took it for a dead one before we locked it
             os.close(fd)
             continue
+        if not _held:
+            atexit.register(_release)
         _held[key] = fd
     return f"{TOKEN}-"
+
+
+def _release() -> None:
+    """At a normal exit: our owner files go (a file still named after us is then an orphan)."""
+    if TOKEN.startswith(f"{os.getpid()}x"):
+        for folder, fd in _held.items():
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(folder, f"{TOKEN}{_SUFFIX}"))
+            os.close(fd)
+    _held.clear()
 
 
 def remove_orphans(folder: Path, remove: Callable[[Path], None]) -> None:

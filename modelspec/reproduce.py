@@ -25,6 +25,7 @@ from .digest import canonical_json
 from .environments import Environment, ensure_environment
 from .errors import CorruptObjectError, ModelspecError, SandboxUnavailableError, StoreError
 from .events import Event, Reporter, ignore
+from .limits import effective_limits
 from .model import Lock, split_output_ref
 from .registry import ModelVersion, Registry
 from .runner import RunContext, StageFailure, StageJob, run_node
@@ -120,6 +121,7 @@ def reproduce(
             environment=environment,
             source_date_epoch=int(lock.code.get("time", 0)),
             log=workspace.logs_dir / "reproduce" / lock.name / f"{stage_name}.log",
+            limits=effective_limits(stage.get("limits"), workspace.settings.get("limits")),
         )
         reporter(Event("stage-start", job.node, {"key": recorded["key"]}))
         result = run_node(job, recorded["key"], ctx)

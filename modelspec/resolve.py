@@ -226,7 +226,7 @@ def _lock_stage(
             inputs[item] = {"stage": upstream, "output": output}
         else:
             inputs[item] = {"data": item}
-    return {
+    locked = {
         "argv": list(stage.argv),
         "shell": stage.shell,
         "code": {"paths": list(stage.code), "digest": gitcode.code_digest(gitcode.files_under(files, stage.code))},
@@ -235,3 +235,6 @@ def _lock_stage(
         "outputs": dict(stage.outputs),
         "metrics": stage.metrics,
     }
+    if stage.limits:  # not in the action key: limits decide whether a run may finish, not what it makes
+        locked["limits"] = dict(stage.limits)
+    return locked

@@ -8,23 +8,13 @@ metadata forever, only its bytes go (gc.py does that).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import UsageError
+from .units import parse_duration
 
-_DURATION = re.compile(r"^(\d+)([smhdw])$")
-_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 RULE_KEYS = ("keep_last", "keep_best", "max_age", "keep_aliased", "min_keep")
-
-
-def parse_duration(text: str) -> float:
-    match = _DURATION.match(str(text).strip())
-    if match is None:
-        raise UsageError(f"{text!r} is not a duration", hint="write e.g. 90d, 12h, 2w or 30m")
-    return int(match.group(1)) * _SECONDS[match.group(2)]
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from typing import Any
 from .bwrap import NETWORK_SYMPTOMS
 from .digest import canonical_json
 from .environments import Environment
+from .limits import NO_LIMITS, Limits
 from .owner import temp_prefix
 from .sandbox import RunRequest, Sandbox
 from .store import Entry, LocalStore, remove_path
@@ -59,6 +60,7 @@ class StageJob:
     environment: Environment | None
     source_date_epoch: int
     log: Path
+    limits: Limits = NO_LIMITS
 
 
 def run_node(job: StageJob, key: str, ctx: RunContext) -> ActionResult | StageFailure:
@@ -87,14 +89,23 @@ def run_node(job: StageJob, key: str, ctx: RunContext) -> ActionResult | StageFa
             log=job.log,
             environment=job.environment,
             source_date_epoch=job.source_date_epoch,
+            limits=job.limits,
         )
-        exit_code = ctx.sandbox.run(request, ctx.cancel)
+        outcome = ctx.sandbox.run(request, ctx.cancel)
         ended = time.time()
         if ctx.cancel.is_set():
             return _failure(job, "interrupted", started, ended)
-        if exit_code != 0:
-            reason = f"command exited with status {exit_code}"
-            if ctx.sandbox.hermetic and _mentions(job.log, *NETWORK_SYMPTOMS):
+        if outcome.exit_code != 0:
+            reason = f"command exited with status {outcome.exit_code}"
+            limit = outcome.limit or _limit_in_log(job, ctx.sandbox.hermetic, workdir)
+            if limit:
+                setting = "timeout" if limit == "timeout" else f"limits.{limit}"
+                reason = (
+                    f"{_LIMIT_WORDS[limit]} (limit: {job.limits.describe(limit)}; raise the stage's `{setting}`"
+                    f" or `limits.{limit}` in modelspec.yaml)"
+                )
+                _append(job.log, f"modelspec: {reason}\n")
+            elif ctx.sandbox.hermetic and _mentions(job.log, *NETWORK_SYMPTOMS):
                 reason += " (the sandbox has no network: a stage may only read its declared inputs)"
             elif _mentions(job.log, "No space left on device") or _nearly_full(workdir):
                 reason += " (no space left on the store's filesystem: free space, or move it with MODELSPEC_HOME)"
@@ -143,6 +154,27 @@ def check_outputs(out_dir: Path, declared: Mapping[str, str]) -> str:
                 return f"undeclared file left in the output directory: {relative}"
         dirs[:] = [d for d in dirs if not Path(root, d).is_symlink()]
     return ""
+
+
+_LIMIT_WORDS = {
+    "timeout": "the stage ran out of time and was stopped",
+    "memory": "the stage ran out of memory",
+    "processes": "the stage tried to start more processes than allowed",
+    "tmp": "the stage filled its /tmp",
+}
+
+
+def _limit_in_log(job: StageJob, sandboxed: bool, workdir: Path) -> str | None:
+    """The limit a failed command most likely hit, from what it printed (only the timeout and a
+    pids cgroup are known for certain)."""
+    limits = job.limits
+    if limits.memory and _mentions(job.log, "MemoryError", "Cannot allocate memory", "bad_alloc"):
+        return "memory"
+    if limits.processes and _mentions(job.log, "Resource temporarily unavailable", "can't fork", "Cannot fork"):
+        return "processes"
+    if sandboxed and limits.tmp and _mentions(job.log, "No space left on device") and not _nearly_full(workdir):
+        return "tmp"  # the sandbox's /tmp is a sized tmpfs, and the store's disk has room
+    return None
 
 
 def _read_metrics(out_dir: Path, stage: Mapping[str, object]) -> tuple[str, dict[str, float]]:

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
+import itertools
 import os
+import resource
 import select
 import signal
 import subprocess
@@ -20,8 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from . import cgroups
 from .environments import Environment
 from .layout import code_dir, interpolate
+from .limits import NO_LIMITS, Limits
+from .owner import TOKEN
 
 FIXED_ENV = {
     "TZ": "UTC",
@@ -36,6 +42,7 @@ FIXED_ENV = {
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 _TERMINATE_GRACE = 2.0
 _CANCEL_CHECK_MS = 100
+_runs = itertools.count()
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,15 @@ class RunRequest:
     environment: Environment | None = None  # its bin/ goes first on PATH
     source_date_epoch: int = 0
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    limits: Limits = NO_LIMITS
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """How a command ended: its exit status, and the limit it ran into, if one stopped it."""
+
+    exit_code: int
+    limit: str | None = None  # a field of `Limits`
 
 
 class Sandbox(Protocol):
@@ -68,7 +84,7 @@ class Sandbox(Protocol):
         """Are inputs read-only even for root (so that hardlinks into the store are safe)?"""
         ...
 
-    def run(self, request: RunRequest, cancel: threading.Event) -> int: ...
+    def run(self, request: RunRequest, cancel: threading.Event) -> RunOutcome: ...
 
 
 def fixed_environment(home: str, tmp: str, env_bin: str | None, epoch: int) -> dict[str, str]:
@@ -86,7 +102,7 @@ class ProcessSandbox:
     def protects_inputs(self) -> bool:
         return os.geteuid() != 0  # root ignores the read-only bit
 
-    def run(self, request: RunRequest, cancel: threading.Event) -> int:
+    def run(self, request: RunRequest, cancel: threading.Event) -> RunOutcome:
         root = str(request.workdir)
         argv = interpolate(request.argv, root, request.inputs, request.outputs, request.params, request.shell)
         env = fixed_environment(
@@ -96,7 +112,7 @@ class ProcessSandbox:
             request.source_date_epoch,
         )
         env.update(request.extra_env)
-        return run_process(argv, env, Path(code_dir(root)), request.log, cancel)
+        return run_process(argv, env, Path(code_dir(root)), request.log, cancel, limits=request.limits)
 
 
 def run_process(
@@ -106,13 +122,13 @@ def run_process(
     log: Path,
     cancel: threading.Event,
     *,
-    die_with_parent: bool = True,
-) -> int:
-    """Run to completion (or until `cancel`), output to `log`; kill its whole process group.
-
-    `die_with_parent` asks the kernel to kill the child if modelspec dies (bwrap does this
-    itself with --die-with-parent, and without a preexec hook Popen can use vfork).
+    limits: Limits = NO_LIMITS,
+    pass_fds: tuple[int, ...] = (),
+) -> RunOutcome:
+    """Run to completion (or until `cancel` or the timeout), output to `log`; kill its whole
+    process group. The child dies with modelspec, even if modelspec is SIGKILLed.
     """
+    group = cgroups.create(f"modelspec-{TOKEN}-{next(_runs)}", limits.processes) if limits.processes else None
     with open(log, "ab") as out:
         try:
             proc = subprocess.Popen(
@@ -123,32 +139,40 @@ def run_process(
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent if die_with_parent else None,
+                pass_fds=pass_fds,
+                preexec_fn=functools.partial(_confine, limits, group),
             )
         except OSError as exc:
             out.write(f"modelspec: cannot start {argv[0]!r}: {exc.strerror}\n".encode())
-            return 127
+            if group:
+                group.remove()
+            return RunOutcome(127)
         try:
-            if not _wait_or_cancel(proc, cancel):
+            ended = _wait(proc, cancel, limits.timeout)
+            if ended != "exited":
                 _kill_group(proc, signal.SIGTERM)
                 try:
                     proc.wait(timeout=_TERMINATE_GRACE)
                 except subprocess.TimeoutExpired:
                     _kill_group(proc, signal.SIGKILL)
                     proc.wait()
-                return -signal.SIGTERM
-            return proc.wait()
+                return RunOutcome(-signal.SIGTERM, "timeout" if ended == "timeout" else None)
+            code = proc.wait()
+            return RunOutcome(code, "processes" if group and group.hit_limit() else None)
         except BaseException:
             _kill_group(proc, signal.SIGKILL)
             proc.wait()
             raise
         finally:
             _kill_group(proc, signal.SIGKILL)  # no stray children outlive the stage
+            if group:
+                group.remove()
 
 
-def _wait_or_cancel(proc: subprocess.Popen[bytes], cancel: threading.Event) -> bool:
-    """True once the process exits, False if `cancel` is set first. A pidfd wakes us the
-    moment the process exits, where polling `wait(timeout)` would add milliseconds."""
+def _wait(proc: subprocess.Popen[bytes], cancel: threading.Event, timeout: float | None) -> str:
+    """"exited" once the process exits; "cancelled" or "timeout" if one comes first. A pidfd
+    wakes us the moment the process exits, where polling `wait(timeout)` would add milliseconds."""
+    deadline = time.monotonic() + timeout if timeout else None
     try:
         pidfd = os.pidfd_open(proc.pid)
     except (AttributeError, OSError):
@@ -160,13 +184,15 @@ def _wait_or_cancel(proc: subprocess.Popen[bytes], cancel: threading.Event) -> b
         while True:
             if pidfd is not None:
                 if poller.poll(_CANCEL_CHECK_MS):
-                    return True
+                    return "exited"
             elif proc.poll() is not None:
-                return True
+                return "exited"
             else:
                 time.sleep(_CANCEL_CHECK_MS / 1000)
             if cancel.is_set():
-                return False
+                return "cancelled"
+            if deadline is not None and time.monotonic() > deadline:
+                return "timeout"
     finally:
         if pidfd is not None:
             os.close(pidfd)
@@ -180,7 +206,14 @@ def _kill_group(proc: subprocess.Popen[bytes], sig: int) -> None:
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
-    """In the child: receive SIGKILL when modelspec dies, even by SIGKILL."""
+def _confine(limits: Limits, group: cgroups.PidsGroup | None) -> None:
+    """In the child, before exec: die with modelspec (even when it is SIGKILLed), and take
+    the limits, which everything the command starts inherits."""
     with contextlib.suppress(Exception):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if limits.memory:
+        resource.setrlimit(resource.RLIMIT_AS, (limits.memory, limits.memory))
+    if group:
+        group.join()
+    elif limits.processes:
+        resource.setrlimit(resource.RLIMIT_NPROC, (limits.processes, limits.processes))

@@ -247,6 +247,7 @@ def _to_spec(document: Document, path: Path, repo_root: Path, schema_marker: Pat
             params=tuple(stage.get("params") or ()),
             outputs=dict(stage["outputs"]),
             metrics=stage.get("metrics"),
+            limits={**stage.get("limits", {}), **({"timeout": stage["timeout"]} if "timeout" in stage else {})},
         )
         for name, stage in raw["stages"].items()
     }

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
+from .limits import LIMIT_KEYS, effective_limits
 from .store import LocalStore
 
 WORKSPACE_FILE = "modelspec.yaml"
@@ -93,8 +94,17 @@ def _read_settings(path: Path) -> dict[str, Any]:
         if key not in allowed:
             problem = document.problem(("retention", key), "unknown retention setting", key=True)
             raise UsageError(str(problem), hint=f"allowed: {', '.join(sorted(allowed))}")
-    unknown = set(document.data) - {"store", "registry", "retention"}
+    limits = document.data.get("limits") or {}
+    for key, value in limits.items() if isinstance(limits, dict) else ():
+        if key not in LIMIT_KEYS:
+            problem = document.problem(("limits", key), "unknown limit", key=True)
+            raise UsageError(str(problem), hint=f"allowed: {', '.join(LIMIT_KEYS)}")
+        try:
+            effective_limits({key: value}, None)
+        except (UsageError, ValueError, TypeError) as exc:
+            raise UsageError(str(document.problem(("limits", key), str(exc)))) from None
+    unknown = set(document.data) - {"store", "registry", "retention", "limits"}
     if unknown:
         problem = document.problem((sorted(unknown)[0],), "unknown workspace setting", key=True)
-        raise UsageError(str(problem), hint="allowed settings: store, registry, retention")
+        raise UsageError(str(problem), hint="allowed settings: store, registry, retention, limits")
     return dict(document.data)
