@@ -20,7 +20,7 @@ from .environments import Environment, ensure_environment
 from .errors import StoreError, UsageError
 from .events import Event, Reporter, ignore
 from .graph import BuildGraph, load_specs
-from .loading import load_graph, lock_bytes, lock_path, open_registry, open_workspace, write_locks
+from .loading import check_graph, load_graph, lock_bytes, lock_path, open_registry, open_workspace, write_locks
 from .model import Lock, Spec, split_output_ref
 from .planning import PlannedNode, plan_build
 from .rebuilder import CachingRebuilder
@@ -48,9 +48,14 @@ __all__ = [
 ]
 
 
-def validate(spec_paths: list[Path]) -> dict[str, Spec]:
-    """Load every spec (and those their data names); raises `SpecError` with every problem."""
-    return load_specs(spec_paths)
+def validate(
+    spec_paths: list[Path], overrides: list[str] | tuple[str, ...] = (), *, allow_dirty: bool = False
+) -> dict[str, Spec]:
+    """Every check `plan` makes (schema, consistency, paths at the resolved commit, the
+    composed config), hashing no data and writing nothing; raises `SpecError` with every
+    problem. Returns each spec of the build, by name."""
+    graph = check_graph(spec_paths, overrides, allow_dirty)
+    return {name: item.spec for name, item in graph.specs.items()}
 
 
 def plan(
@@ -95,8 +100,8 @@ def create_environment(spec_path: Path, *, offline: bool = False, reporter: Repo
 def checkout(spec_path: Path, out_dir: Path | None = None) -> dict[str, Path]:
     """Materialize the artifacts of the spec's last build from the store (hardlinks, read-only)."""
     workspace = open_workspace([spec_path])
-    spec = validate([spec_path])
-    name = next(s.name for s in spec.values() if s.path == Path(os.path.abspath(spec_path)))
+    specs = load_specs([spec_path])
+    name = next(s.name for s in specs.values() if s.path == Path(os.path.abspath(spec_path)))
     record = read_build_record(workspace, name)
     if record is None:
         raise UsageError(f"{name} has not been built in this workspace", hint=f"run `modelspec build {spec_path}`")

@@ -113,6 +113,17 @@ def subtree(config: dict[str, Any], dotted: str) -> tuple[bool, Any]:
     return True, node
 
 
+def config_keys(config: dict[str, Any], prefix: str = "") -> list[str]:
+    """Every dotted key of a composed config, inner nodes included (for suggestions)."""
+    keys = []
+    for key, value in config.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        keys.append(dotted)
+        if isinstance(value, dict):
+            keys += config_keys(value, dotted)
+    return keys
+
+
 def select_params(config: dict[str, Any], params: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """The part of the config a stage declares: each dotted param kept at its own path."""
     selected: dict[str, Any] = {}

@@ -12,9 +12,9 @@ from typing import Any
 
 from . import gitcode
 from .digest import canonical_json, digest_json, hex_of
-from .errors import GitError, ModelspecError, Problem, SpecError, StoreError
-from .hydraconfig import ConfigError, compose, select_params, subtree
-from .model import Lock, Spec, Stage
+from .errors import GitError, ModelspecError, Problem, SpecError, StoreError, did_you_mean
+from .hydraconfig import ConfigError, compose, config_keys, select_params, subtree
+from .model import PLACEHOLDER, Lock, Spec, Stage
 from .statcache import StatCache
 from .store import digest_path
 
@@ -27,6 +27,9 @@ class ResolveContext:
     cache_dir: Path
     temp_dir: Path
     allow_dirty: bool = False
+    # Every check, but no hashing of data or environments: what `validate` does. The lock
+    # it produces lacks those digests and must never be written or keyed.
+    check_only: bool = False
     # (model, version range, output) → the lock's data entry of a registered artifact;
     # injected by the API layer, which owns the registry.
     registered: Callable[[str, str, str], dict[str, Any]] | None = None
@@ -42,8 +45,9 @@ def resolve_spec(spec: Spec, overrides: list[str], ctx: ResolveContext) -> tuple
     config = _resolve_config(spec, overrides, ctx, problems)
     environment = _resolve_environment(spec, ctx, problems)
     stages = {}
+    code_known = "commit" in code  # else the ref did not resolve, reported already
     for stage in spec.stages.values():
-        stages[stage.name] = _lock_stage(spec, stage, files, config, problems)
+        stages[stage.name] = _lock_stage(spec, stage, files if code_known else None, ctx.allow_dirty, config, problems)
     if problems:
         raise SpecError(problems)
     lock = Lock(
@@ -100,6 +104,9 @@ def _resolve_data(spec: Spec, ctx: ResolveContext, problems: list[Problem]) -> d
                 continue
             if not full.resolve().is_relative_to(root):
                 problems.append(spec.document.problem((*where, "path"), f"{source.path} leads out of the repository"))
+                continue
+            if ctx.check_only:
+                data[name] = {"path": source.path}
                 continue
             try:
                 entry = digest_path(full, ctx.statcache.digest)
@@ -182,19 +189,21 @@ def _resolve_environment(spec: Spec, ctx: ResolveContext, problems: list[Problem
     if not full.resolve().is_relative_to(spec.repo_root.resolve()):
         problems.append(spec.document.problem(("environment", field), f"{relative} leads out of the repository"))
         return None
-    file_digest = ctx.statcache.digest(full)
     kind = "uv" if env.lock else "nix"
+    if kind == "nix" and full.parent.resolve() == spec.repo_root.resolve():
+        # A nix file may import the files beside it: they are part of the environment.
+        problems.append(
+            spec.document.problem(
+                ("environment", "nix"), "put the nix file in a directory of its own (its directory is hashed)"
+            )
+        )
+        return None
+    if ctx.check_only:
+        return {"kind": kind, "python": env.python, "file": relative}
+    file_digest = ctx.statcache.digest(full)
     pinned = {"kind": kind, "python": env.python, "file": relative, "file_digest": file_digest}
     content = file_digest
     if kind == "nix":
-        # A nix file may import the files beside it: they are part of the environment.
-        if full.parent.resolve() == spec.repo_root.resolve():
-            problems.append(
-                spec.document.problem(
-                    ("environment", "nix"), "put the nix file in a directory of its own (its directory is hashed)"
-                )
-            )
-            return None
         content = digest_path(full.parent, ctx.statcache.digest).digest
         pinned["dir_digest"] = content
     # The digest names the environment by what it contains, not where its file lives.
@@ -202,23 +211,44 @@ def _resolve_environment(spec: Spec, ctx: ResolveContext, problems: list[Problem
 
 
 def _lock_stage(
-    spec: Spec, stage: Stage, files: list[gitcode.CodeFile], config: dict[str, Any] | None, problems: list[Problem]
+    spec: Spec,
+    stage: Stage,
+    files: list[gitcode.CodeFile] | None,
+    dirty: bool,
+    config: dict[str, Any] | None,
+    problems: list[Problem],
 ) -> dict[str, Any]:
+    """The stage's lock entry. `files` is None when the commit is unknown; `config` is None
+    when it could not be composed (both reported already)."""
     where = ("stages", stage.name)
     for i, path in enumerate(stage.code):
-        if files and not gitcode.files_under(files, [path]):
-            problems.append(
-                spec.document.problem(
-                    (*where, "code", i), f"{path} holds no files at the resolved commit (is it committed?)"
-                )
-            )
+        if files is not None and not gitcode.files_under(files, [path]):
+            place = "in the working tree" if dirty else "at the resolved commit (is it committed?)"
+            problems.append(spec.document.problem((*where, "code", i), f"{path} holds no files {place}"))
     params: dict[str, Any] = {}
     if config is not None:
+        keys = config_keys(config)
         for i, dotted in enumerate(stage.params):
             found, _value = subtree(config, dotted)
             if not found:
-                problems.append(spec.document.problem((*where, "params", i), f"config key {dotted!r} does not exist"))
+                problems.append(
+                    spec.document.problem(
+                        (*where, "params", i), f"config key {dotted!r} does not exist{did_you_mean(dotted, keys)}"
+                    )
+                )
+        for token in stage.argv:
+            for match in PLACEHOLDER.finditer(token):
+                space, _, dotted = match.group(1).partition(".")
+                if space == "config" and dotted and not subtree(config, dotted)[0]:
+                    problems.append(
+                        spec.document.problem(
+                            (*where, "cmd"),
+                            f"placeholder ${{{match.group(1)}}} names no key of the composed config"
+                            f"{did_you_mean(dotted, keys)}",
+                        )
+                    )
         params = select_params(config, [p for p in stage.params if subtree(config, p)[0]])
+    code_digest = gitcode.code_digest(gitcode.files_under(files or [], stage.code))
     inputs: dict[str, Any] = {}
     for item in stage.inputs:
         if "." in item:
@@ -229,7 +259,7 @@ def _lock_stage(
     return {
         "argv": list(stage.argv),
         "shell": stage.shell,
-        "code": {"paths": list(stage.code), "digest": gitcode.code_digest(gitcode.files_under(files, stage.code))},
+        "code": {"paths": list(stage.code), "digest": code_digest},
         "params": params,
         "inputs": inputs,
         "outputs": dict(stage.outputs),

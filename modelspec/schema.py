@@ -7,7 +7,7 @@ import json
 from importlib import resources
 from typing import Any
 
-from .errors import Problem
+from .errors import Problem, did_you_mean
 from .yamlsource import Document
 
 _MAX_SHOWN = 60  # characters of an offending value quoted in a message
@@ -83,9 +83,4 @@ def _shown(value: Any) -> str:
 
 
 def _suggest(key: str, allowed: set[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(key, sorted(allowed), n=1)
-    if close:
-        return f"; did you mean {close[0]!r}?"
-    return f"; allowed: {', '.join(sorted(allowed))}"
+    return did_you_mean(key, allowed) or f"; allowed: {', '.join(sorted(allowed))}"

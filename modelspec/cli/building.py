@@ -15,16 +15,19 @@ from . import emit_json, handle_errors, json_option, main, make_console, raise_i
 
 
 @main.command()
-@click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("args", nargs=-1, required=True)
+@click.option("--allow-dirty", is_flag=True, help="Use the working files of uncommitted code paths.")
 @json_option
 @handle_errors
-def validate(specs: tuple[Path, ...], as_json: bool) -> None:
-    """Check spec files against the schema and their own consistency (exit 2 on problems)."""
+def validate(args: tuple[str, ...], allow_dirty: bool, as_json: bool) -> None:
+    """Check SPEC... [OVERRIDES...]: the schema, consistency, paths at the resolved commit and
+    the composed config; everything `plan` checks except data digests (exit 2 on problems)."""
     from ..api import validate as validate_specs
     from ..errors import SpecError
 
+    specs, overrides = split_targets(args)
     try:
-        loaded = validate_specs(list(specs))
+        loaded = validate_specs(specs, overrides, allow_dirty=allow_dirty)
     except SpecError as exc:
         if as_json:
             emit_json(exc.to_dict())

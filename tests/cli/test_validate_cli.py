@@ -1,0 +1,146 @@
+"""`validate` checks what `plan` checks (issue 11), through the real CLI on a real git
+repository: located problems, exit 2, no traceback, nothing written."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from conftest import Repo
+
+SPEC = """\
+modelspec: 1
+name: x
+version: "1.0"
+hermetic: off
+code:
+  repo: ..
+data:
+  raw:
+    path: data/raw.csv
+config:
+  dir: conf
+stages:
+  train:
+    cmd: sh -c "cp ${inputs.raw} ${outputs.model}; echo ${config.optimizer.lr}"
+    code: [src]
+    inputs: [raw]
+    params: [optimizer, train]
+    outputs: {model: model.bin}
+artifacts: [train.model]
+"""
+FILES = {
+    "specs/x.yaml": SPEC,
+    "conf/config.yaml": "defaults:\n  - optimizer: gd\n  - _self_\ntrain:\n  seed: 1\n",
+    "conf/optimizer/gd.yaml": "lr: 0.1\n",
+    "conf/optimizer/slow.yaml": "lr: 0.001\n",
+    "src/train.py": "TRAIN = 1\n",
+    "data/raw.csv": "a\n1\n",
+}
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Repo:
+    """One committed repository; each test writes its own spec file beside `x.yaml`."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("MODELSPEC_HOME", raising=False)
+        repo = Repo(tmp_path_factory.mktemp("validate") / "repo")
+        for name, text in FILES.items():
+            repo.write(name, text, dedent=False)
+        repo.commit("x")
+        return repo
+
+
+def write_spec(repo: Repo, name: str, text: str) -> str:
+    """A variant of the spec under another name (uncommitted: specs are not code paths)."""
+    repo.write(f"specs/{name}.yaml", text.replace("name: x", f"name: {name}"), dedent=False)
+    return f"specs/{name}.yaml"
+
+
+def position(text: str, marker: str) -> str:
+    for number, line in enumerate(text.splitlines(), 1):
+        if marker in line:
+            return f"{number}:{line.index(marker) + 1}"
+    raise AssertionError(marker)
+
+
+def failing(repo: Repo, *args: str) -> str:
+    result = repo.modelspec(*args)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    return result.stderr
+
+
+def test_a_valid_spec_validates_and_nothing_is_written(workspace: Repo) -> None:
+    result = workspace.modelspec("validate", "specs/x.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "specs/x.yaml: ok (x, 1 stages)" in result.stdout
+    assert not (workspace.path / ".modelspec").exists()
+
+
+def test_validate_catches_missing_paths_at_the_resolved_commit(workspace: Repo) -> None:
+    text = (
+        SPEC.replace("data/raw.csv", "data/gone.csv")
+        .replace("code: [src]", "code: [src, src/missing.py]")
+        .replace("dir: conf", "dir: confs")
+    )
+    spec = write_spec(workspace, "paths", text)
+    stderr = failing(workspace, "validate", spec)
+    assert f"{spec}:{position(text, 'data/gone.csv')}: data.raw.path: data/gone.csv does not exist" in stderr
+    assert f"{spec}:{position(text, 'confs')}: config.dir: confs is not a directory" in stderr
+    assert (
+        f"{spec}:{position(text, 'src/missing.py')}: stages.train.code[1]: "
+        "src/missing.py holds no files at the resolved commit (is it committed?)"
+    ) in stderr
+    assert "3 problems found" in stderr
+    assert not (workspace.path / ".modelspec").exists()
+
+
+def test_a_spec_whose_only_code_path_is_missing_is_rejected(workspace: Repo) -> None:
+    text = SPEC.replace("code: [src]", "code: [srcs]")
+    spec = write_spec(workspace, "nocode", text)
+    stderr = failing(workspace, "validate", spec)
+    assert f"{spec}:{position(text, 'srcs')}: stages.train.code[0]: srcs holds no files" in stderr
+
+
+def test_params_and_placeholders_naming_missing_config_keys(workspace: Repo) -> None:
+    text = SPEC.replace("params: [optimizer, train]", "params: [optimizer, trian]").replace(
+        "${config.optimizer.lr}", "${config.optimizer.learning_rate}"
+    )
+    spec = write_spec(workspace, "keys", text)
+    stderr = failing(workspace, "validate", spec)
+    assert (
+        f"{spec}:{position(text, 'trian')}: stages.train.params[1]: config key 'trian' does not exist; "
+        "did you mean 'train'?"
+    ) in stderr
+    assert (
+        f"{spec}:{position(text, 'sh -c')}: stages.train.cmd: placeholder ${{config.optimizer.learning_rate}} "
+        "names no key of the composed config"
+    ) in stderr
+
+
+def test_a_placeholder_naming_a_missing_key_fails_plan_build_and_lock_cleanly(workspace: Repo) -> None:
+    text = SPEC.replace("${config.optimizer.lr}", "${config.optimizer.learning_rate}")
+    spec = write_spec(workspace, "placeholder", text)
+    for command in ("validate", "plan", "build", "lock"):
+        stderr = failing(workspace, command, spec)
+        assert re.search(r"stages\.train\.cmd: placeholder \$\{config\.optimizer\.learning_rate\}", stderr), stderr
+    assert not (workspace.path / "specs/placeholder.lock").exists()
+
+
+def test_validate_composes_with_overrides(workspace: Repo) -> None:
+    assert workspace.modelspec("validate", "specs/x.yaml", "optimizer=slow").returncode == 0
+    stderr = failing(workspace, "validate", "specs/x.yaml", "optimizer=fast")
+    assert "optimizer/fast" in stderr
+
+
+def test_validate_of_a_dirty_code_path_says_what_plan_says(workspace: Repo) -> None:
+    path = Path(workspace.path / "src/train.py")
+    path.write_text("TRAIN = 2\n")
+    try:
+        stderr = failing(workspace, "validate", "specs/x.yaml")
+        assert "src/train.py" in stderr and "--allow-dirty" in stderr
+        assert workspace.modelspec("validate", "specs/x.yaml", "--allow-dirty").returncode == 0
+    finally:
+        path.write_text(FILES["src/train.py"])
