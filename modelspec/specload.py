@@ -12,7 +12,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .digest import digest_bytes, hex_of
-from .errors import Problem, SpecError
+from .errors import Problem, SpecError, UsageError
 from .model import (
     PLACEHOLDER,
     ConfigSource,
@@ -39,6 +39,8 @@ def load_spec(path: Path, cache_dir: Path | None = None) -> Spec:
     caller records `spec.schema_marker` once the spec has been resolved without error."""
     path = Path(os.path.abspath(path))
     shown = shown_path(path)
+    if path.suffix == ".lock":
+        raise UsageError(f"{shown}: this is a lock file, pass the spec ({shown_path(spec_of_lock(path))})")
     raw = read_spec_bytes(path, shown)
     document = parse_document(raw, shown)
     marker = None
@@ -55,6 +57,12 @@ def load_spec(path: Path, cache_dir: Path | None = None) -> Spec:
             hint="point code.repo at a git checkout (run `git init` there first)",
         )
     return _to_spec(document, path, repo_root, marker if marker is not None and not marker.exists() else None)
+
+
+def spec_of_lock(lock: Path) -> Path:
+    """The spec a lock file was written for (`specs/x.lock` → `specs/x.yaml`)."""
+    candidates = [lock.with_suffix(suffix) for suffix in (".yaml", ".yml")]
+    return next((c for c in candidates if c.is_file()), candidates[0])
 
 
 def find_repo_root(start: Path) -> Path | None:

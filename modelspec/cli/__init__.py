@@ -99,7 +99,7 @@ def split_targets(args: tuple[str, ...]) -> tuple[list[Path], list[str]]:
 
     specs, overrides = [], []
     for arg in args:
-        if arg.endswith((".yaml", ".yml")) or (os.path.exists(arg) and "=" not in arg):
+        if arg.endswith((".yaml", ".yml", ".lock")) or (os.path.exists(arg) and "=" not in arg):
             specs.append(Path(arg))
         elif "=" in arg or arg.startswith("~"):
             overrides.append(arg)

@@ -144,3 +144,18 @@ def test_validate_of_a_dirty_code_path_says_what_plan_says(workspace: Repo) -> N
         assert workspace.modelspec("validate", "specs/x.yaml", "--allow-dirty").returncode == 0
     finally:
         path.write_text(FILES["src/train.py"])
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["validate"], ["lock"], ["plan"], ["build"], ["checkout"], ["env", "create"], ["build", "--json"]],
+)
+def test_a_lock_file_given_as_the_spec_names_the_spec(workspace: Repo, command: list[str]) -> None:
+    workspace.write("specs/x.lock", "{}\n")
+    try:
+        result = workspace.modelspec(*command, "specs/x.lock")
+    finally:
+        (workspace.path / "specs/x.lock").unlink()
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert "specs/x.lock: this is a lock file, pass the spec (specs/x.yaml)" in result.stdout + result.stderr
