@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ from . import gitcode
 from .digest import canonical_json, digest_json, hex_of
 from .errors import GitError, ModelspecError, Problem, SpecError, StoreError, did_you_mean
 from .hydraconfig import ConfigError, compose, config_keys, select_params, subtree
-from .model import PLACEHOLDER, Lock, Spec, Stage
+from .model import PLACEHOLDER, Lock, Override, Spec, Stage
 from .statcache import StatCache
 from .store import digest_path
 
@@ -37,8 +37,11 @@ class ResolveContext:
     pending: dict[Path, bytes] = field(default_factory=dict)
 
 
-def resolve_spec(spec: Spec, overrides: list[str], ctx: ResolveContext) -> tuple[Lock, list[gitcode.CodeFile]]:
-    """The spec's lock, and the code files it pins (for exporting the snapshot)."""
+def resolve_spec(
+    spec: Spec, overrides: Sequence[Override], ctx: ResolveContext
+) -> tuple[Lock, list[gitcode.CodeFile]]:
+    """The spec's lock, and the code files it pins (for exporting the snapshot), composed
+    with the command-line `overrides` that apply to it."""
     problems: list[Problem] = []
     code, files = _resolve_code(spec, ctx, problems)
     data = _resolve_data(spec, ctx, problems)
@@ -128,11 +131,11 @@ def _resolve_data(spec: Spec, ctx: ResolveContext, problems: list[Problem]) -> d
 
 
 def _resolve_config(
-    spec: Spec, overrides: list[str], ctx: ResolveContext, problems: list[Problem]
+    spec: Spec, overrides: Sequence[Override], ctx: ResolveContext, problems: list[Problem]
 ) -> dict[str, Any] | None:
     if spec.config is None:
-        if overrides:
-            problems.append(spec.document.problem((), "config overrides were given but the spec has no `config`"))
+        for override in overrides:
+            problems.append(override.problem(f"{spec.shown} has no `config` to override"))
         return {}
     config_dir = spec.repo_root / spec.config.dir
     if not config_dir.is_dir():
@@ -144,15 +147,18 @@ def _resolve_config(
         shown = os.path.relpath(leaving[0], spec.repo_root)
         problems.append(spec.document.problem(("config", "dir"), f"{shown} leads out of the repository (a symlink?)"))
         return None
-    all_overrides = [*spec.config.overrides, *overrides]
+    own = len(spec.config.overrides)
+    all_overrides = [*spec.config.overrides, *(o.text for o in overrides)]
     try:
         return _cached_compose(config_dir, spec.config.name, all_overrides, ctx)
     except ConfigError as exc:
-        where = (
-            ("config", "overrides") if any(exc.key and o.startswith(exc.key) for o in all_overrides) else ("config",)
-        )
         key = f" ({exc.key})" if exc.key else ""
-        problems.append(spec.document.problem(where, f"cannot compose the config{key}: {exc}"))
+        message = f"cannot compose the config{key}: {exc}"
+        if exc.override is not None and exc.override >= own:  # given on the command line
+            problems.append(overrides[exc.override - own].problem(f"{spec.shown}: {message}"))
+        else:
+            where = ("config",) if exc.override is None else ("config", "overrides", exc.override)
+            problems.append(spec.document.problem(where, message))
         return None
 
 

@@ -42,6 +42,8 @@ def validate(args: tuple[str, ...], allow_dirty: bool, as_json: bool) -> None:
                     soft_wrap=True,
                 )
             err.print(f"{len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''} found")
+            if exc.hint:
+                err.print(f"hint: {exc.hint}", style="dim", markup=False)
         sys.exit(exc.exit_code)
     if as_json:
         emit_json(

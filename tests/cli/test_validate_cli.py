@@ -3,6 +3,7 @@ repository: located problems, exit 2, no traceback, nothing written."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -159,3 +160,68 @@ def test_a_lock_file_given_as_the_spec_names_the_spec(workspace: Repo, command: 
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     assert "specs/x.lock: this is a lock file, pass the spec (specs/x.yaml)" in result.stdout + result.stderr
+
+
+def test_a_command_line_override_is_located_on_the_command_line_with_hydras_help(workspace: Repo) -> None:
+    stderr = failing(workspace, "plan", "specs/x.yaml", "train.seed=2", "optimzer=slow")
+    assert (
+        "command-line override 2 'optimzer=slow': specs/x.yaml: cannot compose the config: "
+        "Could not override 'optimzer' (did you mean 'optimizer'?). To append to your config use +optimzer=slow"
+    ) in stderr
+    assert "specs/x.yaml:1" not in stderr  # not on a line of the spec
+    stderr = failing(workspace, "validate", "specs/x.yaml", "optimizer=fast")
+    assert "command-line override 1 'optimizer=fast'" in stderr
+    assert "Could not find 'optimizer/fast'; the options of the group are optimizer: gd, slow" in stderr
+    assert "Config search path" not in stderr
+    stderr = failing(workspace, "validate", "specs/x.yaml", "~train.sede")
+    assert "'train.sede' does not exist (did you mean 'train.seed'?)" in stderr
+
+
+def test_an_override_in_the_spec_is_located_on_its_yaml_line(workspace: Repo) -> None:
+    text = SPEC.replace("dir: conf", "dir: conf\n  overrides: [optimizer=gd, train.sed=1]")
+    spec = write_spec(workspace, "ownoverride", text)
+    stderr = failing(workspace, "validate", spec, "train.seed=2")
+    assert (
+        f"{spec}:{position(text, 'train.sed=1')}: config.overrides[1]: cannot compose the config: "
+        "Could not override 'train.sed' (did you mean 'train.seed'?)"
+    ) in stderr
+
+
+def two_specs(repo: Repo) -> tuple[str, str]:
+    churn = write_spec(repo, "churn", SPEC)
+    plain = write_spec(
+        repo,
+        "noconfig",
+        SPEC.replace("config:\n  dir: conf\n", "").replace("; echo ${config.optimizer.lr}", "").replace(
+            "params: [optimizer, train]", "params: []"
+        ),
+    )
+    return churn, plain
+
+
+def test_scoped_overrides_apply_to_their_spec_only(workspace: Repo) -> None:
+    churn, _ = two_specs(workspace)
+    workspace.modelspec("lock", "specs/x.yaml", churn, "churn:optimizer=slow", "train.seed=3", check=True)
+    x = json.loads((workspace.path / "specs/x.lock").read_text())["config"]
+    scoped = json.loads((workspace.path / "specs/churn.lock").read_text())["config"]
+    assert x == {"optimizer": {"lr": 0.1}, "train": {"seed": 3}}
+    assert scoped == {"optimizer": {"lr": 0.001}, "train": {"seed": 3}}
+
+
+def test_a_scope_naming_no_spec_of_the_build_names_the_specs(workspace: Repo) -> None:
+    churn, _ = two_specs(workspace)
+    stderr = failing(workspace, "plan", "specs/x.yaml", churn, "fraud:optimizer=slow")
+    assert (
+        "command-line override 1 'fraud:optimizer=slow' is scoped to 'fraud', which is no spec of this build "
+        "(specs: churn, x)"
+    ) in stderr
+
+
+def test_an_unscoped_override_a_spec_cannot_take_is_an_error_with_a_hint(workspace: Repo) -> None:
+    churn, plain = two_specs(workspace)
+    stderr = failing(workspace, "validate", plain, churn, "train.seed=3")
+    assert f"command-line override 1 'train.seed=3': {plain} has no `config` to override" in stderr
+    assert "scope it to one as NAME:KEY=VALUE" in stderr
+    stderr = failing(workspace, "validate", churn, "specs/x.yaml", "trian.seed=3")
+    assert stderr.count("command-line override 1 'trian.seed=3'") == 2  # one problem per spec
+    assert workspace.modelspec("validate", plain, churn, "churn:train.seed=3", "churn:~train.seed").returncode == 0
