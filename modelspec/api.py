@@ -13,7 +13,6 @@ import shutil
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from .engine import BuildOptions, BuildReport, build
 from .environments import Environment, ensure_environment
@@ -22,7 +21,7 @@ from .events import Event, Reporter, ignore
 from .graph import BuildGraph, load_specs
 from .loading import check_graph, load_graph, lock_bytes, lock_path, open_registry, open_workspace, write_locks
 from .model import Lock, Spec, split_output_ref
-from .planning import PlannedNode, plan_build
+from .planning import LastBuild, PlannedNode, plan_build
 from .rebuilder import CachingRebuilder
 from .registration import read_build_record
 from .store import Entry
@@ -68,16 +67,19 @@ def plan(
     workspace, graph, _ctx = load_graph(spec_paths, overrides, allow_dirty)
     cache = ActionCache(workspace.action_cache_dir, workspace.store.tmp)
     rebuilder = CachingRebuilder(cache, workspace.store, workspace.locks_dir)
-    return graph, plan_build(graph, rebuilder.lookup, previous_key_documents(workspace, graph), hermetic)
+    return graph, plan_build(graph, rebuilder.lookup, last_builds(workspace, graph), hermetic)
 
 
-def previous_key_documents(workspace: Workspace, graph: BuildGraph) -> dict[str, dict[str, Any]]:
-    documents: dict[str, dict[str, Any]] = {}
+def last_builds(workspace: Workspace, graph: BuildGraph) -> dict[str, LastBuild]:
+    """What the last build of each spec of the graph saw, which a plan compares with."""
+    builds = {}
     for name in graph.specs:
         record = read_build_record(workspace, name)
-        for node, info in (record or {}).get("nodes", {}).items():
-            documents[node] = info.get("key_document", {})
-    return documents
+        if record is not None:
+            documents = {node: info.get("key_document", {}) for node, info in record.get("nodes", {}).items()}
+            overrides = record.get("overrides")  # absent from the records of older versions
+            builds[name] = LastBuild(documents, None if overrides is None else tuple(overrides))
+    return builds
 
 
 def create_environment(spec_path: Path, *, offline: bool = False, reporter: Reporter = ignore) -> Environment | None:

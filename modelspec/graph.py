@@ -65,6 +65,7 @@ class ResolvedSpec:
     spec: Spec
     lock: Lock
     code_files: list[CodeFile]
+    overrides: tuple[str, ...] = ()  # the command-line overrides applied to it, scopes removed
 
 
 @dataclass
@@ -205,7 +206,7 @@ def build_graph(paths: list[Path], overrides: list[str], ctx: ResolveContext) ->
         except SpecError as exc:
             problems += exc.problems
             continue
-        resolved[spec.name] = ResolvedSpec(spec, lock, files)
+        resolved[spec.name] = ResolvedSpec(spec, lock, files, tuple(o.text for o in applying))
     if problems:
         shared = len(targets) > 1 and any(o.scope is None for o in parsed)
         hint = "an override without a scope applies to every spec given; scope it to one as NAME:KEY=VALUE"

@@ -225,3 +225,26 @@ def test_an_unscoped_override_a_spec_cannot_take_is_an_error_with_a_hint(workspa
     stderr = failing(workspace, "validate", churn, "specs/x.yaml", "trian.seed=3")
     assert stderr.count("command-line override 1 'trian.seed=3'") == 2  # one problem per spec
     assert workspace.modelspec("validate", plain, churn, "churn:train.seed=3", "churn:~train.seed").returncode == 0
+
+
+def test_plan_reasons_say_they_compare_with_the_last_build_and_its_overrides(workspace: Repo, tmp_path: Path) -> None:
+    home = {"MODELSPEC_HOME": str(tmp_path / "home")}  # this workspace's other tests expect no store
+
+    def plan(*overrides: str) -> dict[str, list[str]]:
+        result = workspace.modelspec("plan", "specs/x.yaml", *overrides, "--json", env=home)
+        assert result.returncode == 0, result.stderr
+        return {row["node"]: row["reasons"] for row in json.loads(result.stdout)["nodes"]}
+
+    assert plan() == {"x:train": ["never built"]}
+    workspace.modelspec("build", "specs/x.yaml", "train.seed=5", env=home, check=True)
+    assert plan() == {
+        "x:train": ["since the last build, which had the override train.seed=5", "config key train.seed: 5 → 1"]
+    }
+    assert plan("train.seed=5", "optimizer=slow") == {
+        "x:train": ["since the last build, which had the override train.seed=5", "config key optimizer.lr: 0.1 → 0.001"]
+    }
+    workspace.modelspec("build", "specs/x.yaml", env=home, check=True)
+    assert plan("optimizer=slow")["x:train"][0] == "since the last build, which had no overrides"
+    text = workspace.modelspec("plan", "specs/x.yaml", "train.seed=7", env=home).stdout
+    assert "- since the last build, which had no overrides\n" in text
+    assert "- config key train.seed: 1 → 7" in text
