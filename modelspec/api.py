@@ -26,13 +26,14 @@ from .rebuilder import CachingRebuilder
 from .registration import read_build_record
 from .store import Entry
 from .traces import ActionCache
-from .workspace import Workspace
+from .workspace import Workspace, check_workspace_file
 
 __all__ = [
     "BuildOptions",
     "BuildReport",
     "VerifyReport",
     "build",
+    "check_workspace_file",
     "checkout",
     "create_environment",
     "load_graph",

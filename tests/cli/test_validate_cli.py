@@ -248,3 +248,41 @@ def test_plan_reasons_say_they_compare_with_the_last_build_and_its_overrides(wor
     text = workspace.modelspec("plan", "specs/x.yaml", "train.seed=7", env=home).stdout
     assert "- since the last build, which had no overrides\n" in text
     assert "- config key train.seed: 1 → 7" in text
+
+
+BAD_WORKSPACE = """\
+stor: elsewhere
+retention:
+  keep_lats: 3
+  max_age: 90 days
+  schedule: "0 3 * * *"
+  grace: 1h
+"""
+WORKSPACE_PROBLEMS = [
+    "modelspec.yaml:1:1: stor: unknown key 'stor'; did you mean 'store'?",
+    "modelspec.yaml:3:3: retention.keep_lats: unknown key 'keep_lats'; did you mean 'keep_last'?",
+    "modelspec.yaml:4:12: retention.max_age: '90 days' must be a duration such as 90d, 12h or 2w",
+]
+
+
+def test_validate_checks_the_workspace_file_as_one(repo: Repo) -> None:
+    repo.write("modelspec.yaml", BAD_WORKSPACE, dedent=False)
+    result = repo.modelspec("validate", "modelspec.yaml")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.splitlines()[:3] == WORKSPACE_PROBLEMS
+    assert "3 problems found" in result.stderr
+    assert "modelspec:" not in result.stderr  # not checked as a spec (`missing required key 'modelspec'`)
+    repo.write("modelspec.yaml", 'retention:\n  keep_last: 3\n  schedule: "0 3 * * *"\n', dedent=False)
+    result = repo.modelspec("validate", "modelspec.yaml")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "modelspec.yaml: ok (workspace file)\n"
+
+
+def test_every_problem_of_the_workspace_file_is_reported_at_once(repo: Repo) -> None:
+    repo.write("modelspec.yaml", BAD_WORKSPACE, dedent=False)
+    result = repo.modelspec("versions", "x")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    for problem in WORKSPACE_PROBLEMS:
+        assert problem in result.stderr
+    assert "`modelspec validate modelspec.yaml` checks it" in result.stderr
