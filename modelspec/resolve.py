@@ -16,7 +16,7 @@ from .errors import GitError, ModelspecError, Problem, SpecError, StoreError, di
 from .hydraconfig import ConfigError, compose, config_keys, select_params, subtree
 from .model import PLACEHOLDER, Lock, Override, Spec, Stage
 from .statcache import StatCache
-from .store import digest_path
+from .store import digest_path, walk_path
 
 
 @dataclass
@@ -108,10 +108,11 @@ def _resolve_data(spec: Spec, ctx: ResolveContext, problems: list[Problem]) -> d
             if not full.resolve().is_relative_to(root):
                 problems.append(spec.document.problem((*where, "path"), f"{source.path} leads out of the repository"))
                 continue
-            if ctx.check_only:
-                data[name] = {"path": source.path}
-                continue
             try:
+                if ctx.check_only:  # walk the tree for what a snapshot refuses, reading no bytes
+                    walk_path(full, lambda _file: "", lambda _tree: "")
+                    data[name] = {"path": source.path}
+                    continue
                 entry = digest_path(full, ctx.statcache.digest)
             except StoreError as exc:
                 problems.append(spec.document.problem((*where, "path"), exc.message))

@@ -221,7 +221,8 @@ def test_a_hostile_spec_gets_a_located_error_and_writes_nothing(repo: Repo, name
     if case.setup:
         case.setup(repo)
     repo.commit(name)
-    created = [command for command in ("plan", "build") if run_rejected(repo, command, case)]
+    # `validate` must reject whatever `plan` and `build` reject, hashing no data.
+    created = [command for command in ("validate", "plan", "build") if run_rejected(repo, command, case)]
     if created:
         raise StoreCreatedForARejectedSpec(f"{' and '.join(created)} created .modelspec/ for a rejected spec")
 
