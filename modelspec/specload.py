@@ -22,6 +22,7 @@ from .model import (
     Stage,
 )
 from .schema import spec_schema_bytes, validate
+from .workspace import WORKSPACE_FILE
 from .yamlsource import Document, parse_document, read_spec_bytes
 
 
@@ -41,6 +42,11 @@ def load_spec(path: Path, cache_dir: Path | None = None) -> Spec:
     shown = shown_path(path)
     if path.suffix == ".lock":
         raise UsageError(f"{shown}: this is a lock file, pass the spec ({shown_path(spec_of_lock(path))})")
+    if path.name == WORKSPACE_FILE:
+        raise UsageError(
+            f"{shown}: this is the workspace file, not a spec",
+            hint=f"pass a spec (e.g. specs/fraud.yaml); `modelspec validate {shown}` checks the workspace file",
+        )
     raw = read_spec_bytes(path, shown)
     document = parse_document(raw, shown)
     marker = None

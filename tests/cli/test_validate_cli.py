@@ -286,3 +286,11 @@ def test_every_problem_of_the_workspace_file_is_reported_at_once(repo: Repo) -> 
     for problem in WORKSPACE_PROBLEMS:
         assert problem in result.stderr
     assert "`modelspec validate modelspec.yaml` checks it" in result.stderr
+
+
+def test_the_workspace_file_given_as_a_spec_is_named_as_such(repo: Repo) -> None:
+    repo.write("modelspec.yaml", "retention:\n  keep_last: 3\n", dedent=False)
+    result = repo.modelspec("plan", "modelspec.yaml")
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "modelspec.yaml: this is the workspace file, not a spec" in result.stderr
+    assert "`modelspec validate modelspec.yaml` checks the workspace file" in result.stderr
