@@ -13,27 +13,27 @@ import shutil
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from .engine import BuildOptions, BuildReport, build
 from .environments import Environment, ensure_environment
 from .errors import StoreError, UsageError
 from .events import Event, Reporter, ignore
 from .graph import BuildGraph, load_specs
-from .loading import load_graph, lock_bytes, lock_path, open_registry, open_workspace, write_locks
+from .loading import check_graph, load_graph, lock_bytes, lock_path, open_registry, open_workspace, write_locks
 from .model import Lock, Spec, split_output_ref
-from .planning import PlannedNode, plan_build
+from .planning import LastBuild, PlannedNode, plan_build
 from .rebuilder import CachingRebuilder
 from .registration import read_build_record
 from .store import Entry
 from .traces import ActionCache
-from .workspace import Workspace
+from .workspace import Workspace, check_workspace_file
 
 __all__ = [
     "BuildOptions",
     "BuildReport",
     "VerifyReport",
     "build",
+    "check_workspace_file",
     "checkout",
     "create_environment",
     "load_graph",
@@ -48,9 +48,14 @@ __all__ = [
 ]
 
 
-def validate(spec_paths: list[Path]) -> dict[str, Spec]:
-    """Load every spec (and those their data names); raises `SpecError` with every problem."""
-    return load_specs(spec_paths)
+def validate(
+    spec_paths: list[Path], overrides: list[str] | tuple[str, ...] = (), *, allow_dirty: bool = False
+) -> dict[str, Spec]:
+    """Every check `plan` makes (schema, consistency, paths at the resolved commit, the
+    composed config), hashing no data and writing nothing; raises `SpecError` with every
+    problem. Returns each spec of the build, by name."""
+    graph = check_graph(spec_paths, overrides, allow_dirty)
+    return {name: item.spec for name, item in graph.specs.items()}
 
 
 def plan(
@@ -63,16 +68,19 @@ def plan(
     workspace, graph, _ctx = load_graph(spec_paths, overrides, allow_dirty)
     cache = ActionCache(workspace.action_cache_dir, workspace.store.tmp)
     rebuilder = CachingRebuilder(cache, workspace.store, workspace.locks_dir)
-    return graph, plan_build(graph, rebuilder.lookup, previous_key_documents(workspace, graph), hermetic)
+    return graph, plan_build(graph, rebuilder.lookup, last_builds(workspace, graph), hermetic)
 
 
-def previous_key_documents(workspace: Workspace, graph: BuildGraph) -> dict[str, dict[str, Any]]:
-    documents: dict[str, dict[str, Any]] = {}
+def last_builds(workspace: Workspace, graph: BuildGraph) -> dict[str, LastBuild]:
+    """What the last build of each spec of the graph saw, which a plan compares with."""
+    builds = {}
     for name in graph.specs:
         record = read_build_record(workspace, name)
-        for node, info in (record or {}).get("nodes", {}).items():
-            documents[node] = info.get("key_document", {})
-    return documents
+        if record is not None:
+            documents = {node: info.get("key_document", {}) for node, info in record.get("nodes", {}).items()}
+            overrides = record.get("overrides")  # absent from the records of older versions
+            builds[name] = LastBuild(documents, None if overrides is None else tuple(overrides))
+    return builds
 
 
 def create_environment(spec_path: Path, *, offline: bool = False, reporter: Reporter = ignore) -> Environment | None:
@@ -95,8 +103,8 @@ def create_environment(spec_path: Path, *, offline: bool = False, reporter: Repo
 def checkout(spec_path: Path, out_dir: Path | None = None) -> dict[str, Path]:
     """Materialize the artifacts of the spec's last build from the store (hardlinks, read-only)."""
     workspace = open_workspace([spec_path])
-    spec = validate([spec_path])
-    name = next(s.name for s in spec.values() if s.path == Path(os.path.abspath(spec_path)))
+    specs = load_specs([spec_path])
+    name = next(s.name for s in specs.values() if s.path == Path(os.path.abspath(spec_path)))
     record = read_build_record(workspace, name)
     if record is None:
         raise UsageError(f"{name} has not been built in this workspace", hint=f"run `modelspec build {spec_path}`")

@@ -12,6 +12,7 @@ ModelspecError                 exit 1
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -49,6 +50,14 @@ class Problem:
             "path": self.yaml_path,
             "message": self.message,
         }
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`; did you mean 'x'?` for the closest of `choices`, or '' when none is close."""
+    import difflib
+
+    close = difflib.get_close_matches(word, sorted(set(choices)), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 class ModelspecError(Exception):

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import Problem, SpecError
-from .model import Lock, Spec, split_output_ref
+from .errors import Problem, SpecError, UsageError
+from .model import Lock, Spec, parse_overrides, split_output_ref
 from .resolve import ResolveContext, resolve_spec
 from .specload import load_spec
 
@@ -65,6 +65,7 @@ class ResolvedSpec:
     spec: Spec
     lock: Lock
     code_files: list[CodeFile]
+    overrides: tuple[str, ...] = ()  # the command-line overrides applied to it, scopes removed
 
 
 @dataclass
@@ -185,20 +186,31 @@ def _spec_cycles(specs: dict[str, Spec], edges: list[tuple[str, str]]) -> list[P
 
 
 def build_graph(paths: list[Path], overrides: list[str], ctx: ResolveContext) -> BuildGraph:
-    """Load, resolve and connect every spec; overrides apply to the target specs."""
+    """Load, resolve and connect every spec. An override applies to every target spec, or,
+    scoped as `NAME:KEY=VALUE`, to the spec NAME of the build only."""
     specs = load_specs(paths, ctx.cache_dir)
     targets = [s.name for s in specs.values() if any(Path(p).absolute() == s.path for p in paths)]
+    parsed = parse_overrides(overrides)
+    for override in parsed:
+        if override.scope is not None and override.scope not in specs:
+            raise UsageError(
+                f"command-line override {override.position} {override.given!r} is scoped to {override.scope!r}, "
+                f"which is no spec of this build (specs: {', '.join(sorted(specs))})"
+            )
     problems: list[Problem] = []
     resolved: dict[str, ResolvedSpec] = {}
     for spec in specs.values():
+        applying = [o for o in parsed if o.scope == spec.name or (o.scope is None and spec.name in targets)]
         try:
-            lock, files = resolve_spec(spec, overrides if spec.name in targets else [], ctx)
+            lock, files = resolve_spec(spec, applying, ctx)
         except SpecError as exc:
             problems += exc.problems
             continue
-        resolved[spec.name] = ResolvedSpec(spec, lock, files)
+        resolved[spec.name] = ResolvedSpec(spec, lock, files, tuple(o.text for o in applying))
     if problems:
-        raise SpecError(problems)
+        shared = len(targets) > 1 and any(o.scope is None for o in parsed)
+        hint = "an override without a scope applies to every spec given; scope it to one as NAME:KEY=VALUE"
+        raise SpecError(problems, hint=hint if shared else "")
     nodes: dict[str, Node] = {}
     for item in resolved.values():
         for stage_name, stage in item.lock.stages.items():

@@ -11,6 +11,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from .errors import did_you_mean
+
 # Resolvers whose value depends only on the config itself; anything else (`now`,
 # `oc.env`, `hydra:…`, custom resolvers) could change a value without changing a key.
 # `oc.create` and `oc.decode` are not here: they evaluate a string assembled at resolve
@@ -20,46 +22,127 @@ _RESOLVER_CALL = re.compile(r"\$\{\s*([A-Za-z_][\w.]*)\s*:")
 
 
 class ConfigError(Exception):
-    """A composition problem; `key` is the dotted config key it concerns, if any."""
+    """A composition problem. `key` is the dotted config key it concerns, if any, and
+    `override` the index (in the list given to `compose`) of the override that caused it."""
 
-    def __init__(self, message: str, key: str = "") -> None:
+    def __init__(self, message: str, key: str = "", override: int | None = None) -> None:
         super().__init__(message)
         self.key = key
+        self.override = override
 
 
 def compose(config_dir: Path, name: str, overrides: list[str]) -> dict[str, Any]:
     """The composed, resolved config as plain containers."""
     import yaml
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    for override in overrides:
-        _check_resolvers(override, "")
+    for index, override in enumerate(overrides):
+        try:
+            _check_resolvers(override, "")
+        except ConfigError as exc:
+            raise ConfigError(str(exc), exc.key, index) from None
     _check_defaults_lists(config_dir)
-    GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
-            cfg = hydra_compose(config_name=name, overrides=list(overrides))
+        cfg = _hydra_compose(config_dir, name, overrides)
         raw = OmegaConf.to_container(cfg, resolve=False)
         _walk_strings(raw, "")
         resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-    except (HydraException, OmegaConfBaseException) as exc:
-        key = str(getattr(exc, "full_key", "") or "")
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(_plain(message), key) from None
-    except ValueError as exc:  # e.g. an unparsable override, raised by Hydra's grammar
-        raise ConfigError(str(exc).strip().splitlines()[0]) from None
+    except (HydraException, OmegaConfBaseException, ValueError) as exc:
+        # ValueError: e.g. an unparsable override, raised by Hydra's grammar.
+        raise _config_error(exc, config_dir, name, overrides) from None
     except yaml.YAMLError as exc:  # a config file that is not YAML
         raise ConfigError(_plain(f"invalid YAML in the config: {exc}")) from None
-    finally:
-        GlobalHydra.instance().clear()
     if not isinstance(resolved, dict):
         raise ConfigError("the composed config is not a mapping")
     return {str(key): value for key, value in resolved.items()}
+
+
+def _hydra_compose(config_dir: Path, name: str, overrides: list[str]) -> Any:
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+            return hydra_compose(config_name=name, overrides=list(overrides))
+    finally:
+        GlobalHydra.instance().clear()
+
+
+# Hydra's messages quote the key an override could not set or delete.
+_MISSING_KEY = re.compile(r"Could not override '([^']+)'|Could not delete from config\. '([^']+)' does not exist")
+_OMEGACONF_DETAILS = ("full_key:", "object_type=", "reference_type=")
+_OPTIONS = re.compile(r"^Available options in '([^']+)':$")
+
+
+def _config_error(exc: Exception, config_dir: Path, name: str, overrides: list[str]) -> ConfigError:
+    """Hydra's message with its own help kept (the `+key` suggestion, a group's options),
+    a did-you-mean for a misspelled key, and which override caused it."""
+    text = str(exc).strip() or type(exc).__name__
+    key = str(getattr(exc, "full_key", "") or "")
+    index = _failing_override(text, key, overrides)
+    lines = _describe(text)
+    missing = _MISSING_KEY.search(text)
+    if missing and index is not None:
+        others = overrides[:index] + overrides[index + 1 :]
+        suggestion = did_you_mean(missing[1] or missing[2], _known_keys(config_dir, name, others))
+        if suggestion:
+            lines[0] = f"{lines[0].rstrip('.')} ({suggestion.removeprefix('; ')})."
+    return ConfigError(_join(lines), key, index)
+
+
+def _describe(text: str) -> list[str]:
+    """Hydra's lines, without the config search path, a group's options on one line."""
+    lines = [
+        line.strip()
+        for line in text.split("Config search path:")[0].splitlines()
+        if line.strip() and not line.strip().startswith(_OMEGACONF_DETAILS)
+    ]
+    described: list[str] = []
+    options: list[str] | None = None
+    for line in lines:
+        group = _OPTIONS.match(line)
+        if group:
+            options = []
+            described.append(f"the options of the group are {group[1]}: ")
+        elif options is not None:
+            options.append(line)
+            described[-1] = described[-1].split(": ", 1)[0] + ": " + ", ".join(options)
+        else:
+            described.append(line)
+    return described or [text]
+
+
+def _join(lines: list[str]) -> str:
+    text = lines[0]
+    for line in lines[1:]:
+        text += (" " if text.endswith((".", ":", "?", "!")) else "; ") + line
+    return _plain(text)
+
+
+def _failing_override(text: str, full_key: str, overrides: list[str]) -> int | None:
+    """The override Hydra's message names: by its text, its key, or its `group/option`;
+    else the one setting the key an OmegaConf error concerns."""
+    keys = [override.lstrip("+~").partition("=") for override in overrides]
+    for index, (key, _, value) in enumerate(keys):
+        if any(f"'{quoted}'" in text for quoted in (overrides[index], key, f"{key}/{value}")):
+            return index
+    return next((index for index, (key, _, _) in enumerate(keys) if full_key and key == full_key), None)
+
+
+def _known_keys(config_dir: Path, name: str, overrides: list[str]) -> list[str]:
+    """The keys and group names there are, to suggest one for a misspelled key."""
+    from omegaconf import OmegaConf
+
+    groups = [str(p.relative_to(config_dir)) for p in config_dir.rglob("*") if p.is_dir()]
+    try:
+        raw = OmegaConf.to_container(_hydra_compose(config_dir, name, overrides), resolve=False)
+    except Exception:  # a suggestion is a nicety; the real error is reported anyway
+        return groups
+    return [*groups, *(config_keys({str(k): v for k, v in raw.items()}) if isinstance(raw, dict) else [])]
 
 
 def _walk_strings(value: Any, key: str) -> None:
@@ -111,6 +194,17 @@ def subtree(config: dict[str, Any], dotted: str) -> tuple[bool, Any]:
             return False, None
         node = node[part]
     return True, node
+
+
+def config_keys(config: dict[str, Any], prefix: str = "") -> list[str]:
+    """Every dotted key of a composed config, inner nodes included (for suggestions)."""
+    keys = []
+    for key, value in config.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        keys.append(dotted)
+        if isinstance(value, dict):
+            keys += config_keys(value, dotted)
+    return keys
 
 
 def select_params(config: dict[str, Any], params: list[str] | tuple[str, ...]) -> dict[str, Any]:

@@ -33,18 +33,33 @@ def open_workspace(spec_paths: list[Path]) -> Workspace:
     return find_workspace(first.parent, fallback_root=find_repo_root(first.parent))
 
 
-def resolve_context(workspace: Workspace, allow_dirty: bool = False) -> ResolveContext:
+def resolve_context(workspace: Workspace, allow_dirty: bool = False, check_only: bool = False) -> ResolveContext:
     temp = workspace.store.tmp
     statcache = StatCache(workspace.cache_dir / "stat.json", temp)
 
     def registered(name: str, version_range: str, output: str) -> dict[str, Any]:
+        if check_only and not registry_exists(workspace):  # checking must not create one
+            raise UsageError(f"no active version of {name} matches {version_range!r} (versions: none)")
         registry = open_registry(workspace)
         try:
             return registered_artifact(registry, workspace.store, name, version_range, output)
         finally:
             registry.close()
 
-    return ResolveContext(statcache, workspace.cache_dir, temp, allow_dirty, registered)
+    return ResolveContext(statcache, workspace.cache_dir, temp, allow_dirty, check_only, registered)
+
+
+def registry_exists(workspace: Workspace) -> bool:
+    return bool(workspace.settings.get("registry")) or (workspace.home / "registry.db").exists()
+
+
+def check_graph(
+    spec_paths: list[Path], overrides: list[str] | tuple[str, ...] = (), allow_dirty: bool = False
+) -> BuildGraph:
+    """Every check that `load_graph` makes, without hashing data and without writing
+    anything: what `validate` runs. The graph's locks lack data and environment digests."""
+    workspace = open_workspace(spec_paths)
+    return build_graph(spec_paths, list(overrides), resolve_context(workspace, allow_dirty, check_only=True))
 
 
 def load_graph(

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import Location, Problem
 from .yamlsource import Document
 
 LOCK_FORMAT = 1
@@ -79,6 +80,36 @@ class Spec:
 
     def node_id(self, stage: str) -> str:
         return f"{self.name}:{stage}"
+
+
+@dataclass(frozen=True, slots=True)
+class Override:
+    """A config override from the command line: `train.seed=3` applies to every target
+    spec, `churn:optimizer=slow` to the spec named churn only."""
+
+    given: str  # as typed, scope included
+    position: int  # 1-based among the command line's overrides
+    text: str  # the Hydra override itself
+    scope: str | None = None
+
+    def problem(self, message: str) -> Problem:
+        """A problem located on the command line rather than in a file."""
+        return Problem(Location(f"command-line override {self.position} {self.given!r}"), "", message)
+
+
+# `NAME:` before the first `=` scopes an override (a Hydra key never holds a colon).
+_SCOPE = re.compile(r"^([a-z][a-z0-9_-]{0,63}):([^=]*(=.*)?)$", re.S)
+
+
+def parse_overrides(given: list[str] | tuple[str, ...]) -> list[Override]:
+    overrides = []
+    for position, text in enumerate(given, 1):
+        scoped = _SCOPE.match(text) if ":" in text.partition("=")[0] else None
+        if scoped:
+            overrides.append(Override(text, position, scoped[2], scoped[1]))
+        else:
+            overrides.append(Override(text, position, text))
+    return overrides
 
 
 def split_output_ref(ref: str) -> tuple[str, str]:

@@ -33,6 +33,15 @@ class PlannedNode:
         }
 
 
+@dataclass(frozen=True)
+class LastBuild:
+    """What a spec's last build saw: each node's key document, and the command-line
+    overrides it was built with (None when not recorded)."""
+
+    documents: Mapping[str, Mapping[str, Any]]
+    overrides: tuple[str, ...] | None
+
+
 def hermetic_mode(node: Node, override: str | None) -> str:
     return override or node.lock.hermetic
 
@@ -58,10 +67,11 @@ def node_key(node: Node, upstream_digest: Callable[[UpstreamInput], str], hermet
 def plan_build(
     graph: BuildGraph,
     lookup: Callable[[str], ActionResult | None],
-    previous: Mapping[str, Mapping[str, Any]],
+    last: Mapping[str, LastBuild],
     hermetic_override: str | None = None,
 ) -> list[PlannedNode]:
-    """Every node in order with its key, whether the action cache has it, and why not.
+    """Every node in order with its key, whether the action cache has it, and why not:
+    what changed since the spec's last build, which the first reason names.
 
     An upstream node that will run contributes `pending:<its key>` to its dependents'
     keys: their real keys are known only once its outputs are.
@@ -82,9 +92,29 @@ def plan_build(
             results[node.id] = hit
             planned[node.id] = PlannedNode(node.id, key, True, [], document)
         else:
-            reasons = explain(previous.get(node.id), document)
+            build = last.get(node.spec.name)
+            before = build.documents.get(node.id) if build is not None else None
+            reasons = explain(before, document)
+            if build is not None and before is not None and reasons != [NOT_CACHED]:
+                reasons.insert(0, since_last_build(build.overrides, graph.specs[node.spec.name].overrides))
             planned[node.id] = PlannedNode(node.id, key, False, reasons, document)
     return list(planned.values())
+
+
+def since_last_build(before: tuple[str, ...] | None, now: tuple[str, ...]) -> str:
+    """The first reason: what the changes are relative to, so that a change the user did
+    not make today (the last build's override, gone now) is never shown unexplained."""
+    if before is None or before == now == ():
+        return "since the last build"
+    if before == now:
+        return f"since the last build, with the same {_overrides(now)}"
+    if not before:
+        return "since the last build, which had no overrides"
+    return f"since the last build, which had the {_overrides(before)}"
+
+
+def _overrides(overrides: tuple[str, ...]) -> str:
+    return f"override{'s' if len(overrides) > 1 else ''} {' '.join(overrides)}"
 
 
 def content_ids(graph: BuildGraph, hermetic_override: str | None = None) -> dict[str, str]:
@@ -136,10 +166,11 @@ def explain(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> list[
             reasons.append(text)
     if before.get("argv") != after["argv"] and not any(r.startswith(("input", "config")) for r in reasons):
         reasons.append("command changed")
-    return reasons or ["not in the action cache (removed, or built elsewhere)"]
+    return reasons or [NOT_CACHED]
 
 
 _MISSING = object()
+NOT_CACHED = "not in the action cache (removed, or built elsewhere)"
 
 
 def _show(value: Any) -> str:

@@ -76,6 +76,7 @@ def build_record(
         "metrics": metrics,
         "nodes": nodes,
         "hermetic": all(n["hermetic"] for n in nodes.values()),
+        "overrides": list(item.overrides),  # so that a plan can say what it compares with
     }
 
 

@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import gitcode
 from .digest import canonical_json, digest_json, hex_of
-from .errors import GitError, ModelspecError, Problem, SpecError, StoreError
-from .hydraconfig import ConfigError, compose, select_params, subtree
-from .model import Lock, Spec, Stage
+from .errors import GitError, ModelspecError, Problem, SpecError, StoreError, did_you_mean
+from .hydraconfig import ConfigError, compose, config_keys, select_params, subtree
+from .model import PLACEHOLDER, Lock, Override, Spec, Stage
 from .statcache import StatCache
-from .store import digest_path
+from .store import digest_path, walk_path
 
 
 @dataclass
@@ -27,6 +27,9 @@ class ResolveContext:
     cache_dir: Path
     temp_dir: Path
     allow_dirty: bool = False
+    # Every check, but no hashing of data or environments: what `validate` does. The lock
+    # it produces lacks those digests and must never be written or keyed.
+    check_only: bool = False
     # (model, version range, output) → the lock's data entry of a registered artifact;
     # injected by the API layer, which owns the registry.
     registered: Callable[[str, str, str], dict[str, Any]] | None = None
@@ -34,16 +37,20 @@ class ResolveContext:
     pending: dict[Path, bytes] = field(default_factory=dict)
 
 
-def resolve_spec(spec: Spec, overrides: list[str], ctx: ResolveContext) -> tuple[Lock, list[gitcode.CodeFile]]:
-    """The spec's lock, and the code files it pins (for exporting the snapshot)."""
+def resolve_spec(
+    spec: Spec, overrides: Sequence[Override], ctx: ResolveContext
+) -> tuple[Lock, list[gitcode.CodeFile]]:
+    """The spec's lock, and the code files it pins (for exporting the snapshot), composed
+    with the command-line `overrides` that apply to it."""
     problems: list[Problem] = []
     code, files = _resolve_code(spec, ctx, problems)
     data = _resolve_data(spec, ctx, problems)
     config = _resolve_config(spec, overrides, ctx, problems)
     environment = _resolve_environment(spec, ctx, problems)
     stages = {}
+    code_known = "commit" in code  # else the ref did not resolve, reported already
     for stage in spec.stages.values():
-        stages[stage.name] = _lock_stage(spec, stage, files, config, problems)
+        stages[stage.name] = _lock_stage(spec, stage, files if code_known else None, ctx.allow_dirty, config, problems)
     if problems:
         raise SpecError(problems)
     lock = Lock(
@@ -102,6 +109,10 @@ def _resolve_data(spec: Spec, ctx: ResolveContext, problems: list[Problem]) -> d
                 problems.append(spec.document.problem((*where, "path"), f"{source.path} leads out of the repository"))
                 continue
             try:
+                if ctx.check_only:  # walk the tree for what a snapshot refuses, reading no bytes
+                    walk_path(full, lambda _file: "", lambda _tree: "")
+                    data[name] = {"path": source.path}
+                    continue
                 entry = digest_path(full, ctx.statcache.digest)
             except StoreError as exc:
                 problems.append(spec.document.problem((*where, "path"), exc.message))
@@ -121,11 +132,11 @@ def _resolve_data(spec: Spec, ctx: ResolveContext, problems: list[Problem]) -> d
 
 
 def _resolve_config(
-    spec: Spec, overrides: list[str], ctx: ResolveContext, problems: list[Problem]
+    spec: Spec, overrides: Sequence[Override], ctx: ResolveContext, problems: list[Problem]
 ) -> dict[str, Any] | None:
     if spec.config is None:
-        if overrides:
-            problems.append(spec.document.problem((), "config overrides were given but the spec has no `config`"))
+        for override in overrides:
+            problems.append(override.problem(f"{spec.shown} has no `config` to override"))
         return {}
     config_dir = spec.repo_root / spec.config.dir
     if not config_dir.is_dir():
@@ -137,15 +148,18 @@ def _resolve_config(
         shown = os.path.relpath(leaving[0], spec.repo_root)
         problems.append(spec.document.problem(("config", "dir"), f"{shown} leads out of the repository (a symlink?)"))
         return None
-    all_overrides = [*spec.config.overrides, *overrides]
+    own = len(spec.config.overrides)
+    all_overrides = [*spec.config.overrides, *(o.text for o in overrides)]
     try:
         return _cached_compose(config_dir, spec.config.name, all_overrides, ctx)
     except ConfigError as exc:
-        where = (
-            ("config", "overrides") if any(exc.key and o.startswith(exc.key) for o in all_overrides) else ("config",)
-        )
         key = f" ({exc.key})" if exc.key else ""
-        problems.append(spec.document.problem(where, f"cannot compose the config{key}: {exc}"))
+        message = f"cannot compose the config{key}: {exc}"
+        if exc.override is not None and exc.override >= own:  # given on the command line
+            problems.append(overrides[exc.override - own].problem(f"{spec.shown}: {message}"))
+        else:
+            where = ("config",) if exc.override is None else ("config", "overrides", exc.override)
+            problems.append(spec.document.problem(where, message))
         return None
 
 
@@ -182,19 +196,21 @@ def _resolve_environment(spec: Spec, ctx: ResolveContext, problems: list[Problem
     if not full.resolve().is_relative_to(spec.repo_root.resolve()):
         problems.append(spec.document.problem(("environment", field), f"{relative} leads out of the repository"))
         return None
-    file_digest = ctx.statcache.digest(full)
     kind = "uv" if env.lock else "nix"
+    if kind == "nix" and full.parent.resolve() == spec.repo_root.resolve():
+        # A nix file may import the files beside it: they are part of the environment.
+        problems.append(
+            spec.document.problem(
+                ("environment", "nix"), "put the nix file in a directory of its own (its directory is hashed)"
+            )
+        )
+        return None
+    if ctx.check_only:
+        return {"kind": kind, "python": env.python, "file": relative}
+    file_digest = ctx.statcache.digest(full)
     pinned = {"kind": kind, "python": env.python, "file": relative, "file_digest": file_digest}
     content = file_digest
     if kind == "nix":
-        # A nix file may import the files beside it: they are part of the environment.
-        if full.parent.resolve() == spec.repo_root.resolve():
-            problems.append(
-                spec.document.problem(
-                    ("environment", "nix"), "put the nix file in a directory of its own (its directory is hashed)"
-                )
-            )
-            return None
         content = digest_path(full.parent, ctx.statcache.digest).digest
         pinned["dir_digest"] = content
     # The digest names the environment by what it contains, not where its file lives.
@@ -202,23 +218,44 @@ def _resolve_environment(spec: Spec, ctx: ResolveContext, problems: list[Problem
 
 
 def _lock_stage(
-    spec: Spec, stage: Stage, files: list[gitcode.CodeFile], config: dict[str, Any] | None, problems: list[Problem]
+    spec: Spec,
+    stage: Stage,
+    files: list[gitcode.CodeFile] | None,
+    dirty: bool,
+    config: dict[str, Any] | None,
+    problems: list[Problem],
 ) -> dict[str, Any]:
+    """The stage's lock entry. `files` is None when the commit is unknown; `config` is None
+    when it could not be composed (both reported already)."""
     where = ("stages", stage.name)
     for i, path in enumerate(stage.code):
-        if files and not gitcode.files_under(files, [path]):
-            problems.append(
-                spec.document.problem(
-                    (*where, "code", i), f"{path} holds no files at the resolved commit (is it committed?)"
-                )
-            )
+        if files is not None and not gitcode.files_under(files, [path]):
+            place = "in the working tree" if dirty else "at the resolved commit (is it committed?)"
+            problems.append(spec.document.problem((*where, "code", i), f"{path} holds no files {place}"))
     params: dict[str, Any] = {}
     if config is not None:
+        keys = config_keys(config)
         for i, dotted in enumerate(stage.params):
             found, _value = subtree(config, dotted)
             if not found:
-                problems.append(spec.document.problem((*where, "params", i), f"config key {dotted!r} does not exist"))
+                problems.append(
+                    spec.document.problem(
+                        (*where, "params", i), f"config key {dotted!r} does not exist{did_you_mean(dotted, keys)}"
+                    )
+                )
+        for token in stage.argv:
+            for match in PLACEHOLDER.finditer(token):
+                space, _, dotted = match.group(1).partition(".")
+                if space == "config" and dotted and not subtree(config, dotted)[0]:
+                    problems.append(
+                        spec.document.problem(
+                            (*where, "cmd"),
+                            f"placeholder ${{{match.group(1)}}} names no key of the composed config"
+                            f"{did_you_mean(dotted, keys)}",
+                        )
+                    )
         params = select_params(config, [p for p in stage.params if subtree(config, p)[0]])
+    code_digest = gitcode.code_digest(gitcode.files_under(files or [], stage.code))
     inputs: dict[str, Any] = {}
     for item in stage.inputs:
         if "." in item:
@@ -229,7 +266,7 @@ def _lock_stage(
     locked = {
         "argv": list(stage.argv),
         "shell": stage.shell,
-        "code": {"paths": list(stage.code), "digest": gitcode.code_digest(gitcode.files_under(files, stage.code))},
+        "code": {"paths": list(stage.code), "digest": code_digest},
         "params": params,
         "inputs": inputs,
         "outputs": dict(stage.outputs),

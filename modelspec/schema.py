@@ -1,4 +1,5 @@
-"""Validation of spec documents against `schemas/spec.schema.json`, as located problems."""
+"""Validation of spec documents against `schemas/spec.schema.json`, and of the workspace
+file against `schemas/workspace.schema.json`, as located problems."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 from importlib import resources
 from typing import Any
 
-from .errors import Problem
+from .errors import Problem, did_you_mean
 from .yamlsource import Document
 
 _MAX_SHOWN = 60  # characters of an offending value quoted in a message
@@ -25,16 +26,54 @@ def spec_schema() -> dict[str, Any]:
 
 
 @functools.cache
+def workspace_schema_bytes() -> bytes:
+    return resources.files("modelspec").joinpath("workspace.schema.json").read_bytes()
+
+
+@functools.cache
 def _validator() -> Any:
     from jsonschema import Draft202012Validator
 
     return Draft202012Validator(spec_schema())
 
 
+@functools.cache
+def _workspace_validator() -> Any:
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(_with_spec_refs(json.loads(workspace_schema_bytes())))
+
+
+def _with_spec_refs(node: Any) -> Any:
+    """The workspace schema with its references into the spec schema (the retention
+    rules, shared by both files) replaced by what they point at."""
+    prefix = f"{spec_schema()['$id']}#/"
+    if isinstance(node, dict):
+        reference = node.get("$ref")
+        if isinstance(reference, str) and reference.startswith(prefix):
+            target: Any = spec_schema()
+            for part in reference.removeprefix(prefix).split("/"):
+                target = target[part]
+            return target
+        return {key: _with_spec_refs(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_with_spec_refs(item) for item in node]
+    return node
+
+
 def validate(document: Document) -> list[Problem]:
-    """Every schema violation of the document, each pointing at the offending line."""
+    """Every schema violation of the spec, each pointing at the offending line."""
+    return _problems(_validator(), document)
+
+
+def validate_workspace(document: Document) -> list[Problem]:
+    """Every schema violation of the workspace file, each pointing at the offending line."""
+    return _problems(_workspace_validator(), document)
+
+
+def _problems(validator: Any, document: Document) -> list[Problem]:
     problems: list[Problem] = []
-    for error in _validator().iter_errors(document.data):
+    for error in validator.iter_errors(document.data):
         problems.extend(p for p in _problems_of(error, document) if p not in problems)
     return problems
 
@@ -83,9 +122,4 @@ def _shown(value: Any) -> str:
 
 
 def _suggest(key: str, allowed: set[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(key, sorted(allowed), n=1)
-    if close:
-        return f"; did you mean {close[0]!r}?"
-    return f"; allowed: {', '.join(sorted(allowed))}"
+    return did_you_mean(key, allowed) or f"; allowed: {', '.join(sorted(allowed))}"

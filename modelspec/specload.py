@@ -12,7 +12,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .digest import digest_bytes, hex_of
-from .errors import Problem, SpecError
+from .errors import Problem, SpecError, UsageError
 from .model import (
     PLACEHOLDER,
     ConfigSource,
@@ -22,6 +22,7 @@ from .model import (
     Stage,
 )
 from .schema import spec_schema_bytes, validate
+from .workspace import WORKSPACE_FILE
 from .yamlsource import Document, parse_document, read_spec_bytes
 
 
@@ -39,6 +40,13 @@ def load_spec(path: Path, cache_dir: Path | None = None) -> Spec:
     caller records `spec.schema_marker` once the spec has been resolved without error."""
     path = Path(os.path.abspath(path))
     shown = shown_path(path)
+    if path.suffix == ".lock":
+        raise UsageError(f"{shown}: this is a lock file, pass the spec ({shown_path(spec_of_lock(path))})")
+    if path.name == WORKSPACE_FILE:
+        raise UsageError(
+            f"{shown}: this is the workspace file, not a spec",
+            hint=f"pass a spec (e.g. specs/fraud.yaml); `modelspec validate {shown}` checks the workspace file",
+        )
     raw = read_spec_bytes(path, shown)
     document = parse_document(raw, shown)
     marker = None
@@ -55,6 +63,12 @@ def load_spec(path: Path, cache_dir: Path | None = None) -> Spec:
             hint="point code.repo at a git checkout (run `git init` there first)",
         )
     return _to_spec(document, path, repo_root, marker if marker is not None and not marker.exists() else None)
+
+
+def spec_of_lock(lock: Path) -> Path:
+    """The spec a lock file was written for (`specs/x.lock` → `specs/x.yaml`)."""
+    candidates = [lock.with_suffix(suffix) for suffix in (".yaml", ".yml")]
+    return next((c for c in candidates if c.is_file()), candidates[0])
 
 
 def find_repo_root(start: Path) -> Path | None:

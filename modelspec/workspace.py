@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
-from .limits import LIMIT_KEYS, effective_limits
-from .store import LocalStore
+from .digest import digest_bytes, hex_of
+from .errors import Location, Problem, SpecError
+from .schema import validate_workspace, workspace_schema_bytes
+from .store import LocalStore, write_atomic
+from .yamlsource import Document, parse_document, read_spec_bytes
 
 WORKSPACE_FILE = "modelspec.yaml"
 STORE_DIR = ".modelspec"
@@ -72,39 +74,46 @@ def find_workspace(start: Path, fallback_root: Path | None = None) -> Workspace:
             break
     if root is None:
         root = fallback_root or start
-    settings = _read_settings(root / WORKSPACE_FILE)
+    document, raw = _read_workspace_file(root / WORKSPACE_FILE)
+    settings = document.data if document is not None and isinstance(document.data, dict) else {}
     home_env = os.environ.get("MODELSPEC_HOME")
-    home = Path(os.path.abspath(home_env)) if home_env else root / str(settings.get("store", STORE_DIR))
-    return Workspace(root=root, home=home, settings=settings)
+    store = settings.get("store")
+    home = Path(os.path.abspath(home_env)) if home_env else root / (store if isinstance(store, str) else STORE_DIR)
+    if document is not None:
+        _check_settings(document, raw, home / "cache")
+    return Workspace(root=root, home=home, settings=dict(settings))
 
 
-def _read_settings(path: Path) -> dict[str, Any]:
+def check_workspace_file(path: Path) -> dict[str, Any]:
+    """The settings of a workspace file; every problem at once, as a located `SpecError`."""
+    document, raw = _read_workspace_file(path)
+    if document is None:
+        raise SpecError([Problem(Location(os.path.relpath(path)), "", "file not found")])
+    _check_settings(document, raw, None)
+    return dict(document.data or {})
+
+
+def _read_workspace_file(path: Path) -> tuple[Document | None, bytes]:
     if not path.is_file():
-        return {}
-    from .yamlsource import load_document
+        return None, b""
+    shown = os.path.relpath(path)
+    raw = read_spec_bytes(path, shown)
+    return parse_document(raw, shown), raw
 
-    document = load_document(path, os.path.relpath(path))
+
+def _check_settings(document: Document, raw: bytes, cache_dir: Path | None) -> None:
+    """Validate against the workspace schema. With `cache_dir`, a file whose bytes passed
+    once is not validated again (importing jsonschema would slow every command down)."""
     if document.data is None:
-        return {}
-    if not isinstance(document.data, dict):
-        raise UsageError(f"{path}: the workspace file must be a mapping of settings")
-    retention = document.data.get("retention") or {}
-    allowed = {"keep_last", "keep_best", "max_age", "keep_aliased", "min_keep", "schedule", "grace"}
-    for key in retention if isinstance(retention, dict) else ():
-        if key not in allowed:
-            problem = document.problem(("retention", key), "unknown retention setting", key=True)
-            raise UsageError(str(problem), hint=f"allowed: {', '.join(sorted(allowed))}")
-    limits = document.data.get("limits") or {}
-    for key, value in limits.items() if isinstance(limits, dict) else ():
-        if key not in LIMIT_KEYS:
-            problem = document.problem(("limits", key), "unknown limit", key=True)
-            raise UsageError(str(problem), hint=f"allowed: {', '.join(LIMIT_KEYS)}")
-        try:
-            effective_limits({key: value}, None)
-        except (UsageError, ValueError, TypeError) as exc:
-            raise UsageError(str(document.problem(("limits", key), str(exc)))) from None
-    unknown = set(document.data) - {"store", "registry", "retention", "limits"}
-    if unknown:
-        problem = document.problem((sorted(unknown)[0],), "unknown workspace setting", key=True)
-        raise UsageError(str(problem), hint="allowed settings: store, registry, retention, limits")
-    return dict(document.data)
+        return
+    marker = cache_dir / "valid-specs" / hex_of(digest_bytes(raw + workspace_schema_bytes())) if cache_dir else None
+    if marker is not None and marker.exists():
+        return
+    problems = validate_workspace(document)
+    if problems:
+        raise SpecError(
+            problems,
+            hint=f"fix {document.file} (the workspace file); `modelspec validate {document.file}` checks it",
+        )
+    if marker is not None and marker.parent.parent.parent.is_dir():  # never create a store to say so
+        write_atomic(marker, b"")

@@ -94,14 +94,15 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print machin
 
 
 def split_targets(args: tuple[str, ...]) -> tuple[list[Path], list[str]]:
-    """Spec files and Hydra overrides (`key=value`, `+key=value`, `~key`) from one argument list."""
+    """Spec files and Hydra overrides (`key=value`, `+key=value`, `~key`, each optionally
+    scoped to one spec as `name:key=value`) from one argument list."""
     from ..errors import UsageError
 
     specs, overrides = [], []
     for arg in args:
-        if arg.endswith((".yaml", ".yml")) or (os.path.exists(arg) and "=" not in arg):
+        if arg.endswith((".yaml", ".yml", ".lock")) or (os.path.exists(arg) and "=" not in arg):
             specs.append(Path(arg))
-        elif "=" in arg or arg.startswith("~"):
+        elif "=" in arg or arg.partition(":")[2].startswith("~") or arg.startswith("~"):
             overrides.append(arg)
         else:
             raise UsageError(f"{arg!r} is neither a spec file nor a config override (key=value)")

@@ -15,41 +15,68 @@ from . import emit_json, handle_errors, json_option, main, make_console, raise_i
 
 
 @main.command()
-@click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("args", nargs=-1, required=True)
+@click.option("--allow-dirty", is_flag=True, help="Use the working files of uncommitted code paths.")
 @json_option
 @handle_errors
-def validate(specs: tuple[Path, ...], as_json: bool) -> None:
-    """Check spec files against the schema and their own consistency (exit 2 on problems)."""
+def validate(args: tuple[str, ...], allow_dirty: bool, as_json: bool) -> None:
+    """Check SPEC... [OVERRIDES...]: the schema, consistency, paths at the resolved commit and
+    the composed config; everything `plan` checks except data digests (exit 2 on problems)."""
+    from ..api import check_workspace_file
     from ..api import validate as validate_specs
-    from ..errors import SpecError
+    from ..errors import Problem, SpecError
+    from ..workspace import WORKSPACE_FILE
 
-    try:
-        loaded = validate_specs(list(specs))
-    except SpecError as exc:
-        if as_json:
-            emit_json(exc.to_dict())
-        else:
-            err = make_console(stderr=True)
-            for problem in exc.problems:
-                err.print(
-                    f"[red]{problem.location}[/]: {problem.yaml_path + ': ' if problem.yaml_path else ''}"
-                    f"{problem.message}",
-                    markup=True,
-                    highlight=False,
-                    soft_wrap=True,
-                )
-            err.print(f"{len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''} found")
-        sys.exit(exc.exit_code)
+    paths, overrides = split_targets(args)
+    # A workspace file is recognised by its name and checked as one, not as a spec.
+    workspace_files = [p for p in paths if p.name == WORKSPACE_FILE]
+    specs = [p for p in paths if p.name != WORKSPACE_FILE]
+    problems: list[Problem] = []
+    hints: list[str] = []
+    for path in workspace_files:
+        try:
+            check_workspace_file(path)
+        except SpecError as exc:
+            problems += exc.problems
+    loaded = {}
+    if specs:
+        try:
+            loaded = validate_specs(specs, overrides, allow_dirty=allow_dirty)
+        except SpecError as exc:
+            problems += exc.problems
+            hints += [exc.hint] if exc.hint else []
+    if problems:  # a workspace file given and also read for the specs: each problem once
+        _report_problems(SpecError(list(dict.fromkeys(problems)), hint="; ".join(hints)), as_json)
     if as_json:
         emit_json(
             {
                 "ok": True,
                 "specs": [{"name": s.name, "path": s.shown, "stages": list(s.stages)} for s in loaded.values()],
+                "workspace_files": [os.path.relpath(p) for p in workspace_files],
             }
         )
     else:
+        for path in workspace_files:
+            click.echo(f"{os.path.relpath(path)}: ok (workspace file)")
         for spec in loaded.values():
             click.echo(f"{spec.shown}: ok ({spec.name}, {len(spec.stages)} stages)")
+
+
+def _report_problems(exc: Any, as_json: bool) -> None:
+    """Every located problem, one a line, then the count and the hint; exit 2."""
+    from rich.text import Text
+
+    if as_json:
+        emit_json(exc.to_dict())
+    else:
+        err = make_console(stderr=True)
+        for problem in exc.problems:
+            where = f"{problem.yaml_path}: " if problem.yaml_path else ""
+            err.print(Text.assemble((str(problem.location), "red"), f": {where}{problem.message}"), soft_wrap=True)
+        err.print(f"{len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''} found")
+        if exc.hint:
+            err.print(f"hint: {exc.hint}", style="dim", markup=False)
+    sys.exit(exc.exit_code)
 
 
 @main.command()

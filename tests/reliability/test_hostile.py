@@ -99,8 +99,9 @@ def spec_y_depending_on_x(repo: Repo) -> None:
 
 @dataclass(frozen=True)
 class Case:
-    """A spoiled spec: the error must be on the line holding `at` (line 1 when empty) and
-    say `message`. `loaded` cases pass the loader and are rejected at resolution."""
+    """A spoiled spec: the error must be on the line holding `at` (line 1 when empty), or
+    on the command line when `at` names a command-line override, and say `message`.
+    `loaded` cases pass the loader and are rejected at resolution."""
 
     spec: str | bytes
     at: str
@@ -166,9 +167,19 @@ CASES = {
         setup=data_path_is_symlink_out,
         loaded=True,
     ),
-    "override-now": Case(SPEC, "config:", "resolver 'now' is not deterministic", args=("a.v=${now:%s}",), loaded=True),
+    "override-now": Case(
+        SPEC,
+        "command-line override 1 'a.v=${now:%s}':",
+        "resolver 'now' is not deterministic",
+        args=("a.v=${now:%s}",),
+        loaded=True,
+    ),
     "override-oc-env": Case(
-        SPEC, "config:", "resolver 'oc.env' is not deterministic", args=("a.v=${oc.env:HOME}",), loaded=True
+        SPEC,
+        "command-line override 1 'a.v=${oc.env:HOME}':",
+        "resolver 'oc.env' is not deterministic",
+        args=("a.v=${oc.env:HOME}",),
+        loaded=True,
     ),
     "specs-reference-each-other": Case(
         replaced("  raw: {path: data/raw.txt}", "  raw: {path: data/raw.txt}\n  up: {spec: y, output: b.out}"),
@@ -190,8 +201,9 @@ def run_rejected(repo: Repo, command: str, case: Case) -> bool:
     output = result.stdout + result.stderr
     assert result.returncode == 2, f"{command} exited {result.returncode}:\n{output}"
     assert "Traceback" not in output, output
-    located = [line for line in result.stderr.splitlines() if line.startswith(f"{SPEC_FILE}:{case.line()}:")]
-    assert any(case.message in line for line in located), f"expected {case.message!r} on line {case.line()}:\n{output}"
+    where = case.at if case.at.startswith("command-line override") else f"{SPEC_FILE}:{case.line()}:"
+    located = [line for line in result.stderr.splitlines() if line.startswith(where)]
+    assert any(case.message in line for line in located), f"expected {case.message!r} at {where}:\n{output}"
     assert not list((repo.path / "specs").glob("*.lock")), "a lock was written for a rejected spec"
     home = repo.path / ".modelspec"
     for kept in ("objects", "ac", "registry.db", "builds", "logs"):
@@ -209,7 +221,8 @@ def test_a_hostile_spec_gets_a_located_error_and_writes_nothing(repo: Repo, name
     if case.setup:
         case.setup(repo)
     repo.commit(name)
-    created = [command for command in ("plan", "build") if run_rejected(repo, command, case)]
+    # `validate` must reject whatever `plan` and `build` reject, hashing no data.
+    created = [command for command in ("validate", "plan", "build") if run_rejected(repo, command, case)]
     if created:
         raise StoreCreatedForARejectedSpec(f"{' and '.join(created)} created .modelspec/ for a rejected spec")
 
