@@ -330,6 +330,7 @@ def test_catalog_versions_and_show(tmp_path: Path, registry: Registry, clock: Cl
             "metrics": {"auc": 0.95, "f1": 0.5},
             "aliases": ["production"],
             "status": "active",
+            "pinned": False,
         }
     ]
     assert [r["version"] for r in catalog.versions("fraud", tags={"stage": "approved"})] == ["1.3.1"]
@@ -445,7 +446,8 @@ def test_rollback_refuses_a_retired_target_and_says_why(fraud: Registry) -> None
     assert info.value.message == (
         "cannot roll back fraud@production to fraud@1.3.0: its artifacts were retired (older than max_age 90d)"
     )
-    assert "modelspec reproduce" in info.value.hint
+    assert "modelspec reproduce" not in info.value.hint  # reproduce refuses retired versions
+    assert "`modelspec versions fraud`" in info.value.hint and "`modelspec show fraud@1.3.0`" in info.value.hint
     assert [v.version for v, _ in fraud.alias_targets("fraud", "production")] == ["1.3.1"]
     assert len(fraud.alias_history("fraud", "production")) == 2
 
