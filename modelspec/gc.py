@@ -115,11 +115,15 @@ def collect(
         facts = registry.retention_facts()
         plan = plan_retention(facts, policies(workspace, registry, sorted(facts)), now)
         if not dry_run and plan.retire:
-            registry.retire(plan.retire, actor)  # first: from here on their bytes are not roots
+            # First: from here on their bytes are not roots. One promoted since the plan
+            # was made stays active (and kept).
+            for version_id in registry.retire(plan.retire, actor):
+                plan.keep[version_id] = ["alias (promoted during gc)"]
+                del plan.retire[version_id]
         with gc_guard(workspace.home, exclusive=not dry_run):
             # Inside the guard: a version registered since the plan was made is kept too.
             active = registry.versions_by_status("active")
-            kept = [v for v in active if v.id not in plan.retire]
+            kept = [v for v in active if not (dry_run and v.id in plan.retire)]
             live, env_digests = _mark(workspace, store, kept)
             # Every version keeps its metadata for ever, so its small objects are roots too.
             for version in [*active, *registry.versions_by_status("retired")]:
@@ -218,7 +222,8 @@ def _environments(workspace: Workspace, used: set[str], cutoff: float, dry_run: 
         if not dry_run:
             with file_lock(workspace.envs_dir / f"{entry.name}.lock"):
                 remove_path(entry)
-            (workspace.envs_dir / f"{entry.name}.lock").unlink(missing_ok=True)
+                # Removed while held: a creator waiting for it re-takes the lock on a new file.
+                (workspace.envs_dir / f"{entry.name}.lock").unlink(missing_ok=True)
     return removed
 
 

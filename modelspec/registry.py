@@ -625,13 +625,19 @@ class Registry:
             )
         return facts
 
-    def retire(self, reasons: Mapping[int, str], actor: str) -> None:
-        """Mark versions retired (their artifacts are about to go); metadata stays forever."""
+    def retire(self, reasons: Mapping[int, str], actor: str) -> list[int]:
+        """Mark versions retired (their artifacts are about to go); metadata stays forever.
+        A version an alias points to now (promoted since the plan was made) is never
+        retired: the ids skipped for that reason are returned."""
         now = self.clock()
+        served: list[int] = []
         with self._write() as conn:
             for version_id, reason in sorted(reasons.items()):
                 row = conn.execute(sa.select(t.versions).where(t.versions.c.id == version_id)).one()
                 if row.status != "active":
+                    continue
+                if conn.execute(sa.select(t.aliases.c.alias).where(t.aliases.c.version_id == version_id)).first():
+                    served.append(version_id)
                     continue
                 conn.execute(
                     sa.update(t.versions)
@@ -639,6 +645,7 @@ class Registry:
                     .values(status="retired", status_time=now, status_reason=reason)
                 )
                 self._event(conn, "retire", f"{row.name}@{row.version}", actor, {"reason": reason})
+        return served
 
     def versions_by_status(self, status: str) -> list[ModelVersion]:
         with self.engine.connect() as conn:

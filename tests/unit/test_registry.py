@@ -452,6 +452,24 @@ def test_rollback_refuses_a_retired_target_and_says_why(fraud: Registry) -> None
     assert len(fraud.alias_history("fraud", "production")) == 2
 
 
+def test_retire_skips_a_version_promoted_since_the_plan_was_made(fraud: Registry) -> None:
+    planned = {fraud.resolve("fraud@1.3.0").id: "keep_last 1", fraud.resolve("fraud@1.3.1").id: "keep_last 1"}
+    fraud.promote("fraud@1.3.0", "production", "ana")  # between gc's plan and its retire
+    assert fraud.retire(planned, "gc") == [fraud.resolve("fraud@1.3.0").id]
+    assert fraud.resolve("fraud@1.3.0").status == "active"
+    assert fraud.resolve("fraud@1.3.1").status == "retired"
+
+
+def test_a_retired_version_cannot_be_pinned(fraud: Registry) -> None:
+    set_status(fraud, "fraud@1.3.0", "retired", "keep_last: 2")
+    with pytest.raises(UsageError, match=re.escape("fraud@1.3.0 cannot be pinned: it was retired (keep_last: 2)")):
+        fraud.pin("fraud@1.3.0", "ana")
+    fraud.pin("fraud@1.3.1", "ana")
+    assert fraud.pins_of([fraud.resolve(r).id for r in ("fraud@1.3.0", "fraud@1.3.1")]) == {
+        fraud.resolve("fraud@1.3.1").id: {"time": fraud.events()[-1]["time"], "actor": "ana"}
+    }
+
+
 def test_rollback_of_an_alias_without_a_past(fraud: Registry) -> None:
     with pytest.raises(UsageError, match="fraud@production has never been moved"):
         fraud.rollback("fraud", "production", "ana")
