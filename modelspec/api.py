@@ -133,6 +133,8 @@ class VerifyReport:
     missing: list[str] = field(default_factory=list)
     what: dict[str, str] = field(default_factory=dict)  # digest → what it is (verify REF)
     bad_entries: list[str] = field(default_factory=list)  # edited action-cache entries, dropped
+    retired: str = ""  # verify REF of a retired version: when and why its artifacts were removed
+    removed: list[str] = field(default_factory=list)  # objects retention removed on purpose (not problems)
 
     @property
     def ok(self) -> bool:
@@ -147,14 +149,17 @@ def verify(workspace: Workspace, ref: str | None = None, reporter: Reporter = ig
         what = _needed_objects(workspace)
         digests = sorted(set(store.iter()) | set(what))
         bad_entries = ActionCache(workspace.action_cache_dir, store.tmp).drop_invalid()
+        retired, permanent = "", set(digests)
     else:
-        digests, what = _version_objects(workspace, ref)
+        digests, what, retired, permanent = _version_objects(workspace, ref)
         bad_entries = []
-    report = VerifyReport(0, [], 0, what=what, bad_entries=bad_entries)
+    report = VerifyReport(0, [], 0, what=what, bad_entries=bad_entries, retired=retired)
     for digest in digests:
         path = store.path_of(digest)
         if not path.exists():
-            report.missing.append(digest)
+            # Bytes retention removed on purpose are not corruption; a retired version's
+            # metadata (its lock) is kept for ever, so that one missing is.
+            (report.removed if digest not in permanent else report.missing).append(digest)
             continue
         report.checked += 1
         report.bytes += path.stat().st_size
@@ -205,9 +210,13 @@ def _has_versions(workspace: Workspace) -> bool:
         return True  # let the registry itself say what is wrong
 
 
-def _version_objects(workspace: Workspace, ref: str) -> tuple[list[str], dict[str, str]]:
+def _version_objects(workspace: Workspace, ref: str) -> tuple[list[str], dict[str, str], str, set[str]]:
+    """The version's objects and what each is; for a retired version, when and why it was
+    retired and the objects it keeps for ever (the others were removed on purpose)."""
+    import time
+
     from .catalog import open_catalog
-    from .registration import version_entries
+    from .registration import metadata_entries, version_entries
 
     catalog = open_catalog(workspace)
     try:
@@ -224,4 +233,8 @@ def _version_objects(workspace: Workspace, ref: str) -> tuple[list[str], dict[st
                     what.setdefault(digest, label)
             except StoreError:
                 pass  # a corrupt tree object: it is checked (and quarantined) below
-    return list(what), what
+    if version.status == "active":
+        return list(what), what, "", set(what)
+    day = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(version.status_time or 0))
+    retired = f"{version.ref} was {version.status} on {day} ({version.status_reason}); its artifacts were removed"
+    return list(what), what, retired, {entry.digest for _what, entry in metadata_entries(version)}

@@ -12,6 +12,7 @@ from .errors import CorruptObjectError, StoreError, UsageError
 from .model import Lock, split_output_ref
 from .refs import parse_where
 from .registry import ModelVersion, Registry
+from .retention import revival_hint
 from .store import Entry, LocalStore, remove_path, write_atomic
 from .versiondiff import diff_versions, packages_of
 from .workspace import Workspace
@@ -38,6 +39,7 @@ class Catalog:
             )
         metrics = self.registry.metrics_of([v.id for v in found])
         aliases = self.registry.aliases_of(name)
+        pins = self.registry.pins_of([v.id for v in found])
         return [
             {
                 "version": v.version,
@@ -47,6 +49,7 @@ class Catalog:
                 "metrics": metrics[v.id],
                 "aliases": aliases.get(v.id, []),
                 "status": v.status,
+                "pinned": v.id in pins,
             }
             for v in found
         ]
@@ -61,6 +64,7 @@ class Catalog:
             "aliases": self.registry.aliases_of(version.name).get(version.id, []),
             "lineage": self.registry.lineage(version),
             "reproductions": self.registry.reproductions_of(version),
+            "pinned": self.registry.pins_of([version.id]).get(version.id),
         }
 
     def lock_of(self, version: ModelVersion) -> dict[str, Any]:
@@ -119,7 +123,12 @@ class Catalog:
         """Artifacts plus manifest.json (digests and the lock), each digest verified on the way out."""
         version = self.registry.resolve(ref)
         if version.status != "active":
-            raise UsageError(f"{version.ref} is {version.status}: its artifacts are gone")
+            # Retired means gone for export and reproduce alike, even while gc's grace
+            # period still holds some of its bytes.
+            raise UsageError(
+                f"{version.ref} is {version.status} ({version.status_reason}): its artifacts are gone",
+                hint=revival_hint(version.ref, version.commit, version.record.get("spec", "")),
+            )
         lock = Lock.from_dict(self.lock_of(version))
         created = not target.exists()
         target.mkdir(parents=True, exist_ok=True)
@@ -168,6 +177,8 @@ class Catalog:
             if not targets:
                 raise UsageError(f"no alias {name}@{alias_name}")
             total = sum(w for _, w in targets)
+            for version, _weight in targets:
+                self._check_servable(version, alias_name)
             document["aliases"][alias_name] = [
                 {
                     "version": v.version,
@@ -181,6 +192,19 @@ class Catalog:
                 for v, w in targets
             ]
         return document
+
+    def _check_servable(self, version: ModelVersion, alias: str) -> None:
+        """A serving system must never be handed a path to a file that is not there."""
+        from .snapshots import complete
+
+        for ref, artifact in sorted(self.registry.artifacts_of(version).items()):
+            if not complete(self.store, Entry.from_dict(artifact)):
+                raise StoreError(
+                    f"{version.name}@{alias} serves {version.ref}, whose artifact {ref} ({artifact['digest']}) "
+                    f"is missing from the store ({version.status})",
+                    hint=f"`modelspec verify {version.ref}` says what is wrong; point the alias at a whole version "
+                    f"(`modelspec promote {version.name}@VERSION {alias}`)",
+                )
 
 
 def open_catalog(workspace: Workspace) -> Catalog:

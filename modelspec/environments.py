@@ -53,14 +53,29 @@ def uv_bin() -> str:
 
 @contextmanager
 def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock; released by the kernel if the holder dies."""
+    """An exclusive advisory lock; released by the kernel if the holder dies.
+
+    gc removes lock files nobody holds: a lock taken on a file that was removed (or
+    replaced) meanwhile guards nothing, so it is taken again on the file now at the path."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    while True:
+        with open(path, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                if _same_file(handle.fileno(), path):
+                    yield
+                    return
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        at_path = path.stat()
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(fd)
+    return (opened.st_dev, opened.st_ino) == (at_path.st_dev, at_path.st_ino)
 
 
 def ensure_environment(

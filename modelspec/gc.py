@@ -1,10 +1,12 @@
 """Garbage collection: retire versions by policy, then mark and sweep the object store.
 
 Roots: every object of a kept version (its artifacts and everything `reproduce` needs),
-the last build of each spec in the workspace, objects leased by running builds, and
-objects younger than the grace period. Everything else is swept; action-cache entries
-and code-snapshot indexes that point at swept objects are dropped; environments that no
-kept version, last build or running build uses are removed.
+the small objects every version's metadata needs for ever (its lock and environment lock
+file: `show`, `diff` and `lineage` of a retired version still work), the last build of
+each spec in the workspace, objects leased by running builds, and objects younger than
+the grace period. Everything else is swept; action-cache entries and code-snapshot
+indexes that point at swept objects are dropped; environments that no kept version, last
+build or running build uses are removed, and so are lock files no running build holds.
 
 Crash safety: versions are retired in one registry transaction before anything is
 deleted, and a kept version's objects are never candidates, so a gc killed at any point
@@ -24,8 +26,8 @@ from typing import Any
 
 from .environments import MANIFEST, file_lock
 from .errors import ModelspecError, StoreError, UsageError
-from .leases import gc_guard, live_leased
-from .registration import read_build_record, version_entries
+from .leases import gc_guard, live_leased, remove_unheld_locks
+from .registration import metadata_entries, read_build_record, version_entries
 from .registry import ModelVersion, Registry
 from .retention import RetentionPlan, RetentionPolicy, merge_rules, parse_duration, plan_retention
 from .specload import find_repo_root, load_spec
@@ -45,6 +47,11 @@ class GcReport:
     action_entries: int = 0
     dry_run: bool = True
     seconds: float = 0.0
+    grace: float = DEFAULT_GRACE
+    young_objects: int = 0  # unneeded, but younger than the grace period: kept for now
+    young_bytes: int = 0
+    young_until: float | None = None  # when the earliest of them can be freed
+    stale_locks: int = 0  # lock files under locks/ that no build holds, removed
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -54,6 +61,13 @@ class GcReport:
             "bytes": self.bytes,
             "environments": self.environments,
             "action_cache_entries": self.action_entries,
+            "grace": {
+                "seconds": self.grace,
+                "objects": self.young_objects,
+                "bytes": self.young_bytes,
+                "earliest_free": self.young_until,
+            },
+            "stale_locks": self.stale_locks,
             "seconds": round(self.seconds, 3),
         }
 
@@ -101,14 +115,22 @@ def collect(
         facts = registry.retention_facts()
         plan = plan_retention(facts, policies(workspace, registry, sorted(facts)), now)
         if not dry_run and plan.retire:
-            registry.retire(plan.retire, actor)  # first: from here on their bytes are not roots
+            # First: from here on their bytes are not roots. One promoted since the plan
+            # was made stays active (and kept).
+            for version_id in registry.retire(plan.retire, actor):
+                plan.keep[version_id] = ["alias (promoted during gc)"]
+                del plan.retire[version_id]
         with gc_guard(workspace.home, exclusive=not dry_run):
             # Inside the guard: a version registered since the plan was made is kept too.
-            kept = [v for v in registry.versions_by_status("active") if v.id not in plan.retire]
+            active = registry.versions_by_status("active")
+            kept = [v for v in active if not (dry_run and v.id in plan.retire)]
             live, env_digests = _mark(workspace, store, kept)
+            # Every version keeps its metadata for ever, so its small objects are roots too.
+            for version in [*active, *registry.versions_by_status("retired")]:
+                live |= {entry.digest for _what, entry in metadata_entries(version)}
             live |= expand(store, live_leased(workspace.home))
-            report = GcReport(plan, dry_run=dry_run)
-            cutoff = now - grace_period(workspace)
+            report = GcReport(plan, dry_run=dry_run, grace=grace_period(workspace))
+            cutoff = now - report.grace
             for digest in store.iter():
                 if digest in live:
                     continue
@@ -117,8 +139,12 @@ def collect(
                     info = path.stat()
                 except FileNotFoundError:
                     continue
-                if info.st_mtime > cutoff:
-                    continue  # too young: a build may be about to reference it
+                if info.st_mtime > cutoff:  # too young: a build may be about to reference it
+                    report.young_objects += 1
+                    report.young_bytes += info.st_size
+                    free_after = info.st_mtime + report.grace
+                    report.young_until = min(report.young_until or free_after, free_after)
+                    continue
                 report.objects.append(digest)
                 report.bytes += info.st_size
                 if not dry_run:
@@ -128,17 +154,19 @@ def collect(
             report.action_entries = _drop_action_entries(workspace, swept, dry_run)
             if not dry_run:
                 _drop_snapshot_indexes(workspace, swept)
-        registry.record_event(
-            "gc-plan" if dry_run else "gc",
-            "workspace",
-            actor,
-            {
-                "retire": sorted(plan.to_dict()["retire"]),
-                "objects": len(report.objects),
-                "bytes": report.bytes,
-                "environments": len(report.environments),
-            },
-        )
+                report.stale_locks = remove_unheld_locks(workspace.locks_dir)
+        if not dry_run:  # a dry run reads only: it leaves no trace in the audit log
+            registry.record_event(
+                "gc",
+                "workspace",
+                actor,
+                {
+                    "retire": sorted(plan.to_dict()["retire"]),
+                    "objects": len(report.objects),
+                    "bytes": report.bytes,
+                    "environments": len(report.environments),
+                },
+            )
     report.seconds = time.monotonic() - started
     return report
 
@@ -194,7 +222,8 @@ def _environments(workspace: Workspace, used: set[str], cutoff: float, dry_run: 
         if not dry_run:
             with file_lock(workspace.envs_dir / f"{entry.name}.lock"):
                 remove_path(entry)
-            (workspace.envs_dir / f"{entry.name}.lock").unlink(missing_ok=True)
+                # Removed while held: a creator waiting for it re-takes the lock on a new file.
+                (workspace.envs_dir / f"{entry.name}.lock").unlink(missing_ok=True)
     return removed
 
 

@@ -107,3 +107,24 @@ def _live_leases(home: Path) -> list[Path]:
         except FileNotFoundError:
             continue
     return live
+
+
+def remove_unheld_locks(folder: Path) -> int:
+    """Remove the lock files no process holds (each action key leaves one behind); a held
+    lock is a running build's and stays. `file_lock` re-checks, once it holds a lock, that
+    its file is still the one at the path, so removing one a build is about to take is safe."""
+    removed = 0
+    if not folder.is_dir():
+        return removed
+    for path in sorted(folder.glob("*.lock")):
+        try:
+            with open(path, "a") as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # held: a build is running under it
+                path.unlink(missing_ok=True)  # removed while we hold it
+                removed += 1
+        except FileNotFoundError:
+            continue
+    return removed

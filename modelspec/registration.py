@@ -202,14 +202,21 @@ def _artifact_named(artifacts: tuple[str, ...], output: str) -> str:
     return next(ref for ref in artifacts if split_output_ref(ref)[1] == output)
 
 
+def metadata_entries(version: ModelVersion) -> list[tuple[str, Entry]]:
+    """The small objects a version's metadata needs for ever, retired or not (`show`,
+    `diff`, `lineage` read them): its lock and the environment's lock file."""
+    entries = [("the lock", Entry("file", version.lock, 0))]
+    environment = version.record.get("environment")
+    if environment and environment.get("kind") == "uv":
+        entries.append(("the environment's lock file", Entry("file", environment["file_digest"], 0)))
+    return entries
+
+
 def version_entries(version: ModelVersion) -> list[tuple[str, Entry]]:
     """Every store entry a version's record names, with what it is: its lock, the
     environment's lock file, each stage's code snapshot, outputs and log, and its inputs."""
     record = version.record
-    entries = [("the lock", Entry("file", version.lock, 0))]
-    environment = record.get("environment")
-    if environment and environment.get("kind") == "uv":
-        entries.append(("the environment's lock file", Entry("file", environment["file_digest"], 0)))
+    entries = metadata_entries(version)
     for name, data in sorted(record.get("data", {}).items()):
         if "registered" in data:
             entries.append((f"the input {name!r} from {data['registered']}", Entry.from_dict(data)))

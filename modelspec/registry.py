@@ -26,7 +26,7 @@ from .audit import GENESIS, event_digest, verify_chain
 from .digest import digest_json
 from .errors import StoreError, UsageError
 from .refs import Ref, parse_ref, parse_short_form, parse_version, short_content_id
-from .retention import VersionFacts
+from .retention import VersionFacts, revival_hint
 
 
 @dataclass(frozen=True)
@@ -535,7 +535,7 @@ class Registry:
                     raise UsageError(
                         f"cannot roll back {name}@{alias} to {name}@{version}: its artifacts were retired "
                         f"({row.status_reason or row.status})",
-                        hint=f"promote another version, or rebuild {name}@{version} with `modelspec reproduce`",
+                        hint=revival_hint(f"{name}@{version}", row.commit, json.loads(row.record).get("spec", "")),
                     )
                 after.append((row.id, weight))
             return self._move_alias(conn, name, alias, after, "rollback", actor)
@@ -562,12 +562,27 @@ class Registry:
 
     def pin(self, ref: str, actor: str, pinned: bool = True) -> ModelVersion:
         version = self.resolve(ref)
+        if pinned and version.status != "active":
+            raise UsageError(
+                f"{version.ref} cannot be pinned: it was {version.status} ({version.status_reason}) and its "
+                "artifacts are gone",
+                hint=revival_hint(version.ref, version.commit, version.record.get("spec", "")),
+            )
         with self._write() as conn:
             conn.execute(sa.delete(t.pins).where(t.pins.c.version_id == version.id))
             if pinned:
                 conn.execute(sa.insert(t.pins).values(version_id=version.id, time=self.clock(), actor=actor))
             self._event(conn, "pin" if pinned else "unpin", version.ref, actor, {})
         return version
+
+    def pins_of(self, version_ids: list[int]) -> dict[int, dict[str, Any]]:
+        """version id → when and by whom it was pinned, for the pinned ones among them."""
+        found: dict[int, dict[str, Any]] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(version_ids):
+                for r in conn.execute(sa.select(t.pins).where(t.pins.c.version_id.in_(chunk))):
+                    found[r.version_id] = {"time": r.time, "actor": r.actor}
+        return found
 
     def retention_facts(self) -> dict[str, list[VersionFacts]]:
         """Every version of every model with what retention looks at, in a few queries."""
@@ -610,13 +625,19 @@ class Registry:
             )
         return facts
 
-    def retire(self, reasons: Mapping[int, str], actor: str) -> None:
-        """Mark versions retired (their artifacts are about to go); metadata stays forever."""
+    def retire(self, reasons: Mapping[int, str], actor: str) -> list[int]:
+        """Mark versions retired (their artifacts are about to go); metadata stays forever.
+        A version an alias points to now (promoted since the plan was made) is never
+        retired: the ids skipped for that reason are returned."""
         now = self.clock()
+        served: list[int] = []
         with self._write() as conn:
             for version_id, reason in sorted(reasons.items()):
                 row = conn.execute(sa.select(t.versions).where(t.versions.c.id == version_id)).one()
                 if row.status != "active":
+                    continue
+                if conn.execute(sa.select(t.aliases.c.alias).where(t.aliases.c.version_id == version_id)).first():
+                    served.append(version_id)
                     continue
                 conn.execute(
                     sa.update(t.versions)
@@ -624,6 +645,7 @@ class Registry:
                     .values(status="retired", status_time=now, status_reason=reason)
                 )
                 self._event(conn, "retire", f"{row.name}@{row.version}", actor, {"reason": reason})
+        return served
 
     def versions_by_status(self, status: str) -> list[ModelVersion]:
         with self.engine.connect() as conn:

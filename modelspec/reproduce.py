@@ -28,6 +28,7 @@ from .events import Event, Reporter, ignore
 from .limits import effective_limits
 from .model import Lock, split_output_ref
 from .registry import ModelVersion, Registry
+from .retention import revival_hint
 from .runner import RunContext, StageFailure, StageJob, run_node
 from .sandbox import ProcessSandbox, Sandbox
 from .snapshots import complete
@@ -101,6 +102,10 @@ def reproduce(
     store = workspace.store
     store.clean_temp()
     version = registry.resolve(ref)
+    if version.status != "active":
+        # Retired means gone for reproduce and export alike, even while gc's grace period
+        # still holds some of its bytes: the answer must not depend on when gc last ran.
+        raise _missing(version, "", "")
     lock = Lock.from_dict(json.loads(_need(store, version, version.lock, "the lock").decode()))
     record = version.record
     sandbox = _sandbox_for(version)
@@ -294,10 +299,10 @@ def _need_path(store: LocalStore, version: ModelVersion, digest: str, what: str)
 def _missing(version: ModelVersion, what: str, digest: str) -> MissingPieceError:
     if version.status != "active":
         when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(version.status_time or 0))
+        gone = f"{what} of {version.ref} is gone" if what else f"{version.ref}'s artifacts and inputs are gone"
         return MissingPieceError(
-            f"{what} of {version.ref} is gone: the version was {version.status} by retention "
-            f"({version.status_reason}) on {when}",
-            hint="pin versions you must be able to reproduce (modelspec pin REF)",
+            f"{gone}: the version was {version.status} by retention ({version.status_reason}) on {when}",
+            hint=revival_hint(version.ref, version.commit, version.record.get("spec", "")),
         )
     return MissingPieceError(
         f"{what} of {version.ref} ({digest}) is missing from the store",

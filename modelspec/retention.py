@@ -115,9 +115,11 @@ def _keepers(active: list[VersionFacts], policy: RetentionPolicy, now: float) ->
         for v in active:
             if now - v.created <= policy.max_age:
                 rules[v.id].append("max_age")
-    if policy.keep_aliased:
-        for v in active:
-            rules[v.id] += [f"alias {a}" for a in v.aliases]
+    for v in active:
+        # What an alias serves now is never retired (deploy-config names its files); the
+        # policy's keep_aliased decides only about previous targets (what a rollback needs).
+        rules[v.id] += [f"alias {a}" for a in v.aliases]
+        if policy.keep_aliased:
             rules[v.id] += [f"previous target of alias {a}" for a in v.previous_aliases]
     for v in active:
         if v.pinned:
@@ -136,7 +138,16 @@ def _why_not(policy: RetentionPolicy) -> str:
         parts.append(f"not among the best {policy.keep_best.get('count', 1)} by {policy.keep_best['metric']}")
     if policy.max_age is not None:
         parts.append("older than max_age")
-    if policy.keep_aliased:
-        parts.append("not aliased")
+    parts.append("not aliased" if policy.keep_aliased else "no alias points to it")
     parts.append("not pinned")
     return ", ".join(parts)
+
+
+def revival_hint(ref: str, commit: str, spec: str) -> str:
+    """What brings back the artifacts of a retired version: a build of the same inputs
+    registers the same content id, which revives it (`reproduce` refuses retired versions)."""
+    return (
+        f"promote an active version instead (`modelspec versions {ref.split('@')[0]}` lists them), or rebuild "
+        f"{ref}: check out its commit ({commit[:12]}) and run `modelspec build {spec or 'SPEC'}` with the params "
+        f"`modelspec show {ref}` lists; a build of the same inputs revives the version"
+    )

@@ -51,6 +51,22 @@ def gc(dry_run: bool, as_json: bool) -> None:
         f"{len(report.environments)} environments; {report.action_entries} action-cache entries "
         f"({report.seconds:.2f} s)"
     )
+    if report.young_objects:
+        click.echo(
+            f"{report.young_objects} unneeded objects ({human_bytes(report.young_bytes)}) are younger than the "
+            f"grace period ({_duration(report.grace)}); the earliest can be freed after "
+            f"{when(report.young_until)} UTC"
+        )
+    if report.stale_locks:
+        click.echo(f"removed {report.stale_locks} stale lock files")
+
+
+def _duration(seconds: float) -> str:
+    """The grace period as modelspec.yaml writes it (3600 → 1h)."""
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
 
 
 @main.command()

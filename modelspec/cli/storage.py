@@ -36,6 +36,8 @@ def verify(ref: str | None, everything: bool, as_json: bool) -> None:
                 "corrupt": [{"digest": d, "what": report.what.get(d, "object")} for d in report.corrupt],
                 "missing": [{"digest": d, "what": report.what.get(d, "object")} for d in report.missing],
                 "bad_action_cache_entries": report.bad_entries,
+                "retired": report.retired or None,
+                "removed_by_retention": len(report.removed),
             }
         )
     else:
@@ -46,6 +48,8 @@ def verify(ref: str | None, everything: bool, as_json: bool) -> None:
             click.echo(f"missing: {report.what.get(digest, 'object')} {digest}")
         for key in report.bad_entries:
             click.echo(f"edited or damaged action-cache entry {key}: dropped (the stage will run again)")
+        if report.retired:
+            click.echo(report.retired)
         problems = len(report.corrupt) + len(report.missing) + len(report.bad_entries)
         verdict = "ok" if report.ok else f"{problems} problems"
         click.echo(f"{report.checked} objects, {report.bytes} bytes checked: {verdict}")

@@ -35,7 +35,8 @@ def versions(name: str, where: str, tags: tuple[str, ...], as_json: bool) -> Non
         table.add_column(column)
     for r in rows:
         metrics = [f"{r['metrics'][m]:.4g}" if m in r["metrics"] else "" for m in metric_names]
-        table.add_row(r["version"], r["content_id"], when(r["created"]), *metrics, ", ".join(r["aliases"]), r["status"])
+        status = r["status"] + (", pinned" if r["pinned"] else "")
+        table.add_row(r["version"], r["content_id"], when(r["created"]), *metrics, ", ".join(r["aliases"]), status)
     make_console().print(table)
 
 
@@ -70,6 +71,8 @@ def show(ref: str, as_json: bool) -> None:
     ]
     if info.get("status_reason"):
         fields.append(("status", f"{info['status']} at {when(info['status_time'])} UTC: {info['status_reason']}"))
+    if info.get("pinned"):
+        fields.append(("pinned", f"{when(info['pinned']['time'])} UTC by {info['pinned']['actor']}"))
     for label, value in fields:
         console.print(f"  {label:<12} {value}", markup=False)
     sections = [
@@ -97,6 +100,13 @@ def show(ref: str, as_json: bool) -> None:
         )
     for item in lineage["downstream"]:
         console.print(f"    → {item}", markup=False)
+    console.print("  reproductions:" + ("" if info["reproductions"] else " none"), markup=False)
+    for item in info["reproductions"]:
+        by = f" by {item['actor']}" if item.get("actor") else ""
+        failure = item["details"].get("failure") or ", ".join(item["details"].get("differing") or [])
+        console.print(
+            f"    {item['verdict']}  {when(item['time'])} UTC{by}" + (f"  ({failure})" if failure else ""), markup=False
+        )
 
 
 @main.command()

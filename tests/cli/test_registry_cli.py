@@ -399,7 +399,8 @@ def test_promote_rollback_history_and_deploy_config(ws: Workspace) -> None:
     )
     refused = ws.fails("rollback", "pipe", "production", code=2)
     assert "cannot roll back pipe@production to pipe@1.3.0: its artifacts were retired (keep_last: 2)" in refused.stderr
-    assert "modelspec reproduce" in refused.stderr
+    assert "modelspec reproduce" not in refused.stderr  # it refuses retired versions: the hint names what works
+    assert "`modelspec versions pipe`" in refused.stderr and "`modelspec build specs/pipe.yaml`" in refused.stderr
     assert ws.cli("show", "pipe@production", "--json")["ref"] == "pipe@1.3.1"
     assert "is retired" in ws.cli("promote", "pipe@1.3.0", "canary", "--json", code=2)["message"]
     assert "is retired" in ws.cli("export", "pipe@1.3.0", "out-retired", "--json", code=2)["message"]

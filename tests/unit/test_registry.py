@@ -330,6 +330,7 @@ def test_catalog_versions_and_show(tmp_path: Path, registry: Registry, clock: Cl
             "metrics": {"auc": 0.95, "f1": 0.5},
             "aliases": ["production"],
             "status": "active",
+            "pinned": False,
         }
     ]
     assert [r["version"] for r in catalog.versions("fraud", tags={"stage": "approved"})] == ["1.3.1"]
@@ -445,9 +446,28 @@ def test_rollback_refuses_a_retired_target_and_says_why(fraud: Registry) -> None
     assert info.value.message == (
         "cannot roll back fraud@production to fraud@1.3.0: its artifacts were retired (older than max_age 90d)"
     )
-    assert "modelspec reproduce" in info.value.hint
+    assert "modelspec reproduce" not in info.value.hint  # reproduce refuses retired versions
+    assert "`modelspec versions fraud`" in info.value.hint and "`modelspec show fraud@1.3.0`" in info.value.hint
     assert [v.version for v, _ in fraud.alias_targets("fraud", "production")] == ["1.3.1"]
     assert len(fraud.alias_history("fraud", "production")) == 2
+
+
+def test_retire_skips_a_version_promoted_since_the_plan_was_made(fraud: Registry) -> None:
+    planned = {fraud.resolve("fraud@1.3.0").id: "keep_last 1", fraud.resolve("fraud@1.3.1").id: "keep_last 1"}
+    fraud.promote("fraud@1.3.0", "production", "ana")  # between gc's plan and its retire
+    assert fraud.retire(planned, "gc") == [fraud.resolve("fraud@1.3.0").id]
+    assert fraud.resolve("fraud@1.3.0").status == "active"
+    assert fraud.resolve("fraud@1.3.1").status == "retired"
+
+
+def test_a_retired_version_cannot_be_pinned(fraud: Registry) -> None:
+    set_status(fraud, "fraud@1.3.0", "retired", "keep_last: 2")
+    with pytest.raises(UsageError, match=re.escape("fraud@1.3.0 cannot be pinned: it was retired (keep_last: 2)")):
+        fraud.pin("fraud@1.3.0", "ana")
+    fraud.pin("fraud@1.3.1", "ana")
+    assert fraud.pins_of([fraud.resolve(r).id for r in ("fraud@1.3.0", "fraud@1.3.1")]) == {
+        fraud.resolve("fraud@1.3.1").id: {"time": fraud.events()[-1]["time"], "actor": "ana"}
+    }
 
 
 def test_rollback_of_an_alias_without_a_past(fraud: Registry) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from modelspec.errors import UsageError
@@ -61,14 +63,16 @@ def test_max_age() -> None:
     assert kept({"max_age": "3d", "keep_aliased": False}, versions()) == {4, 5, 6}
 
 
-def test_keep_aliased_keeps_current_and_previous_targets() -> None:
+def test_an_alias_target_is_always_kept_and_keep_aliased_governs_previous_targets() -> None:
     facts = versions(facts={2: {"aliases": ("production",)}, 1: {"previous_aliases": ("production",)}})
     plan = plan_retention({"m": facts}, {"m": RetentionPolicy.from_dict({"keep_last": 1})}, NOW)
     assert set(plan.keep) == {1, 2, 6}
     assert plan.keep[2] == ["alias production"]
     assert plan.keep[1] == ["previous target of alias production"]
     off = RetentionPolicy.from_dict({"keep_last": 1, "keep_aliased": False})
-    assert set(plan_retention({"m": facts}, {"m": off}, NOW).keep) == {6}
+    plan = plan_retention({"m": facts}, {"m": off}, NOW)
+    assert set(plan.keep) == {2, 6} and plan.keep[2] == ["alias production"]  # served now: never retired
+    assert "no alias points to it" in plan.retire[1]
 
 
 def test_pins_always_keep() -> None:
@@ -111,3 +115,35 @@ def test_durations(text: str, seconds: float) -> None:
 def test_a_bad_duration_is_an_error() -> None:
     with pytest.raises(UsageError):
         parse_duration("ninety days")
+
+
+def test_a_lock_taken_on_a_removed_file_is_taken_again_on_the_file_at_the_path(tmp_path: Path) -> None:
+    """gc removes lock files nobody holds; a build that opened one just before must not
+    then hold a lock on a file that no longer guards anything."""
+    import fcntl
+    import threading
+
+    from modelspec.environments import file_lock
+
+    path = tmp_path / "key.lock"
+    inside = threading.Event()
+    held_at_path: list[bool] = []
+
+    def build() -> None:
+        with file_lock(path):
+            with open(path, "a") as probe:  # the lock must be on the file now at the path
+                try:
+                    fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    held_at_path.append(False)
+                except BlockingIOError:
+                    held_at_path.append(True)
+            inside.set()
+
+    with open(path, "a") as gc_handle:
+        fcntl.flock(gc_handle, fcntl.LOCK_EX)  # gc holds the stale lock ...
+        thread = threading.Thread(target=build)
+        thread.start()
+        assert not inside.wait(0.3)  # ... the build opened the file and waits for it ...
+        path.unlink()  # ... and gc removes it
+    thread.join(10)
+    assert held_at_path == [True]
