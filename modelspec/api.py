@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .engine import BuildOptions, BuildReport, build
-from .environments import Environment, ensure_environment
+from .environments import Environment, ensure_environment, verify_environments
 from .errors import StoreError, UsageError
 from .events import Event, Reporter, ignore
 from .graph import BuildGraph, load_specs
@@ -135,14 +135,16 @@ class VerifyReport:
     bad_entries: list[str] = field(default_factory=list)  # edited action-cache entries, dropped
     retired: str = ""  # verify REF of a retired version: when and why its artifacts were removed
     removed: list[str] = field(default_factory=list)  # objects retention removed on purpose (not problems)
+    environments: dict[str, list[str]] = field(default_factory=dict)  # changed environment → its changes
 
     @property
     def ok(self) -> bool:
-        return not self.corrupt and not self.missing and not self.bad_entries
+        return not self.corrupt and not self.missing and not self.bad_entries and not self.environments
 
 
 def verify(workspace: Workspace, ref: str | None = None, reporter: Reporter = ignore) -> VerifyReport:
-    """Re-hash every object (or every object of one version); corrupt ones are quarantined."""
+    """Re-hash every object (or every object of one version); corrupt ones are quarantined.
+    With no `ref`, also every file of every environment against its manifest."""
     store = workspace.store
     store.clean_temp()
     if ref is None:
@@ -150,10 +152,11 @@ def verify(workspace: Workspace, ref: str | None = None, reporter: Reporter = ig
         digests = sorted(set(store.iter()) | set(what))
         bad_entries = ActionCache(workspace.action_cache_dir, store.tmp).drop_invalid()
         retired, permanent = "", set(digests)
+        environments = verify_environments(workspace.envs_dir)
     else:
         digests, what, retired, permanent = _version_objects(workspace, ref)
-        bad_entries = []
-    report = VerifyReport(0, [], 0, what=what, bad_entries=bad_entries, retired=retired)
+        bad_entries, environments = [], {}
+    report = VerifyReport(0, [], 0, what=what, bad_entries=bad_entries, retired=retired, environments=environments)
     for digest in digests:
         path = store.path_of(digest)
         if not path.exists():

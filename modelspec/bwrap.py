@@ -102,6 +102,8 @@ class BubblewrapSandbox:
             args += ["--seccomp", str(seccomp_fd)]
         for host_path, inside in environment.binds if environment else ():
             args += ["--ro-bind", host_path, inside]
+        for inside in environment.hidden if environment else ():  # the base interpreter's site-packages
+            args += ["--tmpfs", inside, "--remount-ro", inside]
         args += [
             "--ro-bind",
             str(work / "code"),

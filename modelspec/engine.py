@@ -25,7 +25,7 @@ from .limits import effective_limits
 from .loading import load_graph, open_registry, write_locks
 from .planning import content_ids, hermetic_mode, node_key
 from .rebuilder import CachingRebuilder, ForcingRebuilder, NodeOutcome, NodeState
-from .registration import build_record, register, save_build_record, unchanged_registration
+from .registration import build_record, differing_outputs, register, save_build_record, unchanged_registration
 from .runner import RunContext, StageFailure, StageJob, run_node
 from .sandbox import ProcessSandbox, Sandbox
 from .scheduler import schedule
@@ -55,6 +55,9 @@ class BuildReport:
     outcomes: list[NodeOutcome]
     records: dict[str, dict[str, Any]] = field(default_factory=dict)  # spec name → build record
     versions: dict[str, tuple[str, bool]] = field(default_factory=dict)  # spec name → (name@version, new?)
+    # spec name → its outputs whose bytes differ from the version already registered for
+    # the same inputs (a `--force` rebuild of a stage that is not deterministic, say)
+    differs: dict[str, list[str]] = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
@@ -216,6 +219,8 @@ def _register(
                 continue
             registry = registry or open_registry(workspace)
             version, created = register(workspace, graph, name, record, ids, results, registry, statcache)
+            if not created and (differ := differing_outputs(version, record)):
+                report.differs[name] = differ
             save_build_record(workspace, {**record, "registered": version.ref})
             report.records[name] = record
             report.versions[name] = (version.ref, created)

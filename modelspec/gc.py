@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .environments import MANIFEST, file_lock
+from .environments import MANIFEST, file_lock, remove_abandoned
 from .errors import ModelspecError, StoreError, UsageError
 from .leases import gc_guard, live_leased, remove_unheld_locks
 from .registration import metadata_entries, read_build_record, version_entries
@@ -150,6 +150,8 @@ def collect(
                 if not dry_run:
                     store.delete(digest)
             report.environments = _environments(workspace, env_digests | live, cutoff, dry_run)
+            if not dry_run:
+                remove_abandoned(workspace.envs_dir)  # half-made by a killed build
             swept = set(report.objects)
             report.action_entries = _drop_action_entries(workspace, swept, dry_run)
             if not dry_run:

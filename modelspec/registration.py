@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import __version__, gitcode
-from .digest import canonical_json
+from .digest import canonical_json, short
 from .errors import ModelspecError
 from .graph import BuildGraph, DataInput
 from .model import split_output_ref
@@ -187,6 +187,22 @@ def register(
         lineage=lineage,
     )
     return registry.register(draft)
+
+
+def differing_outputs(version: ModelVersion, record: dict[str, Any]) -> list[str]:
+    """`stage.output (registered X, built Y)` for each output of this build whose bytes differ
+    from those of `version`, registered before for the same inputs."""
+    registered_stages = version.record.get("stages", {})
+    differ = []
+    for node_id, node in sorted(record["nodes"].items()):
+        stage = node_id.partition(":")[2]
+        registered = registered_stages.get(stage, {}).get("outputs", {})
+        for output, entry in sorted(node["outputs"].items()):
+            before = registered.get(output)
+            if before is not None and before["digest"] != entry["digest"]:
+                was, now = short(before["digest"]), short(entry["digest"])
+                differ.append(f"{stage}.{output} (registered {was}, built {now})")
+    return differ
 
 
 def actor(repo: Path) -> str:

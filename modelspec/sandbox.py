@@ -206,11 +206,16 @@ def _kill_group(proc: subprocess.Popen[bytes], sig: int) -> None:
 _PR_SET_PDEATHSIG = 1
 
 
-def _confine(limits: Limits, group: cgroups.PidsGroup | None) -> None:
-    """In the child, before exec: die with modelspec (even when it is SIGKILLed), and take
-    the limits, which everything the command starts inherits."""
+def die_with_parent() -> None:
+    """In a child, before exec: die with modelspec, even when it is SIGKILLed."""
     with contextlib.suppress(Exception):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _confine(limits: Limits, group: cgroups.PidsGroup | None) -> None:
+    """In the child, before exec: die with modelspec and take the limits, which everything
+    the command starts inherits."""
+    die_with_parent()
     if limits.memory:
         resource.setrlimit(resource.RLIMIT_AS, (limits.memory, limits.memory))
     if group:

@@ -12,7 +12,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .digest import digest_bytes, hex_of
-from .errors import Problem, SpecError, UsageError
+from .errors import Location, Problem, SpecError, UsageError
+from .locklines import option_lines
 from .model import (
     PLACEHOLDER,
     ConfigSource,
@@ -62,6 +63,9 @@ def load_spec(path: Path, cache_dir: Path | None = None) -> Spec:
             [document.problem(("code", "repo"), "is not inside a git repository")],
             hint="point code.repo at a git checkout (run `git init` there first)",
         )
+    problems = _environment_lock_problems(document, repo_root)
+    if problems:
+        raise SpecError(problems)
     return _to_spec(document, path, repo_root, marker if marker is not None and not marker.exists() else None)
 
 
@@ -69,6 +73,24 @@ def spec_of_lock(lock: Path) -> Path:
     """The spec a lock file was written for (`specs/x.lock` → `specs/x.yaml`)."""
     candidates = [lock.with_suffix(suffix) for suffix in (".yaml", ".yml")]
     return next((c for c in candidates if c.is_file()), candidates[0])
+
+
+_MAX_LOCK_BYTES = 64 << 20
+
+
+def _environment_lock_problems(document: Document, repo_root: Path) -> list[Problem]:
+    """Option lines in a requirements lock (`-r FILE`, `--index-url`…): uv would install what
+    they bring in, but the environment's digest covers only the lock's own bytes."""
+    relative = (document.data.get("environment") or {}).get("lock")
+    if not isinstance(relative, str) or relative.endswith("uv.lock"):
+        return []
+    full = repo_root / relative
+    if not full.is_file() or not full.resolve().is_relative_to(repo_root.resolve()):
+        return []  # reported when the spec is resolved
+    with open(full, "rb") as handle:
+        text = handle.read(_MAX_LOCK_BYTES).decode("utf-8", "replace")
+    shown = shown_path(full)
+    return [Problem(Location(shown, line, 1), "", message) for line, message in option_lines(text)]
 
 
 def find_repo_root(start: Path) -> Path | None:

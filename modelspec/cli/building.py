@@ -171,7 +171,11 @@ def build(
             report = run_build(specs, options, reporter)
     rows = [_outcome_row(o) for o in report.outcomes]
     if as_json:
-        versions = {name: {"ref": ref, "new": created} for name, (ref, created) in report.versions.items()}
+        versions: dict[str, dict[str, Any]] = {
+            name: {"ref": ref, "new": created} for name, (ref, created) in report.versions.items()
+        }
+        for name, differ in report.differs.items():
+            versions[name]["differs"] = differ
         emit_json(
             {
                 "ok": report.ok,
@@ -210,8 +214,16 @@ def _print_build_summary(console: Any, report: Any, rows: list[dict[str, Any]]) 
         console.print(summary_table(rows))
     counts = ", ".join(f"{report.count(s)} {s.value}" for s in NodeState if report.count(s))
     console.print(f"{'[green]ok[/]' if report.ok else '[red]failed[/]'}: {counts} in {report.seconds:.2f} s")
-    for ref, created in report.versions.values():
-        console.print(f"registered {ref}" if created else f"already registered as {ref}", markup=False)
+    for name, (ref, created) in report.versions.items():
+        if name in report.differs:
+            console.print(
+                f"warning: outputs differ from the registered {ref}: {'; '.join(report.differs[name])}. The registered "
+                "version keeps its outputs: a stage is not deterministic, or its environment changed "
+                "(`modelspec verify --all`, `modelspec reproduce " + ref + "`)",
+                markup=False,
+            )
+        else:
+            console.print(f"registered {ref}" if created else f"already registered as {ref}", markup=False)
     for name, record in report.records.items():
         if record["metrics"]:
             shown = "  ".join(f"{k}={v:g}" for k, v in sorted(record["metrics"].items()))

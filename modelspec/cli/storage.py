@@ -18,8 +18,9 @@ from . import emit_json, handle_errors, json_option, main, make_console, raise_i
 @json_option
 @handle_errors
 def verify(ref: str | None, everything: bool, as_json: bool) -> None:
-    """Re-hash the objects of version REF, or of the whole store; corrupt ones are
-    quarantined, never served (exit 1 if any object is corrupt or missing)."""
+    """Re-hash the objects of version REF, or of the whole store and every environment;
+    corrupt objects are quarantined, never served (exit 1 if any object is corrupt or
+    missing, or an environment's files changed)."""
     from ..api import verify as do_verify
     from ..errors import UsageError
 
@@ -38,6 +39,7 @@ def verify(ref: str | None, everything: bool, as_json: bool) -> None:
                 "bad_action_cache_entries": report.bad_entries,
                 "retired": report.retired or None,
                 "removed_by_retention": len(report.removed),
+                "changed_environments": [{"digest": d, "changes": c} for d, c in report.environments.items()],
             }
         )
     else:
@@ -50,7 +52,12 @@ def verify(ref: str | None, everything: bool, as_json: bool) -> None:
             click.echo(f"edited or damaged action-cache entry {key}: dropped (the stage will run again)")
         if report.retired:
             click.echo(report.retired)
-        problems = len(report.corrupt) + len(report.missing) + len(report.bad_entries)
+        for env_digest, changes in report.environments.items():
+            click.echo(f"environment {env_digest} changed after it was created:")
+            for change in changes:
+                click.echo(f"  {change}")
+            click.echo(f"  remove it with `modelspec env rm {env_digest[7:19]}`; the next build re-creates it")
+        problems = len(report.corrupt) + len(report.missing) + len(report.bad_entries) + len(report.environments)
         verdict = "ok" if report.ok else f"{problems} problems"
         click.echo(f"{report.checked} objects, {report.bytes} bytes checked: {verdict}")
     sys.exit(0 if report.ok else 1)

@@ -1,4 +1,5 @@
-"""Crash injection: run a modelspec command, SIGKILL it at a random instant, run it again,
+"""Crash injection: run a modelspec command (build, gc, promote, reproduce, or the creation of
+an environment), SIGKILL it at a random instant, run it again,
 and check that the workspace is consistent. Used by test_crash.py (a few dozen trials) and
 by benchmarks/crash_trials.py (a thousand)."""
 
@@ -40,8 +41,27 @@ artifacts: [score.model]
 retention:
   keep_last: 3
 """
+# A spec whose only purpose is its environment: the `env` trial kills its creation.
+ENV_SPEC = """\
+modelspec: 1
+name: crashenv
+version: "1.0"
+code: {repo: ..}
+environment: {python: "3.11", lock: env/requirements.lock}
+hermetic: "off"
+stages:
+  touch:
+    cmd: sh -c 'echo > ${outputs.out}'
+    outputs: {out: out.txt}
+artifacts: [touch.out]
+"""
+ENV_LOCK = """\
+iniconfig==2.0.0 \\
+    --hash=sha256:2d91e135bf72d31a410b17c16da610a82cb55f6b0477d1a902134b24a455b8b3 \\
+    --hash=sha256:b6a85871a79d2e3b22d2d1b94ac2824226a63c6b741c88f7ae975f18b6778374
+"""
 # How long each command takes here, roughly: kills land anywhere within it.
-DURATION = {"build": 1.2, "gc": 0.8, "promote": 0.6, "reproduce": 1.2}
+DURATION = {"build": 1.2, "gc": 0.8, "promote": 0.6, "reproduce": 1.2, "env": 1.0}
 
 
 def init_workspace(root: Path) -> None:
@@ -54,6 +74,9 @@ def init_workspace(root: Path) -> None:
     (root / "data" / "raw.txt").write_text("raw\n" * 50)
     (root / "conf" / "config.yaml").write_text("prep: {v: 0}\n")
     (root / "modelspec.yaml").write_text("retention: {grace: 0s}\n")
+    (root / "specs" / "crashenv.yaml").write_text(ENV_SPEC)
+    (root / "env").mkdir()
+    (root / "env" / "requirements.lock").write_text(ENV_LOCK)
     for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "crash workspace"]):
         subprocess.run(["git", "-C", str(root), *args], check=True, env=env, capture_output=True)
     run(root, ["build", "specs/crash.yaml"])
@@ -77,12 +100,15 @@ def command(operation: str, counter: int) -> list[str]:
         "gc": ["gc"],
         "promote": ["promote", "crash@latest", "production"],
         "reproduce": ["reproduce", "crash@latest"],
+        "env": ["env", "create", "specs/crashenv.yaml"],
     }[operation]
 
 
 def trial(root: Path, rng: random.Random, counter: int) -> Trial:
     operation = rng.choice(sorted(DURATION))
     args = command(operation, counter)
+    if operation == "env":  # kill it while it creates the environment, not once it exists
+        remove_environments(root)
     delay = rng.uniform(0.1, DURATION[operation])
     proc = subprocess.Popen([sys.executable, "-m", "modelspec", *args], cwd=root, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -90,11 +116,43 @@ def trial(root: Path, rng: random.Random, counter: int) -> Trial:
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     result = Trial(operation, delay)
+    survivors = helpers_in(root / ".modelspec" / "envs", wait=1.0)
+    if survivors:
+        result.problems.append(f"helpers still running after modelspec was killed: {survivors}")
     again = run(root, args)
     if again.returncode != 0:
         result.problems.append(f"the next `{' '.join(args)}` exited {again.returncode}: {again.stderr.strip()[-500:]}")
     result.problems += check(root)
     return result
+
+
+def helpers_in(folder: Path, wait: float) -> list[str]:
+    """Command lines of live processes that name `folder` (uv creating an environment there),
+    once `wait` seconds have passed without them all ending."""
+    deadline = time.monotonic() + wait
+    while True:
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                zombie = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+            except (OSError, IndexError):
+                continue
+            if str(folder) in cmdline and not zombie:
+                found.append(cmdline)
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
+def remove_environments(root: Path) -> None:
+    from modelspec.environments import list_environments, remove_environment
+
+    envs_dir = root / ".modelspec" / "envs"
+    for environment in list_environments(envs_dir):
+        remove_environment(envs_dir, str(environment["digest"]))
 
 
 def check(root: Path) -> list[str]:

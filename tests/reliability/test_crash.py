@@ -1,6 +1,6 @@
-"""SIGKILL during build, gc, promote and reproduce, at seeded random instants: after every
-kill the next command succeeds and the workspace is consistent (benchmarks/crash_trials.py
-runs the same trials a thousand times)."""
+"""SIGKILL during build, gc, promote, reproduce and environment creation, at seeded random
+instants: after every kill no helper (uv) keeps running, the next command succeeds and the
+workspace is consistent (benchmarks/crash_trials.py runs the same trials a thousand times)."""
 
 from __future__ import annotations
 

@@ -531,3 +531,35 @@ def test_the_fuzzer_reaches_both_valid_and_rejected_specs(fuzz_repo: Path) -> No
     quick = settings(database=None, derandomize=True, max_examples=200)
     assert loads(find(mutated_specs(), lambda text: text != SPEC and loads(text), settings=quick))
     assert not loads(find(mutated_specs(), lambda text: not loads(text), settings=quick))
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        "-r /abs/more-requirements.txt",
+        "-c constraints.txt",
+        "-e ./src",
+        "--index-url https://example.org/simple",
+        "--find-links=/wheels",
+        "--extra-index-url https://example.org/simple",
+    ],
+)
+def test_an_option_line_in_an_environment_lock_is_a_located_error(repo: Repo, option: str) -> None:
+    """What `-r FILE` (or another index) brings in would be installed but not be part of the
+    environment's digest: two workspaces could hold different packages under one digest."""
+    base_files(repo)
+    lock = f"iniconfig==2.0.0 \\\n    --hash=sha256:{'0' * 64}\n    # via -r requirements.in\n{option}\n"
+    repo.write("env/requirements.lock", lock, dedent=False)
+    repo.write(
+        SPEC_FILE,
+        replaced("hermetic: strict", 'environment: {python: "3.11", lock: env/requirements.lock}\nhermetic: strict'),
+        dedent=False,
+    )
+    repo.commit()
+    for command in ("validate", "plan", "build"):
+        result = repo.modelspec(command, SPEC_FILE)
+        assert result.returncode == 2, f"{command} exited {result.returncode}: {result.stdout}{result.stderr}"
+        assert "Traceback" not in result.stderr
+        assert f"env/requirements.lock:4:1: the option line `{option}` is not allowed" in result.stderr, result.stderr
+        assert "modelspec env lock" in result.stderr  # what to do instead
+        assert not (repo.path / ".modelspec" / "envs").exists()

@@ -243,3 +243,33 @@ def test_the_next_build_restores_a_quarantined_data_snapshot(built: Built) -> No
     assert built.repo.build_json(built.spec)["ok"]
     verify = built.cli("verify", "pipe@1.0.0")
     assert verify.returncode == 0, verify.stdout
+
+
+NOISY = """\
+modelspec: 1
+name: noisy
+version: "1.0"
+code: {repo: ..}
+hermetic: off
+stages:
+  make:
+    cmd: sh -c 'cat /proc/sys/kernel/random/uuid > ${outputs.out}'
+    outputs: {out: out.txt}
+artifacts: [make.out]
+"""
+
+
+def test_a_force_rebuild_whose_outputs_differ_from_the_registered_version_says_so(repo: Repo) -> None:
+    """The same inputs, other bytes (here a stage that is not deterministic; or a changed
+    environment): the build must not claim it is the registered version."""
+    repo.write("specs/noisy.yaml", NOISY, dedent=False)
+    repo.commit()
+    first = repo.build_json("specs/noisy.yaml")
+    assert first["versions"] == {"noisy": {"ref": "noisy@1.0.0", "new": True}}
+    registered = first["specs"]["noisy"]["artifacts"]["make.out"]["digest"][7:17]
+    again = repo.modelspec("build", "specs/noisy.yaml", "--force", check=True)
+    assert "already registered" not in again.stdout
+    assert f"outputs differ from the registered noisy@1.0.0: make.out (registered {registered}, built " in again.stdout
+    as_json = repo.build_json("specs/noisy.yaml", "--force")
+    assert as_json["versions"]["noisy"]["ref"] == "noisy@1.0.0"
+    assert as_json["versions"]["noisy"]["differs"][0].startswith(f"make.out (registered {registered}, built ")
