@@ -4,18 +4,37 @@ lineage, export, deploy-config and audit. Values in, dicts out; nothing prints."
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import gitcode
 from .errors import CorruptObjectError, StoreError, UsageError
 from .model import Lock, split_output_ref
-from .refs import parse_where
+from .refs import parse_ref, parse_where
 from .registry import ModelVersion, Registry
 from .retention import revival_hint
 from .store import Entry, LocalStore, remove_path, write_atomic
 from .versiondiff import diff_versions, packages_of
 from .workspace import Workspace
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The version a reference names. An alias that splits traffic names its primary
+    target (the largest weight; on a tie, the older version), and keeps every target."""
+
+    version: ModelVersion
+    alias: str | None = None  # `fraud@production`, when it splits traffic
+    targets: tuple[tuple[ModelVersion, float], ...] = ()  # every target of the split, oldest first
+
+    @property
+    def notice(self) -> str:
+        """What a command acting on one version says when it was handed a split alias."""
+        if not self.targets:
+            return ""
+        split = ", ".join(f"{v.version} ({w:g})" for v, w in self.targets)
+        return f"{self.alias} splits traffic across {split}: using its primary target {self.version.ref}"
 
 
 class Catalog:
@@ -39,6 +58,10 @@ class Catalog:
             )
         metrics = self.registry.metrics_of([v.id for v in found])
         aliases = self.registry.aliases_of(name)
+        weights: dict[int, dict[str, float]] = {}  # version id → alias → its share of the traffic
+        for alias in self.registry.alias_names(name):
+            for version, weight in self.registry.alias_targets(name, alias):
+                weights.setdefault(version.id, {})[alias] = weight
         pins = self.registry.pins_of([v.id for v in found])
         return [
             {
@@ -48,14 +71,39 @@ class Catalog:
                 "created": v.created,
                 "metrics": metrics[v.id],
                 "aliases": aliases.get(v.id, []),
+                "alias_weights": weights.get(v.id, {}),
                 "status": v.status,
                 "pinned": v.id in pins,
             }
             for v in found
         ]
 
+    def resolve(self, ref: str) -> Resolution:
+        """Like `Registry.resolve`, but an alias that splits traffic is not an error: a
+        query or an export acts on its primary target and can say so."""
+        if "@" in ref:
+            parsed = parse_ref(ref)
+            if parsed.kind in ("alias", "content"):  # an alias spelled like hex is looked up first
+                targets = self.registry.alias_targets(parsed.name, parsed.value)
+                if len(targets) > 1:
+                    primary = max(targets, key=lambda target: target[1])[0]  # the first, oldest, on a tie
+                    return Resolution(primary, f"{parsed.name}@{parsed.value}", tuple(targets))
+        return Resolution(self.registry.resolve(ref))
+
     def show(self, ref: str) -> dict[str, Any]:
-        version = self.registry.resolve(ref)
+        resolution = self.resolve(ref)
+        info = self._info(resolution.version)
+        if resolution.targets:
+            info["traffic"] = {
+                "alias": resolution.alias,
+                "targets": [
+                    {"ref": v.ref, "weight": w, "primary": v.id == resolution.version.id}
+                    for v, w in resolution.targets
+                ],
+            }
+        return info
+
+    def _info(self, version: ModelVersion) -> dict[str, Any]:
         return {
             **version.to_dict(),
             "metrics": self.registry.metrics_of([version.id])[version.id],
@@ -72,8 +120,8 @@ class Catalog:
         return document
 
     def diff(self, ref_a: str, ref_b: str, repo: Path | None) -> dict[str, Any]:
-        a, b = self.show(ref_a), self.show(ref_b)
-        va, vb = self.registry.resolve(ref_a), self.registry.resolve(ref_b)
+        va, vb = self.resolve(ref_a).version, self.resolve(ref_b).version
+        a, b = self._info(va), self._info(vb)
         lock_a, lock_b = self.lock_of(va), self.lock_of(vb)
         paths = sorted({p for lock in (lock_a, lock_b) for s in lock["stages"].values() for p in s["code"]["paths"]})
         changed: list[str] | None = None
@@ -98,7 +146,7 @@ class Catalog:
         return packages_of(text, environment["file"])
 
     def lineage(self, ref: str) -> dict[str, Any]:
-        version = self.registry.resolve(ref)
+        version = self.resolve(ref).version
         return {"ref": version.ref, **self.registry.lineage(version)}
 
     def alias_history(self, name: str, alias: str, at: float | None = None) -> dict[str, Any]:
@@ -121,7 +169,7 @@ class Catalog:
 
     def export(self, ref: str, target: Path) -> dict[str, Any]:
         """Artifacts plus manifest.json (digests and the lock), each digest verified on the way out."""
-        version = self.registry.resolve(ref)
+        version = self.resolve(ref).version
         if version.status != "active":
             # Retired means gone for export and reproduce alike, even while gc's grace
             # period still holds some of its bytes.

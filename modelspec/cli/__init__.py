@@ -129,6 +129,15 @@ def open_catalog_here() -> Any:
     return open_catalog(workspace_of(None))
 
 
+def primary_ref(catalog: Any, ref: str) -> str:
+    """The exact version REF names. An alias that splits traffic names its primary target,
+    and a notice on stderr says so (stdout stays what the command prints)."""
+    resolution = catalog.resolve(ref)
+    if resolution.notice:
+        make_console(stderr=True).print(f"note: {resolution.notice}", style="yellow", markup=False)
+    return str(resolution.version.ref)
+
+
 def when(timestamp: float | None) -> str:
     import datetime
 

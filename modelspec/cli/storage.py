@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from . import emit_json, handle_errors, json_option, main, make_console, raise_interrupt, workspace_of
+from . import emit_json, handle_errors, json_option, main, make_console, primary_ref, raise_interrupt, workspace_of
 
 
 @main.command()
@@ -86,6 +86,7 @@ def reproduce(ref: str, into: Path | None, rtol: float, offline: bool, as_json: 
     catalog = open_catalog(workspace)
     try:
         who = actor(workspace.root)
+        ref = primary_ref(catalog, ref)
         options: dict[str, Any] = {"rtol": rtol, "into": into, "offline": offline, "actor": who}
         if as_json:
             report = run_reproduce(workspace, catalog.registry, ref, **options)

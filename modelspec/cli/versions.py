@@ -8,7 +8,18 @@ from typing import Any
 
 import click
 
-from . import emit_json, handle_errors, json_option, key_values, main, make_console, open_catalog_here, parse_when, when
+from . import (
+    emit_json,
+    handle_errors,
+    json_option,
+    key_values,
+    main,
+    make_console,
+    open_catalog_here,
+    parse_when,
+    primary_ref,
+    when,
+)
 
 
 @main.command()
@@ -36,7 +47,9 @@ def versions(name: str, where: str, tags: tuple[str, ...], as_json: bool) -> Non
     for r in rows:
         metrics = [f"{r['metrics'][m]:.4g}" if m in r["metrics"] else "" for m in metric_names]
         status = r["status"] + (", pinned" if r["pinned"] else "")
-        table.add_row(r["version"], r["content_id"], when(r["created"]), *metrics, ", ".join(r["aliases"]), status)
+        weights = r["alias_weights"]
+        aliases = [f"{a} ({weights[a]:g})" if weights.get(a, 1.0) != 1.0 else a for a in r["aliases"]]
+        table.add_row(r["version"], r["content_id"], when(r["created"]), *metrics, ", ".join(aliases), status)
     make_console().print(table)
 
 
@@ -69,6 +82,12 @@ def show(ref: str, as_json: bool) -> None:
         ("tags", ", ".join(f"{k}={v}" for k, v in sorted(info["tags"].items())) or "-"),
         ("lock", info["lock"]),
     ]
+    if info.get("traffic"):
+        split = info["traffic"]
+        shown = [
+            f"{t['ref']} ({t['weight']:g}{', primary: shown here' if t['primary'] else ''})" for t in split["targets"]
+        ]
+        fields.append(("traffic", f"{split['alias']} splits traffic: " + ", ".join(shown)))
     if info.get("status_reason"):
         fields.append(("status", f"{info['status']} at {when(info['status_time'])} UTC: {info['status_reason']}"))
     if info.get("pinned"):
@@ -120,7 +139,8 @@ def diff(ref_a: str, ref_b: str, as_json: bool) -> None:
 
     catalog = open_catalog_here()
     try:
-        result = catalog.diff(ref_a, ref_b, find_repo_root(catalog.workspace.root))
+        exact_a, exact_b = primary_ref(catalog, ref_a), primary_ref(catalog, ref_b)
+        result = catalog.diff(exact_a, exact_b, find_repo_root(catalog.workspace.root))
     finally:
         catalog.close()
     if as_json:
@@ -254,7 +274,7 @@ def lineage(ref: str, as_json: bool) -> None:
     """Where REF came from (data, specs, versions) and which versions consumed it."""
     catalog = open_catalog_here()
     try:
-        result = catalog.lineage(ref)
+        result = catalog.lineage(primary_ref(catalog, ref))
     finally:
         catalog.close()
     if as_json:
@@ -276,7 +296,7 @@ def export(ref: str, directory: Path, as_json: bool) -> None:
     """Copy REF's artifacts into DIRECTORY with a manifest.json (digests verified)."""
     catalog = open_catalog_here()
     try:
-        manifest = catalog.export(ref, directory)
+        manifest = catalog.export(primary_ref(catalog, ref), directory)
     finally:
         catalog.close()
     if as_json:

@@ -359,9 +359,14 @@ def test_promote_rollback_history_and_deploy_config(ws: Workspace) -> None:
     assert "no alias pipe@canary" in ws.cli("deploy-config", "pipe", "canary", code=2)
     aliases = {r["version"]: r["aliases"] for r in ws.cli("versions", "pipe", "--json")}
     assert "production" in aliases["1.3.0"] and "production" in aliases["1.3.1"]
-    assert ws.cli("show", "pipe@production", "--json", code=2)["message"].startswith(
-        "pipe@production splits traffic across 1.3.0 (0.75), 1.3.1 (0.25)"
-    )
+    # A split alias names its primary target (the largest weight) and lists every target.
+    assert ws.cli("show", "pipe@production", "--json")["traffic"] == {
+        "alias": "pipe@production",
+        "targets": [
+            {"ref": "pipe@1.3.0", "weight": 0.75, "primary": True},
+            {"ref": "pipe@1.3.1", "weight": 0.25, "primary": False},
+        ],
+    }
 
     assert ws.cli("rollback", "pipe", "production", "--json") == {
         "alias": "pipe@production",
