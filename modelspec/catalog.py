@@ -149,8 +149,37 @@ class Catalog:
         version = self.resolve(ref).version
         return {"ref": version.ref, **self.registry.lineage(version)}
 
+    def _known_model(self, name: str) -> None:
+        known = self.registry.names()
+        if name not in known:
+            raise UsageError(f"no model named {name!r}", hint=f"registered: {', '.join(known) or 'none'}")
+
+    def aliases(self, name: str) -> list[dict[str, Any]]:
+        """Every alias of model NAME: its targets with their weights, and its last move."""
+        self._known_model(name)
+        found = []
+        for alias in self.registry.alias_names(name):
+            last = self.registry.alias_history(name, alias)[-1:]
+            found.append(
+                {
+                    "alias": alias,
+                    "targets": [[v.version, w] for v, w in self.registry.alias_targets(name, alias)],
+                    "moved": {k: last[0][k] for k in ("time", "actor", "action")} if last else None,
+                }
+            )
+        return found
+
     def alias_history(self, name: str, alias: str, at: float | None = None) -> dict[str, Any]:
         history = self.registry.alias_history(name, alias)
+        if not history:
+            self._known_model(name)
+            known = self.registry.alias_names(name)
+            raise UsageError(
+                f"{name}@{alias} has never been set: it has no history",
+                hint=f"aliases of {name}: {', '.join(known)}"
+                if known
+                else f"set it with `modelspec promote {name}@VERSION {alias}`",
+            )
         result: dict[str, Any] = {"name": name, "alias": alias, "history": history}
         if at is not None:
             before = [h for h in history if h["time"] <= at]

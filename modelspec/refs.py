@@ -61,6 +61,17 @@ def parse_ref(text: str) -> Ref:
     raise UsageError(f"{text!r}: {selector!r} is neither a version, an alias nor a content-id prefix")
 
 
+def check_alias_name(name: str, alias: str) -> None:
+    """An alias is named like a model (lowercase letters, digits, - and _, starting with a
+    letter), and must not read as anything else a reference can say after `@`."""
+    if not re.match(rf"^{_NAME}$", alias) or alias == "latest" or parse_ref(f"{name}@{alias}").kind != "alias":
+        raise UsageError(
+            f"{alias!r} cannot be an alias name",
+            hint="use lowercase letters, digits, - and _, starting with a letter and not only hex digits "
+            "(latest is taken), e.g. production or staging",
+        )
+
+
 _SHORT_FORM = re.compile(rf"^(?P<name>{_NAME})-(?P<hex>[0-9a-f]{{4,64}})$")
 
 

@@ -25,7 +25,7 @@ from . import registry_schema as t
 from .audit import GENESIS, event_digest, verify_chain
 from .digest import digest_json
 from .errors import StoreError, UsageError
-from .refs import Ref, parse_ref, parse_short_form, parse_version, short_content_id
+from .refs import Ref, check_alias_name, parse_ref, parse_short_form, parse_version, short_content_id
 from .retention import VersionFacts, revival_hint
 
 
@@ -495,9 +495,7 @@ class Registry:
     def promote(self, ref: str, alias: str, actor: str, weight: float | None = None) -> list[list[Any]]:
         """Point `alias` at a version; with `weight`, add it beside the current targets (a
         canary) and scale the others so that the weights sum to 1."""
-        parsed = parse_ref(ref)
-        if parse_ref(f"{parsed.name}@{alias}").kind != "alias" or alias == "latest":
-            raise UsageError(f"{alias!r} cannot be an alias name", hint="use a word such as production or staging")
+        check_alias_name(parse_ref(ref).name, alias)
         if weight is not None and not 0 < weight < 1:  # checked even when the alias is new
             raise UsageError("--weight must be between 0 and 1 (exclusive)")
         version = self.resolve(ref)
@@ -539,6 +537,30 @@ class Registry:
                     )
                 after.append((row.id, weight))
             return self._move_alias(conn, name, alias, after, "rollback", actor)
+
+    def remove_alias(self, name: str, alias: str, actor: str) -> list[list[Any]]:
+        """Remove NAME@ALIAS; returns the [version, weight] pairs it pointed to. Its history
+        stays, with this removal as the newest move, so a rollback restores it."""
+        with self._write() as conn:
+            before = [[r.version, w] for r, w in self._alias_rows(conn, name, alias)]
+            if not before:
+                query = sa.select(t.aliases.c.alias).where(t.aliases.c.name == name).distinct()
+                known = sorted(conn.execute(query).scalars())
+                raise UsageError(f"no alias {name}@{alias}", hint=f"aliases of {name}: {', '.join(known) or 'none'}")
+            conn.execute(sa.delete(t.aliases).where(t.aliases.c.name == name, t.aliases.c.alias == alias))
+            conn.execute(
+                sa.insert(t.alias_history).values(
+                    name=name,
+                    alias=alias,
+                    time=self.clock(),
+                    actor=actor,
+                    action="alias.rm",
+                    before=json.dumps(before),
+                    after="[]",
+                )
+            )
+            self._event(conn, "alias.rm", f"{name}@{alias}", actor, {"from": before})
+        return before
 
     def alias_history(self, name: str, alias: str) -> list[dict[str, Any]]:
         query = (

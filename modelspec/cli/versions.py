@@ -219,6 +219,54 @@ def alias() -> None:
     """Aliases: movable names for versions."""
 
 
+def shown_targets(targets: list[list[Any]]) -> str:
+    """`1.0.0` alone; `1.0.0 (0.75), 1.0.1 (0.25)` for a split; `-` for none."""
+    return ", ".join(f"{v} ({w:g})" if len(targets) > 1 else str(v) for v, w in targets) or "-"
+
+
+@alias.command("list")
+@click.argument("name")
+@json_option
+@handle_errors
+def alias_list(name: str, as_json: bool) -> None:
+    """The aliases of model NAME: what each points to (with traffic weights), last moved when and by whom."""
+    catalog = open_catalog_here()
+    try:
+        found = catalog.aliases(name)
+    finally:
+        catalog.close()
+    if as_json:
+        emit_json(found)
+        return
+    if not found:
+        click.echo(f"{name} has no aliases")
+    width = max((len(a["alias"]) for a in found), default=0)
+    for a in found:
+        moved = a["moved"]
+        since = f"  ({moved['action']} {when(moved['time'])} UTC by {moved['actor']})" if moved else ""
+        click.echo(f"{a['alias']:<{width}}  {shown_targets(a['targets'])}{since}")
+
+
+@alias.command("rm")
+@click.argument("name")
+@click.argument("alias_name", metavar="ALIAS")
+@json_option
+@handle_errors
+def alias_rm(name: str, alias_name: str, as_json: bool) -> None:
+    """Remove NAME@ALIAS (audited; its history stays, and `rollback` restores it)."""
+    from ..registration import actor
+
+    catalog = open_catalog_here()
+    try:
+        before = catalog.registry.remove_alias(name, alias_name, actor(catalog.workspace.root))
+    finally:
+        catalog.close()
+    if as_json:
+        emit_json({"alias": f"{name}@{alias_name}", "removed": before})
+    else:
+        click.echo(f"removed {name}@{alias_name} (it pointed to {shown_targets(before)})")
+
+
 @alias.command("history")
 @click.argument("name")
 @click.argument("alias_name", metavar="ALIAS")
@@ -236,13 +284,12 @@ def alias_history(name: str, alias_name: str, at: str | None, as_json: bool) -> 
         emit_json(result)
         return
 
-    def shown(targets: list[list[Any]]) -> str:
-        return ", ".join(f"{v} ({w:g})" if len(targets) > 1 else str(v) for v, w in targets) or "-"
-
     for h in result["history"]:
-        click.echo(f"{when(h['time'])}  {h['action']:<8} {h['actor']:<16} {shown(h['from'])} → {shown(h['to'])}")
+        moved = f"{shown_targets(h['from'])} → {shown_targets(h['to'])}"
+        click.echo(f"{when(h['time'])}  {h['action']:<8} {h['actor']:<16} {moved}")
     if "at" in result:
-        click.echo(f"at {when(result['at']['time'])} UTC: {name}@{alias_name} → {shown(result['at']['targets'])}")
+        targets = shown_targets(result["at"]["targets"])
+        click.echo(f"at {when(result['at']['time'])} UTC: {name}@{alias_name} → {targets}")
 
 
 @main.command()

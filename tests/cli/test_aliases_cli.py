@@ -96,3 +96,48 @@ def test_a_canary_split_is_shown_whole_and_used_by_its_primary_target(model: Mod
     listing = model.run("versions", "tiny").stdout
     assert "canary-a (0.75)" in listing and "canary-a (0.25)" in listing
 
+
+
+def test_alias_list_and_an_audited_rm_that_rollback_undoes(model: Model) -> None:
+    model.run("promote", "tiny@1.0.2", "staging")
+    listed = {a["alias"]: a for a in model.json("alias", "list", "tiny")}
+    assert listed["staging"]["targets"] == [["1.0.2", 1.0]]
+    assert listed["staging"]["moved"]["action"] == "promote"
+    assert listed["staging"]["moved"]["actor"] == GIT_ENV["GIT_AUTHOR_NAME"]
+    text = model.run("alias", "list", "tiny").stdout
+    assert any(line.startswith("staging ") and " 1.0.2  (promote " in line for line in text.splitlines()), text
+
+    removed = model.run("alias", "rm", "tiny", "staging")
+    assert removed.stdout == "removed tiny@staging (it pointed to 1.0.2)\n"
+    assert "staging" not in {a["alias"] for a in model.json("alias", "list", "tiny")}
+    assert "no version tiny@staging" in model.run("show", "tiny@staging", code=2).stderr
+    event = model.json("audit")["events"][-1]
+    assert (event["kind"], event["subject"]) == ("alias.rm", "tiny@staging")
+    assert event["payload"] == {"from": [["1.0.2", 1.0]]}
+    moves = model.json("alias", "history", "tiny", "staging")["history"]
+    assert [(m["action"], m["from"], m["to"]) for m in moves][-1] == ("alias.rm", [["1.0.2", 1.0]], [])
+    assert "audit log intact" in model.run("audit", "--verify").stdout
+
+    assert model.json("rollback", "tiny", "staging")["targets"] == [["1.0.2", 1.0]]  # the removal undone
+
+    missing = model.run("alias", "rm", "tiny", "nosuch", code=2).stderr
+    assert "error: no alias tiny@nosuch" in missing and "aliases of tiny:" in missing and "staging" in missing
+
+
+@pytest.mark.parametrize("name", ["Production", "latest", "beef", "pro.d", "9lives", "x" * 65])
+def test_alias_names_are_lowercase_words(model: Model, name: str) -> None:
+    result = model.run("promote", "tiny@1.0.0", name, code=2)
+    assert f"error: {name!r} cannot be an alias name" in result.stderr
+    assert "lowercase letters, digits, - and _" in result.stderr
+    assert name not in {a["alias"] for a in model.json("alias", "list", "tiny")}
+
+
+def test_the_history_of_an_alias_never_set_says_so(model: Model) -> None:
+    model.run("promote", "tiny@1.0.0", "prod-like")
+    result = model.run("alias", "history", "tiny", "never-set", code=2)
+    assert "error: tiny@never-set has never been set: it has no history" in result.stderr
+    assert "aliases of tiny:" in result.stderr and "prod-like" in result.stderr
+    assert result.stdout == ""
+    unknown = model.run("alias", "history", "nosuch", "production", code=2)
+    assert "no model named 'nosuch'" in unknown.stderr
+    assert "no model named 'nosuch'" in model.run("alias", "list", "nosuch", code=2).stderr

@@ -329,6 +329,7 @@ def test_catalog_versions_and_show(tmp_path: Path, registry: Registry, clock: Cl
             "created": T0 + 120,
             "metrics": {"auc": 0.95, "f1": 0.5},
             "aliases": ["production"],
+            "alias_weights": {"production": 1.0},
             "status": "active",
             "pinned": False,
         }
