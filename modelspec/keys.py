@@ -43,7 +43,7 @@ def key_document(
     platform_: Mapping[str, str],
     hermetic: str,
 ) -> dict[str, Any]:
-    argv = interpolate(
+    command = interpolate(
         stage["argv"],
         SANDBOX_ROOT,
         {name: item.basename for name, item in inputs.items()},
@@ -53,7 +53,8 @@ def key_document(
     )
     return {
         "format": KEY_FORMAT,
-        "argv": argv,
+        "argv": list(command.argv),
+        "env": dict(command.env),  # a shell script's placeholder values (derived from the rest; kept explicit)
         "config": stage["params"],
         "code": stage["code"]["digest"],
         "environment": environment,

@@ -104,7 +104,7 @@ class ProcessSandbox:
 
     def run(self, request: RunRequest, cancel: threading.Event) -> RunOutcome:
         root = str(request.workdir)
-        argv = interpolate(request.argv, root, request.inputs, request.outputs, request.params, request.shell)
+        command = interpolate(request.argv, root, request.inputs, request.outputs, request.params, request.shell)
         env = fixed_environment(
             f"{root}/home",
             f"{root}/tmp",
@@ -112,7 +112,8 @@ class ProcessSandbox:
             request.source_date_epoch,
         )
         env.update(request.extra_env)
-        return run_process(argv, env, Path(code_dir(root)), request.log, cancel, limits=request.limits)
+        env.update(command.env)
+        return run_process(list(command.argv), env, Path(code_dir(root)), request.log, cancel, limits=request.limits)
 
 
 def run_process(
@@ -142,8 +143,9 @@ def run_process(
                 pass_fds=pass_fds,
                 preexec_fn=functools.partial(_confine, limits, group),
             )
-        except OSError as exc:
-            out.write(f"modelspec: cannot start {argv[0]!r}: {exc.strerror}\n".encode())
+        except (OSError, ValueError) as exc:  # ValueError: a NUL byte in an argument or variable
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+            out.write(f"modelspec: cannot start {argv[0]!r}: {reason}\n".encode())
             if group:
                 group.remove()
             return RunOutcome(127)
