@@ -42,6 +42,7 @@ def bwrap_path() -> str | None:
 class BubblewrapSandbox:
     name = "bubblewrap"
     hermetic = True
+    isolation = "bwrap"
     protects_inputs = True  # read-only bind mounts hold even for root
 
     def run(self, request: RunRequest, cancel: threading.Event) -> RunOutcome:

@@ -80,6 +80,11 @@ class Sandbox(Protocol):
         ...
 
     @property
+    def isolation(self) -> str:
+        """What the action key records: "bwrap" or "none"."""
+        ...
+
+    @property
     def protects_inputs(self) -> bool:
         """Are inputs read-only even for root (so that hardlinks into the store are safe)?"""
         ...
@@ -97,6 +102,7 @@ class ProcessSandbox:
 
     name = "process"
     hermetic = False
+    isolation = "none"
 
     @property
     def protects_inputs(self) -> bool:
