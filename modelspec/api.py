@@ -14,6 +14,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .bwrap import bwrap_path
 from .engine import BuildOptions, BuildReport, build
 from .environments import Environment, ensure_environment, verify_environments
 from .errors import StoreError, UsageError
@@ -21,7 +22,7 @@ from .events import Event, Reporter, ignore
 from .graph import BuildGraph, load_specs
 from .loading import check_graph, load_graph, lock_bytes, lock_path, open_registry, open_workspace, write_locks
 from .model import Lock, Spec, split_output_ref
-from .planning import LastBuild, PlannedNode, plan_build
+from .planning import Isolation, LastBuild, PlannedNode, plan_build
 from .rebuilder import CachingRebuilder
 from .registration import read_build_record
 from .store import Entry
@@ -68,7 +69,8 @@ def plan(
     workspace, graph, _ctx = load_graph(spec_paths, overrides, allow_dirty)
     cache = ActionCache(workspace.action_cache_dir, workspace.store.tmp)
     rebuilder = CachingRebuilder(cache, workspace.store, workspace.locks_dir)
-    return graph, plan_build(graph, rebuilder.lookup, last_builds(workspace, graph), hermetic)
+    isolation = Isolation(hermetic, bwrap_path() is not None)  # the sandbox a build would use now
+    return graph, plan_build(graph, rebuilder.lookup, last_builds(workspace, graph), isolation)
 
 
 def last_builds(workspace: Workspace, graph: BuildGraph) -> dict[str, LastBuild]:

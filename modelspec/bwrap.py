@@ -42,6 +42,7 @@ def bwrap_path() -> str | None:
 class BubblewrapSandbox:
     name = "bubblewrap"
     hermetic = True
+    isolation = "bwrap"
     protects_inputs = True  # read-only bind mounts hold even for root
 
     def run(self, request: RunRequest, cancel: threading.Event) -> RunOutcome:
@@ -50,6 +51,11 @@ class BubblewrapSandbox:
         seccomp = _memfd("modelspec-seccomp", deny_ptrace())
         command = self.command(request, seccomp_fd=seccomp)
         end = command.index("--")
+        if any("\0" in arg for arg in command):  # in the NUL-separated options it would add options
+            os.close(seccomp)
+            with open(request.log, "a") as log:
+                log.write("modelspec: cannot start the stage: a value of its command holds a NUL byte\n")
+            return RunOutcome(127)
         arguments = _memfd("modelspec-bwrap-args", b"".join(arg.encode() + b"\0" for arg in command[1:end]))
         try:
             return run_process(
@@ -76,6 +82,8 @@ class BubblewrapSandbox:
             f"{root}/home", "/tmp", environment.sandbox_bin if environment else None, request.source_date_epoch
         )
         env.update(request.extra_env)
+        command = interpolate(request.argv, root, request.inputs, request.outputs, request.params, request.shell)
+        env.update(command.env)  # a shell script's placeholder values
         args = [
             bwrap,
             "--unshare-all",
@@ -127,8 +135,7 @@ class BubblewrapSandbox:
         ]
         if not (work / "in").exists():
             (work / "in").mkdir()
-        argv = interpolate(request.argv, root, request.inputs, request.outputs, request.params, request.shell)
-        return [*args, "--", *argv]
+        return [*args, "--", *command.argv]
 
 
 def _bind_system(path: str) -> list[str]:

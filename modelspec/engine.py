@@ -23,7 +23,7 @@ from .graph import BuildGraph, DataInput, Node, UpstreamInput
 from .leases import Lease, remove_stale_leases
 from .limits import effective_limits
 from .loading import load_graph, open_registry, write_locks
-from .planning import content_ids, hermetic_mode, node_key
+from .planning import Isolation, content_ids, node_key
 from .rebuilder import CachingRebuilder, ForcingRebuilder, NodeOutcome, NodeState
 from .registration import build_record, differing_outputs, register, save_build_record, unchanged_registration
 from .runner import RunContext, StageFailure, StageJob, run_node
@@ -68,21 +68,20 @@ class BuildReport:
         return sum(1 for o in self.outcomes if o.state is state)
 
 
-def choose_sandboxes(graph: BuildGraph, override: str | None, reporter: Reporter) -> dict[str, Sandbox]:
+def choose_sandboxes(graph: BuildGraph, isolation: Isolation, reporter: Reporter) -> dict[str, Sandbox]:
     """The sandbox of each spec under its hermetic policy; `strict` without bwrap fails now."""
-    from .bwrap import BubblewrapSandbox, bwrap_path
+    from .bwrap import BubblewrapSandbox
 
-    have_bwrap = bwrap_path() is not None
     chosen: dict[str, Sandbox] = {}
     warned = False
     for name, item in graph.specs.items():
-        mode = override or item.lock.hermetic
-        if mode == "strict" and not have_bwrap:
+        mode = isolation.policy(item.lock)
+        if mode == "strict" and not isolation.bwrap:
             raise SandboxUnavailableError(
                 f"spec {name!r} is hermetic: strict but bubblewrap (bwrap) is not installed",
                 hint="install it (apt-get install bubblewrap), or pass --hermetic auto",
             )
-        if mode != "off" and have_bwrap:
+        if isolation.used(item.lock) == "bwrap":
             chosen[name] = BubblewrapSandbox()
         else:
             if mode == "auto" and not warned:
@@ -113,7 +112,10 @@ def build(
     store = workspace.store
     store.clean_temp()
     remove_stale_leases(workspace.home)
-    sandboxes = choose_sandboxes(graph, options.hermetic, reporter)
+    from .bwrap import bwrap_path
+
+    isolation = Isolation(options.hermetic, bwrap_path() is not None)
+    sandboxes = choose_sandboxes(graph, isolation, reporter)
     write_locks(graph)
     cache = ActionCache(workspace.action_cache_dir, store.tmp)
     rebuilder_class = ForcingRebuilder if options.force else CachingRebuilder
@@ -130,7 +132,7 @@ def build(
                 assert result is not None
                 return result.outputs[source.output].digest
 
-            key, document = node_key(node, upstream_digest, hermetic_mode(node, options.hermetic))
+            key, document = node_key(node, upstream_digest, sandboxes[node.spec.name].isolation)
             keys[node_id] = (key, document)
 
             def run() -> ActionResult | StageFailure:
@@ -180,7 +182,7 @@ def build(
                 reporter(Event("stage-skipped", outcome.node, {"reason": outcome.reason}))
         report = BuildReport([results[n] for n in order])
         with lease.holding():
-            _register(workspace, graph, results, keys, options, report, ctx.statcache)
+            _register(workspace, graph, results, keys, isolation, report, ctx.statcache)
     ctx.statcache.save()
     report.seconds = time.monotonic() - started
     return report
@@ -191,12 +193,12 @@ def _register(
     graph: BuildGraph,
     results: Mapping[str, NodeOutcome],
     keys: Mapping[str, tuple[str, dict[str, Any]]],
-    options: BuildOptions,
+    isolation: Isolation,
     report: BuildReport,
     statcache: StatCache,
 ) -> None:
     """Record and register every spec whose stages all succeeded, upstream specs first."""
-    ids = content_ids(graph, options.hermetic)
+    ids = content_ids(graph, isolation)
     order = graph.order()
     first_node: dict[str, int] = {}
     for i, node_id in enumerate(order):

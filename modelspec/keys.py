@@ -16,7 +16,7 @@ from typing import Any
 from .digest import digest_json
 from .layout import SANDBOX_ROOT, interpolate
 
-KEY_FORMAT = 1
+KEY_FORMAT = 2  # 2: the isolation used (not the policy asked for); shell placeholders as variables
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,9 +41,12 @@ def key_document(
     inputs: Mapping[str, InputDigest],
     environment: str | None,
     platform_: Mapping[str, str],
-    hermetic: str,
+    isolation: str,
 ) -> dict[str, Any]:
-    argv = interpolate(
+    """`isolation` is the sandbox the stage runs in ("bwrap" or "none"), not the policy that
+    chose it: `auto` with bubblewrap present is the same run as `strict`, and `auto` without it
+    is not."""
+    command = interpolate(
         stage["argv"],
         SANDBOX_ROOT,
         {name: item.basename for name, item in inputs.items()},
@@ -53,12 +56,13 @@ def key_document(
     )
     return {
         "format": KEY_FORMAT,
-        "argv": argv,
+        "argv": list(command.argv),
+        "env": dict(command.env),  # a shell script's placeholder values (derived from the rest; kept explicit)
         "config": stage["params"],
         "code": stage["code"]["digest"],
         "environment": environment,
         "platform": dict(platform_),
-        "hermetic": hermetic,
+        "isolation": isolation,
         "inputs": {name: [item.basename, item.digest] for name, item in sorted(inputs.items())},
         "outputs": stage["outputs"],
     }

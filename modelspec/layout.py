@@ -1,4 +1,4 @@
-"""Fixed paths a stage sees, and interpolation of `${…}` placeholders into its argv.
+"""Fixed paths a stage sees, and interpolation of `${…}` placeholders into its command.
 
 Keys are computed with the canonical root `/ms`, so no host path ever enters a key; a
 runner without a sandbox interpolates the same template with its scratch directory.
@@ -12,11 +12,12 @@ runner without a sandbox interpolates the same template with its scratch directo
 from __future__ import annotations
 
 import json
-import shlex
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from .model import PLACEHOLDER
+from .shellvars import reference_placeholders, script_token, variable_names
 
 SANDBOX_ROOT = "/ms"
 
@@ -37,6 +38,15 @@ def config_file(root: str) -> str:
     return f"{root}/config.json"
 
 
+@dataclass(frozen=True, slots=True)
+class Command:
+    """What a stage runs: its argv, and the variables a shell script among it refers to
+    (each placeholder's value, see `shellvars`), which the runner adds to the environment."""
+
+    argv: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
 def interpolate(
     argv: list[str],
     root: str,
@@ -44,43 +54,34 @@ def interpolate(
     outputs: Mapping[str, str],
     params: Mapping[str, Any],
     shell: bool,
-) -> list[str]:
+) -> Command:
     """Replace placeholders in each token. `inputs` maps input id → basename.
 
-    Where a token is a shell script — shell mode (`/bin/sh -c TEXT`), or a command that is
-    itself `sh -c TEXT` — values are shell-quoted in it, so that no value, however hostile,
-    can add shell syntax. Elsewhere a value is one argument, passed as it is.
+    A value is one argument, passed as it is. In the one token a shell parses as a script —
+    shell mode (`/bin/sh -c TEXT`), or a command that is itself `sh -c TEXT` — a placeholder
+    becomes a reference to an environment variable holding its value, so that no value,
+    however hostile, is ever parsed by the shell.
     """
     script = script_token(argv, shell)
 
-    def value(name: str, quoted: bool) -> str:
+    def value(name: str) -> str:
         space, _, rest = name.partition(".")
         if space == "inputs":
-            text = input_path(root, rest, inputs[rest])
-        elif space == "outputs":
-            text = f"{output_dir(root)}/{outputs[rest]}"
-        elif space == "config" and not rest:
-            text = config_file(root)
-        else:
-            node: Any = params
-            for part in rest.split("."):
-                node = node[part]
-            text = node if isinstance(node, str) else json.dumps(node, sort_keys=True)
-        return shlex.quote(text) if quoted else text
+            return input_path(root, rest, inputs[rest])
+        if space == "outputs":
+            return f"{output_dir(root)}/{outputs[rest]}"
+        if space == "config" and not rest:
+            return config_file(root)
+        node: Any = params
+        for part in rest.split("."):
+            node = node[part]
+        return node if isinstance(node, str) else json.dumps(node, sort_keys=True)
 
-    def substitute(token: str, quoted: bool) -> str:
-        return PLACEHOLDER.sub(lambda m: value(m.group(1), quoted), token)
-
-    return [substitute(token, i == script) for i, token in enumerate(argv)]
-
-
-SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash"})
-
-
-def script_token(argv: list[str], shell: bool) -> int | None:
-    """The index of the token a shell will parse as a script, if any."""
-    if shell:
-        return len(argv) - 1
-    if len(argv) >= 3 and argv[0].rsplit("/", 1)[-1] in SHELLS and argv[1] == "-c":
-        return 2
-    return None
+    tokens = [
+        token if i == script else PLACEHOLDER.sub(lambda m: value(m.group(1)), token) for i, token in enumerate(argv)
+    ]
+    if script is None or script >= len(argv):
+        return Command(tuple(tokens))
+    names = variable_names(m.group(1) for m in PLACEHOLDER.finditer(argv[script]))
+    tokens[script] = reference_placeholders(argv[script], names.__getitem__)
+    return Command(tuple(tokens), {variable: value(name) for name, variable in sorted(names.items())})

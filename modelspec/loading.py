@@ -18,7 +18,7 @@ from .refs import matches_range, parse_version
 from .resolve import ResolveContext
 from .statcache import StatCache
 from .store import LocalStore, pid_alive, write_atomic
-from .workspace import Workspace, find_workspace
+from .workspace import STORE_DIR, Workspace, find_workspace
 
 if TYPE_CHECKING:
     from .registry import Registry
@@ -46,7 +46,10 @@ def resolve_context(workspace: Workspace, allow_dirty: bool = False, check_only:
         finally:
             registry.close()
 
-    return ResolveContext(statcache, workspace.cache_dir, temp, allow_dirty, check_only, registered)
+    private = {workspace.home.resolve(), (workspace.root / STORE_DIR).resolve()}
+    return ResolveContext(
+        statcache, workspace.cache_dir, temp, allow_dirty, check_only, registered, private=tuple(sorted(private))
+    )
 
 
 def registry_exists(workspace: Workspace) -> bool:

@@ -13,6 +13,7 @@ from typing import Any
 from .digest import digest_json
 from .graph import BuildGraph, DataInput, Node, UpstreamInput
 from .keys import InputDigest, action_key, host_platform, key_document
+from .model import Lock
 from .traces import ActionResult
 
 
@@ -42,11 +43,25 @@ class LastBuild:
     overrides: tuple[str, ...] | None
 
 
-def hermetic_mode(node: Node, override: str | None) -> str:
-    return override or node.lock.hermetic
+@dataclass(frozen=True, slots=True)
+class Isolation:
+    """Which sandbox each spec's stages get: its hermetic policy (or the command line's) and
+    whether bubblewrap is installed decide it. The key holds the result, never the policy."""
+
+    override: str | None = None
+    bwrap: bool = True
+
+    def policy(self, lock: Lock) -> str:
+        return self.override or lock.hermetic
+
+    def used(self, lock: Lock) -> str:
+        """"bwrap" or "none" (`strict` without bubblewrap never runs: the build refuses it)."""
+        return "bwrap" if self.policy(lock) != "off" and self.bwrap else "none"
 
 
-def node_key(node: Node, upstream_digest: Callable[[UpstreamInput], str], hermetic: str) -> tuple[str, dict[str, Any]]:
+def node_key(
+    node: Node, upstream_digest: Callable[[UpstreamInput], str], isolation: str
+) -> tuple[str, dict[str, Any]]:
     inputs = {}
     for input_id, source in node.inputs.items():
         if isinstance(source, DataInput):
@@ -59,7 +74,7 @@ def node_key(node: Node, upstream_digest: Callable[[UpstreamInput], str], hermet
         inputs,
         str(environment["digest"]) if environment else None,
         host_platform(environment.get("python") if environment else None),
-        hermetic,
+        isolation,
     )
     return action_key(document), document
 
@@ -68,7 +83,7 @@ def plan_build(
     graph: BuildGraph,
     lookup: Callable[[str], ActionResult | None],
     last: Mapping[str, LastBuild],
-    hermetic_override: str | None = None,
+    isolation: Isolation = Isolation(),
 ) -> list[PlannedNode]:
     """Every node in order with its key, whether the action cache has it, and why not:
     what changed since the spec's last build, which the first reason names.
@@ -86,7 +101,7 @@ def plan_build(
         return f"pending:{planned[source.node].key}"
 
     for node in graph.nodes():
-        key, document = node_key(node, upstream_digest, hermetic_mode(node, hermetic_override))
+        key, document = node_key(node, upstream_digest, isolation.used(node.lock))
         hit = lookup(key)
         if hit is not None:
             results[node.id] = hit
@@ -117,13 +132,13 @@ def _overrides(overrides: tuple[str, ...]) -> str:
     return f"override{'s' if len(overrides) > 1 else ''} {' '.join(overrides)}"
 
 
-def content_ids(graph: BuildGraph, hermetic_override: str | None = None) -> dict[str, str]:
+def content_ids(graph: BuildGraph, isolation: Isolation = Isolation()) -> dict[str, str]:
     """Each spec's content id: input-addressed (DESIGN.md §4.5), so the same inputs always
     name the same version. Upstream stages contribute their own input-addressed ids, not
     their outputs, so the id is known before anything runs."""
     addressed: dict[str, str] = {}
     for node in graph.nodes():
-        key, _ = node_key(node, lambda s: f"node:{addressed[s.node]}", hermetic_mode(node, hermetic_override))
+        key, _ = node_key(node, lambda s: f"node:{addressed[s.node]}", isolation.used(node.lock))
         addressed[node.id] = key
     return {
         name: digest_json(
@@ -157,19 +172,21 @@ def explain(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> list[
         "code": "code of its declared paths changed",
         "environment": "environment lock changed",
         "platform": "platform changed",
-        "hermetic": "sandbox policy changed",
         "outputs": "declared outputs changed",
         "format": "key format changed",
     }
     for field_name, text in labels.items():
         if before.get(field_name) != after.get(field_name):
             reasons.append(text)
+    if "isolation" in before and before["isolation"] != after["isolation"]:
+        reasons.append(f"sandbox changed: {_ISOLATION[before['isolation']]} → {_ISOLATION[after['isolation']]}")
     if before.get("argv") != after["argv"] and not any(r.startswith(("input", "config")) for r in reasons):
         reasons.append("command changed")
     return reasons or [NOT_CACHED]
 
 
 _MISSING = object()
+_ISOLATION = {"bwrap": "bubblewrap", "none": "no sandbox"}
 NOT_CACHED = "not in the action cache (removed, or built elsewhere)"
 
 

@@ -35,6 +35,9 @@ class ResolveContext:
     registered: Callable[[str, str, str], dict[str, Any]] | None = None
     # Cache files to write once every spec resolved: a rejected spec writes nothing.
     pending: dict[Path, bytes] = field(default_factory=dict)
+    # The workspace's own directories (store, registry): no data path may point into them,
+    # nor hold them, or a stage would be handed the registry database.
+    private: tuple[Path, ...] = ()
 
 
 def resolve_spec(
@@ -108,6 +111,18 @@ def _resolve_data(spec: Spec, ctx: ResolveContext, problems: list[Problem]) -> d
             if not full.resolve().is_relative_to(root):
                 problems.append(spec.document.problem((*where, "path"), f"{source.path} leads out of the repository"))
                 continue
+            private = _private_overlap(full.resolve(), ctx.private)
+            if private is not None:
+                shown = os.path.relpath(private, spec.repo_root) if private.is_relative_to(root) else str(private)
+                inside = full.resolve().is_relative_to(private)
+                problems.append(
+                    spec.document.problem(
+                        (*where, "path"),
+                        f"{source.path} {'points into' if inside else 'holds'} the workspace's own directory"
+                        f" {shown} (store and registry), which no stage may read; name data outside it",
+                    )
+                )
+                continue
             try:
                 if ctx.check_only:  # walk the tree for what a snapshot refuses, reading no bytes
                     walk_path(full, lambda _file: "", lambda _tree: "")
@@ -129,6 +144,14 @@ def _resolve_data(spec: Spec, ctx: ResolveContext, problems: list[Problem]) -> d
         else:
             data[name] = {"spec": source.spec, "output": source.output}
     return data
+
+
+def _private_overlap(path: Path, private: Sequence[Path]) -> Path | None:
+    """The workspace directory that `path` lies in or contains, if any."""
+    for directory in private:
+        if path.is_relative_to(directory) or directory.is_relative_to(path):
+            return directory
+    return None
 
 
 def _resolve_config(

@@ -80,6 +80,11 @@ class Sandbox(Protocol):
         ...
 
     @property
+    def isolation(self) -> str:
+        """What the action key records: "bwrap" or "none"."""
+        ...
+
+    @property
     def protects_inputs(self) -> bool:
         """Are inputs read-only even for root (so that hardlinks into the store are safe)?"""
         ...
@@ -97,6 +102,7 @@ class ProcessSandbox:
 
     name = "process"
     hermetic = False
+    isolation = "none"
 
     @property
     def protects_inputs(self) -> bool:
@@ -104,7 +110,7 @@ class ProcessSandbox:
 
     def run(self, request: RunRequest, cancel: threading.Event) -> RunOutcome:
         root = str(request.workdir)
-        argv = interpolate(request.argv, root, request.inputs, request.outputs, request.params, request.shell)
+        command = interpolate(request.argv, root, request.inputs, request.outputs, request.params, request.shell)
         env = fixed_environment(
             f"{root}/home",
             f"{root}/tmp",
@@ -112,7 +118,8 @@ class ProcessSandbox:
             request.source_date_epoch,
         )
         env.update(request.extra_env)
-        return run_process(argv, env, Path(code_dir(root)), request.log, cancel, limits=request.limits)
+        env.update(command.env)
+        return run_process(list(command.argv), env, Path(code_dir(root)), request.log, cancel, limits=request.limits)
 
 
 def run_process(
@@ -142,8 +149,9 @@ def run_process(
                 pass_fds=pass_fds,
                 preexec_fn=functools.partial(_confine, limits, group),
             )
-        except OSError as exc:
-            out.write(f"modelspec: cannot start {argv[0]!r}: {exc.strerror}\n".encode())
+        except (OSError, ValueError) as exc:  # ValueError: a NUL byte in an argument or variable
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+            out.write(f"modelspec: cannot start {argv[0]!r}: {reason}\n".encode())
             if group:
                 group.remove()
             return RunOutcome(127)

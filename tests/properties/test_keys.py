@@ -2,7 +2,7 @@
 
 An action key must change if and only if something it is defined over changes: the
 interpolated argv, the stage's config subtree, the code digest, the environment digest,
-the platform, the sandbox policy, an input (basename or digest) or the declared outputs.
+the platform, the sandbox actually used, an input (basename or digest) or the declared outputs.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ platforms = st.fixed_dictionaries({
     "arch": st.sampled_from(["x86_64", "aarch64", "arm64"]),
     "python": st.sampled_from(["3.10", "3.11", "3.12"]),
 })
-HERMETIC = ["strict", "auto", "off"]
+ISOLATION = ["bwrap", "none"]
 
 
 @st.composite
@@ -70,13 +70,13 @@ def cases(draw: st.DrawFn) -> dict[str, Any]:
         "inputs": inputs,
         "environment": draw(st.none() | digests),
         "platform": draw(platforms),
-        "hermetic": draw(st.sampled_from(HERMETIC)),
+        "isolation": draw(st.sampled_from(ISOLATION)),
     }
 
 
 def key_of(case: dict[str, Any]) -> str:
     return action_key(key_document(case["stage"], case["inputs"], case["environment"],
-                                   case["platform"], case["hermetic"]))
+                                   case["platform"], case["isolation"]))
 
 
 def reordered(value: Any) -> Any:
@@ -146,7 +146,7 @@ def test_key_ignores_fields_it_is_not_defined_over(case: dict[str, Any], paths: 
 @given(cases())
 def test_key_holds_no_host_path(case: dict[str, Any]) -> None:
     document = key_document(case["stage"], case["inputs"], case["environment"],
-                            case["platform"], case["hermetic"])
+                            case["platform"], case["isolation"])
     interpolated = [t for t in document["argv"] if "/ms/" in t]
     assert all("/ms/in/" in t or "/ms/out/" in t or t.endswith("/ms/config.json")
                for t in interpolated)
@@ -155,7 +155,7 @@ def test_key_holds_no_host_path(case: dict[str, Any]) -> None:
 
 # -- action keys: if -------------------------------------------------------------------------
 
-FIELDS = ["argv", "params", "code", "environment", "platform", "hermetic", "input", "outputs"]
+FIELDS = ["argv", "params", "code", "environment", "platform", "isolation", "input", "outputs"]
 
 
 def mutate(data: st.DataObject, case: dict[str, Any], field: str) -> None:
@@ -184,9 +184,9 @@ def mutate(data: st.DataObject, case: dict[str, Any], field: str) -> None:
         old = case["platform"][part]
         case["platform"][part] = data.draw(st.text(min_size=1, max_size=8).filter(
             lambda v: v != old))
-    elif field == "hermetic":
-        case["hermetic"] = data.draw(st.sampled_from([h for h in HERMETIC
-                                                      if h != case["hermetic"]]))
+    elif field == "isolation":
+        case["isolation"] = data.draw(st.sampled_from([h for h in ISOLATION
+                                                       if h != case["isolation"]]))
     elif field == "input":
         inputs = case["inputs"]
         if not inputs:
