@@ -25,6 +25,7 @@ from .model import Lock, Spec, split_output_ref
 from .planning import Isolation, LastBuild, PlannedNode, plan_build
 from .rebuilder import CachingRebuilder
 from .registration import read_build_record
+from .registry_head import HEAD_FILE
 from .store import Entry
 from .traces import ActionCache
 from .workspace import Workspace, check_workspace_file
@@ -138,10 +139,11 @@ class VerifyReport:
     retired: str = ""  # verify REF of a retired version: when and why its artifacts were removed
     removed: list[str] = field(default_factory=list)  # objects retention removed on purpose (not problems)
     environments: dict[str, list[str]] = field(default_factory=dict)  # changed environment → its changes
+    registry: list[str] = field(default_factory=list)  # rows the store's objects contradict (verify --all)
 
     @property
     def ok(self) -> bool:
-        return not self.corrupt and not self.missing and not self.bad_entries and not self.environments
+        return not (self.corrupt or self.missing or self.bad_entries or self.environments or self.registry)
 
 
 def verify(workspace: Workspace, ref: str | None = None, reporter: Reporter = ignore) -> VerifyReport:
@@ -150,15 +152,16 @@ def verify(workspace: Workspace, ref: str | None = None, reporter: Reporter = ig
     store = workspace.store
     store.clean_temp()
     if ref is None:
-        what = _needed_objects(workspace)
+        what, registry_problems = _needed_objects(workspace)
         digests = sorted(set(store.iter()) | set(what))
         bad_entries = ActionCache(workspace.action_cache_dir, store.tmp).drop_invalid()
         retired, permanent = "", set(digests)
         environments = verify_environments(workspace.envs_dir)
     else:
         digests, what, retired, permanent = _version_objects(workspace, ref)
-        bad_entries, environments = [], {}
+        bad_entries, environments, registry_problems = [], {}, []
     report = VerifyReport(0, [], 0, what=what, bad_entries=bad_entries, retired=retired, environments=environments)
+    report.registry = registry_problems
     for digest in digests:
         path = store.path_of(digest)
         if not path.exists():
@@ -175,16 +178,20 @@ def verify(workspace: Workspace, ref: str | None = None, reporter: Reporter = ig
     return report
 
 
-def _needed_objects(workspace: Workspace) -> dict[str, str]:
-    """Every object a registered (active) version or a spec's last build names, and what it is."""
+def _needed_objects(workspace: Workspace) -> tuple[dict[str, str], list[str]]:
+    """Every object a registered (active) version or a spec's last build names, and what it
+    is; and where the registry's rows disagree with the store's objects."""
+    from .crosscheck import registry_problems
     from .gc import expand
     from .registration import version_entries
 
     store = workspace.store
     what: dict[str, str] = {}
+    problems: list[str] = []
     if _has_versions(workspace):
         registry = open_registry(workspace)
         try:
+            problems = registry_problems(registry, store)
             for version in registry.versions_by_status("active"):
                 for label, entry in version_entries(version):
                     for digest in sorted(expand(store, [entry])):
@@ -197,14 +204,14 @@ def _needed_objects(workspace: Workspace) -> dict[str, str]:
             for output, entry in info.get("outputs", {}).items():
                 for digest in sorted(expand(store, [Entry.from_dict(entry)])):
                     what.setdefault(digest, f"the output {output} of {node} (last build)")
-    return what
+    return what, problems
 
 
 def _has_versions(workspace: Workspace) -> bool:
     """Does the registry hold versions at all? (Read without opening it for writing: a
     registry whose creation a full disk interrupted has none.)"""
-    if workspace.settings.get("registry"):
-        return True
+    if workspace.settings.get("registry") or (workspace.home / HEAD_FILE).exists():
+        return True  # a store that knows its registry checks it, even if it is gone
     path = workspace.home / "registry.db"
     if not path.exists():
         return False

@@ -113,9 +113,11 @@ def write_locks(graph: BuildGraph) -> list[Path]:
 
 def open_registry(workspace: Workspace) -> Registry:
     from .registry import Registry
+    from .registry_head import HEAD_FILE
 
     url = workspace.settings.get("registry")
-    return Registry(str(url)) if url else Registry.at(workspace.home / "registry.db")
+    head_file = workspace.home / HEAD_FILE
+    return Registry(str(url), head_file=head_file) if url else Registry.at(workspace.home / "registry.db", head_file)
 
 
 def registered_artifact(

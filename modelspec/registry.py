@@ -26,6 +26,7 @@ from .audit import GENESIS, event_digest, verify_chain
 from .digest import digest_json
 from .errors import StoreError, UsageError
 from .refs import Ref, check_alias_name, parse_ref, parse_short_form, parse_version, short_content_id
+from .registry_head import RegistryHead, head_problem, mismatch, read_head, record_head
 from .retention import VersionFacts, revival_hint
 
 
@@ -131,15 +132,18 @@ class VersionConflictError(UsageError):
 
 
 class Registry:
-    def __init__(self, url: str, *, clock: Any = time.time) -> None:
+    def __init__(self, url: str, *, clock: Any = time.time, head_file: Path | None = None) -> None:
         self.url = url
         self.clock = clock
+        self.head_file = head_file  # the store's record of this registry (registry_head)
+        self._written: tuple[int, str] | None = None  # the newest event of the open write
         self.engine = sa.create_engine(url)
         if self.engine.dialect.name == "sqlite":
             _configure_sqlite(self.engine)
         try:
             with self.engine.connect() as conn:  # reading first: a full or read-only disk can still be read
                 current = t.schema_version(conn) == t.SCHEMA_VERSION
+                self._check_head(conn)  # before a migration could make an emptied registry look new
         except sa.exc.OperationalError as exc:
             raise StoreError(f"the registry ({url}) cannot be opened: {exc.orig}", hint=_STORAGE_HINT) from None
         if not current:
@@ -147,26 +151,63 @@ class Registry:
                 t.migrate(conn)
 
     @classmethod
-    def at(cls, path: Path) -> Registry:
+    def at(cls, path: Path, head_file: Path | None = None) -> Registry:
+        recorded = read_head(head_file) if head_file is not None else None
+        if recorded is not None and not path.exists():
+            problem = f"it is missing, but the store belongs to registry {recorded.registry[:12]}"
+            raise mismatch(str(path), head_file, problem, recorded)  # type: ignore[arg-type]
         if path.exists() and not os.access(path.parent, os.W_OK):
             # A read-only store: SQLite must not try to create its WAL files beside the database.
-            return cls(f"sqlite:///file:{path}?mode=ro&immutable=1&uri=true")
+            return cls(f"sqlite:///file:{path}?mode=ro&immutable=1&uri=true", head_file=head_file)
         path.parent.mkdir(parents=True, exist_ok=True)
-        return cls(f"sqlite:///{path}")
+        return cls(f"sqlite:///{path}", head_file=head_file)
+
+    @property
+    def shown(self) -> str:
+        """The registry as a person names it: its file, or its URL without a password."""
+        database = self.engine.url.database
+        if self.engine.dialect.name == "sqlite" and database:
+            return database.removeprefix("file:").split("?")[0]
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def _check_head(self, conn: sa.Connection) -> None:
+        """Refuse a registry the store does not know as its own (emptied, swapped, rolled back)."""
+        if self.head_file is None:
+            return
+        recorded = read_head(self.head_file)
+        if recorded is None:
+            return
+        last_seq = 0
+        if sa.inspect(conn).has_table("events"):
+            last_seq = conn.execute(sa.select(sa.func.max(t.events.c.seq))).scalar() or 0
+
+        def digest_at(seq: int) -> str | None:
+            found = conn.execute(sa.select(t.events.c.digest).where(t.events.c.seq == seq)).scalar()
+            return None if found is None else str(found)
+
+        problem = head_problem(recorded, t.identity(conn), last_seq, digest_at)
+        if problem:
+            raise mismatch(self.shown, self.head_file, problem, recorded)
 
     def close(self) -> None:
         self.engine.dispose()
 
     @contextmanager
     def _write(self) -> Iterator[sa.Connection]:
-        """One write transaction; a full disk or a read-only file is a clear error."""
+        """One write transaction; a full disk or a read-only file is a clear error. Once it
+        commits, the store records the registry's new audit head."""
+        self._written = None
         try:
             with self.engine.connect() as conn:
                 conn.execution_options(modelspec_write=True)
                 with conn.begin():
+                    identity = t.identity(conn, create=True) if t.schema_version(conn) else None
                     yield conn
+                    identity = identity or t.identity(conn, create=True)  # the migration made the registry
         except sa.exc.OperationalError as exc:
             raise StoreError(f"the registry ({self.url}) cannot be written: {exc.orig}", hint=_STORAGE_HINT) from None
+        if self._written is not None and self.head_file is not None and identity is not None:
+            record_head(self.head_file, RegistryHead(identity, *self._written))
 
     # -- audit ---------------------------------------------------------------------------
 
@@ -185,6 +226,7 @@ class Registry:
         )
         conn.execute(sa.delete(t.meta).where(t.meta.c.key == "audit_head"))
         conn.execute(sa.insert(t.meta).values(key="audit_head", value=f"{seq} {digest}"))
+        self._written = (seq, digest)
 
     def record_event(self, kind: str, subject: str, actor: str, payload: Mapping[str, Any]) -> None:
         with self._write() as conn:

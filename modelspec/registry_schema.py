@@ -8,6 +8,7 @@ version 3 added the results of reproductions; version 4 added pins.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 
 import sqlalchemy as sa
@@ -178,6 +179,18 @@ def schema_version(conn: sa.Connection) -> int:
     return int(value or 0)
 
 
+def identity(conn: sa.Connection, *, create: bool = False) -> str | None:
+    """The registry's random identity, made with the registry (or at the first write of one
+    older than identities): the store records it, so another registry is recognised."""
+    if not sa.inspect(conn).has_table("meta"):
+        return None
+    found = conn.execute(sa.select(meta.c.value).where(meta.c.key == "registry_id")).scalar()
+    if found is None and create:
+        found = uuid.uuid4().hex
+        conn.execute(sa.insert(meta).values(key="registry_id", value=found))
+    return None if found is None else str(found)
+
+
 def migrate(conn: sa.Connection, target: int = SCHEMA_VERSION) -> int:
     """Bring the schema up to `target`; returns the version found before."""
     found = schema_version(conn)
@@ -192,4 +205,5 @@ def migrate(conn: sa.Connection, target: int = SCHEMA_VERSION) -> int:
         MIGRATIONS[version](conn)
         conn.execute(sa.delete(meta).where(meta.c.key == "schema_version"))
         conn.execute(sa.insert(meta).values(key="schema_version", value=str(version)))
+    identity(conn, create=True)
     return found

@@ -197,6 +197,13 @@ def _read_metrics(out_dir: Path, stage: Mapping[str, object]) -> tuple[str, dict
     return "", flat
 
 
+def flatten_metrics(document: dict[str, object]) -> dict[str, float]:
+    """A metrics document's numbers under dotted keys, as the registry records them."""
+    flat: dict[str, float] = {}
+    _flatten(document, "", flat)
+    return flat
+
+
 def _flatten(value: object, prefix: str, into: dict[str, float]) -> None:
     if isinstance(value, dict):
         for k, v in value.items():

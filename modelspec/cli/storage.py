@@ -40,6 +40,7 @@ def verify(ref: str | None, everything: bool, as_json: bool) -> None:
                 "retired": report.retired or None,
                 "removed_by_retention": len(report.removed),
                 "changed_environments": [{"digest": d, "changes": c} for d, c in report.environments.items()],
+                "registry": report.registry,
             }
         )
     else:
@@ -57,7 +58,10 @@ def verify(ref: str | None, everything: bool, as_json: bool) -> None:
             for change in changes:
                 click.echo(f"  {change}")
             click.echo(f"  remove it with `modelspec env rm {env_digest[7:19]}`; the next build re-creates it")
+        for problem in report.registry:
+            click.echo(f"registry: {problem}")
         problems = len(report.corrupt) + len(report.missing) + len(report.bad_entries) + len(report.environments)
+        problems += len(report.registry)
         verdict = "ok" if report.ok else f"{problems} problems"
         click.echo(f"{report.checked} objects, {report.bytes} bytes checked: {verdict}")
     sys.exit(0 if report.ok else 1)
