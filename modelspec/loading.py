@@ -111,13 +111,16 @@ def write_locks(graph: BuildGraph) -> list[Path]:
     return written
 
 
-def open_registry(workspace: Workspace) -> Registry:
+def open_registry(workspace: Workspace, guard: bool = True) -> Registry:
+    """The workspace's registry; with `guard`, refused unless the store recognises it."""
     from .registry import Registry
     from .registry_head import HEAD_FILE
 
     url = workspace.settings.get("registry")
     head_file = workspace.home / HEAD_FILE
-    return Registry(str(url), head_file=head_file) if url else Registry.at(workspace.home / "registry.db", head_file)
+    if url:
+        return Registry(str(url), head_file=head_file, guard=guard)
+    return Registry.at(workspace.home / "registry.db", head_file, guard)
 
 
 def registered_artifact(

@@ -132,7 +132,11 @@ class VersionConflictError(UsageError):
 
 
 class Registry:
-    def __init__(self, url: str, *, clock: Any = time.time, head_file: Path | None = None) -> None:
+    def __init__(
+        self, url: str, *, clock: Any = time.time, head_file: Path | None = None, guard: bool = True
+    ) -> None:
+        """`guard=False` opens a registry the store does not recognise, for `audit --verify` to
+        say what is wrong with it (its verify_audit reports the mismatch)."""
         self.url = url
         self.clock = clock
         self.head_file = head_file  # the store's record of this registry (registry_head)
@@ -143,24 +147,28 @@ class Registry:
         try:
             with self.engine.connect() as conn:  # reading first: a full or read-only disk can still be read
                 current = t.schema_version(conn) == t.SCHEMA_VERSION
-                self._check_head(conn)  # before a migration could make an emptied registry look new
+                # Before a migration could make an emptied registry look new. Unguarded, a
+                # registry the store does not recognise is only read (verify_audit says why).
+                foreign = self._head_problem(conn)
+                if foreign and guard:
+                    raise mismatch(self.shown, self.head_file, *foreign)  # type: ignore[arg-type]
         except sa.exc.OperationalError as exc:
             raise StoreError(f"the registry ({url}) cannot be opened: {exc.orig}", hint=_STORAGE_HINT) from None
-        if not current:
+        if not current and not foreign:
             with self._write() as conn:
                 t.migrate(conn)
 
     @classmethod
-    def at(cls, path: Path, head_file: Path | None = None) -> Registry:
+    def at(cls, path: Path, head_file: Path | None = None, guard: bool = True) -> Registry:
         recorded = read_head(head_file) if head_file is not None else None
         if recorded is not None and not path.exists():
             problem = f"it is missing, but the store belongs to registry {recorded.registry[:12]}"
             raise mismatch(str(path), head_file, problem, recorded)  # type: ignore[arg-type]
         if path.exists() and not os.access(path.parent, os.W_OK):
             # A read-only store: SQLite must not try to create its WAL files beside the database.
-            return cls(f"sqlite:///file:{path}?mode=ro&immutable=1&uri=true", head_file=head_file)
+            return cls(f"sqlite:///file:{path}?mode=ro&immutable=1&uri=true", head_file=head_file, guard=guard)
         path.parent.mkdir(parents=True, exist_ok=True)
-        return cls(f"sqlite:///{path}", head_file=head_file)
+        return cls(f"sqlite:///{path}", head_file=head_file, guard=guard)
 
     @property
     def shown(self) -> str:
@@ -170,13 +178,13 @@ class Registry:
             return database.removeprefix("file:").split("?")[0]
         return self.engine.url.render_as_string(hide_password=True)
 
-    def _check_head(self, conn: sa.Connection) -> None:
-        """Refuse a registry the store does not know as its own (emptied, swapped, rolled back)."""
+    def _head_problem(self, conn: sa.Connection) -> tuple[str, RegistryHead] | None:
+        """Why the store's record of its registry does not match this one, or None."""
         if self.head_file is None:
-            return
+            return None
         recorded = read_head(self.head_file)
         if recorded is None:
-            return
+            return None
         last_seq = 0
         if sa.inspect(conn).has_table("events"):
             last_seq = conn.execute(sa.select(sa.func.max(t.events.c.seq))).scalar() or 0
@@ -186,8 +194,7 @@ class Registry:
             return None if found is None else str(found)
 
         problem = head_problem(recorded, t.identity(conn), last_seq, digest_at)
-        if problem:
-            raise mismatch(self.shown, self.head_file, problem, recorded)
+        return (problem, recorded) if problem else None
 
     def close(self) -> None:
         self.engine.dispose()
@@ -238,6 +245,8 @@ class Registry:
         if limit:
             query = query.limit(limit)
         with self.engine.connect() as conn:
+            if not sa.inspect(conn).has_table("events"):
+                return []  # an emptied registry, opened unguarded for verify_audit to describe
             rows = [dict(r._mapping) for r in conn.execute(query)]
         rows.reverse()
         for row in rows:
@@ -247,6 +256,10 @@ class Registry:
     def verify_audit(self) -> str:
         """'' if the audit log is intact, else what was tampered with first."""
         with self.engine.connect() as conn:
+            foreign = self._head_problem(conn)
+            unrecognised = foreign and f"the store does not recognise this registry: {foreign[0]} ({self.head_file})"
+            if unrecognised and not sa.inspect(conn).has_table("events"):
+                return unrecognised
             rows = [dict(r._mapping) for r in conn.execute(sa.select(t.events).order_by(t.events.c.seq))]
             head = conn.execute(sa.select(t.meta.c.value).where(t.meta.c.key == "audit_head")).scalar()
         problem = verify_chain(rows) or self._verify_rows(rows)
@@ -255,7 +268,7 @@ class Registry:
         last = int(rows[-1]["seq"]) if rows else 0
         expected = f"{last} {rows[-1]['digest']}" if rows else None
         if head == expected:
-            return ""
+            return unrecognised or ""
         if head is None:
             return "the recorded head of the audit log is missing"
         recorded = int(str(head).split()[0])

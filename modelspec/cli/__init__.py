@@ -123,10 +123,10 @@ def workspace_of(spec: Path | None) -> Any:
     return find_workspace(start, fallback_root=find_repo_root(start))
 
 
-def open_catalog_here() -> Any:
+def open_catalog_here(guard: bool = True) -> Any:
     from ..catalog import open_catalog
 
-    return open_catalog(workspace_of(None))
+    return open_catalog(workspace_of(None), guard)
 
 
 def primary_ref(catalog: Any, ref: str) -> str:
