@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import reserve
 from .environments import MANIFEST, file_lock, remove_abandoned
 from .errors import ModelspecError, StoreError, UsageError
 from .leases import gc_guard, live_leased, remove_unheld_locks
@@ -92,6 +93,19 @@ def policies(workspace: Workspace, registry: Registry, names: list[str]) -> dict
 def grace_period(workspace: Workspace) -> float:
     grace = (workspace.settings.get("retention") or {}).get("grace")
     return parse_duration(grace) if grace is not None else DEFAULT_GRACE
+
+
+@contextlib.contextmanager
+def reserve_released(home: Path) -> Iterator[None]:
+    """gc's room on a full disk: the store's reserve is deleted before gc opens the registry
+    (SQLite needs room to open it for writing and to log the retirements), and made again
+    once gc has freed space."""
+    reserve.release(home)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):  # never hides why gc failed
+            reserve.keep(home)
 
 
 @contextlib.contextmanager
