@@ -28,16 +28,26 @@ from . import (
 def gc(dry_run: bool, as_json: bool) -> None:
     """Retire versions by their retention policies and free the bytes nothing needs."""
     from ..catalog import open_catalog
-    from ..gc import collect, reserve_released
+    from ..errors import StoreError
+    from ..gc import collect, disk_full, free_without_writing, reserve_released
     from ..registration import actor
 
     workspace = workspace_of(None)
     with contextlib.nullcontext() if dry_run else reserve_released(workspace.home):
-        catalog = open_catalog(workspace, read_only=dry_run)
+        swept = None
+        try:
+            catalog = open_catalog(workspace, read_only=dry_run)
+        except StoreError:
+            if dry_run or not disk_full(workspace.home):
+                raise
+            swept = free_without_writing(workspace, actor(workspace.root))  # a full disk, even without the reserve
+            catalog = open_catalog(workspace)
         try:
             report = collect(workspace, catalog.registry, dry_run=dry_run, actor=actor(workspace.root))
         finally:
             catalog.close()
+        if swept is not None:
+            report = report.plus(swept)
     if as_json:
         emit_json(report.to_dict())
         return

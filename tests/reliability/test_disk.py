@@ -239,3 +239,30 @@ def test_on_a_full_disk_reading_commands_work_and_gc_frees_space(
     assert build(repo, spec, store_env, "fill.bytes=5000").returncode == 0
     assert repo.modelspec("audit", "--verify", env=store_env).returncode == 0
     assert_consistent(repo, store_env)
+
+
+def test_on_a_full_disk_without_the_reserve_gc_first_sweeps_what_needs_no_registry_write(
+    repo: Repo, small_fs: Path, store_env: dict[str, str]
+) -> None:
+    """A store that filled up before it had a reserve: gc cannot open the registry for
+    writing, so it first sweeps the bytes of a version retired earlier (held then by the
+    grace period), and then runs as usual."""
+    spec = make_spec(repo, f"sh -c '{WRITE_ZEROS}'")
+    repo.write("modelspec.yaml", "retention: {grace: 1h, keep_last: 1}\n")
+    repo.commit("retention")
+    for size in (900_000, 900_001):  # after the sweep, room for a build beside the reserve made again
+        assert build(repo, spec, store_env, f"fill.bytes={size}").returncode == 0
+    held = repo.modelspec("gc", "--json", env=store_env, check=True)
+    assert list(json.loads(held.stdout)["retire"]) == ["disk@1.0.0"] and json.loads(held.stdout)["bytes"] < 900_000
+    repo.write("modelspec.yaml", "retention: {grace: 0s, keep_last: 1}\n")
+    repo.commit("no grace")
+    (small_fs / "home" / "reserve").unlink()
+    fill_the_disk(small_fs)
+
+    gc = repo.modelspec("gc", "--json", env=store_env)
+    assert "Traceback" not in gc.stderr, gc.stderr[-3000:]
+    assert gc.returncode == 0, gc.stdout + gc.stderr
+    assert json.loads(gc.stdout)["bytes"] >= 900_000
+    assert build(repo, spec, store_env, "fill.bytes=5000").returncode == 0
+    assert repo.modelspec("audit", "--verify", env=store_env).returncode == 0
+    assert_consistent(repo, store_env)
