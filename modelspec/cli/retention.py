@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -20,6 +21,11 @@ from . import (
     workspace_of,
 )
 
+if TYPE_CHECKING:
+    from ..catalog import Catalog
+    from ..gc import GcReport
+    from ..workspace import Workspace
+
 
 @main.command()
 @click.option("--dry-run", is_flag=True, help="Only say what would be retired and freed.")
@@ -28,20 +34,12 @@ from . import (
 def gc(dry_run: bool, as_json: bool) -> None:
     """Retire versions by their retention policies and free the bytes nothing needs."""
     from ..catalog import open_catalog
-    from ..errors import StoreError
-    from ..gc import collect, disk_full, free_without_writing, reserve_released
+    from ..gc import collect, reserve_released
     from ..registration import actor
 
     workspace = workspace_of(None)
     with contextlib.nullcontext() if dry_run else reserve_released(workspace.home):
-        swept = None
-        try:
-            catalog = open_catalog(workspace, read_only=dry_run)
-        except StoreError:
-            if dry_run or not disk_full(workspace.home):
-                raise
-            swept = free_without_writing(workspace, actor(workspace.root))  # a full disk, even without the reserve
-            catalog = open_catalog(workspace)
+        catalog, swept = (open_catalog(workspace, read_only=True), None) if dry_run else _open_for_gc(workspace)
         try:
             report = collect(workspace, catalog.registry, dry_run=dry_run, actor=actor(workspace.root))
         finally:
@@ -71,6 +69,23 @@ def gc(dry_run: bool, as_json: bool) -> None:
         )
     if report.stale_locks:
         click.echo(f"removed {report.stale_locks} stale lock files")
+
+
+def _open_for_gc(workspace: Workspace) -> tuple[Catalog, GcReport | None]:
+    """The catalog, writable; on a full disk without the reserve, after a first sweep of what
+    needs no registry write (and that sweep's report, else None)."""
+    from ..catalog import open_catalog
+    from ..errors import StoreError
+    from ..gc import disk_full, free_without_writing
+    from ..registration import actor
+
+    try:
+        return open_catalog(workspace), None
+    except StoreError:
+        if not disk_full(workspace.home):
+            raise
+    swept = free_without_writing(workspace, actor(workspace.root))
+    return open_catalog(workspace), swept
 
 
 def _duration(seconds: float) -> str:
@@ -190,7 +205,6 @@ def schedule_install(kind: str | None, only_print: bool) -> None:
 @handle_errors
 def daemon(once: bool) -> None:
     """Run retention in this process whenever the schedule says (catches up a missed run once)."""
-    from ..catalog import open_catalog
     from ..gc import collect, reserve_released
     from ..registration import actor
     from ..schedule import DaemonState, cron_expression, run_daemon
@@ -203,7 +217,7 @@ def daemon(once: bool) -> None:
     def job(now: float, fire: float) -> None:
         nonlocal runs
         with reserve_released(workspace.home):
-            catalog = open_catalog(workspace)
+            catalog, _swept = _open_for_gc(workspace)
             try:
                 catalog.registry.record_event("schedule", "gc", "daemon", {"fire_time": fire, "started": now})
                 report = collect(workspace, catalog.registry, now=now, actor=actor(workspace.root))
