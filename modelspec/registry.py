@@ -300,20 +300,23 @@ class Registry:
                 return [unrecognised]
             rows = [dict(r._mapping) for r in conn.execute(sa.select(t.events).order_by(t.events.c.seq))]
             head = conn.execute(sa.select(t.meta.c.value).where(t.meta.c.key == "audit_head")).scalar()
-            problem = verify_chain(rows) or self._verify_rows(conn, rows) or _head_mismatch(rows, head)
+            problem = verify_chain(rows)
+            decoded = [{**row, "payload": json.loads(row["payload"])} for row in rows] if not problem else []
+            problem = problem or self._verify_rows(conn, decoded) or _head_mismatch(rows, head)
             if problem:
                 return [problem]
             found = []
             if t.schema_version(conn) == t.SCHEMA_VERSION:  # else a foreign registry never migrated: no tables
-                found = replay.differences(replay.replay(rows), self._table_state(conn))
+                found = replay.differences(replay.replay(decoded), self._table_state(conn))
         return [*found, unrecognised] if unrecognised else found
 
     def _verify_rows(self, conn: sa.Connection, events: list[dict[str, Any]]) -> str:
-        """Each version's immutable record must still match the digest its build event holds."""
+        """Each version's immutable record must still match the digest its build event holds
+        (`events` with their payloads decoded)."""
         recorded = {}
         for event in events:
             if event["kind"] == "build":
-                row = json.loads(event["payload"]).get("row")
+                row = event["payload"].get("row")
                 if row:
                     recorded[event["subject"]] = (event["seq"], row)
         v = t.versions.c
@@ -327,11 +330,13 @@ class Registry:
     def _table_state(self, conn: sa.Connection) -> replay.RegistryState:
         """The mutable state as the tables hold it, in the shape `replay` folds the log into."""
         v = t.versions.c
-        refs = {r.id: f"{r.name}@{r.version}" for r in conn.execute(sa.select(v.id, v.name, v.version))}
-        versions = {
-            refs[r.id]: replay.Status(r.status, r.status_reason, r.status_time)
-            for r in conn.execute(sa.select(v.id, v.status, v.status_reason, v.status_time))
-        }
+        refs: dict[int, str] = {}
+        versions: dict[str, replay.Status] = {}
+        for version_id, name, version, status, reason, when in conn.execute(
+            sa.select(v.id, v.name, v.version, v.status, v.status_reason, v.status_time)
+        ):
+            refs[version_id] = ref = f"{name}@{version}"
+            versions[ref] = replay.Status(status, reason, when)
         aliases: dict[str, replay.Targets] = {}
         query = (
             sa.select(t.aliases.c.name, t.aliases.c.alias, v.version, t.aliases.c.weight)
@@ -348,9 +353,12 @@ class Registry:
         tags = {(refs[r.version_id], r.key): r.value for r in conn.execute(sa.select(t.tags))}
         pins = {refs[r.version_id]: replay.Pin(r.actor, r.time) for r in conn.execute(sa.select(t.pins))}
         lineage: dict[str, list[replay.Link]] = {}
-        for r in conn.execute(sa.select(t.lineage)):
-            upstream = refs.get(r.upstream_id, "") if r.upstream_id is not None else ""
-            lineage.setdefault(refs[r.version_id], []).append(replay.Link(r.kind, r.name, r.ref, r.digest, upstream))
+        link = t.lineage.c
+        for version_id, kind, name, ref, digest, upstream_id in conn.execute(
+            sa.select(link.version_id, link.kind, link.name, link.ref, link.digest, link.upstream_id)
+        ):
+            upstream = refs.get(upstream_id, "")
+            lineage.setdefault(refs[version_id], []).append(replay.Link(kind, name, ref, digest, upstream))
         reproductions: dict[str, list[replay.Reproduction]] = {}
         for r in conn.execute(sa.select(t.reproductions).order_by(t.reproductions.c.id)):
             details = replay.details_text(json.loads(r.details))
