@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from modelspec import registry_schema as schema
 from modelspec.audit import GENESIS, event_digest
 from modelspec.catalog import Catalog
-from modelspec.errors import UsageError
+from modelspec.errors import StoreError, UsageError
 from modelspec.refs import parse_where
 from modelspec.registry import ModelVersion, Registry, VersionConflictError, VersionDraft
 from modelspec.workspace import Workspace
@@ -700,3 +700,32 @@ def test_audit_verify_detects_an_edited_version_row(tmp_path: Path) -> None:
         conn.exec_driver_sql("UPDATE versions SET \"commit\" = 'x' WHERE id = 2")
     assert "m@1.0.1 was edited" in registry.verify_audit()
     registry.close()
+
+
+def test_a_read_only_open_reads_and_never_writes(tmp_path: Path, clock: Clock) -> None:
+    path = tmp_path / "registry.db"
+    writer = Registry.at(path)
+    writer.clock = clock
+    register(writer, clock, content("a1"))
+    writer.close()
+    reader = Registry.at(path, read_only=True)
+    try:
+        assert reader.resolve("fraud@1.3.0").content_id == content("a1")
+        assert reader.audit_problems() == []
+        with pytest.raises(StoreError, match="cannot be written: attempt to write a readonly database"):
+            reader.tag("fraud@1.3.0", "stage", "candidate", "ana")
+    finally:
+        reader.close()
+
+
+def test_a_read_only_open_of_an_older_schema_migrates_it_first(tmp_path: Path) -> None:
+    """Only a writer can migrate; reading an older registry must still see every table."""
+    path = tmp_path / "registry.db"
+    make_version_1_registry(path)
+    reader = Registry.at(path, read_only=True)
+    try:
+        with reader.engine.connect() as conn:
+            assert schema.schema_version(conn) == schema.SCHEMA_VERSION
+        assert reader.pins_of([1]) == {}  # the pins table (schema 4) is there
+    finally:
+        reader.close()
