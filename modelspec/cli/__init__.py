@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from .. import __version__
+from ..text import printable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -32,6 +33,11 @@ def make_console(stderr: bool = False) -> Any:
 
 def emit_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, sort_keys=True, default=str))
+
+
+def echo(text: str, multiline: bool = False) -> None:
+    """One line of text output; control characters in it (from user strings) are shown escaped."""
+    click.echo(printable(text, multiline))
 
 
 def handle_errors(func: F) -> F:
@@ -70,9 +76,9 @@ def fail(as_json: bool, kind: str, message: str, hint: str, code: int, extra: di
         emit_json(extra or {"error": kind, "message": message, "hint": hint})
     else:
         err = make_console(stderr=True)
-        err.print(f"error: {message}", style="red", markup=False)
+        err.print(printable(f"error: {message}", multiline=True), style="red", markup=False)
         if hint:
-            err.print(f"hint: {hint}", style="dim", markup=False)
+            err.print(printable(f"hint: {hint}", multiline=True), style="dim", markup=False)
     sys.exit(code)
 
 
@@ -134,7 +140,7 @@ def primary_ref(catalog: Any, ref: str) -> str:
     and a notice on stderr says so (stdout stays what the command prints)."""
     resolution = catalog.resolve(ref)
     if resolution.notice:
-        make_console(stderr=True).print(f"note: {resolution.notice}", style="yellow", markup=False)
+        make_console(stderr=True).print(printable(f"note: {resolution.notice}"), style="yellow", markup=False)
     return str(resolution.version.ref)
 
 
