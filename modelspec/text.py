@@ -1,4 +1,4 @@
-"""Words for people: user strings made safe for a terminal, and counts with their plurals.
+"""Words for people: user strings made safe for a terminal, and counts with the right plural.
 
 A tag value, an actor's name, a config value or a file name is whatever someone wrote; printed
 raw, `\\x1b]0;…\\x07` retitles the terminal and a bidi override reorders what the reader sees.
@@ -26,3 +26,8 @@ def printable(text: str, multiline: bool = False) -> str:
     A newline or tab is kept only when `multiline` (a log tail, a list of problems): in a
     one-line value it would let the value forge the lines after it."""
     return text.translate(_MULTI_LINE if multiline else _SINGLE_LINE)
+
+
+def plural(count: int, word: str, many: str = "") -> str:
+    """`1 stage`, `2 stages`, `0 stages`; `many` for an irregular plural (`1 entry`, `2 entries`)."""
+    return f"{count} {word if count == 1 else many or word + 's'}"

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from ..text import printable
+from ..text import plural, printable
 from . import echo, emit_json, handle_errors, json_option, main, make_console, raise_interrupt, split_targets
 
 
@@ -60,7 +60,7 @@ def validate(args: tuple[str, ...], allow_dirty: bool, as_json: bool) -> None:
         for path in workspace_files:
             echo(f"{os.path.relpath(path)}: ok (workspace file)")
         for spec in loaded.values():
-            echo(f"{spec.shown}: ok ({spec.name}, {len(spec.stages)} stages)")
+            echo(f"{spec.shown}: ok ({spec.name}, {plural(len(spec.stages), 'stage')})")
 
 
 def _report_problems(exc: Any, as_json: bool) -> None:
@@ -75,7 +75,7 @@ def _report_problems(exc: Any, as_json: bool) -> None:
             where = f"{problem.yaml_path}: " if problem.yaml_path else ""
             line = (printable(str(problem.location)), "red"), printable(f": {where}{problem.message}")
             err.print(Text.assemble(*line), soft_wrap=True)
-        err.print(f"{len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''} found")
+        err.print(f"{plural(len(exc.problems), 'problem')} found")
         if exc.hint:
             err.print(printable(f"hint: {exc.hint}", multiline=True), style="dim", markup=False)
     sys.exit(exc.exit_code)
@@ -124,7 +124,7 @@ def plan(args: tuple[str, ...], allow_dirty: bool, hermetic: str | None, as_json
         for reason in item.reasons:
             echo(f"           - {reason}")
     runs = sum(1 for p in planned if not p.cached)
-    console.print(f"{runs} of {len(planned)} stages will run")
+    console.print(f"{runs} of {plural(len(planned), 'stage')} will run")
 
 
 @main.command()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from ..text import plural
 from . import (
     echo,
     emit_json,
@@ -48,18 +49,20 @@ def gc(dry_run: bool, as_json: bool) -> None:
         echo(f"keep    {ref}: {', '.join(rules)}")
     freed = "would free" if dry_run else "freed"
     echo(
-        f"{freed} {len(report.objects)} objects, {human_bytes(report.bytes)}; "
-        f"{len(report.environments)} environments; {report.action_entries} action-cache entries "
+        f"{freed} {plural(len(report.objects), 'object')}, {human_bytes(report.bytes)}; "
+        f"{plural(len(report.environments), 'environment')}; "
+        f"{plural(report.action_entries, 'action-cache entry', 'action-cache entries')} "
         f"({report.seconds:.2f} s)"
     )
     if report.young_objects:
         echo(
-            f"{report.young_objects} unneeded objects ({human_bytes(report.young_bytes)}) are younger than the "
+            f"{plural(report.young_objects, 'unneeded object')} ({human_bytes(report.young_bytes)}) "
+            f"{'is' if report.young_objects == 1 else 'are'} younger than the "
             f"grace period ({_duration(report.grace)}); the earliest can be freed after "
             f"{when(report.young_until)} UTC"
         )
     if report.stale_locks:
-        echo(f"removed {report.stale_locks} stale lock files")
+        echo(f"removed {plural(report.stale_locks, 'stale lock file')}")
 
 
 def _duration(seconds: float) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from ..text import plural
 from . import (
     echo,
     emit_json,
@@ -72,8 +73,8 @@ def verify(ref: str | None, everything: bool, as_json: bool) -> None:
             echo(f"registry: {problem}")
         problems = len(report.corrupt) + len(report.missing) + len(report.bad_entries) + len(report.environments)
         problems += len(report.registry)
-        verdict = "ok" if report.ok else f"{problems} problems"
-        echo(f"{report.checked} objects, {report.bytes} bytes checked: {verdict}")
+        verdict = "ok" if report.ok else plural(problems, "problem")
+        echo(f"{plural(report.checked, 'object')}, {plural(report.bytes, 'byte')} checked: {verdict}")
     sys.exit(0 if report.ok else 1)
 
 
@@ -115,16 +116,17 @@ def reproduce(ref: str, into: Path | None, rtol: float, offline: bool, as_json: 
         for comparison in report.outputs:
             if not comparison.identical:
                 fresh = comparison.reproduced
-                size = f"{fresh['size']} bytes" if fresh else "not produced"
-                recorded = comparison.recorded["size"]
-                echo(f"differs: {comparison.stage}.{comparison.output}: recorded {recorded} bytes, reproduced {size}")
+                size = plural(fresh["size"], "byte") if fresh else "not produced"
+                recorded = plural(comparison.recorded["size"], "byte")
+                echo(f"differs: {comparison.stage}.{comparison.output}: recorded {recorded}, reproduced {size}")
         if report.verdict != "identical":
             for key, m in report.metrics.items():
                 echo(f"  metric {key}: recorded {m['recorded']}, reproduced {m['reproduced']}")
         if report.failure:
             echo(report.failure)
         echo(
-            f"{report.ref}: {report.verdict} ({len(report.outputs)} outputs compared) in {report.seconds:.1f} s; "
+            f"{report.ref}: {report.verdict} ({plural(len(report.outputs), 'output')} compared) "
+            f"in {report.seconds:.1f} s; "
             f"its stages originally took {report.original_seconds:.1f} s"
         )
         if report.verdict == WITHIN:

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ..text import printable
+from ..text import plural, printable
 from . import (
     echo,
     emit_json,
@@ -103,7 +103,7 @@ def show(ref: str, as_json: bool) -> None:
     sections = [
         ("metrics", {k: f"{v:g}" for k, v in sorted(info["metrics"].items())}),
         ("params", info.get("params", {})),
-        ("artifacts", {k: f"{a['digest']}  {a['size']} bytes" for k, a in sorted(info["artifacts"].items())}),
+        ("artifacts", {k: f"{a['digest']}  {plural(a['size'], 'byte')}" for k, a in sorted(info["artifacts"].items())}),
         (
             "data",
             {
