@@ -1,4 +1,4 @@
-"""How text output reads: counts with the right plural.
+"""How text output reads: counts with the right plural; a closed pipe ends it quietly.
 
 One small model with one stage and a one-byte artifact is built once for the module (a real
 git repository, a real build).
@@ -6,7 +6,10 @@ git repository, a real build).
 
 from __future__ import annotations
 
+import fcntl
+import os
 import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -65,3 +68,39 @@ def test_counts_of_one_are_singular(repo: Repo) -> None:
     assert "1 problem found" in run(repo, "plan", "specs/one.yaml", "nosuch=1", code=2).stderr
     dry = run(repo, "gc", "--dry-run").stdout
     assert "would free 0 objects" in dry and "0 environments; 0 action-cache entries" in dry
+
+
+def test_output_to_a_closed_pipe_ends_quietly_like_git(repo: Repo) -> None:
+    """`modelspec audit | head -1`: once the reader has gone, the command exits 141 (what a
+    shell reports for git, killed by SIGPIPE) with nothing on stderr."""
+    run(repo, "tag", "one@1.0.0", *(f"k{i}=v" for i in range(80)))  # an audit log longer than the pipe
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(read_end, fcntl.F_SETPIPE_SZ, 4096)  # the writer blocks after 4 KiB, before the end
+    with open(read_end, "rb") as reader:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "modelspec", "audit"], cwd=repo.path, stdout=write_end, stderr=subprocess.PIPE
+        )
+        os.close(write_end)
+        assert reader.readline().strip()  # head -1
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 141, stderr
+    assert stderr == b""
+
+
+@pytest.mark.parametrize("args", [["audit"], ["versions", "one"], ["show", "one@1.0.0"], ["--help"]])
+def test_a_pipe_closed_before_the_first_line_is_just_as_quiet(repo: Repo, args: list[str]) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "modelspec", *args], cwd=repo.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    proc.stdout.close()  # the reader is gone before modelspec writes anything
+    _, stderr = proc.communicate(timeout=60)
+    assert (proc.returncode, stderr) == (141, b"")
+
+
+def test_head_in_a_shell_pipeline_leaves_no_noise(repo: Repo) -> None:
+    command = f"set -o pipefail; {sys.executable} -m modelspec audit | head -1"
+    result = subprocess.run(["bash", "-c", command], cwd=repo.path, capture_output=True, text=True, timeout=60)
+    assert len(result.stdout.splitlines()) == 1
+    assert result.stderr == ""
+    assert result.returncode in (0, 141)  # 0 when the whole log fit in the pipe before head left
