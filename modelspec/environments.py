@@ -33,6 +33,7 @@ from .errors import EnvironmentBuildError
 from .events import Event, Reporter, ignore
 from .locklines import option_lines
 from .store import LocalStore, remove_path, write_atomic
+from .text import plural
 
 MANIFEST = "modelspec-env.json"
 MANIFEST_FORMAT = 3  # 3: copied files, read-only, with a table of file digests
@@ -205,7 +206,7 @@ def _load(target: Path, digest: str) -> Environment | None:
 
 
 def _count(changes: list[str]) -> str:
-    return f"{len(changes)} file{'s' if len(changes) != 1 else ''}"
+    return plural(len(changes), "file")
 
 
 def _summary(changes: list[str], limit: int = 5) -> str:
@@ -465,7 +466,7 @@ def remove_environment(envs_dir: Path, prefix: str) -> str:
     if len(matches) != 1:
         found = ", ".join(str(m["digest"])[7:19] for m in matches) or "none"
         raise UsageError(
-            f"{prefix!r} matches {len(matches)} environments ({found})",
+            f"{prefix!r} matches {plural(len(matches), 'environment')} ({found})",
             hint="give more of the digest; `modelspec env list` shows them",
         )
     digest = str(matches[0]["digest"])

@@ -1,0 +1,106 @@
+"""How text output reads: counts with the right plural; a closed pipe ends it quietly.
+
+One small model with one stage and a one-byte artifact is built once for the module (a real
+git repository, a real build).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+from conftest import GIT_ENV, Repo
+
+ONE = """\
+modelspec: 1
+name: one
+version: "1.0"
+code: {repo: ..}
+config: {dir: conf}
+stages:
+  s:
+    cmd: sh src/s.sh ${config.v} ${outputs.out} ${outputs.m}
+    code: [src/s.sh]
+    params: [v]
+    outputs: {out: out.txt, m: metrics.json}
+    metrics: m
+artifacts: [s.out]
+"""
+S_SH = """\
+printf 'x' > "$2"
+printf '{"auc": 0.%s, "f1": 0.5}\\n' "$1" > "$3"
+"""
+
+
+def run(repo: Repo, *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
+    """The real CLI: a clean exit with `code`, never a traceback."""
+    result = repo.modelspec(*args)
+    assert result.returncode == code, f"{args} → {result.returncode}\n{result.stdout}\n{result.stderr}"
+    assert "Traceback" not in result.stdout + result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repo]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MODELSPEC_HOME", raising=False)
+        for key, value in GIT_ENV.items():
+            mp.setenv(key, value)
+        repo = Repo(tmp_path_factory.mktemp("output") / "repo")
+        repo.write("specs/one.yaml", ONE, dedent=False)
+        repo.write("conf/config.yaml", "v: 7\n")
+        repo.write("src/s.sh", S_SH, dedent=False)
+        repo.commit("one")
+        repo.build_json("specs/one.yaml")
+        yield repo
+
+
+def test_counts_of_one_are_singular(repo: Repo) -> None:
+    assert "specs/one.yaml: ok (one, 1 stage)" in run(repo, "validate", "specs/one.yaml").stdout
+    assert "0 of 1 stage will run" in run(repo, "plan", "specs/one.yaml").stdout
+    assert "1 byte\n" in run(repo, "show", "one@1.0.0").stdout  # the one-byte artifact
+    verified = run(repo, "verify", "one@1.0.0").stdout
+    assert " objects, " in verified and " bytes checked: ok" in verified
+    assert "1 problem found" in run(repo, "plan", "specs/one.yaml", "nosuch=1", code=2).stderr
+    dry = run(repo, "gc", "--dry-run").stdout
+    assert "would free 0 objects" in dry and "0 environments; 0 action-cache entries" in dry
+
+
+def test_output_to_a_closed_pipe_ends_quietly_like_git(repo: Repo) -> None:
+    """`modelspec audit | head -1`: once the reader has gone, the command exits 141 (what a
+    shell reports for git, killed by SIGPIPE) with nothing on stderr."""
+    run(repo, "tag", "one@1.0.0", *(f"k{i}=v" for i in range(80)))  # an audit log longer than the pipe
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(read_end, fcntl.F_SETPIPE_SZ, 4096)  # the writer blocks after 4 KiB, before the end
+    with open(read_end, "rb") as reader:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "modelspec", "audit"], cwd=repo.path, stdout=write_end, stderr=subprocess.PIPE
+        )
+        os.close(write_end)
+        assert reader.readline().strip()  # head -1
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 141, stderr
+    assert stderr == b""
+
+
+@pytest.mark.parametrize("args", [["audit"], ["versions", "one"], ["show", "one@1.0.0"], ["--help"]])
+def test_a_pipe_closed_before_the_first_line_is_just_as_quiet(repo: Repo, args: list[str]) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "modelspec", *args], cwd=repo.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None
+    proc.stdout.close()  # the reader is gone before modelspec writes anything
+    _, stderr = proc.communicate(timeout=60)
+    assert (proc.returncode, stderr) == (141, b"")
+
+
+def test_head_in_a_shell_pipeline_leaves_no_noise(repo: Repo) -> None:
+    command = f"set -o pipefail; {sys.executable} -m modelspec audit | head -1"
+    result = subprocess.run(["bash", "-c", command], cwd=repo.path, capture_output=True, text=True, timeout=60)
+    assert len(result.stdout.splitlines()) == 1
+    assert result.stderr == ""
+    assert result.returncode in (0, 141)  # 0 when the whole log fit in the pipe before head left
