@@ -20,6 +20,7 @@ from .errors import UsageError
 from .store import write_atomic
 from .workspace import Workspace
 
+DEFAULT_SCHEDULE = "0 3 * * *"  # daily at 03:00, when no schedule is configured
 DAY_NAMES = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 
 
