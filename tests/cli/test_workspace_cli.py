@@ -165,3 +165,84 @@ def test_init_refuses_to_overwrite_a_workspace_file_without_force(repo: Repo) ->
     assert refused["error"] == "UsageError" and "--force" in refused["hint"]
     run(repo, "init", "--force")
     assert "keep_last: 3" not in (repo.path / "modelspec.yaml").read_text()
+
+
+# -- schedule install ---------------------------------------------------------------------------
+
+FAKE_CRONTAB = """\
+#!/bin/sh
+# crontab(1) for tests: the user's table is the file $MODELSPEC_TEST_CRONTAB, never the real one.
+case "$1" in
+  -l) if [ -f "$MODELSPEC_TEST_CRONTAB" ]; then cat "$MODELSPEC_TEST_CRONTAB"; else echo "no crontab" >&2; exit 1; fi ;;
+  -) cat > "$MODELSPEC_TEST_CRONTAB" ;;
+  *) exit 2 ;;
+esac
+"""
+
+
+def fake_cron(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """An environment whose `crontab` edits a file, and whose home (systemd units) is a temp dir."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "crontab").write_text(FAKE_CRONTAB)
+    (bin_dir / "crontab").chmod(0o755)
+    table = tmp_path / "crontab.txt"
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "MODELSPEC_TEST_CRONTAB": str(table), "HOME": str(home)}
+    return env, table
+
+
+def ours(table: Path) -> list[str]:
+    return [line for line in table.read_text().splitlines() if "modelspec gc" in line]
+
+
+def test_schedule_install_without_a_schedule_installs_daily_at_three(repo: Repo, tmp_path: Path) -> None:
+    tiny(repo)  # no modelspec.yaml at all
+    env, table = fake_cron(tmp_path)
+    table.write_text("5 * * * * echo someone else's job\n")
+    result = run(repo, "schedule", "install", "--cron", env=env)
+    assert ours(table) == [result.stdout.splitlines()[0].removeprefix("installed in crontab: ")]
+    assert ours(table)[0].startswith(f"0 3 * * * cd {repo.path} && ")
+    assert "schedule: '0 3 * * *' (the default: daily at 03:00" in result.stdout
+    assert "5 * * * * echo someone else's job" in table.read_text()
+    # --at replaces the line rather than adding one; the other job stays.
+    again = run(repo, "schedule", "install", "--cron", "--at", "30 4 * * 1", env=env)
+    assert [line.split(" cd ")[0] for line in ours(table)] == ["30 4 * * 1"]
+    assert "(from --at)" in again.stdout and "someone else's job" in table.read_text()
+
+
+def test_schedule_install_uses_the_workspace_schedule_unless_at_says_otherwise(repo: Repo, tmp_path: Path) -> None:
+    tiny(repo)
+    repo.write("modelspec.yaml", 'retention:\n  schedule: "15 1 * * *"\n')
+    env, table = fake_cron(tmp_path)
+    result = run(repo, "schedule", "install", "--cron", env=env)
+    assert ours(table)[0].startswith("15 1 * * * ") and "retention.schedule in modelspec.yaml" in result.stdout
+    run(repo, "schedule", "install", "--cron", "--at", "0 2 * * *", env=env)
+    assert [line.split(" cd ")[0] for line in ours(table)] == ["0 2 * * *"]
+    printed = run(repo, "schedule", "install", "--cron", "--print", env=env)
+    assert printed.stdout.startswith("15 1 * * * cd ") and "modelspec.yaml" in printed.stderr
+
+
+def test_schedule_install_systemd_default_timer(repo: Repo, tmp_path: Path) -> None:
+    tiny(repo)
+    env, _table = fake_cron(tmp_path)
+    result = run(repo, "schedule", "install", "--systemd", env=env)
+    units = sorted((tmp_path / "home" / ".config" / "systemd" / "user").iterdir())
+    assert [unit.suffix for unit in units] == [".service", ".timer"]
+    assert "OnCalendar=*-*-* 3:0:00" in units[1].read_text() and "Persistent=true" in units[1].read_text()
+    assert "the default: daily at 03:00" in result.stdout and "systemctl --user enable --now" in result.stdout
+
+
+def test_schedule_install_refuses_a_bad_cron_expression_and_says_where_it_came_from(repo: Repo, tmp_path: Path) -> None:
+    tiny(repo)
+    env, table = fake_cron(tmp_path)
+    for bad in ("61 * * * *", "every day", "0 3 * *"):
+        result = run(repo, "schedule", "install", "--cron", "--at", bad, env=env, code=2)
+        assert f"error: --at: {bad!r} is not a cron expression" in result.stderr, result.stderr
+        assert '"0 3 * * *"' in result.stderr  # the hint shows a valid one
+    assert not table.exists()  # nothing installed
+    repo.write("modelspec.yaml", 'retention:\n  schedule: "0 25 * * *"\n')
+    result = run(repo, "schedule", "install", "--cron", env=env, code=2)
+    assert "modelspec.yaml: retention.schedule: '0 25 * * *' is not a cron expression" in result.stderr
+    assert not table.exists()
