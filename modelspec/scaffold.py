@@ -19,9 +19,8 @@ from typing import Any
 from .errors import UsageError
 from .limits import DEFAULTS as LIMIT_DEFAULTS
 from .schedule import DEFAULT_SCHEDULE
-from .workspace import STORE_DIR, WORKSPACE_FILE
+from .workspace import CHECKOUT_DIR, STORE_DIR, WORKSPACE_FILE
 
-CHECKOUT_DIR = "artifacts"  # where `modelspec checkout` puts artifacts by default
 GITIGNORE = ".gitignore"
 _COMMENT_COLUMN = 36
 

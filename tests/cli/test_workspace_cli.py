@@ -246,3 +246,34 @@ def test_schedule_install_refuses_a_bad_cron_expression_and_says_where_it_came_f
     result = run(repo, "schedule", "install", "--cron", env=env, code=2)
     assert "modelspec.yaml: retention.schedule: '0 25 * * *' is not a cron expression" in result.stderr
     assert not table.exists()
+
+
+# -- checkout ---------------------------------------------------------------------------------
+
+
+def test_checkout_from_a_subdirectory_writes_under_the_workspace_root(repo: Repo) -> None:
+    tiny(repo)
+    run(repo, "build", "specs/tiny.yaml")
+    result = run(repo, "checkout", "../specs/tiny.yaml", cwd=repo.path / "src")
+    placed = repo.path / "artifacts" / "tiny" / "s" / "out.txt"
+    assert placed.read_text() == "1\n" and not (repo.path / "src" / "artifacts").exists()
+    assert result.stdout.strip() == "s.out → ../artifacts/tiny/s/out.txt"
+    shown = json.loads(run(repo, "checkout", "../specs/tiny.yaml", "--json", cwd=repo.path / "conf").stdout)
+    assert shown == {"s.out": str(placed)}
+    # --out is a path like any other: relative to where the command runs.
+    run(repo, "checkout", "../specs/tiny.yaml", "--out", "here", cwd=repo.path / "src")
+    assert (repo.path / "src" / "here" / "s" / "out.txt").read_text() == "1\n"
+
+
+def test_checkouts_are_read_only_copies_that_cannot_reach_the_store(repo: Repo) -> None:
+    tiny(repo)
+    run(repo, "build", "specs/tiny.yaml")
+    run(repo, "checkout", "specs/tiny.yaml")
+    placed = repo.path / "artifacts" / "tiny" / "s" / "out.txt"
+    assert placed.stat().st_mode & 0o777 == 0o444  # read-only, so an overwrite is noticed
+    assert placed.stat().st_nlink == 1  # a copy: no store object shares its inode
+    placed.chmod(0o644)
+    placed.write_text("edited\n")  # the user's own copy to change
+    assert run(repo, "verify", "--all").returncode == 0
+    run(repo, "checkout", "specs/tiny.yaml")
+    assert placed.read_text() == "1\n"
