@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import Repo
 
 TINY = """\
@@ -277,3 +278,44 @@ def test_checkouts_are_read_only_copies_that_cannot_reach_the_store(repo: Repo) 
     assert run(repo, "verify", "--all").returncode == 0
     run(repo, "checkout", "specs/tiny.yaml")
     assert placed.read_text() == "1\n"
+
+
+# -- what a stage's process sees ------------------------------------------------------------------
+
+CRASH = """\
+modelspec: 1
+name: crash
+version: "1.0"
+hermetic: HERMETIC
+code: {repo: ..}
+stages:
+  train:
+    cmd: python3 src/crash.py ${outputs.model}
+    code: [src/crash.py]
+    outputs: {model: model.bin}
+artifacts: [train.model]
+"""
+# Prints to a file-backed stdout, then dies the way the kernel kills a process (out of
+# memory, a segfault in native code): no interpreter shutdown flushes a buffer.
+CRASH_PY = """\
+import os, signal, sys
+for epoch in range(3):
+    print(f"epoch {epoch} loss {1 / (epoch + 1):.2f}")
+print("saving the model to", sys.argv[1])
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.parametrize("hermetic", ["strict", "off"])
+def test_the_last_lines_a_python_stage_prints_before_it_is_killed_are_in_the_log_tail(
+    repo: Repo, hermetic: str
+) -> None:
+    repo.write("specs/crash.yaml", CRASH.replace("HERMETIC", hermetic), dedent=False)
+    repo.write("src/crash.py", CRASH_PY, dedent=False)
+    repo.commit("crash")
+    result = run(repo, "build", "specs/crash.yaml", code=1)
+    assert "last lines of the log" in result.stdout, result.stdout
+    tail = result.stdout.split("last lines of the log", 1)[1]
+    assert "epoch 2 loss 0.33" in tail and "saving the model to /" in tail, result.stdout
+    log = (repo.path / ".modelspec" / "logs" / "crash" / "train.log").read_text()
+    assert log.index("epoch 0") < log.index("saving the model")
