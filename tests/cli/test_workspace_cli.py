@@ -319,3 +319,40 @@ def test_the_last_lines_a_python_stage_prints_before_it_is_killed_are_in_the_log
     assert "epoch 2 loss 0.33" in tail and "saving the model to /" in tail, result.stdout
     log = (repo.path / ".modelspec" / "logs" / "crash" / "train.log").read_text()
     assert log.index("epoch 0") < log.index("saving the model")
+
+
+HOME_SPEC = """\
+modelspec: 1
+name: home
+version: "1.0"
+hermetic: strict
+code: {repo: ..}
+config: {dir: conf}
+stages:
+  s:
+    cmd: sh src/home.sh ${outputs.out} ${config.v}
+    code: [src/home.sh]
+    params: [v]
+    outputs: {out: out.txt}
+artifacts: [s.out]
+"""
+# A tool that caches under ~ (pip, matplotlib, torch hub): it writes, reads back, and
+# reports what an earlier run left there.
+HOME_SH = """\
+ls -A "$HOME" > "$1.before"
+mkdir -p "$HOME/.cache/tool" && echo "cached $2" > "$HOME/.cache/tool/entry"
+{ echo "HOME=$HOME"; cat "$HOME/.cache/tool/entry"; echo "left by earlier runs: $(cat "$1.before")"; } > "$1"
+rm "$1.before"
+"""
+
+
+def test_the_sandbox_home_is_writable_and_starts_empty(repo: Repo) -> None:
+    repo.write("specs/home.yaml", HOME_SPEC, dedent=False)
+    repo.write("src/home.sh", HOME_SH, dedent=False)
+    repo.write("conf/config.yaml", "v: 1\n")
+    repo.commit("home")
+    run(repo, "build", "specs/home.yaml")
+    run(repo, "build", "specs/home.yaml", "v=2")
+    run(repo, "checkout", "specs/home.yaml")
+    out = (repo.path / "artifacts" / "home" / "s" / "out.txt").read_text()
+    assert out == "HOME=/ms/home\ncached 2\nleft by earlier runs: \n"
