@@ -21,6 +21,7 @@ from .yamlsource import Document, parse_document, read_spec_bytes
 
 WORKSPACE_FILE = "modelspec.yaml"
 STORE_DIR = ".modelspec"
+CHECKOUT_DIR = "artifacts"  # where `modelspec checkout` copies artifacts, under the workspace root
 
 
 @dataclass(frozen=True)

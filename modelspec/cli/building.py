@@ -239,17 +239,18 @@ def _print_build_summary(console: Any, report: Any, rows: list[dict[str, Any]]) 
     "--out",
     "out_dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Where to put the artifacts (default: artifacts/<name>).",
+    help="Where to put the artifacts (default: artifacts/<name> under the workspace root).",
 )
 @json_option
 @handle_errors
 def checkout(spec: Path, out_dir: Path | None, as_json: bool) -> None:
-    """Materialize SPEC's built artifacts from the store (read-only files)."""
+    """Copy SPEC's built artifacts out of the store (read-only copies), by default into
+    artifacts/<name> at the workspace root, from whatever directory it runs in."""
     from ..api import checkout as do_checkout
 
     placed = do_checkout(spec, out_dir)
     if as_json:
-        emit_json({ref: str(path) for ref, path in placed.items()})
+        emit_json({ref: os.path.abspath(path) for ref, path in placed.items()})
     else:
         for ref, path in placed.items():
-            echo(f"{ref} → {path}")
+            echo(f"{ref} → {os.path.relpath(path)}")

@@ -131,15 +131,17 @@ def du(as_json: bool) -> None:
 
 @main.group()
 def schedule() -> None:
-    """Run retention on the workspace's cron schedule (retention.schedule in modelspec.yaml)."""
+    """Run gc on a cron schedule: --at CRON, else retention.schedule in modelspec.yaml,
+    else daily at 03:00 ("0 3 * * *")."""
 
 
 @schedule.command("install")
 @click.option("--systemd", "kind", flag_value="systemd", help="A systemd user timer and service.")
 @click.option("--cron", "kind", flag_value="cron", help="A line in the user's crontab.")
+@click.option("--at", "at", metavar="CRON", help='When to run, as five cron fields (default "0 3 * * *").')
 @click.option("--print", "only_print", is_flag=True, help="Print what would be installed, install nothing.")
 @handle_errors
-def schedule_install(kind: str | None, only_print: bool) -> None:
+def schedule_install(kind: str | None, at: str | None, only_print: bool) -> None:
     """Install a timer that runs `modelspec gc` on the schedule."""
     import shutil
     import subprocess
@@ -148,8 +150,11 @@ def schedule_install(kind: str | None, only_print: bool) -> None:
     from ..schedule import cron_expression, crontab_line, systemd_units
 
     workspace = workspace_of(None)
-    expression = cron_expression(workspace)
+    when_ = cron_expression(workspace, at)
+    expression = when_.expression
     kind = kind or ("systemd" if shutil.which("systemctl") else "cron")
+    if only_print:  # stdout is exactly what would be installed; which schedule goes to stderr
+        click.echo(f"# schedule {when_.describe()}", err=True)
     if kind == "cron":
         line = crontab_line(expression, workspace)
         if only_print:
@@ -162,6 +167,7 @@ def schedule_install(kind: str | None, only_print: bool) -> None:
         kept = [entry for entry in current.splitlines() if entry.strip() and entry not in ours]
         subprocess.run(["crontab", "-"], input="\n".join([*kept, line]) + "\n", text=True, check=True)
         echo(f"installed in crontab: {line}")
+        echo(f"schedule: {when_.describe()}")
         return
     units = systemd_units(expression, workspace)
     if only_print:
@@ -174,6 +180,7 @@ def schedule_install(kind: str | None, only_print: bool) -> None:
         (folder / name).write_text(text)
     timer = next(name for name in units if name.endswith(".timer"))
     echo(f"wrote {', '.join(str(folder / n) for n in units)}")
+    echo(f"schedule: {when_.describe()}")
     echo(f"enable it with: systemctl --user daemon-reload && systemctl --user enable --now {timer}")
 
 
@@ -188,7 +195,8 @@ def daemon(once: bool) -> None:
     from ..schedule import DaemonState, cron_expression, run_daemon
 
     workspace = workspace_of(None)
-    expression = cron_expression(workspace)
+    when_ = cron_expression(workspace)
+    expression = when_.expression
     signal.signal(signal.SIGTERM, raise_interrupt)
     runs = 0
 
@@ -203,7 +211,7 @@ def daemon(once: bool) -> None:
         runs += 1
         echo(f"{when(now)} gc: retired {len(report.retention.retire)}, freed {human_bytes(report.bytes)}")
 
-    echo(f"modelspec daemon: retention on {expression!r} in {workspace.root}")
+    echo(f"modelspec daemon: gc on {when_.describe()} in {workspace.root}")
     state = DaemonState(workspace.home / "schedule.json")
     run_daemon(expression, state, job, once=once)
     if once:
