@@ -24,7 +24,7 @@ from .model import (
 )
 from .schema import spec_schema_bytes, validate
 from .workspace import WORKSPACE_FILE
-from .yamlsource import Document, parse_document, read_spec_bytes
+from .yamlsource import Document, parse_document, read_regular_file, read_spec_bytes
 
 
 def shown_path(path: Path) -> str:
@@ -87,9 +87,8 @@ def _environment_lock_problems(document: Document, repo_root: Path) -> list[Prob
     full = repo_root / relative
     if not full.is_file() or not full.resolve().is_relative_to(repo_root.resolve()):
         return []  # reported when the spec is resolved
-    with open(full, "rb") as handle:
-        text = handle.read(_MAX_LOCK_BYTES).decode("utf-8", "replace")
     shown = shown_path(full)
+    text = read_regular_file(full, shown, _MAX_LOCK_BYTES, "an environment lock").decode("utf-8", "replace")
     return [Problem(Location(shown, line, 1), "", message) for line, message in option_lines(text)]
 
 
