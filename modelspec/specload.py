@@ -8,6 +8,7 @@ from __future__ import annotations
 import graphlib
 import os
 import shlex
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -116,7 +117,7 @@ def check_semantics(document: Document) -> list[Problem]:
     data: dict[str, Any] = document.data if isinstance(document.data, dict) else {}
     stages: dict[str, Any] = data["stages"] if isinstance(data.get("stages"), dict) else {}
     sources: dict[str, Any] = data["data"] if isinstance(data.get("data"), dict) else {}
-    problems: list[Problem] = []
+    problems: list[Problem] = list(_nul_bytes(document, document.data, ()))
     outputs_of: dict[str, set[str] | None] = {  # None: missing or malformed, reported already
         name: set(stage["outputs"]) if isinstance(stage, dict) and isinstance(stage.get("outputs"), dict) else None
         for name, stage in stages.items()
@@ -140,6 +141,22 @@ def check_semantics(document: Document) -> list[Problem]:
             problems.append(document.problem(("artifacts", i), f"{ref!r} is not an output of any stage"))
     problems += _check_cycle(document, dependencies)
     return problems
+
+
+def _nul_bytes(document: Document, value: Any, path: tuple[str | int, ...]) -> Iterator[Problem]:
+    """Strings holding a NUL byte: no argument, environment variable or file name can carry
+    one, so a command holding it would crash the build after the stages before it ran."""
+    if isinstance(value, str) and "\0" in value:
+        yield document.problem(path, "holds a NUL byte, which no command, path or name can carry; remove it")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if "\0" in key:
+                yield document.problem((*path, key), "the key holds a NUL byte; remove it", key=True)
+            else:
+                yield from _nul_bytes(document, item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _nul_bytes(document, item, (*path, index))
 
 
 def _check_stage(
@@ -178,6 +195,15 @@ def _check_stage(
             return [*problems, document.problem((*path, "cmd"), f"cannot split the command: {exc}")]
         for token in argv:
             for match in PLACEHOLDER.finditer(token):
+                if "${" in match.group(1):
+                    problems.append(
+                        document.problem(
+                            (*path, "cmd"),
+                            f"a placeholder holds another ({match.group(0)}…): placeholders cannot nest;"
+                            " name the key in full",
+                        )
+                    )
+                    continue
                 message = _placeholder_problem(
                     match.group(1),
                     set(inputs) if _known(stage, "inputs", list) else None,
