@@ -146,13 +146,20 @@ def _known_keys(config_dir: Path, name: str, overrides: list[str]) -> list[str]:
 
 
 def _walk_strings(value: Any, key: str) -> None:
+    """Check every string of the composed config: no nondeterministic resolver, no NUL byte
+    (a value put in a command or environment variable cannot carry one)."""
     if isinstance(value, dict):
         for k, v in value.items():
-            _walk_strings(v, f"{key}.{k}" if key else str(k))
+            child = f"{key}.{k}" if key else str(k)
+            if "\0" in str(k):
+                raise ConfigError(f"the key {child!r} holds a NUL byte; remove it", key)
+            _walk_strings(v, child)
     elif isinstance(value, list):
         for i, v in enumerate(value):
             _walk_strings(v, f"{key}[{i}]")
     elif isinstance(value, str):
+        if "\0" in value:
+            raise ConfigError(f"the value of {key} holds a NUL byte, which no command can carry; remove it", key)
         _check_resolvers(value, key)
 
 

@@ -14,7 +14,8 @@ from .errors import UsageError
 
 _NAME = r"[a-z][a-z0-9_-]{0,63}"
 _REF = re.compile(rf"^(?P<name>{_NAME})(@(?P<selector>[A-Za-z0-9_.^~<>=!, -]+))?$")
-_VERSION = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)(?:\.(0|[1-9]\d*))?$")
+# At most 18 digits a number: the registry stores each as a 64-bit integer.
+_VERSION = re.compile(r"^(0|[1-9]\d{0,17})\.(0|[1-9]\d{0,17})(?:\.(0|[1-9]\d{0,17}))?$")
 _HEX = re.compile(r"^[0-9a-f]{4,64}$")
 
 
@@ -34,7 +35,7 @@ def parse_version(text: str) -> tuple[int, int, int | None]:
     """`1.3` → (1, 3, None); `1.3.2` → (1, 3, 2)."""
     match = _VERSION.match(text)
     if match is None:
-        raise UsageError(f"{text!r} is not a version (MAJOR.MINOR or MAJOR.MINOR.PATCH)")
+        raise UsageError(f"{text!r} is not a version (MAJOR.MINOR or MAJOR.MINOR.PATCH, each at most 18 digits)")
     major, minor, patch = match.groups()
     return int(major), int(minor), int(patch) if patch is not None else None
 

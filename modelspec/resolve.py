@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from .hydraconfig import ConfigError, compose, config_keys, select_params, subtr
 from .model import PLACEHOLDER, Lock, Override, Spec, Stage
 from .statcache import StatCache
 from .store import digest_path, walk_path
+from .yamlsource import file_kind
 
 
 @dataclass
@@ -171,6 +173,15 @@ def _resolve_config(
         shown = os.path.relpath(leaving[0], spec.repo_root)
         problems.append(spec.document.problem(("config", "dir"), f"{shown} leads out of the repository (a symlink?)"))
         return None
+    special = _special_file(config_dir)
+    if special is not None:
+        shown = os.path.relpath(special[0], spec.repo_root)
+        problems.append(
+            spec.document.problem(
+                ("config", "dir"), f"{shown} is not a regular file ({special[1]}); a config dir holds only files"
+            )
+        )
+        return None
     own = len(spec.config.overrides)
     all_overrides = [*spec.config.overrides, *(o.text for o in overrides)]
     try:
@@ -184,6 +195,19 @@ def _resolve_config(
             where = ("config",) if exc.override is None else ("config", "overrides", exc.override)
             problems.append(spec.document.problem(where, message))
         return None
+
+
+def _special_file(config_dir: Path) -> tuple[Path, str] | None:
+    """A FIFO, device or socket in the config dir (Hydra would block on a FIFO, or read a
+    device without end), with what it is."""
+    for path in config_dir.rglob("*"):
+        try:
+            mode = path.stat().st_mode
+        except OSError:
+            continue  # a dangling symlink: Hydra does not read it
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            return path, file_kind(mode)
+    return None
 
 
 def _cached_compose(config_dir: Path, name: str, overrides: list[str], ctx: ResolveContext) -> dict[str, Any]:
