@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from . import emit_json, handle_errors, json_option, main
+from . import echo, emit_json, handle_errors, json_option, main
 
 
 @main.command()
@@ -23,13 +23,13 @@ def init(force: bool, as_json: bool) -> None:
     if as_json:
         emit_json(report.to_dict())
         return
-    click.echo(f"{'replaced' if report.overwritten else 'wrote'} {_shown(report.workspace_file)}")
+    echo(f"{'replaced' if report.overwritten else 'wrote'} {_shown(report.workspace_file)}")
     if report.added:
-        click.echo(f"added to {_shown(report.gitignore)}: {' '.join(report.added)}")
+        echo(f"added to {_shown(report.gitignore)}: {' '.join(report.added)}")
     else:
-        click.echo(f"{_shown(report.gitignore)} already ignores {' '.join(report.ignored)}")
-    click.echo(f"commit: {' '.join(_shown(p) for p in report.to_commit)}")
-    click.echo(
+        echo(f"{_shown(report.gitignore)} already ignores {' '.join(report.ignored)}")
+    echo(f"commit: {' '.join(_shown(p) for p in report.to_commit)}")
+    echo(
         "commit too: your specs, and the code, config, data and environment locks they name; "
         "never .modelspec/, artifacts/ or a spec's .lock (build writes it; each version keeps its own)"
     )
