@@ -241,6 +241,7 @@ def main() -> None:
     """modelspec: declarative, reproducible builds of ML models.
 
     \b
+    modelspec init                                 make this repository a workspace
     modelspec validate specs/fraud.yaml            check a spec, every error at once
     modelspec plan specs/fraud.yaml train.lr=0.05  what would run, and why
     modelspec build specs/fraud.yaml               build what changed, reuse the rest
