@@ -25,7 +25,16 @@ from . import registry_schema as t
 from .audit import GENESIS, event_digest, verify_chain
 from .digest import digest_json
 from .errors import StoreError, UsageError
-from .refs import Ref, check_alias_name, parse_ref, parse_short_form, parse_version, short_content_id
+from .refs import (
+    MIN_PREFIX,
+    Ref,
+    check_alias_name,
+    parse_ref,
+    parse_short_form,
+    parse_version,
+    short_content_id,
+    too_short_prefix,
+)
 from .registry_head import RegistryHead, head_problem, mismatch, read_head, record_head
 from .retention import VersionFacts, revival_hint
 
@@ -440,7 +449,9 @@ class Registry:
                 if ref.name in known
                 else (f"registered models: {', '.join(known) or 'none yet'}")
             )
-            raise UsageError(f"no version {ref}", hint=hint)
+            digits = too_short_prefix(ref)  # `fraud@abc`: no alias, and too short for a content-id prefix
+            why = f" (a content-id prefix has at least {MIN_PREFIX} hex digits, {digits!r} has {len(digits)})"
+            raise UsageError(f"no version {ref}" + (why if digits else ""), hint=hint)
         return _version_of(row)
 
     def names(self) -> list[str]:
@@ -478,6 +489,13 @@ class Registry:
                 ):
                     found[version_id][key] = value
         return found
+
+    def metric_names(self, name: str) -> list[str]:
+        """Every metric any version of model NAME recorded, sorted."""
+        m, v = t.metrics.c, t.versions.c
+        query = sa.select(m.key).distinct().join_from(t.metrics, t.versions, m.version_id == v.id).where(v.name == name)
+        with self.engine.connect() as conn:
+            return sorted(conn.execute(query).scalars())
 
     def artifacts_of(self, version: ModelVersion) -> dict[str, dict[str, Any]]:
         with self.engine.connect() as conn:

@@ -1,4 +1,5 @@
-"""How text output reads: counts with the right plural; a closed pipe ends it quietly.
+"""How text output reads: counts with the right plural, a closed pipe ends it quietly, and
+mistaken queries (an unknown metric, a short content-id prefix, an unknown model) say what is known.
 
 One small model with one stage and a one-byte artifact is built once for the module (a real
 git repository, a real build).
@@ -104,3 +105,25 @@ def test_head_in_a_shell_pipeline_leaves_no_noise(repo: Repo) -> None:
     assert len(result.stdout.splitlines()) == 1
     assert result.stderr == ""
     assert result.returncode in (0, 141)  # 0 when the whole log fit in the pipe before head left
+
+
+def test_where_on_an_unknown_metric_is_an_error_naming_the_known_ones(repo: Repo) -> None:
+    stderr = run(repo, "versions", "one", "--where", "aux>0.5", code=2).stderr
+    assert "error: --where: no version of one has a metric 'aux'; did you mean 'auc'?" in stderr
+    assert "hint: the metrics of one: auc, f1" in stderr
+    assert "'aux'" in run(repo, "versions", "one", "--where", "auc>0.5, aux<1", "--json", code=2).stdout
+    assert run(repo, "versions", "one", "--where", "auc>0.5, f1<1").stdout.count("1.0.0") == 1
+
+
+@pytest.mark.parametrize("ref", ["one@3f2", "one@abc", "one-3f2", "one@one-3f2"])
+def test_a_content_id_prefix_shorter_than_four_digits_says_the_minimum(repo: Repo, ref: str) -> None:
+    stderr = run(repo, "show", ref, code=2).stderr
+    assert "a content-id prefix has at least 4 hex digits" in stderr
+
+
+def test_deploy_config_of_an_unknown_model_says_so(repo: Repo) -> None:
+    stderr = run(repo, "deploy-config", "nosuch", code=2).stderr
+    assert "error: no model named 'nosuch'" in stderr and "registered: one" in stderr
+    run(repo, "promote", "one@1.0.0", "production")
+    stderr = run(repo, "deploy-config", "one", "prodction", code=2).stderr
+    assert "no alias one@prodction; did you mean 'production'?" in stderr
