@@ -42,14 +42,18 @@ def versions(name: str, where: str, tags: tuple[str, ...], as_json: bool) -> Non
 
     table = Table(box=None, pad_edge=False)
     metric_names = sorted({k for r in rows for k in r["metrics"]})[:4]
+    marked = any(r["marks"] for r in rows)  # the column appears when a version is dirty or unsandboxed
     for column in ("version", "content id", "created (UTC)", *metric_names, "aliases", "status"):
         table.add_column(column)
+    if marked:
+        table.add_column("marks")
     for r in rows:
         metrics = [f"{r['metrics'][m]:.4g}" if m in r["metrics"] else "" for m in metric_names]
         status = r["status"] + (", pinned" if r["pinned"] else "")
         weights = r["alias_weights"]
         aliases = [f"{a} ({weights[a]:g})" if weights.get(a, 1.0) != 1.0 else a for a in r["aliases"]]
-        table.add_row(r["version"], r["content_id"], when(r["created"]), *metrics, ", ".join(aliases), status)
+        marks = [", ".join(r["marks"])] if marked else []
+        table.add_row(r["version"], r["content_id"], when(r["created"]), *metrics, ", ".join(aliases), status, *marks)
     make_console().print(table)
 
 
@@ -68,7 +72,10 @@ def show(ref: str, as_json: bool) -> None:
         emit_json(info)
         return
     console = make_console()
-    console.print(f"[bold]{info['ref']}[/]  {info['short_id']}  {info['status']}", highlight=False)
+    from ..registry import MARKS
+
+    marks = f" ({', '.join(info['marks'])})" if info["marks"] else ""
+    console.print(f"[bold]{info['ref']}[/]  {info['short_id']}  {info['status']}{marks}", highlight=False)
     fields = [
         (
             "created",
@@ -78,6 +85,7 @@ def show(ref: str, as_json: bool) -> None:
         ("commit", info["commit"] + ("  (dirty working files)" if info.get("dirty") else "")),
         ("environment", str((info.get("environment") or {}).get("digest", "none"))),
         ("hermetic", str(info["hermetic"]).lower()),
+        ("marks", "; ".join(f"{mark} ({MARKS[mark]})" for mark in info["marks"]) or "-"),
         ("aliases", ", ".join(info["aliases"]) or "-"),
         ("tags", ", ".join(f"{k}={v}" for k, v in sorted(info["tags"].items())) or "-"),
         ("lock", info["lock"]),
