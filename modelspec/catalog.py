@@ -12,7 +12,7 @@ from . import gitcode
 from .errors import CorruptObjectError, StoreError, UsageError, did_you_mean
 from .model import Lock, split_output_ref
 from .refs import parse_ref, parse_where
-from .registry import ModelVersion, Registry
+from .registry import ModelVersion, Registry, primary_target
 from .retention import revival_hint
 from .store import Entry, LocalStore, remove_path, write_atomic
 from .versiondiff import diff_versions, packages_of
@@ -77,6 +77,9 @@ class Catalog:
                 "alias_weights": weights.get(v.id, {}),
                 "status": v.status,
                 "pinned": v.id in pins,
+                "marks": v.marks,
+                "dirty": v.dirty,
+                "hermetic": v.hermetic,
             }
             for v in found
         ]
@@ -89,7 +92,7 @@ class Catalog:
             if parsed.kind in ("alias", "content"):  # an alias spelled like hex is looked up first
                 targets = self.registry.alias_targets(parsed.name, parsed.value)
                 if len(targets) > 1:
-                    primary = max(targets, key=lambda target: target[1])[0]  # the first, oldest, on a tie
+                    primary = primary_target(targets)
                     return Resolution(primary, f"{parsed.name}@{parsed.value}", tuple(targets))
         return Resolution(self.registry.resolve(ref))
 

@@ -89,6 +89,17 @@ class ModelVersion:
         return f"{self.name}@{self.version}"
 
     @property
+    def dirty(self) -> bool:
+        """Built from working files that differed from its commit (`--allow-dirty`)."""
+        return bool(self.record.get("dirty"))
+
+    @property
+    def marks(self) -> list[str]:
+        """What sets it apart from a clean, sandboxed build (see MARKS): a registered input
+        takes a marked version only where its spec allows the mark."""
+        return [mark for mark, on in (("dirty", self.dirty), ("unsandboxed", not self.hermetic)) if on]
+
+    @property
     def short_id(self) -> str:
         return short_content_id(self.name, self.content_id)
 
@@ -110,8 +121,18 @@ class ModelVersion:
             "status": self.status,
             "status_time": self.status_time,
             "status_reason": self.status_reason,
+            "marks": self.marks,
             **{k: v for k, v in self.record.items() if k not in ("metrics",)},
         }
+
+
+MARKS = {"dirty": "built from uncommitted files", "unsandboxed": "ran without a sandbox"}
+
+
+def primary_target(targets: list[tuple[ModelVersion, float]]) -> ModelVersion:
+    """The version an alias names when one is needed: the largest weight, the older on a tie
+    (`targets` come oldest first)."""
+    return max(targets, key=lambda target: target[1])[0]
 
 
 def _version_of(row: Any) -> ModelVersion:

@@ -32,9 +32,9 @@ class ResolveContext:
     # Every check, but no hashing of data or environments: what `validate` does. The lock
     # it produces lacks those digests and must never be written or keyed.
     check_only: bool = False
-    # (model, version range, output) → the lock's data entry of a registered artifact;
-    # injected by the API layer, which owns the registry.
-    registered: Callable[[str, str, str], dict[str, Any]] | None = None
+    # (model, range or alias, output, allowed marks) → the lock's data entry of a registered
+    # artifact; injected by the API layer, which owns the registry.
+    registered: Callable[[str, str, str, tuple[str, ...]], dict[str, Any]] | None = None
     # Cache files to write once every spec resolved: a rejected spec writes nothing.
     pending: dict[Path, bytes] = field(default_factory=dict)
     # The workspace's own directories (store, registry): no data path may point into them,
@@ -55,7 +55,8 @@ def resolve_spec(
     stages = {}
     code_known = "commit" in code  # else the ref did not resolve, reported already
     for stage in spec.stages.values():
-        stages[stage.name] = _lock_stage(spec, stage, files if code_known else None, ctx.allow_dirty, config, problems)
+        dirty = bool(code.get("dirty"))
+        stages[stage.name] = _lock_stage(spec, stage, files if code_known else None, dirty, config, problems)
     if problems:
         raise SpecError(problems)
     lock = Lock(
@@ -83,20 +84,19 @@ def _resolve_code(
         problems.append(spec.document.problem(("code", "ref"), exc.message))
         return {"ref": spec.ref}, []
     paths = sorted({p for stage in spec.stages.values() for p in stage.code})
-    if ctx.allow_dirty:
-        files = gitcode.working_files(repo, paths)
-    else:
-        dirty = gitcode.dirty_files(repo, commit.sha, paths)
-        if dirty:
-            shown = "\n  ".join(dirty[:20]) + ("\n  …" if len(dirty) > 20 else "")
-            raise GitError(
-                f"{spec.shown}: declared code paths differ from commit {commit.sha[:12]}:\n  {shown}",
-                hint="commit the changes, or build the working files with --allow-dirty",
-            )
-        files = gitcode.committed_files(repo, commit.sha, paths)
-    for bad in gitcode.escaping_symlinks(repo, files, ctx.allow_dirty):
+    # `dirty` records what was built, not the flag: --allow-dirty on files that match the
+    # commit is a clean build, the same version as one without the flag.
+    dirty = gitcode.dirty_files(repo, commit.sha, paths)
+    if dirty and not ctx.allow_dirty:
+        shown = "\n  ".join(dirty[:20]) + ("\n  …" if len(dirty) > 20 else "")
+        raise GitError(
+            f"{spec.shown}: declared code paths differ from commit {commit.sha[:12]}:\n  {shown}",
+            hint="commit the changes, or build the working files with --allow-dirty",
+        )
+    files = gitcode.working_files(repo, paths) if dirty else gitcode.committed_files(repo, commit.sha, paths)
+    for bad in gitcode.escaping_symlinks(repo, files, bool(dirty)):
         problems.append(spec.document.problem(("code",), f"symlink points out of the repository: {bad}"))
-    code = {"ref": spec.ref, "commit": commit.sha, "time": commit.time, "dirty": ctx.allow_dirty}
+    code = {"ref": spec.ref, "commit": commit.sha, "time": commit.time, "dirty": bool(dirty)}
     return code, files
 
 
@@ -135,14 +135,16 @@ def _resolve_data(spec: Spec, ctx: ResolveContext, problems: list[Problem]) -> d
                 problems.append(spec.document.problem((*where, "path"), exc.message))
                 continue
             data[name] = {"path": source.path, **entry.to_dict()}
-        elif source.version_range is not None:
+        elif source.selector is not None:
             if ctx.registered is None:
                 problems.append(spec.document.problem((*where, "spec"), "no registry to resolve it from"))
                 continue
             try:
-                data[name] = ctx.registered(str(source.spec), source.version_range, str(source.output))
+                data[name] = ctx.registered(str(source.spec), source.selector, str(source.output), source.allow)
             except ModelspecError as exc:
-                problems.append(spec.document.problem((*where, "spec"), exc.message))
+                problems.append(
+                    spec.document.problem((*where, "spec"), exc.message + (f"; {exc.hint}" if exc.hint else ""))
+                )
         else:
             data[name] = {"spec": source.spec, "output": source.output}
     return data

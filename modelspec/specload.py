@@ -126,6 +126,14 @@ def check_semantics(document: Document) -> list[Problem]:
         spec_ref = source.get("spec") if isinstance(source, dict) else None
         if isinstance(spec_ref, str) and spec_ref.partition("@")[0] == data.get("name"):
             problems.append(document.problem(("data", name, "spec"), "a spec cannot depend on itself"))
+        if isinstance(spec_ref, str) and "@" not in spec_ref and "allow" in source:
+            # Another spec of the same build is built now, as it is: there is no version to choose.
+            problems.append(
+                document.problem(
+                    ("data", name, "allow"),
+                    f"allow applies to a registered version only; write spec: {spec_ref}@RANGE or {spec_ref}@ALIAS",
+                )
+            )
     dependencies: dict[str, set[str]] = {}
     for name, stage in stages.items():
         if isinstance(stage, dict):
@@ -290,13 +298,14 @@ def _to_spec(document: Document, path: Path, repo_root: Path, schema_marker: Pat
     raw: dict[str, Any] = document.data
     data = {}
     for name, source in (raw.get("data") or {}).items():
-        spec_ref, _, version_range = (source.get("spec") or "").partition("@")
+        spec_ref, _, selector = (source.get("spec") or "").partition("@")
         data[name] = DataSource(
             name=name,
             path=source.get("path"),
             spec=spec_ref or None,
-            version_range=version_range or None,
+            selector=selector or None,
             output=source.get("output"),
+            allow=tuple(source.get("allow") or ()),
         )
     stages = {
         name: Stage(

@@ -48,14 +48,18 @@ def versions(name: str, where: str, tags: tuple[str, ...], as_json: bool) -> Non
 
     table = Table(box=None, pad_edge=False)
     metric_names = sorted({k for r in rows for k in r["metrics"]})[:4]
+    marked = any(r["marks"] for r in rows)  # the column appears when a version is dirty or unsandboxed
     for column in ("version", "content id", "created (UTC)", *metric_names, "aliases", "status"):
         table.add_column(cell(column))
+    if marked:
+        table.add_column("marks")
     for r in rows:
         metrics = [f"{r['metrics'][m]:.4g}" if m in r["metrics"] else "" for m in metric_names]
         status = r["status"] + (", pinned" if r["pinned"] else "")
         weights = r["alias_weights"]
         aliases = [f"{a} ({weights[a]:g})" if weights.get(a, 1.0) != 1.0 else a for a in r["aliases"]]
-        cells = [r["version"], r["content_id"], when(r["created"]), *metrics, ", ".join(aliases), status]
+        marks = [", ".join(r["marks"])] if marked else []
+        cells = [r["version"], r["content_id"], when(r["created"]), *metrics, ", ".join(aliases), status, *marks]
         table.add_row(*map(cell, cells))
     make_console().print(table)
 
@@ -74,7 +78,12 @@ def show(ref: str, as_json: bool) -> None:
     if as_json:
         emit_json(info)
         return
-    make_console().print(printable(f"{info['ref']}  {info['short_id']}  {info['status']}"), style="bold", markup=False)
+    from ..registry import MARKS
+
+    marks = f" ({', '.join(info['marks'])})" if info["marks"] else ""
+    make_console().print(
+        printable(f"{info['ref']}  {info['short_id']}  {info['status']}{marks}"), style="bold", markup=False
+    )
     fields = [
         (
             "created",
@@ -84,6 +93,7 @@ def show(ref: str, as_json: bool) -> None:
         ("commit", info["commit"] + ("  (dirty working files)" if info.get("dirty") else "")),
         ("environment", str((info.get("environment") or {}).get("digest", "none"))),
         ("hermetic", str(info["hermetic"]).lower()),
+        ("marks", "; ".join(f"{mark} ({MARKS[mark]})" for mark in info["marks"]) or "-"),
         ("aliases", ", ".join(info["aliases"]) or "-"),
         ("tags", ", ".join(f"{k}={v}" for k, v in sorted(info["tags"].items())) or "-"),
         ("lock", info["lock"]),

@@ -332,6 +332,9 @@ def test_catalog_versions_and_show(tmp_path: Path, registry: Registry, clock: Cl
             "alias_weights": {"production": 1.0},
             "status": "active",
             "pinned": False,
+            "marks": [],
+            "dirty": False,
+            "hermetic": True,
         }
     ]
     assert [r["version"] for r in catalog.versions("fraud", tags={"stage": "approved"})] == ["1.3.1"]
