@@ -34,6 +34,7 @@ from .events import Event, Reporter, ignore
 from .locklines import option_lines
 from .store import LocalStore, remove_path, write_atomic
 from .text import plural
+from .yamlsource import open_regular
 
 MANIFEST = "modelspec-env.json"
 MANIFEST_FORMAT = 3  # 3: copied files, read-only, with a table of file digests
@@ -435,6 +436,7 @@ def list_environments(envs_dir: Path) -> list[dict[str, Any]]:
 
 def lock_requirements(requirements_in: Path, output: Path, python: str) -> None:
     """Write a hash-pinned lock for `requirements_in` (`uv pip compile --generate-hashes`)."""
+    open_regular(requirements_in, os.path.relpath(requirements_in)).close()  # uv would block on a FIFO
     env = {
         **os.environ,
         "UV_PYTHON_DOWNLOADS": "never",

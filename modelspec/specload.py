@@ -117,7 +117,7 @@ def check_semantics(document: Document) -> list[Problem]:
     data: dict[str, Any] = document.data if isinstance(document.data, dict) else {}
     stages: dict[str, Any] = data["stages"] if isinstance(data.get("stages"), dict) else {}
     sources: dict[str, Any] = data["data"] if isinstance(data.get("data"), dict) else {}
-    problems: list[Problem] = list(_nul_bytes(document, document.data, ()))
+    problems: list[Problem] = [*_nul_bytes(document, document.data, ()), *_long_paths(document, data)]
     outputs_of: dict[str, set[str] | None] = {  # None: missing or malformed, reported already
         name: set(stage["outputs"]) if isinstance(stage, dict) and isinstance(stage.get("outputs"), dict) else None
         for name, stage in stages.items()
@@ -165,6 +165,43 @@ def _nul_bytes(document: Document, value: Any, path: tuple[str | int, ...]) -> I
     elif isinstance(value, list):
         for index, item in enumerate(value):
             yield from _nul_bytes(document, item, (*path, index))
+
+
+MAX_PATH_BYTES = 1024
+MAX_NAME_BYTES = 255
+
+
+def _long_paths(document: Document, data: dict[str, Any]) -> Iterator[Problem]:
+    """Paths the filesystem cannot hold (PATH_MAX, NAME_MAX count bytes; the schema counts
+    characters, so a path of non-ASCII names can pass it and still be too long)."""
+    config, environment = _dict(data.get("config")), _dict(data.get("environment"))
+    fields: list[tuple[tuple[str | int, ...], Any]] = [
+        (("config", "dir"), config.get("dir")),
+        *((("environment", key), environment.get(key)) for key in ("lock", "nix")),
+    ]
+    for name, source in _dict(data.get("data")).items():
+        fields.append((("data", name, "path"), _dict(source).get("path")))
+    for name, stage in _dict(data.get("stages")).items():
+        fields += [(("stages", name, "code", i), path) for i, path in enumerate(_list(_dict(stage).get("code")))]
+        fields += [(("stages", name, "outputs", key), path) for key, path in _dict(_dict(stage).get("outputs")).items()]
+    for where, value in fields:
+        if (
+            not isinstance(value, str)
+            or len(value) > MAX_PATH_BYTES
+            or any(len(n) > MAX_NAME_BYTES for n in value.split("/"))
+        ):
+            continue  # not a path, or too long in characters already: the schema says so
+        encoded = value.encode("utf-8", "surrogatepass")
+        if len(encoded) > MAX_PATH_BYTES or any(len(n) > MAX_NAME_BYTES for n in encoded.split(b"/")):
+            yield document.problem(
+                where,
+                f"is too long: a path may be at most {MAX_PATH_BYTES} bytes in UTF-8,"
+                f" each name in it at most {MAX_NAME_BYTES}",
+            )
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _check_stage(

@@ -36,6 +36,7 @@ CASES = {
     "nested-placeholder": Case(NESTED, "${config.a.${inputs.raw}}", "placeholders cannot nest"),
     "long-data-path": Case(replaced("data/raw.txt", LONG_PATH), "raw: {path", "at most 1024"),
     "long-data-name": Case(replaced("data/raw.txt", LONG_NAME), "raw: {path", "at most 255"),
+    "long-name-in-bytes": Case(replaced("data/raw.txt", "data/" + "é" * 200 + ".txt"), "raw: {path", "at most 255"),
     "long-output-path": Case(replaced("{out: a.txt}", "{out: " + "o/" * 600 + "a.txt}"), "{out: o/", "at most 1024"),
 }
 

@@ -137,6 +137,12 @@ def test_a_lock_file_that_is_a_fifo_is_refused_before_any_stage_runs(repo: Repo,
     assert not (repo.path / ".modelspec" / "ac").exists(), "a stage ran before the lock file was refused"
 
 
+def test_env_lock_refuses_a_requirements_fifo(repo: Repo) -> None:
+    os.mkfifo(repo.path / "requirements.in")
+    result = run(repo, "env", "lock", "requirements.in", "-o", "requirements.lock")
+    assert_refused(result, "requirements.in", NOT_REGULAR + " (a FIFO)")
+
+
 def test_a_regular_spec_still_builds(repo: Repo) -> None:
     prepared(repo)
     result = run(repo, "build", "specs/x.yaml")
