@@ -206,9 +206,10 @@ class Catalog:
     def audit(self, verify: bool, limit: int | None = None) -> dict[str, Any]:
         result: dict[str, Any] = {"events": self.registry.events(limit)}
         if verify:
-            problem = self.registry.verify_audit()
-            result["ok"] = not problem
-            result["problem"] = problem
+            problems = self.registry.audit_problems()
+            result["ok"] = not problems
+            result["problem"] = "; ".join(problems)
+            result["problems"] = problems
         return result
 
     # -- writing ---------------------------------------------------------------------------

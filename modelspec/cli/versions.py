@@ -380,7 +380,12 @@ def deploy_config(name: str, alias_name: str | None) -> None:
 
 
 @main.command()
-@click.option("--verify", "check", is_flag=True, help="Check the hash chain; exit 1 if an event was tampered with.")
+@click.option(
+    "--verify",
+    "check",
+    is_flag=True,
+    help="Check the hash chain and replay it against the tables; exit 1 naming what was tampered with.",
+)
 @click.option("--limit", type=int, default=None, help="Only the newest N events.")
 @json_option
 @handle_errors
@@ -397,6 +402,9 @@ def audit(check: bool, limit: int | None, as_json: bool) -> None:
         for e in result["events"]:
             echo(f"{e['seq']:>5}  {when(e['time'])}  {e['kind']:<9} {e['subject']:<24} {e['actor']}")
         if check:
-            echo("audit log intact" if result["ok"] else f"TAMPERED: {result['problem']}")
+            for problem in result["problems"] or []:
+                echo(f"TAMPERED: {problem}")
+            if result["ok"]:
+                echo("audit log intact")
     if check and not result["ok"]:
         sys.exit(1)
