@@ -123,7 +123,7 @@ def reproduce(ref: str, into: Path | None, rtol: float, offline: bool, as_json: 
             for key, m in report.metrics.items():
                 echo(f"  metric {key}: recorded {m['recorded']}, reproduced {m['reproduced']}")
         if report.failure:
-            echo(report.failure)
+            echo(report.failure, multiline=True)  # a failure may quote a tool's output, lines and all
         echo(
             f"{report.ref}: {report.verdict} ({plural(len(report.outputs), 'output')} compared) "
             f"in {report.seconds:.1f} s; "
