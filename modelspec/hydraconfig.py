@@ -61,6 +61,8 @@ def compose(config_dir: Path, name: str, overrides: list[str]) -> dict[str, Any]
         raise _config_error(exc, config_dir, name, overrides) from None
     except yaml.YAMLError as exc:  # a config file that is not YAML
         raise ConfigError(_plain(f"invalid YAML in the config: {exc}")) from None
+    except OSError as exc:  # Hydra looked for a file no filesystem can name
+        raise ConfigError(f"Hydra could not read a config: {exc.strerror}") from None
     if not isinstance(resolved, dict):
         raise ConfigError("the composed config is not a mapping")
     return {str(key): value for key, value in resolved.items()}
@@ -193,7 +195,7 @@ def config_files(config_dir: Path, shown: str = "") -> dict[str, Path]:
         for entry in entries:
             name = f"{relative}{entry.name}"
             path = Path(entry.path)
-            if entry.is_symlink() and not path.resolve().is_relative_to(root):
+            if entry.is_symlink() and not _resolved(path).is_relative_to(root):
                 raise ConfigError(
                     f"{prefix}{name} is a symlink leading out of the config dir (to {os.readlink(path)});"
                     f" {_CONFINE_HINT}",
@@ -204,7 +206,7 @@ def config_files(config_dir: Path, shown: str = "") -> dict[str, Path]:
             except OSError:
                 continue  # a dangling symlink: Hydra reports it if a config names it
             if stat.S_ISDIR(mode):
-                real = path.resolve()
+                real = _resolved(path)
                 if real not in seen:
                     seen.add(real)
                     pending.append((path, f"{name}/"))
@@ -218,18 +220,35 @@ def config_files(config_dir: Path, shown: str = "") -> dict[str, Path]:
     return dict(sorted(files.items()))
 
 
+def _resolved(path: Path) -> Path:
+    """Where a path leads; a symlink loop leads nowhere (and cannot be read): to itself."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):
+        return Path(os.path.abspath(path))
+
+
+def _is_group(config_dir: Path, key: str) -> bool:
+    try:
+        return "/" in key or (config_dir / key).is_dir()
+    except (OSError, ValueError):  # a name too long for a path, a NUL: no group has it
+        return False
+
+
 def _check_confined(override: str, config_dir: Path) -> None:
     """An override may not set Hydra's own settings (`hydra.searchpath` adds places to read
     configs from), and a group choice must name a config of the group, not a path."""
     key, _, value = override.partition("=")
     key = key.strip().lstrip("+~").strip()
     target, _, package = key.partition("@")
+    if any(len(part.encode()) > 255 for part in re.split(r"[./@]", key)):
+        raise ConfigError("the key has a name longer than 255 bytes, which no config or file can have", key[:40] + "…")
     for part in (target, package.removeprefix("_global_.")):
         if re.split(r"[./]", part)[0] == "hydra":
             raise ConfigError(f"an override may not change Hydra's own settings ({key!r}); {_CONFINE_HINT}", target)
-    if "/" in target or (config_dir / target).is_dir():
+    if _is_group(config_dir, target):
         for choice in value.strip().strip("[]").split(","):
-            if _path_like(choice.strip().strip("'\"")):
+            if _path_like(choice.strip().strip("'\"")) or len(choice.encode()) > 255:
                 raise ConfigError(
                     f"the group choice {choice.strip()!r} is a path; name a config of the group {target!r}"
                     f" (a file in {target}/ of the config dir)",

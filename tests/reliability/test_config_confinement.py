@@ -114,6 +114,15 @@ def test_a_command_line_override_leaving_the_config_dir_is_refused(
     assert_refused(repo, (text,), f"command-line override 1 {text!r}", message)
 
 
+@pytest.mark.parametrize("override", ["k" * 5000 + "=1", "model=" + "m" * 5000])
+def test_an_override_too_long_for_a_file_name_is_a_located_error(repo: Repo, override: str) -> None:
+    """Hydra looks for a config file named after the key or group choice: ENAMETOOLONG."""
+    prepared(repo)
+    result = repo.modelspec("validate", SPEC_FILE, override)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert any(line.startswith("command-line override 1") for line in result.stderr.splitlines()), result.stderr[:400]
+
+
 def test_group_choices_and_values_that_stay_inside_are_fine(repo: Repo) -> None:
     prepared(repo, override="model=vit")
     repo.modelspec("lock", SPEC_FILE, "a.v=/etc/passwd", check=True)
@@ -168,6 +177,7 @@ def test_an_edit_through_a_symlink_inside_the_config_dir_recomposes(repo: Repo) 
     os.symlink("model", repo.path / "conf" / "models")
     os.symlink(".", repo.path / "conf" / "model" / "loop")
     os.symlink("models/vit.yaml", repo.path / "conf" / "current.yaml")
+    os.symlink("knot.yaml", repo.path / "conf" / "knot.yaml")  # a symlink to itself
     repo.write("conf/config.yaml", "defaults:\n  - current\n  - model: resnet\n  - _self_\na: {v: 1}\n")
     repo.commit()
 
