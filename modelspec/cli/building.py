@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from . import emit_json, handle_errors, json_option, main, make_console, raise_interrupt, split_targets
+from . import emit_json, handle_errors, json_option, main, make_console, metric_text, raise_interrupt, split_targets
 
 
 @main.command()
@@ -226,7 +226,7 @@ def _print_build_summary(console: Any, report: Any, rows: list[dict[str, Any]]) 
             console.print(f"registered {ref}" if created else f"already registered as {ref}", markup=False)
     for name, record in report.records.items():
         if record["metrics"]:
-            shown = "  ".join(f"{k}={v:g}" for k, v in sorted(record["metrics"].items()))
+            shown = "  ".join(f"{k}={metric_text(v)}" for k, v in sorted(record["metrics"].items()))
             console.print(f"{name} metrics: {shown}", markup=False)
 
 
