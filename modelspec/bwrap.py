@@ -2,8 +2,8 @@
 
 No network (loopback only), new PID/IPC/UTS/user namespaces, all capabilities dropped,
 a private /tmp, selected system directories read-only (never `/` itself), the
-environment, code snapshot, config and inputs read-only under /ms, and /ms/out as the
-one writable directory.
+environment, code snapshot, config and inputs read-only under /ms, and /ms/out and
+/ms/home (a scratch $HOME, empty for each run) as the only writable directories.
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ class BubblewrapSandbox:
             str(work / "home"),
             f"{root}/home",
             "--remount-ro",
-            "/",  # the sandbox's own root: nothing but /tmp and /ms/out is writable
+            "/",  # the sandbox's own root: only /tmp, /ms/out and /ms/home stay writable
             "--chdir",
             code_dir(root),
         ]

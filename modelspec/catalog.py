@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from . import gitcode
-from .errors import CorruptObjectError, StoreError, UsageError
+from .errors import CorruptObjectError, StoreError, UsageError, did_you_mean
 from .model import Lock, split_output_ref
 from .refs import parse_ref, parse_where
 from .registry import ModelVersion, Registry, primary_target
@@ -51,7 +51,10 @@ class Catalog:
     # -- reading ---------------------------------------------------------------------------
 
     def versions(self, name: str, where: str = "", tags: dict[str, str] | None = None) -> list[dict[str, Any]]:
-        found = self.registry.list_versions(name, parse_where(where) if where else None, tags)
+        conditions = parse_where(where) if where else None
+        if conditions:
+            self._known_metrics(name, [metric for metric, _op, _value in conditions])
+        found = self.registry.list_versions(name, conditions, tags)
         if not found and name not in self.registry.names():
             raise UsageError(
                 f"no model named {name!r}", hint=f"registered: {', '.join(self.registry.names()) or 'none'}"
@@ -152,6 +155,17 @@ class Catalog:
         version = self.resolve(ref).version
         return {"ref": version.ref, **self.registry.lineage(version)}
 
+    def _known_metrics(self, name: str, metrics: list[str]) -> None:
+        """A condition on a metric no version recorded would silently match nothing."""
+        self._known_model(name)
+        known = self.registry.metric_names(name)
+        for metric in metrics:
+            if metric not in known:
+                raise UsageError(
+                    f"--where: no version of {name} has a metric {metric!r}{did_you_mean(metric, known)}",
+                    hint=f"the metrics of {name}: {', '.join(known) or 'none'}",
+                )
+
     def _known_model(self, name: str) -> None:
         known = self.registry.names()
         if name not in known:
@@ -192,9 +206,10 @@ class Catalog:
     def audit(self, verify: bool, limit: int | None = None) -> dict[str, Any]:
         result: dict[str, Any] = {"events": self.registry.events(limit)}
         if verify:
-            problem = self.registry.verify_audit()
-            result["ok"] = not problem
-            result["problem"] = problem
+            problems = self.registry.audit_problems()
+            result["ok"] = not problems
+            result["problem"] = "; ".join(problems)
+            result["problems"] = problems
         return result
 
     # -- writing ---------------------------------------------------------------------------
@@ -246,6 +261,7 @@ class Catalog:
 
     def deploy_config(self, name: str, alias: str | None = None) -> dict[str, Any]:
         """Per alias: the versions it serves, with artifact paths, digests and traffic weights."""
+        self._known_model(name)
         names = [alias] if alias else self.registry.alias_names(name)
         if not names:
             raise UsageError(
@@ -255,7 +271,11 @@ class Catalog:
         for alias_name in names:
             targets = self.registry.alias_targets(name, alias_name)
             if not targets:
-                raise UsageError(f"no alias {name}@{alias_name}")
+                known = self.registry.alias_names(name)
+                raise UsageError(
+                    f"no alias {name}@{alias_name}{did_you_mean(alias_name, known)}",
+                    hint=f"the aliases of {name}: {', '.join(known) or 'none'}",
+                )
             total = sum(w for _, w in targets)
             for version, _weight in targets:
                 self._check_servable(version, alias_name)

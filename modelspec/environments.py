@@ -33,6 +33,8 @@ from .errors import EnvironmentBuildError
 from .events import Event, Reporter, ignore
 from .locklines import option_lines
 from .store import LocalStore, remove_path, write_atomic
+from .text import plural
+from .yamlsource import open_regular
 
 MANIFEST = "modelspec-env.json"
 MANIFEST_FORMAT = 3  # 3: copied files, read-only, with a table of file digests
@@ -205,7 +207,7 @@ def _load(target: Path, digest: str) -> Environment | None:
 
 
 def _count(changes: list[str]) -> str:
-    return f"{len(changes)} file{'s' if len(changes) != 1 else ''}"
+    return plural(len(changes), "file")
 
 
 def _summary(changes: list[str], limit: int = 5) -> str:
@@ -434,6 +436,7 @@ def list_environments(envs_dir: Path) -> list[dict[str, Any]]:
 
 def lock_requirements(requirements_in: Path, output: Path, python: str) -> None:
     """Write a hash-pinned lock for `requirements_in` (`uv pip compile --generate-hashes`)."""
+    open_regular(requirements_in, os.path.relpath(requirements_in)).close()  # uv would block on a FIFO
     env = {
         **os.environ,
         "UV_PYTHON_DOWNLOADS": "never",
@@ -465,7 +468,7 @@ def remove_environment(envs_dir: Path, prefix: str) -> str:
     if len(matches) != 1:
         found = ", ".join(str(m["digest"])[7:19] for m in matches) or "none"
         raise UsageError(
-            f"{prefix!r} matches {len(matches)} environments ({found})",
+            f"{prefix!r} matches {plural(len(matches), 'environment')} ({found})",
             hint="give more of the digest; `modelspec env list` shows them",
         )
     digest = str(matches[0]["digest"])

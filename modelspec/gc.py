@@ -112,6 +112,7 @@ def collect(
     now = time.time() if now is None else now
     store = workspace.store
     with single_gc(workspace.home):
+        refuse_tampered(registry)
         facts = registry.retention_facts()
         plan = plan_retention(facts, policies(workspace, registry, sorted(facts)), now)
         if not dry_run and plan.retire:
@@ -171,6 +172,20 @@ def collect(
             )
     report.seconds = time.monotonic() - started
     return report
+
+
+def refuse_tampered(registry: Registry) -> None:
+    """gc decides by the tables (status, aliases, pins, alias history): it must not act on
+    tables edited behind the audit log's back, where a production version made to look
+    retired would lose its model."""
+    problems = registry.audit_problems()
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise UsageError(
+            f"gc refuses to run: the registry disagrees with its audit log: {problems[0]}{more}",
+            hint="`modelspec audit --verify` names every difference; restore the registry from a backup. "
+            "Nothing was retired or deleted",
+        )
 
 
 def _mark(workspace: Workspace, store: LocalStore, kept: list[ModelVersion]) -> tuple[set[str], set[str]]:

@@ -16,9 +16,11 @@ from .graph import BuildGraph, build_graph
 from .model import Lock, Spec, split_output_ref
 from .refs import matches_range, parse_version
 from .resolve import ResolveContext
+from .specload import shown_path
 from .statcache import StatCache
 from .store import LocalStore, pid_alive, write_atomic
 from .workspace import STORE_DIR, Workspace, find_workspace
+from .yamlsource import open_regular
 
 if TYPE_CHECKING:
     from .registry import ModelVersion, Registry
@@ -101,14 +103,21 @@ def write_locks(graph: BuildGraph) -> list[Path]:
             if pid.isdigit() and not pid_alive(int(pid)):
                 stale.unlink(missing_ok=True)
         data = lock_bytes(item.lock)
-        try:
-            if path.read_bytes() == data:
-                continue
-        except FileNotFoundError:
-            pass
+        if _holds(path, data):
+            continue
         write_atomic(path, data)
         written.append(path)
     return written
+
+
+def _holds(path: Path, data: bytes) -> bool:
+    """Whether the lock file already holds `data`; one that is not a regular file (a FIFO
+    would block the read) is refused, and no more than `data` is ever read."""
+    try:
+        with open_regular(path, shown_path(path)) as handle:
+            return handle.read(len(data) + 1) == data
+    except FileNotFoundError:
+        return False
 
 
 def open_registry(workspace: Workspace, guard: bool = True) -> Registry:

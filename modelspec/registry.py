@@ -22,10 +22,20 @@ from typing import Any
 import sqlalchemy as sa
 
 from . import registry_schema as t
+from . import replay
 from .audit import GENESIS, event_digest, verify_chain
 from .digest import digest_json
 from .errors import StoreError, UsageError
-from .refs import Ref, check_alias_name, parse_ref, parse_short_form, parse_version, short_content_id
+from .refs import (
+    MIN_PREFIX,
+    Ref,
+    check_alias_name,
+    parse_ref,
+    parse_short_form,
+    parse_version,
+    short_content_id,
+    too_short_prefix,
+)
 from .registry_head import RegistryHead, head_problem, mismatch, read_head, record_head
 from .retention import VersionFacts, revival_hint
 
@@ -275,31 +285,29 @@ class Registry:
         return rows
 
     def verify_audit(self) -> str:
-        """'' if the audit log is intact, else what was tampered with first."""
-        with self.engine.connect() as conn:
+        """'' if the audit log is intact and the tables agree with it, else what was
+        tampered with (each difference, separated by '; ')."""
+        return "; ".join(self.audit_problems())
+
+    def audit_problems(self) -> list[str]:
+        """What was tampered with: the first break in the chain or its head, or else every
+        way the tables differ from the state the log replays to. [] when intact."""
+        with self.engine.connect() as conn:  # one read transaction: the log and the tables of one instant
             foreign = self._head_problem(conn)
             unrecognised = foreign and f"the store does not recognise this registry: {foreign[0]} ({self.head_file})"
             if unrecognised and not sa.inspect(conn).has_table("events"):
-                return unrecognised
+                return [unrecognised]
             rows = [dict(r._mapping) for r in conn.execute(sa.select(t.events).order_by(t.events.c.seq))]
             head = conn.execute(sa.select(t.meta.c.value).where(t.meta.c.key == "audit_head")).scalar()
-        problem = verify_chain(rows) or self._verify_rows(rows)
-        if problem:
-            return problem
-        last = int(rows[-1]["seq"]) if rows else 0
-        expected = f"{last} {rows[-1]['digest']}" if rows else None
-        if head == expected:
-            return unrecognised or ""
-        if head is None:
-            return "the recorded head of the audit log is missing"
-        recorded = int(str(head).split()[0])
-        if recorded > last:
-            return f"event {last + 1} is missing: the log ends at event {last}, before its recorded head ({recorded})"
-        if recorded < last:
-            return f"event {recorded + 1} was added after the recorded head (event {recorded})"
-        return f"event {last} is not the event recorded as the head: it was replaced"
+            problem = verify_chain(rows) or self._verify_rows(conn, rows) or _head_mismatch(rows, head)
+            if problem:
+                return [problem]
+            found = []
+            if t.schema_version(conn) == t.SCHEMA_VERSION:  # else a foreign registry never migrated: no tables
+                found = replay.differences(replay.replay(rows), self._table_state(conn))
+        return [*found, unrecognised] if unrecognised else found
 
-    def _verify_rows(self, events: list[dict[str, Any]]) -> str:
+    def _verify_rows(self, conn: sa.Connection, events: list[dict[str, Any]]) -> str:
         """Each version's immutable record must still match the digest its build event holds."""
         recorded = {}
         for event in events:
@@ -308,13 +316,54 @@ class Registry:
                 if row:
                     recorded[event["subject"]] = (event["seq"], row)
         v = t.versions.c
-        with self.engine.connect() as conn:
-            for version_id, name, version in conn.execute(sa.select(v.id, v.name, v.version).order_by(v.id)):
-                ref = f"{name}@{version}"
-                if ref in recorded and _row_digest(conn, version_id) != recorded[ref][1]:
-                    seq = recorded[ref][0]
-                    return f"{ref} was edited after it was registered (it no longer matches build event {seq})"
+        for version_id, name, version in conn.execute(sa.select(v.id, v.name, v.version).order_by(v.id)):
+            ref = f"{name}@{version}"
+            if ref in recorded and _row_digest(conn, version_id) != recorded[ref][1]:
+                seq = recorded[ref][0]
+                return f"{ref} was edited after it was registered (it no longer matches build event {seq})"
         return ""
+
+    def _table_state(self, conn: sa.Connection) -> replay.RegistryState:
+        """The mutable state as the tables hold it, in the shape `replay` folds the log into."""
+        v = t.versions.c
+        refs = {r.id: f"{r.name}@{r.version}" for r in conn.execute(sa.select(v.id, v.name, v.version))}
+        versions = {
+            refs[r.id]: replay.Status(r.status, r.status_reason, r.status_time)
+            for r in conn.execute(sa.select(v.id, v.status, v.status_reason, v.status_time))
+        }
+        aliases: dict[str, replay.Targets] = {}
+        query = (
+            sa.select(t.aliases.c.name, t.aliases.c.alias, v.version, t.aliases.c.weight)
+            .join(t.versions, t.aliases.c.version_id == v.id)
+            .order_by(t.aliases.c.name, t.aliases.c.alias, v.major, v.minor, v.patch)
+        )
+        for r in conn.execute(query):
+            key = f"{r.name}@{r.alias}"
+            aliases[key] = (*aliases.get(key, ()), (r.version, r.weight))
+        history: dict[str, list[replay.Move]] = {}
+        for r in conn.execute(sa.select(t.alias_history).order_by(t.alias_history.c.id)):
+            before, after = replay.targets_of(json.loads(r.before)), replay.targets_of(json.loads(r.after))
+            history.setdefault(f"{r.name}@{r.alias}", []).append(replay.Move(r.action, r.actor, before, after, r.time))
+        tags = {(refs[r.version_id], r.key): r.value for r in conn.execute(sa.select(t.tags))}
+        pins = {refs[r.version_id]: replay.Pin(r.actor, r.time) for r in conn.execute(sa.select(t.pins))}
+        lineage: dict[str, list[replay.Link]] = {}
+        for r in conn.execute(sa.select(t.lineage)):
+            upstream = refs.get(r.upstream_id, "") if r.upstream_id is not None else ""
+            lineage.setdefault(refs[r.version_id], []).append(replay.Link(r.kind, r.name, r.ref, r.digest, upstream))
+        reproductions: dict[str, list[replay.Reproduction]] = {}
+        for r in conn.execute(sa.select(t.reproductions).order_by(t.reproductions.c.id)):
+            details = replay.details_text(json.loads(r.details))
+            found = reproductions.setdefault(refs[r.version_id], [])
+            found.append(replay.Reproduction(r.actor, r.verdict, details, r.time))
+        return replay.RegistryState(
+            versions=versions,
+            aliases=aliases,
+            history={k: tuple(m) for k, m in history.items()},
+            tags=tags,
+            pins=pins,
+            lineage={k: tuple(sorted(links)) for k, links in lineage.items()},
+            reproductions={k: tuple(found) for k, found in reproductions.items()},
+        )
 
     # -- versions ------------------------------------------------------------------------
 
@@ -329,12 +378,13 @@ class Registry:
             if existing is not None:
                 if existing.status != "active":
                     # The build just produced every artifact again: the version is whole once more.
+                    now = self.clock()
                     conn.execute(
                         sa.update(t.versions)
                         .where(t.versions.c.id == existing.id)
-                        .values(status="active", status_time=self.clock(), status_reason="rebuilt")
+                        .values(status="active", status_time=now, status_reason="rebuilt")
                     )
-                    self._event(conn, "revive", f"{draft.name}@{existing.version}", draft.author, {})
+                    self._event(conn, "revive", f"{draft.name}@{existing.version}", draft.author, {"at": now})
                     existing = conn.execute(sa.select(t.versions).where(t.versions.c.id == existing.id)).one()
                 return _version_of(existing), False
             major, minor, patch = parse_version(draft.spec_version)
@@ -386,22 +436,20 @@ class Registry:
                     sa.insert(t.metrics),
                     [_metric_row(version_id, k, v) for k, v in sorted(draft.metrics.items())],
                 )
+            links = []  # the lineage rows, for the build event: replaying the log rebuilds them
             for item in draft.lineage:
                 upstream = None
                 if item.get("upstream_content"):
                     upstream = conn.execute(
-                        sa.select(t.versions.c.id).where(t.versions.c.content_id == item["upstream_content"])
-                    ).scalar()
+                        sa.select(t.versions.c.id, t.versions.c.name, t.versions.c.version).where(
+                            t.versions.c.content_id == item["upstream_content"]
+                        )
+                    ).first()
+                link = {k: item[k] for k in ("kind", "name", "ref", "digest")}
                 conn.execute(
-                    sa.insert(t.lineage).values(
-                        version_id=version_id,
-                        kind=item["kind"],
-                        name=item["name"],
-                        ref=item["ref"],
-                        digest=item["digest"],
-                        upstream_id=upstream,
-                    )
+                    sa.insert(t.lineage).values(version_id=version_id, upstream_id=upstream and upstream.id, **link)
                 )
+                links.append({**link, "upstream": upstream and f"{upstream.name}@{upstream.version}"})
             self._event(
                 conn,
                 "build",
@@ -412,6 +460,7 @@ class Registry:
                     "commit": draft.commit,
                     "metrics": dict(draft.metrics),
                     "row": _row_digest(conn, version_id),
+                    "lineage": links,
                 },
             )
             row = conn.execute(sa.select(t.versions).where(t.versions.c.id == version_id)).one()
@@ -461,7 +510,9 @@ class Registry:
                 if ref.name in known
                 else (f"registered models: {', '.join(known) or 'none yet'}")
             )
-            raise UsageError(f"no version {ref}", hint=hint)
+            digits = too_short_prefix(ref)  # `fraud@abc`: no alias, and too short for a content-id prefix
+            why = f" (a content-id prefix has at least {MIN_PREFIX} hex digits, {digits!r} has {len(digits)})"
+            raise UsageError(f"no version {ref}" + (why if digits else ""), hint=hint)
         return _version_of(row)
 
     def names(self) -> list[str]:
@@ -499,6 +550,13 @@ class Registry:
                 ):
                     found[version_id][key] = int(value) if is_integer else value
         return found
+
+    def metric_names(self, name: str) -> list[str]:
+        """Every metric any version of model NAME recorded, sorted."""
+        m, v = t.metrics.c, t.versions.c
+        query = sa.select(m.key).distinct().join_from(t.metrics, t.versions, m.version_id == v.id).where(v.name == name)
+        with self.engine.connect() as conn:
+            return sorted(conn.execute(query).scalars())
 
     def artifacts_of(self, version: ModelVersion) -> dict[str, dict[str, Any]]:
         with self.engine.connect() as conn:
@@ -554,18 +612,19 @@ class Registry:
         for version_id, weight in after:
             conn.execute(sa.insert(t.aliases).values(name=name, alias=alias, version_id=version_id, weight=weight))
         after_shown = [[r.version, w] for r, w in self._alias_rows(conn, name, alias)]
+        now = self.clock()
         conn.execute(
             sa.insert(t.alias_history).values(
                 name=name,
                 alias=alias,
-                time=self.clock(),
+                time=now,
                 actor=actor,
                 action=action,
                 before=json.dumps(before),
                 after=json.dumps(after_shown),
             )
         )
-        self._event(conn, action, f"{name}@{alias}", actor, {"from": before, "to": after_shown})
+        self._event(conn, action, f"{name}@{alias}", actor, {"from": before, "to": after_shown, "at": now})
         return after_shown
 
     def promote(self, ref: str, alias: str, actor: str, weight: float | None = None) -> list[list[Any]]:
@@ -624,18 +683,19 @@ class Registry:
                 known = sorted(conn.execute(query).scalars())
                 raise UsageError(f"no alias {name}@{alias}", hint=f"aliases of {name}: {', '.join(known) or 'none'}")
             conn.execute(sa.delete(t.aliases).where(t.aliases.c.name == name, t.aliases.c.alias == alias))
+            now = self.clock()
             conn.execute(
                 sa.insert(t.alias_history).values(
                     name=name,
                     alias=alias,
-                    time=self.clock(),
+                    time=now,
                     actor=actor,
                     action="alias.rm",
                     before=json.dumps(before),
                     after="[]",
                 )
             )
-            self._event(conn, "alias.rm", f"{name}@{alias}", actor, {"from": before})
+            self._event(conn, "alias.rm", f"{name}@{alias}", actor, {"from": before, "at": now})
         return before
 
     def alias_history(self, name: str, alias: str) -> list[dict[str, Any]]:
@@ -668,9 +728,10 @@ class Registry:
             )
         with self._write() as conn:
             conn.execute(sa.delete(t.pins).where(t.pins.c.version_id == version.id))
+            now = self.clock()
             if pinned:
-                conn.execute(sa.insert(t.pins).values(version_id=version.id, time=self.clock(), actor=actor))
-            self._event(conn, "pin" if pinned else "unpin", version.ref, actor, {})
+                conn.execute(sa.insert(t.pins).values(version_id=version.id, time=now, actor=actor))
+            self._event(conn, "pin" if pinned else "unpin", version.ref, actor, {"at": now} if pinned else {})
         return version
 
     def pins_of(self, version_ids: list[int]) -> dict[int, dict[str, Any]]:
@@ -742,7 +803,7 @@ class Registry:
                     .where(t.versions.c.id == version_id)
                     .values(status="retired", status_time=now, status_reason=reason)
                 )
-                self._event(conn, "retire", f"{row.name}@{row.version}", actor, {"reason": reason})
+                self._event(conn, "retire", f"{row.name}@{row.version}", actor, {"reason": reason, "at": now})
         return served
 
     def versions_by_status(self, status: str) -> list[ModelVersion]:
@@ -753,16 +814,17 @@ class Registry:
 
     def record_reproduction(self, version: ModelVersion, verdict: str, details: Mapping[str, Any], actor: str) -> None:
         with self._write() as conn:
+            now = self.clock()
             conn.execute(
                 sa.insert(t.reproductions).values(
                     version_id=version.id,
-                    time=self.clock(),
+                    time=now,
                     actor=actor,
                     verdict=verdict,
                     details=json.dumps(details, sort_keys=True),
                 )
             )
-            self._event(conn, "reproduce", version.ref, actor, {"verdict": verdict, **details})
+            self._event(conn, "reproduce", version.ref, actor, {"verdict": verdict, **details, "at": now})
 
     def reproductions_of(self, version: ModelVersion) -> list[dict[str, Any]]:
         query = (
@@ -796,6 +858,22 @@ class Registry:
                 )
             ]
         return {"upstream": upstream, "downstream": downstream}
+
+
+def _head_mismatch(rows: list[dict[str, Any]], head: Any) -> str:
+    """'' when `meta.audit_head` names the log's last event, else how the log's end was changed."""
+    last = int(rows[-1]["seq"]) if rows else 0
+    expected = f"{last} {rows[-1]['digest']}" if rows else None
+    if head == expected:
+        return ""
+    if head is None:
+        return "the recorded head of the audit log is missing"
+    recorded = int(str(head).split()[0])
+    if recorded > last:
+        return f"event {last + 1} is missing: the log ends at event {last}, before its recorded head ({recorded})"
+    if recorded < last:
+        return f"event {recorded + 1} was added after the recorded head (event {recorded})"
+    return f"event {last} is not the event recorded as the head: it was replaced"
 
 
 _IMMUTABLE = (

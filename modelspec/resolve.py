@@ -13,8 +13,8 @@ from typing import Any
 from . import gitcode
 from .digest import canonical_json, digest_json, hex_of
 from .errors import GitError, ModelspecError, Problem, SpecError, StoreError, did_you_mean
-from .hydraconfig import ConfigError, compose, config_keys, select_params, subtree
-from .model import PLACEHOLDER, Lock, Override, Spec, Stage
+from .hydraconfig import ConfigError, compose, config_files, config_keys, select_params, subtree
+from .model import PLACEHOLDER, ConfigSource, Lock, Override, Spec, Stage
 from .statcache import StatCache
 from .store import digest_path, walk_path
 
@@ -167,43 +167,42 @@ def _resolve_config(
     if not config_dir.is_dir():
         problems.append(spec.document.problem(("config", "dir"), f"{spec.config.dir} is not a directory"))
         return None
-    root = spec.repo_root.resolve()
-    leaving = [p for p in [config_dir, *config_dir.rglob("*")] if not p.resolve().is_relative_to(root)]
-    if leaving:
-        shown = os.path.relpath(leaving[0], spec.repo_root)
-        problems.append(spec.document.problem(("config", "dir"), f"{shown} leads out of the repository (a symlink?)"))
+    if not config_dir.resolve().is_relative_to(spec.repo_root.resolve()):
+        problems.append(spec.document.problem(("config", "dir"), f"{spec.config.dir} leads out of the repository"))
         return None
     own = len(spec.config.overrides)
     all_overrides = [*spec.config.overrides, *(o.text for o in overrides)]
     try:
-        return _cached_compose(config_dir, spec.config.name, all_overrides, ctx)
+        return _cached_compose(config_dir, spec.config, all_overrides, ctx)
     except ConfigError as exc:
         key = f" ({exc.key})" if exc.key else ""
         message = f"cannot compose the config{key}: {exc}"
         if exc.override is not None and exc.override >= own:  # given on the command line
             problems.append(overrides[exc.override - own].problem(f"{spec.shown}: {message}"))
         else:
-            where = ("config",) if exc.override is None else ("config", "overrides", exc.override)
+            where: tuple[str | int, ...] = ("config", exc.field) if exc.field else ("config",)
+            if exc.override is not None:
+                where = ("config", "overrides", exc.override)
             problems.append(spec.document.problem(where, message))
         return None
 
 
-def _cached_compose(config_dir: Path, name: str, overrides: list[str], ctx: ResolveContext) -> dict[str, Any]:
-    """Compose once per (config files, name, overrides); importing Hydra costs ~0.3 s."""
-    files = {}
-    for dirpath, _dirs, names in os.walk(config_dir):
-        for file in names:
-            full = Path(dirpath, file)
-            files[str(full.relative_to(config_dir))] = ctx.statcache.digest(full)
+def _cached_compose(
+    config_dir: Path, source: ConfigSource, overrides: list[str], ctx: ResolveContext
+) -> dict[str, Any]:
+    """Compose once per (config files, name, overrides); importing Hydra costs ~0.3 s.
+    The key holds every file a composition can read: composition is confined to the config
+    dir, whose files are walked through symlinks (which must stay inside it)."""
+    files = {name: ctx.statcache.digest(path) for name, path in config_files(config_dir, source.dir).items()}
     # Bump the format when composition itself changes, so that stale results are not reused.
-    key = digest_json({"format": 2, "files": files, "name": name, "overrides": overrides})
+    key = digest_json({"format": 3, "files": files, "name": source.name, "overrides": overrides})
     cached = ctx.cache_dir / "config" / f"{hex_of(key)}.json"
     try:
         result: dict[str, Any] = json.loads(cached.read_bytes())
         return result
     except (FileNotFoundError, ValueError):
         pass
-    config = compose(config_dir, name, overrides)
+    config = compose(config_dir, source.name, overrides)
     ctx.pending[cached] = canonical_json(config)
     return config
 

@@ -113,8 +113,8 @@ def test_alias_list_and_an_audited_rm_that_rollback_undoes(model: Model) -> None
     assert "no version tiny@staging" in model.run("show", "tiny@staging", code=2).stderr
     event = model.json("audit")["events"][-1]
     assert (event["kind"], event["subject"]) == ("alias.rm", "tiny@staging")
-    assert event["payload"] == {"from": [["1.0.2", 1.0]]}
     moves = model.json("alias", "history", "tiny", "staging")["history"]
+    assert event["payload"] == {"from": [["1.0.2", 1.0]], "at": moves[-1]["time"]}
     assert [(m["action"], m["from"], m["to"]) for m in moves][-1] == ("alias.rm", [["1.0.2", 1.0]], [])
     assert "audit log intact" in model.run("audit", "--verify").stdout
 

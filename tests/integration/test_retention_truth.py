@@ -28,6 +28,8 @@ import pytest
 from conftest import Repo
 from test_gc import AUCS, SPEC, make
 
+from modelspec.text import plural
+
 
 @dataclass
 class Run:
@@ -205,7 +207,7 @@ def test_text_show_prints_the_reproduction_verdicts(swept: Swept) -> None:
 
 
 def test_gc_removes_lock_files_no_build_holds(swept: Swept) -> None:
-    assert "stale lock files" in swept.within_grace["gc"].out  # the first gc removed the builds' locks
+    assert "stale lock file" in swept.within_grace["gc"].out  # the first gc removed the builds' locks
     locks = swept.repo.path / ".modelspec" / "locks"
     assert list(locks.glob("*.lock")) == []
     swept.repo.build_json("specs/gcm.yaml", "prep.v=9", "score.auc=0.52")
@@ -227,7 +229,7 @@ def test_gc_removes_lock_files_no_build_holds(swept: Swept) -> None:
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
         result = run(swept.repo, "gc")
-        assert result.code == 0 and f"removed {len(stale)} stale lock files" in result.out
+        assert result.code == 0 and f"removed {plural(len(stale), 'stale lock file')}" in result.out
         assert sorted(locks.glob("*.lock")) == [held]  # a running build's lock stays
         with open(held, "a") as handle, pytest.raises(BlockingIOError):
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

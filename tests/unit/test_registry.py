@@ -182,7 +182,12 @@ def test_a_registered_version_keeps_everything_recorded(registry: Registry, cloc
     assert (event["kind"], event["subject"], event["actor"]) == ("build", "fraud@1.3.0", "ana")
     payload = dict(event["payload"])
     assert payload.pop("row").startswith("blake3:")  # the digest audit --verify checks the row against
-    assert payload == {"commit": "c" * 40, "content_id": content("a1"), "metrics": {"auc": 0.91, "f1": 0.5}}
+    assert payload == {
+        "commit": "c" * 40,
+        "content_id": content("a1"),
+        "metrics": {"auc": 0.91, "f1": 0.5},
+        "lineage": [],  # the lineage rows, so that replaying the log rebuilds them
+    }
 
 
 # -- references -------------------------------------------------------------------------------
@@ -369,7 +374,7 @@ def test_promote_moves_an_alias_and_keeps_its_history(fraud: Registry, clock: Cl
     assert (event["kind"], event["subject"], event["payload"]) == (
         "promote",
         "fraud@production",
-        {"from": [["1.3.0", 1.0]], "to": [["1.3.1", 1.0]]},
+        {"from": [["1.3.0", 1.0]], "to": [["1.3.1", 1.0]], "at": T0 + 360},  # `at`: the history row's time
     )
     assert fraud.verify_audit() == ""
 
@@ -613,13 +618,20 @@ def make_version_1_registry(path: Path) -> None:
             "VALUES ('fraud', 'production', ?, 'ana', 'promote', '[]', '[[\"1.0.0\", 1.0]]')",
             (T0 + 1,),
         )
-        payload = json.dumps({"from": [], "to": [["1.0.0", 1.0]]}, sort_keys=True)
-        digest = event_digest(1, T0 + 1, "promote", "ana", "fraud@production", payload, GENESIS)
-        conn.exec_driver_sql(
-            "INSERT INTO events (seq, time, kind, actor, subject, payload, prev, digest) VALUES (?,?,?,?,?,?,?,?)",
-            (1, T0 + 1, "promote", "ana", "fraud@production", payload, GENESIS, digest),
-        )
-        conn.exec_driver_sql("INSERT INTO meta (key, value) VALUES ('audit_head', ?)", (f"1 {digest}",))
+        # Its events had the first release's payloads: no row digest, no lineage, no times.
+        built = json.dumps({"commit": "abc123", "content_id": content("5e"), "metrics": {"auc": 0.88}}, sort_keys=True)
+        promoted = json.dumps({"from": [], "to": [["1.0.0", 1.0]]}, sort_keys=True)
+        prev = GENESIS
+        for seq, (kind, subject, payload) in enumerate(
+            [("build", "fraud@1.0.0", built), ("promote", "fraud@production", promoted)], start=1
+        ):
+            digest = event_digest(seq, T0 + seq, kind, "ana", subject, payload, prev)
+            conn.exec_driver_sql(
+                "INSERT INTO events (seq, time, kind, actor, subject, payload, prev, digest) VALUES (?,?,?,?,?,?,?,?)",
+                (seq, T0 + seq, kind, "ana", subject, payload, prev, digest),
+            )
+            prev = digest
+        conn.exec_driver_sql("INSERT INTO meta (key, value) VALUES ('audit_head', ?)", (f"2 {prev}",))
         columns = {c["name"] for c in sa.inspect(conn).get_columns("aliases")}
         assert "weight" not in columns and not sa.inspect(conn).has_table("tags")
     engine.dispose()
