@@ -434,7 +434,7 @@ class Registry:
             if draft.metrics:
                 conn.execute(
                     sa.insert(t.metrics),
-                    [{"version_id": version_id, "key": k, "value": v} for k, v in sorted(draft.metrics.items())],
+                    [_metric_row(version_id, k, v) for k, v in sorted(draft.metrics.items())],
                 )
             links = []  # the lineage rows, for the build event: replaying the log rebuilds them
             for item in draft.lineage:
@@ -545,10 +545,10 @@ class Registry:
         with self.engine.connect() as conn:
             m = t.metrics.c
             for chunk in _chunks(version_ids):
-                for version_id, key, value in conn.execute(
-                    sa.select(m.version_id, m.key, m.value).where(m.version_id.in_(chunk))
+                for version_id, key, value, is_integer in conn.execute(
+                    sa.select(m.version_id, m.key, m.value, m.is_integer).where(m.version_id.in_(chunk))
                 ):
-                    found[version_id][key] = value
+                    found[version_id][key] = int(value) if is_integer else value
         return found
 
     def metric_names(self, name: str) -> list[str]:
@@ -750,7 +750,7 @@ class Registry:
             rows = conn.execute(sa.select(v.id, v.name, v.version, v.created, v.status)).all()
             metrics: dict[int, dict[str, float]] = {}
             for r in conn.execute(sa.select(t.metrics)):
-                metrics.setdefault(r.version_id, {})[r.key] = r.value
+                metrics.setdefault(r.version_id, {})[r.key] = int(r.value) if r.is_integer else r.value
             aliases: dict[int, list[str]] = {}
             for r in conn.execute(sa.select(t.aliases)):
                 aliases.setdefault(r.version_id, []).append(r.alias)
@@ -902,7 +902,7 @@ def _row_digest(conn: sa.Connection, version_id: int) -> str:
         .order_by(t.artifacts.c.name)
     ).all()
     metrics = conn.execute(
-        sa.select(t.metrics.c.key, t.metrics.c.value)
+        sa.select(t.metrics.c.key, t.metrics.c.value, t.metrics.c.is_integer)
         .where(t.metrics.c.version_id == version_id)
         .order_by(t.metrics.c.key)
     ).all()
@@ -910,9 +910,17 @@ def _row_digest(conn: sa.Connection, version_id: int) -> str:
         {
             "row": [bool(x) if c == "hermetic" else x for c, x in zip(_IMMUTABLE, row, strict=True)],
             "artifacts": [list(a) for a in artifacts],
-            "metrics": [list(m) for m in metrics],
+            # An integer digests as 12, a float as 12.0: a flipped flag is an edit, and the
+            # digests that versions before schema 5 recorded (all floats) still hold.
+            "metrics": [[key, int(value) if is_integer else value] for key, value, is_integer in metrics],
         }
     )
+
+
+def _metric_row(version_id: int, key: str, value: float) -> dict[str, Any]:
+    """An integer keeps its kind (runner.flatten_metrics left only those a float holds exactly)."""
+    is_integer = isinstance(value, int) and not isinstance(value, bool)
+    return {"version_id": version_id, "key": key, "value": float(value), "is_integer": is_integer}
 
 
 _STORAGE_HINT = "free space, or check that the store directory is writable (MODELSPEC_HOME moves it)"

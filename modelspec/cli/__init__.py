@@ -192,6 +192,14 @@ def key_values(pairs: tuple[str, ...]) -> dict[str, str]:
     return result
 
 
+def metric_text(value: float, form: str = "g") -> str:
+    """A metric as a person reads it: an integer whole (epochs 12, 123456; `+` kept from
+    `form`), a float in `form`."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:+d}" if form.startswith("+") else str(value)
+    return format(value, form)
+
+
 def human_bytes(count: int) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if count < 1000 or unit == "GB":

@@ -12,7 +12,17 @@ from typing import Any
 import click
 
 from ..text import plural, printable
-from . import echo, emit_json, handle_errors, json_option, main, make_console, raise_interrupt, split_targets
+from . import (
+    echo,
+    emit_json,
+    handle_errors,
+    json_option,
+    main,
+    make_console,
+    metric_text,
+    raise_interrupt,
+    split_targets,
+)
 
 
 @main.command()
@@ -229,7 +239,7 @@ def _print_build_summary(console: Any, report: Any, rows: list[dict[str, Any]]) 
             echo(f"registered {ref}" if created else f"already registered as {ref}")
     for name, record in report.records.items():
         if record["metrics"]:
-            shown = "  ".join(f"{k}={v:g}" for k, v in sorted(record["metrics"].items()))
+            shown = "  ".join(f"{k}={metric_text(v)}" for k, v in sorted(record["metrics"].items()))
             echo(f"{name} metrics: {shown}")
 
 

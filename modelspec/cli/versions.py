@@ -17,6 +17,7 @@ from . import (
     key_values,
     main,
     make_console,
+    metric_text,
     open_catalog_here,
     parse_when,
     primary_ref,
@@ -54,7 +55,7 @@ def versions(name: str, where: str, tags: tuple[str, ...], as_json: bool) -> Non
     if marked:
         table.add_column("marks")
     for r in rows:
-        metrics = [f"{r['metrics'][m]:.4g}" if m in r["metrics"] else "" for m in metric_names]
+        metrics = [metric_text(r["metrics"][m], ".4g") if m in r["metrics"] else "" for m in metric_names]
         status = r["status"] + (", pinned" if r["pinned"] else "")
         weights = r["alias_weights"]
         aliases = [f"{a} ({weights[a]:g})" if weights.get(a, 1.0) != 1.0 else a for a in r["aliases"]]
@@ -111,7 +112,7 @@ def show(ref: str, as_json: bool) -> None:
     for label, value in fields:
         echo(f"  {label:<12} {value}")
     sections = [
-        ("metrics", {k: f"{v:g}" for k, v in sorted(info["metrics"].items())}),
+        ("metrics", {k: metric_text(v) for k, v in sorted(info["metrics"].items())}),
         ("params", info.get("params", {})),
         ("artifacts", {k: f"{a['digest']}  {plural(a['size'], 'byte')}" for k, a in sorted(info["artifacts"].items())}),
         (
@@ -181,7 +182,7 @@ def diff(ref_a: str, ref_b: str, as_json: bool) -> None:
         echo(f"  ~ {name} {old} → {new}")
     echo("metrics:")
     for key, m in result["metrics"].items():
-        delta = f"{m['delta']:+.6g}" if m["delta"] is not None else "n/a"
+        delta = metric_text(m["delta"], "+.6g") if m["delta"] is not None else "n/a"
         echo(f"  {key}: {m['from']} → {m['to']} ({delta})")
 
 
