@@ -202,7 +202,8 @@ def _show(value: Any) -> str:
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict) and value:
+    """Dotted keys to leaves; an empty mapping below the top stays a leaf, an empty top is nothing."""
+    if isinstance(value, dict) and (value or not prefix):
         flat: dict[str, Any] = {}
         for k, v in value.items():
             flat.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
