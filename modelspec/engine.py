@@ -36,7 +36,7 @@ from .traces import ActionCache, ActionResult
 from .workspace import Workspace
 
 if TYPE_CHECKING:
-    pass
+    from .registry import Revival
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,8 @@ class BuildReport:
     # spec name → its outputs whose bytes differ from the version already registered for
     # the same inputs (a `--force` rebuild of a stage that is not deterministic, say)
     differs: dict[str, list[str]] = field(default_factory=dict)
+    # spec name → what its version was before this build revived it (retired, say)
+    revived: dict[str, Revival] = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
@@ -220,7 +222,9 @@ def _register(
                 report.versions[name] = (known, False)
                 continue
             registry = registry or open_registry(workspace)
-            version, created = register(workspace, graph, name, record, ids, results, registry, statcache)
+            version, created, revived = register(workspace, graph, name, record, ids, results, registry, statcache)
+            if revived is not None:
+                report.revived[name] = revived
             if not created and (differ := differing_outputs(version, record)):
                 report.differs[name] = differ
             save_build_record(workspace, {**record, "registered": version.ref})

@@ -127,6 +127,22 @@ class ModelVersion:
         }
 
 
+@dataclass(frozen=True)
+class Revival:
+    """What a version was before a build of its content brought its artifacts back."""
+
+    status: str  # "retired"
+    reason: str | None
+    time: float | None
+
+    def describe(self) -> str:
+        day = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(self.time or 0))
+        return f"it was {self.status} on {day} by retention ({self.reason or 'no reason recorded'})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "reason": self.reason, "time": self.time}
+
+
 MARKS = {"dirty": "built from uncommitted files", "unsandboxed": "ran without a sandbox"}
 
 
@@ -367,8 +383,9 @@ class Registry:
 
     # -- versions ------------------------------------------------------------------------
 
-    def register(self, draft: VersionDraft) -> tuple[ModelVersion, bool]:
-        """Record a new version, or find the one that already has this content (False)."""
+    def register(self, draft: VersionDraft) -> tuple[ModelVersion, bool, Revival | None]:
+        """Record a new version, or find the one that already has this content (False); a
+        retired one is revived, and the third item says what it was."""
         with self._write() as conn:
             existing = conn.execute(
                 sa.select(t.versions).where(
@@ -376,7 +393,9 @@ class Registry:
                 )
             ).first()
             if existing is not None:
+                revived = None
                 if existing.status != "active":
+                    revived = Revival(existing.status, existing.status_reason, existing.status_time)
                     # The build just produced every artifact again: the version is whole once more.
                     now = self.clock()
                     conn.execute(
@@ -386,7 +405,7 @@ class Registry:
                     )
                     self._event(conn, "revive", f"{draft.name}@{existing.version}", draft.author, {"at": now})
                     existing = conn.execute(sa.select(t.versions).where(t.versions.c.id == existing.id)).one()
-                return _version_of(existing), False
+                return _version_of(existing), False, revived
             major, minor, patch = parse_version(draft.spec_version)
             # One indexed lookup, not every version of the model: registering stays O(log n).
             v = t.versions.c
@@ -464,7 +483,7 @@ class Registry:
                 },
             )
             row = conn.execute(sa.select(t.versions).where(t.versions.c.id == version_id)).one()
-            return _version_of(row), True
+            return _version_of(row), True, None
 
     def resolve(self, ref: str | Ref) -> ModelVersion:
         """The version a reference names; an ambiguous content prefix lists the candidates."""

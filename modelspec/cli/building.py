@@ -180,6 +180,8 @@ def build(
         }
         for name, differ in report.differs.items():
             versions[name]["differs"] = differ
+        for name, revival in report.revived.items():
+            versions[name]["revived"] = revival.to_dict()
         emit_json(
             {
                 "ok": report.ok,
@@ -225,6 +227,8 @@ def _print_build_summary(console: Any, report: Any, rows: list[dict[str, Any]]) 
                 "version keeps its outputs: a stage is not deterministic, or its environment changed "
                 "(`modelspec verify --all`, `modelspec reproduce " + ref + "`)"
             )
+        elif name in report.revived:
+            echo(f"revived {ref} ({report.revived[name].describe()}): this build restored its artifacts")
         else:
             echo(f"registered {ref}" if created else f"already registered as {ref}")
     for name, record in report.records.items():

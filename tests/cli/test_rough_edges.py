@@ -1,0 +1,74 @@
+"""Rough edges a new user met (issue 11, "build what users expect"), each through the real CLI
+on a real workspace (git, bubblewrap, SQLite): what a command says must match what it did."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import closing
+from typing import Any
+
+import pytest
+from conftest import Repo
+
+SPEC = """\
+modelspec: 1
+name: line
+version: "0.1"
+code: {repo: ..}
+data:
+  raw: {path: data/raw.txt}
+config: {dir: conf}
+stages:
+  make:
+    cmd: sh -c 'cat ${inputs.raw} > ${outputs.out}; echo ${config.make.v} >> ${outputs.out}'
+    inputs: [raw]
+    params: [make]
+    outputs: {out: out.txt}
+artifacts: [make.out]
+retention:
+  keep_last: 1
+"""
+
+
+def make(repo: Repo) -> None:
+    repo.write("specs/line.yaml", SPEC, dedent=False)
+    repo.write("data/raw.txt", "raw\n")
+    repo.write("conf/config.yaml", "make: {v: 0}\n")
+    repo.write("modelspec.yaml", "retention:\n  grace: 0s\n")
+    repo.commit("line workspace")
+
+
+def audit_kinds(repo: Repo) -> list[str]:
+    with closing(sqlite3.connect(repo.path / ".modelspec" / "registry.db")) as db:
+        return [kind for (kind,) in db.execute("SELECT kind FROM events ORDER BY seq")]
+
+
+@pytest.fixture
+def retired(repo: Repo) -> Repo:
+    """line@0.1.0 retired by keep_last: 1 (and swept), line@0.1.1 active."""
+    make(repo)
+    repo.build_json("specs/line.yaml", "make.v=0")
+    repo.build_json("specs/line.yaml", "make.v=1")
+    gc = json.loads(repo.modelspec("gc", "--json", check=True).stdout)
+    assert "line@0.1.0" in gc["retire"], gc
+    return repo
+
+
+def test_a_build_that_revives_a_retired_version_says_so(retired: Repo) -> None:
+    text = retired.modelspec("build", "specs/line.yaml", "make.v=0", check=True)
+    assert "revived line@0.1.0 (it was retired on 20" in text.stdout, text.stdout
+    assert "not among the last 1" in text.stdout and "already registered" not in text.stdout
+    assert audit_kinds(retired)[-1] == "revive"
+    # Built again while active: nothing was revived, and it says the plain thing.
+    again = retired.build_json("specs/line.yaml", "make.v=0")
+    assert again["versions"]["line"] == {"ref": "line@0.1.0", "new": False}
+    assert audit_kinds(retired)[-1] == "revive"
+
+
+def test_build_json_names_what_the_revived_version_was(retired: Repo) -> None:
+    report: dict[str, Any] = retired.build_json("specs/line.yaml", "make.v=0")
+    revived = report["versions"]["line"]["revived"]
+    assert report["versions"]["line"]["ref"] == "line@0.1.0" and report["versions"]["line"]["new"] is False
+    assert revived["status"] == "retired" and "not among the last 1" in revived["reason"]
+    assert revived["time"] > 0
