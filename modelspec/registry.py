@@ -143,6 +143,17 @@ class Revival:
         return {"status": self.status, "reason": self.reason, "time": self.time}
 
 
+def retired_error(version: ModelVersion) -> UsageError:
+    """`export` and `reproduce` of a retired version: a bad reference (exit 2), not a failed
+    command, with when and why retention took its artifacts and how to get them back."""
+    day = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(version.status_time or 0))
+    return UsageError(
+        f"{version.ref} is {version.status} by retention since {day} ({version.status_reason}): "
+        "its artifacts are gone",
+        hint=revival_hint(version.ref, version.commit, version.record.get("spec", "")),
+    )
+
+
 MARKS = {"dirty": "built from uncommitted files", "unsandboxed": "ran without a sandbox"}
 
 

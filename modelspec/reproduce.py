@@ -27,7 +27,7 @@ from .errors import CorruptObjectError, ModelspecError, SandboxUnavailableError,
 from .events import Event, Reporter, ignore
 from .limits import effective_limits
 from .model import Lock, split_output_ref
-from .registry import ModelVersion, Registry
+from .registry import ModelVersion, Registry, retired_error
 from .retention import revival_hint
 from .runner import RunContext, StageFailure, StageJob, run_node
 from .sandbox import ProcessSandbox, Sandbox
@@ -105,7 +105,7 @@ def reproduce(
     if version.status != "active":
         # Retired means gone for reproduce and export alike, even while gc's grace period
         # still holds some of its bytes: the answer must not depend on when gc last ran.
-        raise _missing(version, "", "")
+        raise retired_error(version)
     lock = Lock.from_dict(json.loads(_need(store, version, version.lock, "the lock").decode()))
     record = version.record
     sandbox = _sandbox_for(version)

@@ -72,3 +72,15 @@ def test_build_json_names_what_the_revived_version_was(retired: Repo) -> None:
     assert report["versions"]["line"]["ref"] == "line@0.1.0" and report["versions"]["line"]["new"] is False
     assert revived["status"] == "retired" and "not among the last 1" in revived["reason"]
     assert revived["time"] > 0
+
+
+def test_reproduce_of_a_retired_version_is_a_bad_reference_like_export(retired: Repo) -> None:
+    reproduce = retired.modelspec("reproduce", "line@0.1.0")
+    export = retired.modelspec("export", "line@0.1.0", "out")
+    for said in (reproduce, export):
+        assert said.returncode == 2, said.stderr
+        assert "line@0.1.0 is retired by retention since 20" in said.stderr and "not among the last 1" in said.stderr
+        assert "its artifacts are gone" in said.stderr and "Traceback" not in said.stderr
+    assert reproduce.stderr.splitlines()[0] == export.stderr.splitlines()[0]
+    assert not (retired.path / "out").exists()
+    assert "reproduce" not in audit_kinds(retired)
