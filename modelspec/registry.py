@@ -748,7 +748,9 @@ class Registry:
 
     # -- retention -----------------------------------------------------------------------
 
-    def pin(self, ref: str, actor: str, pinned: bool = True) -> ModelVersion:
+    def pin(self, ref: str, actor: str, pinned: bool = True) -> tuple[ModelVersion, bool]:
+        """Pin (or unpin) a version; False when it already was (or was not) pinned, which
+        changes nothing and writes no audit event."""
         version = self.resolve(ref)
         if pinned and version.status != "active":
             raise UsageError(
@@ -757,12 +759,15 @@ class Registry:
                 hint=revival_hint(version.ref, version.commit, version.record.get("spec", "")),
             )
         with self._write() as conn:
+            was = conn.execute(sa.select(t.pins.c.version_id).where(t.pins.c.version_id == version.id)).first()
+            if (was is not None) == pinned:
+                return version, False
             conn.execute(sa.delete(t.pins).where(t.pins.c.version_id == version.id))
             now = self.clock()
             if pinned:
                 conn.execute(sa.insert(t.pins).values(version_id=version.id, time=now, actor=actor))
             self._event(conn, "pin" if pinned else "unpin", version.ref, actor, {"at": now} if pinned else {})
-        return version
+        return version, True
 
     def pins_of(self, version_ids: list[int]) -> dict[int, dict[str, Any]]:
         """version id → when and by whom it was pinned, for the pinned ones among them."""

@@ -84,3 +84,22 @@ def test_reproduce_of_a_retired_version_is_a_bad_reference_like_export(retired: 
     assert reproduce.stderr.splitlines()[0] == export.stderr.splitlines()[0]
     assert not (retired.path / "out").exists()
     assert "reproduce" not in audit_kinds(retired)
+
+
+def test_pin_and_unpin_that_change_nothing_say_so_and_write_no_audit_event(repo: Repo) -> None:
+    make(repo)
+    repo.build_json("specs/line.yaml")
+    before = audit_kinds(repo)
+    never = repo.modelspec("unpin", "line@0.1.0")
+    assert (never.returncode, never.stdout) == (0, "line@0.1.0 is not pinned\n"), never.stderr
+    assert audit_kinds(repo) == before
+    assert repo.modelspec("pin", "line@0.1.0", check=True).stdout == "pinned line@0.1.0\n"
+    again = repo.modelspec("pin", "line@0.1.0")
+    assert (again.returncode, again.stdout) == (0, "line@0.1.0 is already pinned\n")
+    assert json.loads(repo.modelspec("pin", "line@0.1.0", "--json", check=True).stdout)["changed"] is False
+    assert audit_kinds(repo) == [*before, "pin"]
+    assert repo.modelspec("unpin", "line@0.1.0", check=True).stdout == "unpinned line@0.1.0\n"
+    twice = repo.modelspec("unpin", "line@0.1.0", "--json", check=True)
+    assert json.loads(twice.stdout) == {"ref": "line@0.1.0", "pinned": False, "changed": False}
+    assert audit_kinds(repo) == [*before, "pin", "unpin"]
+    assert repo.modelspec("audit", "--verify").returncode == 0
