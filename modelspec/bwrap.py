@@ -39,6 +39,19 @@ def bwrap_path() -> str | None:
     return shutil.which("bwrap")
 
 
+def bwrap_unavailable() -> tuple[str, str]:
+    """Why `bwrap_path()` found no bubblewrap, and what to do: an explicit MODELSPEC_BWRAP
+    that names nothing usable is the user's mistake, not a missing package."""
+    configured = os.environ.get("MODELSPEC_BWRAP")
+    if configured:  # (empty means: act as if not installed)
+        problem = "is not executable" if os.path.exists(configured) else "does not exist"
+        return (
+            f"MODELSPEC_BWRAP={configured} {problem}",
+            "point MODELSPEC_BWRAP at a bubblewrap binary, or unset it to use bwrap from PATH",
+        )
+    return "bubblewrap (bwrap) is not installed", "install it (apt-get install bubblewrap)"
+
+
 class BubblewrapSandbox:
     name = "bubblewrap"
     hermetic = True

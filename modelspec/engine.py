@@ -72,16 +72,16 @@ class BuildReport:
 
 def choose_sandboxes(graph: BuildGraph, isolation: Isolation, reporter: Reporter) -> dict[str, Sandbox]:
     """The sandbox of each spec under its hermetic policy; `strict` without bwrap fails now."""
-    from .bwrap import BubblewrapSandbox
+    from .bwrap import BubblewrapSandbox, bwrap_unavailable
 
     chosen: dict[str, Sandbox] = {}
     warned = False
     for name, item in graph.specs.items():
         mode = isolation.policy(item.lock)
         if mode == "strict" and not isolation.bwrap:
+            why, fix = bwrap_unavailable()
             raise SandboxUnavailableError(
-                f"spec {name!r} is hermetic: strict but bubblewrap (bwrap) is not installed",
-                hint="install it (apt-get install bubblewrap), or pass --hermetic auto",
+                f"spec {name!r} is hermetic: strict but {why}", hint=f"{fix}, or pass --hermetic auto"
             )
         if isolation.used(item.lock) == "bwrap":
             chosen[name] = BubblewrapSandbox()
@@ -91,7 +91,7 @@ def choose_sandboxes(graph: BuildGraph, isolation: Isolation, reporter: Reporter
                     Event(
                         "warning",
                         data={
-                            "message": "bubblewrap (bwrap) is not installed: stages run "
+                            "message": f"{bwrap_unavailable()[0]}: stages run "
                             "without a sandbox and results are recorded as not hermetic"
                         },
                     )

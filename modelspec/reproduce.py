@@ -208,13 +208,15 @@ def _stage_order(lock: Lock) -> list[str]:
 
 
 def _sandbox_for(version: ModelVersion) -> Sandbox:
-    from .bwrap import BubblewrapSandbox, bwrap_path
+    from .bwrap import BubblewrapSandbox, bwrap_path, bwrap_unavailable
 
     if version.hermetic:
         if bwrap_path() is None:
+            why, fix = bwrap_unavailable()
             raise SandboxUnavailableError(
-                f"{version.ref} was built in the bubblewrap sandbox; reproducing it needs bubblewrap too",
-                hint="install it: apt-get install bubblewrap",
+                f"{version.ref} was built in the bubblewrap sandbox; reproducing it needs bubblewrap too, "
+                f"but {why}",
+                hint=fix,
             )
         return BubblewrapSandbox()
     return ProcessSandbox()

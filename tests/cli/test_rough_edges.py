@@ -103,3 +103,20 @@ def test_pin_and_unpin_that_change_nothing_say_so_and_write_no_audit_event(repo:
     assert json.loads(twice.stdout) == {"ref": "line@0.1.0", "pinned": False, "changed": False}
     assert audit_kinds(repo) == [*before, "pin", "unpin"]
     assert repo.modelspec("audit", "--verify").returncode == 0
+
+
+def test_an_explicit_bubblewrap_path_that_is_not_there_is_named(repo: Repo) -> None:
+    make(repo)
+    missing = {"MODELSPEC_BWRAP": "/nonexistent/bwrap"}
+    auto = repo.modelspec("build", "specs/line.yaml", env=missing)
+    assert auto.returncode == 0, auto.stderr
+    said = auto.stdout + auto.stderr
+    assert said.count("MODELSPEC_BWRAP=/nonexistent/bwrap does not exist: stages run without a sandbox") == 1, said
+    assert "not installed" not in said
+    strict = repo.modelspec("build", "specs/line.yaml", "make.v=1", "--hermetic", "strict", env=missing)
+    assert strict.returncode == 1 and "Traceback" not in strict.stderr
+    assert "hermetic: strict but MODELSPEC_BWRAP=/nonexistent/bwrap does not exist" in strict.stderr, strict.stderr
+    assert "point MODELSPEC_BWRAP at a bubblewrap binary, or unset it" in strict.stderr
+    plain = repo.write("not-bwrap", "just a file\n")
+    refused = repo.modelspec("build", "specs/line.yaml", "--hermetic", "strict", env={"MODELSPEC_BWRAP": str(plain)})
+    assert refused.returncode == 1 and f"MODELSPEC_BWRAP={plain} is not executable" in refused.stderr
