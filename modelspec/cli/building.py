@@ -12,7 +12,17 @@ from typing import Any
 import click
 
 from ..text import plural, printable
-from . import echo, emit_json, handle_errors, json_option, main, make_console, raise_interrupt, split_targets
+from . import (
+    echo,
+    emit_json,
+    handle_errors,
+    json_option,
+    main,
+    make_console,
+    raise_interrupt,
+    report_problems,
+    split_targets,
+)
 
 
 @main.command()
@@ -47,7 +57,7 @@ def validate(args: tuple[str, ...], allow_dirty: bool, as_json: bool) -> None:
             problems += exc.problems
             hints += [exc.hint] if exc.hint else []
     if problems:  # a workspace file given and also read for the specs: each problem once
-        _report_problems(SpecError(list(dict.fromkeys(problems)), hint="; ".join(hints)), as_json)
+        report_problems(SpecError(list(dict.fromkeys(problems)), hint="; ".join(hints)), as_json)
     if as_json:
         emit_json(
             {
@@ -61,24 +71,6 @@ def validate(args: tuple[str, ...], allow_dirty: bool, as_json: bool) -> None:
             echo(f"{os.path.relpath(path)}: ok (workspace file)")
         for spec in loaded.values():
             echo(f"{spec.shown}: ok ({spec.name}, {plural(len(spec.stages), 'stage')})")
-
-
-def _report_problems(exc: Any, as_json: bool) -> None:
-    """Every located problem, one a line, then the count and the hint; exit 2."""
-    from rich.text import Text
-
-    if as_json:
-        emit_json(exc.to_dict())
-    else:
-        err = make_console(stderr=True)
-        for problem in exc.problems:
-            where = f"{problem.yaml_path}: " if problem.yaml_path else ""
-            line = (printable(str(problem.location)), "red"), printable(f": {where}{problem.message}")
-            err.print(Text.assemble(*line), soft_wrap=True)
-        err.print(f"{plural(len(exc.problems), 'problem')} found")
-        if exc.hint:
-            err.print(printable(f"hint: {exc.hint}", multiline=True), style="dim", markup=False)
-    sys.exit(exc.exit_code)
 
 
 @main.command()

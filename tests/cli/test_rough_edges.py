@@ -120,3 +120,18 @@ def test_an_explicit_bubblewrap_path_that_is_not_there_is_named(repo: Repo) -> N
     plain = repo.write("not-bwrap", "just a file\n")
     refused = repo.modelspec("build", "specs/line.yaml", "--hermetic", "strict", env={"MODELSPEC_BWRAP": str(plain)})
     assert refused.returncode == 1 and f"MODELSPEC_BWRAP={plain} is not executable" in refused.stderr
+
+
+@pytest.mark.parametrize("command", ["validate", "lock", "plan", "build"])
+def test_every_command_puts_the_located_problems_first_then_the_count(repo: Repo, command: str) -> None:
+    make(repo)
+    repo.write("specs/line.yaml", SPEC.replace("code: {repo: ..}", "code: {repo: .., rfe: HEAD}"), dedent=False)
+    repo.commit("a misspelt key")
+    result = repo.modelspec(command, "specs/line.yaml")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("specs/line.yaml:4:"), result.stderr
+    assert "rfe" in lines[0] and lines[1] == "1 problem found", result.stderr
+    assert "error: 1 problem found" not in result.stderr
+    as_json = json.loads(repo.modelspec(command, "specs/line.yaml", "--json").stdout)
+    assert as_json["error"] == "SpecError" and len(as_json["problems"]) == 1
