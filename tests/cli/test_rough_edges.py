@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 from contextlib import closing
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -135,3 +138,21 @@ def test_every_command_puts_the_located_problems_first_then_the_count(repo: Repo
     assert "error: 1 problem found" not in result.stderr
     as_json = json.loads(repo.modelspec(command, "specs/line.yaml", "--json").stdout)
     assert as_json["error"] == "SpecError" and len(as_json["problems"]) == 1
+
+
+def test_init_outside_a_git_repository_refuses_and_writes_nothing(tmp_path: Path) -> None:
+    plain = tmp_path / "not-a-repo" / "sub"
+    plain.mkdir(parents=True)
+    for extra in ((), ("--json",)):
+        result = subprocess.run(
+            [sys.executable, "-m", "modelspec", "init", *extra], cwd=plain, capture_output=True, text=True
+        )
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        said = result.stdout + result.stderr
+        assert "not in a git repository" in said and "git init" in said, said
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+    # `git init` as the hint says, and init works.
+    Repo(plain)
+    done = subprocess.run([sys.executable, "-m", "modelspec", "init"], cwd=plain, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (plain / "modelspec.yaml").is_file() and (plain / ".gitignore").is_file()
