@@ -156,3 +156,33 @@ def test_init_outside_a_git_repository_refuses_and_writes_nothing(tmp_path: Path
     done = subprocess.run([sys.executable, "-m", "modelspec", "init"], cwd=plain, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert (plain / "modelspec.yaml").is_file() and (plain / ".gitignore").is_file()
+
+
+@pytest.mark.parametrize(
+    ("command", "hermetic", "said"),
+    [
+        ("kill -9 $$", "strict", "line:make: command was killed by signal 9 (SIGKILL; exit status 137)"),
+        ("kill -TERM $$", "strict", "line:make: command was killed by signal 15 (SIGTERM; exit status 143)"),
+        ("kill -9 $$", "off", "line:make: command was killed by signal 9 (SIGKILL)"),
+        ("kill -SEGV $$", "off", "line:make: command was killed by signal 11 (SIGSEGV)"),
+        ("exit 3", "strict", "line:make: command exited with status 3"),
+    ],
+)
+def test_a_stage_killed_by_a_signal_is_reported_by_it(repo: Repo, command: str, hermetic: str, said: str) -> None:
+    make(repo)
+    spec = SPEC.replace("cmd: sh -c 'cat", f"cmd: sh -c '{command}; cat")
+    repo.write("specs/line.yaml", spec, dedent=False)
+    repo.commit("a stage that dies")
+    result = repo.modelspec("build", "specs/line.yaml", "--hermetic", hermetic)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert said in result.stdout + result.stderr, result.stdout + result.stderr
+
+
+def test_a_stage_stopped_by_a_limit_names_the_limit_not_the_signal(repo: Repo) -> None:
+    make(repo)
+    spec = SPEC.replace("cmd: sh -c 'cat", "timeout: 1s\n    cmd: sh -c 'sleep 30; cat")
+    repo.write("specs/line.yaml", spec, dedent=False)
+    repo.commit("a stage that outlives its timeout")
+    result = repo.modelspec("build", "specs/line.yaml")
+    said = result.stdout + result.stderr
+    assert result.returncode == 1 and "timeout" in said and "signal" not in said, said
