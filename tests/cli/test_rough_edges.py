@@ -186,3 +186,17 @@ def test_a_stage_stopped_by_a_limit_names_the_limit_not_the_signal(repo: Repo) -
     result = repo.modelspec("build", "specs/line.yaml")
     said = result.stdout + result.stderr
     assert result.returncode == 1 and "timeout" in said and "signal" not in said, said
+
+
+def test_the_readme_plan_example_says_what_plan_prints(repo: Repo) -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    block = readme.split("$ modelspec plan specs/fraud.yaml train.seed=7\n", 1)[1].split("```", 1)[0]
+    since = {line for line in block.splitlines() if line.strip().startswith("- since")}
+    assert since == {"           - since the last build, which had no overrides"}, block
+    make(repo)
+    repo.build_json("specs/line.yaml")  # the last build, with no overrides, as in the README
+    printed = repo.modelspec("plan", "specs/line.yaml", "make.v=7", check=True).stdout.splitlines()
+    assert since <= set(printed), printed
+    assert "           - config key make.v: 0 → 7" in printed
+    assert printed[-1] == "1 of 1 stage will run"
+    assert block.splitlines()[-1] == "2 of 3 stages will run"
