@@ -12,8 +12,7 @@ from . import gitcode
 from .errors import CorruptObjectError, StoreError, UsageError, did_you_mean
 from .model import Lock, split_output_ref
 from .refs import parse_ref, parse_where
-from .registry import ModelVersion, Registry, primary_target
-from .retention import revival_hint
+from .registry import ModelVersion, Registry, primary_target, retired_error
 from .store import Entry, LocalStore, remove_path, write_atomic
 from .versiondiff import diff_versions, packages_of
 from .workspace import Workspace
@@ -220,10 +219,7 @@ class Catalog:
         if version.status != "active":
             # Retired means gone for export and reproduce alike, even while gc's grace
             # period still holds some of its bytes.
-            raise UsageError(
-                f"{version.ref} is {version.status} ({version.status_reason}): its artifacts are gone",
-                hint=revival_hint(version.ref, version.commit, version.record.get("spec", "")),
-            )
+            raise retired_error(version)
         lock = Lock.from_dict(self.lock_of(version))
         created = not target.exists()
         target.mkdir(parents=True, exist_ok=True)

@@ -127,6 +127,33 @@ class ModelVersion:
         }
 
 
+@dataclass(frozen=True)
+class Revival:
+    """What a version was before a build of its content brought its artifacts back."""
+
+    status: str  # "retired"
+    reason: str | None
+    time: float | None
+
+    def describe(self) -> str:
+        day = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(self.time or 0))
+        return f"it was {self.status} on {day} by retention ({self.reason or 'no reason recorded'})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "reason": self.reason, "time": self.time}
+
+
+def retired_error(version: ModelVersion) -> UsageError:
+    """`export` and `reproduce` of a retired version: a bad reference (exit 2), not a failed
+    command, with when and why retention took its artifacts and how to get them back."""
+    day = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(version.status_time or 0))
+    return UsageError(
+        f"{version.ref} is {version.status} by retention since {day} ({version.status_reason}): "
+        "its artifacts are gone",
+        hint=revival_hint(version.ref, version.commit, version.record.get("spec", "")),
+    )
+
+
 MARKS = {"dirty": "built from uncommitted files", "unsandboxed": "ran without a sandbox"}
 
 
@@ -367,8 +394,9 @@ class Registry:
 
     # -- versions ------------------------------------------------------------------------
 
-    def register(self, draft: VersionDraft) -> tuple[ModelVersion, bool]:
-        """Record a new version, or find the one that already has this content (False)."""
+    def register(self, draft: VersionDraft) -> tuple[ModelVersion, bool, Revival | None]:
+        """Record a new version, or find the one that already has this content (False); a
+        retired one is revived, and the third item says what it was."""
         with self._write() as conn:
             existing = conn.execute(
                 sa.select(t.versions).where(
@@ -376,7 +404,9 @@ class Registry:
                 )
             ).first()
             if existing is not None:
+                revived = None
                 if existing.status != "active":
+                    revived = Revival(existing.status, existing.status_reason, existing.status_time)
                     # The build just produced every artifact again: the version is whole once more.
                     now = self.clock()
                     conn.execute(
@@ -386,7 +416,7 @@ class Registry:
                     )
                     self._event(conn, "revive", f"{draft.name}@{existing.version}", draft.author, {"at": now})
                     existing = conn.execute(sa.select(t.versions).where(t.versions.c.id == existing.id)).one()
-                return _version_of(existing), False
+                return _version_of(existing), False, revived
             major, minor, patch = parse_version(draft.spec_version)
             # One indexed lookup, not every version of the model: registering stays O(log n).
             v = t.versions.c
@@ -464,7 +494,7 @@ class Registry:
                 },
             )
             row = conn.execute(sa.select(t.versions).where(t.versions.c.id == version_id)).one()
-            return _version_of(row), True
+            return _version_of(row), True, None
 
     def resolve(self, ref: str | Ref) -> ModelVersion:
         """The version a reference names; an ambiguous content prefix lists the candidates."""
@@ -718,7 +748,9 @@ class Registry:
 
     # -- retention -----------------------------------------------------------------------
 
-    def pin(self, ref: str, actor: str, pinned: bool = True) -> ModelVersion:
+    def pin(self, ref: str, actor: str, pinned: bool = True) -> tuple[ModelVersion, bool]:
+        """Pin (or unpin) a version; False when it already was (or was not) pinned, which
+        changes nothing and writes no audit event."""
         version = self.resolve(ref)
         if pinned and version.status != "active":
             raise UsageError(
@@ -727,12 +759,15 @@ class Registry:
                 hint=revival_hint(version.ref, version.commit, version.record.get("spec", "")),
             )
         with self._write() as conn:
+            was = conn.execute(sa.select(t.pins.c.version_id).where(t.pins.c.version_id == version.id)).first()
+            if (was is not None) == pinned:
+                return version, False
             conn.execute(sa.delete(t.pins).where(t.pins.c.version_id == version.id))
             now = self.clock()
             if pinned:
                 conn.execute(sa.insert(t.pins).values(version_id=version.id, time=now, actor=actor))
             self._event(conn, "pin" if pinned else "unpin", version.ref, actor, {"at": now} if pinned else {})
-        return version
+        return version, True
 
     def pins_of(self, version_ids: list[int]) -> dict[int, dict[str, Any]]:
         """version id → when and by whom it was pinned, for the pinned ones among them."""

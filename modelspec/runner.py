@@ -96,7 +96,7 @@ def run_node(job: StageJob, key: str, ctx: RunContext) -> ActionResult | StageFa
         if ctx.cancel.is_set():
             return _failure(job, "interrupted", started, ended)
         if outcome.exit_code != 0:
-            reason = f"command exited with status {outcome.exit_code}"
+            reason = outcome.describe()
             limit = outcome.limit or _limit_in_log(job, ctx.sandbox.hermetic, workdir)
             if limit:
                 setting = "timeout" if limit == "timeout" else f"limits.{limit}"

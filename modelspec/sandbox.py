@@ -67,8 +67,33 @@ class RunRequest:
 class RunOutcome:
     """How a command ended: its exit status, and the limit it ran into, if one stopped it."""
 
-    exit_code: int
+    exit_code: int  # negative: killed by that signal (as subprocess reports it)
     limit: str | None = None  # a field of `Limits`
+    # The signal that killed the command when only a wrapper's status says so: bubblewrap's
+    # init exits with 128+N when the stage died of signal N.
+    wrapped_signal: int | None = None
+
+    @property
+    def signal(self) -> int | None:
+        return -self.exit_code if self.exit_code < 0 else self.wrapped_signal
+
+    def describe(self) -> str:
+        """`command exited with status 3`, or `command was killed by signal 9 (SIGKILL)`."""
+        number = self.signal
+        if number is None:
+            return f"command exited with status {self.exit_code}"
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = "an unknown signal"
+        status = f"; exit status {self.exit_code}" if self.exit_code > 0 else ""
+        return f"command was killed by signal {number} ({name}{status})"
+
+
+def signal_in_status(status: int) -> int | None:
+    """N when `status` is 128+N for a signal N: how bubblewrap reports a child killed by it."""
+    number = status - 128
+    return number if status > 128 and number in set(signal.Signals) else None
 
 
 class Sandbox(Protocol):

@@ -117,8 +117,15 @@ class InitReport:
 
 def init_root(start: Path) -> Path:
     """Where `init` writes: the nearest directory, from `start` up, that is a workspace
-    (holds modelspec.yaml or .modelspec/) or the top of a git repository; else `start`."""
+    (holds modelspec.yaml or .modelspec/) or the top of a git repository. Outside every git
+    repository there is nothing a workspace could build (specs name code at a commit): refused."""
     start = Path(os.path.abspath(start))
+    if not any((candidate / ".git").exists() for candidate in (start, *start.parents)):
+        raise UsageError(
+            f"not in a git repository: {start}",
+            hint="a workspace is a git repository (specs name their code at a commit): run `git init` first, "
+            "or run `modelspec init` inside your repository",
+        )
     for candidate in (start, *start.parents):
         if any((candidate / marker).exists() for marker in (WORKSPACE_FILE, STORE_DIR, ".git")):
             return candidate

@@ -57,13 +57,15 @@ def handle_errors(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from ..errors import ModelspecError
+        from ..errors import ModelspecError, SpecError
 
         as_json = bool(kwargs.get("as_json", False))
         try:
             return func(*args, **kwargs)
         except BrokenPipeError:
             raise  # not an error of the command: the reader left (see `quiet_when_the_reader_leaves`)
+        except SpecError as exc:
+            report_problems(exc, as_json)
         except ModelspecError as exc:
             fail(as_json, type(exc).__name__, exc.message, exc.hint, exc.exit_code, extra=exc.to_dict())
         except OSError as exc:  # the machine, not the user: a full disk, a read-only store...
@@ -94,6 +96,27 @@ def fail(as_json: bool, kind: str, message: str, hint: str, code: int, extra: di
         if hint:
             err.print(printable(f"hint: {hint}", multiline=True), style="dim", markup=False)
     sys.exit(code)
+
+
+def report_problems(exc: Any, as_json: bool) -> NoReturn:
+    """A SpecError the same way from every command: each located problem on a line, then
+    the count and the hint (as JSON on stdout with --json); exit 2."""
+    from rich.text import Text
+
+    from ..text import plural
+
+    if as_json:
+        emit_json(exc.to_dict())
+    else:
+        err = make_console(stderr=True)
+        for problem in exc.problems:
+            where = f"{problem.yaml_path}: " if problem.yaml_path else ""
+            line = (printable(str(problem.location)), "red"), printable(f": {where}{problem.message}")
+            err.print(Text.assemble(*line), soft_wrap=True)
+        err.print(f"{plural(len(exc.problems), 'problem')} found")
+        if exc.hint:
+            err.print(printable(f"hint: {exc.hint}", multiline=True), style="dim", markup=False)
+    sys.exit(exc.exit_code)
 
 
 def describe_os_error(exc: OSError) -> tuple[str, str]:

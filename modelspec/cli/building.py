@@ -21,6 +21,7 @@ from . import (
     make_console,
     metric_text,
     raise_interrupt,
+    report_problems,
     split_targets,
 )
 
@@ -57,7 +58,7 @@ def validate(args: tuple[str, ...], allow_dirty: bool, as_json: bool) -> None:
             problems += exc.problems
             hints += [exc.hint] if exc.hint else []
     if problems:  # a workspace file given and also read for the specs: each problem once
-        _report_problems(SpecError(list(dict.fromkeys(problems)), hint="; ".join(hints)), as_json)
+        report_problems(SpecError(list(dict.fromkeys(problems)), hint="; ".join(hints)), as_json)
     if as_json:
         emit_json(
             {
@@ -71,24 +72,6 @@ def validate(args: tuple[str, ...], allow_dirty: bool, as_json: bool) -> None:
             echo(f"{os.path.relpath(path)}: ok (workspace file)")
         for spec in loaded.values():
             echo(f"{spec.shown}: ok ({spec.name}, {plural(len(spec.stages), 'stage')})")
-
-
-def _report_problems(exc: Any, as_json: bool) -> None:
-    """Every located problem, one a line, then the count and the hint; exit 2."""
-    from rich.text import Text
-
-    if as_json:
-        emit_json(exc.to_dict())
-    else:
-        err = make_console(stderr=True)
-        for problem in exc.problems:
-            where = f"{problem.yaml_path}: " if problem.yaml_path else ""
-            line = (printable(str(problem.location)), "red"), printable(f": {where}{problem.message}")
-            err.print(Text.assemble(*line), soft_wrap=True)
-        err.print(f"{plural(len(exc.problems), 'problem')} found")
-        if exc.hint:
-            err.print(printable(f"hint: {exc.hint}", multiline=True), style="dim", markup=False)
-    sys.exit(exc.exit_code)
 
 
 @main.command()
@@ -190,6 +173,8 @@ def build(
         }
         for name, differ in report.differs.items():
             versions[name]["differs"] = differ
+        for name, revival in report.revived.items():
+            versions[name]["revived"] = revival.to_dict()
         emit_json(
             {
                 "ok": report.ok,
@@ -235,6 +220,8 @@ def _print_build_summary(console: Any, report: Any, rows: list[dict[str, Any]]) 
                 "version keeps its outputs: a stage is not deterministic, or its environment changed "
                 "(`modelspec verify --all`, `modelspec reproduce " + ref + "`)"
             )
+        elif name in report.revived:
+            echo(f"revived {ref} ({report.revived[name].describe()}): this build restored its artifacts")
         else:
             echo(f"registered {ref}" if created else f"already registered as {ref}")
     for name, record in report.records.items():

@@ -96,12 +96,15 @@ def _pin(ref: str, pinned: bool, as_json: bool) -> None:
 
     catalog = open_catalog_here()
     try:
-        version = catalog.registry.pin(ref, actor(catalog.workspace.root), pinned)
+        version, changed = catalog.registry.pin(ref, actor(catalog.workspace.root), pinned)
     finally:
         catalog.close()
-    emit_json({"ref": version.ref, "pinned": pinned}) if as_json else echo(
-        f"{'pinned' if pinned else 'unpinned'} {version.ref}"
-    )
+    if as_json:
+        emit_json({"ref": version.ref, "pinned": pinned, "changed": changed})
+    elif changed:
+        echo(f"{'pinned' if pinned else 'unpinned'} {version.ref}")
+    else:
+        echo(f"{version.ref} is {'already' if pinned else 'not'} pinned")
 
 
 @main.command()

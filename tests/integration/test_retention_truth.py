@@ -128,7 +128,7 @@ def test_retired_means_gone_for_export_and_reproduce_alike_even_within_grace(swe
     export, reproduce = swept.within_grace["export"], swept.within_grace["reproduce"]
     assert "retired gcm@1.0.3: not among the last 2" in swept.within_grace["gc"].out
     assert export.code == 2 and "gcm@1.0.3 is retired" in export.err
-    assert reproduce.code == 1 and "retired by retention" in reproduce.err, reproduce.err
+    assert reproduce.code == 2 and "gcm@1.0.3 is retired by retention" in reproduce.err, reproduce.err
     assert not (swept.repo.path / "out-1.0.3").exists()
 
 
@@ -249,9 +249,10 @@ def test_every_hint_about_a_retired_version_names_a_command_that_works(swept: Sw
     commit = json.loads(run(repo, "show", "gcm@1.0.3", "--json").out)["commit"]
     assert commit[:12] in refused.err and "`modelspec build specs/gcm.yaml`" in refused.err
     gone = run(repo, "reproduce", "gcm@1.0.3")
-    assert gone.code == 1 and "modelspec pin" not in gone.err and "`modelspec show gcm@1.0.3`" in gone.err
+    assert gone.code == 2 and "modelspec pin" not in gone.err and "`modelspec show gcm@1.0.3`" in gone.err
     overrides = [f"{k}={v}" for k, v in params.items()]
     revived = repo.build_json("specs/gcm.yaml", *overrides)
-    assert revived["versions"]["gcm"] == {"ref": "gcm@1.0.3", "new": False}
+    assert revived["versions"]["gcm"]["ref"] == "gcm@1.0.3" and revived["versions"]["gcm"]["new"] is False
+    assert revived["versions"]["gcm"]["revived"]["status"] == "retired"
     assert run(repo, "rollback", "gcm", "staging").code == 0
     run(repo, "promote", "gcm@1.0.5", "staging")  # back as it was

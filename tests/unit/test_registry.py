@@ -87,7 +87,7 @@ def registry(tmp_path: Path, clock: Clock) -> Iterator[Registry]:
 
 def register(registry: Registry, clock: Clock, *args: Any, **kwargs: Any) -> ModelVersion:
     clock.tick()
-    version, created = registry.register(draft(*args, **kwargs))
+    version, created, _ = registry.register(draft(*args, **kwargs))
     assert created
     return version
 
@@ -122,14 +122,14 @@ def test_same_content_is_the_same_version_and_registers_nothing(registry: Regist
     first = register(registry, clock, content("a1"), metrics={"auc": 0.9})
     events = len(registry.events())
     clock.tick()
-    again, created = registry.register(draft(content("a1"), metrics={"auc": 0.1}))
+    again, created, _ = registry.register(draft(content("a1"), metrics={"auc": 0.1}))
     assert not created
     assert again == first
     assert len(registry.events()) == events
     assert [v.version for v in registry.list_versions("fraud")] == ["1.3.0"]
     assert registry.metrics_of([first.id]) == {first.id: {"auc": 0.9}}
     # Even a spec now pinning another number names the same content: it is that version.
-    assert registry.register(draft(content("a1"), version="2.0.0")) == (first, False)
+    assert registry.register(draft(content("a1"), version="2.0.0")) == (first, False, None)
 
 
 def test_pinned_version_is_used_and_allocation_continues_after_it(registry: Registry, clock: Clock) -> None:
