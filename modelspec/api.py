@@ -190,7 +190,7 @@ def _needed_objects(workspace: Workspace) -> tuple[dict[str, str], list[str]]:
     what: dict[str, str] = {}
     problems: list[str] = []
     if _has_versions(workspace):
-        registry = open_registry(workspace)
+        registry = open_registry(workspace, read_only=True)
         try:
             problems = registry_problems(registry, store)
             for version in registry.versions_by_status("active"):
@@ -231,7 +231,7 @@ def _version_objects(workspace: Workspace, ref: str) -> tuple[list[str], dict[st
     from .catalog import open_catalog
     from .registration import metadata_entries, version_entries
 
-    catalog = open_catalog(workspace)
+    catalog = open_catalog(workspace, read_only=True)
     try:
         version = catalog.registry.resolve(ref)
     finally:

@@ -303,11 +303,11 @@ class Catalog:
                 )
 
 
-def open_catalog(workspace: Workspace, guard: bool = True) -> Catalog:
+def open_catalog(workspace: Workspace, guard: bool = True, read_only: bool = False) -> Catalog:
     from .loading import open_registry
     from .registry_head import HEAD_FILE
 
     missing = not (workspace.home / "registry.db").exists() and not workspace.settings.get("registry")
     if missing and not (workspace.home / HEAD_FILE).exists():  # else opening it says what is wrong
         raise UsageError(f"no registry in {workspace.home}", hint="build a spec first: modelspec build specs/NAME.yaml")
-    return Catalog(workspace, open_registry(workspace, guard))
+    return Catalog(workspace, open_registry(workspace, guard, read_only))

@@ -26,6 +26,7 @@ from .loading import load_graph, open_registry, write_locks
 from .planning import Isolation, content_ids, node_key
 from .rebuilder import CachingRebuilder, ForcingRebuilder, NodeOutcome, NodeState
 from .registration import build_record, differing_outputs, register, save_build_record, unchanged_registration
+from .reserve import keep as keep_reserve
 from .runner import RunContext, StageFailure, StageJob, run_node
 from .sandbox import ProcessSandbox, Sandbox
 from .scheduler import schedule
@@ -233,6 +234,8 @@ def _register(
     finally:
         if registry is not None:
             registry.close()
+    if registry is not None:
+        keep_reserve(workspace.home)  # room for gc on a disk this build may fill
 
 
 def _keep_reproducible(workspace: Workspace, graph: BuildGraph, name: str, statcache: StatCache) -> None:
@@ -249,7 +252,10 @@ def _keep_reproducible(workspace: Workspace, graph: BuildGraph, name: str, statc
 
 def _os_reason(exc: OSError, workspace: Workspace) -> str:
     if exc.errno == errno.ENOSPC:
-        return f"no space left on the store's filesystem ({workspace.home}): free space, or move it (MODELSPEC_HOME)"
+        return (
+            f"no space left on the store's filesystem ({workspace.home}): free space (`modelspec gc` can, even "
+            "now), or move it (MODELSPEC_HOME)"
+        )
     if exc.errno == errno.EROFS:
         return f"the store ({workspace.home}) is on a read-only filesystem"
     return f"{exc.strerror or exc}: {exc.filename or ''}"

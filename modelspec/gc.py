@@ -18,12 +18,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import shutil
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import reserve
 from .environments import MANIFEST, file_lock, remove_abandoned
 from .errors import ModelspecError, StoreError, UsageError
 from .leases import gc_guard, live_leased, remove_unheld_locks
@@ -52,6 +54,16 @@ class GcReport:
     young_bytes: int = 0
     young_until: float | None = None  # when the earliest of them can be freed
     stale_locks: int = 0  # lock files under locks/ that no build holds, removed
+
+    def plus(self, earlier: GcReport) -> GcReport:
+        """This report with what an earlier sweep of the same gc freed."""
+        self.objects = [*earlier.objects, *self.objects]
+        self.bytes += earlier.bytes
+        self.environments = [*earlier.environments, *self.environments]
+        self.action_entries += earlier.action_entries
+        self.stale_locks += earlier.stale_locks
+        self.seconds += earlier.seconds
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -95,6 +107,37 @@ def grace_period(workspace: Workspace) -> float:
 
 
 @contextlib.contextmanager
+def reserve_released(home: Path) -> Iterator[None]:
+    """gc's room on a full disk: the store's reserve is deleted before gc opens the registry
+    (SQLite needs room to open it for writing and to log the retirements), and made again
+    once gc has freed space."""
+    reserve.release(home)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):  # never hides why gc failed
+            reserve.keep(home)
+
+
+def disk_full(home: Path) -> bool:
+    """Too full for SQLite to open the registry for writing (its index alone takes 32 KiB)."""
+    return shutil.disk_usage(home).free < reserve.RESERVE_BYTES
+
+
+def free_without_writing(workspace: Workspace, actor: str) -> GcReport:
+    """On a full disk without the reserve (a store made before it, or filled again since),
+    where the registry cannot be opened for writing: sweep what needs no registry write (the
+    bytes of versions already retired, objects nothing names), so that gc can then retire."""
+    from .loading import open_registry
+
+    registry = open_registry(workspace, read_only=True)
+    try:
+        return collect(workspace, registry, actor=actor, retire=False)
+    finally:
+        registry.close()
+
+
+@contextlib.contextmanager
 def single_gc(home: Path) -> Iterator[None]:
     home.mkdir(parents=True, exist_ok=True)
     with open(home / "gc.run.lock", "a") as handle:
@@ -106,8 +149,16 @@ def single_gc(home: Path) -> Iterator[None]:
 
 
 def collect(
-    workspace: Workspace, registry: Registry, *, now: float | None = None, dry_run: bool = False, actor: str = ""
+    workspace: Workspace,
+    registry: Registry,
+    *,
+    now: float | None = None,
+    dry_run: bool = False,
+    actor: str = "",
+    retire: bool = True,
 ) -> GcReport:
+    """Retire by policy, then sweep. `retire=False` only sweeps what is unneeded now (it
+    writes nothing to the registry, which may be read-only)."""
     started = time.monotonic()
     now = time.time() if now is None else now
     store = workspace.store
@@ -115,7 +166,7 @@ def collect(
         refuse_tampered(registry)
         facts = registry.retention_facts()
         plan = plan_retention(facts, policies(workspace, registry, sorted(facts)), now)
-        if not dry_run and plan.retire:
+        if not dry_run and retire and plan.retire:
             # First: from here on their bytes are not roots. One promoted since the plan
             # was made stays active (and kept).
             for version_id in registry.retire(plan.retire, actor):
@@ -158,7 +209,7 @@ def collect(
             if not dry_run:
                 _drop_snapshot_indexes(workspace, swept)
                 report.stale_locks = remove_unheld_locks(workspace.locks_dir)
-        if not dry_run:  # a dry run reads only: it leaves no trace in the audit log
+        if not dry_run and retire:  # a dry run reads only: it leaves no trace in the audit log
             registry.record_event(
                 "gc",
                 "workspace",

@@ -120,8 +120,9 @@ def _holds(path: Path, data: bytes) -> bool:
         return False
 
 
-def open_registry(workspace: Workspace, guard: bool = True) -> Registry:
-    """The workspace's registry; with `guard`, refused unless the store recognises it."""
+def open_registry(workspace: Workspace, guard: bool = True, read_only: bool = False) -> Registry:
+    """The workspace's registry; with `guard`, refused unless the store recognises it;
+    `read_only` for commands that only read (they work on a full disk)."""
     from .registry import Registry
     from .registry_head import HEAD_FILE
 
@@ -129,7 +130,7 @@ def open_registry(workspace: Workspace, guard: bool = True) -> Registry:
     head_file = workspace.home / HEAD_FILE
     if url:
         return Registry(str(url), head_file=head_file, guard=guard)
-    return Registry.at(workspace.home / "registry.db", head_file, guard)
+    return Registry.at(workspace.home / "registry.db", head_file, guard, read_only)
 
 
 def registered_artifact(

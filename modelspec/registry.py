@@ -191,10 +191,17 @@ class VersionConflictError(UsageError):
 
 class Registry:
     def __init__(
-        self, url: str, *, clock: Any = time.time, head_file: Path | None = None, guard: bool = True
+        self,
+        url: str,
+        *,
+        clock: Any = time.time,
+        head_file: Path | None = None,
+        guard: bool = True,
+        migrate: bool = True,
     ) -> None:
         """`guard=False` opens a registry the store does not recognise, for `audit --verify` to
-        say what is wrong with it (its verify_audit reports the mismatch)."""
+        say what is wrong with it (its verify_audit reports the mismatch). `migrate=False`
+        (a read-only open) leaves an older schema alone and says so in `outdated`."""
         self.url = url
         self.clock = clock
         self.head_file = head_file  # the store's record of this registry (registry_head)
@@ -212,12 +219,16 @@ class Registry:
                     raise mismatch(self.shown, self.head_file, *foreign)  # type: ignore[arg-type]
         except sa.exc.OperationalError as exc:
             raise StoreError(f"the registry ({url}) cannot be opened: {exc.orig}", hint=_STORAGE_HINT) from None
-        if not current and not foreign:
+        self.outdated = not current and not foreign
+        if self.outdated and migrate:
             with self._write() as conn:
                 t.migrate(conn)
+            self.outdated = False
 
     @classmethod
-    def at(cls, path: Path, head_file: Path | None = None, guard: bool = True) -> Registry:
+    def at(cls, path: Path, head_file: Path | None = None, guard: bool = True, read_only: bool = False) -> Registry:
+        """The registry in file `path`; `read_only` for commands that only read it, so that
+        they work on a full disk."""
         recorded = read_head(head_file) if head_file is not None else None
         if recorded is not None and not path.exists():
             problem = f"it is missing, but the store belongs to registry {recorded.registry[:12]}"
@@ -225,8 +236,28 @@ class Registry:
         if path.exists() and not os.access(path.parent, os.W_OK):
             # A read-only store: SQLite must not try to create its WAL files beside the database.
             return cls(f"sqlite:///file:{path}?mode=ro&immutable=1&uri=true", head_file=head_file, guard=guard)
+        if path.exists() and read_only:
+            registry = cls._read_only(path, head_file, guard)
+            if not registry.outdated:
+                return registry
+            registry.close()  # an older schema: only a writer can migrate it
         path.parent.mkdir(parents=True, exist_ok=True)
         return cls(f"sqlite:///{path}", head_file=head_file, guard=guard)
+
+    @classmethod
+    def _read_only(cls, path: Path, head_file: Path | None, guard: bool) -> Registry:
+        """`mode=ro`: sees every committed write, never writes. On a full disk SQLite cannot
+        even size the WAL's shared-memory index to read; then, when the WAL holds nothing
+        (no writer has uncommitted or uncheckpointed pages), the database file alone is the
+        whole registry and is read as immutable."""
+        try:
+            return cls(f"sqlite:///file:{path}?mode=ro&uri=true", head_file=head_file, guard=guard, migrate=False)
+        except StoreError:
+            wal = path.with_name(f"{path.name}-wal")
+            if wal.exists() and wal.stat().st_size:
+                raise
+        url = f"sqlite:///file:{path}?mode=ro&immutable=1&uri=true"
+        return cls(url, head_file=head_file, guard=guard, migrate=False)
 
     @property
     def shown(self) -> str:
@@ -958,7 +989,10 @@ def _metric_row(version_id: int, key: str, value: float) -> dict[str, Any]:
     return {"version_id": version_id, "key": key, "value": float(value), "is_integer": is_integer}
 
 
-_STORAGE_HINT = "free space, or check that the store directory is writable (MODELSPEC_HOME moves it)"
+_STORAGE_HINT = (
+    "free space (`modelspec gc` frees what retention lets go, even on a full disk), or check that the store "
+    "directory is writable (MODELSPEC_HOME moves it)"
+)
 
 
 def _compare(column: Any, op: str, value: float) -> Any:

@@ -108,7 +108,10 @@ def run_node(job: StageJob, key: str, ctx: RunContext) -> ActionResult | StageFa
             elif ctx.sandbox.hermetic and _mentions(job.log, *NETWORK_SYMPTOMS):
                 reason += " (the sandbox has no network: a stage may only read its declared inputs)"
             elif _mentions(job.log, "No space left on device") or _nearly_full(workdir):
-                reason += " (no space left on the store's filesystem: free space, or move it with MODELSPEC_HOME)"
+                reason += (
+                    " (no space left on the store's filesystem: free space (`modelspec gc` can, even now), or move "
+                    "it with MODELSPEC_HOME)"
+                )
             return _failure(job, reason, started, ended)
         problem = check_outputs(workdir / "out", stage["outputs"])
         if problem:

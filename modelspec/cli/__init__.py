@@ -166,10 +166,12 @@ def workspace_of(spec: Path | None) -> Any:
     return find_workspace(start, fallback_root=find_repo_root(start))
 
 
-def open_catalog_here(guard: bool = True) -> Any:
+def open_catalog_here(guard: bool = True, read_only: bool = False) -> Any:
+    """The registry of the workspace here; `read_only` for commands that only read it, so
+    that they work on a full disk."""
     from ..catalog import open_catalog
 
-    return open_catalog(workspace_of(None), guard)
+    return open_catalog(workspace_of(None), guard, read_only)
 
 
 def primary_ref(catalog: Any, ref: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 from pathlib import Path
 
@@ -29,15 +30,26 @@ from . import (
 def gc(dry_run: bool, as_json: bool) -> None:
     """Retire versions by their retention policies and free the bytes nothing needs."""
     from ..catalog import open_catalog
-    from ..gc import collect
+    from ..errors import StoreError
+    from ..gc import collect, disk_full, free_without_writing, reserve_released
     from ..registration import actor
 
     workspace = workspace_of(None)
-    catalog = open_catalog(workspace)
-    try:
-        report = collect(workspace, catalog.registry, dry_run=dry_run, actor=actor(workspace.root))
-    finally:
-        catalog.close()
+    with contextlib.nullcontext() if dry_run else reserve_released(workspace.home):
+        swept = None
+        try:
+            catalog = open_catalog(workspace, read_only=dry_run)
+        except StoreError:
+            if dry_run or not disk_full(workspace.home):
+                raise
+            swept = free_without_writing(workspace, actor(workspace.root))  # a full disk, even without the reserve
+            catalog = open_catalog(workspace)
+        try:
+            report = collect(workspace, catalog.registry, dry_run=dry_run, actor=actor(workspace.root))
+        finally:
+            catalog.close()
+        if swept is not None:
+            report = report.plus(swept)
     if as_json:
         emit_json(report.to_dict())
         return
@@ -114,7 +126,7 @@ def du(as_json: bool) -> None:
     """Bytes per model and version (unique and shared), and what gc would free."""
     from ..gc import collect, disk_usage
 
-    catalog = open_catalog_here()
+    catalog = open_catalog_here(read_only=True)
     try:
         usage = disk_usage(catalog.workspace, catalog.registry)
         usage["gc_would_free"] = collect(catalog.workspace, catalog.registry, dry_run=True, actor="du").bytes
@@ -193,7 +205,7 @@ def schedule_install(kind: str | None, at: str | None, only_print: bool) -> None
 def daemon(once: bool) -> None:
     """Run retention in this process whenever the schedule says (catches up a missed run once)."""
     from ..catalog import open_catalog
-    from ..gc import collect
+    from ..gc import collect, reserve_released
     from ..registration import actor
     from ..schedule import DaemonState, cron_expression, run_daemon
 
@@ -205,12 +217,13 @@ def daemon(once: bool) -> None:
 
     def job(now: float, fire: float) -> None:
         nonlocal runs
-        catalog = open_catalog(workspace)
-        try:
-            catalog.registry.record_event("schedule", "gc", "daemon", {"fire_time": fire, "started": now})
-            report = collect(workspace, catalog.registry, now=now, actor=actor(workspace.root))
-        finally:
-            catalog.close()
+        with reserve_released(workspace.home):
+            catalog = open_catalog(workspace)
+            try:
+                catalog.registry.record_event("schedule", "gc", "daemon", {"fire_time": fire, "started": now})
+                report = collect(workspace, catalog.registry, now=now, actor=actor(workspace.root))
+            finally:
+                catalog.close()
         runs += 1
         echo(f"{when(now)} gc: retired {len(report.retention.retire)}, freed {human_bytes(report.bytes)}")
 

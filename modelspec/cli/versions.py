@@ -33,7 +33,7 @@ from . import (
 @handle_errors
 def versions(name: str, where: str, tags: tuple[str, ...], as_json: bool) -> None:
     """List the versions of model NAME: content id, created, metrics, aliases, status."""
-    catalog = open_catalog_here()
+    catalog = open_catalog_here(read_only=True)
     try:
         rows = catalog.versions(name, where, key_values(tags))
     finally:
@@ -71,7 +71,7 @@ def versions(name: str, where: str, tags: tuple[str, ...], as_json: bool) -> Non
 @handle_errors
 def show(ref: str, as_json: bool) -> None:
     """Everything recorded about one version (REF: fraud@1.3.2, fraud@production, ...)."""
-    catalog = open_catalog_here()
+    catalog = open_catalog_here(read_only=True)
     try:
         info = catalog.show(ref)
     finally:
@@ -150,7 +150,7 @@ def diff(ref_a: str, ref_b: str, as_json: bool) -> None:
     """What changed from REF_A to REF_B: code, data, config, environment, metrics."""
     from ..specload import find_repo_root
 
-    catalog = open_catalog_here()
+    catalog = open_catalog_here(read_only=True)
     try:
         exact_a, exact_b = primary_ref(catalog, ref_a), primary_ref(catalog, ref_b)
         result = catalog.diff(exact_a, exact_b, find_repo_root(catalog.workspace.root))
@@ -242,7 +242,7 @@ def shown_targets(targets: list[list[Any]]) -> str:
 @handle_errors
 def alias_list(name: str, as_json: bool) -> None:
     """The aliases of model NAME: what each points to (with traffic weights), last moved when and by whom."""
-    catalog = open_catalog_here()
+    catalog = open_catalog_here(read_only=True)
     try:
         found = catalog.aliases(name)
     finally:
@@ -287,7 +287,7 @@ def alias_rm(name: str, alias_name: str, as_json: bool) -> None:
 @handle_errors
 def alias_history(name: str, alias_name: str, at: str | None, as_json: bool) -> None:
     """Every move of NAME@ALIAS: when, who, from, to."""
-    catalog = open_catalog_here()
+    catalog = open_catalog_here(read_only=True)
     try:
         result = catalog.alias_history(name, alias_name, parse_when(at) if at else None)
     finally:
@@ -331,7 +331,7 @@ def tag(ref: str, pairs: tuple[str, ...], as_json: bool) -> None:
 @handle_errors
 def lineage(ref: str, as_json: bool) -> None:
     """Where REF came from (data, specs, versions) and which versions consumed it."""
-    catalog = open_catalog_here()
+    catalog = open_catalog_here(read_only=True)
     try:
         result = catalog.lineage(primary_ref(catalog, ref))
     finally:
@@ -353,7 +353,7 @@ def lineage(ref: str, as_json: bool) -> None:
 @handle_errors
 def export(ref: str, directory: Path, as_json: bool) -> None:
     """Copy REF's artifacts into DIRECTORY with a manifest.json (digests verified)."""
-    catalog = open_catalog_here()
+    catalog = open_catalog_here(read_only=True)
     try:
         manifest = catalog.export(primary_ref(catalog, ref), directory)
     finally:
@@ -372,7 +372,7 @@ def export(ref: str, directory: Path, as_json: bool) -> None:
 @handle_errors
 def deploy_config(name: str, alias_name: str | None) -> None:
     """A JSON document a serving system can load: per alias, versions, artifacts, weights."""
-    catalog = open_catalog_here()
+    catalog = open_catalog_here(read_only=True)
     try:
         document = catalog.deploy_config(name, alias_name)
     finally:
@@ -392,7 +392,7 @@ def deploy_config(name: str, alias_name: str | None) -> None:
 @handle_errors
 def audit(check: bool, limit: int | None, as_json: bool) -> None:
     """The append-only log of builds, promotions, rollbacks, tags and retirements."""
-    catalog = open_catalog_here(guard=not check)  # --verify examines a registry the store refuses
+    catalog = open_catalog_here(guard=not check, read_only=True)  # --verify examines a registry the store refuses
     try:
         result = catalog.audit(check, limit)
     finally:

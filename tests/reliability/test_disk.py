@@ -195,3 +195,74 @@ def test_registry_queries_on_a_read_only_store_do_not_crash(repo: Repo, read_onl
     result = repo.modelspec("versions", "disk")
     assert "Traceback" not in result.stderr, result.stderr[-600:]
     assert result.returncode == 0 or "read-only" in result.stderr.lower()
+
+
+def fill_the_disk(point: Path) -> None:
+    """Fill the filesystem to its last byte, as something else on the machine could."""
+    with pytest.raises(OSError, match="No space left on device"), open(point / "filler", "wb") as filler:
+        while True:
+            filler.write(bytes(1 << 16))
+            filler.flush()
+    stats = os.statvfs(point)
+    assert stats.f_bavail * stats.f_frsize == 0
+
+
+def test_on_a_full_disk_reading_commands_work_and_gc_frees_space(
+    repo: Repo, small_fs: Path, store_env: dict[str, str]
+) -> None:
+    """Issue 20 item 17: the build's hint says to run gc, so gc must run on a full disk; and
+    `versions`, `verify --all` and `audit --verify` only read, so they must too."""
+    spec = make_spec(repo, f"sh -c '{WRITE_ZEROS}'")
+    repo.write("modelspec.yaml", "retention: {grace: 0s, keep_last: 1}\n")
+    repo.commit("retention")
+    for size in (600_000, 600_001):
+        assert build(repo, spec, store_env, f"fill.bytes={size}").returncode == 0
+    repo.modelspec("promote", "disk@1.0.1", "production", env=store_env, check=True)
+    fill_the_disk(small_fs)
+
+    full = build(repo, spec, store_env, "fill.bytes=5000")
+    assert full.returncode == 1
+    assert "modelspec gc" in full.stderr, full.stderr  # the hint gc must live up to
+    for args in (["versions", "disk"], ["verify", "--all"], ["audit", "--verify"], ["show", "disk@production"]):
+        result = repo.modelspec(*args, env=store_env)
+        assert "Traceback" not in result.stderr, result.stderr[-3000:]
+        assert result.returncode == 0, (args, result.stdout, result.stderr)
+    assert "audit log intact" in repo.modelspec("audit", "--verify", env=store_env).stdout
+
+    gc = repo.modelspec("gc", "--json", env=store_env)
+    assert "Traceback" not in gc.stderr, gc.stderr[-3000:]
+    assert gc.returncode == 0, gc.stdout + gc.stderr
+    report = json.loads(gc.stdout)
+    assert list(report["retire"]) == ["disk@1.0.0"]
+    assert report["bytes"] >= 600_000
+
+    assert build(repo, spec, store_env, "fill.bytes=5000").returncode == 0
+    assert repo.modelspec("audit", "--verify", env=store_env).returncode == 0
+    assert_consistent(repo, store_env)
+
+
+def test_on_a_full_disk_without_the_reserve_gc_first_sweeps_what_needs_no_registry_write(
+    repo: Repo, small_fs: Path, store_env: dict[str, str]
+) -> None:
+    """A store that filled up before it had a reserve: gc cannot open the registry for
+    writing, so it first sweeps the bytes of a version retired earlier (held then by the
+    grace period), and then runs as usual."""
+    spec = make_spec(repo, f"sh -c '{WRITE_ZEROS}'")
+    repo.write("modelspec.yaml", "retention: {grace: 1h, keep_last: 1}\n")
+    repo.commit("retention")
+    for size in (900_000, 900_001):  # after the sweep, room for a build beside the reserve made again
+        assert build(repo, spec, store_env, f"fill.bytes={size}").returncode == 0
+    held = repo.modelspec("gc", "--json", env=store_env, check=True)
+    assert list(json.loads(held.stdout)["retire"]) == ["disk@1.0.0"] and json.loads(held.stdout)["bytes"] < 900_000
+    repo.write("modelspec.yaml", "retention: {grace: 0s, keep_last: 1}\n")
+    repo.commit("no grace")
+    (small_fs / "home" / "reserve").unlink()
+    fill_the_disk(small_fs)
+
+    gc = repo.modelspec("gc", "--json", env=store_env)
+    assert "Traceback" not in gc.stderr, gc.stderr[-3000:]
+    assert gc.returncode == 0, gc.stdout + gc.stderr
+    assert json.loads(gc.stdout)["bytes"] >= 900_000
+    assert build(repo, spec, store_env, "fill.bytes=5000").returncode == 0
+    assert repo.modelspec("audit", "--verify", env=store_env).returncode == 0
+    assert_consistent(repo, store_env)
