@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .children import die_with_parent
 from .digest import digest_file, hex_of
 from .errors import EnvironmentBuildError
 from .events import Event, Reporter, ignore
@@ -397,8 +398,6 @@ def _export_uv_lock(uv: str, lock_object: Path, temp: Path, env: dict[str, str])
 def _run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """Run a helper that dies with modelspec: killed, modelspec must leave no uv writing
     into a half-made environment."""
-    from .sandbox import die_with_parent  # not at the top: sandbox imports this module
-
     return subprocess.run(argv, capture_output=True, text=True, env=env, preexec_fn=die_with_parent)
 
 

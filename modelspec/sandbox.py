@@ -8,7 +8,6 @@ beyond that), `BubblewrapSandbox` (bwrap.py) runs it in namespaces.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import functools
 import itertools
 import os
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from . import cgroups
+from .children import die_with_parent
 from .environments import Environment
 from .layout import code_dir, interpolate
 from .limits import NO_LIMITS, Limits
@@ -235,15 +235,6 @@ def _wait(proc: subprocess.Popen[bytes], cancel: threading.Event, timeout: float
 def _kill_group(proc: subprocess.Popen[bytes], sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent() -> None:
-    """In a child, before exec: die with modelspec, even when it is SIGKILLed."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _confine(limits: Limits, group: cgroups.PidsGroup | None) -> None:
