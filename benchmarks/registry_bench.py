@@ -204,7 +204,7 @@ def api_fill(registry: Registry, count: int, rng: random.Random) -> list[float]:
             ],
         )
         started = time.perf_counter()
-        _version, created = registry.register(draft)
+        _version, created, _revived = registry.register(draft)
         seconds.append(time.perf_counter() - started)
         assert created
     return seconds

@@ -28,7 +28,7 @@ from .registration import read_build_record
 from .registry_head import HEAD_FILE
 from .store import Entry
 from .traces import ActionCache
-from .workspace import Workspace, check_workspace_file
+from .workspace import CHECKOUT_DIR, Workspace, check_workspace_file
 
 __all__ = [
     "BuildOptions",
@@ -104,14 +104,16 @@ def create_environment(spec_path: Path, *, offline: bool = False, reporter: Repo
 
 
 def checkout(spec_path: Path, out_dir: Path | None = None) -> dict[str, Path]:
-    """Materialize the artifacts of the spec's last build from the store (hardlinks, read-only)."""
+    """Copy the artifacts of the spec's last build out of the store (read-only files), by
+    default under the workspace root's `artifacts/<name>`, wherever the command runs from.
+    Copies, not hardlinks: a checkout may be edited or removed without touching the store."""
     workspace = open_workspace([spec_path])
     specs = load_specs([spec_path])
     name = next(s.name for s in specs.values() if s.path == Path(os.path.abspath(spec_path)))
     record = read_build_record(workspace, name)
     if record is None:
         raise UsageError(f"{name} has not been built in this workspace", hint=f"run `modelspec build {spec_path}`")
-    target = out_dir or Path("artifacts") / name
+    target = out_dir or workspace.root / CHECKOUT_DIR / name
     placed = {}
     for ref, entry in record["artifacts"].items():
         stage, output = split_output_ref(ref)
@@ -122,8 +124,7 @@ def checkout(spec_path: Path, out_dir: Path | None = None) -> dict[str, Path]:
                 shutil.rmtree(dest)
             else:
                 dest.unlink()
-        # Hardlinks are safe only where the read-only bit holds: root ignores it.
-        workspace.store.restore(Entry.from_dict(entry), dest, link=os.geteuid() != 0)
+        workspace.store.restore(Entry.from_dict(entry), dest, link=False)
         placed[ref] = dest
     return placed
 

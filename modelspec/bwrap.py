@@ -2,18 +2,19 @@
 
 No network (loopback only), new PID/IPC/UTS/user namespaces, all capabilities dropped,
 a private /tmp, selected system directories read-only (never `/` itself), the
-environment, code snapshot, config and inputs read-only under /ms, and /ms/out as the
-one writable directory.
+environment, code snapshot, config and inputs read-only under /ms, and /ms/out and
+/ms/home (a scratch $HOME, empty for each run) as the only writable directories.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import threading
 
 from .layout import SANDBOX_ROOT, code_dir, config_file, interpolate, output_dir
-from .sandbox import RunOutcome, RunRequest, fixed_environment, run_process
+from .sandbox import RunOutcome, RunRequest, fixed_environment, run_process, signal_in_status
 from .seccomp import deny_ptrace
 
 # System directories a stage may read. /etc is reduced to what programs need to start.
@@ -39,6 +40,19 @@ def bwrap_path() -> str | None:
     return shutil.which("bwrap")
 
 
+def bwrap_unavailable() -> tuple[str, str]:
+    """Why `bwrap_path()` found no bubblewrap, and what to do: an explicit MODELSPEC_BWRAP
+    that names nothing usable is the user's mistake, not a missing package."""
+    configured = os.environ.get("MODELSPEC_BWRAP")
+    if configured:  # (empty means: act as if not installed)
+        problem = "is not executable" if os.path.exists(configured) else "does not exist"
+        return (
+            f"MODELSPEC_BWRAP={configured} {problem}",
+            "point MODELSPEC_BWRAP at a bubblewrap binary, or unset it to use bwrap from PATH",
+        )
+    return "bubblewrap (bwrap) is not installed", "install it (apt-get install bubblewrap)"
+
+
 class BubblewrapSandbox:
     name = "bubblewrap"
     hermetic = True
@@ -58,7 +72,7 @@ class BubblewrapSandbox:
             return RunOutcome(127)
         arguments = _memfd("modelspec-bwrap-args", b"".join(arg.encode() + b"\0" for arg in command[1:end]))
         try:
-            return run_process(
+            outcome = run_process(
                 [command[0], "--args", str(arguments), *command[end:]],
                 {},
                 request.workdir,
@@ -67,6 +81,9 @@ class BubblewrapSandbox:
                 limits=request.limits,
                 pass_fds=(seccomp, arguments),
             )
+            # bwrap exits with 128+N when the stage died of signal N (its init turns the death
+            # into a status); say which signal rather than a bare 137.
+            return dataclasses.replace(outcome, wrapped_signal=signal_in_status(outcome.exit_code))
         finally:
             os.close(seccomp)
             os.close(arguments)
@@ -129,7 +146,7 @@ class BubblewrapSandbox:
             str(work / "home"),
             f"{root}/home",
             "--remount-ro",
-            "/",  # the sandbox's own root: nothing but /tmp and /ms/out is writable
+            "/",  # the sandbox's own root: only /tmp, /ms/out and /ms/home stay writable
             "--chdir",
             code_dir(root),
         ]

@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from . import gitcode
-from .errors import CorruptObjectError, StoreError, UsageError
+from .errors import CorruptObjectError, StoreError, UsageError, did_you_mean
 from .model import Lock, split_output_ref
 from .refs import parse_ref, parse_where
-from .registry import ModelVersion, Registry
-from .retention import revival_hint
+from .registry import ModelVersion, Registry, primary_target, retired_error
 from .store import Entry, LocalStore, remove_path, write_atomic
 from .versiondiff import diff_versions, packages_of
 from .workspace import Workspace
@@ -51,7 +50,10 @@ class Catalog:
     # -- reading ---------------------------------------------------------------------------
 
     def versions(self, name: str, where: str = "", tags: dict[str, str] | None = None) -> list[dict[str, Any]]:
-        found = self.registry.list_versions(name, parse_where(where) if where else None, tags)
+        conditions = parse_where(where) if where else None
+        if conditions:
+            self._known_metrics(name, [metric for metric, _op, _value in conditions])
+        found = self.registry.list_versions(name, conditions, tags)
         if not found and name not in self.registry.names():
             raise UsageError(
                 f"no model named {name!r}", hint=f"registered: {', '.join(self.registry.names()) or 'none'}"
@@ -74,6 +76,9 @@ class Catalog:
                 "alias_weights": weights.get(v.id, {}),
                 "status": v.status,
                 "pinned": v.id in pins,
+                "marks": v.marks,
+                "dirty": v.dirty,
+                "hermetic": v.hermetic,
             }
             for v in found
         ]
@@ -86,7 +91,7 @@ class Catalog:
             if parsed.kind in ("alias", "content"):  # an alias spelled like hex is looked up first
                 targets = self.registry.alias_targets(parsed.name, parsed.value)
                 if len(targets) > 1:
-                    primary = max(targets, key=lambda target: target[1])[0]  # the first, oldest, on a tie
+                    primary = primary_target(targets)
                     return Resolution(primary, f"{parsed.name}@{parsed.value}", tuple(targets))
         return Resolution(self.registry.resolve(ref))
 
@@ -149,6 +154,17 @@ class Catalog:
         version = self.resolve(ref).version
         return {"ref": version.ref, **self.registry.lineage(version)}
 
+    def _known_metrics(self, name: str, metrics: list[str]) -> None:
+        """A condition on a metric no version recorded would silently match nothing."""
+        self._known_model(name)
+        known = self.registry.metric_names(name)
+        for metric in metrics:
+            if metric not in known:
+                raise UsageError(
+                    f"--where: no version of {name} has a metric {metric!r}{did_you_mean(metric, known)}",
+                    hint=f"the metrics of {name}: {', '.join(known) or 'none'}",
+                )
+
     def _known_model(self, name: str) -> None:
         known = self.registry.names()
         if name not in known:
@@ -203,10 +219,7 @@ class Catalog:
         if version.status != "active":
             # Retired means gone for export and reproduce alike, even while gc's grace
             # period still holds some of its bytes.
-            raise UsageError(
-                f"{version.ref} is {version.status} ({version.status_reason}): its artifacts are gone",
-                hint=revival_hint(version.ref, version.commit, version.record.get("spec", "")),
-            )
+            raise retired_error(version)
         lock = Lock.from_dict(self.lock_of(version))
         created = not target.exists()
         target.mkdir(parents=True, exist_ok=True)
@@ -244,6 +257,7 @@ class Catalog:
 
     def deploy_config(self, name: str, alias: str | None = None) -> dict[str, Any]:
         """Per alias: the versions it serves, with artifact paths, digests and traffic weights."""
+        self._known_model(name)
         names = [alias] if alias else self.registry.alias_names(name)
         if not names:
             raise UsageError(
@@ -253,7 +267,11 @@ class Catalog:
         for alias_name in names:
             targets = self.registry.alias_targets(name, alias_name)
             if not targets:
-                raise UsageError(f"no alias {name}@{alias_name}")
+                known = self.registry.alias_names(name)
+                raise UsageError(
+                    f"no alias {name}@{alias_name}{did_you_mean(alias_name, known)}",
+                    hint=f"the aliases of {name}: {', '.join(known) or 'none'}",
+                )
             total = sum(w for _, w in targets)
             for version, _weight in targets:
                 self._check_servable(version, alias_name)

@@ -37,7 +37,7 @@ from .traces import ActionCache, ActionResult
 from .workspace import Workspace
 
 if TYPE_CHECKING:
-    pass
+    from .registry import Revival
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,8 @@ class BuildReport:
     # spec name → its outputs whose bytes differ from the version already registered for
     # the same inputs (a `--force` rebuild of a stage that is not deterministic, say)
     differs: dict[str, list[str]] = field(default_factory=dict)
+    # spec name → what its version was before this build revived it (retired, say)
+    revived: dict[str, Revival] = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
@@ -71,16 +73,16 @@ class BuildReport:
 
 def choose_sandboxes(graph: BuildGraph, isolation: Isolation, reporter: Reporter) -> dict[str, Sandbox]:
     """The sandbox of each spec under its hermetic policy; `strict` without bwrap fails now."""
-    from .bwrap import BubblewrapSandbox
+    from .bwrap import BubblewrapSandbox, bwrap_unavailable
 
     chosen: dict[str, Sandbox] = {}
     warned = False
     for name, item in graph.specs.items():
         mode = isolation.policy(item.lock)
         if mode == "strict" and not isolation.bwrap:
+            why, fix = bwrap_unavailable()
             raise SandboxUnavailableError(
-                f"spec {name!r} is hermetic: strict but bubblewrap (bwrap) is not installed",
-                hint="install it (apt-get install bubblewrap), or pass --hermetic auto",
+                f"spec {name!r} is hermetic: strict but {why}", hint=f"{fix}, or pass --hermetic auto"
             )
         if isolation.used(item.lock) == "bwrap":
             chosen[name] = BubblewrapSandbox()
@@ -90,7 +92,7 @@ def choose_sandboxes(graph: BuildGraph, isolation: Isolation, reporter: Reporter
                     Event(
                         "warning",
                         data={
-                            "message": "bubblewrap (bwrap) is not installed: stages run "
+                            "message": f"{bwrap_unavailable()[0]}: stages run "
                             "without a sandbox and results are recorded as not hermetic"
                         },
                     )
@@ -221,7 +223,9 @@ def _register(
                 report.versions[name] = (known, False)
                 continue
             registry = registry or open_registry(workspace)
-            version, created = register(workspace, graph, name, record, ids, results, registry, statcache)
+            version, created, revived = register(workspace, graph, name, record, ids, results, registry, statcache)
+            if revived is not None:
+                report.revived[name] = revived
             if not created and (differ := differing_outputs(version, record)):
                 report.differs[name] = differ
             save_build_record(workspace, {**record, "registered": version.ref})

@@ -28,11 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .children import die_with_parent
 from .digest import digest_file, hex_of
 from .errors import EnvironmentBuildError
 from .events import Event, Reporter, ignore
 from .locklines import option_lines
 from .store import LocalStore, remove_path, write_atomic
+from .text import plural
+from .yamlsource import open_regular
 
 MANIFEST = "modelspec-env.json"
 MANIFEST_FORMAT = 3  # 3: copied files, read-only, with a table of file digests
@@ -205,7 +208,7 @@ def _load(target: Path, digest: str) -> Environment | None:
 
 
 def _count(changes: list[str]) -> str:
-    return f"{len(changes)} file{'s' if len(changes) != 1 else ''}"
+    return plural(len(changes), "file")
 
 
 def _summary(changes: list[str], limit: int = 5) -> str:
@@ -395,8 +398,6 @@ def _export_uv_lock(uv: str, lock_object: Path, temp: Path, env: dict[str, str])
 def _run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """Run a helper that dies with modelspec: killed, modelspec must leave no uv writing
     into a half-made environment."""
-    from .sandbox import die_with_parent  # not at the top: sandbox imports this module
-
     return subprocess.run(argv, capture_output=True, text=True, env=env, preexec_fn=die_with_parent)
 
 
@@ -434,6 +435,7 @@ def list_environments(envs_dir: Path) -> list[dict[str, Any]]:
 
 def lock_requirements(requirements_in: Path, output: Path, python: str) -> None:
     """Write a hash-pinned lock for `requirements_in` (`uv pip compile --generate-hashes`)."""
+    open_regular(requirements_in, os.path.relpath(requirements_in)).close()  # uv would block on a FIFO
     env = {
         **os.environ,
         "UV_PYTHON_DOWNLOADS": "never",
@@ -465,7 +467,7 @@ def remove_environment(envs_dir: Path, prefix: str) -> str:
     if len(matches) != 1:
         found = ", ".join(str(m["digest"])[7:19] for m in matches) or "none"
         raise UsageError(
-            f"{prefix!r} matches {len(matches)} environments ({found})",
+            f"{prefix!r} matches {plural(len(matches), 'environment')} ({found})",
             hint="give more of the digest; `modelspec env list` shows them",
         )
     digest = str(matches[0]["digest"])

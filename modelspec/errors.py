@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .text import plural
+
 
 @dataclass(frozen=True, slots=True)
 class Location:
@@ -82,7 +84,7 @@ class SpecError(ModelspecError):
     def __init__(self, problems: list[Problem], hint: str = "") -> None:
         self.problems = sorted(problems, key=lambda p: (p.location.file, p.location.line, p.location.column))
         count = len(self.problems)
-        head = f"{count} problem{'s' if count != 1 else ''} found"
+        head = f"{plural(count, 'problem')} found"
         super().__init__("\n".join([head, *map(str, self.problems)]), hint)
 
     def to_dict(self) -> dict[str, object]:

@@ -151,7 +151,7 @@ def load_specs(paths: list[Path], cache_dir: Path | None = None) -> dict[str, Sp
         by_path[path] = spec
         specs[spec.name] = spec
         for name, source in spec.data.items():
-            if source.spec is None or source.version_range is not None:
+            if source.spec is None or source.selector is not None:
                 continue
             other = spec.path.parent / f"{source.spec}.yaml"
             if not other.is_file():

@@ -7,11 +7,14 @@ Hydra is imported only when a composition is not already cached.
 
 from __future__ import annotations
 
+import os
 import re
-from pathlib import Path
+import stat
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .errors import did_you_mean
+from .yamlsource import file_kind
 
 # Resolvers whose value depends only on the config itself; anything else (`now`,
 # `oc.env`, `hydra:…`, custom resolvers) could change a value without changing a key.
@@ -22,13 +25,15 @@ _RESOLVER_CALL = re.compile(r"\$\{\s*([A-Za-z_][\w.]*)\s*:")
 
 
 class ConfigError(Exception):
-    """A composition problem. `key` is the dotted config key it concerns, if any, and
-    `override` the index (in the list given to `compose`) of the override that caused it."""
+    """A composition problem. `key` is the dotted config key it concerns, if any,
+    `override` the index (in the list given to `compose`) of the override that caused it,
+    and `field` the spec's `config` field it concerns (`dir`, `name`), if any."""
 
-    def __init__(self, message: str, key: str = "", override: int | None = None) -> None:
+    def __init__(self, message: str, key: str = "", override: int | None = None, field: str = "") -> None:
         super().__init__(message)
         self.key = key
         self.override = override
+        self.field = field
 
 
 def compose(config_dir: Path, name: str, overrides: list[str]) -> dict[str, Any]:
@@ -41,9 +46,11 @@ def compose(config_dir: Path, name: str, overrides: list[str]) -> dict[str, Any]
     for index, override in enumerate(overrides):
         try:
             _check_resolvers(override, "")
+            _check_confined(override, config_dir)
         except ConfigError as exc:
             raise ConfigError(str(exc), exc.key, index) from None
-    _check_defaults_lists(config_dir)
+    _check_name(name)
+    _check_defaults_lists(config_dir, config_files(config_dir))
     try:
         cfg = _hydra_compose(config_dir, name, overrides)
         raw = OmegaConf.to_container(cfg, resolve=False)
@@ -54,6 +61,8 @@ def compose(config_dir: Path, name: str, overrides: list[str]) -> dict[str, Any]
         raise _config_error(exc, config_dir, name, overrides) from None
     except yaml.YAMLError as exc:  # a config file that is not YAML
         raise ConfigError(_plain(f"invalid YAML in the config: {exc}")) from None
+    except OSError as exc:  # Hydra looked for a file no filesystem can name
+        raise ConfigError(f"Hydra could not read a config: {exc.strerror}") from None
     if not isinstance(resolved, dict):
         raise ConfigError("the composed config is not a mapping")
     return {str(key): value for key, value in resolved.items()}
@@ -146,29 +155,162 @@ def _known_keys(config_dir: Path, name: str, overrides: list[str]) -> list[str]:
 
 
 def _walk_strings(value: Any, key: str) -> None:
+    """Check every string of the composed config: no nondeterministic resolver, no NUL byte
+    (a value put in a command or environment variable cannot carry one)."""
     if isinstance(value, dict):
         for k, v in value.items():
-            _walk_strings(v, f"{key}.{k}" if key else str(k))
+            child = f"{key}.{k}" if key else str(k)
+            if "\0" in str(k):
+                raise ConfigError(f"the key {child!r} holds a NUL byte; remove it", key)
+            _walk_strings(v, child)
     elif isinstance(value, list):
         for i, v in enumerate(value):
             _walk_strings(v, f"{key}[{i}]")
     elif isinstance(value, str):
+        if "\0" in value:
+            raise ConfigError(f"the value of {key} holds a NUL byte, which no command can carry; remove it", key)
         _check_resolvers(value, key)
 
 
-def _check_defaults_lists(config_dir: Path) -> None:
+# Composition is confined to the config dir. Hydra would also read from wherever
+# `hydra.searchpath` points, a config name or group choice given as a path (`../../x`,
+# `/abs`) or one of its schemes (`file://`, `pkg://`).
+_SCHEME = re.compile(r"^[A-Za-z][\w+.-]*:")
+_CONFINE_HINT = "composition reads only the config dir; put the configs there"
+
+
+def config_files(config_dir: Path, shown: str = "") -> dict[str, Path]:
+    """Every file of the config dir by its path inside it: what a composition may read.
+    Symlinks are followed (each directory once, so a symlink loop ends) and must stay inside
+    the config dir; a FIFO or device is refused (Hydra would block on it, or read without end)."""
+    root = config_dir.resolve()
+    prefix = f"{shown or config_dir}/"
+    files: dict[str, Path] = {}
+    seen = {root}
+    pending = [(config_dir, "")]
+    while pending:
+        directory, relative = pending.pop()
+        with os.scandir(directory) as scan:
+            entries = sorted(scan, key=lambda e: e.name)
+        for entry in entries:
+            name = f"{relative}{entry.name}"
+            path = Path(entry.path)
+            if entry.is_symlink() and not _resolved(path).is_relative_to(root):
+                raise ConfigError(
+                    f"{prefix}{name} is a symlink leading out of the config dir (to {os.readlink(path)});"
+                    f" {_CONFINE_HINT}",
+                    field="dir",
+                )
+            try:
+                mode = path.stat().st_mode
+            except OSError:
+                continue  # a dangling symlink: Hydra reports it if a config names it
+            if stat.S_ISDIR(mode):
+                real = _resolved(path)
+                if real not in seen:
+                    seen.add(real)
+                    pending.append((path, f"{name}/"))
+            elif stat.S_ISREG(mode):
+                files[name] = path
+            else:
+                raise ConfigError(
+                    f"{prefix}{name} is not a regular file ({file_kind(mode)}); a config dir holds only files",
+                    field="dir",
+                )
+    return dict(sorted(files.items()))
+
+
+def _resolved(path: Path) -> Path:
+    """Where a path leads; a symlink loop leads nowhere (and cannot be read): to itself."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):
+        return Path(os.path.abspath(path))
+
+
+def _is_group(config_dir: Path, key: str) -> bool:
+    try:
+        return "/" in key or (config_dir / key).is_dir()
+    except (OSError, ValueError):  # a name too long for a path, a NUL: no group has it
+        return False
+
+
+def _check_confined(override: str, config_dir: Path) -> None:
+    """An override may not set Hydra's own settings (`hydra.searchpath` adds places to read
+    configs from), and a group choice must name a config of the group, not a path."""
+    key, _, value = override.partition("=")
+    key = key.strip().lstrip("+~").strip()
+    target, _, package = key.partition("@")
+    if any(len(part.encode()) > 255 for part in re.split(r"[./@]", key)):
+        raise ConfigError("the key has a name longer than 255 bytes, which no config or file can have", key[:40] + "…")
+    for part in (target, package.removeprefix("_global_.")):
+        if re.split(r"[./]", part)[0] == "hydra":
+            raise ConfigError(f"an override may not change Hydra's own settings ({key!r}); {_CONFINE_HINT}", target)
+    if _is_group(config_dir, target):
+        for choice in value.strip().strip("[]").split(","):
+            if _path_like(choice.strip().strip("'\"")) or len(choice.encode()) > 255:
+                raise ConfigError(
+                    f"the group choice {choice.strip()!r} is a path; name a config of the group {target!r}"
+                    f" (a file in {target}/ of the config dir)",
+                    target,
+                )
+
+
+def _path_like(text: str) -> bool:
+    return text.startswith("/") or _leaves(text)
+
+
+def _leaves(text: str) -> bool:
+    """`..` or a scheme: a path Hydra would look for outside the config dir. (A leading `/`
+    in a defaults list is relative to the config dir, the only search path left.)"""
+    return ".." in PurePosixPath(text).parts or bool(_SCHEME.match(text))
+
+
+def _check_name(name: str) -> None:
+    if _path_like(name):
+        raise ConfigError(
+            f"config name {name!r} leads out of the config dir; name a config in it, without .yaml", field="name"
+        )
+
+
+def _check_defaults_lists(config_dir: Path, files: dict[str, Path]) -> None:
     """Defaults lists (and `hydra:` settings) choose what is composed but are not part of the
-    result, so a resolver there (`- model: ${oc.env:MODEL}`) is looked for in the files."""
+    result, so a resolver there (`- model: ${oc.env:MODEL}`), a search path or an entry
+    naming a path out of the config dir is looked for in the files."""
     import yaml
 
-    for file in sorted(config_dir.rglob("*.y*ml")):
+    for relative, file in files.items():
+        if not relative.endswith((".yaml", ".yml")):
+            continue
         try:
             data = yaml.safe_load(file.read_bytes())
         except yaml.YAMLError:
             continue  # Hydra reports it when it loads the file
+        if not isinstance(data, dict):
+            continue
         for key in ("defaults", "hydra"):
-            if isinstance(data, dict) and key in data:
-                _check_resolvers(str(data[key]), "", f"the {key} of {file.relative_to(config_dir)}")
+            if key in data:
+                _check_resolvers(str(data[key]), "", f"the {key} of {relative}")
+        if "searchpath" in str(data.get("hydra", "")):
+            raise ConfigError(f"{relative} sets hydra.searchpath; {_CONFINE_HINT}", field="dir")
+        for entry in _strings(data.get("defaults")):
+            words = entry.split()
+            if words and _leaves(words[-1]):
+                raise ConfigError(
+                    f"the defaults list of {relative} names {entry!r}, a path out of the config dir; {_CONFINE_HINT}",
+                    field="dir",
+                )
+
+
+def _strings(value: Any) -> list[str]:
+    """The strings of a defaults list: entries, and the keys and values of `group: option`."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [*map(str, value), *(s for v in value.values() for s in _strings(v))]
+    if isinstance(value, list):
+        return [s for item in value for s in _strings(item)]
+    return []
 
 
 def _check_resolvers(text: str, key: str, place: str = "") -> None:

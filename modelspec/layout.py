@@ -5,8 +5,9 @@ runner without a sandbox interpolates the same template with its scratch directo
 
     /ms/code/…                 code snapshot of the resolved commit (the working directory)
     /ms/in/<input>/<basename>  each input, read-only
-    /ms/out/<path>             declared outputs, the only writable place
+    /ms/out/<path>             declared outputs (writable)
     /ms/config.json            the stage's config subtree
+    /ms/home                   $HOME, writable scratch, empty for each run
 """
 
 from __future__ import annotations

@@ -16,12 +16,14 @@ from .graph import BuildGraph, build_graph
 from .model import Lock, Spec, split_output_ref
 from .refs import matches_range, parse_version
 from .resolve import ResolveContext
+from .specload import shown_path
 from .statcache import StatCache
 from .store import LocalStore, pid_alive, write_atomic
 from .workspace import STORE_DIR, Workspace, find_workspace
+from .yamlsource import open_regular
 
 if TYPE_CHECKING:
-    from .registry import Registry
+    from .registry import ModelVersion, Registry
 
 
 def open_workspace(spec_paths: list[Path]) -> Workspace:
@@ -37,12 +39,12 @@ def resolve_context(workspace: Workspace, allow_dirty: bool = False, check_only:
     temp = workspace.store.tmp
     statcache = StatCache(workspace.cache_dir / "stat.json", temp)
 
-    def registered(name: str, version_range: str, output: str) -> dict[str, Any]:
+    def registered(name: str, selector: str, output: str, allow: tuple[str, ...]) -> dict[str, Any]:
         if check_only and not registry_exists(workspace):  # checking must not create one
-            raise UsageError(f"no active version of {name} matches {version_range!r} (versions: none)")
+            raise UsageError(f"no version of {name} is registered (no registry in {workspace.home})")
         registry = open_registry(workspace)
         try:
-            return registered_artifact(registry, workspace.store, name, version_range, output)
+            return registered_artifact(registry, workspace.store, name, selector, output, allow)
         finally:
             registry.close()
 
@@ -101,14 +103,21 @@ def write_locks(graph: BuildGraph) -> list[Path]:
             if pid.isdigit() and not pid_alive(int(pid)):
                 stale.unlink(missing_ok=True)
         data = lock_bytes(item.lock)
-        try:
-            if path.read_bytes() == data:
-                continue
-        except FileNotFoundError:
-            pass
+        if _holds(path, data):
+            continue
         write_atomic(path, data)
         written.append(path)
     return written
+
+
+def _holds(path: Path, data: bytes) -> bool:
+    """Whether the lock file already holds `data`; one that is not a regular file (a FIFO
+    would block the read) is refused, and no more than `data` is ever read."""
+    try:
+        with open_regular(path, shown_path(path)) as handle:
+            return handle.read(len(data) + 1) == data
+    except FileNotFoundError:
+        return False
 
 
 def open_registry(workspace: Workspace, guard: bool = True, read_only: bool = False) -> Registry:
@@ -125,19 +134,18 @@ def open_registry(workspace: Workspace, guard: bool = True, read_only: bool = Fa
 
 
 def registered_artifact(
-    registry: Registry, store: LocalStore, name: str, version_range: str, output: str
+    registry: Registry, store: LocalStore, name: str, selector: str, output: str, allow: tuple[str, ...] = ()
 ) -> dict[str, Any]:
     """The data entry of a lock for `{spec: NAME@RANGE, output: OUTPUT}`: the newest active
-    version in the range, pinned, with its artifact's digest."""
-    candidates = [
-        v
-        for v in registry.list_versions(name)
-        if v.status == "active" and matches_range(_numbers(v.version), version_range)
-    ]
-    if not candidates:
-        known = ", ".join(f"{v.version} ({v.status})" for v in registry.list_versions(name)) or "none"
-        raise UsageError(f"no active version of {name} matches {version_range!r} (versions: {known})")
-    version = candidates[-1]  # list_versions orders by version number
+    version in the range that carries no mark the spec does not `allow` (dirty, unsandboxed);
+    for `NAME@ALIAS`, the alias's primary target, held to the same rule. Pinned, with its
+    artifact's digest."""
+    via: dict[str, str] = {}
+    if _is_alias(selector):
+        version = _alias_target(registry, name, selector, allow)
+        via = {"alias": selector}
+    else:
+        version = _newest_in_range(registry, name, selector, allow)
     artifacts = registry.artifacts_of(version)
     refs = [ref for ref in artifacts if ref == output or split_output_ref(ref)[1] == output]
     if len(refs) != 1:
@@ -150,8 +158,73 @@ def registered_artifact(
         "content_id": version.content_id,
         "output": refs[0],
         "basename": basename,
+        **via,
         **artifacts[refs[0]],
     }
+
+
+def _is_alias(selector: str) -> bool:
+    """`production`, not a range (`^2.0`, `1.3`, `>=1.2,<2`); `latest` is the range of every version."""
+    return selector[:1].isalpha() and selector != "latest"
+
+
+def _newest_in_range(registry: Registry, name: str, version_range: str, allow: tuple[str, ...]) -> ModelVersion:
+    every = registry.list_versions(name)  # ordered by version number
+    in_range = [v for v in every if matches_range(_numbers(v.version), version_range)]
+    usable = [v for v in in_range if v.status == "active" and not _refused_marks(v, allow)]
+    if usable:
+        return usable[-1]
+    marks = sorted({mark for v in in_range if v.status == "active" for mark in _refused_marks(v, allow)})
+    if not marks:  # nothing in the range, or only retired versions
+        known = ", ".join(f"{v.version} ({v.status})" for v in every) or "none"
+        raise UsageError(f"no active version of {name} matches {version_range!r} (versions: {known})")
+    skipped = ", ".join(
+        f"{v.version} ({v.status if v.status != 'active' else ', '.join(_refused_marks(v, allow))})"
+        for v in reversed(in_range)
+    )
+    raise UsageError(
+        f"no version of {name} in {version_range!r} is active, clean and sandboxed: skipped {skipped}",
+        hint=f"accept such versions with `allow: [{', '.join(sorted({*allow, *marks}))}]` on this input "
+        f"({_explained(marks)}), or build {name} from committed code in the sandbox",
+    )
+
+
+def _alias_target(registry: Registry, name: str, alias: str, allow: tuple[str, ...]) -> ModelVersion:
+    from .registry import primary_target
+
+    targets = registry.alias_targets(name, alias)
+    if not targets:
+        known = registry.alias_names(name)
+        listed = f"aliases of {name}: {', '.join(known)}" if known else f"{name} has no aliases"
+        raise UsageError(
+            f"no alias {name}@{alias}",
+            hint=f"{listed}; name one, promote a version (modelspec promote {name}@VERSION {alias}) "
+            f"or name a version range ({name}@^1.0)",
+        )
+    version = primary_target(targets)
+    if version.status != "active":
+        raise UsageError(
+            f"{name}@{alias} points to {version.ref}, which is {version.status}: its artifacts are gone",
+            hint=f"point the alias at an active version (modelspec promote {name}@VERSION {alias})",
+        )
+    refused = _refused_marks(version, allow)
+    if refused:
+        raise UsageError(
+            f"{name}@{alias} points to {version.ref}, which is {' and '.join(refused)}",
+            hint=f"accept it with `allow: [{', '.join(sorted({*allow, *refused}))}]` on this input "
+            f"({_explained(refused)}), or point the alias at a clean, sandboxed version",
+        )
+    return version
+
+
+def _refused_marks(version: ModelVersion, allow: tuple[str, ...]) -> list[str]:
+    return [mark for mark in version.marks if mark not in allow]
+
+
+def _explained(marks: list[str]) -> str:
+    from .registry import MARKS
+
+    return "; ".join(f"{mark}: {MARKS[mark]}" for mark in marks)
 
 
 def _numbers(version: str) -> tuple[int, int, int]:

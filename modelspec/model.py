@@ -26,8 +26,10 @@ class DataSource:
     name: str
     path: str | None = None
     spec: str | None = None
-    version_range: str | None = None  # set for `{spec: baseline@^2.0, ...}`
+    # After the `@` of a registered version: a range (`baseline@^2.0`) or an alias (`churn@production`).
+    selector: str | None = None
     output: str | None = None
+    allow: tuple[str, ...] = ()  # the marks a registered version may carry: dirty, unsandboxed
 
 
 @dataclass(frozen=True, slots=True)

@@ -140,12 +140,19 @@ def content_ids(graph: BuildGraph, isolation: Isolation = Isolation()) -> dict[s
     for node in graph.nodes():
         key, _ = node_key(node, lambda s: f"node:{addressed[s.node]}", isolation.used(node.lock))
         addressed[node.id] = key
-    return {
-        name: digest_json(
-            {"format": 1, "name": name, "stages": {s: addressed[item.spec.node_id(s)] for s in item.lock.stages}}
-        )
-        for name, item in graph.specs.items()
-    }
+    ids = {}
+    for name, item in graph.specs.items():
+        document: dict[str, Any] = {
+            "format": 1,
+            "name": name,
+            "stages": {s: addressed[item.spec.node_id(s)] for s in item.lock.stages},
+        }
+        if item.lock.code.get("dirty"):
+            # Built from uncommitted files: a version of its own, so that committing them and
+            # building again registers a clean version (its stages cached) rather than finding this one.
+            document["dirty"] = True
+        ids[name] = digest_json(document)
+    return ids
 
 
 def explain(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> list[str]:
@@ -195,7 +202,8 @@ def _show(value: Any) -> str:
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict) and value:
+    """Dotted keys to leaves; an empty mapping below the top stays a leaf, an empty top is nothing."""
+    if isinstance(value, dict) and (value or not prefix):
         flat: dict[str, Any] = {}
         for k, v in value.items():
             flat.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))

@@ -14,8 +14,11 @@ from .errors import UsageError
 
 _NAME = r"[a-z][a-z0-9_-]{0,63}"
 _REF = re.compile(rf"^(?P<name>{_NAME})(@(?P<selector>[A-Za-z0-9_.^~<>=!, -]+))?$")
-_VERSION = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)(?:\.(0|[1-9]\d*))?$")
-_HEX = re.compile(r"^[0-9a-f]{4,64}$")
+# At most 18 digits a number: the registry stores each as a 64-bit integer.
+_VERSION = re.compile(r"^(0|[1-9]\d{0,17})\.(0|[1-9]\d{0,17})(?:\.(0|[1-9]\d{0,17}))?$")
+MIN_PREFIX = 4  # hex digits of a content-id prefix: fewer would match too many versions
+_HEX = re.compile(rf"^[0-9a-f]{{{MIN_PREFIX},64}}$")
+_SHORT_HEX = re.compile(rf"^[0-9a-f]{{1,{MIN_PREFIX - 1}}}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +37,7 @@ def parse_version(text: str) -> tuple[int, int, int | None]:
     """`1.3` → (1, 3, None); `1.3.2` → (1, 3, 2)."""
     match = _VERSION.match(text)
     if match is None:
-        raise UsageError(f"{text!r} is not a version (MAJOR.MINOR or MAJOR.MINOR.PATCH)")
+        raise UsageError(f"{text!r} is not a version (MAJOR.MINOR or MAJOR.MINOR.PATCH, each at most 18 digits)")
     major, minor, patch = match.groups()
     return int(major), int(minor), int(patch) if patch is not None else None
 
@@ -58,7 +61,25 @@ def parse_ref(text: str) -> Ref:
         return Ref(name, "alias", selector)
     if _HEX.match(selector):
         return Ref(name, "content", selector)  # an alias spelled like hex is looked up first, too
+    short = selector.removeprefix(f"{name}-")
+    if _SHORT_HEX.match(short):
+        raise UsageError(
+            f"{text!r}: a content-id prefix has at least {MIN_PREFIX} hex digits, {short!r} has {len(short)}",
+            hint=f"give more digits of the content id (`modelspec versions {name}` shows them)",
+        )
     raise UsageError(f"{text!r}: {selector!r} is neither a version, an alias nor a content-id prefix")
+
+
+def too_short_prefix(ref: Ref) -> str:
+    """The hex digits of a reference that names nothing but looks like a content-id prefix
+    too short to be one (`fraud@abc`, `fraud-3f2`), else ''."""
+    if ref.kind == "alias":
+        digits = ref.value.removeprefix(f"{ref.name}-")
+    elif ref.kind == "latest" and "-" in ref.name:
+        digits = ref.name.rpartition("-")[2]
+    else:
+        return ""
+    return digits if _SHORT_HEX.match(digits) else ""
 
 
 def check_alias_name(name: str, alias: str) -> None:
@@ -72,7 +93,7 @@ def check_alias_name(name: str, alias: str) -> None:
         )
 
 
-_SHORT_FORM = re.compile(rf"^(?P<name>{_NAME})-(?P<hex>[0-9a-f]{{4,64}})$")
+_SHORT_FORM = re.compile(rf"^(?P<name>{_NAME})-(?P<hex>[0-9a-f]{{{MIN_PREFIX},64}})$")
 
 
 def parse_short_form(text: str) -> Ref | None:

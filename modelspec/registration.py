@@ -24,7 +24,7 @@ from .store import Entry
 from .workspace import Workspace
 
 if TYPE_CHECKING:  # SQLAlchemy is imported only when a build actually registers something
-    from .registry import ModelVersion, Registry
+    from .registry import ModelVersion, Registry, Revival
 
 BUILD_RECORD_FORMAT = 3
 
@@ -105,7 +105,7 @@ def register(
     results: Mapping[str, NodeOutcome],
     registry: Registry,
     statcache: StatCache,
-) -> tuple[ModelVersion, bool]:
+) -> tuple[ModelVersion, bool, Revival | None]:
     """Register the build of `name`, after putting every reproduction input in the store."""
     from .registry import VersionDraft
 

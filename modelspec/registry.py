@@ -26,7 +26,16 @@ from . import replay
 from .audit import GENESIS, event_digest, verify_chain
 from .digest import digest_json
 from .errors import StoreError, UsageError
-from .refs import Ref, check_alias_name, parse_ref, parse_short_form, parse_version, short_content_id
+from .refs import (
+    MIN_PREFIX,
+    Ref,
+    check_alias_name,
+    parse_ref,
+    parse_short_form,
+    parse_version,
+    short_content_id,
+    too_short_prefix,
+)
 from .registry_head import RegistryHead, head_problem, mismatch, read_head, record_head
 from .retention import VersionFacts, revival_hint
 
@@ -81,6 +90,17 @@ class ModelVersion:
         return f"{self.name}@{self.version}"
 
     @property
+    def dirty(self) -> bool:
+        """Built from working files that differed from its commit (`--allow-dirty`)."""
+        return bool(self.record.get("dirty"))
+
+    @property
+    def marks(self) -> list[str]:
+        """What sets it apart from a clean, sandboxed build (see MARKS): a registered input
+        takes a marked version only where its spec allows the mark."""
+        return [mark for mark, on in (("dirty", self.dirty), ("unsandboxed", not self.hermetic)) if on]
+
+    @property
     def short_id(self) -> str:
         return short_content_id(self.name, self.content_id)
 
@@ -102,8 +122,45 @@ class ModelVersion:
             "status": self.status,
             "status_time": self.status_time,
             "status_reason": self.status_reason,
+            "marks": self.marks,
             **{k: v for k, v in self.record.items() if k not in ("metrics",)},
         }
+
+
+@dataclass(frozen=True)
+class Revival:
+    """What a version was before a build of its content brought its artifacts back."""
+
+    status: str  # "retired"
+    reason: str | None
+    time: float | None
+
+    def describe(self) -> str:
+        day = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(self.time or 0))
+        return f"it was {self.status} on {day} by retention ({self.reason or 'no reason recorded'})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "reason": self.reason, "time": self.time}
+
+
+def retired_error(version: ModelVersion) -> UsageError:
+    """`export` and `reproduce` of a retired version: a bad reference (exit 2), not a failed
+    command, with when and why retention took its artifacts and how to get them back."""
+    day = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(version.status_time or 0))
+    return UsageError(
+        f"{version.ref} is {version.status} by retention since {day} ({version.status_reason}): "
+        "its artifacts are gone",
+        hint=revival_hint(version.ref, version.commit, version.record.get("spec", "")),
+    )
+
+
+MARKS = {"dirty": "built from uncommitted files", "unsandboxed": "ran without a sandbox"}
+
+
+def primary_target(targets: list[tuple[ModelVersion, float]]) -> ModelVersion:
+    """The version an alias names when one is needed: the largest weight, the older on a tie
+    (`targets` come oldest first)."""
+    return max(targets, key=lambda target: target[1])[0]
 
 
 def _version_of(row: Any) -> ModelVersion:
@@ -376,8 +433,9 @@ class Registry:
 
     # -- versions ------------------------------------------------------------------------
 
-    def register(self, draft: VersionDraft) -> tuple[ModelVersion, bool]:
-        """Record a new version, or find the one that already has this content (False)."""
+    def register(self, draft: VersionDraft) -> tuple[ModelVersion, bool, Revival | None]:
+        """Record a new version, or find the one that already has this content (False); a
+        retired one is revived, and the third item says what it was."""
         with self._write() as conn:
             existing = conn.execute(
                 sa.select(t.versions).where(
@@ -385,7 +443,9 @@ class Registry:
                 )
             ).first()
             if existing is not None:
+                revived = None
                 if existing.status != "active":
+                    revived = Revival(existing.status, existing.status_reason, existing.status_time)
                     # The build just produced every artifact again: the version is whole once more.
                     now = self.clock()
                     conn.execute(
@@ -395,7 +455,7 @@ class Registry:
                     )
                     self._event(conn, "revive", f"{draft.name}@{existing.version}", draft.author, {"at": now})
                     existing = conn.execute(sa.select(t.versions).where(t.versions.c.id == existing.id)).one()
-                return _version_of(existing), False
+                return _version_of(existing), False, revived
             major, minor, patch = parse_version(draft.spec_version)
             # One indexed lookup, not every version of the model: registering stays O(log n).
             v = t.versions.c
@@ -443,7 +503,7 @@ class Registry:
             if draft.metrics:
                 conn.execute(
                     sa.insert(t.metrics),
-                    [{"version_id": version_id, "key": k, "value": v} for k, v in sorted(draft.metrics.items())],
+                    [_metric_row(version_id, k, v) for k, v in sorted(draft.metrics.items())],
                 )
             links = []  # the lineage rows, for the build event: replaying the log rebuilds them
             for item in draft.lineage:
@@ -473,7 +533,7 @@ class Registry:
                 },
             )
             row = conn.execute(sa.select(t.versions).where(t.versions.c.id == version_id)).one()
-            return _version_of(row), True
+            return _version_of(row), True, None
 
     def resolve(self, ref: str | Ref) -> ModelVersion:
         """The version a reference names; an ambiguous content prefix lists the candidates."""
@@ -519,7 +579,9 @@ class Registry:
                 if ref.name in known
                 else (f"registered models: {', '.join(known) or 'none yet'}")
             )
-            raise UsageError(f"no version {ref}", hint=hint)
+            digits = too_short_prefix(ref)  # `fraud@abc`: no alias, and too short for a content-id prefix
+            why = f" (a content-id prefix has at least {MIN_PREFIX} hex digits, {digits!r} has {len(digits)})"
+            raise UsageError(f"no version {ref}" + (why if digits else ""), hint=hint)
         return _version_of(row)
 
     def names(self) -> list[str]:
@@ -552,11 +614,18 @@ class Registry:
         with self.engine.connect() as conn:
             m = t.metrics.c
             for chunk in _chunks(version_ids):
-                for version_id, key, value in conn.execute(
-                    sa.select(m.version_id, m.key, m.value).where(m.version_id.in_(chunk))
+                for version_id, key, value, is_integer in conn.execute(
+                    sa.select(m.version_id, m.key, m.value, m.is_integer).where(m.version_id.in_(chunk))
                 ):
-                    found[version_id][key] = value
+                    found[version_id][key] = int(value) if is_integer else value
         return found
+
+    def metric_names(self, name: str) -> list[str]:
+        """Every metric any version of model NAME recorded, sorted."""
+        m, v = t.metrics.c, t.versions.c
+        query = sa.select(m.key).distinct().join_from(t.metrics, t.versions, m.version_id == v.id).where(v.name == name)
+        with self.engine.connect() as conn:
+            return sorted(conn.execute(query).scalars())
 
     def artifacts_of(self, version: ModelVersion) -> dict[str, dict[str, Any]]:
         with self.engine.connect() as conn:
@@ -718,7 +787,9 @@ class Registry:
 
     # -- retention -----------------------------------------------------------------------
 
-    def pin(self, ref: str, actor: str, pinned: bool = True) -> ModelVersion:
+    def pin(self, ref: str, actor: str, pinned: bool = True) -> tuple[ModelVersion, bool]:
+        """Pin (or unpin) a version; False when it already was (or was not) pinned, which
+        changes nothing and writes no audit event."""
         version = self.resolve(ref)
         if pinned and version.status != "active":
             raise UsageError(
@@ -727,12 +798,15 @@ class Registry:
                 hint=revival_hint(version.ref, version.commit, version.record.get("spec", "")),
             )
         with self._write() as conn:
+            was = conn.execute(sa.select(t.pins.c.version_id).where(t.pins.c.version_id == version.id)).first()
+            if (was is not None) == pinned:
+                return version, False
             conn.execute(sa.delete(t.pins).where(t.pins.c.version_id == version.id))
             now = self.clock()
             if pinned:
                 conn.execute(sa.insert(t.pins).values(version_id=version.id, time=now, actor=actor))
             self._event(conn, "pin" if pinned else "unpin", version.ref, actor, {"at": now} if pinned else {})
-        return version
+        return version, True
 
     def pins_of(self, version_ids: list[int]) -> dict[int, dict[str, Any]]:
         """version id → when and by whom it was pinned, for the pinned ones among them."""
@@ -750,7 +824,7 @@ class Registry:
             rows = conn.execute(sa.select(v.id, v.name, v.version, v.created, v.status)).all()
             metrics: dict[int, dict[str, float]] = {}
             for r in conn.execute(sa.select(t.metrics)):
-                metrics.setdefault(r.version_id, {})[r.key] = r.value
+                metrics.setdefault(r.version_id, {})[r.key] = int(r.value) if r.is_integer else r.value
             aliases: dict[int, list[str]] = {}
             for r in conn.execute(sa.select(t.aliases)):
                 aliases.setdefault(r.version_id, []).append(r.alias)
@@ -902,7 +976,7 @@ def _row_digest(conn: sa.Connection, version_id: int) -> str:
         .order_by(t.artifacts.c.name)
     ).all()
     metrics = conn.execute(
-        sa.select(t.metrics.c.key, t.metrics.c.value)
+        sa.select(t.metrics.c.key, t.metrics.c.value, t.metrics.c.is_integer)
         .where(t.metrics.c.version_id == version_id)
         .order_by(t.metrics.c.key)
     ).all()
@@ -910,9 +984,17 @@ def _row_digest(conn: sa.Connection, version_id: int) -> str:
         {
             "row": [bool(x) if c == "hermetic" else x for c, x in zip(_IMMUTABLE, row, strict=True)],
             "artifacts": [list(a) for a in artifacts],
-            "metrics": [list(m) for m in metrics],
+            # An integer digests as 12, a float as 12.0: a flipped flag is an edit, and the
+            # digests that versions before schema 5 recorded (all floats) still hold.
+            "metrics": [[key, int(value) if is_integer else value] for key, value, is_integer in metrics],
         }
     )
+
+
+def _metric_row(version_id: int, key: str, value: float) -> dict[str, Any]:
+    """An integer keeps its kind (runner.flatten_metrics left only those a float holds exactly)."""
+    is_integer = isinstance(value, int) and not isinstance(value, bool)
+    return {"version_id": version_id, "key": key, "value": float(value), "is_integer": is_integer}
 
 
 _STORAGE_HINT = (

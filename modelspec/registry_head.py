@@ -27,6 +27,7 @@ from typing import Any
 
 from .errors import UsageError
 from .store import write_atomic
+from .text import plural
 
 HEAD_FILE = "registry-head"
 FORMAT = 1
@@ -82,7 +83,8 @@ def head_problem(
     `recorded.seq`) is the one `recorded` was taken from, or its continuation; else why not."""
     short = recorded.registry[:12]
     if identity is None and last_seq == 0:
-        return f"it is empty, but the store belongs to registry {short}, whose audit log had {recorded.seq} events"
+        had = plural(recorded.seq, "event")
+        return f"it is empty, but the store belongs to registry {short}, whose audit log had {had}"
     if identity is not None and identity != recorded.registry:
         return f"it is registry {identity[:12]}, but the store belongs to registry {short}"
     if last_seq < recorded.seq:

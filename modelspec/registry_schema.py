@@ -3,7 +3,8 @@
 A registry records its schema version in `meta`; opening an older registry applies the
 missing migrations in one transaction, so a newer modelspec reads what an older one made.
 Version 1 was the first release; version 2 added tags and traffic weights on aliases;
-version 3 added the results of reproductions; version 4 added pins.
+version 3 added the results of reproductions; version 4 added pins; version 5 marks the
+metrics that are integers (epochs 12, not 12.0).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 metadata = sa.MetaData()
 
@@ -62,7 +63,9 @@ metrics = sa.Table(
     metadata,
     sa.Column("version_id", sa.Integer, sa.ForeignKey("versions.id"), primary_key=True),
     sa.Column("key", sa.String, primary_key=True),
-    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("value", sa.Float, nullable=False),  # what --where compares, integers included
+    # The metrics file held an integer: shown and returned as one. (Absent before version 5.)
+    sa.Column("is_integer", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 sa.Index("metrics_key_value", metrics.c.key, metrics.c.value)
 
@@ -141,19 +144,26 @@ events = sa.Table(
     sa.Column("digest", sa.String, nullable=False),
 )
 
-_V1_TABLES = [meta, versions, artifacts, metrics, lineage, alias_history, events]
+_V1_TABLES = [meta, versions, artifacts, lineage, alias_history, events]
 
 
 def _create_v1(conn: sa.Connection) -> None:
     for table in _V1_TABLES:
         table.create(conn)
-    # Version 1's aliases had no traffic weight.
+    # Version 1's aliases had no traffic weight, and its metrics no integer flag.
     conn.execute(
         sa.text(
             "CREATE TABLE aliases (name VARCHAR NOT NULL, alias VARCHAR NOT NULL, "
             "version_id INTEGER NOT NULL REFERENCES versions (id), PRIMARY KEY (name, alias, version_id))"
         )
     )
+    conn.execute(
+        sa.text(
+            "CREATE TABLE metrics (version_id INTEGER NOT NULL REFERENCES versions (id), key VARCHAR NOT NULL, "
+            "value FLOAT NOT NULL, PRIMARY KEY (version_id, key))"
+        )
+    )
+    conn.execute(sa.text("CREATE INDEX metrics_key_value ON metrics (key, value)"))
 
 
 def _v1_to_v2(conn: sa.Connection) -> None:
@@ -169,7 +179,18 @@ def _v3_to_v4(conn: sa.Connection) -> None:
     pins.create(conn)
 
 
-MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {1: _create_v1, 2: _v1_to_v2, 3: _v2_to_v3, 4: _v3_to_v4}
+def _v4_to_v5(conn: sa.Connection) -> None:
+    # Older metrics stay floats: whether 12.0 was written as 12 is not known any more.
+    conn.execute(sa.text("ALTER TABLE metrics ADD COLUMN is_integer BOOLEAN NOT NULL DEFAULT FALSE"))
+
+
+MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {
+    1: _create_v1,
+    2: _v1_to_v2,
+    3: _v2_to_v3,
+    4: _v3_to_v4,
+    5: _v4_to_v5,
+}
 
 
 def schema_version(conn: sa.Connection) -> int:

@@ -9,10 +9,16 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
+from rich.markup import escape as escape_markup
 from rich.table import Table
 
 from .events import Event
+from .text import printable
+
+
+def escape(text: str, multiline: bool = False) -> str:
+    """A user string inside rich markup: its control characters and its `[` shown, never obeyed."""
+    return escape_markup(printable(text, multiline))
 
 
 class ConsoleReporter:
@@ -62,20 +68,20 @@ class ConsoleReporter:
             self._line(f"[green]done[/]    {node}  {data['seconds']:.1f} s")
         elif event.kind == "stage-failed":
             self._stop(event.node)
-            self._line(f"[red bold]FAILED[/]  {node}: {escape(data['reason'])}")
+            self._line(f"[red bold]FAILED[/]  {node}: {escape(data['reason'], multiline=True)}")
             if data.get("log_tail"):
-                self._line(f"[dim]--- last lines of the log ---[/]\n{escape(data['log_tail'])}")
+                self._line(f"[dim]--- last lines of the log ---[/]\n{escape(data['log_tail'], multiline=True)}")
             if data.get("log"):
                 self._line(f"[dim]full log: {escape(data['log'])}[/]")
         elif event.kind == "stage-skipped":
-            self._line(f"[yellow]skipped[/] {node}: {escape(data['reason'])}")
+            self._line(f"[yellow]skipped[/] {node}: {escape(data['reason'], multiline=True)}")
         elif event.kind == "env-create":
             self._start("env:" + data["digest"], f"creating {data['kind']} environment {data['digest'][7:19]}")
         elif event.kind == "env-ready":
             self._stop("env:" + data["digest"])
             self._line(f"[green]env[/]     {data['digest'][7:19]} ready in {data['seconds']:.1f} s")
         elif event.kind == "warning":
-            self._line(f"[yellow]warning:[/] {escape(data['message'])}")
+            self._line(f"[yellow]warning:[/] {escape(data['message'], multiline=True)}")
 
 
 def summary_table(rows: list[dict[str, Any]]) -> Table:
@@ -86,5 +92,6 @@ def summary_table(rows: list[dict[str, Any]]) -> Table:
     for row in rows:
         seconds = f"{row['seconds']:.1f}" if row.get("seconds") is not None else ""
         state = row["state"]
-        table.add_row(escape(row["node"]), f"[{styles[state]}]{state}[/]", seconds, escape(row.get("reason", "")))
+        reason = escape(row.get("reason", ""), multiline=True)
+        table.add_row(escape(row["node"]), f"[{styles[state]}]{state}[/]", seconds, reason)
     return table

@@ -27,7 +27,7 @@ from .errors import CorruptObjectError, ModelspecError, SandboxUnavailableError,
 from .events import Event, Reporter, ignore
 from .limits import effective_limits
 from .model import Lock, split_output_ref
-from .registry import ModelVersion, Registry
+from .registry import ModelVersion, Registry, retired_error
 from .retention import revival_hint
 from .runner import RunContext, StageFailure, StageJob, run_node
 from .sandbox import ProcessSandbox, Sandbox
@@ -105,7 +105,7 @@ def reproduce(
     if version.status != "active":
         # Retired means gone for reproduce and export alike, even while gc's grace period
         # still holds some of its bytes: the answer must not depend on when gc last ran.
-        raise _missing(version, "", "")
+        raise retired_error(version)
     lock = Lock.from_dict(json.loads(_need(store, version, version.lock, "the lock").decode()))
     record = version.record
     sandbox = _sandbox_for(version)
@@ -208,13 +208,15 @@ def _stage_order(lock: Lock) -> list[str]:
 
 
 def _sandbox_for(version: ModelVersion) -> Sandbox:
-    from .bwrap import BubblewrapSandbox, bwrap_path
+    from .bwrap import BubblewrapSandbox, bwrap_path, bwrap_unavailable
 
     if version.hermetic:
         if bwrap_path() is None:
+            why, fix = bwrap_unavailable()
             raise SandboxUnavailableError(
-                f"{version.ref} was built in the bubblewrap sandbox; reproducing it needs bubblewrap too",
-                hint="install it: apt-get install bubblewrap",
+                f"{version.ref} was built in the bubblewrap sandbox; reproducing it needs bubblewrap too, "
+                f"but {why}",
+                hint=fix,
             )
         return BubblewrapSandbox()
     return ProcessSandbox()

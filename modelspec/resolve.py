@@ -13,8 +13,8 @@ from typing import Any
 from . import gitcode
 from .digest import canonical_json, digest_json, hex_of
 from .errors import GitError, ModelspecError, Problem, SpecError, StoreError, did_you_mean
-from .hydraconfig import ConfigError, compose, config_keys, select_params, subtree
-from .model import PLACEHOLDER, Lock, Override, Spec, Stage
+from .hydraconfig import ConfigError, compose, config_files, config_keys, select_params, subtree
+from .model import PLACEHOLDER, ConfigSource, Lock, Override, Spec, Stage
 from .statcache import StatCache
 from .store import digest_path, walk_path
 
@@ -30,9 +30,9 @@ class ResolveContext:
     # Every check, but no hashing of data or environments: what `validate` does. The lock
     # it produces lacks those digests and must never be written or keyed.
     check_only: bool = False
-    # (model, version range, output) → the lock's data entry of a registered artifact;
-    # injected by the API layer, which owns the registry.
-    registered: Callable[[str, str, str], dict[str, Any]] | None = None
+    # (model, range or alias, output, allowed marks) → the lock's data entry of a registered
+    # artifact; injected by the API layer, which owns the registry.
+    registered: Callable[[str, str, str, tuple[str, ...]], dict[str, Any]] | None = None
     # Cache files to write once every spec resolved: a rejected spec writes nothing.
     pending: dict[Path, bytes] = field(default_factory=dict)
     # The workspace's own directories (store, registry): no data path may point into them,
@@ -53,7 +53,8 @@ def resolve_spec(
     stages = {}
     code_known = "commit" in code  # else the ref did not resolve, reported already
     for stage in spec.stages.values():
-        stages[stage.name] = _lock_stage(spec, stage, files if code_known else None, ctx.allow_dirty, config, problems)
+        dirty = bool(code.get("dirty"))
+        stages[stage.name] = _lock_stage(spec, stage, files if code_known else None, dirty, config, problems)
     if problems:
         raise SpecError(problems)
     lock = Lock(
@@ -81,20 +82,19 @@ def _resolve_code(
         problems.append(spec.document.problem(("code", "ref"), exc.message))
         return {"ref": spec.ref}, []
     paths = sorted({p for stage in spec.stages.values() for p in stage.code})
-    if ctx.allow_dirty:
-        files = gitcode.working_files(repo, paths)
-    else:
-        dirty = gitcode.dirty_files(repo, commit.sha, paths)
-        if dirty:
-            shown = "\n  ".join(dirty[:20]) + ("\n  …" if len(dirty) > 20 else "")
-            raise GitError(
-                f"{spec.shown}: declared code paths differ from commit {commit.sha[:12]}:\n  {shown}",
-                hint="commit the changes, or build the working files with --allow-dirty",
-            )
-        files = gitcode.committed_files(repo, commit.sha, paths)
-    for bad in gitcode.escaping_symlinks(repo, files, ctx.allow_dirty):
+    # `dirty` records what was built, not the flag: --allow-dirty on files that match the
+    # commit is a clean build, the same version as one without the flag.
+    dirty = gitcode.dirty_files(repo, commit.sha, paths)
+    if dirty and not ctx.allow_dirty:
+        shown = "\n  ".join(dirty[:20]) + ("\n  …" if len(dirty) > 20 else "")
+        raise GitError(
+            f"{spec.shown}: declared code paths differ from commit {commit.sha[:12]}:\n  {shown}",
+            hint="commit the changes, or build the working files with --allow-dirty",
+        )
+    files = gitcode.working_files(repo, paths) if dirty else gitcode.committed_files(repo, commit.sha, paths)
+    for bad in gitcode.escaping_symlinks(repo, files, bool(dirty)):
         problems.append(spec.document.problem(("code",), f"symlink points out of the repository: {bad}"))
-    code = {"ref": spec.ref, "commit": commit.sha, "time": commit.time, "dirty": ctx.allow_dirty}
+    code = {"ref": spec.ref, "commit": commit.sha, "time": commit.time, "dirty": bool(dirty)}
     return code, files
 
 
@@ -133,14 +133,16 @@ def _resolve_data(spec: Spec, ctx: ResolveContext, problems: list[Problem]) -> d
                 problems.append(spec.document.problem((*where, "path"), exc.message))
                 continue
             data[name] = {"path": source.path, **entry.to_dict()}
-        elif source.version_range is not None:
+        elif source.selector is not None:
             if ctx.registered is None:
                 problems.append(spec.document.problem((*where, "spec"), "no registry to resolve it from"))
                 continue
             try:
-                data[name] = ctx.registered(str(source.spec), source.version_range, str(source.output))
+                data[name] = ctx.registered(str(source.spec), source.selector, str(source.output), source.allow)
             except ModelspecError as exc:
-                problems.append(spec.document.problem((*where, "spec"), exc.message))
+                problems.append(
+                    spec.document.problem((*where, "spec"), exc.message + (f"; {exc.hint}" if exc.hint else ""))
+                )
         else:
             data[name] = {"spec": source.spec, "output": source.output}
     return data
@@ -165,43 +167,42 @@ def _resolve_config(
     if not config_dir.is_dir():
         problems.append(spec.document.problem(("config", "dir"), f"{spec.config.dir} is not a directory"))
         return None
-    root = spec.repo_root.resolve()
-    leaving = [p for p in [config_dir, *config_dir.rglob("*")] if not p.resolve().is_relative_to(root)]
-    if leaving:
-        shown = os.path.relpath(leaving[0], spec.repo_root)
-        problems.append(spec.document.problem(("config", "dir"), f"{shown} leads out of the repository (a symlink?)"))
+    if not config_dir.resolve().is_relative_to(spec.repo_root.resolve()):
+        problems.append(spec.document.problem(("config", "dir"), f"{spec.config.dir} leads out of the repository"))
         return None
     own = len(spec.config.overrides)
     all_overrides = [*spec.config.overrides, *(o.text for o in overrides)]
     try:
-        return _cached_compose(config_dir, spec.config.name, all_overrides, ctx)
+        return _cached_compose(config_dir, spec.config, all_overrides, ctx)
     except ConfigError as exc:
         key = f" ({exc.key})" if exc.key else ""
         message = f"cannot compose the config{key}: {exc}"
         if exc.override is not None and exc.override >= own:  # given on the command line
             problems.append(overrides[exc.override - own].problem(f"{spec.shown}: {message}"))
         else:
-            where = ("config",) if exc.override is None else ("config", "overrides", exc.override)
+            where: tuple[str | int, ...] = ("config", exc.field) if exc.field else ("config",)
+            if exc.override is not None:
+                where = ("config", "overrides", exc.override)
             problems.append(spec.document.problem(where, message))
         return None
 
 
-def _cached_compose(config_dir: Path, name: str, overrides: list[str], ctx: ResolveContext) -> dict[str, Any]:
-    """Compose once per (config files, name, overrides); importing Hydra costs ~0.3 s."""
-    files = {}
-    for dirpath, _dirs, names in os.walk(config_dir):
-        for file in names:
-            full = Path(dirpath, file)
-            files[str(full.relative_to(config_dir))] = ctx.statcache.digest(full)
+def _cached_compose(
+    config_dir: Path, source: ConfigSource, overrides: list[str], ctx: ResolveContext
+) -> dict[str, Any]:
+    """Compose once per (config files, name, overrides); importing Hydra costs ~0.3 s.
+    The key holds every file a composition can read: composition is confined to the config
+    dir, whose files are walked through symlinks (which must stay inside it)."""
+    files = {name: ctx.statcache.digest(path) for name, path in config_files(config_dir, source.dir).items()}
     # Bump the format when composition itself changes, so that stale results are not reused.
-    key = digest_json({"format": 2, "files": files, "name": name, "overrides": overrides})
+    key = digest_json({"format": 3, "files": files, "name": source.name, "overrides": overrides})
     cached = ctx.cache_dir / "config" / f"{hex_of(key)}.json"
     try:
         result: dict[str, Any] = json.loads(cached.read_bytes())
         return result
     except (FileNotFoundError, ValueError):
         pass
-    config = compose(config_dir, name, overrides)
+    config = compose(config_dir, source.name, overrides)
     ctx.pending[cached] = canonical_json(config)
     return config
 

@@ -96,7 +96,7 @@ def run_node(job: StageJob, key: str, ctx: RunContext) -> ActionResult | StageFa
         if ctx.cancel.is_set():
             return _failure(job, "interrupted", started, ended)
         if outcome.exit_code != 0:
-            reason = f"command exited with status {outcome.exit_code}"
+            reason = outcome.describe()
             limit = outcome.limit or _limit_in_log(job, ctx.sandbox.hermetic, workdir)
             if limit:
                 setting = "timeout" if limit == "timeout" else f"limits.{limit}"
@@ -208,14 +208,21 @@ def flatten_metrics(document: dict[str, object]) -> dict[str, float]:
 
 
 def _flatten(value: object, prefix: str, into: dict[str, float]) -> None:
+    """Numbers only (true/false are not metrics). An integer stays one (epochs 12, not 12.0)
+    while a float holds it exactly, as the registry compares it; past 2**53 it is a float."""
     if isinstance(value, dict):
         for k, v in value.items():
             _flatten(v, f"{prefix}.{k}" if prefix else str(k), into)
+    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) <= _EXACT_INTEGERS:
+        into[prefix] = value
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         try:
             into[prefix] = float(value)
         except OverflowError:  # an integer beyond every float: not a usable metric either
             into[prefix] = math.inf
+
+
+_EXACT_INTEGERS = 2**53  # every integer up to this is a float exactly
 
 
 def _failure(job: StageJob, reason: str, started: float, ended: float) -> StageFailure:

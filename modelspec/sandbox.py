@@ -8,7 +8,6 @@ beyond that), `BubblewrapSandbox` (bwrap.py) runs it in namespaces.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import functools
 import itertools
 import os
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from . import cgroups
+from .children import die_with_parent
 from .environments import Environment
 from .layout import code_dir, interpolate
 from .limits import NO_LIMITS, Limits
@@ -35,6 +35,7 @@ FIXED_ENV = {
     "LANG": "C.UTF-8",
     "PYTHONHASHSEED": "0",
     "PYTHONDONTWRITEBYTECODE": "1",
+    "PYTHONUNBUFFERED": "1",  # what a stage printed before it was killed is in its log
     "OMP_NUM_THREADS": "1",
     "OPENBLAS_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
@@ -66,8 +67,33 @@ class RunRequest:
 class RunOutcome:
     """How a command ended: its exit status, and the limit it ran into, if one stopped it."""
 
-    exit_code: int
+    exit_code: int  # negative: killed by that signal (as subprocess reports it)
     limit: str | None = None  # a field of `Limits`
+    # The signal that killed the command when only a wrapper's status says so: bubblewrap's
+    # init exits with 128+N when the stage died of signal N.
+    wrapped_signal: int | None = None
+
+    @property
+    def signal(self) -> int | None:
+        return -self.exit_code if self.exit_code < 0 else self.wrapped_signal
+
+    def describe(self) -> str:
+        """`command exited with status 3`, or `command was killed by signal 9 (SIGKILL)`."""
+        number = self.signal
+        if number is None:
+            return f"command exited with status {self.exit_code}"
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = "an unknown signal"
+        status = f"; exit status {self.exit_code}" if self.exit_code > 0 else ""
+        return f"command was killed by signal {number} ({name}{status})"
+
+
+def signal_in_status(status: int) -> int | None:
+    """N when `status` is 128+N for a signal N: how bubblewrap reports a child killed by it."""
+    number = status - 128
+    return number if status > 128 and number in set(signal.Signals) else None
 
 
 class Sandbox(Protocol):
@@ -209,15 +235,6 @@ def _wait(proc: subprocess.Popen[bytes], cancel: threading.Event, timeout: float
 def _kill_group(proc: subprocess.Popen[bytes], sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent() -> None:
-    """In a child, before exec: die with modelspec, even when it is SIGKILLed."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _confine(limits: Limits, group: cgroups.PidsGroup | None) -> None:

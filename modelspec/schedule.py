@@ -20,25 +20,47 @@ from .errors import UsageError
 from .store import write_atomic
 from .workspace import Workspace
 
+DEFAULT_SCHEDULE = "0 3 * * *"  # daily at 03:00, when no schedule is configured
 DAY_NAMES = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 
 
-def cron_expression(workspace: Workspace) -> str:
+@dataclass(frozen=True)
+class Schedule:
+    """When gc runs, and where that was said: "--at", "modelspec.yaml" or "default"."""
+
+    expression: str
+    source: str
+
+    def describe(self) -> str:
+        if self.source == "default":
+            return f"{self.expression!r} (the default: daily at 03:00; change it with --at CRON or retention.schedule)"
+        if self.source == "--at":
+            return f"{self.expression!r} (from --at)"
+        return f"{self.expression!r} (retention.schedule in modelspec.yaml)"
+
+
+def cron_expression(workspace: Workspace, at: str | None = None) -> Schedule:
+    """`--at` if given, else the workspace file's `retention.schedule`, else the default."""
+    if at is not None:
+        check_cron(at, "--at")
+        return Schedule(at.strip(), "--at")
     expression = (workspace.settings.get("retention") or {}).get("schedule")
     if not expression:
-        raise UsageError(
-            "no retention schedule in the workspace",
-            hint=f'add to {workspace.root / "modelspec.yaml"}:  retention: {{schedule: "0 3 * * *"}}',
-        )
-    check_cron(str(expression))
-    return str(expression)
+        return Schedule(DEFAULT_SCHEDULE, "default")
+    check_cron(str(expression), f"{workspace.root / 'modelspec.yaml'}: retention.schedule")
+    return Schedule(str(expression).strip(), "modelspec.yaml")
 
 
-def check_cron(expression: str) -> None:
+def check_cron(expression: str, where: str = "") -> None:
+    """A five-field cron expression croniter accepts; `where` says where it was written."""
     from croniter import croniter
 
     if len(expression.split()) != 5 or not croniter.is_valid(expression):
-        raise UsageError(f"{expression!r} is not a cron expression", hint='write five fields, e.g. "0 3 * * *"')
+        prefix = f"{where}: " if where else ""
+        raise UsageError(
+            f"{prefix}{expression!r} is not a cron expression",
+            hint='write five fields (minute hour day-of-month month day-of-week), e.g. "0 3 * * *" for daily at 03:00',
+        )
 
 
 def next_fire(expression: str, after: float) -> float:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import graphlib
 import os
 import shlex
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -24,7 +25,7 @@ from .model import (
 )
 from .schema import spec_schema_bytes, validate
 from .workspace import WORKSPACE_FILE
-from .yamlsource import Document, parse_document, read_spec_bytes
+from .yamlsource import Document, parse_document, read_regular_file, read_spec_bytes
 
 
 def shown_path(path: Path) -> str:
@@ -87,9 +88,8 @@ def _environment_lock_problems(document: Document, repo_root: Path) -> list[Prob
     full = repo_root / relative
     if not full.is_file() or not full.resolve().is_relative_to(repo_root.resolve()):
         return []  # reported when the spec is resolved
-    with open(full, "rb") as handle:
-        text = handle.read(_MAX_LOCK_BYTES).decode("utf-8", "replace")
     shown = shown_path(full)
+    text = read_regular_file(full, shown, _MAX_LOCK_BYTES, "an environment lock").decode("utf-8", "replace")
     return [Problem(Location(shown, line, 1), "", message) for line, message in option_lines(text)]
 
 
@@ -117,7 +117,7 @@ def check_semantics(document: Document) -> list[Problem]:
     data: dict[str, Any] = document.data if isinstance(document.data, dict) else {}
     stages: dict[str, Any] = data["stages"] if isinstance(data.get("stages"), dict) else {}
     sources: dict[str, Any] = data["data"] if isinstance(data.get("data"), dict) else {}
-    problems: list[Problem] = []
+    problems: list[Problem] = [*_nul_bytes(document, document.data, ()), *_long_paths(document, data)]
     outputs_of: dict[str, set[str] | None] = {  # None: missing or malformed, reported already
         name: set(stage["outputs"]) if isinstance(stage, dict) and isinstance(stage.get("outputs"), dict) else None
         for name, stage in stages.items()
@@ -126,6 +126,14 @@ def check_semantics(document: Document) -> list[Problem]:
         spec_ref = source.get("spec") if isinstance(source, dict) else None
         if isinstance(spec_ref, str) and spec_ref.partition("@")[0] == data.get("name"):
             problems.append(document.problem(("data", name, "spec"), "a spec cannot depend on itself"))
+        if isinstance(spec_ref, str) and "@" not in spec_ref and "allow" in source:
+            # Another spec of the same build is built now, as it is: there is no version to choose.
+            problems.append(
+                document.problem(
+                    ("data", name, "allow"),
+                    f"allow applies to a registered version only; write spec: {spec_ref}@RANGE or {spec_ref}@ALIAS",
+                )
+            )
     dependencies: dict[str, set[str]] = {}
     for name, stage in stages.items():
         if isinstance(stage, dict):
@@ -141,6 +149,59 @@ def check_semantics(document: Document) -> list[Problem]:
             problems.append(document.problem(("artifacts", i), f"{ref!r} is not an output of any stage"))
     problems += _check_cycle(document, dependencies)
     return problems
+
+
+def _nul_bytes(document: Document, value: Any, path: tuple[str | int, ...]) -> Iterator[Problem]:
+    """Strings holding a NUL byte: no argument, environment variable or file name can carry
+    one, so a command holding it would crash the build after the stages before it ran."""
+    if isinstance(value, str) and "\0" in value:
+        yield document.problem(path, "holds a NUL byte, which no command, path or name can carry; remove it")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if "\0" in key:
+                yield document.problem((*path, key), "the key holds a NUL byte; remove it", key=True)
+            else:
+                yield from _nul_bytes(document, item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _nul_bytes(document, item, (*path, index))
+
+
+MAX_PATH_BYTES = 1024
+MAX_NAME_BYTES = 255
+
+
+def _long_paths(document: Document, data: dict[str, Any]) -> Iterator[Problem]:
+    """Paths the filesystem cannot hold (PATH_MAX, NAME_MAX count bytes; the schema counts
+    characters, so a path of non-ASCII names can pass it and still be too long)."""
+    config, environment = _dict(data.get("config")), _dict(data.get("environment"))
+    fields: list[tuple[tuple[str | int, ...], Any]] = [
+        (("config", "dir"), config.get("dir")),
+        *((("environment", key), environment.get(key)) for key in ("lock", "nix")),
+    ]
+    for name, source in _dict(data.get("data")).items():
+        fields.append((("data", name, "path"), _dict(source).get("path")))
+    for name, stage in _dict(data.get("stages")).items():
+        fields += [(("stages", name, "code", i), path) for i, path in enumerate(_list(_dict(stage).get("code")))]
+        fields += [(("stages", name, "outputs", key), path) for key, path in _dict(_dict(stage).get("outputs")).items()]
+    for where, value in fields:
+        if (
+            not isinstance(value, str)
+            or len(value) > MAX_PATH_BYTES
+            or any(len(n) > MAX_NAME_BYTES for n in value.split("/"))
+        ):
+            continue  # not a path, or too long in characters already: the schema says so
+        encoded = value.encode("utf-8", "surrogatepass")
+        if len(encoded) > MAX_PATH_BYTES or any(len(n) > MAX_NAME_BYTES for n in encoded.split(b"/")):
+            yield document.problem(
+                where,
+                f"is too long: a path may be at most {MAX_PATH_BYTES} bytes in UTF-8,"
+                f" each name in it at most {MAX_NAME_BYTES}",
+            )
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _check_stage(
@@ -179,6 +240,15 @@ def _check_stage(
             return [*problems, document.problem((*path, "cmd"), f"cannot split the command: {exc}")]
         for token in argv:
             for match in PLACEHOLDER.finditer(token):
+                if "${" in match.group(1):
+                    problems.append(
+                        document.problem(
+                            (*path, "cmd"),
+                            f"a placeholder holds another ({match.group(0)}…): placeholders cannot nest;"
+                            " name the key in full",
+                        )
+                    )
+                    continue
                 message = _placeholder_problem(
                     match.group(1),
                     set(inputs) if _known(stage, "inputs", list) else None,
@@ -265,13 +335,14 @@ def _to_spec(document: Document, path: Path, repo_root: Path, schema_marker: Pat
     raw: dict[str, Any] = document.data
     data = {}
     for name, source in (raw.get("data") or {}).items():
-        spec_ref, _, version_range = (source.get("spec") or "").partition("@")
+        spec_ref, _, selector = (source.get("spec") or "").partition("@")
         data[name] = DataSource(
             name=name,
             path=source.get("path"),
             spec=spec_ref or None,
-            version_range=version_range or None,
+            selector=selector or None,
             output=source.get("output"),
+            allow=tuple(source.get("allow") or ()),
         )
     stages = {
         name: Stage(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import stat
 import tempfile
@@ -298,9 +299,7 @@ def write_atomic(path: Path, data: bytes, temp_dir: Path | None = None) -> None:
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     folder = temp_dir or path.parent
-    fd, name = tempfile.mkstemp(
-        dir=folder, prefix=temp_prefix(temp_dir) if temp_dir else f".{path.name}.{os.getpid()}-", suffix=".tmp"
-    )
+    fd, name = _new_file(folder, temp_prefix(temp_dir) if temp_dir else f".{path.name}.{os.getpid()}-", ".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -311,6 +310,18 @@ def write_atomic(path: Path, data: bytes, temp_dir: Path | None = None) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(name)
         raise
+
+
+def _new_file(folder: Path, prefix: str, suffix: str) -> tuple[int, str]:
+    """A new, uniquely named file open for writing, with the mode any program's new file gets:
+    0666 less the umask. (mkstemp's 0600 would hide lock files, build records and export
+    manifests from the rest of a team that shares them.)"""
+    while True:
+        name = os.path.join(folder, f"{prefix}{secrets.token_hex(6)}{suffix}")
+        try:
+            return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666), name
+        except FileExistsError:
+            continue
 
 
 def digest_path(path: Path, file_digest: Callable[[Path], str] = digest_file) -> Entry:

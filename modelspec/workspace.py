@@ -21,6 +21,7 @@ from .yamlsource import Document, parse_document, read_spec_bytes
 
 WORKSPACE_FILE = "modelspec.yaml"
 STORE_DIR = ".modelspec"
+CHECKOUT_DIR = "artifacts"  # where `modelspec checkout` copies artifacts, under the workspace root
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,8 @@ def find_workspace(start: Path, fallback_root: Path | None = None) -> Workspace:
     start = Path(os.path.abspath(start))
     root = None
     for candidate in (start, *start.parents):
-        if (candidate / WORKSPACE_FILE).is_file() or (candidate / STORE_DIR).is_dir():
+        # Anything named like the workspace file counts: a FIFO there is refused, not skipped.
+        if os.path.lexists(candidate / WORKSPACE_FILE) or (candidate / STORE_DIR).is_dir():
             root = candidate
             break
     if root is None:
@@ -94,7 +96,7 @@ def check_workspace_file(path: Path) -> dict[str, Any]:
 
 
 def _read_workspace_file(path: Path) -> tuple[Document | None, bytes]:
-    if not path.is_file():
+    if not os.path.lexists(path):
         return None, b""
     shown = os.path.relpath(path)
     raw = read_spec_bytes(path, shown)

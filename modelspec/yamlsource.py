@@ -7,9 +7,11 @@ deep to be a hand-written spec.
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import yaml
 
@@ -63,17 +65,65 @@ def load_document(path: Path, shown_as: str) -> Document:
 
 
 def read_spec_bytes(path: Path, shown_as: str) -> bytes:
+    """A spec's or workspace file's bytes, at most `MAX_BYTES` of them."""
+    return read_regular_file(path, shown_as, MAX_BYTES, "a spec")
+
+
+_KINDS = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def read_regular_file(path: Path, shown_as: str, limit: int, what: str) -> bytes:
+    """The bytes of a regular file, at most `limit` of them (more is a located error)."""
     try:
-        return path.read_bytes()
+        handle = open_regular(path, shown_as)
     except FileNotFoundError:
         raise SpecError([Problem(Location(shown_as), "", "file not found")]) from None
+    with handle:
+        try:
+            raw = handle.read(limit + 1)
+        except OSError as exc:
+            raise SpecError([Problem(Location(shown_as), "", f"cannot read: {exc.strerror}")]) from None
+        size = max(os.fstat(handle.fileno()).st_size, len(raw))
+    if len(raw) > limit:
+        raise _fail(shown_as, 1, 1, f"file is {size} bytes; {what} may be at most {limit} bytes ({_size(limit)})")
+    return raw
+
+
+def open_regular(path: Path, shown_as: str) -> BinaryIO:
+    """Open a regular file for reading, refusing anything else before reading a byte:
+    `/dev/zero` would be read until memory runs out, a FIFO would block forever. O_NONBLOCK
+    makes opening a FIFO return at once. A missing file raises FileNotFoundError."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except FileNotFoundError:
+        raise
     except OSError as exc:
         raise SpecError([Problem(Location(shown_as), "", f"cannot read: {exc.strerror}")]) from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise SpecError([Problem(Location(shown_as), "", f"is not a regular file ({file_kind(mode)}); name a file")])
+    return os.fdopen(fd, "rb")
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, for a message."""
+    return _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+
+
+def _size(count: int) -> str:
+    return f"{count >> 20} MiB" if count % (1 << 20) == 0 else f"{count} bytes"
 
 
 def parse_document(raw: bytes, shown_as: str) -> Document:
     if len(raw) > MAX_BYTES:
-        raise _fail(shown_as, 1, 1, f"file is {len(raw)} bytes; a spec may be at most {MAX_BYTES}")
+        raise _fail(shown_as, 1, 1, f"file is {len(raw)} bytes; a spec may be at most {MAX_BYTES} bytes (1 MiB)")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -6,32 +6,50 @@ modules are imported inside the commands so that `modelspec --help` stays fast.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
 from .. import __version__
+from ..text import printable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def make_console(stderr: bool = False) -> Any:
-    from rich.console import Console
-
-    console = Console(stderr=stderr, highlight=False, soft_wrap=True, emoji=False)
+    console = _console_class()(stderr=stderr, highlight=False, soft_wrap=True, emoji=False)
     if not console.is_terminal:
         console.width = 160  # tables in logs and pipes: wide enough not to truncate columns
     return console
 
 
+@functools.cache
+def _console_class() -> Any:
+    from rich.console import Console
+
+    class QuietConsole(Console):
+        def on_broken_pipe(self) -> None:  # rich would exit 1; every command exits the same way
+            self.quiet = True
+            stop_writing()
+
+    return QuietConsole
+
+
 def emit_json(value: Any) -> None:
     click.echo(json.dumps(value, indent=2, sort_keys=True, default=str))
+
+
+def echo(text: str, multiline: bool = False) -> None:
+    """One line of text output; control characters in it (from user strings) are shown escaped."""
+    click.echo(printable(text, multiline))
 
 
 def handle_errors(func: F) -> F:
@@ -39,11 +57,15 @@ def handle_errors(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from ..errors import ModelspecError
+        from ..errors import ModelspecError, SpecError
 
         as_json = bool(kwargs.get("as_json", False))
         try:
             return func(*args, **kwargs)
+        except BrokenPipeError:
+            raise  # not an error of the command: the reader left (see `quiet_when_the_reader_leaves`)
+        except SpecError as exc:
+            report_problems(exc, as_json)
         except ModelspecError as exc:
             fail(as_json, type(exc).__name__, exc.message, exc.hint, exc.exit_code, extra=exc.to_dict())
         except OSError as exc:  # the machine, not the user: a full disk, a read-only store...
@@ -70,10 +92,31 @@ def fail(as_json: bool, kind: str, message: str, hint: str, code: int, extra: di
         emit_json(extra or {"error": kind, "message": message, "hint": hint})
     else:
         err = make_console(stderr=True)
-        err.print(f"error: {message}", style="red", markup=False)
+        err.print(printable(f"error: {message}", multiline=True), style="red", markup=False)
         if hint:
-            err.print(f"hint: {hint}", style="dim", markup=False)
+            err.print(printable(f"hint: {hint}", multiline=True), style="dim", markup=False)
     sys.exit(code)
+
+
+def report_problems(exc: Any, as_json: bool) -> NoReturn:
+    """A SpecError the same way from every command: each located problem on a line, then
+    the count and the hint (as JSON on stdout with --json); exit 2."""
+    from rich.text import Text
+
+    from ..text import plural
+
+    if as_json:
+        emit_json(exc.to_dict())
+    else:
+        err = make_console(stderr=True)
+        for problem in exc.problems:
+            where = f"{problem.yaml_path}: " if problem.yaml_path else ""
+            line = (printable(str(problem.location)), "red"), printable(f": {where}{problem.message}")
+            err.print(Text.assemble(*line), soft_wrap=True)
+        err.print(f"{plural(len(exc.problems), 'problem')} found")
+        if exc.hint:
+            err.print(printable(f"hint: {exc.hint}", multiline=True), style="dim", markup=False)
+    sys.exit(exc.exit_code)
 
 
 def describe_os_error(exc: OSError) -> tuple[str, str]:
@@ -136,7 +179,7 @@ def primary_ref(catalog: Any, ref: str) -> str:
     and a notice on stderr says so (stdout stays what the command prints)."""
     resolution = catalog.resolve(ref)
     if resolution.notice:
-        make_console(stderr=True).print(f"note: {resolution.notice}", style="yellow", markup=False)
+        make_console(stderr=True).print(printable(f"note: {resolution.notice}"), style="yellow", markup=False)
     return str(resolution.version.ref)
 
 
@@ -174,6 +217,14 @@ def key_values(pairs: tuple[str, ...]) -> dict[str, str]:
     return result
 
 
+def metric_text(value: float, form: str = "g") -> str:
+    """A metric as a person reads it: an integer whole (epochs 12, 123456; `+` kept from
+    `form`), a float in `form`."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:+d}" if form.startswith("+") else str(value)
+    return format(value, form)
+
+
 def human_bytes(count: int) -> str:
     for unit in ("B", "KB", "MB", "GB"):
         if count < 1000 or unit == "GB":
@@ -182,12 +233,48 @@ def human_bytes(count: int) -> str:
     return f"{count} B"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# What `modelspec … | head -1` exits with when head has gone: 128 + SIGPIPE, as a shell
+# reports git, which dies by the signal.
+BROKEN_PIPE_EXIT = 128 + signal.SIGPIPE
+
+
+def stop_writing() -> NoReturn:
+    """The reader of our output has gone: exit quietly with BROKEN_PIPE_EXIT. Standard output
+    now points at /dev/null, so that flushing what is buffered at exit raises nothing."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(BROKEN_PIPE_EXIT)
+
+
+@contextlib.contextmanager
+def quiet_when_the_reader_leaves() -> Iterator[None]:
+    try:
+        yield
+    except BrokenPipeError:
+        stop_writing()
+
+
+class Modelspec(click.Group):
+    """The command group; output to a closed pipe (`modelspec audit | head -1`) ends the
+    command quietly, like git: no traceback, no "Broken pipe" on stderr."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        with quiet_when_the_reader_leaves():  # `modelspec --help | head -1`
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with quiet_when_the_reader_leaves():
+            return super().invoke(ctx)
+
+
+@click.group(cls=Modelspec, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="modelspec")
 def main() -> None:
     """modelspec: declarative, reproducible builds of ML models.
 
     \b
+    modelspec init                                 make this repository a workspace
     modelspec validate specs/fraud.yaml            check a spec, every error at once
     modelspec plan specs/fraud.yaml train.lr=0.05  what would run, and why
     modelspec build specs/fraud.yaml               build what changed, reuse the rest
@@ -196,4 +283,4 @@ def main() -> None:
 
 
 # Importing the command modules registers their commands on `main`.
-from . import building, retention, storage, versions  # noqa: E402, F401
+from . import building, retention, storage, versions, workspace  # noqa: E402, F401

@@ -11,7 +11,19 @@ from typing import Any
 
 import click
 
-from . import emit_json, handle_errors, json_option, main, make_console, raise_interrupt, split_targets
+from ..text import plural, printable
+from . import (
+    echo,
+    emit_json,
+    handle_errors,
+    json_option,
+    main,
+    make_console,
+    metric_text,
+    raise_interrupt,
+    report_problems,
+    split_targets,
+)
 
 
 @main.command()
@@ -46,7 +58,7 @@ def validate(args: tuple[str, ...], allow_dirty: bool, as_json: bool) -> None:
             problems += exc.problems
             hints += [exc.hint] if exc.hint else []
     if problems:  # a workspace file given and also read for the specs: each problem once
-        _report_problems(SpecError(list(dict.fromkeys(problems)), hint="; ".join(hints)), as_json)
+        report_problems(SpecError(list(dict.fromkeys(problems)), hint="; ".join(hints)), as_json)
     if as_json:
         emit_json(
             {
@@ -57,26 +69,9 @@ def validate(args: tuple[str, ...], allow_dirty: bool, as_json: bool) -> None:
         )
     else:
         for path in workspace_files:
-            click.echo(f"{os.path.relpath(path)}: ok (workspace file)")
+            echo(f"{os.path.relpath(path)}: ok (workspace file)")
         for spec in loaded.values():
-            click.echo(f"{spec.shown}: ok ({spec.name}, {len(spec.stages)} stages)")
-
-
-def _report_problems(exc: Any, as_json: bool) -> None:
-    """Every located problem, one a line, then the count and the hint; exit 2."""
-    from rich.text import Text
-
-    if as_json:
-        emit_json(exc.to_dict())
-    else:
-        err = make_console(stderr=True)
-        for problem in exc.problems:
-            where = f"{problem.yaml_path}: " if problem.yaml_path else ""
-            err.print(Text.assemble((str(problem.location), "red"), f": {where}{problem.message}"), soft_wrap=True)
-        err.print(f"{len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''} found")
-        if exc.hint:
-            err.print(f"hint: {exc.hint}", style="dim", markup=False)
-    sys.exit(exc.exit_code)
+            echo(f"{spec.shown}: ok ({spec.name}, {plural(len(spec.stages), 'stage')})")
 
 
 @main.command()
@@ -95,7 +90,7 @@ def lock(args: tuple[str, ...], allow_dirty: bool, as_json: bool) -> None:
         emit_json({name: json.loads(lock_bytes(graph.specs[name].lock)) for name in graph.targets})
     else:
         for name in graph.targets:
-            click.echo(f"wrote {os.path.relpath(lock_path(graph.specs[name].spec))}")
+            echo(f"wrote {os.path.relpath(lock_path(graph.specs[name].spec))}")
 
 
 @main.command()
@@ -106,6 +101,8 @@ def lock(args: tuple[str, ...], allow_dirty: bool, as_json: bool) -> None:
 @handle_errors
 def plan(args: tuple[str, ...], allow_dirty: bool, hermetic: str | None, as_json: bool) -> None:
     """Show SPEC's nodes in build order with their keys: cached, or will run and why."""
+    from rich.markup import escape
+
     from ..api import plan as make_plan
 
     specs, overrides = split_targets(args)
@@ -116,11 +113,11 @@ def plan(args: tuple[str, ...], allow_dirty: bool, hermetic: str | None, as_json
     console = make_console()
     for item in planned:
         status = "[dim]cached[/]   " if item.cached else "[bold]will run[/] "
-        console.print(f"{status} {item.node}  [dim]{item.key[7:19]}[/]")
+        console.print(f"{status} {escape(printable(item.node))}  [dim]{item.key[7:19]}[/]")
         for reason in item.reasons:
-            console.print(f"           - {reason}", markup=False)
+            echo(f"           - {reason}")
     runs = sum(1 for p in planned if not p.cached)
-    console.print(f"{runs} of {len(planned)} stages will run")
+    console.print(f"{runs} of {plural(len(planned), 'stage')} will run")
 
 
 @main.command()
@@ -176,6 +173,8 @@ def build(
         }
         for name, differ in report.differs.items():
             versions[name]["differs"] = differ
+        for name, revival in report.revived.items():
+            versions[name]["revived"] = revival.to_dict()
         emit_json(
             {
                 "ok": report.ok,
@@ -216,18 +215,19 @@ def _print_build_summary(console: Any, report: Any, rows: list[dict[str, Any]]) 
     console.print(f"{'[green]ok[/]' if report.ok else '[red]failed[/]'}: {counts} in {report.seconds:.2f} s")
     for name, (ref, created) in report.versions.items():
         if name in report.differs:
-            console.print(
+            echo(
                 f"warning: outputs differ from the registered {ref}: {'; '.join(report.differs[name])}. The registered "
                 "version keeps its outputs: a stage is not deterministic, or its environment changed "
-                "(`modelspec verify --all`, `modelspec reproduce " + ref + "`)",
-                markup=False,
+                "(`modelspec verify --all`, `modelspec reproduce " + ref + "`)"
             )
+        elif name in report.revived:
+            echo(f"revived {ref} ({report.revived[name].describe()}): this build restored its artifacts")
         else:
-            console.print(f"registered {ref}" if created else f"already registered as {ref}", markup=False)
+            echo(f"registered {ref}" if created else f"already registered as {ref}")
     for name, record in report.records.items():
         if record["metrics"]:
-            shown = "  ".join(f"{k}={v:g}" for k, v in sorted(record["metrics"].items()))
-            console.print(f"{name} metrics: {shown}", markup=False)
+            shown = "  ".join(f"{k}={metric_text(v)}" for k, v in sorted(record["metrics"].items()))
+            echo(f"{name} metrics: {shown}")
 
 
 @main.command()
@@ -236,17 +236,18 @@ def _print_build_summary(console: Any, report: Any, rows: list[dict[str, Any]]) 
     "--out",
     "out_dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Where to put the artifacts (default: artifacts/<name>).",
+    help="Where to put the artifacts (default: artifacts/<name> under the workspace root).",
 )
 @json_option
 @handle_errors
 def checkout(spec: Path, out_dir: Path | None, as_json: bool) -> None:
-    """Materialize SPEC's built artifacts from the store (read-only files)."""
+    """Copy SPEC's built artifacts out of the store (read-only copies), by default into
+    artifacts/<name> at the workspace root, from whatever directory it runs in."""
     from ..api import checkout as do_checkout
 
     placed = do_checkout(spec, out_dir)
     if as_json:
-        emit_json({ref: str(path) for ref, path in placed.items()})
+        emit_json({ref: os.path.abspath(path) for ref, path in placed.items()})
     else:
         for ref, path in placed.items():
-            click.echo(f"{ref} → {path}")
+            echo(f"{ref} → {os.path.relpath(path)}")

@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING
 
 import click
 
+from ..text import plural
 from . import (
+    echo,
     emit_json,
     handle_errors,
     human_bytes,
@@ -52,23 +54,25 @@ def gc(dry_run: bool, as_json: bool) -> None:
     plan = report.retention.to_dict()
     verb = "would retire" if dry_run else "retired"
     for ref, reason in plan["retire"].items():
-        click.echo(f"{verb} {ref}: {reason}")
+        echo(f"{verb} {ref}: {reason}")
     for ref, rules in plan["keep"].items():
-        click.echo(f"keep    {ref}: {', '.join(rules)}")
+        echo(f"keep    {ref}: {', '.join(rules)}")
     freed = "would free" if dry_run else "freed"
-    click.echo(
-        f"{freed} {len(report.objects)} objects, {human_bytes(report.bytes)}; "
-        f"{len(report.environments)} environments; {report.action_entries} action-cache entries "
+    echo(
+        f"{freed} {plural(len(report.objects), 'object')}, {human_bytes(report.bytes)}; "
+        f"{plural(len(report.environments), 'environment')}; "
+        f"{plural(report.action_entries, 'action-cache entry', 'action-cache entries')} "
         f"({report.seconds:.2f} s)"
     )
     if report.young_objects:
-        click.echo(
-            f"{report.young_objects} unneeded objects ({human_bytes(report.young_bytes)}) are younger than the "
+        echo(
+            f"{plural(report.young_objects, 'unneeded object')} ({human_bytes(report.young_bytes)}) "
+            f"{'is' if report.young_objects == 1 else 'are'} younger than the "
             f"grace period ({_duration(report.grace)}); the earliest can be freed after "
             f"{when(report.young_until)} UTC"
         )
     if report.stale_locks:
-        click.echo(f"removed {report.stale_locks} stale lock files")
+        echo(f"removed {plural(report.stale_locks, 'stale lock file')}")
 
 
 def _open_for_gc(workspace: Workspace) -> tuple[Catalog, GcReport | None]:
@@ -119,12 +123,15 @@ def _pin(ref: str, pinned: bool, as_json: bool) -> None:
 
     catalog = open_catalog_here()
     try:
-        version = catalog.registry.pin(ref, actor(catalog.workspace.root), pinned)
+        version, changed = catalog.registry.pin(ref, actor(catalog.workspace.root), pinned)
     finally:
         catalog.close()
-    emit_json({"ref": version.ref, "pinned": pinned}) if as_json else click.echo(
-        f"{'pinned' if pinned else 'unpinned'} {version.ref}"
-    )
+    if as_json:
+        emit_json({"ref": version.ref, "pinned": pinned, "changed": changed})
+    elif changed:
+        echo(f"{'pinned' if pinned else 'unpinned'} {version.ref}")
+    else:
+        echo(f"{version.ref} is {'already' if pinned else 'not'} pinned")
 
 
 @main.command()
@@ -144,25 +151,27 @@ def du(as_json: bool) -> None:
         emit_json(usage)
         return
     for name, model in sorted(usage["models"].items()):
-        click.echo(f"{name}: {human_bytes(model['bytes'])}")
+        echo(f"{name}: {human_bytes(model['bytes'])}")
         for version, sizes in sorted(model["versions"].items(), key=lambda kv: [int(p) for p in kv[0].split(".")]):
-            click.echo(
+            echo(
                 f"  {version:<10} unique {human_bytes(sizes['unique']):>10}   shared {human_bytes(sizes['shared']):>10}"
             )
-    click.echo(f"store: {human_bytes(usage['store_bytes'])}; gc would free {human_bytes(usage['gc_would_free'])}")
+    echo(f"store: {human_bytes(usage['store_bytes'])}; gc would free {human_bytes(usage['gc_would_free'])}")
 
 
 @main.group()
 def schedule() -> None:
-    """Run retention on the workspace's cron schedule (retention.schedule in modelspec.yaml)."""
+    """Run gc on a cron schedule: --at CRON, else retention.schedule in modelspec.yaml,
+    else daily at 03:00 ("0 3 * * *")."""
 
 
 @schedule.command("install")
 @click.option("--systemd", "kind", flag_value="systemd", help="A systemd user timer and service.")
 @click.option("--cron", "kind", flag_value="cron", help="A line in the user's crontab.")
+@click.option("--at", "at", metavar="CRON", help='When to run, as five cron fields (default "0 3 * * *").')
 @click.option("--print", "only_print", is_flag=True, help="Print what would be installed, install nothing.")
 @handle_errors
-def schedule_install(kind: str | None, only_print: bool) -> None:
+def schedule_install(kind: str | None, at: str | None, only_print: bool) -> None:
     """Install a timer that runs `modelspec gc` on the schedule."""
     import shutil
     import subprocess
@@ -171,12 +180,15 @@ def schedule_install(kind: str | None, only_print: bool) -> None:
     from ..schedule import cron_expression, crontab_line, systemd_units
 
     workspace = workspace_of(None)
-    expression = cron_expression(workspace)
+    when_ = cron_expression(workspace, at)
+    expression = when_.expression
     kind = kind or ("systemd" if shutil.which("systemctl") else "cron")
+    if only_print:  # stdout is exactly what would be installed; which schedule goes to stderr
+        click.echo(f"# schedule {when_.describe()}", err=True)
     if kind == "cron":
         line = crontab_line(expression, workspace)
         if only_print:
-            click.echo(line)
+            echo(line)
             return
         if not shutil.which("crontab"):
             raise UsageError("crontab is not installed", hint="install cron, or use --systemd or `modelspec daemon`")
@@ -184,20 +196,22 @@ def schedule_install(kind: str | None, only_print: bool) -> None:
         ours = [entry for entry in current.splitlines() if "modelspec gc" in entry and str(workspace.root) in entry]
         kept = [entry for entry in current.splitlines() if entry.strip() and entry not in ours]
         subprocess.run(["crontab", "-"], input="\n".join([*kept, line]) + "\n", text=True, check=True)
-        click.echo(f"installed in crontab: {line}")
+        echo(f"installed in crontab: {line}")
+        echo(f"schedule: {when_.describe()}")
         return
     units = systemd_units(expression, workspace)
     if only_print:
         for name, text in units.items():
-            click.echo(f"# ~/.config/systemd/user/{name}\n{text}")
+            echo(f"# ~/.config/systemd/user/{name}\n{text}", multiline=True)
         return
     folder = Path.home() / ".config" / "systemd" / "user"
     folder.mkdir(parents=True, exist_ok=True)
     for name, text in units.items():
         (folder / name).write_text(text)
     timer = next(name for name in units if name.endswith(".timer"))
-    click.echo(f"wrote {', '.join(str(folder / n) for n in units)}")
-    click.echo(f"enable it with: systemctl --user daemon-reload && systemctl --user enable --now {timer}")
+    echo(f"wrote {', '.join(str(folder / n) for n in units)}")
+    echo(f"schedule: {when_.describe()}")
+    echo(f"enable it with: systemctl --user daemon-reload && systemctl --user enable --now {timer}")
 
 
 @main.command()
@@ -210,7 +224,8 @@ def daemon(once: bool) -> None:
     from ..schedule import DaemonState, cron_expression, run_daemon
 
     workspace = workspace_of(None)
-    expression = cron_expression(workspace)
+    when_ = cron_expression(workspace)
+    expression = when_.expression
     signal.signal(signal.SIGTERM, raise_interrupt)
     runs = 0
 
@@ -224,10 +239,10 @@ def daemon(once: bool) -> None:
             finally:
                 catalog.close()
         runs += 1
-        click.echo(f"{when(now)} gc: retired {len(report.retention.retire)}, freed {human_bytes(report.bytes)}")
+        echo(f"{when(now)} gc: retired {len(report.retention.retire)}, freed {human_bytes(report.bytes)}")
 
-    click.echo(f"modelspec daemon: retention on {expression!r} in {workspace.root}")
+    echo(f"modelspec daemon: gc on {when_.describe()} in {workspace.root}")
     state = DaemonState(workspace.home / "schedule.json")
     run_daemon(expression, state, job, once=once)
     if once:
-        click.echo("no run was due" if not runs else "done")
+        echo("no run was due" if not runs else "done")

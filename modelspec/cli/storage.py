@@ -9,7 +9,18 @@ from typing import Any
 
 import click
 
-from . import emit_json, handle_errors, json_option, main, make_console, primary_ref, raise_interrupt, workspace_of
+from ..text import plural
+from . import (
+    echo,
+    emit_json,
+    handle_errors,
+    json_option,
+    main,
+    make_console,
+    primary_ref,
+    raise_interrupt,
+    workspace_of,
+)
 
 
 @main.command()
@@ -46,24 +57,24 @@ def verify(ref: str | None, everything: bool, as_json: bool) -> None:
     else:
         quarantine = workspace.store.quarantine_dir
         for digest in report.corrupt:
-            click.echo(f"corrupt: {report.what.get(digest, 'object')} {digest} (quarantined in {quarantine})")
+            echo(f"corrupt: {report.what.get(digest, 'object')} {digest} (quarantined in {quarantine})")
         for digest in report.missing:
-            click.echo(f"missing: {report.what.get(digest, 'object')} {digest}")
+            echo(f"missing: {report.what.get(digest, 'object')} {digest}")
         for key in report.bad_entries:
-            click.echo(f"edited or damaged action-cache entry {key}: dropped (the stage will run again)")
+            echo(f"edited or damaged action-cache entry {key}: dropped (the stage will run again)")
         if report.retired:
-            click.echo(report.retired)
+            echo(report.retired)
         for env_digest, changes in report.environments.items():
-            click.echo(f"environment {env_digest} changed after it was created:")
+            echo(f"environment {env_digest} changed after it was created:")
             for change in changes:
-                click.echo(f"  {change}")
-            click.echo(f"  remove it with `modelspec env rm {env_digest[7:19]}`; the next build re-creates it")
+                echo(f"  {change}")
+            echo(f"  remove it with `modelspec env rm {env_digest[7:19]}`; the next build re-creates it")
         for problem in report.registry:
-            click.echo(f"registry: {problem}")
+            echo(f"registry: {problem}")
         problems = len(report.corrupt) + len(report.missing) + len(report.bad_entries) + len(report.environments)
         problems += len(report.registry)
-        verdict = "ok" if report.ok else f"{problems} problems"
-        click.echo(f"{report.checked} objects, {report.bytes} bytes checked: {verdict}")
+        verdict = "ok" if report.ok else plural(problems, "problem")
+        echo(f"{plural(report.checked, 'object')}, {plural(report.bytes, 'byte')} checked: {verdict}")
     sys.exit(0 if report.ok else 1)
 
 
@@ -102,28 +113,24 @@ def reproduce(ref: str, into: Path | None, rtol: float, offline: bool, as_json: 
     if as_json:
         emit_json(report.to_dict())
     else:
-        out = make_console()
         for comparison in report.outputs:
             if not comparison.identical:
                 fresh = comparison.reproduced
-                size = f"{fresh['size']} bytes" if fresh else "not produced"
-                recorded = comparison.recorded["size"]
-                out.print(
-                    f"differs: {comparison.stage}.{comparison.output}: recorded {recorded} bytes, reproduced {size}",
-                    markup=False,
-                )
+                size = plural(fresh["size"], "byte") if fresh else "not produced"
+                recorded = plural(comparison.recorded["size"], "byte")
+                echo(f"differs: {comparison.stage}.{comparison.output}: recorded {recorded}, reproduced {size}")
         if report.verdict != "identical":
             for key, m in report.metrics.items():
-                out.print(f"  metric {key}: recorded {m['recorded']}, reproduced {m['reproduced']}", markup=False)
+                echo(f"  metric {key}: recorded {m['recorded']}, reproduced {m['reproduced']}")
         if report.failure:
-            out.print(report.failure, markup=False)
-        out.print(
-            f"{report.ref}: {report.verdict} ({len(report.outputs)} outputs compared) in {report.seconds:.1f} s; "
-            f"its stages originally took {report.original_seconds:.1f} s",
-            markup=False,
+            echo(report.failure, multiline=True)  # a failure may quote a tool's output, lines and all
+        echo(
+            f"{report.ref}: {report.verdict} ({plural(len(report.outputs), 'output')} compared) "
+            f"in {report.seconds:.1f} s; "
+            f"its stages originally took {report.original_seconds:.1f} s"
         )
         if report.verdict == WITHIN:
-            out.print(f"warning: outputs differ, but every metric is within rtol={rtol}", markup=False)
+            echo(f"warning: outputs differ, but every metric is within rtol={rtol}")
     sys.exit(1 if report.verdict == DIFFERENT else 0)
 
 
@@ -150,10 +157,10 @@ def env_create(spec: Path, offline: bool, as_json: bool) -> None:
             created = create_environment(spec, offline=offline, reporter=reporter)
     if created is None:
         message = {"environment": None}
-        emit_json(message) if as_json else click.echo(f"{spec} declares no environment")
+        emit_json(message) if as_json else echo(f"{spec} declares no environment")
         return
     info = {"digest": created.digest, "path": str(created.path), "bin": created.host_bin}
-    emit_json(info) if as_json else click.echo(f"{created.digest}  {created.path}")
+    emit_json(info) if as_json else echo(f"{created.digest}  {created.path}")
 
 
 @env.command("list")
@@ -169,9 +176,9 @@ def env_list(spec: Path | None, as_json: bool) -> None:
         emit_json(found)
         return
     for item in found:
-        click.echo(f"{item['digest']}  {item['kind']:<3}  {item['bytes'] / 1e6:8.1f} MB  {item.get('file', '')}")
+        echo(f"{item['digest']}  {item['kind']:<3}  {item['bytes'] / 1e6:8.1f} MB  {item.get('file', '')}")
     if not found:
-        click.echo("no environments")
+        echo("no environments")
 
 
 @env.command("rm")
@@ -184,7 +191,7 @@ def env_rm(digest: str, spec: Path | None, as_json: bool) -> None:
     from ..environments import remove_environment
 
     removed = remove_environment(workspace_of(spec).envs_dir, digest)
-    emit_json({"removed": removed}) if as_json else click.echo(f"removed {removed}")
+    emit_json({"removed": removed}) if as_json else echo(f"removed {removed}")
 
 
 @env.command("lock")
@@ -199,4 +206,4 @@ def env_lock(requirements: Path, output: Path, python: str) -> None:
     from ..environments import lock_requirements
 
     lock_requirements(requirements, output, python)
-    click.echo(f"wrote {output}")
+    echo(f"wrote {output}")

@@ -8,13 +8,16 @@ from typing import Any
 
 import click
 
+from ..text import plural, printable
 from . import (
+    echo,
     emit_json,
     handle_errors,
     json_option,
     key_values,
     main,
     make_console,
+    metric_text,
     open_catalog_here,
     parse_when,
     primary_ref,
@@ -38,18 +41,27 @@ def versions(name: str, where: str, tags: tuple[str, ...], as_json: bool) -> Non
     if as_json:
         emit_json(rows)
         return
+    from rich.markup import escape
     from rich.table import Table
+
+    def cell(text: str) -> str:
+        return escape(printable(text))
 
     table = Table(box=None, pad_edge=False)
     metric_names = sorted({k for r in rows for k in r["metrics"]})[:4]
+    marked = any(r["marks"] for r in rows)  # the column appears when a version is dirty or unsandboxed
     for column in ("version", "content id", "created (UTC)", *metric_names, "aliases", "status"):
-        table.add_column(column)
+        table.add_column(cell(column))
+    if marked:
+        table.add_column("marks")
     for r in rows:
-        metrics = [f"{r['metrics'][m]:.4g}" if m in r["metrics"] else "" for m in metric_names]
+        metrics = [metric_text(r["metrics"][m], ".4g") if m in r["metrics"] else "" for m in metric_names]
         status = r["status"] + (", pinned" if r["pinned"] else "")
         weights = r["alias_weights"]
         aliases = [f"{a} ({weights[a]:g})" if weights.get(a, 1.0) != 1.0 else a for a in r["aliases"]]
-        table.add_row(r["version"], r["content_id"], when(r["created"]), *metrics, ", ".join(aliases), status)
+        marks = [", ".join(r["marks"])] if marked else []
+        cells = [r["version"], r["content_id"], when(r["created"]), *metrics, ", ".join(aliases), status, *marks]
+        table.add_row(*map(cell, cells))
     make_console().print(table)
 
 
@@ -67,8 +79,12 @@ def show(ref: str, as_json: bool) -> None:
     if as_json:
         emit_json(info)
         return
-    console = make_console()
-    console.print(f"[bold]{info['ref']}[/]  {info['short_id']}  {info['status']}", highlight=False)
+    from ..registry import MARKS
+
+    marks = f" ({', '.join(info['marks'])})" if info["marks"] else ""
+    make_console().print(
+        printable(f"{info['ref']}  {info['short_id']}  {info['status']}{marks}"), style="bold", markup=False
+    )
     fields = [
         (
             "created",
@@ -78,6 +94,7 @@ def show(ref: str, as_json: bool) -> None:
         ("commit", info["commit"] + ("  (dirty working files)" if info.get("dirty") else "")),
         ("environment", str((info.get("environment") or {}).get("digest", "none"))),
         ("hermetic", str(info["hermetic"]).lower()),
+        ("marks", "; ".join(f"{mark} ({MARKS[mark]})" for mark in info["marks"]) or "-"),
         ("aliases", ", ".join(info["aliases"]) or "-"),
         ("tags", ", ".join(f"{k}={v}" for k, v in sorted(info["tags"].items())) or "-"),
         ("lock", info["lock"]),
@@ -93,11 +110,11 @@ def show(ref: str, as_json: bool) -> None:
     if info.get("pinned"):
         fields.append(("pinned", f"{when(info['pinned']['time'])} UTC by {info['pinned']['actor']}"))
     for label, value in fields:
-        console.print(f"  {label:<12} {value}", markup=False)
+        echo(f"  {label:<12} {value}")
     sections = [
-        ("metrics", {k: f"{v:g}" for k, v in sorted(info["metrics"].items())}),
+        ("metrics", {k: metric_text(v) for k, v in sorted(info["metrics"].items())}),
         ("params", info.get("params", {})),
-        ("artifacts", {k: f"{a['digest']}  {a['size']} bytes" for k, a in sorted(info["artifacts"].items())}),
+        ("artifacts", {k: f"{a['digest']}  {plural(a['size'], 'byte')}" for k, a in sorted(info["artifacts"].items())}),
         (
             "data",
             {
@@ -108,24 +125,20 @@ def show(ref: str, as_json: bool) -> None:
         ("stages", {k: f"{s['seconds']} s  log {s['log']}" for k, s in sorted(info.get("stages", {}).items())}),
     ]
     for title, values in sections:
-        console.print(f"  {title}:", markup=False)
+        echo(f"  {title}:")
         for key, value in values.items():
-            console.print(f"    {key} = {value}", markup=False)
+            echo(f"    {key} = {value}")
     lineage = info["lineage"]
-    console.print("  lineage:", markup=False)
+    echo("  lineage:")
     for item in lineage["upstream"]:
-        console.print(
-            f"    ← {item['kind']} {item['name']}: {item.get('version') or item['ref']}  {item['digest']}", markup=False
-        )
+        echo(f"    ← {item['kind']} {item['name']}: {item.get('version') or item['ref']}  {item['digest']}")
     for item in lineage["downstream"]:
-        console.print(f"    → {item}", markup=False)
-    console.print("  reproductions:" + ("" if info["reproductions"] else " none"), markup=False)
+        echo(f"    → {item}")
+    echo("  reproductions:" + ("" if info["reproductions"] else " none"))
     for item in info["reproductions"]:
         by = f" by {item['actor']}" if item.get("actor") else ""
         failure = item["details"].get("failure") or ", ".join(item["details"].get("differing") or [])
-        console.print(
-            f"    {item['verdict']}  {when(item['time'])} UTC{by}" + (f"  ({failure})" if failure else ""), markup=False
-        )
+        echo(f"    {item['verdict']}  {when(item['time'])} UTC{by}" + (f"  ({failure})" if failure else ""))
 
 
 @main.command()
@@ -146,32 +159,31 @@ def diff(ref_a: str, ref_b: str, as_json: bool) -> None:
     if as_json:
         emit_json(result)
         return
-    out = make_console()
-    out.print(f"{result['from']} → {result['to']}", markup=False)
+    echo(f"{result['from']} → {result['to']}")
     code = result["code"]
-    out.print(f"code: {code['from'][:12]} → {code['to'][:12]}", markup=False)
+    echo(f"code: {code['from'][:12]} → {code['to'][:12]}")
     for path in code["paths_changed"] or []:
-        out.print(f"  changed {path}", markup=False)
+        echo(f"  changed {path}")
     if code["stages_changed"]:
-        out.print(f"  stages whose code changed: {', '.join(code['stages_changed'])}", markup=False)
-    out.print("data:" + ("" if result["data"] else " unchanged"), markup=False)
+        echo(f"  stages whose code changed: {', '.join(code['stages_changed'])}")
+    echo("data:" + ("" if result["data"] else " unchanged"))
     for name, change in result["data"].items():
-        out.print(f"  {name}: {change['from']} → {change['to']}", markup=False)
-    out.print("config:" + ("" if result["config"] else " unchanged"), markup=False)
+        echo(f"  {name}: {change['from']} → {change['to']}")
+    echo("config:" + ("" if result["config"] else " unchanged"))
     for key, (old, new) in result["config"].items():
-        out.print(f"  {key}: {old!r} → {new!r}", markup=False)
+        echo(f"  {key}: {old!r} → {new!r}")
     env = result["environment"]
-    out.print("environment:" + ("" if env["from"] != env["to"] else " unchanged"), markup=False)
+    echo("environment:" + ("" if env["from"] != env["to"] else " unchanged"))
     for name, version in env["added"].items():
-        out.print(f"  + {name} {version}", markup=False)
+        echo(f"  + {name} {version}")
     for name, version in env["removed"].items():
-        out.print(f"  - {name} {version}", markup=False)
+        echo(f"  - {name} {version}")
     for name, (old, new) in env["changed"].items():
-        out.print(f"  ~ {name} {old} → {new}", markup=False)
-    out.print("metrics:", markup=False)
+        echo(f"  ~ {name} {old} → {new}")
+    echo("metrics:")
     for key, m in result["metrics"].items():
-        delta = f"{m['delta']:+.6g}" if m["delta"] is not None else "n/a"
-        out.print(f"  {key}: {m['from']} → {m['to']} ({delta})", markup=False)
+        delta = metric_text(m["delta"], "+.6g") if m["delta"] is not None else "n/a"
+        echo(f"  {key}: {m['from']} → {m['to']} ({delta})")
 
 
 @main.command()
@@ -190,7 +202,7 @@ def promote(ref: str, alias: str, weight: float | None, as_json: bool) -> None:
         name = catalog.registry.resolve(ref).name
     finally:
         catalog.close()
-    emit_json({"alias": f"{name}@{alias}", "targets": targets}) if as_json else click.echo(
+    emit_json({"alias": f"{name}@{alias}", "targets": targets}) if as_json else echo(
         f"{name}@{alias} → " + ", ".join(f"{v} ({w:g})" if len(targets) > 1 else v for v, w in targets)
     )
 
@@ -209,7 +221,7 @@ def rollback(name: str, alias: str, as_json: bool) -> None:
         targets = catalog.registry.rollback(name, alias, actor(catalog.workspace.root))
     finally:
         catalog.close()
-    emit_json({"alias": f"{name}@{alias}", "targets": targets}) if as_json else click.echo(
+    emit_json({"alias": f"{name}@{alias}", "targets": targets}) if as_json else echo(
         f"{name}@{alias} rolled back → " + ", ".join(v for v, _w in targets)
     )
 
@@ -239,12 +251,12 @@ def alias_list(name: str, as_json: bool) -> None:
         emit_json(found)
         return
     if not found:
-        click.echo(f"{name} has no aliases")
+        echo(f"{name} has no aliases")
     width = max((len(a["alias"]) for a in found), default=0)
     for a in found:
         moved = a["moved"]
         since = f"  ({moved['action']} {when(moved['time'])} UTC by {moved['actor']})" if moved else ""
-        click.echo(f"{a['alias']:<{width}}  {shown_targets(a['targets'])}{since}")
+        echo(f"{a['alias']:<{width}}  {shown_targets(a['targets'])}{since}")
 
 
 @alias.command("rm")
@@ -264,7 +276,7 @@ def alias_rm(name: str, alias_name: str, as_json: bool) -> None:
     if as_json:
         emit_json({"alias": f"{name}@{alias_name}", "removed": before})
     else:
-        click.echo(f"removed {name}@{alias_name} (it pointed to {shown_targets(before)})")
+        echo(f"removed {name}@{alias_name} (it pointed to {shown_targets(before)})")
 
 
 @alias.command("history")
@@ -286,10 +298,10 @@ def alias_history(name: str, alias_name: str, at: str | None, as_json: bool) -> 
 
     for h in result["history"]:
         moved = f"{shown_targets(h['from'])} → {shown_targets(h['to'])}"
-        click.echo(f"{when(h['time'])}  {h['action']:<8} {h['actor']:<16} {moved}")
+        echo(f"{when(h['time'])}  {h['action']:<8} {h['actor']:<16} {moved}")
     if "at" in result:
         targets = shown_targets(result["at"]["targets"])
-        click.echo(f"at {when(result['at']['time'])} UTC: {name}@{alias_name} → {targets}")
+        echo(f"at {when(result['at']['time'])} UTC: {name}@{alias_name} → {targets}")
 
 
 @main.command()
@@ -308,7 +320,7 @@ def tag(ref: str, pairs: tuple[str, ...], as_json: bool) -> None:
         tags = catalog.registry.tags_of(version)
     finally:
         catalog.close()
-    emit_json({"ref": version.ref, "tags": tags}) if as_json else click.echo(
+    emit_json({"ref": version.ref, "tags": tags}) if as_json else echo(
         f"{version.ref}: " + ", ".join(f"{k}={v}" for k, v in sorted(tags.items()))
     )
 
@@ -327,11 +339,11 @@ def lineage(ref: str, as_json: bool) -> None:
     if as_json:
         emit_json(result)
         return
-    click.echo(result["ref"])
+    echo(result["ref"])
     for item in result["upstream"]:
-        click.echo(f"  ← {item['kind']:<5} {item['name']}: {item.get('version') or item['ref']}  {item['digest']}")
+        echo(f"  ← {item['kind']:<5} {item['name']}: {item.get('version') or item['ref']}  {item['digest']}")
     for item in result["downstream"]:
-        click.echo(f"  → {item}")
+        echo(f"  → {item}")
 
 
 @main.command()
@@ -350,8 +362,8 @@ def export(ref: str, directory: Path, as_json: bool) -> None:
         emit_json({k: v for k, v in manifest.items() if k != "lock"})
         return
     for name, artifact in manifest["artifacts"].items():
-        click.echo(f"{name} → {directory / artifact['path']}  {artifact['digest']}")
-    click.echo(f"{directory / 'manifest.json'}")
+        echo(f"{name} → {directory / artifact['path']}  {artifact['digest']}")
+    echo(f"{directory / 'manifest.json'}")
 
 
 @main.command("deploy-config")
@@ -389,11 +401,11 @@ def audit(check: bool, limit: int | None, as_json: bool) -> None:
         emit_json(result)
     else:
         for e in result["events"]:
-            click.echo(f"{e['seq']:>5}  {when(e['time'])}  {e['kind']:<9} {e['subject']:<24} {e['actor']}")
+            echo(f"{e['seq']:>5}  {when(e['time'])}  {e['kind']:<9} {e['subject']:<24} {e['actor']}")
         if check:
             for problem in result["problems"] or []:
-                click.echo(f"TAMPERED: {problem}")
+                echo(f"TAMPERED: {problem}")
             if result["ok"]:
-                click.echo("audit log intact")
+                echo("audit log intact")
     if check and not result["ok"]:
         sys.exit(1)

@@ -76,7 +76,7 @@ def failing(repo: Repo, *args: str) -> str:
 def test_a_valid_spec_validates_and_nothing_is_written(workspace: Repo) -> None:
     result = workspace.modelspec("validate", "specs/x.yaml")
     assert result.returncode == 0, result.stderr
-    assert "specs/x.yaml: ok (x, 1 stages)" in result.stdout
+    assert "specs/x.yaml: ok (x, 1 stage)" in result.stdout
     assert not (workspace.path / ".modelspec").exists()
 
 

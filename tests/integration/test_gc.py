@@ -105,7 +105,7 @@ def test_gc_retires_by_policy_frees_what_it_promised_and_kept_versions_reproduce
         result = json.loads(repo.modelspec("reproduce", ref, "--json", check=True).stdout)
         assert result["verdict"] == "identical", ref
     gone = repo.modelspec("reproduce", "gcm@1.0.0")
-    assert gone.returncode == 1 and "retired by retention" in gone.stderr and "Traceback" not in gone.stderr
+    assert gone.returncode == 2 and "retired by retention" in gone.stderr and "Traceback" not in gone.stderr
     # The current build of the workspace is a root: building it again is a no-op.
     assert set(states(repo.build_json("specs/gcm.yaml", "prep.v=7", "score.auc=0.52")).values()) == {"cached"}
 
@@ -225,7 +225,8 @@ def test_rebuilding_a_retired_version_revives_it(repo: Repo) -> None:
     build_versions(repo, 4)
     assert "gcm@1.0.0" in gc(repo)["retire"]
     again = repo.build_json("specs/gcm.yaml", "prep.v=0", f"score.auc={AUCS[0]}")
-    assert again["versions"]["gcm"] == {"ref": "gcm@1.0.0", "new": False}
+    assert again["versions"]["gcm"]["ref"] == "gcm@1.0.0" and again["versions"]["gcm"]["new"] is False
+    assert again["versions"]["gcm"]["revived"]["status"] == "retired"
     shown = json.loads(repo.modelspec("show", "gcm@1.0.0", "--json", check=True).stdout)
     assert shown["status"] == "active" and shown["status_reason"] == "rebuilt"
     assert repo.modelspec("verify", "gcm@1.0.0").returncode == 0

@@ -28,6 +28,8 @@ import pytest
 from conftest import Repo
 from test_gc import AUCS, SPEC, make
 
+from modelspec.text import plural
+
 
 @dataclass
 class Run:
@@ -126,7 +128,7 @@ def test_retired_means_gone_for_export_and_reproduce_alike_even_within_grace(swe
     export, reproduce = swept.within_grace["export"], swept.within_grace["reproduce"]
     assert "retired gcm@1.0.3: not among the last 2" in swept.within_grace["gc"].out
     assert export.code == 2 and "gcm@1.0.3 is retired" in export.err
-    assert reproduce.code == 1 and "retired by retention" in reproduce.err, reproduce.err
+    assert reproduce.code == 2 and "gcm@1.0.3 is retired by retention" in reproduce.err, reproduce.err
     assert not (swept.repo.path / "out-1.0.3").exists()
 
 
@@ -205,7 +207,7 @@ def test_text_show_prints_the_reproduction_verdicts(swept: Swept) -> None:
 
 
 def test_gc_removes_lock_files_no_build_holds(swept: Swept) -> None:
-    assert "stale lock files" in swept.within_grace["gc"].out  # the first gc removed the builds' locks
+    assert "stale lock file" in swept.within_grace["gc"].out  # the first gc removed the builds' locks
     locks = swept.repo.path / ".modelspec" / "locks"
     assert list(locks.glob("*.lock")) == []
     swept.repo.build_json("specs/gcm.yaml", "prep.v=9", "score.auc=0.52")
@@ -227,7 +229,7 @@ def test_gc_removes_lock_files_no_build_holds(swept: Swept) -> None:
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
         result = run(swept.repo, "gc")
-        assert result.code == 0 and f"removed {len(stale)} stale lock files" in result.out
+        assert result.code == 0 and f"removed {plural(len(stale), 'stale lock file')}" in result.out
         assert sorted(locks.glob("*.lock")) == [held]  # a running build's lock stays
         with open(held, "a") as handle, pytest.raises(BlockingIOError):
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -247,9 +249,10 @@ def test_every_hint_about_a_retired_version_names_a_command_that_works(swept: Sw
     commit = json.loads(run(repo, "show", "gcm@1.0.3", "--json").out)["commit"]
     assert commit[:12] in refused.err and "`modelspec build specs/gcm.yaml`" in refused.err
     gone = run(repo, "reproduce", "gcm@1.0.3")
-    assert gone.code == 1 and "modelspec pin" not in gone.err and "`modelspec show gcm@1.0.3`" in gone.err
+    assert gone.code == 2 and "modelspec pin" not in gone.err and "`modelspec show gcm@1.0.3`" in gone.err
     overrides = [f"{k}={v}" for k, v in params.items()]
     revived = repo.build_json("specs/gcm.yaml", *overrides)
-    assert revived["versions"]["gcm"] == {"ref": "gcm@1.0.3", "new": False}
+    assert revived["versions"]["gcm"]["ref"] == "gcm@1.0.3" and revived["versions"]["gcm"]["new"] is False
+    assert revived["versions"]["gcm"]["revived"]["status"] == "retired"
     assert run(repo, "rollback", "gcm", "staging").code == 0
     run(repo, "promote", "gcm@1.0.5", "staging")  # back as it was

@@ -13,6 +13,7 @@ from modelspec.refs import (
     parse_version,
     parse_where,
     short_content_id,
+    too_short_prefix,
 )
 
 
@@ -57,10 +58,24 @@ def test_parse_ref_rejects_what_is_not_a_reference(text: str) -> None:
     assert "NAME@VERSION" in info.value.hint
 
 
-@pytest.mark.parametrize("selector", ["a b", "3f2", "1.3.2.1", "^2.0"])
+@pytest.mark.parametrize("selector", ["a b", "1.3.2.1", "^2.0"])
 def test_parse_ref_rejects_selectors_that_are_nothing_known(selector: str) -> None:
     with pytest.raises(UsageError, match="neither a version, an alias nor a content-id prefix"):
         parse_ref(f"fraud@{selector}")
+
+
+@pytest.mark.parametrize("selector", ["3f2", "0", "00a"])
+def test_a_content_id_prefix_too_short_says_the_minimum(selector: str) -> None:
+    with pytest.raises(UsageError, match="a content-id prefix has at least 4 hex digits"):
+        parse_ref(f"fraud@{selector}")
+
+
+@pytest.mark.parametrize(
+    ("text", "digits"),
+    [("fraud@abc", "abc"), ("fraud@fraud-ab", "ab"), ("fraud-3f2", "3f2"), ("fraud@prod", ""), ("fraud", "")],
+)
+def test_too_short_prefix_names_hex_digits_too_few_to_be_a_prefix(text: str, digits: str) -> None:
+    assert too_short_prefix(parse_ref(text)) == digits
 
 
 def test_ref_prints_as_written() -> None:

@@ -1,6 +1,6 @@
 """The registry in-process, on real SQLite files, with an injected clock: version
 allocation, references, queries, aliases (history, weights, rollback), tags, lineage,
-concurrency between processes, and migration from schema version 1."""
+concurrency between processes, and migration from schema versions 1 and 4."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from modelspec import registry_schema as schema
 from modelspec.audit import GENESIS, event_digest
 from modelspec.catalog import Catalog
+from modelspec.digest import digest_json
 from modelspec.errors import StoreError, UsageError
 from modelspec.refs import parse_where
 from modelspec.registry import ModelVersion, Registry, VersionConflictError, VersionDraft
@@ -86,7 +87,7 @@ def registry(tmp_path: Path, clock: Clock) -> Iterator[Registry]:
 
 def register(registry: Registry, clock: Clock, *args: Any, **kwargs: Any) -> ModelVersion:
     clock.tick()
-    version, created = registry.register(draft(*args, **kwargs))
+    version, created, _ = registry.register(draft(*args, **kwargs))
     assert created
     return version
 
@@ -121,14 +122,14 @@ def test_same_content_is_the_same_version_and_registers_nothing(registry: Regist
     first = register(registry, clock, content("a1"), metrics={"auc": 0.9})
     events = len(registry.events())
     clock.tick()
-    again, created = registry.register(draft(content("a1"), metrics={"auc": 0.1}))
+    again, created, _ = registry.register(draft(content("a1"), metrics={"auc": 0.1}))
     assert not created
     assert again == first
     assert len(registry.events()) == events
     assert [v.version for v in registry.list_versions("fraud")] == ["1.3.0"]
     assert registry.metrics_of([first.id]) == {first.id: {"auc": 0.9}}
     # Even a spec now pinning another number names the same content: it is that version.
-    assert registry.register(draft(content("a1"), version="2.0.0")) == (first, False)
+    assert registry.register(draft(content("a1"), version="2.0.0")) == (first, False, None)
 
 
 def test_pinned_version_is_used_and_allocation_continues_after_it(registry: Registry, clock: Clock) -> None:
@@ -337,6 +338,9 @@ def test_catalog_versions_and_show(tmp_path: Path, registry: Registry, clock: Cl
             "alias_weights": {"production": 1.0},
             "status": "active",
             "pinned": False,
+            "marks": [],
+            "dirty": False,
+            "hermetic": True,
         }
     ]
     assert [r["version"] for r in catalog.versions("fraud", tags={"stage": "approved"})] == ["1.3.1"]
@@ -667,6 +671,62 @@ def test_a_version_1_registry_is_migrated_and_keeps_its_data(tmp_path: Path, clo
         assert reopened.tags_of(reopened.resolve("fraud@1.0.0")) == {"stage": "approved"}
     finally:
         reopened.close()
+
+
+def make_version_4_registry(path: Path) -> None:
+    """A registry as schema version 4 left it: metrics were floats only (epochs 12 stored as
+    12.0), and the build event holds the row digest computed over them."""
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        assert schema.migrate(conn, target=4) == 0
+        assert "is_integer" not in {c["name"] for c in sa.inspect(conn).get_columns("metrics")}
+        row = ["fraud", "1.0.0", content("5e"), "blake3:lock", "abc123", None, True, "ana", "h", "0.1.0", T0, "{}"]
+        conn.exec_driver_sql(
+            'INSERT INTO versions (id, name, version, major, minor, patch, content_id, lock, "commit", '
+            "environment, hermetic, author, host, tool_version, created, status, record) VALUES "
+            "(1, ?, ?, 1, 0, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', ?)",
+            tuple(row),
+        )
+        conn.exec_driver_sql("INSERT INTO metrics (version_id, key, value) VALUES (1, 'auc', 0.88), (1, 'epochs', 12)")
+        metrics = [["auc", 0.88], ["epochs", 12.0]]
+        row_digest = digest_json({"row": row, "artifacts": [], "metrics": metrics})
+        payload = json.dumps({"content_id": content("5e"), "row": row_digest}, sort_keys=True)
+        digest = event_digest(1, T0, "build", "ana", "fraud@1.0.0", payload, GENESIS)
+        conn.exec_driver_sql(
+            "INSERT INTO events (seq, time, kind, actor, subject, payload, prev, digest) VALUES (?,?,?,?,?,?,?,?)",
+            (1, T0, "build", "ana", "fraud@1.0.0", payload, GENESIS, digest),
+        )
+        conn.exec_driver_sql("INSERT INTO meta (key, value) VALUES ('audit_head', ?)", (f"1 {digest}",))
+    engine.dispose()
+
+
+def test_a_version_4_registry_is_migrated_and_new_integer_metrics_stay_integers(tmp_path: Path, clock: Clock) -> None:
+    path = tmp_path / "registry.db"
+    make_version_4_registry(path)
+    registry = Registry(f"sqlite:///{path}", clock=clock)
+    try:
+        with registry.engine.connect() as conn:
+            assert schema.schema_version(conn) == schema.SCHEMA_VERSION == 5
+        old = registry.resolve("fraud@1.0.0")
+        # What was stored as 12.0 stays a float: whether the file said 12 is not known.
+        assert registry.metrics_of([old.id]) == {old.id: {"auc": 0.88, "epochs": 12.0}}
+        assert type(registry.metrics_of([old.id])[old.id]["epochs"]) is float
+        assert registry.verify_audit() == ""  # the digest recorded before the migration still holds
+
+        clock.tick()
+        new = registry.register(draft(content("6e"), version="1.0", metrics={"epochs": 12, "auc": 0.9}))[0]
+        found = registry.metrics_of([new.id])[new.id]
+        assert found == {"epochs": 12, "auc": 0.9} and type(found["epochs"]) is int and type(found["auc"]) is float
+        assert registry.retention_facts()["fraud"][1].metrics == {"epochs": 12, "auc": 0.9}
+        assert [v.version for v in registry.list_versions("fraud", parse_where("epochs>=10"))] == ["1.0.0", "1.0.1"]
+        assert [v.version for v in registry.list_versions("fraud", parse_where("epochs>12"))] == []
+        assert registry.verify_audit() == ""
+        with registry.engine.begin() as conn:  # an integer turned into a float is an edit
+            conn.exec_driver_sql("UPDATE metrics SET is_integer = 0 WHERE version_id = ?", (new.id,))
+        edited = "fraud@1.0.1 was edited after it was registered (it no longer matches build event 2)"
+        assert registry.verify_audit() == edited
+    finally:
+        registry.close()
 
 
 def test_a_registry_from_a_newer_modelspec_is_refused(tmp_path: Path) -> None:
