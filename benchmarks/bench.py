@@ -395,8 +395,8 @@ def bare_command_seconds(base: Path, repeat: int = 30) -> float:
 def bare_bwrap_seconds(base: Path, repeat: int = 20) -> float | None:
     """The same command run by modelspec's own bwrap command line (BubblewrapSandbox.command)."""
     try:
-        from modelspec.bwrap import BubblewrapSandbox, bwrap_path
-        from modelspec.sandbox import RunRequest
+        from modelspec.sandbox.bwrap import BubblewrapSandbox, bwrap_path
+        from modelspec.sandbox.process import RunRequest
     except ImportError:
         return None
     if bwrap_path() is None:
@@ -541,8 +541,8 @@ def hashing_figures(results: Results, base: Path, gib: float, jobs: int) -> None
     import blake3
 
     from modelspec.digest import digest_file
-    from modelspec.statcache import StatCache
-    from modelspec.store import LocalStore
+    from modelspec.store.objects import LocalStore
+    from modelspec.store.statcache import StatCache
 
     size = int(gib * GIB)
     work = base / "hash"

@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 
 from modelspec.digest import canonical_json
-from modelspec.gc import collect
-from modelspec.registry import Registry, VersionDraft
-from modelspec.store import Entry
-from modelspec.workspace import Workspace
+from modelspec.registry.registry import Registry, VersionDraft
+from modelspec.retention.gc import collect
+from modelspec.store.objects import Entry
+from modelspec.store.workspace import Workspace
 
 
 def main() -> int:

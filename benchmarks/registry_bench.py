@@ -49,12 +49,12 @@ sys.path.insert(0, str(REPO))
 
 import sqlalchemy as sa  # noqa: E402
 
-from modelspec import registry_schema as t  # noqa: E402
-from modelspec.audit import GENESIS, event_digest  # noqa: E402
 from modelspec.catalog import Catalog  # noqa: E402
-from modelspec.refs import parse_where  # noqa: E402
-from modelspec.registry import Registry, VersionDraft  # noqa: E402
-from modelspec.workspace import Workspace  # noqa: E402
+from modelspec.registry import tables as t  # noqa: E402
+from modelspec.registry.audit import GENESIS, event_digest  # noqa: E402
+from modelspec.registry.registry import Registry, VersionDraft  # noqa: E402
+from modelspec.spec.refs import parse_where  # noqa: E402
+from modelspec.store.workspace import Workspace  # noqa: E402
 
 BUDGET_QUERY_S = 0.100
 NAME = "m"

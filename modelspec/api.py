@@ -14,21 +14,21 @@ import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .bwrap import bwrap_path
-from .engine import BuildOptions, BuildReport, build
-from .environments import Environment, ensure_environment, verify_environments
+from .build.engine import BuildOptions, BuildReport, build
+from .build.graph import BuildGraph, load_specs
+from .build.loading import check_graph, load_graph, lock_bytes, lock_path, open_registry, open_workspace, write_locks
+from .build.plan import Isolation, LastBuild, PlannedNode, plan_build
+from .build.rebuilder import CachingRebuilder
+from .build.registration import read_build_record
+from .env.environment import Environment, ensure_environment, verify_environments
 from .errors import StoreError, UsageError
 from .events import Event, Reporter, ignore
-from .graph import BuildGraph, load_specs
-from .loading import check_graph, load_graph, lock_bytes, lock_path, open_registry, open_workspace, write_locks
-from .model import Lock, Spec, split_output_ref
-from .planning import Isolation, LastBuild, PlannedNode, plan_build
-from .rebuilder import CachingRebuilder
-from .registration import read_build_record
-from .registry_head import HEAD_FILE
-from .store import Entry
-from .traces import ActionCache
-from .workspace import CHECKOUT_DIR, Workspace, check_workspace_file
+from .registry.head import HEAD_FILE
+from .sandbox.bwrap import bwrap_path
+from .spec.model import Lock, Spec, split_output_ref
+from .store.objects import Entry
+from .store.traces import ActionCache
+from .store.workspace import CHECKOUT_DIR, Workspace, check_workspace_file
 
 __all__ = [
     "BuildOptions",
@@ -182,9 +182,9 @@ def verify(workspace: Workspace, ref: str | None = None, reporter: Reporter = ig
 def _needed_objects(workspace: Workspace) -> tuple[dict[str, str], list[str]]:
     """Every object a registered (active) version or a spec's last build names, and what it
     is; and where the registry's rows disagree with the store's objects."""
-    from .crosscheck import registry_problems
-    from .gc import expand
-    from .registration import version_entries
+    from .build.registration import version_entries
+    from .registry.crosscheck import registry_problems
+    from .retention.gc import expand
 
     store = workspace.store
     what: dict[str, str] = {}
@@ -228,8 +228,8 @@ def _version_objects(workspace: Workspace, ref: str) -> tuple[list[str], dict[st
     retired and the objects it keeps for ever (the others were removed on purpose)."""
     import time
 
+    from .build.registration import metadata_entries, version_entries
     from .catalog import open_catalog
-    from .registration import metadata_entries, version_entries
 
     catalog = open_catalog(workspace, read_only=True)
     try:

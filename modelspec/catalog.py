@@ -8,14 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import gitcode
 from .errors import CorruptObjectError, StoreError, UsageError, did_you_mean
-from .model import Lock, split_output_ref
-from .refs import parse_ref, parse_where
-from .registry import ModelVersion, Registry, primary_target, retired_error
-from .store import Entry, LocalStore, remove_path, write_atomic
-from .versiondiff import diff_versions, packages_of
-from .workspace import Workspace
+from .registry.registry import ModelVersion, Registry, primary_target, retired_error
+from .registry.versiondiff import diff_versions, packages_of
+from .resolve import gitcode
+from .spec.model import Lock, split_output_ref
+from .spec.refs import parse_ref, parse_where
+from .store.objects import Entry, LocalStore, remove_path, write_atomic
+from .store.workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -291,7 +291,7 @@ class Catalog:
 
     def _check_servable(self, version: ModelVersion, alias: str) -> None:
         """A serving system must never be handed a path to a file that is not there."""
-        from .snapshots import complete
+        from .build.snapshots import complete
 
         for ref, artifact in sorted(self.registry.artifacts_of(version).items()):
             if not complete(self.store, Entry.from_dict(artifact)):
@@ -304,8 +304,8 @@ class Catalog:
 
 
 def open_catalog(workspace: Workspace, guard: bool = True, read_only: bool = False) -> Catalog:
-    from .loading import open_registry
-    from .registry_head import HEAD_FILE
+    from .build.loading import open_registry
+    from .registry.head import HEAD_FILE
 
     missing = not (workspace.home / "registry.db").exists() and not workspace.settings.get("registry")
     if missing and not (workspace.home / HEAD_FILE).exists():  # else opening it says what is wrong

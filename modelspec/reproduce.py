@@ -21,19 +21,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .build.runner import RunContext, StageFailure, StageJob, run_node
+from .build.snapshots import complete
 from .digest import canonical_json
-from .environments import Environment, ensure_environment
+from .env.environment import Environment, ensure_environment
 from .errors import CorruptObjectError, ModelspecError, SandboxUnavailableError, StoreError
 from .events import Event, Reporter, ignore
-from .limits import effective_limits
-from .model import Lock, split_output_ref
-from .registry import ModelVersion, Registry, retired_error
-from .retention import revival_hint
-from .runner import RunContext, StageFailure, StageJob, run_node
-from .sandbox import ProcessSandbox, Sandbox
-from .snapshots import complete
-from .store import Entry, LocalStore
-from .workspace import Workspace
+from .registry.facts import revival_hint
+from .registry.registry import ModelVersion, Registry, retired_error
+from .sandbox.limits import effective_limits
+from .sandbox.process import ProcessSandbox, Sandbox
+from .spec.model import Lock, split_output_ref
+from .store.objects import Entry, LocalStore
+from .store.workspace import Workspace
 
 IDENTICAL, WITHIN, DIFFERENT = "identical", "within tolerance", "different"
 
@@ -208,7 +208,7 @@ def _stage_order(lock: Lock) -> list[str]:
 
 
 def _sandbox_for(version: ModelVersion) -> Sandbox:
-    from .bwrap import BubblewrapSandbox, bwrap_path, bwrap_unavailable
+    from .sandbox.bwrap import BubblewrapSandbox, bwrap_path, bwrap_unavailable
 
     if version.hermetic:
         if bwrap_path() is None:
@@ -229,7 +229,7 @@ def _environment(
     if pinned is None:
         return None
     if pinned["kind"] == "nix":
-        from .store import digest_path
+        from .store.objects import digest_path
 
         nix_file = workspace.root / str(pinned["file"])
         if not nix_file.is_file() or digest_path(nix_file.parent).digest != pinned.get("dir_digest"):

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
-from .limits import DEFAULTS as LIMIT_DEFAULTS
-from .schedule import DEFAULT_SCHEDULE
-from .workspace import CHECKOUT_DIR, STORE_DIR, WORKSPACE_FILE
+from .retention.schedule import DEFAULT_SCHEDULE
+from .sandbox.limits import DEFAULTS as LIMIT_DEFAULTS
+from .spec.schema import WORKSPACE_FILE
+from .store.workspace import CHECKOUT_DIR, STORE_DIR
 
 GITIGNORE = ".gitignore"
 _COMMENT_COLUMN = 36

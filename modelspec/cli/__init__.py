@@ -159,8 +159,8 @@ def raise_interrupt(_signum: int, _frame: Any) -> None:
 
 
 def workspace_of(spec: Path | None) -> Any:
-    from ..specload import find_repo_root
-    from ..workspace import find_workspace
+    from ..spec.load import find_repo_root
+    from ..store.workspace import find_workspace
 
     start = spec.parent if spec else Path.cwd()
     return find_workspace(start, fallback_root=find_repo_root(start))

@@ -37,7 +37,7 @@ def validate(args: tuple[str, ...], allow_dirty: bool, as_json: bool) -> None:
     from ..api import check_workspace_file
     from ..api import validate as validate_specs
     from ..errors import Problem, SpecError
-    from ..workspace import WORKSPACE_FILE
+    from ..spec.schema import WORKSPACE_FILE
 
     paths, overrides = split_targets(args)
     # A workspace file is recognised by its name and checked as one, not as a spec.
@@ -147,7 +147,7 @@ def build(
     from ..api import BuildOptions
     from ..api import build as run_build
     from ..events import ignore
-    from ..render import ConsoleReporter
+    from .render import ConsoleReporter
 
     specs, overrides = split_targets(args)
     options = BuildOptions(
@@ -206,8 +206,8 @@ def _outcome_row(outcome: Any) -> dict[str, Any]:
 
 
 def _print_build_summary(console: Any, report: Any, rows: list[dict[str, Any]]) -> None:
-    from ..rebuilder import NodeState
-    from ..render import summary_table
+    from ..build.rebuilder import NodeState
+    from .render import summary_table
 
     if any(r["state"] != "cached" for r in rows):
         console.print(summary_table(rows))

@@ -25,8 +25,8 @@ from . import (
 
 if TYPE_CHECKING:
     from ..catalog import Catalog
-    from ..gc import GcReport
-    from ..workspace import Workspace
+    from ..retention.gc import GcReport
+    from ..store.workspace import Workspace
 
 
 @main.command()
@@ -35,9 +35,9 @@ if TYPE_CHECKING:
 @handle_errors
 def gc(dry_run: bool, as_json: bool) -> None:
     """Retire versions by their retention policies and free the bytes nothing needs."""
+    from ..build.registration import actor
     from ..catalog import open_catalog
-    from ..gc import collect, reserve_released
-    from ..registration import actor
+    from ..retention.gc import collect, reserve_released
 
     workspace = workspace_of(None)
     with contextlib.nullcontext() if dry_run else reserve_released(workspace.home):
@@ -78,10 +78,10 @@ def gc(dry_run: bool, as_json: bool) -> None:
 def _open_for_gc(workspace: Workspace) -> tuple[Catalog, GcReport | None]:
     """The catalog, writable; on a full disk without the reserve, after a first sweep of what
     needs no registry write (and that sweep's report, else None)."""
+    from ..build.registration import actor
     from ..catalog import open_catalog
     from ..errors import StoreError
-    from ..gc import disk_full, free_without_writing
-    from ..registration import actor
+    from ..retention.gc import disk_full, free_without_writing
 
     try:
         return open_catalog(workspace), None
@@ -119,7 +119,7 @@ def unpin(ref: str, as_json: bool) -> None:
 
 
 def _pin(ref: str, pinned: bool, as_json: bool) -> None:
-    from ..registration import actor
+    from ..build.registration import actor
 
     catalog = open_catalog_here()
     try:
@@ -139,7 +139,7 @@ def _pin(ref: str, pinned: bool, as_json: bool) -> None:
 @handle_errors
 def du(as_json: bool) -> None:
     """Bytes per model and version (unique and shared), and what gc would free."""
-    from ..gc import collect, disk_usage
+    from ..retention.gc import collect, disk_usage
 
     catalog = open_catalog_here(read_only=True)
     try:
@@ -177,7 +177,7 @@ def schedule_install(kind: str | None, at: str | None, only_print: bool) -> None
     import subprocess
 
     from ..errors import UsageError
-    from ..schedule import cron_expression, crontab_line, systemd_units
+    from ..retention.schedule import cron_expression, crontab_line, systemd_units
 
     workspace = workspace_of(None)
     when_ = cron_expression(workspace, at)
@@ -219,9 +219,9 @@ def schedule_install(kind: str | None, at: str | None, only_print: bool) -> None
 @handle_errors
 def daemon(once: bool) -> None:
     """Run retention in this process whenever the schedule says (catches up a missed run once)."""
-    from ..gc import collect, reserve_released
-    from ..registration import actor
-    from ..schedule import DaemonState, cron_expression, run_daemon
+    from ..build.registration import actor
+    from ..retention.gc import collect, reserve_released
+    from ..retention.schedule import DaemonState, cron_expression, run_daemon
 
     workspace = workspace_of(None)
     when_ = cron_expression(workspace)

@@ -90,11 +90,11 @@ def reproduce(ref: str, into: Path | None, rtol: float, offline: bool, as_json: 
 
     Exit 0 when identical (or every metric is within --rtol), 1 when different.
     """
+    from ..build.registration import actor
     from ..catalog import open_catalog
-    from ..registration import actor
-    from ..render import ConsoleReporter
     from ..reproduce import DIFFERENT, WITHIN
     from ..reproduce import reproduce as run_reproduce
+    from .render import ConsoleReporter
 
     signal.signal(signal.SIGTERM, raise_interrupt)
     workspace = workspace_of(None)
@@ -148,7 +148,7 @@ def env_create(spec: Path, offline: bool, as_json: bool) -> None:
     """Create (or find) the environment of SPEC."""
     from ..api import create_environment
     from ..events import ignore
-    from ..render import ConsoleReporter
+    from .render import ConsoleReporter
 
     if as_json:
         created = create_environment(spec, offline=offline, reporter=ignore)
@@ -169,7 +169,7 @@ def env_create(spec: Path, offline: bool, as_json: bool) -> None:
 @handle_errors
 def env_list(spec: Path | None, as_json: bool) -> None:
     """List the environments of the workspace."""
-    from ..environments import list_environments
+    from ..env.environment import list_environments
 
     found = list_environments(workspace_of(spec).envs_dir)
     if as_json:
@@ -188,7 +188,7 @@ def env_list(spec: Path | None, as_json: bool) -> None:
 @handle_errors
 def env_rm(digest: str, spec: Path | None, as_json: bool) -> None:
     """Remove the environment DIGEST (a unique prefix of its hex is enough)."""
-    from ..environments import remove_environment
+    from ..env.environment import remove_environment
 
     removed = remove_environment(workspace_of(spec).envs_dir, digest)
     emit_json({"removed": removed}) if as_json else echo(f"removed {removed}")
@@ -203,7 +203,7 @@ def env_rm(digest: str, spec: Path | None, as_json: bool) -> None:
 @handle_errors
 def env_lock(requirements: Path, output: Path, python: str) -> None:
     """Write a hash-pinned lock of REQUIREMENTS (uv pip compile --generate-hashes)."""
-    from ..environments import lock_requirements
+    from ..env.environment import lock_requirements
 
     lock_requirements(requirements, output, python)
     echo(f"wrote {output}")

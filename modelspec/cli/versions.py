@@ -79,7 +79,7 @@ def show(ref: str, as_json: bool) -> None:
     if as_json:
         emit_json(info)
         return
-    from ..registry import MARKS
+    from ..registry.registry import MARKS
 
     marks = f" ({', '.join(info['marks'])})" if info["marks"] else ""
     make_console().print(
@@ -148,7 +148,7 @@ def show(ref: str, as_json: bool) -> None:
 @handle_errors
 def diff(ref_a: str, ref_b: str, as_json: bool) -> None:
     """What changed from REF_A to REF_B: code, data, config, environment, metrics."""
-    from ..specload import find_repo_root
+    from ..spec.load import find_repo_root
 
     catalog = open_catalog_here(read_only=True)
     try:
@@ -194,7 +194,7 @@ def diff(ref_a: str, ref_b: str, as_json: bool) -> None:
 @handle_errors
 def promote(ref: str, alias: str, weight: float | None, as_json: bool) -> None:
     """Point ALIAS (production, staging, ...) at the version REF; the history is kept."""
-    from ..registration import actor
+    from ..build.registration import actor
 
     catalog = open_catalog_here()
     try:
@@ -214,7 +214,7 @@ def promote(ref: str, alias: str, weight: float | None, as_json: bool) -> None:
 @handle_errors
 def rollback(name: str, alias: str, as_json: bool) -> None:
     """Point NAME@ALIAS back at its previous target."""
-    from ..registration import actor
+    from ..build.registration import actor
 
     catalog = open_catalog_here()
     try:
@@ -266,7 +266,7 @@ def alias_list(name: str, as_json: bool) -> None:
 @handle_errors
 def alias_rm(name: str, alias_name: str, as_json: bool) -> None:
     """Remove NAME@ALIAS (audited; its history stays, and `rollback` restores it)."""
-    from ..registration import actor
+    from ..build.registration import actor
 
     catalog = open_catalog_here()
     try:
@@ -311,7 +311,7 @@ def alias_history(name: str, alias_name: str, at: str | None, as_json: bool) -> 
 @handle_errors
 def tag(ref: str, pairs: tuple[str, ...], as_json: bool) -> None:
     """Set tags KEY=VALUE on the version REF."""
-    from ..registration import actor
+    from ..build.registration import actor
 
     catalog = open_catalog_here()
     try:

@@ -33,10 +33,10 @@ import pytest
 from click.testing import CliRunner
 from conftest import GIT_ENV, Repo
 
-from modelspec.audit import event_digest
 from modelspec.cli import main
 from modelspec.digest import digest_file
-from modelspec.registry import Registry
+from modelspec.registry.audit import event_digest
+from modelspec.registry.registry import Registry
 
 PIPE = """\
 modelspec: 1

@@ -91,9 +91,9 @@ def test_init_writes_at_the_repository_root_from_a_subdirectory(repo: Repo) -> N
 def test_init_names_every_workspace_setting_with_the_defaults_the_code_uses(repo: Repo) -> None:
     import yaml
 
-    from modelspec.gc import DEFAULT_GRACE
-    from modelspec.limits import DEFAULTS
-    from modelspec.schedule import DEFAULT_SCHEDULE
+    from modelspec.retention.gc import DEFAULT_GRACE
+    from modelspec.retention.schedule import DEFAULT_SCHEDULE
+    from modelspec.sandbox.limits import DEFAULTS
     from modelspec.units import parse_duration
 
     tiny(repo)

@@ -11,8 +11,8 @@ import pytest
 from conftest import Repo
 
 from modelspec.api import BuildOptions, build
-from modelspec.rebuilder import NodeState
-from modelspec.store import LocalStore
+from modelspec.build.rebuilder import NodeState
+from modelspec.store.objects import LocalStore
 
 
 def generate(repo: Repo, seed: int, size: int = 8) -> tuple[str, dict[int, list[int]]]:

@@ -14,8 +14,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from modelspec.build.keys import InputDigest, action_key, key_document
 from modelspec.digest import canonical_json
-from modelspec.keys import InputDigest, action_key, key_document
 
 KEYS = settings(deadline=None, max_examples=80)  # each example builds a whole stage
 

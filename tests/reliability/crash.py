@@ -149,7 +149,7 @@ def helpers_in(folder: Path, wait: float) -> list[str]:
 
 
 def remove_environments(root: Path) -> None:
-    from modelspec.environments import list_environments, remove_environment
+    from modelspec.env.environment import list_environments, remove_environment
 
     envs_dir = root / ".modelspec" / "envs"
     for environment in list_environments(envs_dir):
@@ -160,7 +160,7 @@ def check(root: Path) -> list[str]:
     """Every invariant that must hold after any crash, as a list of violations."""
     from modelspec.api import open_registry, verify
     from modelspec.errors import ModelspecError
-    from modelspec.workspace import find_workspace
+    from modelspec.store.workspace import find_workspace
 
     problems = []
     workspace = find_workspace(root)

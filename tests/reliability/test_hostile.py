@@ -27,8 +27,8 @@ from hypothesis import HealthCheck, find, given, settings
 from hypothesis import strategies as st
 
 from modelspec.errors import ModelspecError
-from modelspec.specload import load_spec
-from modelspec.yamlsource import MAX_BYTES, MAX_DEPTH, parse_document
+from modelspec.spec.load import load_spec
+from modelspec.spec.yamlsource import MAX_BYTES, MAX_DEPTH, parse_document
 
 SPEC = """\
 modelspec: 1

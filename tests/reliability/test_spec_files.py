@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import Repo
 
-from modelspec.yamlsource import MAX_BYTES
+from modelspec.spec.yamlsource import MAX_BYTES
 
 SPEC = """\
 modelspec: 1

@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 from conftest import Repo
 
-from modelspec import owner
+from modelspec.store import owner
 
 # A process whose PID does not exist here, as a build in another PID namespace would appear.
 FOREIGN = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from modelspec import owner
+    from modelspec.store import owner
     owner.TOKEN = "4194303x0badf00d"
     tmp = Path(sys.argv[1])
     scratch = tmp / (owner.temp_prefix(tmp) + "run-abc")

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from modelspec.audit import GENESIS, event_digest, verify_chain
-from modelspec.registry import Registry
+from modelspec.registry.audit import GENESIS, event_digest, verify_chain
+from modelspec.registry.registry import Registry
 
 
 def chain(count: int) -> list[dict[str, Any]]:

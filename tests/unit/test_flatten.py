@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from modelspec.planning import flatten
+from modelspec.flat import flatten
 
 
 def test_nested_keys_are_dotted() -> None:

@@ -10,7 +10,7 @@ import pytest
 from conftest import Repo
 
 from modelspec.errors import GitError
-from modelspec.gitcode import (
+from modelspec.resolve.gitcode import (
     CodeFile,
     code_digest,
     committed_files,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from modelspec.hydraconfig import ConfigError, compose, select_params, subtree
+from modelspec.resolve.hydraconfig import ConfigError, compose, select_params, subtree
 
 CONFIG = """\
 defaults:

@@ -13,7 +13,7 @@ import pytest
 from conftest import Repo
 
 from modelspec.errors import Problem, SpecError
-from modelspec.specload import load_spec
+from modelspec.spec.load import load_spec
 
 CORPUS = Path(__file__).resolve().parent.parent / "invalid_specs"
 FILES = sorted(CORPUS.glob("*.yaml"))

@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 
-from modelspec.layout import Command, interpolate
-from modelspec.shellvars import script_token, variable_names
+from modelspec.sandbox.layout import Command, interpolate
+from modelspec.sandbox.shellvars import script_token, variable_names
 
 HOSTILE = "x; touch /tmp/pwned $(touch /tmp/pwned) `touch /tmp/pwned` ' \" \\"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from modelspec.errors import UsageError
-from modelspec.refs import (
+from modelspec.spec.refs import (
     Ref,
     matches_range,
     parse_ref,

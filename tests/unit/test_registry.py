@@ -17,14 +17,14 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from modelspec import registry_schema as schema
-from modelspec.audit import GENESIS, event_digest
 from modelspec.catalog import Catalog
 from modelspec.digest import digest_json
 from modelspec.errors import StoreError, UsageError
-from modelspec.refs import parse_where
-from modelspec.registry import ModelVersion, Registry, VersionConflictError, VersionDraft
-from modelspec.workspace import Workspace
+from modelspec.registry import tables as schema
+from modelspec.registry.audit import GENESIS, event_digest
+from modelspec.registry.registry import ModelVersion, Registry, VersionConflictError, VersionDraft
+from modelspec.spec.refs import parse_where
+from modelspec.store.workspace import Workspace
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 
@@ -559,7 +559,7 @@ _WRITER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from modelspec.registry import Registry, VersionDraft
+    from modelspec.registry.registry import Registry, VersionDraft
     path, start, writer = Path(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
     while time.time() < start:
         time.sleep(0.001)

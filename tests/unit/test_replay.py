@@ -10,8 +10,8 @@ from typing import Any
 
 from test_registry import Clock, make_version_1_registry
 
-from modelspec.registry import Registry
-from modelspec.replay import Link, Move, Pin, RegistryState, Reproduction, Status, differences, replay
+from modelspec.registry.registry import Registry
+from modelspec.registry.replay import Link, Move, Pin, RegistryState, Reproduction, Status, differences, replay
 
 
 def event(seq: int, kind: str, subject: str, payload: dict[str, Any], actor: str = "ana") -> dict[str, Any]:

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from modelspec.errors import UsageError
-from modelspec.retention import RetentionPolicy, VersionFacts, merge_rules, parse_duration, plan_retention
+from modelspec.registry.facts import VersionFacts
+from modelspec.retention.policy import RetentionPolicy, merge_rules, parse_duration, plan_retention
 
 DAY = 86400.0
 NOW = 100 * DAY
@@ -123,7 +124,7 @@ def test_a_lock_taken_on_a_removed_file_is_taken_again_on_the_file_at_the_path(t
     import fcntl
     import threading
 
-    from modelspec.environments import file_lock
+    from modelspec.env.environment import file_lock
 
     path = tmp_path / "key.lock"
     inside = threading.Event()

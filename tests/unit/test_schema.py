@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from modelspec.model import HERMETIC_MODES
-from modelspec.schema import spec_schema, spec_schema_bytes, validate
-from modelspec.yamlsource import Document, load_document, parse_document
+from modelspec.spec.model import HERMETIC_MODES
+from modelspec.spec.schema import spec_schema, spec_schema_bytes, validate
+from modelspec.spec.yamlsource import Document, load_document, parse_document
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_FILE = ROOT / "schemas" / "spec.schema.json"

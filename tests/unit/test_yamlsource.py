@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from modelspec.errors import Location, SpecError
-from modelspec.yamlsource import (
+from modelspec.spec.yamlsource import (
     MAX_BYTES,
     MAX_DEPTH,
     dotted,

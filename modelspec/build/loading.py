@@ -1,0 +1,232 @@
+"""Opening a workspace and loading its build graph: the step every command starts with.
+
+Also where the workspace's registry is opened, and where a spec's inputs from registered
+versions are resolved (the resolver is handed down to `resolve`, which sits below the
+registry).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import UsageError
+from ..resolve.lock import ResolveContext
+from ..spec.load import shown_path
+from ..spec.model import Lock, Spec, split_output_ref
+from ..spec.refs import matches_range, parse_version
+from ..spec.yamlsource import open_regular
+from ..store.objects import LocalStore, pid_alive, write_atomic
+from ..store.statcache import StatCache
+from ..store.workspace import STORE_DIR, Workspace, find_workspace
+from .graph import BuildGraph, build_graph
+
+if TYPE_CHECKING:
+    from ..registry.registry import ModelVersion, Registry
+
+
+def open_workspace(spec_paths: list[Path]) -> Workspace:
+    if not spec_paths:
+        raise UsageError("no spec given", hint="name a spec file, e.g. specs/fraud.yaml")
+    first = Path(spec_paths[0])
+    from ..spec.load import find_repo_root
+
+    return find_workspace(first.parent, fallback_root=find_repo_root(first.parent))
+
+
+def resolve_context(workspace: Workspace, allow_dirty: bool = False, check_only: bool = False) -> ResolveContext:
+    temp = workspace.store.tmp
+    statcache = StatCache(workspace.cache_dir / "stat.json", temp)
+
+    def registered(name: str, selector: str, output: str, allow: tuple[str, ...]) -> dict[str, Any]:
+        if check_only and not registry_exists(workspace):  # checking must not create one
+            raise UsageError(f"no version of {name} is registered (no registry in {workspace.home})")
+        registry = open_registry(workspace)
+        try:
+            return registered_artifact(registry, workspace.store, name, selector, output, allow)
+        finally:
+            registry.close()
+
+    private = {workspace.home.resolve(), (workspace.root / STORE_DIR).resolve()}
+    return ResolveContext(
+        statcache, workspace.cache_dir, temp, allow_dirty, check_only, registered, private=tuple(sorted(private))
+    )
+
+
+def registry_exists(workspace: Workspace) -> bool:
+    return bool(workspace.settings.get("registry")) or (workspace.home / "registry.db").exists()
+
+
+def check_graph(
+    spec_paths: list[Path], overrides: list[str] | tuple[str, ...] = (), allow_dirty: bool = False
+) -> BuildGraph:
+    """Every check that `load_graph` makes, without hashing data and without writing
+    anything: what `validate` runs. The graph's locks lack data and environment digests."""
+    workspace = open_workspace(spec_paths)
+    return build_graph(spec_paths, list(overrides), resolve_context(workspace, allow_dirty, check_only=True))
+
+
+def load_graph(
+    spec_paths: list[Path], overrides: list[str] | tuple[str, ...] = (), allow_dirty: bool = False
+) -> tuple[Workspace, BuildGraph, ResolveContext]:
+    workspace = open_workspace(spec_paths)
+    ctx = resolve_context(workspace, allow_dirty)
+    graph = build_graph(spec_paths, list(overrides), ctx)
+    # Only now, with every spec resolved, is anything written: a rejected spec writes nothing.
+    for item in graph.specs.values():
+        if item.spec.schema_marker is not None:
+            ctx.pending[item.spec.schema_marker] = b""
+    for path, data in ctx.pending.items():
+        write_atomic(path, data, ctx.temp_dir)
+    ctx.statcache.save()
+    return workspace, graph, ctx
+
+
+def lock_path(spec: Spec) -> Path:
+    return spec.path.with_suffix(".lock")
+
+
+def lock_bytes(lock: Lock) -> bytes:
+    """The lock file: canonical content, indented so that it diffs well in review."""
+    return (json.dumps(lock.to_dict(), sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
+
+
+def write_locks(graph: BuildGraph) -> list[Path]:
+    """Write `<spec>.lock` beside each target spec, only when its content changed."""
+    written = []
+    for name in graph.targets:
+        item = graph.specs[name]
+        path = lock_path(item.spec)
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a killed build
+            pid = stale.name.removeprefix(f".{path.name}.").split("-", 1)[0]
+            if pid.isdigit() and not pid_alive(int(pid)):
+                stale.unlink(missing_ok=True)
+        data = lock_bytes(item.lock)
+        if _holds(path, data):
+            continue
+        write_atomic(path, data)
+        written.append(path)
+    return written
+
+
+def _holds(path: Path, data: bytes) -> bool:
+    """Whether the lock file already holds `data`; one that is not a regular file (a FIFO
+    would block the read) is refused, and no more than `data` is ever read."""
+    try:
+        with open_regular(path, shown_path(path)) as handle:
+            return handle.read(len(data) + 1) == data
+    except FileNotFoundError:
+        return False
+
+
+def open_registry(workspace: Workspace, guard: bool = True, read_only: bool = False) -> Registry:
+    """The workspace's registry; with `guard`, refused unless the store recognises it;
+    `read_only` for commands that only read (they work on a full disk)."""
+    from ..registry.head import HEAD_FILE
+    from ..registry.registry import Registry
+
+    url = workspace.settings.get("registry")
+    head_file = workspace.home / HEAD_FILE
+    if url:
+        return Registry(str(url), head_file=head_file, guard=guard)
+    return Registry.at(workspace.home / "registry.db", head_file, guard, read_only)
+
+
+def registered_artifact(
+    registry: Registry, store: LocalStore, name: str, selector: str, output: str, allow: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The data entry of a lock for `{spec: NAME@RANGE, output: OUTPUT}`: the newest active
+    version in the range that carries no mark the spec does not `allow` (dirty, unsandboxed);
+    for `NAME@ALIAS`, the alias's primary target, held to the same rule. Pinned, with its
+    artifact's digest."""
+    via: dict[str, str] = {}
+    if _is_alias(selector):
+        version = _alias_target(registry, name, selector, allow)
+        via = {"alias": selector}
+    else:
+        version = _newest_in_range(registry, name, selector, allow)
+    artifacts = registry.artifacts_of(version)
+    refs = [ref for ref in artifacts if ref == output or split_output_ref(ref)[1] == output]
+    if len(refs) != 1:
+        raise UsageError(f"{version.ref} has no single artifact {output!r} (artifacts: {', '.join(sorted(artifacts))})")
+    stage, name_of_output = split_output_ref(refs[0])
+    lock = json.loads(store.read_bytes(version.lock))
+    basename = Path(lock["stages"][stage]["outputs"][name_of_output]).name
+    return {
+        "registered": version.ref,
+        "content_id": version.content_id,
+        "output": refs[0],
+        "basename": basename,
+        **via,
+        **artifacts[refs[0]],
+    }
+
+
+def _is_alias(selector: str) -> bool:
+    """`production`, not a range (`^2.0`, `1.3`, `>=1.2,<2`); `latest` is the range of every version."""
+    return selector[:1].isalpha() and selector != "latest"
+
+
+def _newest_in_range(registry: Registry, name: str, version_range: str, allow: tuple[str, ...]) -> ModelVersion:
+    every = registry.list_versions(name)  # ordered by version number
+    in_range = [v for v in every if matches_range(_numbers(v.version), version_range)]
+    usable = [v for v in in_range if v.status == "active" and not _refused_marks(v, allow)]
+    if usable:
+        return usable[-1]
+    marks = sorted({mark for v in in_range if v.status == "active" for mark in _refused_marks(v, allow)})
+    if not marks:  # nothing in the range, or only retired versions
+        known = ", ".join(f"{v.version} ({v.status})" for v in every) or "none"
+        raise UsageError(f"no active version of {name} matches {version_range!r} (versions: {known})")
+    skipped = ", ".join(
+        f"{v.version} ({v.status if v.status != 'active' else ', '.join(_refused_marks(v, allow))})"
+        for v in reversed(in_range)
+    )
+    raise UsageError(
+        f"no version of {name} in {version_range!r} is active, clean and sandboxed: skipped {skipped}",
+        hint=f"accept such versions with `allow: [{', '.join(sorted({*allow, *marks}))}]` on this input "
+        f"({_explained(marks)}), or build {name} from committed code in the sandbox",
+    )
+
+
+def _alias_target(registry: Registry, name: str, alias: str, allow: tuple[str, ...]) -> ModelVersion:
+    from ..registry.registry import primary_target
+
+    targets = registry.alias_targets(name, alias)
+    if not targets:
+        known = registry.alias_names(name)
+        listed = f"aliases of {name}: {', '.join(known)}" if known else f"{name} has no aliases"
+        raise UsageError(
+            f"no alias {name}@{alias}",
+            hint=f"{listed}; name one, promote a version (modelspec promote {name}@VERSION {alias}) "
+            f"or name a version range ({name}@^1.0)",
+        )
+    version = primary_target(targets)
+    if version.status != "active":
+        raise UsageError(
+            f"{name}@{alias} points to {version.ref}, which is {version.status}: its artifacts are gone",
+            hint=f"point the alias at an active version (modelspec promote {name}@VERSION {alias})",
+        )
+    refused = _refused_marks(version, allow)
+    if refused:
+        raise UsageError(
+            f"{name}@{alias} points to {version.ref}, which is {' and '.join(refused)}",
+            hint=f"accept it with `allow: [{', '.join(sorted({*allow, *refused}))}]` on this input "
+            f"({_explained(refused)}), or point the alias at a clean, sandboxed version",
+        )
+    return version
+
+
+def _refused_marks(version: ModelVersion, allow: tuple[str, ...]) -> list[str]:
+    return [mark for mark in version.marks if mark not in allow]
+
+
+def _explained(marks: list[str]) -> str:
+    from ..registry.registry import MARKS
+
+    return "; ".join(f"{mark}: {MARKS[mark]}" for mark in marks)
+
+
+def _numbers(version: str) -> tuple[int, int, int]:
+    major, minor, patch = parse_version(version)
+    return major, minor, patch or 0

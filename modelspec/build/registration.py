@@ -1,0 +1,249 @@
+"""After a successful build: the workspace's build record of each spec, and its version in
+the registry, with everything a later `reproduce` needs already in the store."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import socket
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import __version__
+from ..digest import canonical_json, short
+from ..errors import ModelspecError
+from ..flat import flatten
+from ..resolve import gitcode
+from ..spec.model import split_output_ref
+from ..store.objects import Entry
+from ..store.statcache import StatCache
+from ..store.workspace import Workspace
+from .graph import BuildGraph, DataInput
+from .rebuilder import NodeOutcome
+from .snapshots import code_snapshot, data_snapshot
+
+if TYPE_CHECKING:  # SQLAlchemy is imported only when a build actually registers something
+    from ..registry.registry import ModelVersion, Registry, Revival
+
+BUILD_RECORD_FORMAT = 3
+
+
+def read_build_record(workspace: Workspace, name: str) -> dict[str, Any] | None:
+    try:
+        record: dict[str, Any] = json.loads((workspace.builds_dir / f"{name}.json").read_bytes())
+    except (FileNotFoundError, ValueError):
+        return None
+    return record if record.get("format") == BUILD_RECORD_FORMAT else None
+
+
+def build_record(
+    workspace: Workspace,
+    graph: BuildGraph,
+    name: str,
+    outcomes: Mapping[str, NodeOutcome],
+    key_documents: Mapping[str, dict[str, Any]],
+    content_id: str,
+) -> dict[str, Any]:
+    """What the spec's build produced: its lock (stored as an object), artifacts, metrics."""
+    item = graph.specs[name]
+    artifacts = {}
+    for ref in item.lock.artifacts:
+        stage, output = split_output_ref(ref)
+        result = outcomes[item.spec.node_id(stage)].result
+        assert result is not None
+        artifacts[ref] = result.outputs[output].to_dict()
+    metrics: dict[str, float] = {}
+    nodes = {}
+    for node_id, outcome in sorted(outcomes.items()):
+        result = outcome.result
+        assert result is not None
+        metrics.update(result.metrics)
+        nodes[node_id] = {
+            "key": outcome.key,
+            "key_document": key_documents[node_id],
+            "log": result.log,
+            "seconds": round(result.duration, 3),
+            "hermetic": result.hermetic,
+            "outputs": {name: entry.to_dict() for name, entry in sorted(result.outputs.items())},
+        }
+    return {
+        "format": BUILD_RECORD_FORMAT,
+        "name": name,
+        "content_id": content_id,
+        "lock": workspace.store.put_bytes(canonical_json(item.lock.to_dict())),
+        "artifacts": artifacts,
+        "metrics": metrics,
+        "nodes": nodes,
+        "hermetic": all(n["hermetic"] for n in nodes.values()),
+        "overrides": list(item.overrides),  # so that a plan can say what it compares with
+    }
+
+
+def save_build_record(workspace: Workspace, record: dict[str, Any]) -> None:
+    workspace.store.write_file(
+        workspace.builds_dir / f"{record['name']}.json", canonical_json({**record, "finished": time.time()})
+    )
+
+
+def unchanged_registration(workspace: Workspace, record: dict[str, Any]) -> str | None:
+    """The version this exact build was registered as before, so a no-op build need not
+    open the registry (importing SQLAlchemy alone costs ~0.3 s)."""
+    previous = read_build_record(workspace, record["name"])
+    if previous is None or not previous.get("registered"):
+        return None
+    same = {k: v for k, v in previous.items() if k not in ("finished", "registered")} == record
+    return str(previous["registered"]) if same else None
+
+
+def register(
+    workspace: Workspace,
+    graph: BuildGraph,
+    name: str,
+    record: dict[str, Any],
+    content_ids: Mapping[str, str],
+    results: Mapping[str, NodeOutcome],
+    registry: Registry,
+    statcache: StatCache,
+) -> tuple[ModelVersion, bool, Revival | None]:
+    """Register the build of `name`, after putting every reproduction input in the store."""
+    from ..registry.registry import VersionDraft
+
+    item = graph.specs[name]
+    lock = item.lock
+    stages = {}
+    for stage_name, stage in lock.stages.items():
+        node_id = item.spec.node_id(stage_name)
+        node = graph.node(node_id)
+        for source in node.inputs.values():
+            if isinstance(source, DataInput):
+                data_snapshot(source, item.spec.repo_root, workspace.store, statcache)
+        code = code_snapshot(item, stage["code"], workspace, workspace.store)
+        stages[stage_name] = {**record["nodes"][node_id], "code": code.to_dict()}
+        stages[stage_name].pop("key_document")
+    if lock.environment is not None:
+        env_file = item.spec.repo_root / str(lock.environment["file"])
+        workspace.store.put_file(env_file, digest=str(lock.environment["file_digest"]))
+    params: dict[str, Any] = {}
+    for stage in lock.stages.values():
+        params.update(flatten(stage["params"]))
+    lineage = []
+    upstream_artifacts: dict[str, dict[str, Any]] = {}  # inputs from other specs, for reproduce
+    for data_name, data in lock.data.items():
+        if "path" in data:
+            lineage.append({"kind": "data", "name": data_name, "ref": data["path"], "digest": data["digest"]})
+        elif "registered" in data:
+            lineage.append(
+                {
+                    "kind": "version",
+                    "name": data_name,
+                    "ref": f"{data['registered']}:{data['output']}",
+                    "digest": data["digest"],
+                    "upstream_content": data["content_id"],
+                }
+            )
+        else:
+            upstream = graph.specs[data["spec"]]
+            output = data["output"]
+            output_ref = output if "." in output else _artifact_named(upstream.lock.artifacts, output)
+            stage, output_name = split_output_ref(output_ref)
+            result = results[upstream.spec.node_id(stage)].result
+            assert result is not None
+            artifact = result.outputs[output_name]
+            basename = Path(upstream.lock.stages[stage]["outputs"][output_name]).name
+            upstream_artifacts[data_name] = {**artifact.to_dict(), "basename": basename}
+            lineage.append(
+                {
+                    "kind": "spec",
+                    "name": data_name,
+                    "ref": f"{data['spec']}:{output_ref}",
+                    "digest": artifact.digest,
+                    "upstream_content": content_ids[data["spec"]],
+                }
+            )
+    draft = VersionDraft(
+        name=name,
+        spec_version=lock.version,
+        content_id=content_ids[name],
+        lock=record["lock"],
+        commit=str(lock.code.get("commit", "")),
+        environment=str(lock.environment["digest"]) if lock.environment else None,
+        hermetic=bool(record["hermetic"]),
+        author=actor(item.spec.repo_root),
+        host=socket.gethostname(),
+        tool_version=__version__,
+        record={
+            "params": params,
+            "data": {k: dict(v) for k, v in lock.data.items()},
+            "upstream_artifacts": upstream_artifacts,
+            "stages": stages,
+            "environment": dict(lock.environment) if lock.environment else None,
+            "dirty": bool(lock.code.get("dirty")),
+            "spec": lock.spec_path,
+            "retention": dict(item.spec.retention),
+        },
+        artifacts=record["artifacts"],
+        metrics=record["metrics"],
+        lineage=lineage,
+    )
+    return registry.register(draft)
+
+
+def differing_outputs(version: ModelVersion, record: dict[str, Any]) -> list[str]:
+    """`stage.output (registered X, built Y)` for each output of this build whose bytes differ
+    from those of `version`, registered before for the same inputs."""
+    registered_stages = version.record.get("stages", {})
+    differ = []
+    for node_id, node in sorted(record["nodes"].items()):
+        stage = node_id.partition(":")[2]
+        registered = registered_stages.get(stage, {}).get("outputs", {})
+        for output, entry in sorted(node["outputs"].items()):
+            before = registered.get(output)
+            if before is not None and before["digest"] != entry["digest"]:
+                was, now = short(before["digest"]), short(entry["digest"])
+                differ.append(f"{stage}.{output} (registered {was}, built {now})")
+    return differ
+
+
+def actor(repo: Path) -> str:
+    """Who acts: the git user of the repository, else the OS user."""
+    try:
+        name = gitcode.commit_author(repo)
+    except ModelspecError:
+        name = ""
+    return name or getpass.getuser()
+
+
+def _artifact_named(artifacts: tuple[str, ...], output: str) -> str:
+    return next(ref for ref in artifacts if split_output_ref(ref)[1] == output)
+
+
+def metadata_entries(version: ModelVersion) -> list[tuple[str, Entry]]:
+    """The small objects a version's metadata needs for ever, retired or not (`show`,
+    `diff`, `lineage` read them): its lock and the environment's lock file."""
+    entries = [("the lock", Entry("file", version.lock, 0))]
+    environment = version.record.get("environment")
+    if environment and environment.get("kind") == "uv":
+        entries.append(("the environment's lock file", Entry("file", environment["file_digest"], 0)))
+    return entries
+
+
+def version_entries(version: ModelVersion) -> list[tuple[str, Entry]]:
+    """Every store entry a version's record names, with what it is: its lock, the
+    environment's lock file, each stage's code snapshot, outputs and log, and its inputs."""
+    record = version.record
+    entries = metadata_entries(version)
+    for name, data in sorted(record.get("data", {}).items()):
+        if "registered" in data:
+            entries.append((f"the input {name!r} from {data['registered']}", Entry.from_dict(data)))
+        elif "digest" in data:
+            entries.append((f"the data snapshot {name!r}", Entry.from_dict(data)))
+    for name, artifact in sorted(record.get("upstream_artifacts", {}).items()):
+        entries.append((f"the input {name!r}", Entry.from_dict(artifact)))
+    for stage, info in sorted(record.get("stages", {}).items()):
+        entries.append((f"the code snapshot of stage {stage}", Entry.from_dict(info["code"])))
+        entries.append((f"the log of stage {stage}", Entry("file", info["log"], 0)))
+        for output, entry in sorted(info.get("outputs", {}).items()):
+            entries.append((f"the output {stage}.{output}", Entry.from_dict(entry)))
+    return entries

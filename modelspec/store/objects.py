@@ -1,0 +1,359 @@
+"""The content-addressed object store: files and Merkle trees by blake3 digest.
+
+    <root>/objects/ab/<hex>     read-only objects, never overwritten
+    <root>/quarantine/<hex>     objects whose bytes no longer match their digest
+    <root>/tmp/<token>-…        temp files; renamed into objects/ only when complete (owner.py)
+
+Objects are written to a temp file, fsynced and renamed, so a reader never sees half an
+object. A user's file is always copied in (a hardlink would let an in-place edit corrupt
+the store); files a stage produced in our scratch directory are moved in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import stat
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol
+
+import blake3
+
+from ..digest import PREFIX, digest_bytes, digest_file, hex_of, parse_tree_document, tree_document
+from ..errors import CorruptObjectError, StoreError
+from .owner import remove_orphans, temp_prefix
+
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """What a path holds: a file or a tree, with its digest and total size in bytes."""
+
+    type: str  # "file" | "tree"
+    digest: str
+    size: int
+
+    def to_dict(self) -> dict[str, object]:
+        return {"type": self.type, "digest": self.digest, "size": self.size}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, object]) -> Entry:
+        return cls(str(d["type"]), str(d["digest"]), int(d["size"]))  # type: ignore[call-overload]
+
+
+class ObjectStore(Protocol):
+    def has(self, digest: str) -> bool: ...
+    def put_bytes(self, data: bytes) -> str: ...
+    def put_file(self, path: Path, *, move: bool = False, digest: str | None = None) -> str: ...
+    def read_bytes(self, digest: str) -> bytes: ...
+    def open(self, digest: str) -> BinaryIO: ...
+    def delete(self, digest: str) -> None: ...
+    def iter(self) -> Iterator[str]: ...
+
+
+class LocalStore:
+    """An object store in a local directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.objects = root / "objects"
+        self.quarantine_dir = root / "quarantine"
+        self.tmp = root / "tmp"
+        self._verified: set[str] = set()
+
+    # -- paths and queries -------------------------------------------------------------
+
+    def path_of(self, digest: str) -> Path:
+        hexpart = hex_of(digest)
+        return self.objects / hexpart[:2] / hexpart
+
+    def has(self, digest: str) -> bool:
+        return self.path_of(digest).exists()
+
+    def iter(self) -> Iterator[str]:
+        if not self.objects.is_dir():
+            return
+        for fan in sorted(os.listdir(self.objects)):
+            for name in sorted(os.listdir(self.objects / fan)):
+                yield PREFIX + name
+
+    # -- writing -----------------------------------------------------------------------
+
+    def temp_file(self) -> tuple[int, Path]:
+        fd, name = tempfile.mkstemp(dir=self.tmp, prefix=temp_prefix(self.tmp))
+        return fd, Path(name)
+
+    def _intact(self, digest: str) -> bool:
+        """Is the object present and sound? Writers trust an existing object only once it
+        has been verified in this process: a corrupt one is quarantined and written anew."""
+        return self.has(digest) and (digest in self._verified or self.verify(digest))
+
+    def put_bytes(self, data: bytes) -> str:
+        digest = digest_bytes(data)
+        if not self._intact(digest):
+            fd, temp = self.temp_file()
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            self._commit(temp, digest)
+        return digest
+
+    def put_file(self, path: Path, *, move: bool = False, digest: str | None = None) -> str:
+        """Ingest a file: copied (hashed on the way), or moved when it is ours to take."""
+        if digest is not None and self._intact(digest):
+            if move:
+                os.unlink(path)
+            return digest
+        if move:
+            digest = digest_file(path)
+            if self._intact(digest):
+                os.unlink(path)
+            else:
+                self._commit(path, digest)
+            return digest
+        fd, temp = self.temp_file()
+        hasher = blake3.blake3()
+        try:
+            with open(path, "rb") as src, os.fdopen(fd, "wb") as dst:
+                while chunk := src.read(_CHUNK):
+                    hasher.update(chunk)
+                    dst.write(chunk)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        copied = PREFIX + hasher.hexdigest()
+        if digest is not None and copied != digest:
+            temp.unlink(missing_ok=True)
+            raise StoreError(f"{path} changed while it was being copied into the store; build again")
+        if self._intact(copied):
+            temp.unlink()
+        else:
+            self._commit(temp, copied)
+        return copied
+
+    def _commit(self, temp: Path, digest: str) -> None:
+        """fsync, make read-only, rename into place; a concurrent writer of the same digest wins equally."""
+        target = self.path_of(digest)
+        try:
+            with open(temp, "rb") as f:
+                os.fsync(f.fileno())
+            os.chmod(temp, 0o444)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(temp, target)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        _fsync_dir(target.parent)
+        self._verified.add(digest)  # we hashed these very bytes on the way in
+
+    # -- reading -----------------------------------------------------------------------
+
+    def verify(self, digest: str) -> bool:
+        """Re-hash an object; a mismatch moves it to quarantine and returns False."""
+        path = self.path_of(digest)
+        if not path.exists():
+            return False
+        if digest_file(path) == digest:
+            self._verified.add(digest)
+            return True
+        self.quarantine(digest)
+        return False
+
+    def quarantine(self, digest: str) -> Path:
+        self.quarantine_dir.mkdir(parents=True, exist_ok=True)
+        target = self.quarantine_dir / hex_of(digest)
+        os.replace(self.path_of(digest), target)
+        self._verified.discard(digest)
+        return target
+
+    def checked_path(self, digest: str) -> Path:
+        """The object's path after verifying it (once per process); never a corrupt object."""
+        path = self.path_of(digest)
+        if digest in self._verified:
+            return path
+        if not path.exists():
+            raise StoreError(
+                f"object {digest} is missing from the store",
+                hint="build again to recreate it, or run `modelspec verify`",
+            )
+        if not self.verify(digest):
+            raise CorruptObjectError(
+                f"object {digest} is corrupt and was quarantined in {self.quarantine_dir}",
+                hint="build again to recreate it",
+            )
+        return path
+
+    def read_bytes(self, digest: str) -> bytes:
+        data = self.path_of(digest).read_bytes() if self.has(digest) else None
+        if data is None:
+            self.checked_path(digest)  # raises the missing-object error
+            raise AssertionError("unreachable")
+        if digest_bytes(data) != digest:
+            self.quarantine(digest)
+            raise CorruptObjectError(f"object {digest} is corrupt and was quarantined")
+        return data
+
+    def open(self, digest: str) -> BinaryIO:
+        return open(self.checked_path(digest), "rb")
+
+    def delete(self, digest: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path_of(digest).unlink()
+
+    def read_tree(self, digest: str) -> dict[str, dict[str, object]]:
+        try:
+            return parse_tree_document(self.read_bytes(digest))
+        except ValueError:
+            raise CorruptObjectError(f"object {digest} is not a tree") from None
+
+    # -- trees -------------------------------------------------------------------------
+
+    def put_path(self, path: Path, *, move: bool = False, known: Callable[[Path], str] | None = None) -> Entry:
+        """Ingest a file or directory; `known` may supply file digests (the stat cache)."""
+
+        def visit(file: Path) -> str:
+            return self.put_file(file, move=move, digest=known(file) if known else None)
+
+        return walk_path(path, visit, self.put_bytes)
+
+    def restore(self, entry: Entry, dest: Path, *, link: bool = True) -> None:
+        """Materialize an entry at `dest`: hardlinks of read-only objects, else copies."""
+        if entry.type == "file":
+            self._restore_file(entry.digest, dest, executable=False, link=link)
+            return
+        dest.mkdir(parents=True, exist_ok=True)
+        for name, child in sorted(self.read_tree(entry.digest).items()):
+            target = dest / name
+            if child["type"] == "tree":
+                self.restore(Entry("tree", str(child["digest"]), 0), target, link=link)
+            else:
+                self._restore_file(str(child["digest"]), target, executable=bool(child.get("exec")), link=link)
+
+    def _restore_file(self, digest: str, dest: Path, *, executable: bool, link: bool) -> None:
+        source = self.checked_path(digest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if link and not executable:
+            try:
+                os.link(source, dest)
+                return
+            except OSError:
+                pass  # another filesystem: copy instead
+        shutil.copyfile(source, dest)
+        os.chmod(dest, 0o555 if executable else 0o444)
+
+    def tree_objects(self, entry: Entry) -> Iterator[str]:
+        """Every object an entry needs: the tree documents and the file objects."""
+        yield entry.digest
+        if entry.type == "tree":
+            for child in self.read_tree(entry.digest).values():
+                yield from self.tree_objects(Entry(str(child["type"]), str(child["digest"]), 0))
+
+    def write_file(self, path: Path, data: bytes) -> None:
+        """`write_atomic` for a file inside the store directory."""
+        write_atomic(path, data, self.tmp)
+
+    def clean_temp(self) -> None:
+        """Remove temp files left by processes that no longer run (killed builds)."""
+        remove_orphans(self.tmp, remove_path)
+
+
+def walk_path(path: Path, visit_file: Callable[[Path], str], put_tree: Callable[[bytes], str]) -> Entry:
+    """Digest a file or a directory (as a Merkle tree over sorted entries).
+
+    `visit_file` returns a file's digest (and may store it); `put_tree` does the same for a
+    tree document. Symlinks and special files are refused: a snapshot holds only bytes.
+    """
+    info = path.lstat()
+    if stat.S_ISREG(info.st_mode):
+        return Entry("file", visit_file(path), info.st_size)
+    if not stat.S_ISDIR(info.st_mode):
+        raise StoreError(f"{path} is not a regular file or directory (symlinks are not allowed)")
+    entries: dict[str, dict[str, object]] = {}
+    total = 0
+    with os.scandir(path) as scan:
+        children = sorted(scan, key=lambda e: e.name)
+    for child in children:
+        executable = child.stat(follow_symlinks=False).st_mode & stat.S_IXUSR
+        entry = walk_path(Path(child.path), visit_file, put_tree)
+        record: dict[str, object] = {"type": entry.type, "digest": entry.digest}
+        if entry.type == "file":
+            record["size"] = entry.size
+            if executable:
+                record["exec"] = True
+        entries[child.name] = record
+        total += entry.size
+    return Entry("tree", put_tree(tree_document(entries)), total)
+
+
+def write_atomic(path: Path, data: bytes, temp_dir: Path | None = None) -> None:
+    """Replace `path` with `data` all at once: temp file, fsync, rename.
+
+    Inside the store directory pass its `tmp/` as `temp_dir` (same filesystem), so that a
+    temp file left by a killed process is removed by the next command (`clean_temp`).
+    Elsewhere the temp file sits beside `path`, named after the writing process.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    folder = temp_dir or path.parent
+    fd, name = _new_file(folder, temp_prefix(temp_dir) if temp_dir else f".{path.name}.{os.getpid()}-", ".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name)
+        raise
+
+
+def _new_file(folder: Path, prefix: str, suffix: str) -> tuple[int, str]:
+    """A new, uniquely named file open for writing, with the mode any program's new file gets:
+    0666 less the umask. (mkstemp's 0600 would hide lock files, build records and export
+    manifests from the rest of a team that shares them.)"""
+    while True:
+        name = os.path.join(folder, f"{prefix}{secrets.token_hex(6)}{suffix}")
+        try:
+            return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666), name
+        except FileExistsError:
+            continue
+
+
+def digest_path(path: Path, file_digest: Callable[[Path], str] = digest_file) -> Entry:
+    return walk_path(path, file_digest, digest_bytes)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_path(path: Path) -> None:
+    """Delete a file or a tree, including read-only parts."""
+    if path.is_dir() and not path.is_symlink():
+        for root, dirs, _files in os.walk(path):
+            for d in dirs:
+                with contextlib.suppress(OSError):
+                    os.chmod(os.path.join(root, d), 0o755)
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
