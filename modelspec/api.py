@@ -20,7 +20,8 @@ from .build.loading import check_graph, load_graph, lock_bytes, lock_path, open_
 from .build.plan import Isolation, LastBuild, PlannedNode, plan_build
 from .build.rebuilder import CachingRebuilder
 from .build.registration import read_build_record
-from .env.environment import Environment, ensure_environment, verify_environments
+from .env.environment import Environment, ensure_environment
+from .env.manifest import verify_environments
 from .errors import StoreError, UsageError
 from .events import Event, Reporter, ignore
 from .registry.head import HEAD_FILE

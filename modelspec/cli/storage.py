@@ -169,7 +169,7 @@ def env_create(spec: Path, offline: bool, as_json: bool) -> None:
 @handle_errors
 def env_list(spec: Path | None, as_json: bool) -> None:
     """List the environments of the workspace."""
-    from ..env.environment import list_environments
+    from ..env.manifest import list_environments
 
     found = list_environments(workspace_of(spec).envs_dir)
     if as_json:
@@ -203,7 +203,7 @@ def env_rm(digest: str, spec: Path | None, as_json: bool) -> None:
 @handle_errors
 def env_lock(requirements: Path, output: Path, python: str) -> None:
     """Write a hash-pinned lock of REQUIREMENTS (uv pip compile --generate-hashes)."""
-    from ..env.environment import lock_requirements
+    from ..env.uv import lock_requirements
 
     lock_requirements(requirements, output, python)
     echo(f"wrote {output}")

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from ..build.registration import metadata_entries, read_build_record, version_entries
-from ..env.environment import MANIFEST, file_lock, remove_abandoned
+from ..env.environment import file_lock, remove_abandoned
+from ..env.manifest import MANIFEST
 from ..errors import ModelspecError, StoreError, UsageError
 from ..registry.registry import ModelVersion, Registry
 from ..spec.load import find_repo_root, load_spec
