@@ -1,4 +1,4 @@
-"""The build graph: every stage of every spec reachable from the targets, as a networkx DAG.
+"""The build graph: every stage of every spec reachable from the targets, as plain dicts of nodes and edges.
 
     fraud:featurize ──▶ fraud:train ──▶ fraud:evaluate
            └──────────────────────────────────▲
