@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import textwrap
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +66,26 @@ class Repo:
             raise AssertionError(
                 f"modelspec {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
             )
+        return result
+
+    def cli(
+        self, *args: str, check: bool = False, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the CLI in-process (click's CliRunner) from the repository root, answering as
+        `modelspec()` does: an exception that escaped the CLI is a traceback on stderr."""
+        from click.testing import CliRunner
+
+        from modelspec.cli import main
+
+        with contextlib.chdir(self.path):
+            invoked = CliRunner(env=env).invoke(main, list(args))
+        stderr = invoked.stderr
+        if invoked.exception is not None and not isinstance(invoked.exception, SystemExit):
+            assert invoked.exc_info is not None
+            stderr += "".join(traceback.format_exception(*invoked.exc_info))
+        result = subprocess.CompletedProcess(["modelspec", *args], invoked.exit_code, invoked.stdout, stderr)
+        if check and result.returncode != 0:
+            raise AssertionError(f"modelspec {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{stderr}")
         return result
 
     def build_json(self, *args: str, check: bool = True) -> dict[str, Any]:
