@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -77,8 +78,12 @@ class Repo:
 
         from modelspec.cli import main
 
-        with contextlib.chdir(self.path):
-            invoked = CliRunner(env=env).invoke(main, list(args))
+        previous = signal.getsignal(signal.SIGTERM)  # build and reproduce set their own
+        try:
+            with contextlib.chdir(self.path):
+                invoked = CliRunner(env=env).invoke(main, list(args))
+        finally:
+            signal.signal(signal.SIGTERM, previous)
         stderr = invoked.stderr
         if invoked.exception is not None and not isinstance(invoked.exception, SystemExit):
             assert invoked.exc_info is not None
@@ -88,8 +93,9 @@ class Repo:
             raise AssertionError(f"modelspec {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{stderr}")
         return result
 
-    def build_json(self, *args: str, check: bool = True) -> dict[str, Any]:
-        result = self.modelspec("build", *args, "--json", check=check)
+    def build_json(self, *args: str, check: bool = True, in_process: bool = False) -> dict[str, Any]:
+        run = self.cli if in_process else self.modelspec
+        result = run("build", *args, "--json", check=check)
         return json.loads(result.stdout)
 
 
