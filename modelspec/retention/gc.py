@@ -131,11 +131,8 @@ def free_without_writing(workspace: Workspace, actor: str) -> GcReport:
     bytes of versions already retired, objects nothing names), so that gc can then retire."""
     from ..build.loading import open_registry
 
-    registry = open_registry(workspace, read_only=True)
-    try:
+    with open_registry(workspace, read_only=True) as registry:
         return collect(workspace, registry, actor=actor, retire=False)
-    finally:
-        registry.close()
 
 
 @contextlib.contextmanager
