@@ -129,6 +129,10 @@ def test_a_non_deterministic_stage_is_reported_exactly(repo: Repo) -> None:
     human = repo.modelspec("reproduce", "repro@1.0.0")
     assert re.search(r"differs: score\.noise: recorded \d+ bytes, reproduced \d+ bytes", human.stdout)
     assert "score.metrics" not in human.stdout
+    # A reproduction checks the recorded results and never replaces them in the action
+    # cache: the next build reuses what was built, and nothing differs from the registry.
+    again = repo.build_json("specs/repro.yaml")
+    assert again["versions"]["repro"] == {"ref": "repro@1.0.0", "new": False}, again
 
 
 def test_metrics_within_tolerance_pass_with_a_warning(repo: Repo) -> None:
