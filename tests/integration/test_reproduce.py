@@ -225,3 +225,33 @@ def test_reproduce_refuses_a_job_count_below_one(repo: Repo) -> None:
     result = repo.modelspec("reproduce", "repro@1.0.0", "-j", "0")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "-j" in result.stderr
+
+
+DOWNSTREAM = """\
+modelspec: 1
+name: down
+version: "1.0"
+code: {repo: ..}
+data:
+  table: {spec: repro, output: prep.out}
+stages:
+  count:
+    cmd: sh -c 'wc -l < ${inputs.table} > ${outputs.n}'
+    inputs: [table]
+    outputs: {n: n.txt}
+artifacts: [count.n]
+"""
+
+
+def test_another_specs_artifact_is_read_as_recorded_and_that_spec_is_not_run(repo: Repo) -> None:
+    make(repo)
+    repo.write("specs/down.yaml", DOWNSTREAM, dedent=False)
+    repo.commit("down")
+    built = repo.build_json("specs/down.yaml")
+    assert built["versions"]["down"]["ref"] == "down@1.0.0"
+    result = repo.modelspec("reproduce", "down@1.0.0", "--json")
+    report = json.loads(result.stdout)
+    assert result.returncode == 0 and report["verdict"] == "identical", report
+    assert [(o["stage"], o["output"]) for o in report["outputs"]] == [("count", "n")]
+    human = repo.modelspec("reproduce", "down@1.0.0")
+    assert "down:count" in human.stdout and "repro:" not in human.stdout  # only its own stages ran
