@@ -3,7 +3,13 @@ build/engine.py): validate, lock, plan, build, checkout, verify, reproduce; the 
 queries and actions through a `Catalog`; gc, du, the gc daemon and its timers; init.
 
 Every function returns values and reports progress through a `Reporter`; nothing here
-prints or exits (the CLI does). The CLI imports nothing else of modelspec but `errors`,
+prints or exits (the CLI does). What `modelspec gc --dry-run` and `modelspec promote` do:
+
+    workspace = api.workspace_of()
+    report = api.gc(workspace, dry_run=True)
+    with api.open_catalog(workspace) as catalog:
+        catalog.promote("fraud@1.3.2", "production")
+ The CLI imports nothing else of modelspec but `errors`,
 `text` and `events` (import-linter checks it), so what it needs is named here.
 """
 
