@@ -1,7 +1,16 @@
-"""The Python API: validate, lock, plan, build, checkout, verify (the build itself is in engine.py).
+"""The Python API: everything the command line does, without click (the build itself is in
+build/engine.py): validate, lock, plan, build, checkout, verify, reproduce; the registry's
+queries and actions through a `Catalog`; gc, du, the gc daemon and its timers; init.
 
 Every function returns values and reports progress through a `Reporter`; nothing here
-prints or exits (the CLI does).
+prints or exits (the CLI does). What `modelspec gc --dry-run` and `modelspec promote` do:
+
+    workspace = api.workspace_of()
+    report = api.gc(workspace, dry_run=True)
+    with api.open_catalog(workspace) as catalog:
+        catalog.promote("fraud@1.3.2", "production")
+ The CLI imports nothing else of modelspec but `errors`,
+`text` and `events` (import-linter checks it), so what it needs is named here.
 """
 
 from __future__ import annotations
@@ -18,37 +27,105 @@ from .build.engine import BuildOptions, BuildReport, build
 from .build.graph import BuildGraph, load_specs
 from .build.loading import check_graph, load_graph, lock_bytes, lock_path, open_registry, open_workspace, write_locks
 from .build.plan import Isolation, LastBuild, PlannedNode, plan_build
-from .build.rebuilder import CachingRebuilder
+from .build.rebuilder import CachingRebuilder, NodeState
 from .build.registration import read_build_record
-from .env.environment import Environment, ensure_environment
-from .env.manifest import verify_environments
-from .errors import StoreError, UsageError
+from .catalog import Catalog, Resolution
+from .catalog import open_catalog as open_workspace_catalog
+from .env.environment import Environment, ensure_environment, remove_environment
+from .env.manifest import list_environments, verify_environments
+from .env.uv import lock_requirements
+from .errors import Problem, SpecError, StoreError, UsageError
 from .events import Event, Reporter, ignore
 from .registry.head import HEAD_FILE
+from .registry.registry import MARKS
+from .reproduce import DIFFERENT, WITHIN, ReproductionReport
+from .reproduce import reproduce as reproduce_version
+from .retention.gc import GcReport
+from .retention.jobs import daemon as gc_daemon
+from .retention.jobs import du, gc
+from .retention.schedule import (
+    Schedule,
+    crontab_line,
+    install_crontab,
+    install_systemd_units,
+    systemd_units,
+    timer_kind,
+)
+from .retention.schedule import cron_expression as gc_schedule
 from .sandbox.bwrap import bwrap_path
+from .scaffold import InitReport, init_root, init_workspace
+from .spec.load import find_repo_root
 from .spec.model import Lock, Spec, split_output_ref
+from .spec.schema import WORKSPACE_FILE
 from .store.objects import Entry
 from .store.traces import ActionCache
-from .store.workspace import CHECKOUT_DIR, Workspace, check_workspace_file
+from .store.workspace import CHECKOUT_DIR, Workspace, check_workspace_file, find_workspace
 
 __all__ = [
+    "DIFFERENT",
+    "MARKS",
+    "WITHIN",
     "BuildOptions",
     "BuildReport",
+    "Catalog",
+    "GcReport",
+    "InitReport",
+    "NodeState",
+    "Resolution",
+    "Schedule",
+    "Validated",
     "VerifyReport",
     "build",
     "check_workspace_file",
     "checkout",
     "create_environment",
+    "crontab_line",
+    "du",
+    "gc",
+    "gc_daemon",
+    "gc_schedule",
+    "init",
+    "install_crontab",
+    "install_systemd_units",
+    "list_environments",
     "load_graph",
     "lock_bytes",
     "lock_path",
+    "lock_requirements",
+    "open_catalog",
     "open_registry",
     "open_workspace",
     "plan",
+    "remove_environment",
+    "reproduce",
+    "systemd_units",
+    "timer_kind",
     "validate",
+    "validate_paths",
     "verify",
+    "workspace_of",
     "write_locks",
 ]
+
+
+def workspace_of(spec: Path | None = None) -> Workspace:
+    """The workspace of `spec`, or (no spec) of the current directory: the nearest directory
+    up that holds modelspec.yaml or .modelspec/, else the top of the git repository."""
+    start = spec.parent if spec else Path.cwd()
+    return find_workspace(start, fallback_root=find_repo_root(start))
+
+
+def open_catalog(workspace: Workspace | None = None, *, guard: bool = True, read_only: bool = False) -> Catalog:
+    """The registry of the workspace (by default the current directory's), as a context
+    manager; `read_only` for what only reads, so that it works on a full disk; `guard` False
+    opens a registry the store does not recognise (what `audit --verify` examines)."""
+    return open_workspace_catalog(workspace or workspace_of(), guard, read_only)
+
+
+def init(start: Path, *, force: bool = False) -> InitReport:
+    """Make the repository `start` is in a workspace: its modelspec.yaml with every
+    setting's default (commented), and the .gitignore lines for what modelspec writes."""
+    return init_workspace(init_root(start), force=force)
 
 
 def validate(
@@ -59,6 +136,38 @@ def validate(
     problem. Returns each spec of the build, by name."""
     graph = check_graph(spec_paths, overrides, allow_dirty)
     return {name: item.spec for name, item in graph.specs.items()}
+
+
+@dataclass(frozen=True)
+class Validated:
+    workspace_files: list[Path]
+    specs: dict[str, Spec]  # by name
+
+
+def validate_paths(
+    paths: list[Path], overrides: list[str] | tuple[str, ...] = (), *, allow_dirty: bool = False
+) -> Validated:
+    """`validate` of spec files and workspace files (recognised by their name) at once: one
+    `SpecError` with every problem of them all, each once."""
+    workspace_files = [p for p in paths if p.name == WORKSPACE_FILE]
+    specs = [p for p in paths if p.name != WORKSPACE_FILE]
+    problems: list[Problem] = []
+    hints: list[str] = []
+    for path in workspace_files:
+        try:
+            check_workspace_file(path)
+        except SpecError as exc:
+            problems += exc.problems
+    loaded = {}
+    if specs:
+        try:
+            loaded = validate(specs, overrides, allow_dirty=allow_dirty)
+        except SpecError as exc:
+            problems += exc.problems
+            hints += [exc.hint] if exc.hint else []
+    if problems:  # a workspace file given and also read for the specs: each problem once
+        raise SpecError(list(dict.fromkeys(problems)), hint="; ".join(hints))
+    return Validated(workspace_files, loaded)
 
 
 def plan(
@@ -128,6 +237,32 @@ def checkout(spec_path: Path, out_dir: Path | None = None) -> dict[str, Path]:
         workspace.store.restore(Entry.from_dict(entry), dest, link=False)
         placed[ref] = dest
     return placed
+
+
+def reproduce(
+    catalog: Catalog,
+    ref: str,
+    *,
+    into: Path | None = None,
+    rtol: float = 0.0,
+    offline: bool = False,
+    jobs: int = os.cpu_count() or 1,
+    reporter: Reporter = ignore,
+) -> ReproductionReport:
+    """Rebuild version REF (exact: `catalog.resolve(ref).version.ref`) from its recorded lock
+    and inputs, `jobs` stages at once, and compare bit for bit; the comparison is recorded
+    in the registry."""
+    return reproduce_version(
+        catalog.workspace,
+        catalog.registry,
+        ref,
+        rtol=rtol,
+        into=into,
+        offline=offline,
+        actor=catalog.actor,
+        jobs=jobs,
+        reporter=reporter,
+    )
 
 
 @dataclass
@@ -230,13 +365,9 @@ def _version_objects(workspace: Workspace, ref: str) -> tuple[list[str], dict[st
     import time
 
     from .build.registration import metadata_entries, version_entries
-    from .catalog import open_catalog
 
-    catalog = open_catalog(workspace, read_only=True)
-    try:
+    with open_workspace_catalog(workspace, read_only=True) as catalog:
         version = catalog.registry.resolve(ref)
-    finally:
-        catalog.close()
     store = workspace.store
     what: dict[str, str] = {}
     for label, entry in version_entries(version):

@@ -1,11 +1,12 @@
-"""Registry queries and actions for the CLI: list, show, diff, promote, rollback, tag,
-lineage, export, deploy-config and audit. Values in, dicts out; nothing prints."""
+"""Registry queries and actions for the CLI: list, show, diff, pin, promote, rollback, tag,
+aliases, lineage, export, deploy-config and audit. Values in, dicts out; nothing prints."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from .errors import CorruptObjectError, StoreError, UsageError, did_you_mean
@@ -37,7 +38,8 @@ class Resolution:
 
 
 class Catalog:
-    """The registry and store of one workspace."""
+    """The registry and store of one workspace; `with open_catalog(...) as catalog:` closes
+    the registry however the block ends."""
 
     def __init__(self, workspace: Workspace, registry: Registry) -> None:
         self.workspace = workspace
@@ -46,6 +48,29 @@ class Catalog:
 
     def close(self) -> None:
         self.registry.close()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @property
+    def actor(self) -> str:
+        """Who an action of this process is recorded as, in the audit log."""
+        from .build.registration import actor
+
+        return actor(self.workspace.root)
+
+    @property
+    def repo_root(self) -> Path | None:
+        """The git repository of the workspace (None outside one), where `diff` looks for
+        the paths whose code changed."""
+        from .spec.load import find_repo_root
+
+        return find_repo_root(self.workspace.root)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -213,6 +238,33 @@ class Catalog:
 
     # -- writing ---------------------------------------------------------------------------
 
+    def pin(self, ref: str, pinned: bool = True) -> tuple[ModelVersion, bool]:
+        """Keep REF whatever retention says (or, `pinned` False, let it decide again); and
+        whether that changed anything."""
+        return self.registry.pin(ref, self.actor, pinned)
+
+    def promote(self, ref: str, alias: str, weight: float | None = None) -> tuple[str, list[list[Any]]]:
+        """Point ALIAS of REF's model at REF (beside the current targets with `weight`): the
+        model's name and the alias's targets now."""
+        targets = self.registry.promote(ref, alias, self.actor, weight)
+        return self.registry.resolve(ref).name, targets
+
+    def rollback(self, name: str, alias: str) -> list[list[Any]]:
+        """Point NAME@ALIAS back at its previous targets, which it returns."""
+        return self.registry.rollback(name, alias, self.actor)
+
+    def remove_alias(self, name: str, alias: str) -> list[Any]:
+        """Remove NAME@ALIAS (audited); the targets it had."""
+        return self.registry.remove_alias(name, alias, self.actor)
+
+    def tag(self, ref: str, tags: dict[str, str]) -> tuple[ModelVersion, dict[str, str]]:
+        """Set each tag on REF, in order; the version and all its tags now."""
+        version = None
+        for key, value in tags.items():
+            version = self.registry.tag(ref, key, value, self.actor)
+        version = version or self.registry.resolve(ref)
+        return version, self.registry.tags_of(version)
+
     def export(self, ref: str, target: Path) -> dict[str, Any]:
         """Artifacts plus manifest.json (digests and the lock), each digest verified on the way out."""
         version = self.resolve(ref).version
@@ -304,10 +356,8 @@ class Catalog:
 
 
 def open_catalog(workspace: Workspace, guard: bool = True, read_only: bool = False) -> Catalog:
-    from .build.loading import open_registry
-    from .registry.head import HEAD_FILE
+    """The catalog of a workspace that has a registry; `read_only` for what only reads (it
+    works on a full disk); `guard` False opens a registry the store does not recognise."""
+    from .build.loading import open_existing_registry
 
-    missing = not (workspace.home / "registry.db").exists() and not workspace.settings.get("registry")
-    if missing and not (workspace.home / HEAD_FILE).exists():  # else opening it says what is wrong
-        raise UsageError(f"no registry in {workspace.home}", hint="build a spec first: modelspec build specs/NAME.yaml")
-    return Catalog(workspace, open_registry(workspace, guard, read_only))
+    return Catalog(workspace, open_existing_registry(workspace, guard, read_only))

@@ -133,6 +133,17 @@ def open_registry(workspace: Workspace, guard: bool = True, read_only: bool = Fa
     return Registry.at(workspace.home / "registry.db", head_file, guard, read_only)
 
 
+def open_existing_registry(workspace: Workspace, guard: bool = True, read_only: bool = False) -> Registry:
+    """`open_registry` for what acts on versions already built (queries, gc, promote...): a
+    workspace that has no registry yet is told to build first, not given an empty one."""
+    from ..registry.head import HEAD_FILE
+
+    missing = not (workspace.home / "registry.db").exists() and not workspace.settings.get("registry")
+    if missing and not (workspace.home / HEAD_FILE).exists():  # else opening it says what is wrong
+        raise UsageError(f"no registry in {workspace.home}", hint="build a spec first: modelspec build specs/NAME.yaml")
+    return open_registry(workspace, guard, read_only)
+
+
 def registered_artifact(
     registry: Registry, store: LocalStore, name: str, selector: str, output: str, allow: tuple[str, ...] = ()
 ) -> dict[str, Any]:

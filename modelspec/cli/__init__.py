@@ -1,7 +1,9 @@
 """The command line: click commands → api → rich output. The only place that prints or exits.
 
-Commands live in one module per concern (building, storage, versions, retention); heavy
-modules are imported inside the commands so that `modelspec --help` stays fast.
+Commands live in one module per concern (building, storage, versions, retention); each
+parses its arguments, calls `modelspec.api` and prints what it returns. Of modelspec, the
+CLI imports only `api`, `errors`, `text` and `events` (an import-linter contract checks it);
+they are imported inside the commands so that `modelspec --help` stays fast.
 """
 
 from __future__ import annotations
@@ -159,19 +161,17 @@ def raise_interrupt(_signum: int, _frame: Any) -> None:
 
 
 def workspace_of(spec: Path | None) -> Any:
-    from ..spec.load import find_repo_root
-    from ..store.workspace import find_workspace
+    from ..api import workspace_of as find
 
-    start = spec.parent if spec else Path.cwd()
-    return find_workspace(start, fallback_root=find_repo_root(start))
+    return find(spec)
 
 
 def open_catalog_here(guard: bool = True, read_only: bool = False) -> Any:
-    """The registry of the workspace here; `read_only` for commands that only read it, so
-    that they work on a full disk."""
-    from ..catalog import open_catalog
+    """The registry of the workspace here, for a `with` block; `read_only` for commands that
+    only read it, so that they work on a full disk."""
+    from ..api import open_catalog
 
-    return open_catalog(workspace_of(None), guard, read_only)
+    return open_catalog(guard=guard, read_only=read_only)
 
 
 def primary_ref(catalog: Any, ref: str) -> str:

@@ -21,7 +21,6 @@ from . import (
     make_console,
     metric_text,
     raise_interrupt,
-    report_problems,
     split_targets,
 )
 
@@ -34,31 +33,11 @@ from . import (
 def validate(args: tuple[str, ...], allow_dirty: bool, as_json: bool) -> None:
     """Check SPEC... [OVERRIDES...]: the schema, consistency, paths at the resolved commit and
     the composed config; everything `plan` checks except data digests (exit 2 on problems)."""
-    from ..api import check_workspace_file
-    from ..api import validate as validate_specs
-    from ..errors import Problem, SpecError
-    from ..spec.schema import WORKSPACE_FILE
+    from ..api import validate_paths
 
     paths, overrides = split_targets(args)
-    # A workspace file is recognised by its name and checked as one, not as a spec.
-    workspace_files = [p for p in paths if p.name == WORKSPACE_FILE]
-    specs = [p for p in paths if p.name != WORKSPACE_FILE]
-    problems: list[Problem] = []
-    hints: list[str] = []
-    for path in workspace_files:
-        try:
-            check_workspace_file(path)
-        except SpecError as exc:
-            problems += exc.problems
-    loaded = {}
-    if specs:
-        try:
-            loaded = validate_specs(specs, overrides, allow_dirty=allow_dirty)
-        except SpecError as exc:
-            problems += exc.problems
-            hints += [exc.hint] if exc.hint else []
-    if problems:  # a workspace file given and also read for the specs: each problem once
-        report_problems(SpecError(list(dict.fromkeys(problems)), hint="; ".join(hints)), as_json)
+    validated = validate_paths(paths, overrides, allow_dirty=allow_dirty)  # a SpecError lists every problem
+    workspace_files, loaded = validated.workspace_files, validated.specs
     if as_json:
         emit_json(
             {
@@ -206,7 +185,7 @@ def _outcome_row(outcome: Any) -> dict[str, Any]:
 
 
 def _print_build_summary(console: Any, report: Any, rows: list[dict[str, Any]]) -> None:
-    from ..build.rebuilder import NodeState
+    from ..api import NodeState
     from .render import summary_table
 
     if any(r["state"] != "cached" for r in rows):

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import signal
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
@@ -24,9 +22,7 @@ from . import (
 )
 
 if TYPE_CHECKING:
-    from ..catalog import Catalog
-    from ..retention.gc import GcReport
-    from ..store.workspace import Workspace
+    from ..api import GcReport
 
 
 @main.command()
@@ -35,19 +31,9 @@ if TYPE_CHECKING:
 @handle_errors
 def gc(dry_run: bool, as_json: bool) -> None:
     """Retire versions by their retention policies and free the bytes nothing needs."""
-    from ..build.registration import actor
-    from ..catalog import open_catalog
-    from ..retention.gc import collect, reserve_released
+    from ..api import gc as collect_garbage
 
-    workspace = workspace_of(None)
-    with contextlib.nullcontext() if dry_run else reserve_released(workspace.home):
-        catalog, swept = (open_catalog(workspace, read_only=True), None) if dry_run else _open_for_gc(workspace)
-        try:
-            report = collect(workspace, catalog.registry, dry_run=dry_run, actor=actor(workspace.root))
-        finally:
-            catalog.close()
-        if swept is not None:
-            report = report.plus(swept)
+    report = collect_garbage(workspace_of(None), dry_run=dry_run)
     if as_json:
         emit_json(report.to_dict())
         return
@@ -73,23 +59,6 @@ def gc(dry_run: bool, as_json: bool) -> None:
         )
     if report.stale_locks:
         echo(f"removed {plural(report.stale_locks, 'stale lock file')}")
-
-
-def _open_for_gc(workspace: Workspace) -> tuple[Catalog, GcReport | None]:
-    """The catalog, writable; on a full disk without the reserve, after a first sweep of what
-    needs no registry write (and that sweep's report, else None)."""
-    from ..build.registration import actor
-    from ..catalog import open_catalog
-    from ..errors import StoreError
-    from ..retention.gc import disk_full, free_without_writing
-
-    try:
-        return open_catalog(workspace), None
-    except StoreError:
-        if not disk_full(workspace.home):
-            raise
-    swept = free_without_writing(workspace, actor(workspace.root))
-    return open_catalog(workspace), swept
 
 
 def _duration(seconds: float) -> str:
@@ -119,13 +88,8 @@ def unpin(ref: str, as_json: bool) -> None:
 
 
 def _pin(ref: str, pinned: bool, as_json: bool) -> None:
-    from ..build.registration import actor
-
-    catalog = open_catalog_here()
-    try:
-        version, changed = catalog.registry.pin(ref, actor(catalog.workspace.root), pinned)
-    finally:
-        catalog.close()
+    with open_catalog_here() as catalog:
+        version, changed = catalog.pin(ref, pinned)
     if as_json:
         emit_json({"ref": version.ref, "pinned": pinned, "changed": changed})
     elif changed:
@@ -139,14 +103,9 @@ def _pin(ref: str, pinned: bool, as_json: bool) -> None:
 @handle_errors
 def du(as_json: bool) -> None:
     """Bytes per model and version (unique and shared), and what gc would free."""
-    from ..retention.gc import collect, disk_usage
+    from ..api import du as disk_usage
 
-    catalog = open_catalog_here(read_only=True)
-    try:
-        usage = disk_usage(catalog.workspace, catalog.registry)
-        usage["gc_would_free"] = collect(catalog.workspace, catalog.registry, dry_run=True, actor="du").bytes
-    finally:
-        catalog.close()
+    usage = disk_usage(workspace_of(None))
     if as_json:
         emit_json(usage)
         return
@@ -173,16 +132,12 @@ def schedule() -> None:
 @handle_errors
 def schedule_install(kind: str | None, at: str | None, only_print: bool) -> None:
     """Install a timer that runs `modelspec gc` on the schedule."""
-    import shutil
-    import subprocess
-
-    from ..errors import UsageError
-    from ..retention.schedule import cron_expression, crontab_line, systemd_units
+    from ..api import crontab_line, gc_schedule, install_crontab, install_systemd_units, systemd_units, timer_kind
 
     workspace = workspace_of(None)
-    when_ = cron_expression(workspace, at)
+    when_ = gc_schedule(workspace, at)
     expression = when_.expression
-    kind = kind or ("systemd" if shutil.which("systemctl") else "cron")
+    kind = kind or timer_kind()
     if only_print:  # stdout is exactly what would be installed; which schedule goes to stderr
         click.echo(f"# schedule {when_.describe()}", err=True)
     if kind == "cron":
@@ -190,12 +145,7 @@ def schedule_install(kind: str | None, at: str | None, only_print: bool) -> None
         if only_print:
             echo(line)
             return
-        if not shutil.which("crontab"):
-            raise UsageError("crontab is not installed", hint="install cron, or use --systemd or `modelspec daemon`")
-        current = subprocess.run(["crontab", "-l"], capture_output=True, text=True).stdout
-        ours = [entry for entry in current.splitlines() if "modelspec gc" in entry and str(workspace.root) in entry]
-        kept = [entry for entry in current.splitlines() if entry.strip() and entry not in ours]
-        subprocess.run(["crontab", "-"], input="\n".join([*kept, line]) + "\n", text=True, check=True)
+        install_crontab(line, workspace)
         echo(f"installed in crontab: {line}")
         echo(f"schedule: {when_.describe()}")
         return
@@ -204,12 +154,9 @@ def schedule_install(kind: str | None, at: str | None, only_print: bool) -> None
         for name, text in units.items():
             echo(f"# ~/.config/systemd/user/{name}\n{text}", multiline=True)
         return
-    folder = Path.home() / ".config" / "systemd" / "user"
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, text in units.items():
-        (folder / name).write_text(text)
-    timer = next(name for name in units if name.endswith(".timer"))
-    echo(f"wrote {', '.join(str(folder / n) for n in units)}")
+    written = install_systemd_units(units)
+    timer = next(path.name for path in written if path.name.endswith(".timer"))
+    echo(f"wrote {', '.join(str(path) for path in written)}")
     echo(f"schedule: {when_.describe()}")
     echo(f"enable it with: systemctl --user daemon-reload && systemctl --user enable --now {timer}")
 
@@ -219,30 +166,16 @@ def schedule_install(kind: str | None, at: str | None, only_print: bool) -> None
 @handle_errors
 def daemon(once: bool) -> None:
     """Run retention in this process whenever the schedule says (catches up a missed run once)."""
-    from ..build.registration import actor
-    from ..retention.gc import collect, reserve_released
-    from ..retention.schedule import DaemonState, cron_expression, run_daemon
+    from ..api import gc_daemon, gc_schedule
 
     workspace = workspace_of(None)
-    when_ = cron_expression(workspace)
-    expression = when_.expression
+    when_ = gc_schedule(workspace)
     signal.signal(signal.SIGTERM, raise_interrupt)
-    runs = 0
 
-    def job(now: float, fire: float) -> None:
-        nonlocal runs
-        with reserve_released(workspace.home):
-            catalog, _swept = _open_for_gc(workspace)
-            try:
-                catalog.registry.record_event("schedule", "gc", "daemon", {"fire_time": fire, "started": now})
-                report = collect(workspace, catalog.registry, now=now, actor=actor(workspace.root))
-            finally:
-                catalog.close()
-        runs += 1
+    def ran(now: float, report: GcReport) -> None:
         echo(f"{when(now)} gc: retired {len(report.retention.retire)}, freed {human_bytes(report.bytes)}")
 
     echo(f"modelspec daemon: gc on {when_.describe()} in {workspace.root}")
-    state = DaemonState(workspace.home / "schedule.json")
-    run_daemon(expression, state, job, once=once)
+    runs = gc_daemon(workspace, when_, ran, once=once)
     if once:
         echo("no run was due" if not runs else "done")

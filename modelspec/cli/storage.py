@@ -92,27 +92,19 @@ def reproduce(ref: str, into: Path | None, rtol: float, offline: bool, jobs: int
 
     Exit 0 when identical (or every metric is within --rtol), 1 when different.
     """
-    from ..build.registration import actor
-    from ..catalog import open_catalog
-    from ..reproduce import DIFFERENT, WITHIN
-    from ..reproduce import reproduce as run_reproduce
+    from ..api import DIFFERENT, WITHIN, open_catalog
+    from ..api import reproduce as reproduce_version
     from .render import ConsoleReporter
 
     signal.signal(signal.SIGTERM, raise_interrupt)
-    workspace = workspace_of(None)
-    catalog = open_catalog(workspace)
-    try:
-        who = actor(workspace.root)
-        ref = primary_ref(catalog, ref)
-        options: dict[str, Any] = {"rtol": rtol, "into": into, "offline": offline, "actor": who}
-        options["jobs"] = jobs or os.cpu_count() or 1
+    with open_catalog() as catalog:
+        exact = primary_ref(catalog, ref)
+        options: dict[str, Any] = {"rtol": rtol, "into": into, "offline": offline, "jobs": jobs or os.cpu_count() or 1}
         if as_json:
-            report = run_reproduce(workspace, catalog.registry, ref, **options)
+            report = reproduce_version(catalog, exact, **options)
         else:
             with ConsoleReporter(make_console()) as reporter:
-                report = run_reproduce(workspace, catalog.registry, ref, reporter=reporter, **options)
-    finally:
-        catalog.close()
+                report = reproduce_version(catalog, exact, reporter=reporter, **options)
     if as_json:
         emit_json(report.to_dict())
     else:
@@ -172,7 +164,7 @@ def env_create(spec: Path, offline: bool, as_json: bool) -> None:
 @handle_errors
 def env_list(spec: Path | None, as_json: bool) -> None:
     """List the environments of the workspace."""
-    from ..env.manifest import list_environments
+    from ..api import list_environments
 
     found = list_environments(workspace_of(spec).envs_dir)
     if as_json:
@@ -191,7 +183,7 @@ def env_list(spec: Path | None, as_json: bool) -> None:
 @handle_errors
 def env_rm(digest: str, spec: Path | None, as_json: bool) -> None:
     """Remove the environment DIGEST (a unique prefix of its hex is enough)."""
-    from ..env.environment import remove_environment
+    from ..api import remove_environment
 
     removed = remove_environment(workspace_of(spec).envs_dir, digest)
     emit_json({"removed": removed}) if as_json else echo(f"removed {removed}")
@@ -206,7 +198,7 @@ def env_rm(digest: str, spec: Path | None, as_json: bool) -> None:
 @handle_errors
 def env_lock(requirements: Path, output: Path, python: str) -> None:
     """Write a hash-pinned lock of REQUIREMENTS (uv pip compile --generate-hashes)."""
-    from ..env.uv import lock_requirements
+    from ..api import lock_requirements
 
     lock_requirements(requirements, output, python)
     echo(f"wrote {output}")

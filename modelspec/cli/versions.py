@@ -33,11 +33,8 @@ from . import (
 @handle_errors
 def versions(name: str, where: str, tags: tuple[str, ...], as_json: bool) -> None:
     """List the versions of model NAME: content id, created, metrics, aliases, status."""
-    catalog = open_catalog_here(read_only=True)
-    try:
+    with open_catalog_here(read_only=True) as catalog:
         rows = catalog.versions(name, where, key_values(tags))
-    finally:
-        catalog.close()
     if as_json:
         emit_json(rows)
         return
@@ -71,15 +68,12 @@ def versions(name: str, where: str, tags: tuple[str, ...], as_json: bool) -> Non
 @handle_errors
 def show(ref: str, as_json: bool) -> None:
     """Everything recorded about one version (REF: fraud@1.3.2, fraud@production, ...)."""
-    catalog = open_catalog_here(read_only=True)
-    try:
+    with open_catalog_here(read_only=True) as catalog:
         info = catalog.show(ref)
-    finally:
-        catalog.close()
     if as_json:
         emit_json(info)
         return
-    from ..registry.registry import MARKS
+    from ..api import MARKS
 
     marks = f" ({', '.join(info['marks'])})" if info["marks"] else ""
     make_console().print(
@@ -148,14 +142,9 @@ def show(ref: str, as_json: bool) -> None:
 @handle_errors
 def diff(ref_a: str, ref_b: str, as_json: bool) -> None:
     """What changed from REF_A to REF_B: code, data, config, environment, metrics."""
-    from ..spec.load import find_repo_root
-
-    catalog = open_catalog_here(read_only=True)
-    try:
+    with open_catalog_here(read_only=True) as catalog:
         exact_a, exact_b = primary_ref(catalog, ref_a), primary_ref(catalog, ref_b)
-        result = catalog.diff(exact_a, exact_b, find_repo_root(catalog.workspace.root))
-    finally:
-        catalog.close()
+        result = catalog.diff(exact_a, exact_b, catalog.repo_root)
     if as_json:
         emit_json(result)
         return
@@ -194,14 +183,8 @@ def diff(ref_a: str, ref_b: str, as_json: bool) -> None:
 @handle_errors
 def promote(ref: str, alias: str, weight: float | None, as_json: bool) -> None:
     """Point ALIAS (production, staging, ...) at the version REF; the history is kept."""
-    from ..build.registration import actor
-
-    catalog = open_catalog_here()
-    try:
-        targets = catalog.registry.promote(ref, alias, actor(catalog.workspace.root), weight)
-        name = catalog.registry.resolve(ref).name
-    finally:
-        catalog.close()
+    with open_catalog_here() as catalog:
+        name, targets = catalog.promote(ref, alias, weight)
     emit_json({"alias": f"{name}@{alias}", "targets": targets}) if as_json else echo(
         f"{name}@{alias} → " + ", ".join(f"{v} ({w:g})" if len(targets) > 1 else v for v, w in targets)
     )
@@ -214,13 +197,8 @@ def promote(ref: str, alias: str, weight: float | None, as_json: bool) -> None:
 @handle_errors
 def rollback(name: str, alias: str, as_json: bool) -> None:
     """Point NAME@ALIAS back at its previous target."""
-    from ..build.registration import actor
-
-    catalog = open_catalog_here()
-    try:
-        targets = catalog.registry.rollback(name, alias, actor(catalog.workspace.root))
-    finally:
-        catalog.close()
+    with open_catalog_here() as catalog:
+        targets = catalog.rollback(name, alias)
     emit_json({"alias": f"{name}@{alias}", "targets": targets}) if as_json else echo(
         f"{name}@{alias} rolled back → " + ", ".join(v for v, _w in targets)
     )
@@ -242,11 +220,8 @@ def shown_targets(targets: list[list[Any]]) -> str:
 @handle_errors
 def alias_list(name: str, as_json: bool) -> None:
     """The aliases of model NAME: what each points to (with traffic weights), last moved when and by whom."""
-    catalog = open_catalog_here(read_only=True)
-    try:
+    with open_catalog_here(read_only=True) as catalog:
         found = catalog.aliases(name)
-    finally:
-        catalog.close()
     if as_json:
         emit_json(found)
         return
@@ -266,13 +241,8 @@ def alias_list(name: str, as_json: bool) -> None:
 @handle_errors
 def alias_rm(name: str, alias_name: str, as_json: bool) -> None:
     """Remove NAME@ALIAS (audited; its history stays, and `rollback` restores it)."""
-    from ..build.registration import actor
-
-    catalog = open_catalog_here()
-    try:
-        before = catalog.registry.remove_alias(name, alias_name, actor(catalog.workspace.root))
-    finally:
-        catalog.close()
+    with open_catalog_here() as catalog:
+        before = catalog.remove_alias(name, alias_name)
     if as_json:
         emit_json({"alias": f"{name}@{alias_name}", "removed": before})
     else:
@@ -287,11 +257,8 @@ def alias_rm(name: str, alias_name: str, as_json: bool) -> None:
 @handle_errors
 def alias_history(name: str, alias_name: str, at: str | None, as_json: bool) -> None:
     """Every move of NAME@ALIAS: when, who, from, to."""
-    catalog = open_catalog_here(read_only=True)
-    try:
+    with open_catalog_here(read_only=True) as catalog:
         result = catalog.alias_history(name, alias_name, parse_when(at) if at else None)
-    finally:
-        catalog.close()
     if as_json:
         emit_json(result)
         return
@@ -311,15 +278,8 @@ def alias_history(name: str, alias_name: str, at: str | None, as_json: bool) -> 
 @handle_errors
 def tag(ref: str, pairs: tuple[str, ...], as_json: bool) -> None:
     """Set tags KEY=VALUE on the version REF."""
-    from ..build.registration import actor
-
-    catalog = open_catalog_here()
-    try:
-        for key, value in key_values(pairs).items():
-            version = catalog.registry.tag(ref, key, value, actor(catalog.workspace.root))
-        tags = catalog.registry.tags_of(version)
-    finally:
-        catalog.close()
+    with open_catalog_here() as catalog:
+        version, tags = catalog.tag(ref, key_values(pairs))
     emit_json({"ref": version.ref, "tags": tags}) if as_json else echo(
         f"{version.ref}: " + ", ".join(f"{k}={v}" for k, v in sorted(tags.items()))
     )
@@ -331,11 +291,8 @@ def tag(ref: str, pairs: tuple[str, ...], as_json: bool) -> None:
 @handle_errors
 def lineage(ref: str, as_json: bool) -> None:
     """Where REF came from (data, specs, versions) and which versions consumed it."""
-    catalog = open_catalog_here(read_only=True)
-    try:
+    with open_catalog_here(read_only=True) as catalog:
         result = catalog.lineage(primary_ref(catalog, ref))
-    finally:
-        catalog.close()
     if as_json:
         emit_json(result)
         return
@@ -353,11 +310,8 @@ def lineage(ref: str, as_json: bool) -> None:
 @handle_errors
 def export(ref: str, directory: Path, as_json: bool) -> None:
     """Copy REF's artifacts into DIRECTORY with a manifest.json (digests verified)."""
-    catalog = open_catalog_here(read_only=True)
-    try:
+    with open_catalog_here(read_only=True) as catalog:
         manifest = catalog.export(primary_ref(catalog, ref), directory)
-    finally:
-        catalog.close()
     if as_json:
         emit_json({k: v for k, v in manifest.items() if k != "lock"})
         return
@@ -372,11 +326,8 @@ def export(ref: str, directory: Path, as_json: bool) -> None:
 @handle_errors
 def deploy_config(name: str, alias_name: str | None) -> None:
     """A JSON document a serving system can load: per alias, versions, artifacts, weights."""
-    catalog = open_catalog_here(read_only=True)
-    try:
+    with open_catalog_here(read_only=True) as catalog:
         document = catalog.deploy_config(name, alias_name)
-    finally:
-        catalog.close()
     emit_json(document)
 
 
@@ -392,11 +343,9 @@ def deploy_config(name: str, alias_name: str | None) -> None:
 @handle_errors
 def audit(check: bool, limit: int | None, as_json: bool) -> None:
     """The append-only log of builds, promotions, rollbacks, tags and retirements."""
-    catalog = open_catalog_here(guard=not check, read_only=True)  # --verify examines a registry the store refuses
-    try:
+    # --verify examines a registry the store refuses
+    with open_catalog_here(guard=not check, read_only=True) as catalog:
         result = catalog.audit(check, limit)
-    finally:
-        catalog.close()
     if as_json:
         emit_json(result)
     else:

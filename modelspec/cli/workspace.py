@@ -17,9 +17,9 @@ from . import echo, emit_json, handle_errors, json_option, main
 def init(force: bool, as_json: bool) -> None:
     """Make this repository a workspace: modelspec.yaml with every setting's default
     (commented) at the repository root, and .gitignore lines for what modelspec writes."""
-    from ..scaffold import init_root, init_workspace
+    from ..api import init as init_here
 
-    report = init_workspace(init_root(Path.cwd()), force=force)
+    report = init_here(Path.cwd(), force=force)
     if as_json:
         emit_json(report.to_dict())
         return

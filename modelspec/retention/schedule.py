@@ -1,5 +1,6 @@
 """Scheduled cleanup: when retention runs (a cron expression in the workspace file) and
-the ways to run it: a crontab line, a systemd user timer, or `modelspec daemon`.
+the ways to run it: a crontab line, a systemd user timer (both written here for
+`modelspec schedule install`), or `modelspec daemon`.
 
 The daemon remembers its last run in `<home>/schedule.json`; after downtime it catches
 up once (however many fire times it missed), then waits for the next one. Its clock and
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -173,3 +176,31 @@ def systemd_units(expression: str, workspace: Workspace) -> dict[str, str]:
         "WantedBy=timers.target\n"
     )
     return {f"{name}.service": service, f"{name}.timer": timer}
+
+
+def timer_kind() -> str:
+    """The timer `schedule install` writes unless told: systemd's where it runs, else cron."""
+    return "systemd" if shutil.which("systemctl") else "cron"
+
+
+def install_crontab(line: str, workspace: Workspace) -> None:
+    """Put `line` in the user's crontab in place of this workspace's earlier gc line, if any;
+    every other entry is kept."""
+    if not shutil.which("crontab"):
+        raise UsageError("crontab is not installed", hint="install cron, or use --systemd or `modelspec daemon`")
+    current = subprocess.run(["crontab", "-l"], capture_output=True, text=True).stdout
+    ours = [entry for entry in current.splitlines() if "modelspec gc" in entry and str(workspace.root) in entry]
+    kept = [entry for entry in current.splitlines() if entry.strip() and entry not in ours]
+    subprocess.run(["crontab", "-"], input="\n".join([*kept, line]) + "\n", text=True, check=True)
+
+
+def install_systemd_units(units: dict[str, str], folder: Path | None = None) -> list[Path]:
+    """Write the units into the user's systemd folder (`~/.config/systemd/user`); the files
+    written. Enabling the timer is left to the user (`systemctl --user enable --now`)."""
+    folder = folder or Path.home() / ".config" / "systemd" / "user"
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in units.items():
+        (folder / name).write_text(text)
+        written.append(folder / name)
+    return written

@@ -1,0 +1,82 @@
+"""Retention as the commands run it: `gc` (with the disk-full precautions), `du`, and the
+job `modelspec daemon` runs on the schedule. Each opens the workspace's registry, acts,
+and closes it; none prints (the CLI says what happened, from the reports).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..build.loading import open_existing_registry
+from ..build.registration import actor
+from ..errors import StoreError
+from ..registry.registry import Registry
+from ..store.workspace import Workspace
+from .gc import GcReport, collect, disk_full, disk_usage, free_without_writing, reserve_released
+from .schedule import DaemonState, Schedule, run_daemon
+
+
+def gc(workspace: Workspace, *, dry_run: bool = False) -> GcReport:
+    """Retire versions by their policies and free the bytes nothing needs; a dry run only
+    reads (the registry opened read-only) and says what it would do."""
+    with contextlib.nullcontext() if dry_run else reserve_released(workspace.home):
+        if dry_run:
+            registry, swept = open_existing_registry(workspace, read_only=True), None
+        else:
+            registry, swept = open_for_gc(workspace)
+        with contextlib.closing(registry):
+            report = collect(workspace, registry, dry_run=dry_run, actor=actor(workspace.root))
+    return report if swept is None else report.plus(swept)
+
+
+def open_for_gc(workspace: Workspace) -> tuple[Registry, GcReport | None]:
+    """The registry, writable; on a full disk without the reserve, after a first sweep of what
+    needs no registry write (and that sweep's report, else None)."""
+    try:
+        return open_existing_registry(workspace), None
+    except StoreError:
+        if not disk_full(workspace.home):
+            raise
+    swept = free_without_writing(workspace, actor(workspace.root))
+    return open_existing_registry(workspace), swept
+
+
+def du(workspace: Workspace) -> dict[str, Any]:
+    """Bytes per model and version (unique and shared), the store's total, and what gc
+    would free now (`gc_would_free`)."""
+    with contextlib.closing(open_existing_registry(workspace, read_only=True)) as registry:
+        usage = disk_usage(workspace, registry)
+        usage["gc_would_free"] = collect(workspace, registry, dry_run=True, actor="du").bytes
+    return usage
+
+
+def daemon(
+    workspace: Workspace,
+    schedule: Schedule,
+    on_run: Callable[[float, GcReport], None],
+    *,
+    once: bool = False,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Run gc whenever `schedule` fires (a missed run caught up once), each run audited as a
+    "schedule" event and handed to `on_run(now, report)`; with `once`, only what is due now.
+    Returns how many runs there were."""
+    runs = 0
+
+    def job(now: float, fire: float) -> None:
+        nonlocal runs
+        with reserve_released(workspace.home):
+            registry, _swept = open_for_gc(workspace)
+            with contextlib.closing(registry):
+                registry.record_event("schedule", "gc", "daemon", {"fire_time": fire, "started": now})
+                report = collect(workspace, registry, now=now, actor=actor(workspace.root))
+        runs += 1
+        on_run(now, report)
+
+    state = DaemonState(workspace.home / "schedule.json")
+    run_daemon(schedule.expression, state, job, once=once, clock=clock, sleep=sleep)
+    return runs
