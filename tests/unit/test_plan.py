@@ -73,9 +73,9 @@ def make_graph(
     lock = Lock("x", "1.0", "specs/x.yaml", {}, {}, {}, None, hermetic, stages, ("train.model",))
     data = DataInput("raw.csv", {"type": "file", "digest": raw, "size": 8}, "data/raw.csv")
     nodes = {
-        "x:prep": Node("x:prep", spec, lock, "prep", {"raw": data}),
-        "x:train": Node("x:train", spec, lock, "train", {"prep.out": UpstreamInput("x:prep", "out", "prep.out")}),
-        "x:report": Node("x:report", spec, lock, "report", {"raw": data}),
+        "x:prep": Node("x:prep", lock, "prep", {"raw": data}),
+        "x:train": Node("x:train", lock, "train", {"prep.out": UpstreamInput("x:prep", "out", "prep.out")}),
+        "x:report": Node("x:report", lock, "report", {"raw": data}),
     }
     successors = {"x:prep": ["x:train"], "x:train": [], "x:report": []}
     predecessors = {"x:prep": [], "x:train": ["x:prep"], "x:report": []}
