@@ -31,18 +31,13 @@ from .build.rebuilder import CachingRebuilder, NodeState
 from .build.registration import read_build_record
 from .catalog import Catalog, Resolution
 from .catalog import open_catalog as open_workspace_catalog
-from .env.environment import (
-    Environment,
-    ensure_environment,
-    list_environments,
-    lock_requirements,
-    remove_environment,
-    verify_environments,
-)
+from .env.environment import Environment, ensure_environment, remove_environment
+from .env.manifest import list_environments, verify_environments
+from .env.uv import lock_requirements
 from .errors import Problem, SpecError, StoreError, UsageError
 from .events import Event, Reporter, ignore
 from .registry.head import HEAD_FILE
-from .registry.registry import MARKS
+from .registry.versions import MARKS
 from .reproduce import DIFFERENT, WITHIN, ReproductionReport
 from .reproduce import reproduce as reproduce_version
 from .retention.gc import GcReport
@@ -251,10 +246,12 @@ def reproduce(
     into: Path | None = None,
     rtol: float = 0.0,
     offline: bool = False,
+    jobs: int = os.cpu_count() or 1,
     reporter: Reporter = ignore,
 ) -> ReproductionReport:
     """Rebuild version REF (exact: `catalog.resolve(ref).version.ref`) from its recorded lock
-    and inputs and compare bit for bit; the comparison is recorded in the registry."""
+    and inputs, `jobs` stages at once, and compare bit for bit; the comparison is recorded
+    in the registry."""
     return reproduce_version(
         catalog.workspace,
         catalog.registry,
@@ -262,6 +259,7 @@ def reproduce(
         rtol=rtol,
         into=into,
         offline=offline,
+        jobs=jobs,
         actor=catalog.actor,
         reporter=reporter,
     )
@@ -328,15 +326,12 @@ def _needed_objects(workspace: Workspace) -> tuple[dict[str, str], list[str]]:
     what: dict[str, str] = {}
     problems: list[str] = []
     if _has_versions(workspace):
-        registry = open_registry(workspace, read_only=True)
-        try:
+        with open_registry(workspace, read_only=True) as registry:
             problems = registry_problems(registry, store)
             for version in registry.versions_by_status("active"):
                 for label, entry in version_entries(version):
                     for digest in sorted(expand(store, [entry])):
                         what.setdefault(digest, f"{label} of {version.ref}")
-        finally:
-            registry.close()
     for record_file in sorted(workspace.builds_dir.glob("*.json")) if workspace.builds_dir.is_dir() else []:
         record = read_build_record(workspace, record_file.stem) or {}
         for node, info in record.get("nodes", {}).items():

@@ -6,8 +6,8 @@ ModelspecError                 exit 1
 ├── GitError                   exit 2  (a ref that does not resolve, a dirty tree)
 ├── EnvironmentBuildError      exit 1  (uv / nix could not materialize an environment)
 ├── SandboxUnavailableError    exit 1  (hermetic: strict without bubblewrap)
-├── StoreError                 exit 1  (a missing or corrupt object, a full disk)
-└── BuildFailedError           exit 1  (raised by callers that want an exception)
+└── StoreError                 exit 1  (a missing or corrupt object, a full disk)
+    └── CorruptObjectError     exit 1  (an object whose bytes no longer match; quarantined)
 """
 
 from __future__ import annotations
@@ -113,7 +113,3 @@ class StoreError(ModelspecError):
 
 class CorruptObjectError(StoreError):
     """An object whose bytes no longer match its digest; it has been quarantined."""
-
-
-class BuildFailedError(ModelspecError):
-    pass

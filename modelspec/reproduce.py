@@ -1,9 +1,10 @@
 """Exact reproduction of a registered version from what was recorded, not from the workspace.
 
 Everything comes from the store: the lock, the code snapshot of each stage (so history
-may have been rewritten since), the data snapshots, the environment's lock file. Every
-stage runs afresh in the sandbox, ignoring the action cache, and each output's digest is
-compared with the recorded one.
+may have been rewritten since), the data snapshots, the environment's lock file. The
+stored lock becomes a graph that the build's scheduler runs through the build's tasks
+(`build.tasks`) with a forcing rebuilder: every stage runs afresh in the sandbox, ignoring
+the action cache, and each output's digest is compared with the recorded one.
 
     identical          every output has its recorded digest              exit 0
     within tolerance   only metrics files differ, each metric within rtol exit 0, with a warning
@@ -12,8 +13,8 @@ compared with the recorded one.
 
 from __future__ import annotations
 
-import graphlib
 import json
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -21,17 +22,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .build.runner import RunContext, StageFailure, StageJob, run_node
+from .build.graph import BuildGraph, DataInput, Node, lock_graph
+from .build.rebuilder import ForcingRebuilder, NodeOutcome, NodeState
 from .build.snapshots import complete
+from .build.tasks import EnvironmentPool, Tasks, UpstreamDigest, run_tasks
 from .digest import canonical_json
-from .env.environment import Environment, ensure_environment
 from .errors import CorruptObjectError, ModelspecError, SandboxUnavailableError, StoreError
-from .events import Event, Reporter, ignore
+from .events import Reporter, ignore
 from .registry.facts import revival_hint
 from .registry.registry import ModelVersion, Registry, retired_error
-from .sandbox.limits import effective_limits
 from .sandbox.process import ProcessSandbox, Sandbox
 from .spec.model import Lock, split_output_ref
+from .store.leases import Lease, remove_stale_leases
 from .store.objects import Entry, LocalStore
 from .store.workspace import Workspace
 
@@ -95,12 +97,17 @@ def reproduce(
     into: Path | None = None,
     offline: bool = False,
     actor: str = "",
+    jobs: int = os.cpu_count() or 1,
     reporter: Reporter = ignore,
     cancel: threading.Event | None = None,
 ) -> ReproductionReport:
+    """Run every stage of `ref` again from what it recorded, as a build would (the same
+    scheduler and tasks, `jobs` at once, the first failure stopping the rest), but forced:
+    the action cache is neither read nor written."""
     started = time.monotonic()
     store = workspace.store
     store.clean_temp()
+    remove_stale_leases(workspace.home)
     version = registry.resolve(ref)
     if version.status != "active":
         # Retired means gone for reproduce and export alike, even while gc's grace period
@@ -108,41 +115,29 @@ def reproduce(
         raise retired_error(version)
     lock = Lock.from_dict(json.loads(_need(store, version, version.lock, "the lock").decode()))
     record = version.record
-    sandbox = _sandbox_for(version)
-    environment = _environment(workspace, version, lock, offline, reporter)
-    ctx = RunContext(store, sandbox, cancel or threading.Event())
-    reproduced: dict[str, dict[str, Entry]] = {}
-    comparisons: list[OutputComparison] = []
-    metrics: dict[str, float] = {}
-    failure = ""
-    for stage_name in _stage_order(lock):
-        stage = lock.stages[stage_name]
-        recorded = record["stages"][stage_name]
-        job = StageJob(
-            node=f"{lock.name}:{stage_name}",
-            stage=stage,
-            code=_complete_entry(store, version, recorded["code"], f"the code snapshot of stage {stage_name}"),
-            inputs={i: _input(store, version, lock, record, src, reproduced) for i, src in stage["inputs"].items()},
-            environment=environment,
-            source_date_epoch=int(lock.code.get("time", 0)),
-            log=workspace.logs_dir / "reproduce" / lock.name / f"{stage_name}.log",
-            limits=effective_limits(stage.get("limits"), workspace.settings.get("limits")),
+    graph = lock_graph(lock, record.get("upstream_artifacts", {}))
+    order = graph.order()
+    sandboxes = {lock.name: _sandbox_for(version)}
+    env_file = _environment_file(workspace, version, lock)
+    environments = EnvironmentPool(workspace, offline, reporter)
+    with Lease(workspace.home) as lease:  # what it uses, so that a concurrent gc keeps it
+        sources = _stored_sources(workspace, version, graph, order, env_file, lease)
+        tasks = Tasks(
+            graph, sources, sandboxes, environments, ForcingRebuilder(), lease, reporter, cancel or threading.Event()
         )
-        reporter(Event("stage-start", job.node, {"key": recorded["key"]}))
-        result = run_node(job, recorded["key"], ctx)
-        if isinstance(result, StageFailure):
-            reporter(
-                Event(
-                    "stage-failed",
-                    job.node,
-                    {"reason": result.reason, "log_tail": result.log_tail, "log": str(result.log_path)},
-                )
-            )
-            failure = f"stage {stage_name} failed: {result.reason}"
-            break
-        reporter(Event("stage-done", job.node, {"seconds": result.duration}))
-        reproduced[stage_name] = dict(result.outputs)
-        metrics.update(result.metrics)
+        _prepare_environment(tasks, version, order, offline)
+        outcomes = run_tasks(tasks, order, jobs=jobs, keep_going=False)
+        reproduced: dict[str, dict[str, Entry]] = {}
+        metrics: dict[str, float] = {}
+        for node_id in order:
+            result = outcomes[node_id].result
+            if outcomes[node_id].state is NodeState.RAN and result is not None:
+                reproduced[graph.node(node_id).stage] = dict(result.outputs)
+                metrics.update(result.metrics)
+        failure = _failure(graph, [outcomes[n] for n in order])
+        if into is not None and not failure:
+            _place_artifacts(store, lock, reproduced, into)
+    comparisons: list[OutputComparison] = []
     for stage_name in lock.stages:
         for output, entry in sorted(record["stages"][stage_name]["outputs"].items()):
             fresh = reproduced.get(stage_name, {}).get(output)
@@ -158,11 +153,88 @@ def reproduce(
         sum(float(s.get("seconds", 0)) for s in record["stages"].values()),
         failure,
     )
-    if into is not None and not failure:
-        _place_artifacts(store, lock, reproduced, into)
     details = {"differing": report.to_dict()["differing"], "rtol": rtol, "failure": failure}
     registry.record_reproduction(version, verdict, details, actor)
     return report
+
+
+@dataclass(frozen=True)
+class StoredSources:
+    """Where a reproduction's stages read from: what the version recorded, every piece
+    checked to be whole in the store before anything runs."""
+
+    workspace: Workspace
+    keys: Mapping[str, str]  # node → its recorded action key
+    code_entries: Mapping[str, Entry]  # node → its code snapshot
+    data_entries: Mapping[str, Entry]  # digest → a data snapshot, or another spec's artifact
+    env_file: Path | None
+
+    def key(self, node: Node, upstream_digest: UpstreamDigest, isolation: str) -> tuple[str, dict[str, Any]]:
+        return self.keys[node.id], {}
+
+    def code(self, node: Node) -> Entry:
+        return self.code_entries[node.id]
+
+    def data(self, node: Node, source: DataInput) -> Entry:
+        return self.data_entries[str(source.entry["digest"])]
+
+    def environment_file(self, node: Node) -> Path:
+        assert self.env_file is not None
+        return self.env_file
+
+    def log(self, node: Node) -> Path:
+        return self.workspace.logs_dir / "reproduce" / node.spec_name / f"{node.stage}.log"
+
+
+def _stored_sources(
+    workspace: Workspace,
+    version: ModelVersion,
+    graph: BuildGraph,
+    order: list[str],
+    env_file: Path | None,
+    lease: Lease,
+) -> StoredSources:
+    """A missing or corrupt piece is an error now, before any stage runs; a whole one is leased."""
+    store, record = workspace.store, version.record
+    keys: dict[str, str] = {}
+    code_entries: dict[str, Entry] = {}
+    data_entries: dict[str, Entry] = {}
+    with lease.holding():
+        for node_id in order:
+            node = graph.node(node_id)
+            recorded = record["stages"][node.stage]
+            keys[node_id] = str(recorded["key"])
+            what = f"the code snapshot of stage {node.stage}"
+            code_entries[node_id] = _complete_entry(store, version, recorded["code"], what)
+            for source in node.stage_lock["inputs"].values():
+                if "data" in source:
+                    entry = _data_entry(store, version, node.lock, record, source["data"])
+                    data_entries[entry.digest] = entry
+        lease.add([*code_entries.values(), *data_entries.values()])
+    return StoredSources(workspace, keys, code_entries, data_entries, env_file)
+
+
+def _prepare_environment(tasks: Tasks, version: ModelVersion, order: list[str], offline: bool) -> None:
+    """The environment, created before any stage runs: every stage of a lock shares it."""
+    if not order:
+        return
+    try:
+        tasks.environment(tasks.graph.node(order[0]))
+    except ModelspecError as exc:
+        hint = "run `modelspec reproduce` once without --offline to fill uv's cache" if offline else exc.hint
+        raise type(exc)(f"cannot re-create the environment of {version.ref}: {exc.message}", hint=hint) from None
+
+
+def _failure(graph: BuildGraph, outcomes: list[NodeOutcome]) -> str:
+    """Why the reproduction is incomplete: the first stage that failed (or, when it was
+    stopped from outside, the first that never ran); '' when every stage ran."""
+    for outcome in outcomes:
+        if outcome.state is NodeState.FAILED:
+            return f"stage {graph.node(outcome.node).stage} failed: {outcome.reason}"
+    for outcome in outcomes:
+        if outcome.state is not NodeState.RAN:
+            return f"stage {graph.node(outcome.node).stage} did not run: {outcome.reason}"
+    return ""
 
 
 def compare_metrics(
@@ -199,14 +271,6 @@ def _metrics_outputs(lock: Lock) -> set[tuple[str, str]]:
     return {(name, stage["metrics"]) for name, stage in lock.stages.items() if stage.get("metrics")}
 
 
-def _stage_order(lock: Lock) -> list[str]:
-    dependencies = {
-        name: {source["stage"] for source in stage["inputs"].values() if "stage" in source}
-        for name, stage in lock.stages.items()
-    }
-    return list(graphlib.TopologicalSorter(dependencies).static_order())
-
-
 def _sandbox_for(version: ModelVersion) -> Sandbox:
     from .sandbox.bwrap import BubblewrapSandbox, bwrap_path, bwrap_unavailable
 
@@ -222,9 +286,9 @@ def _sandbox_for(version: ModelVersion) -> Sandbox:
     return ProcessSandbox()
 
 
-def _environment(
-    workspace: Workspace, version: ModelVersion, lock: Lock, offline: bool, reporter: Reporter
-) -> Environment | None:
+def _environment_file(workspace: Workspace, version: ModelVersion, lock: Lock) -> Path | None:
+    """The file the version's environment is created from: its uv lock file from the store,
+    or its nix file, which must not have changed since."""
     pinned = lock.environment
     if pinned is None:
         return None
@@ -237,40 +301,22 @@ def _environment(
                 f"{version.ref}'s nix environment is built from {pinned['file']}, which changed since",
                 hint="check out the commit it was built from, or keep its nix environment (modelspec env list)",
             )
-        env_file = nix_file
-    else:
-        env_file = Path(_need_path(workspace.store, version, str(pinned["file_digest"]), "the environment's lock file"))
-    try:
-        return ensure_environment(
-            pinned, env_file, workspace.envs_dir, workspace.store, offline=offline, reporter=reporter
-        )
-    except ModelspecError as exc:
-        hint = "run `modelspec reproduce` once without --offline to fill uv's cache" if offline else exc.hint
-        raise type(exc)(f"cannot re-create the environment of {version.ref}: {exc.message}", hint=hint) from None
+        return nix_file
+    return Path(_need_path(workspace.store, version, str(pinned["file_digest"]), "the environment's lock file"))
 
 
-def _input(
-    store: LocalStore,
-    version: ModelVersion,
-    lock: Lock,
-    record: Mapping[str, Any],
-    source: Mapping[str, Any],
-    reproduced: Mapping[str, Mapping[str, Entry]],
-) -> tuple[str, Entry]:
-    if "stage" in source:
-        path = lock.stages[source["stage"]]["outputs"][source["output"]]
-        return Path(path).name, reproduced[source["stage"]][source["output"]]
-    name = source["data"]
+def _data_entry(
+    store: LocalStore, version: ModelVersion, lock: Lock, record: Mapping[str, Any], name: str
+) -> Entry:
+    """The data `name` as the version read it: a snapshot, a registered artifact, or the
+    artifact another spec's version gave it."""
     data = lock.data[name]
     if "path" in data:
-        return Path(data["path"]).name, _complete_entry(store, version, data, f"the data snapshot {name!r}")
+        return _complete_entry(store, version, data, f"the data snapshot {name!r}")
     if "registered" in data:
-        return str(data["basename"]), _complete_entry(
-            store, version, data, f"the input {name!r} from {data['registered']}"
-        )
+        return _complete_entry(store, version, data, f"the input {name!r} from {data['registered']}")
     upstream = record["upstream_artifacts"][name]
-    entry = _complete_entry(store, version, upstream, f"the input {name!r} from spec {data['spec']!r}")
-    return str(upstream["basename"]), entry
+    return _complete_entry(store, version, upstream, f"the input {name!r} from spec {data['spec']!r}")
 
 
 def _complete_entry(store: LocalStore, version: ModelVersion, entry: Mapping[str, Any], what: str) -> Entry:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +69,33 @@ class Repo:
             )
         return result
 
-    def build_json(self, *args: str, check: bool = True) -> dict[str, Any]:
-        result = self.modelspec("build", *args, "--json", check=check)
+    def cli(
+        self, *args: str, check: bool = False, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the CLI in-process (click's CliRunner) from the repository root, answering as
+        `modelspec()` does: an exception that escaped the CLI is a traceback on stderr."""
+        from click.testing import CliRunner
+
+        from modelspec.cli import main
+
+        previous = signal.getsignal(signal.SIGTERM)  # build and reproduce set their own
+        try:
+            with contextlib.chdir(self.path):
+                invoked = CliRunner(env=env).invoke(main, list(args))
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        stderr = invoked.stderr
+        if invoked.exception is not None and not isinstance(invoked.exception, SystemExit):
+            assert invoked.exc_info is not None
+            stderr += "".join(traceback.format_exception(*invoked.exc_info))
+        result = subprocess.CompletedProcess(["modelspec", *args], invoked.exit_code, invoked.stdout, stderr)
+        if check and result.returncode != 0:
+            raise AssertionError(f"modelspec {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{stderr}")
+        return result
+
+    def build_json(self, *args: str, check: bool = True, in_process: bool = False) -> dict[str, Any]:
+        run = self.cli if in_process else self.modelspec
+        result = run("build", *args, "--json", check=check)
         return json.loads(result.stdout)
 
 

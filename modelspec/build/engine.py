@@ -1,13 +1,13 @@
 """The build engine: from a resolved graph to outputs in the store and registered versions.
 
-A scheduler walks the graph; for each node the rebuilder either finds its key in the
-action cache or runs it in the spec's sandbox; every spec whose stages all succeeded is
-recorded and registered. Everything the build uses is leased, so a concurrent gc keeps it.
+A scheduler walks the graph; for each node a task (`tasks`) computes its key and the
+rebuilder either finds it in the action cache or runs the node in the spec's sandbox;
+every spec whose stages all succeeded is recorded and registered. Everything the build
+uses is leased, so a concurrent gc keeps it.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import threading
 import time
@@ -16,25 +16,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..env.environment import Environment, ensure_environment
-from ..errors import SandboxUnavailableError, StoreError
-from ..events import Event, Reporter, ignore
-from ..sandbox.limits import effective_limits
-from ..sandbox.process import ProcessSandbox, Sandbox
+from ..events import Reporter, ignore
 from ..store.leases import Lease, remove_stale_leases
-from ..store.objects import Entry
 from ..store.reserve import keep as keep_reserve
 from ..store.statcache import StatCache
-from ..store.traces import ActionCache, ActionResult
+from ..store.traces import ActionCache
 from ..store.workspace import Workspace
-from .graph import BuildGraph, DataInput, Node, UpstreamInput
+from .graph import BuildGraph, DataInput
 from .loading import load_graph, open_registry, write_locks
-from .plan import Isolation, content_ids, node_key
-from .rebuilder import CachingRebuilder, ForcingRebuilder, NodeOutcome, NodeState
+from .plan import Isolation, content_ids
+from .rebuilder import CachingRebuilder, ForcingRebuilder, NodeOutcome, NodeState, Rebuilder
 from .registration import build_record, differing_outputs, register, save_build_record, unchanged_registration
-from .runner import RunContext, StageFailure, StageJob, run_node
-from .scheduler import schedule
 from .snapshots import code_snapshot, data_snapshot
+from .tasks import EnvironmentPool, Tasks, WorkspaceSources, choose_sandboxes, run_tasks
 
 if TYPE_CHECKING:
     from ..registry.registry import Revival
@@ -71,37 +65,6 @@ class BuildReport:
         return sum(1 for o in self.outcomes if o.state is state)
 
 
-def choose_sandboxes(graph: BuildGraph, isolation: Isolation, reporter: Reporter) -> dict[str, Sandbox]:
-    """The sandbox of each spec under its hermetic policy; `strict` without bwrap fails now."""
-    from ..sandbox.bwrap import BubblewrapSandbox, bwrap_unavailable
-
-    chosen: dict[str, Sandbox] = {}
-    warned = False
-    for name, item in graph.specs.items():
-        mode = isolation.policy(item.lock)
-        if mode == "strict" and not isolation.bwrap:
-            why, fix = bwrap_unavailable()
-            raise SandboxUnavailableError(
-                f"spec {name!r} is hermetic: strict but {why}", hint=f"{fix}, or pass --hermetic auto"
-            )
-        if isolation.used(item.lock) == "bwrap":
-            chosen[name] = BubblewrapSandbox()
-        else:
-            if mode == "auto" and not warned:
-                reporter(
-                    Event(
-                        "warning",
-                        data={
-                            "message": f"{bwrap_unavailable()[0]}: stages run "
-                            "without a sandbox and results are recorded as not hermetic"
-                        },
-                    )
-                )
-                warned = True
-            chosen[name] = ProcessSandbox()
-    return chosen
-
-
 def build(
     spec_paths: list[Path],
     options: BuildOptions = BuildOptions(),
@@ -121,71 +84,20 @@ def build(
     sandboxes = choose_sandboxes(graph, isolation, reporter)
     write_locks(graph)
     cache = ActionCache(workspace.action_cache_dir, store.tmp)
-    rebuilder_class = ForcingRebuilder if options.force else CachingRebuilder
-    environments = _EnvironmentPool(workspace, options.offline, reporter)
-    keys: dict[str, tuple[str, dict[str, Any]]] = {}
+    environments = EnvironmentPool(workspace, options.offline, reporter)
+    sources = WorkspaceSources(workspace, graph, ctx.statcache)
     with Lease(workspace.home) as lease:  # what this build uses, so that a concurrent gc keeps it
-        rebuilder = rebuilder_class(cache, store, workspace.locks_dir, lease)
-
-        def execute(node_id: str, done: dict[str, NodeOutcome]) -> NodeOutcome:
-            node = graph.node(node_id)
-
-            def upstream_digest(source: UpstreamInput) -> str:
-                result = done[source.node].result
-                assert result is not None
-                return result.outputs[source.output].digest
-
-            key, document = node_key(node, upstream_digest, sandboxes[node.spec.name].isolation)
-            keys[node_id] = (key, document)
-
-            def run() -> ActionResult | StageFailure:
-                reporter(Event("stage-start", node_id, {"key": key}))
-                if node.lock.environment is not None:
-                    lease.add([Entry("env", str(node.lock.environment["digest"]), 0)])
-                environment = environments.get(node)
-                with lease.holding():
-                    code = code_snapshot(graph.specs[node.spec.name], node.stage_lock["code"], workspace, store)
-                    inputs = {i: (s.basename, input_entry(s)) for i, s in node.inputs.items()}
-                    lease.add([code, *(entry for _name, entry in inputs.values())])
-                job = StageJob(
-                    node=node_id,
-                    stage=node.stage_lock,
-                    code=code,
-                    inputs=inputs,
-                    environment=environment,
-                    source_date_epoch=int(node.lock.code.get("time", 0)),
-                    log=workspace.logs_dir / node.spec.name / f"{node.stage}.log",
-                    limits=effective_limits(node.stage_lock.get("limits"), workspace.settings.get("limits")),
-                )
-                result = run_node(job, key, RunContext(store, sandboxes[node.spec.name], cancel))
-                if isinstance(result, ActionResult):
-                    lease.add([*result.outputs.values(), Entry("file", result.log, 0)])
-                return result
-
-            def input_entry(source: DataInput | UpstreamInput) -> Entry:
-                if isinstance(source, DataInput):
-                    return data_snapshot(source, node.spec.repo_root, store, ctx.statcache)
-                result = done[source.node].result
-                assert result is not None
-                return result.outputs[source.output]
-
-            try:
-                outcome = rebuilder.build(node_id, key, run)
-            except (StoreError, OSError) as exc:
-                reason = exc.message if isinstance(exc, StoreError) else _os_reason(exc, workspace)
-                reporter(Event("stage-failed", node_id, {"reason": reason, "log_tail": "", "log": ""}))
-                return NodeOutcome(node_id, NodeState.FAILED, key, reason=reason)
-            _report(outcome, reporter)
-            return outcome
-
+        rebuilder: Rebuilder = (
+            ForcingRebuilder(cache, workspace.locks_dir)
+            if options.force
+            else CachingRebuilder(cache, store, workspace.locks_dir, lease)
+        )
+        tasks = Tasks(graph, sources, sandboxes, environments, rebuilder, lease, reporter, cancel)
         order = graph.order()
-        results = schedule(graph, order, execute, jobs=options.jobs, keep_going=options.keep_going, cancel=cancel)
-        for outcome in results.values():
-            if outcome.state is NodeState.SKIPPED:
-                reporter(Event("stage-skipped", outcome.node, {"reason": outcome.reason}))
+        results = run_tasks(tasks, order, jobs=options.jobs, keep_going=options.keep_going)
         report = BuildReport([results[n] for n in order])
         with lease.holding():
-            _register(workspace, graph, results, keys, isolation, report, ctx.statcache)
+            _register(workspace, graph, results, tasks.keys, isolation, report, ctx.statcache)
     ctx.statcache.save()
     report.seconds = time.monotonic() - started
     return report
@@ -205,12 +117,12 @@ def _register(
     order = graph.order()
     first_node: dict[str, int] = {}
     for i, node_id in enumerate(order):
-        first_node.setdefault(graph.node(node_id).spec.name, i)
+        first_node.setdefault(graph.node(node_id).spec_name, i)
     spec_order = sorted(graph.specs, key=first_node.__getitem__)
     registry = None
     try:
         for name in spec_order:
-            nodes = [n for n in order if graph.node(n).spec.name == name]
+            nodes = [n for n in order if graph.node(n).spec_name == name]
             if not all(results[n].state in (NodeState.CACHED, NodeState.RAN) for n in nodes):
                 continue
             record = build_record(
@@ -248,58 +160,3 @@ def _keep_reproducible(workspace: Workspace, graph: BuildGraph, name: str, statc
         for source in graph.node(item.spec.node_id(stage_name)).inputs.values():
             if isinstance(source, DataInput) and source.path is not None:
                 data_snapshot(source, item.spec.repo_root, workspace.store, statcache)
-
-
-def _os_reason(exc: OSError, workspace: Workspace) -> str:
-    if exc.errno == errno.ENOSPC:
-        return (
-            f"no space left on the store's filesystem ({workspace.home}): free space (`modelspec gc` can, even "
-            "now), or move it (MODELSPEC_HOME)"
-        )
-    if exc.errno == errno.EROFS:
-        return f"the store ({workspace.home}) is on a read-only filesystem"
-    return f"{exc.strerror or exc}: {exc.filename or ''}"
-
-
-def _report(outcome: NodeOutcome, reporter: Reporter) -> None:
-    if outcome.state is NodeState.CACHED:
-        reporter(Event("stage-cached", outcome.node, {"key": outcome.key}))
-    elif outcome.state is NodeState.RAN and outcome.result is not None:
-        reporter(Event("stage-done", outcome.node, {"seconds": outcome.result.duration}))
-    elif outcome.failure is not None:
-        failure = outcome.failure
-        reporter(
-            Event(
-                "stage-failed",
-                outcome.node,
-                {"reason": failure.reason, "log_tail": failure.log_tail, "log": str(failure.log_path or "")},
-            )
-        )
-
-
-class _EnvironmentPool:
-    """Environments of this build, created on first use (never for a no-op build)."""
-
-    def __init__(self, workspace: Workspace, offline: bool, reporter: Reporter) -> None:
-        self.workspace = workspace
-        self.offline = offline
-        self.reporter = reporter
-        self._lock = threading.Lock()
-        self._made: dict[str, Environment] = {}
-
-    def get(self, node: Node) -> Environment | None:
-        pinned = node.lock.environment
-        if pinned is None:
-            return None
-        with self._lock:
-            digest = str(pinned["digest"])
-            if digest not in self._made:
-                self._made[digest] = ensure_environment(
-                    pinned,
-                    node.spec.repo_root / str(pinned["file"]),
-                    self.workspace.envs_dir,
-                    self.workspace.store,
-                    offline=self.offline,
-                    reporter=self.reporter,
-                )
-            return self._made[digest]

@@ -1,4 +1,4 @@
-"""The build graph: every stage of every spec reachable from the targets, as a networkx DAG.
+"""The build graph: every stage of every spec reachable from the targets, as plain dicts of nodes and edges.
 
     fraud:featurize ──▶ fraud:train ──▶ fraud:evaluate
            └──────────────────────────────────▲
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import heapq
 import posixpath
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,11 +49,17 @@ class UpstreamInput:
 
 @dataclass(frozen=True)
 class Node:
+    """One stage of one lock. Its spec, when the graph was loaded from one, is in
+    `BuildGraph.specs`; a graph from a stored lock has none."""
+
     id: str
-    spec: Spec
     lock: Lock
     stage: str
     inputs: dict[str, DataInput | UpstreamInput] = field(default_factory=dict)
+
+    @property
+    def spec_name(self) -> str:
+        return self.lock.name
 
     @property
     def stage_lock(self) -> dict[str, Any]:
@@ -77,7 +83,7 @@ class BuildGraph:
     nodes_by_id: dict[str, Node]
     successors: dict[str, list[str]]
     predecessors: dict[str, list[str]]
-    specs: dict[str, ResolvedSpec]
+    specs: dict[str, ResolvedSpec]  # empty for a graph from a stored lock
     targets: list[str]  # spec names given on the command line
 
     def node(self, node_id: str) -> Node:
@@ -219,20 +225,50 @@ def build_graph(paths: list[Path], overrides: list[str], ctx: ResolveContext) ->
                 upstream = _input_source(item, input_id, source, resolved, problems)
                 if upstream is not None:
                     inputs[input_id] = upstream
-            node = Node(item.spec.node_id(stage_name), item.spec, item.lock, stage_name, inputs)
+            node = Node(item.spec.node_id(stage_name), item.lock, stage_name, inputs)
             nodes[node.id] = node
     if problems:
         raise SpecError(problems)
+    graph = _connect(nodes, resolved, targets)
+    if len(graph.order()) < len(nodes):
+        _raise_node_cycle(graph)
+    return graph
+
+
+def lock_graph(lock: Lock, upstream_artifacts: Mapping[str, Mapping[str, Any]]) -> BuildGraph:
+    """The graph of one stored lock, for a reproduction: its stages only. Data comes from the
+    lock, and another spec's artifact as the version recorded it (`upstream_artifacts`, by
+    data name): that spec is not run again. A stored lock was checked when it was built,
+    so it has no cycle."""
+    nodes: dict[str, Node] = {}
+    for stage_name, stage in lock.stages.items():
+        inputs: dict[str, DataInput | UpstreamInput] = {}
+        for input_id, source in stage["inputs"].items():
+            if "stage" in source:
+                path = lock.stages[source["stage"]]["outputs"][source["output"]]
+                inputs[input_id] = UpstreamInput(f"{lock.name}:{source['stage']}", source["output"], Path(path).name)
+                continue
+            data = lock.data[source["data"]]
+            if "path" in data:
+                inputs[input_id] = DataInput(Path(data["path"]).name, dict(data), data["path"])
+            elif "registered" in data:
+                inputs[input_id] = DataInput(str(data["basename"]), dict(data))
+            else:
+                upstream = upstream_artifacts[source["data"]]
+                inputs[input_id] = DataInput(str(upstream["basename"]), dict(upstream))
+        nodes[f"{lock.name}:{stage_name}"] = Node(f"{lock.name}:{stage_name}", lock, stage_name, inputs)
+    return _connect(nodes, {}, [lock.name])
+
+
+def _connect(nodes: dict[str, Node], specs: dict[str, ResolvedSpec], targets: list[str]) -> BuildGraph:
+    """The graph of `nodes`: an edge from each node to every node that reads its outputs."""
     successors: dict[str, list[str]] = {node_id: [] for node_id in nodes}
     predecessors: dict[str, list[str]] = {node_id: [] for node_id in nodes}
     for node in nodes.values():
         for upstream_id in sorted({s.node for s in node.inputs.values() if isinstance(s, UpstreamInput)}):
             successors[upstream_id].append(node.id)
             predecessors[node.id].append(upstream_id)
-    graph = BuildGraph(nodes, successors, predecessors, resolved, targets)
-    if len(graph.order()) < len(nodes):
-        _raise_node_cycle(graph)
-    return graph
+    return BuildGraph(nodes, successors, predecessors, specs, targets)
 
 
 def _raise_node_cycle(graph: BuildGraph) -> None:
@@ -241,7 +277,8 @@ def _raise_node_cycle(graph: BuildGraph) -> None:
     cycle = nx.find_cycle(graph.to_networkx())
     first = graph.node(cycle[0][0])
     text = " → ".join([*(u for u, _ in cycle), cycle[0][0]])
-    raise SpecError([first.spec.document.problem(("stages", first.stage), f"dependency cycle: {text}")])
+    document = graph.specs[first.spec_name].spec.document
+    raise SpecError([document.problem(("stages", first.stage), f"dependency cycle: {text}")])
 
 
 def _input_source(

@@ -108,11 +108,11 @@ def plan_build(
             results[node.id] = hit
             planned[node.id] = PlannedNode(node.id, key, True, [], document)
         else:
-            build = last.get(node.spec.name)
+            build = last.get(node.spec_name)
             before = build.documents.get(node.id) if build is not None else None
             reasons = explain(before, document)
             if build is not None and before is not None and reasons != [NOT_CACHED]:
-                reasons.insert(0, since_last_build(build.overrides, graph.specs[node.spec.name].overrides))
+                reasons.insert(0, since_last_build(build.overrides, graph.specs[node.spec_name].overrides))
             planned[node.id] = PlannedNode(node.id, key, False, reasons, document)
     return list(planned.values())
 

@@ -2,7 +2,8 @@
 
 `CachingRebuilder` looks the key up, and otherwise runs the node under a per-key lock so
 that two builds of one workspace run it once: the second waits, then hits the cache.
-`ForcingRebuilder` (`--force`) runs every node it is given and refreshes the cache.
+`ForcingRebuilder` runs every node it is given: `--force` (refreshing the cache) and
+`reproduce` (leaving it alone).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from ..digest import hex_of
 from ..env.environment import file_lock
@@ -42,6 +44,10 @@ class NodeOutcome:
 Run = Callable[[], ActionResult | StageFailure]
 
 
+class Rebuilder(Protocol):
+    def build(self, node: str, key: str, run: Run) -> NodeOutcome: ...
+
+
 class CachingRebuilder:
     def __init__(self, cache: ActionCache, store: LocalStore, locks_dir: Path, lease: Lease | None = None) -> None:
         self.cache = cache
@@ -67,17 +73,29 @@ class CachingRebuilder:
             hit = self.lookup(key)  # another build may have made it while we waited
             if hit is not None:
                 return NodeOutcome(node, NodeState.CACHED, key, hit)
-            return self._run(node, key, run)
-
-    def _run(self, node: str, key: str, run: Run) -> NodeOutcome:
-        outcome = run()
-        if isinstance(outcome, StageFailure):
-            return NodeOutcome(node, NodeState.FAILED, key, failure=outcome, reason=outcome.reason)
-        self.cache.put(outcome)  # only now: every output is already in the store
-        return NodeOutcome(node, NodeState.RAN, key, outcome)
+            return run_once(node, key, run, self.cache)
 
 
-class ForcingRebuilder(CachingRebuilder):
+class ForcingRebuilder:
+    """Runs every node it is given, never a cache hit. With a cache (`build --force`) it
+    refreshes it, one build at a time per key; without one (`reproduce`, which checks the
+    recorded results and must never replace them) it leaves the cache alone."""
+
+    def __init__(self, cache: ActionCache | None = None, locks_dir: Path | None = None) -> None:
+        self.cache = cache
+        self.locks_dir = locks_dir
+
     def build(self, node: str, key: str, run: Run) -> NodeOutcome:
+        if self.cache is None or self.locks_dir is None:
+            return run_once(node, key, run, None)
         with file_lock(self.locks_dir / f"{hex_of(key)}.lock"):
-            return self._run(node, key, run)
+            return run_once(node, key, run, self.cache)
+
+
+def run_once(node: str, key: str, run: Run, cache: ActionCache | None) -> NodeOutcome:
+    outcome = run()
+    if isinstance(outcome, StageFailure):
+        return NodeOutcome(node, NodeState.FAILED, key, failure=outcome, reason=outcome.reason)
+    if cache is not None:
+        cache.put(outcome)  # only now: every output is already in the store
+    return NodeOutcome(node, NodeState.RAN, key, outcome)

@@ -1,45 +1,70 @@
-"""The scheduler: a topological walk that hands every ready node to a pool of workers.
+"""The scheduler: a topological walk that hands every ready node to an executor.
 
-Independent ready nodes run in parallel (up to `jobs`). When a node fails, its
+Independent ready nodes run in parallel (up to `jobs` at once). When a node fails, its
 descendants are skipped; other nodes stop being started unless `keep_going`. On
 interruption the running nodes are cancelled through `cancel` and waited for, so no
-half-written result remains. The executor is injected: tests pass plain functions.
+half-written result remains.
+
+The executor is injected: a `concurrent.futures.Executor` (a thread pool of `jobs` workers
+unless one is given; a cluster client later; a synchronous one in tests). It is handed
+`execute(node, parents)`, where `parents` holds the outcomes of the node's parents only,
+so a remote worker needs nothing else from this process.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
+from contextlib import nullcontext
+from typing import Protocol
 
-from .graph import BuildGraph
 from .rebuilder import NodeOutcome, NodeState
 
-Execute = Callable[[str, dict[str, NodeOutcome]], NodeOutcome]
+Execute = Callable[[str, Mapping[str, NodeOutcome]], NodeOutcome]
+
+
+class Dag(Protocol):
+    """All the scheduler reads of a graph (a `BuildGraph` is one)."""
+
+    @property
+    def successors(self) -> Mapping[str, list[str]]: ...
+
+    @property
+    def predecessors(self) -> Mapping[str, list[str]]: ...
+
+    def descendants(self, node_id: str) -> set[str]: ...
 
 
 def schedule(
-    graph: BuildGraph,
+    graph: Dag,
     order: list[str],
     execute: Execute,
     *,
     jobs: int,
     keep_going: bool,
     cancel: threading.Event,
+    executor: Executor | None = None,
 ) -> dict[str, NodeOutcome]:
-    """Run every node of `dag` once its parents succeeded; returns every node's outcome."""
+    """Run every node of `graph` once its parents succeeded; returns every node's outcome.
+    An executor that is given stays open: its owner shuts it down."""
+    jobs = max(1, jobs)
     rank = {node: i for i, node in enumerate(order)}
     waiting = {node: len(graph.predecessors[node]) for node in order}
     ready = [node for node in order if waiting[node] == 0]
     outcomes: dict[str, NodeOutcome] = {}
     stop = False
-    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="stage") as pool:
+    owned = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="stage") if executor is None else None
+    with owned or nullcontext():
+        pool = owned or executor
+        assert pool is not None
         running: dict[Future[NodeOutcome], str] = {}
         try:
             while ready or running:
-                while ready and len(running) < max(1, jobs) and not stop and not cancel.is_set():
+                while ready and len(running) < jobs and not stop and not cancel.is_set():
                     node = ready.pop(0)
-                    running[pool.submit(execute, node, outcomes)] = node
+                    parents = {p: outcomes[p] for p in graph.predecessors[node]}
+                    running[pool.submit(execute, node, parents)] = node
                 if not running:
                     break
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -66,7 +91,7 @@ def schedule(
     return outcomes
 
 
-def _skip_descendants(graph: BuildGraph, failed: str, outcomes: dict[str, NodeOutcome]) -> None:
+def _skip_descendants(graph: Dag, failed: str, outcomes: dict[str, NodeOutcome]) -> None:
     for node in graph.descendants(failed):
         if node not in outcomes:
             outcomes[node] = NodeOutcome(node, NodeState.SKIPPED, reason=f"depends on failed {failed}")

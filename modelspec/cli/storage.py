@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from pathlib import Path
@@ -83,9 +84,10 @@ def verify(ref: str | None, everything: bool, as_json: bool) -> None:
 @click.option("--into", "into", type=click.Path(file_okay=False, path_type=Path), help="Also write the artifacts here.")
 @click.option("--rtol", type=float, default=0.0, show_default=True, help="Relative tolerance for metrics.")
 @click.option("--offline", is_flag=True, help="Re-create the environment from uv's cache only.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, help="Stages run at once (default: CPU count).")
 @json_option
 @handle_errors
-def reproduce(ref: str, into: Path | None, rtol: float, offline: bool, as_json: bool) -> None:
+def reproduce(ref: str, into: Path | None, rtol: float, offline: bool, jobs: int | None, as_json: bool) -> None:
     """Rebuild version REF from its recorded lock and inputs, and compare bit for bit.
 
     Exit 0 when identical (or every metric is within --rtol), 1 when different.
@@ -98,6 +100,7 @@ def reproduce(ref: str, into: Path | None, rtol: float, offline: bool, as_json: 
     with open_catalog() as catalog:
         exact = primary_ref(catalog, ref)
         options: dict[str, Any] = {"rtol": rtol, "into": into, "offline": offline}
+        options["jobs"] = jobs or os.cpu_count() or 1
         if as_json:
             report = reproduce_version(catalog, exact, **options)
         else:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from . import tables as t
 
 
 @dataclass(frozen=True)
@@ -28,3 +33,37 @@ def revival_hint(ref: str, commit: str, spec: str) -> str:
         f"{ref}: check out its commit ({commit[:12]}) and run `modelspec build {spec or 'SPEC'}` with the params "
         f"`modelspec show {ref}` lists; a build of the same inputs revives the version"
     )
+
+
+def retention_facts(conn: sa.Connection) -> dict[str, list[VersionFacts]]:
+    """Every version of every model with what retention looks at, in a few queries."""
+    v = t.versions.c
+    rows = conn.execute(sa.select(v.id, v.name, v.version, v.created, v.status)).all()
+    metrics: dict[int, dict[str, float]] = {}
+    for r in conn.execute(sa.select(t.metrics)):
+        metrics.setdefault(r.version_id, {})[r.key] = int(r.value) if r.is_integer else r.value
+    aliases: dict[int, list[str]] = {}
+    for r in conn.execute(sa.select(t.aliases)):
+        aliases.setdefault(r.version_id, []).append(r.alias)
+    previous: dict[tuple[str, str], list[str]] = {}
+    h = t.alias_history.c
+    newest_move = sa.select(h.name, h.alias, sa.func.max(h.id).label("id")).group_by(h.name, h.alias).subquery()
+    for r in conn.execute(sa.select(t.alias_history).join(newest_move, newest_move.c.id == h.id)):
+        for version, _weight in json.loads(r.before):
+            previous.setdefault((r.name, version), []).append(r.alias)
+    pinned = set(conn.execute(sa.select(t.pins.c.version_id)).scalars())
+    facts: dict[str, list[VersionFacts]] = {}
+    for r in rows:
+        facts.setdefault(r.name, []).append(
+            VersionFacts(
+                id=r.id,
+                ref=f"{r.name}@{r.version}",
+                created=r.created,
+                status=r.status,
+                metrics=metrics.get(r.id, {}),
+                aliases=tuple(sorted(aliases.get(r.id, []))),
+                previous_aliases=tuple(sorted(previous.get((r.name, r.version), []))),
+                pinned=r.id in pinned,
+            )
+        )
+    return facts

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from ..build.registration import metadata_entries, read_build_record, version_entries
-from ..env.environment import MANIFEST, file_lock, remove_abandoned
+from ..env.environment import file_lock, remove_abandoned
+from ..env.manifest import MANIFEST
 from ..errors import ModelspecError, StoreError, UsageError
 from ..registry.registry import ModelVersion, Registry
 from ..spec.load import find_repo_root, load_spec
@@ -130,11 +131,8 @@ def free_without_writing(workspace: Workspace, actor: str) -> GcReport:
     bytes of versions already retired, objects nothing names), so that gc can then retire."""
     from ..build.loading import open_registry
 
-    registry = open_registry(workspace, read_only=True)
-    try:
+    with open_registry(workspace, read_only=True) as registry:
         return collect(workspace, registry, actor=actor, retire=False)
-    finally:
-        registry.close()
 
 
 @contextlib.contextmanager

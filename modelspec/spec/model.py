@@ -16,7 +16,6 @@ from .yamlsource import Document
 
 LOCK_FORMAT = 1
 PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
-HERMETIC_MODES = ("strict", "auto", "off")
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,12 @@ class ObjectStore(Protocol):
     def put_bytes(self, data: bytes) -> str: ...
     def put_file(self, path: Path, *, move: bool = False, digest: str | None = None) -> str: ...
     def read_bytes(self, digest: str) -> bytes: ...
+    def _missing(self, digest: str) -> StoreError:
+        return StoreError(
+            f"object {digest} is missing from the store",
+            hint="build again to recreate it, or run `modelspec verify`",
+        )
+
     def open(self, digest: str) -> BinaryIO: ...
     def delete(self, digest: str) -> None: ...
     def iter(self) -> Iterator[str]: ...
@@ -154,11 +160,18 @@ class LocalStore:
     # -- reading -----------------------------------------------------------------------
 
     def verify(self, digest: str) -> bool:
-        """Re-hash an object; a mismatch moves it to quarantine and returns False."""
-        path = self.path_of(digest)
-        if not path.exists():
-            return False
-        if digest_file(path) == digest:
+        """Re-hash an object; a mismatch moves it to quarantine and returns False (as does a
+        missing object)."""
+        return self._check(digest) is True
+
+    def _check(self, digest: str) -> bool | None:
+        """True if the object is sound, False if corrupt (now quarantined), None if it is not
+        there. Hashed without looking first: gc may remove it at any instant."""
+        try:
+            sound = digest_file(self.path_of(digest)) == digest
+        except FileNotFoundError:
+            return None
+        if sound:
             self._verified.add(digest)
             return True
         self.quarantine(digest)
@@ -176,12 +189,10 @@ class LocalStore:
         path = self.path_of(digest)
         if digest in self._verified:
             return path
-        if not path.exists():
-            raise StoreError(
-                f"object {digest} is missing from the store",
-                hint="build again to recreate it, or run `modelspec verify`",
-            )
-        if not self.verify(digest):
+        sound = self._check(digest)
+        if sound is None:
+            raise self._missing(digest)
+        if not sound:
             raise CorruptObjectError(
                 f"object {digest} is corrupt and was quarantined in {self.quarantine_dir}",
                 hint="build again to recreate it",
@@ -189,17 +200,29 @@ class LocalStore:
         return path
 
     def read_bytes(self, digest: str) -> bytes:
-        data = self.path_of(digest).read_bytes() if self.has(digest) else None
-        if data is None:
-            self.checked_path(digest)  # raises the missing-object error
-            raise AssertionError("unreachable")
+        """The object's bytes, checked against its digest. Read at once, without asking first
+        whether it exists: a concurrent writer may add it, or gc remove it, between the two."""
+        try:
+            data = self.path_of(digest).read_bytes()
+        except FileNotFoundError:
+            raise self._missing(digest) from None
         if digest_bytes(data) != digest:
             self.quarantine(digest)
             raise CorruptObjectError(f"object {digest} is corrupt and was quarantined")
         return data
 
+    def _missing(self, digest: str) -> StoreError:
+        return StoreError(
+            f"object {digest} is missing from the store",
+            hint="build again to recreate it, or run `modelspec verify`",
+        )
+
     def open(self, digest: str) -> BinaryIO:
-        return open(self.checked_path(digest), "rb")
+        path = self.checked_path(digest)
+        try:
+            return open(path, "rb")
+        except FileNotFoundError:  # removed by gc since it was checked
+            raise self._missing(digest) from None
 
     def delete(self, digest: str) -> None:
         with contextlib.suppress(FileNotFoundError):

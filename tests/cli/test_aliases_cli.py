@@ -1,6 +1,7 @@
 """Aliases through the command line: canary splits, listing, removal, names and history.
 
-One small model is built three times for the module (a real git repository, real builds):
+One small model is built three times for the module (a real git repository, real builds;
+the first through the real CLI in a subprocess, the rest of the commands in-process):
 
     tiny@1.0.0  v=1      tiny@1.0.1  v=2      tiny@1.0.2  v=3
 """
@@ -41,8 +42,8 @@ class Model:
         self.repo = repo
 
     def run(self, *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
-        """The real CLI: a clean exit with `code`, never a traceback."""
-        result = self.repo.modelspec(*args)
+        """The CLI in-process: a clean exit with `code`, never a traceback."""
+        result = self.repo.cli(*args)
         assert result.returncode == code, f"{args} → {result.returncode}\n{result.stdout}\n{result.stderr}"
         assert "Traceback" not in result.stdout + result.stderr
         return result
@@ -62,8 +63,9 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Model]:
         repo.write("conf/config.yaml", "v: 1\nn: 3\n")
         repo.write("src/s.sh", S_SH, dedent=False)
         repo.commit("tiny")
-        for v in (1, 2, 3):
-            repo.build_json("specs/tiny.yaml", f"v={v}")
+        repo.build_json("specs/tiny.yaml", "v=1")  # the real CLI, end to end
+        for v in (2, 3):
+            repo.build_json("specs/tiny.yaml", f"v={v}", in_process=True)
         yield Model(repo)
 
 

@@ -4,7 +4,8 @@ spec's `allow:` accepts the marks; `{spec: churn@production, ...}` takes the ali
 target. Dirty and unsandboxed versions are marked in `versions` and `show`.
 
 Every test builds a small upstream model `churn` (real git, real builds) and locks a
-consumer `app` that reads its artifact.
+consumer `app` that reads its artifact. Commands run in-process (click's CliRunner); one
+build runs the real CLI in a subprocess, end to end.
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ artifacts: [serve.out]
 
 
 def run(repo: Repo, *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
-    """The real CLI: exit `code`, never a traceback."""
-    result = repo.modelspec(*args)
+    """The CLI in-process: exit `code`, never a traceback."""
+    result = repo.cli(*args)
     assert result.returncode == code, f"{args} → {result.returncode}\n{result.stdout}\n{result.stderr}"
     assert "Traceback" not in result.stdout + result.stderr
     return result
@@ -77,7 +78,7 @@ def locked_input(repo: Repo, selector: str = "^1.0", allow: str = "") -> dict[st
 
 
 def build_churn(repo: Repo, *args: str) -> str:
-    report = repo.build_json("specs/churn.yaml", *args)
+    report = repo.build_json("specs/churn.yaml", *args, in_process=True)
     return str(report["versions"]["churn"]["ref"])
 
 
@@ -111,7 +112,7 @@ def test_a_range_skips_dirty_and_unsandboxed_versions_unless_allowed(repo: Repo)
     assert locked_input(repo, allow=", allow: [unsandboxed]")["registered"] == "churn@1.0.2"
     assert locked_input(repo, allow=", allow: [dirty, unsandboxed]")["registered"] == "churn@1.0.2"
     app(repo, allow=", allow: [dirty]")
-    built = repo.build_json("specs/app.yaml")
+    built = repo.build_json("specs/app.yaml")  # the real CLI, end to end
     assert built["versions"]["app"]["ref"] == "app@1.0.0"
     run(repo, "checkout", "specs/app.yaml", "--out", "out")
     assert (repo.path / "out/serve/out.txt").read_text() == "uncommitted\n"
@@ -119,7 +120,7 @@ def test_a_range_skips_dirty_and_unsandboxed_versions_unless_allowed(repo: Repo)
     # Committing what the dirty build used makes a clean version of its own, its stage cached.
     repo.write("src/train.sh", 'echo uncommitted > "$1"\n')
     repo.commit("train")
-    report = repo.build_json("specs/churn.yaml")
+    report = repo.build_json("specs/churn.yaml", in_process=True)
     assert report["versions"]["churn"]["ref"] == "churn@1.0.3" and states(report) == {"churn:train": "cached"}
     assert as_json(repo, "show", "churn@1.0.3")["marks"] == []
     assert locked_input(repo)["registered"] == "churn@1.0.3"
@@ -129,7 +130,7 @@ def test_allow_dirty_on_committed_files_is_a_clean_build(repo: Repo) -> None:
     make(repo)
     assert build_churn(repo, "--allow-dirty") == "churn@1.0.0"
     assert as_json(repo, "show", "churn@1.0.0")["marks"] == []
-    report = repo.build_json("specs/churn.yaml")
+    report = repo.build_json("specs/churn.yaml", in_process=True)
     assert report["versions"]["churn"]["ref"] == "churn@1.0.0"  # the same version: nothing was dirty
     assert "marks" not in run(repo, "versions", "churn").stdout.splitlines()[0].split()
 
@@ -165,7 +166,7 @@ def test_an_alias_input_is_pinned_to_its_primary_target(repo: Repo) -> None:
 
     entry = locked_input(repo, selector="production")
     assert (entry["registered"], entry["alias"], entry["output"]) == ("churn@1.0.0", "production", "train.model")
-    built = repo.build_json("specs/app.yaml")
+    built = repo.build_json("specs/app.yaml", in_process=True)
     assert built["versions"]["app"]["ref"] == "app@1.0.0"
     lineage = as_json(repo, "lineage", "app@1.0.0")["upstream"]
     assert [(item["kind"], item.get("version")) for item in lineage] == [("version", "churn@1.0.0")]

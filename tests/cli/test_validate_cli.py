@@ -1,5 +1,6 @@
-"""`validate` checks what `plan` checks (issue 11), through the real CLI on a real git
-repository: located problems, exit 2, no traceback, nothing written."""
+"""`validate` checks what `plan` checks (issue 11), through the CLI on a real git
+repository: located problems, exit 2, no traceback, nothing written. The commands run
+in-process (click's CliRunner); a few run the real CLI in a subprocess, end to end."""
 
 from __future__ import annotations
 
@@ -67,14 +68,14 @@ def position(text: str, marker: str) -> str:
 
 
 def failing(repo: Repo, *args: str) -> str:
-    result = repo.modelspec(*args)
+    result = repo.cli(*args)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     return result.stderr
 
 
 def test_a_valid_spec_validates_and_nothing_is_written(workspace: Repo) -> None:
-    result = workspace.modelspec("validate", "specs/x.yaml")
+    result = workspace.modelspec("validate", "specs/x.yaml")  # the real CLI, end to end
     assert result.returncode == 0, result.stderr
     assert "specs/x.yaml: ok (x, 1 stage)" in result.stdout
     assert not (workspace.path / ".modelspec").exists()
@@ -131,7 +132,7 @@ def test_a_placeholder_naming_a_missing_key_fails_plan_build_and_lock_cleanly(wo
 
 
 def test_validate_composes_with_overrides(workspace: Repo) -> None:
-    assert workspace.modelspec("validate", "specs/x.yaml", "optimizer=slow").returncode == 0
+    assert workspace.cli("validate", "specs/x.yaml", "optimizer=slow").returncode == 0
     stderr = failing(workspace, "validate", "specs/x.yaml", "optimizer=fast")
     assert "optimizer/fast" in stderr
 
@@ -142,7 +143,7 @@ def test_validate_of_a_dirty_code_path_says_what_plan_says(workspace: Repo) -> N
     try:
         stderr = failing(workspace, "validate", "specs/x.yaml")
         assert "src/train.py" in stderr and "--allow-dirty" in stderr
-        assert workspace.modelspec("validate", "specs/x.yaml", "--allow-dirty").returncode == 0
+        assert workspace.cli("validate", "specs/x.yaml", "--allow-dirty").returncode == 0
     finally:
         path.write_text(FILES["src/train.py"])
 
@@ -154,7 +155,7 @@ def test_validate_of_a_dirty_code_path_says_what_plan_says(workspace: Repo) -> N
 def test_a_lock_file_given_as_the_spec_names_the_spec(workspace: Repo, command: list[str]) -> None:
     workspace.write("specs/x.lock", "{}\n")
     try:
-        result = workspace.modelspec(*command, "specs/x.lock")
+        result = workspace.cli(*command, "specs/x.lock")
     finally:
         (workspace.path / "specs/x.lock").unlink()
     assert result.returncode == 2, result.stdout + result.stderr
@@ -201,7 +202,7 @@ def two_specs(repo: Repo) -> tuple[str, str]:
 
 def test_scoped_overrides_apply_to_their_spec_only(workspace: Repo) -> None:
     churn, _ = two_specs(workspace)
-    workspace.modelspec("lock", "specs/x.yaml", churn, "churn:optimizer=slow", "train.seed=3", check=True)
+    workspace.cli("lock", "specs/x.yaml", churn, "churn:optimizer=slow", "train.seed=3", check=True)
     x = json.loads((workspace.path / "specs/x.lock").read_text())["config"]
     scoped = json.loads((workspace.path / "specs/churn.lock").read_text())["config"]
     assert x == {"optimizer": {"lr": 0.1}, "train": {"seed": 3}}
@@ -224,28 +225,28 @@ def test_an_unscoped_override_a_spec_cannot_take_is_an_error_with_a_hint(workspa
     assert "scope it to one as NAME:KEY=VALUE" in stderr
     stderr = failing(workspace, "validate", churn, "specs/x.yaml", "trian.seed=3")
     assert stderr.count("command-line override 1 'trian.seed=3'") == 2  # one problem per spec
-    assert workspace.modelspec("validate", plain, churn, "churn:train.seed=3", "churn:~train.seed").returncode == 0
+    assert workspace.cli("validate", plain, churn, "churn:train.seed=3", "churn:~train.seed").returncode == 0
 
 
 def test_plan_reasons_say_they_compare_with_the_last_build_and_its_overrides(workspace: Repo, tmp_path: Path) -> None:
     home = {"MODELSPEC_HOME": str(tmp_path / "home")}  # this workspace's other tests expect no store
 
     def plan(*overrides: str) -> dict[str, list[str]]:
-        result = workspace.modelspec("plan", "specs/x.yaml", *overrides, "--json", env=home)
+        result = workspace.cli("plan", "specs/x.yaml", *overrides, "--json", env=home)
         assert result.returncode == 0, result.stderr
         return {row["node"]: row["reasons"] for row in json.loads(result.stdout)["nodes"]}
 
     assert plan() == {"x:train": ["never built"]}
-    workspace.modelspec("build", "specs/x.yaml", "train.seed=5", env=home, check=True)
+    workspace.cli("build", "specs/x.yaml", "train.seed=5", env=home, check=True)
     assert plan() == {
         "x:train": ["since the last build, which had the override train.seed=5", "config key train.seed: 5 → 1"]
     }
     assert plan("train.seed=5", "optimizer=slow") == {
         "x:train": ["since the last build, which had the override train.seed=5", "config key optimizer.lr: 0.1 → 0.001"]
     }
-    workspace.modelspec("build", "specs/x.yaml", env=home, check=True)
+    workspace.cli("build", "specs/x.yaml", env=home, check=True)
     assert plan("optimizer=slow")["x:train"][0] == "since the last build, which had no overrides"
-    text = workspace.modelspec("plan", "specs/x.yaml", "train.seed=7", env=home).stdout
+    text = workspace.cli("plan", "specs/x.yaml", "train.seed=7", env=home).stdout
     assert "- since the last build, which had no overrides\n" in text
     assert "- config key train.seed: 1 → 7" in text
 
@@ -267,20 +268,20 @@ WORKSPACE_PROBLEMS = [
 
 def test_validate_checks_the_workspace_file_as_one(repo: Repo) -> None:
     repo.write("modelspec.yaml", BAD_WORKSPACE, dedent=False)
-    result = repo.modelspec("validate", "modelspec.yaml")
+    result = repo.modelspec("validate", "modelspec.yaml")  # the real CLI, end to end
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.splitlines()[:3] == WORKSPACE_PROBLEMS
     assert "3 problems found" in result.stderr
     assert "modelspec:" not in result.stderr  # not checked as a spec (`missing required key 'modelspec'`)
     repo.write("modelspec.yaml", 'retention:\n  keep_last: 3\n  schedule: "0 3 * * *"\n', dedent=False)
-    result = repo.modelspec("validate", "modelspec.yaml")
+    result = repo.cli("validate", "modelspec.yaml")
     assert result.returncode == 0, result.stderr
     assert result.stdout == "modelspec.yaml: ok (workspace file)\n"
 
 
 def test_every_problem_of_the_workspace_file_is_reported_at_once(repo: Repo) -> None:
     repo.write("modelspec.yaml", BAD_WORKSPACE, dedent=False)
-    result = repo.modelspec("versions", "x")
+    result = repo.cli("versions", "x")
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     for problem in WORKSPACE_PROBLEMS:
@@ -290,7 +291,7 @@ def test_every_problem_of_the_workspace_file_is_reported_at_once(repo: Repo) -> 
 
 def test_the_workspace_file_given_as_a_spec_is_named_as_such(repo: Repo) -> None:
     repo.write("modelspec.yaml", "retention:\n  keep_last: 3\n", dedent=False)
-    result = repo.modelspec("plan", "modelspec.yaml")
+    result = repo.modelspec("plan", "modelspec.yaml")  # the real CLI, end to end
     assert result.returncode == 2, result.stdout + result.stderr
     assert "modelspec.yaml: this is the workspace file, not a spec" in result.stderr
     assert "`modelspec validate modelspec.yaml` checks the workspace file" in result.stderr

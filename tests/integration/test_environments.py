@@ -273,7 +273,7 @@ json.dump(report, open(out, "w"))
 
 
 def test_a_strict_stage_cannot_import_from_the_base_interpreters_site_packages(repo: Repo, iniconfig_lock: str) -> None:
-    from modelspec.env.environment import find_interpreter
+    from modelspec.env.uv import find_interpreter
 
     base = find_interpreter("3.11")
     site = subprocess.run(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -203,8 +204,9 @@ def test_schedule_install_prints_a_timer_and_a_crontab_line(repo: Repo) -> None:
     assert f"WorkingDirectory={repo.path}" in systemd and "-m modelspec gc" in systemd
     cron = repo.modelspec("schedule", "install", "--cron", "--print", check=True).stdout.strip()
     assert cron.startswith("*/15 2 * * 1-5 cd ") and cron.endswith("2>&1") and "modelspec gc" in cron
-    verified = subprocess.run(["systemd-analyze", "calendar", "Mon..Fri *-*-* 2:0/15:00"], capture_output=True)
-    assert verified.returncode in (0, 127) or b"Next elapse" in verified.stdout
+    if shutil.which("systemd-analyze"):  # systemd itself accepts the OnCalendar= we wrote
+        verified = subprocess.run(["systemd-analyze", "calendar", "Mon..Fri *-*-* 2:0/15:00"], capture_output=True)
+        assert verified.returncode == 0 and b"Next elapse" in verified.stdout, verified.stderr
 
 
 def test_daemon_once_runs_only_when_due(repo: Repo) -> None:

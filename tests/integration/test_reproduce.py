@@ -129,6 +129,10 @@ def test_a_non_deterministic_stage_is_reported_exactly(repo: Repo) -> None:
     human = repo.modelspec("reproduce", "repro@1.0.0")
     assert re.search(r"differs: score\.noise: recorded \d+ bytes, reproduced \d+ bytes", human.stdout)
     assert "score.metrics" not in human.stdout
+    # A reproduction checks the recorded results and never replaces them in the action
+    # cache: the next build reuses what was built, and nothing differs from the registry.
+    again = repo.build_json("specs/repro.yaml")
+    assert again["versions"]["repro"] == {"ref": "repro@1.0.0", "new": False}, again
 
 
 def test_metrics_within_tolerance_pass_with_a_warning(repo: Repo) -> None:
@@ -156,3 +160,98 @@ def test_reproducing_an_unknown_version_is_a_clear_error(repo: Repo) -> None:
     repo.build_json("specs/repro.yaml")
     result = repo.modelspec("reproduce", "repro@9.9.9")
     assert result.returncode == 2 and "no version repro@9.9.9" in result.stderr
+
+
+MEET = """\
+modelspec: 1
+name: meet
+version: "1.0"
+code: {repo: ..}
+hermetic: "off"
+stages:
+  left:
+    cmd: sh src/meet.sh left right ${outputs.o} SHARED
+    code: [src/meet.sh]
+    outputs: {o: left.txt}
+  right:
+    cmd: sh src/meet.sh right left ${outputs.o} SHARED
+    code: [src/meet.sh]
+    outputs: {o: right.txt}
+  join:
+    cmd: sh -c 'cat ${inputs.left.o} > ${outputs.o}'
+    inputs: [left.o]
+    outputs: {o: joined.txt}
+artifacts: [join.o, right.o]
+"""
+# Each stage of the pair waits (5 s at most) for the other to start: they succeed only
+# when they run at the same time.
+MEET_SH = """\
+touch "$4/$1"; i=0
+while [ ! -e "$4/$2" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+[ -e "$4/$2" ] && echo met > "$3"
+"""
+
+
+def test_reproduce_runs_stages_in_parallel_and_stops_at_the_first_failure(repo: Repo, tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    repo.write("specs/meet.yaml", MEET.replace("SHARED", str(shared)), dedent=False)
+    repo.write("src/meet.sh", MEET_SH, dedent=False)
+    repo.commit("meet")
+    repo.build_json("specs/meet.yaml", "-j", "2")
+
+    for marker in shared.iterdir():
+        marker.unlink()
+    code, report = reproduce(repo, "meet@1.0.0", "-j", "2")
+    assert code == 0 and report["verdict"] == "identical", report
+
+    # One stage at a time, the pair cannot meet: the first fails, what depends on it is
+    # skipped, and nothing else starts (the build's failure semantics).
+    for marker in shared.iterdir():
+        marker.unlink()
+    result = repo.modelspec("reproduce", "meet@1.0.0", "-j", "1")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    out = result.stdout + result.stderr
+    assert "FAILED  meet:left" in out and "stage left failed:" in out
+    assert "skipped meet:join: depends on failed meet:left" in out
+    assert "skipped meet:right: not started: the build stopped" in out
+    assert not (shared / "right").exists()  # never started
+    assert "meet@1.0.0: different" in out
+
+
+def test_reproduce_refuses_a_job_count_below_one(repo: Repo) -> None:
+    make(repo)
+    repo.build_json("specs/repro.yaml")
+    result = repo.modelspec("reproduce", "repro@1.0.0", "-j", "0")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "-j" in result.stderr
+
+
+DOWNSTREAM = """\
+modelspec: 1
+name: down
+version: "1.0"
+code: {repo: ..}
+data:
+  table: {spec: repro, output: prep.out}
+stages:
+  count:
+    cmd: sh -c 'wc -l < ${inputs.table} > ${outputs.n}'
+    inputs: [table]
+    outputs: {n: n.txt}
+artifacts: [count.n]
+"""
+
+
+def test_another_specs_artifact_is_read_as_recorded_and_that_spec_is_not_run(repo: Repo) -> None:
+    make(repo)
+    repo.write("specs/down.yaml", DOWNSTREAM, dedent=False)
+    repo.commit("down")
+    built = repo.build_json("specs/down.yaml")
+    assert built["versions"]["down"]["ref"] == "down@1.0.0"
+    result = repo.modelspec("reproduce", "down@1.0.0", "--json")
+    report = json.loads(result.stdout)
+    assert result.returncode == 0 and report["verdict"] == "identical", report
+    assert [(o["stage"], o["output"]) for o in report["outputs"]] == [("count", "n")]
+    human = repo.modelspec("reproduce", "down@1.0.0")
+    assert "down:count" in human.stdout and "repro:" not in human.stdout  # only its own stages ran

@@ -149,7 +149,8 @@ def helpers_in(folder: Path, wait: float) -> list[str]:
 
 
 def remove_environments(root: Path) -> None:
-    from modelspec.env.environment import list_environments, remove_environment
+    from modelspec.env.environment import remove_environment
+    from modelspec.env.manifest import list_environments
 
     envs_dir = root / ".modelspec" / "envs"
     for environment in list_environments(envs_dir):

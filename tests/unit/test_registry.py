@@ -789,3 +789,72 @@ def test_a_read_only_open_of_an_older_schema_migrates_it_first(tmp_path: Path) -
         assert reader.pins_of([1]) == {}  # the pins table (schema 4) is there
     finally:
         reader.close()
+
+
+# -- the façade ------------------------------------------------------------------------------
+
+
+def open_files(path: Path) -> list[str]:
+    """This process's open descriptors on `path` (SQLite keeps one per pooled connection)."""
+    fds = Path("/proc/self/fd")
+    found = []
+    for fd in fds.iterdir():
+        try:
+            target = (fds / fd.name).readlink()
+        except OSError:
+            continue
+        if str(target) == str(path):
+            found.append(fd.name)
+    return found
+
+
+def test_a_registry_is_a_context_manager_that_closes_its_engine(tmp_path: Path, clock: Clock) -> None:
+    path = tmp_path / "registry.db"
+    with Registry.at(path) as registry:
+        registry.clock = clock
+        register(registry, clock, content("a1"))
+        assert registry.names() == ["fraud"]
+        assert open_files(path)  # the pool keeps its connection while the registry is open
+    assert open_files(path) == []
+
+
+def test_a_damaged_registry_is_a_store_error_naming_it_on_open_and_on_read(tmp_path: Path, clock: Clock) -> None:
+    """The database's failures are translated once, at the registry: no SQLAlchemy error
+    reaches the caller, whether opening, reading or writing."""
+    path = tmp_path / "registry.db"
+    with Registry.at(path) as registry:
+        register(registry, clock, content("a1"))
+        registry.engine.dispose()  # the last connection checkpoints the WAL into the file
+        path.write_bytes(b"this is not a database, it was overwritten" * 100)
+        with pytest.raises(StoreError, match=r"registry \(.*registry.db\) cannot be read: file is not a database"):
+            registry.names()
+        with pytest.raises(StoreError, match="cannot be written: file is not a database"):
+            registry.record_event("note", "fraud", "ana", {})
+    with pytest.raises(StoreError, match="cannot be opened: file is not a database") as info:
+        Registry.at(path)
+    assert "free space" in info.value.hint
+
+
+def test_the_version_record_declares_every_column_of_the_versions_table() -> None:
+    """ModelVersion's fields are the one declaration of a version's columns: the select, the
+    insert and the build event's digest derive from it, so a column added to the table must
+    be added there (only the sort keys major/minor/patch, derived from `version`, are not)."""
+    from modelspec.registry import versions
+
+    declared = {column.name for column in versions.COLUMNS}
+    assert declared == {column.name for column in schema.versions.c} - {"major", "minor", "patch"}
+    # What build events of every release digest, in their order (changing it breaks old digests).
+    assert versions.RECORDED == (
+        "name",
+        "version",
+        "content_id",
+        "lock",
+        "commit",
+        "environment",
+        "hermetic",
+        "author",
+        "host",
+        "tool_version",
+        "created",
+        "record",
+    )

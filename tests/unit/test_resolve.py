@@ -1,4 +1,7 @@
-"""Resolution and keys through the real CLI (`modelspec plan --json`) on real git repositories.
+"""Resolution and keys on real git repositories: the library's plan in-process, the
+command line in-process through click's CliRunner for the located errors, and the real CLI
+in a subprocess (`modelspec plan --json`) for the baseline every test compares with and a
+few end-to-end checks.
 
 The pipeline: prep reads the data `raw`, train reads prep's output, report reads `raw`.
 Each stage declares its own code directory and config subtree; `unused` is read by none.
@@ -9,13 +12,18 @@ Each stage declares its own code directory and config subtree; `unused` is read 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from conftest import Repo
+
+from modelspec.api import plan
+from modelspec.cli import main
 
 SPEC = """\
 modelspec: 1
@@ -83,18 +91,35 @@ def make_repo(path: Path) -> Repo:
     return repo
 
 
-def plan_keys(repo: Repo, *args: str) -> dict[str, str]:
+def cli_plan_keys(repo: Repo, *args: str) -> dict[str, str]:
+    """The keys as the real CLI prints them (a subprocess)."""
     result = repo.modelspec("plan", "specs/x.yaml", *args, "--json")
     assert result.returncode == 0, result.stdout + result.stderr
     nodes = json.loads(result.stdout)["nodes"]
     return {row["node"].removeprefix("x:"): row["key"] for row in nodes}
 
 
-def plan_error(repo: Repo, *args: str) -> str:
-    result = repo.modelspec("plan", "specs/x.yaml", *args)
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr
-    return str(result.stderr)
+def plan_keys(repo: Repo, *overrides: str, allow_dirty: bool = False) -> dict[str, str]:
+    """The keys of the library's plan, run in-process from the repository root."""
+    with contextlib.chdir(repo.path):
+        _graph, planned = plan([Path("specs/x.yaml")], overrides, allow_dirty=allow_dirty)
+    return {item.node.removeprefix("x:"): item.key for item in planned}
+
+
+def plan_error(repo: Repo, *args: str, real: bool = False) -> str:
+    """stderr of a `modelspec plan` that must fail as bad input: exit 2, no traceback. In-process
+    through CliRunner, or with `real` the CLI in a subprocess."""
+    if real:
+        result = repo.modelspec("plan", "specs/x.yaml", *args)
+        code, stderr = result.returncode, result.stderr
+    else:
+        with contextlib.chdir(repo.path):
+            invoked = CliRunner().invoke(main, ["plan", "specs/x.yaml", *args])
+        code, stderr = invoked.exit_code, invoked.stderr
+        assert invoked.exception is None or isinstance(invoked.exception, SystemExit), invoked.exception
+    assert code == 2, stderr
+    assert "Traceback" not in stderr
+    return str(stderr)
 
 
 def changed(before: dict[str, str], after: dict[str, str]) -> set[str]:
@@ -108,7 +133,7 @@ def baseline(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     repository with the same content must produce exactly these keys."""
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv("MODELSPEC_HOME", raising=False)
-        return plan_keys(make_repo(tmp_path_factory.mktemp("baseline") / "repo"))
+        return cli_plan_keys(make_repo(tmp_path_factory.mktemp("baseline") / "repo"))
 
 
 @pytest.fixture
@@ -200,12 +225,12 @@ def test_uncommitted_code_is_an_error_naming_the_file(pipeline: Repo, kind: str)
 
 def test_allow_dirty_keys_the_working_files(pipeline: Repo, baseline: dict[str, str]) -> None:
     pipeline.write("src/train/train.py", "UNCOMMITTED = 1\n")
-    assert changed(baseline, plan_keys(pipeline, "--allow-dirty")) == {"train"}
+    assert changed(baseline, plan_keys(pipeline, allow_dirty=True)) == {"train"}
 
 
 def test_allow_dirty_with_committed_content_has_the_committed_keys(
         pipeline: Repo, baseline: dict[str, str]) -> None:
-    assert plan_keys(pipeline, "--allow-dirty") == baseline
+    assert cli_plan_keys(pipeline, "--allow-dirty") == baseline  # the real CLI, end to end
 
 
 def test_dirt_outside_the_code_paths_is_no_error(pipeline: Repo,
@@ -235,7 +260,7 @@ def test_params_naming_a_missing_config_key_is_located(pipeline: Repo) -> None:
 def test_a_missing_data_file_is_located(pipeline: Repo) -> None:
     (pipeline.path / "data/raw.csv").unlink()
     line, column = spec_position(SPEC, "data/raw.csv")
-    stderr = plan_error(pipeline)
+    stderr = plan_error(pipeline, real=True)  # the real CLI, end to end
     assert f"specs/x.yaml:{line}:{column}: data.raw.path: data/raw.csv does not exist" in stderr
 
 

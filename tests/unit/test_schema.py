@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from modelspec.spec.model import HERMETIC_MODES
 from modelspec.spec.schema import spec_schema, spec_schema_bytes, validate
 from modelspec.spec.yamlsource import Document, load_document, parse_document
 
@@ -88,8 +87,19 @@ def test_minimal_spec_validates() -> None:
     assert errors_of(VALID) == []
 
 
-def test_hermetic_enum_matches_the_model() -> None:
-    assert tuple(spec_schema()["properties"]["hermetic"]["enum"]) == HERMETIC_MODES
+def test_hermetic_enum_matches_the_command_line_choices() -> None:
+    """`--hermetic` of `build` and `plan` offers exactly the policies a spec may write."""
+    import click
+
+    from modelspec.cli import main
+
+    modes = spec_schema()["properties"]["hermetic"]["enum"]
+    assert modes == ["strict", "auto", "off"]
+    for name in ("build", "plan"):
+        command = main.commands[name]
+        option = next(p for p in command.params if p.name == "hermetic")
+        assert isinstance(option.type, click.Choice)
+        assert list(option.type.choices) == modes
 
 
 @pytest.mark.parametrize("value", ["data/raw.csv", "a", "a/b/c.txt", "..hidden", "x..y", "./a"])
