@@ -37,7 +37,7 @@ from .env.uv import lock_requirements
 from .errors import Problem, SpecError, StoreError, UsageError
 from .events import Event, Reporter, ignore
 from .registry.head import HEAD_FILE
-from .registry.registry import MARKS
+from .registry.versions import MARKS
 from .reproduce import DIFFERENT, WITHIN, ReproductionReport
 from .reproduce import reproduce as reproduce_version
 from .retention.gc import GcReport
@@ -259,6 +259,7 @@ def reproduce(
         rtol=rtol,
         into=into,
         offline=offline,
+        jobs=jobs,
         actor=catalog.actor,
         jobs=jobs,
         reporter=reporter,
@@ -326,15 +327,12 @@ def _needed_objects(workspace: Workspace) -> tuple[dict[str, str], list[str]]:
     what: dict[str, str] = {}
     problems: list[str] = []
     if _has_versions(workspace):
-        registry = open_registry(workspace, read_only=True)
-        try:
+        with open_registry(workspace, read_only=True) as registry:
             problems = registry_problems(registry, store)
             for version in registry.versions_by_status("active"):
                 for label, entry in version_entries(version):
                     for digest in sorted(expand(store, [entry])):
                         what.setdefault(digest, f"{label} of {version.ref}")
-        finally:
-            registry.close()
     for record_file in sorted(workspace.builds_dir.glob("*.json")) if workspace.builds_dir.is_dir() else []:
         record = read_build_record(workspace, record_file.stem) or {}
         for node, info in record.get("nodes", {}).items():

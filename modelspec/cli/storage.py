@@ -99,7 +99,8 @@ def reproduce(ref: str, into: Path | None, rtol: float, offline: bool, jobs: int
     signal.signal(signal.SIGTERM, raise_interrupt)
     with open_catalog() as catalog:
         exact = primary_ref(catalog, ref)
-        options: dict[str, Any] = {"rtol": rtol, "into": into, "offline": offline, "jobs": jobs or os.cpu_count() or 1}
+        options: dict[str, Any] = {"rtol": rtol, "into": into, "offline": offline}
+        options["jobs"] = jobs or os.cpu_count() or 1
         if as_json:
             report = reproduce_version(catalog, exact, **options)
         else:

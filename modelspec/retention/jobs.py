@@ -27,7 +27,7 @@ def gc(workspace: Workspace, *, dry_run: bool = False) -> GcReport:
             registry, swept = open_existing_registry(workspace, read_only=True), None
         else:
             registry, swept = open_for_gc(workspace)
-        with contextlib.closing(registry):
+        with registry:
             report = collect(workspace, registry, dry_run=dry_run, actor=actor(workspace.root))
     return report if swept is None else report.plus(swept)
 
@@ -47,7 +47,7 @@ def open_for_gc(workspace: Workspace) -> tuple[Registry, GcReport | None]:
 def du(workspace: Workspace) -> dict[str, Any]:
     """Bytes per model and version (unique and shared), the store's total, and what gc
     would free now (`gc_would_free`)."""
-    with contextlib.closing(open_existing_registry(workspace, read_only=True)) as registry:
+    with open_existing_registry(workspace, read_only=True) as registry:
         usage = disk_usage(workspace, registry)
         usage["gc_would_free"] = collect(workspace, registry, dry_run=True, actor="du").bytes
     return usage
@@ -71,7 +71,7 @@ def daemon(
         nonlocal runs
         with reserve_released(workspace.home):
             registry, _swept = open_for_gc(workspace)
-            with contextlib.closing(registry):
+            with registry:
                 registry.record_event("schedule", "gc", "daemon", {"fire_time": fire, "started": now})
                 report = collect(workspace, registry, now=now, actor=actor(workspace.root))
         runs += 1

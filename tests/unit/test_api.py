@@ -18,7 +18,7 @@ from modelspec import api
 from modelspec.build.loading import open_registry
 from modelspec.build.registration import actor
 from modelspec.errors import SpecError, UsageError
-from modelspec.registry.registry import VersionDraft
+from modelspec.registry.versions import VersionDraft
 from modelspec.store.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[2]
