@@ -70,17 +70,17 @@ class Repo:
         return result
 
     def cli(
-        self, *args: str, check: bool = False, env: dict[str, str] | None = None
+        self, *args: str, check: bool = False, env: dict[str, str] | None = None, cwd: Path | None = None
     ) -> subprocess.CompletedProcess[str]:
-        """Run the CLI in-process (click's CliRunner) from the repository root, answering as
-        `modelspec()` does: an exception that escaped the CLI is a traceback on stderr."""
+        """Run the CLI in-process (click's CliRunner) from `cwd` (default the repository root),
+        answering as `modelspec()` does: an exception that escaped the CLI is a traceback on stderr."""
         from click.testing import CliRunner
 
         from modelspec.cli import main
 
         previous = signal.getsignal(signal.SIGTERM)  # build and reproduce set their own
         try:
-            with contextlib.chdir(self.path):
+            with contextlib.chdir(cwd or self.path):
                 invoked = CliRunner(env=env).invoke(main, list(args))
         finally:
             signal.signal(signal.SIGTERM, previous)

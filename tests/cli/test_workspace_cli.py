@@ -1,6 +1,8 @@
 """The workspace through the command line (issue 11 §4): `init`, the default schedule,
 checkouts under the workspace root, what a stage's environment holds. Real git
-repositories, real builds; every command is the real CLI in a subprocess."""
+repositories, real builds; the commands run in-process (click's CliRunner), and the real
+CLI in a subprocess where a test is about what a process does (init from a subdirectory,
+a systemd timer for this interpreter, a stage killed mid-print)."""
 
 from __future__ import annotations
 
@@ -41,16 +43,27 @@ def tiny(repo: Repo) -> None:
     repo.commit("tiny")
 
 
-def run(repo: Repo, *args: str, cwd: Path | None = None, code: int = 0, env: dict[str, str] | None = None) -> Any:
-    """The real CLI from `cwd` (default the repository root): exit `code`, never a traceback."""
-    result = subprocess.run(
-        [sys.executable, "-m", "modelspec", *args],
-        cwd=cwd or repo.path,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=300,
-    )
+def run(
+    repo: Repo,
+    *args: str,
+    cwd: Path | None = None,
+    code: int = 0,
+    env: dict[str, str] | None = None,
+    real: bool = False,
+) -> Any:
+    """The CLI from `cwd` (default the repository root): exit `code`, never a traceback.
+    In-process (click's CliRunner), or with `real` the real CLI in a subprocess."""
+    if real:
+        result = subprocess.run(
+            [sys.executable, "-m", "modelspec", *args],
+            cwd=cwd or repo.path,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **(env or {})},
+            timeout=300,
+        )
+    else:
+        result = repo.cli(*args, env=env, cwd=cwd)
     assert result.returncode == code, f"{args} → {result.returncode}\n{result.stdout}\n{result.stderr}"
     assert "Traceback" not in result.stdout + result.stderr
     return result
@@ -75,7 +88,7 @@ def schema_keys(schema: dict[str, Any], prefix: str = "") -> set[str]:
 def test_init_writes_at_the_repository_root_from_a_subdirectory(repo: Repo) -> None:
     tiny(repo)
     (repo.path / "src" / "deep").mkdir()
-    result = run(repo, "init", cwd=repo.path / "src" / "deep")
+    result = run(repo, "init", cwd=repo.path / "src" / "deep", real=True)
     assert (repo.path / "modelspec.yaml").is_file() and not (repo.path / "src" / "deep" / "modelspec.yaml").exists()
     assert "wrote ../../modelspec.yaml" in result.stdout
     assert "commit: ../../modelspec.yaml ../../.gitignore" in result.stdout
@@ -228,7 +241,7 @@ def test_schedule_install_uses_the_workspace_schedule_unless_at_says_otherwise(r
 def test_schedule_install_systemd_default_timer(repo: Repo, tmp_path: Path) -> None:
     tiny(repo)
     env, _table = fake_cron(tmp_path)
-    result = run(repo, "schedule", "install", "--systemd", env=env)
+    result = run(repo, "schedule", "install", "--systemd", env=env, real=True)
     units = sorted((tmp_path / "home" / ".config" / "systemd" / "user").iterdir())
     assert [unit.suffix for unit in units] == [".service", ".timer"]
     assert "OnCalendar=*-*-* 3:0:00" in units[1].read_text() and "Persistent=true" in units[1].read_text()
@@ -313,7 +326,7 @@ def test_the_last_lines_a_python_stage_prints_before_it_is_killed_are_in_the_log
     repo.write("specs/crash.yaml", CRASH.replace("HERMETIC", hermetic), dedent=False)
     repo.write("src/crash.py", CRASH_PY, dedent=False)
     repo.commit("crash")
-    result = run(repo, "build", "specs/crash.yaml", code=1)
+    result = run(repo, "build", "specs/crash.yaml", code=1, real=True)
     assert "last lines of the log" in result.stdout, result.stdout
     tail = result.stdout.split("last lines of the log", 1)[1]
     assert "epoch 2 loss 0.33" in tail and "saving the model to /" in tail, result.stdout

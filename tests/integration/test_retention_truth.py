@@ -9,7 +9,8 @@ answers about a retired version, on one workspace shared by the module:
     gcm@1.0.5  auc 0.55  staging                kept: keep_last
 
 The `swept` fixture runs gc twice: first inside the default one-hour grace period (which
-holds every byte), then with `grace: 0s` (which sweeps 1.0.3's artifacts).
+holds every byte), then with `grace: 0s` (which sweeps 1.0.3's artifacts). Commands run
+in-process (click's CliRunner); the first build and the first gc run the real CLI.
 """
 
 from __future__ import annotations
@@ -45,8 +46,9 @@ class Swept:
     after: dict[str, Run] = field(default_factory=dict)  # ... and after the sweep
 
 
-def run(repo: Repo, *args: str) -> Run:
-    result = repo.modelspec(*args)
+def run(repo: Repo, *args: str, real: bool = False) -> Run:
+    """A command in-process (click's CliRunner), or with `real` the real CLI in a subprocess."""
+    result = repo.modelspec(*args) if real else repo.cli(*args)
     assert "Traceback" not in result.stderr, result.stderr
     return Run(result.returncode, result.stdout, result.stderr)
 
@@ -63,14 +65,14 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Repo:
     repo.write("specs/gcm.yaml", SPEC.replace("keep_aliased: true", "keep_aliased: false"), dedent=False)
     repo.write("modelspec.yaml", 'retention:\n  schedule: "0 3 * * *"\n')  # the default grace: 1h
     repo.commit("keep_aliased: false, default grace")
-    for i in range(6):
-        repo.build_json("specs/gcm.yaml", f"prep.v={i}", f"score.auc={AUCS[i]}")
-    repo.modelspec("promote", "gcm@1.0.0", "production", check=True)
-    repo.modelspec("promote", "gcm@1.0.2", "production", "--weight", "0.1", check=True)
-    repo.modelspec("promote", "gcm@1.0.3", "staging", check=True)
-    repo.modelspec("promote", "gcm@1.0.5", "staging", check=True)
-    repo.modelspec("pin", "gcm@1.0.4", check=True)
-    repo.modelspec("reproduce", "gcm@1.0.5", check=True)
+    for i in range(6):  # the first build through the real CLI, end to end
+        repo.build_json("specs/gcm.yaml", f"prep.v={i}", f"score.auc={AUCS[i]}", in_process=i > 0)
+    repo.cli("promote", "gcm@1.0.0", "production", check=True)
+    repo.cli("promote", "gcm@1.0.2", "production", "--weight", "0.1", check=True)
+    repo.cli("promote", "gcm@1.0.3", "staging", check=True)
+    repo.cli("promote", "gcm@1.0.5", "staging", check=True)
+    repo.cli("pin", "gcm@1.0.4", check=True)
+    repo.cli("reproduce", "gcm@1.0.5", check=True)
     return repo
 
 
@@ -103,7 +105,7 @@ def test_read_only_commands_leave_the_audit_log_unchanged(ws: Repo) -> None:
 def swept(ws: Repo) -> Swept:
     result = Swept(ws)
     result.within_grace["dry-run"] = run(ws, "gc", "--dry-run")
-    result.within_grace["gc"] = run(ws, "gc")
+    result.within_grace["gc"] = run(ws, "gc", real=True)  # the real CLI, end to end
     result.within_grace["gc-json"] = run(ws, "gc", "--json")
     result.within_grace["export"] = run(ws, "export", "gcm@1.0.3", "out-1.0.3")
     result.within_grace["reproduce"] = run(ws, "reproduce", "gcm@1.0.3")
@@ -210,7 +212,7 @@ def test_gc_removes_lock_files_no_build_holds(swept: Swept) -> None:
     assert "stale lock file" in swept.within_grace["gc"].out  # the first gc removed the builds' locks
     locks = swept.repo.path / ".modelspec" / "locks"
     assert list(locks.glob("*.lock")) == []
-    swept.repo.build_json("specs/gcm.yaml", "prep.v=9", "score.auc=0.52")
+    swept.repo.build_json("specs/gcm.yaml", "prep.v=9", "score.auc=0.52", in_process=True)
     stale = sorted(locks.glob("*.lock"))
     assert stale, "builds leave a lock file per action key"
     held = locks / "f00d.lock"
@@ -251,7 +253,7 @@ def test_every_hint_about_a_retired_version_names_a_command_that_works(swept: Sw
     gone = run(repo, "reproduce", "gcm@1.0.3")
     assert gone.code == 2 and "modelspec pin" not in gone.err and "`modelspec show gcm@1.0.3`" in gone.err
     overrides = [f"{k}={v}" for k, v in params.items()]
-    revived = repo.build_json("specs/gcm.yaml", *overrides)
+    revived = repo.build_json("specs/gcm.yaml", *overrides, in_process=True)
     assert revived["versions"]["gcm"]["ref"] == "gcm@1.0.3" and revived["versions"]["gcm"]["new"] is False
     assert revived["versions"]["gcm"]["revived"]["status"] == "retired"
     assert run(repo, "rollback", "gcm", "staging").code == 0
