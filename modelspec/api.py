@@ -259,7 +259,6 @@ def reproduce(
         rtol=rtol,
         into=into,
         offline=offline,
-        jobs=jobs,
         actor=catalog.actor,
         jobs=jobs,
         reporter=reporter,
