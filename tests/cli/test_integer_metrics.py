@@ -44,7 +44,8 @@ class Model:
         self.builds = builds  # the text output of each build
 
     def run(self, *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
-        result = self.repo.modelspec(*args)
+        """In-process (click's CliRunner): exit `code`, never a traceback."""
+        result = self.repo.cli(*args)
         assert result.returncode == code, f"{args} → {result.returncode}\n{result.stdout}\n{result.stderr}"
         assert "Traceback" not in result.stdout + result.stderr
         return result
@@ -65,8 +66,8 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Model]:
         repo.write("src/fit.sh", FIT, dedent=False)
         repo.commit("m")
         builds = []
-        for overrides in (["epochs=12", "tail=1"], ["epochs=8", "tail=2"]):
-            result = repo.modelspec("build", "specs/m.yaml", *overrides, check=True)
+        for run, overrides in ((repo.modelspec, ["epochs=12", "tail=1"]), (repo.cli, ["epochs=8", "tail=2"])):
+            result = run("build", "specs/m.yaml", *overrides, check=True)  # the first through the real CLI
             builds.append(result.stdout + result.stderr)
         yield Model(repo, builds)
 

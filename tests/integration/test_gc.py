@@ -62,22 +62,25 @@ def make(repo: Repo, grace: str = "0s", schedule: str = "0 3 * * *") -> None:
 def build_versions(repo: Repo, count: int) -> list[str]:
     refs = []
     for i in range(count):
-        report = repo.build_json("specs/gcm.yaml", f"prep.v={i}", f"score.auc={AUCS[i]}")
+        # The first build through the real CLI, end to end; the rest in-process.
+        report = repo.build_json("specs/gcm.yaml", f"prep.v={i}", f"score.auc={AUCS[i]}", in_process=i > 0)
         refs.append(report["versions"]["gcm"]["ref"])
     return refs
 
 
-def gc(repo: Repo, *args: str) -> dict:
-    return json.loads(repo.modelspec("gc", *args, "--json", check=True).stdout)
+def gc(repo: Repo, *args: str, real: bool = False) -> dict:
+    """gc's JSON report: in-process, or with `real` from the real CLI in a subprocess."""
+    run = repo.modelspec if real else repo.cli
+    return json.loads(run("gc", *args, "--json", check=True).stdout)
 
 
 def test_gc_retires_by_policy_frees_what_it_promised_and_kept_versions_reproduce(repo: Repo) -> None:
     make(repo)
     refs = build_versions(repo, 8)
     assert refs == [f"gcm@1.0.{i}" for i in range(8)]
-    repo.modelspec("promote", "gcm@1.0.2", "production", check=True)
-    repo.modelspec("promote", "gcm@1.0.3", "production", check=True)  # 1.0.2 becomes the previous target
-    repo.modelspec("promote", "gcm@1.0.4", "staging", check=True)
+    repo.cli("promote", "gcm@1.0.2", "production", check=True)
+    repo.cli("promote", "gcm@1.0.3", "production", check=True)  # 1.0.2 becomes the previous target
+    repo.cli("promote", "gcm@1.0.4", "staging", check=True)
 
     plan = gc(repo, "--dry-run")
     assert sorted(plan["retire"]) == ["gcm@1.0.0", "gcm@1.0.5"]
@@ -85,9 +88,9 @@ def test_gc_retires_by_policy_frees_what_it_promised_and_kept_versions_reproduce
     assert plan["keep"]["gcm@1.0.2"] == ["previous target of alias production"]
     assert plan["keep"]["gcm@1.0.7"] == ["keep_last 2"]
     assert plan["bytes"] > 0
-    assert json.loads(repo.modelspec("show", "gcm@1.0.0", "--json", check=True).stdout)["status"] == "active"
+    assert json.loads(repo.cli("show", "gcm@1.0.0", "--json", check=True).stdout)["status"] == "active"
 
-    usage = json.loads(repo.modelspec("du", "--json", check=True).stdout)
+    usage = json.loads(repo.cli("du", "--json", check=True).stdout)
     assert usage["gc_would_free"] == plan["bytes"]
     versions = usage["models"]["gcm"]["versions"]
     assert versions["1.0.0"]["unique"] > 0 and versions["1.0.0"]["shared"] > 0  # raw data is shared
@@ -98,28 +101,29 @@ def test_gc_retires_by_policy_frees_what_it_promised_and_kept_versions_reproduce
     assert (done["objects"], done["bytes"]) == (plan["objects"], plan["bytes"])
     assert gc(repo, "--dry-run")["bytes"] == 0  # nothing left to free
 
-    retired = json.loads(repo.modelspec("show", "gcm@1.0.0", "--json", check=True).stdout)
+    retired = json.loads(repo.cli("show", "gcm@1.0.0", "--json", check=True).stdout)
     assert retired["status"] == "retired" and "not among the last 2" in retired["status_reason"]
-    assert repo.modelspec("verify", "--all", check=True).returncode == 0
-    assert repo.modelspec("audit", "--verify", check=True).returncode == 0
+    assert repo.cli("verify", "--all", check=True).returncode == 0
+    assert repo.cli("audit", "--verify", check=True).returncode == 0
     for ref in ("gcm@1.0.1", "gcm@1.0.2", "gcm@1.0.3", "gcm@1.0.4", "gcm@1.0.6", "gcm@1.0.7"):
-        result = json.loads(repo.modelspec("reproduce", ref, "--json", check=True).stdout)
+        result = json.loads(repo.cli("reproduce", ref, "--json", check=True).stdout)
         assert result["verdict"] == "identical", ref
-    gone = repo.modelspec("reproduce", "gcm@1.0.0")
+    gone = repo.cli("reproduce", "gcm@1.0.0")
     assert gone.returncode == 2 and "retired by retention" in gone.stderr and "Traceback" not in gone.stderr
     # The current build of the workspace is a root: building it again is a no-op.
-    assert set(states(repo.build_json("specs/gcm.yaml", "prep.v=7", "score.auc=0.52")).values()) == {"cached"}
+    again = repo.build_json("specs/gcm.yaml", "prep.v=7", "score.auc=0.52", in_process=True)
+    assert set(states(again).values()) == {"cached"}
 
 
 def test_rollback_refuses_a_retired_previous_target(repo: Repo) -> None:
     make(repo)
     build_versions(repo, 4)
-    repo.modelspec("promote", "gcm@1.0.0", "production", check=True)
-    repo.modelspec("promote", "gcm@1.0.3", "production", check=True)
+    repo.cli("promote", "gcm@1.0.0", "production", check=True)
+    repo.cli("promote", "gcm@1.0.3", "production", check=True)
     repo.write("specs/gcm.yaml", SPEC.replace("keep_aliased: true", "keep_aliased: false"), dedent=False)
     repo.commit("no alias protection")  # gc reads the policy from the spec as it is now
     gc(repo)
-    result = repo.modelspec("rollback", "gcm", "production")
+    result = repo.cli("rollback", "gcm", "production")
     assert result.returncode == 2
     assert "artifacts were retired" in result.stderr and "gcm@1.0.0" in result.stderr
 
@@ -127,9 +131,9 @@ def test_rollback_refuses_a_retired_previous_target(repo: Repo) -> None:
 def test_pinned_versions_survive(repo: Repo) -> None:
     make(repo)
     build_versions(repo, 4)
-    repo.modelspec("pin", "gcm@1.0.0", check=True)
+    repo.cli("pin", "gcm@1.0.0", check=True)
     assert "gcm@1.0.0" in gc(repo)["keep"]
-    repo.modelspec("unpin", "gcm@1.0.0", check=True)
+    repo.cli("unpin", "gcm@1.0.0", check=True)
     assert "gcm@1.0.0" in gc(repo)["retire"]
 
 
@@ -174,10 +178,10 @@ def test_sigkill_during_gc_then_gc_again_leaves_everything_consistent(repo: Repo
         time.sleep(rng.uniform(0.3, 0.9))
         proc.send_signal(signal.SIGKILL)
         proc.communicate()
-        gc(repo)  # the next gc completes
+        gc(repo, real=True)  # the next gc completes (every process here is a real one: none may leave a file)
         assert repo.modelspec("verify", "--all").returncode == 0
         assert repo.modelspec("audit", "--verify").returncode == 0
-        plan = gc(repo, "--dry-run")
+        plan = gc(repo, "--dry-run", real=True)
         assert plan["bytes"] == 0 and plan["retire"] == {}
         for ref in plan["keep"]:
             assert repo.modelspec("verify", ref).returncode == 0, ref
@@ -212,13 +216,13 @@ def test_schedule_install_prints_a_timer_and_a_crontab_line(repo: Repo) -> None:
 def test_daemon_once_runs_only_when_due(repo: Repo) -> None:
     make(repo)
     build_versions(repo, 3)
-    first = repo.modelspec("daemon", "--once", check=True)
+    first = repo.cli("daemon", "--once", check=True)
     assert "no run was due" in first.stdout  # a new daemon starts counting from now
     state = repo.path / ".modelspec" / "schedule.json"
     state.write_text(json.dumps({"last_run": time.time() - 3 * 86400}))  # three missed runs
-    second = repo.modelspec("daemon", "--once", check=True)
+    second = repo.cli("daemon", "--once", check=True)
     assert "gc: retired 1" in second.stdout
-    audit = json.loads(repo.modelspec("audit", "--json", check=True).stdout)["events"]
+    audit = json.loads(repo.cli("audit", "--json", check=True).stdout)["events"]
     assert [e["kind"] for e in audit].count("schedule") == 1
 
 
@@ -226,11 +230,11 @@ def test_rebuilding_a_retired_version_revives_it(repo: Repo) -> None:
     make(repo)
     build_versions(repo, 4)
     assert "gcm@1.0.0" in gc(repo)["retire"]
-    again = repo.build_json("specs/gcm.yaml", "prep.v=0", f"score.auc={AUCS[0]}")
+    again = repo.build_json("specs/gcm.yaml", "prep.v=0", f"score.auc={AUCS[0]}", in_process=True)
     assert again["versions"]["gcm"]["ref"] == "gcm@1.0.0" and again["versions"]["gcm"]["new"] is False
     assert again["versions"]["gcm"]["revived"]["status"] == "retired"
-    shown = json.loads(repo.modelspec("show", "gcm@1.0.0", "--json", check=True).stdout)
+    shown = json.loads(repo.cli("show", "gcm@1.0.0", "--json", check=True).stdout)
     assert shown["status"] == "active" and shown["status_reason"] == "rebuilt"
-    assert repo.modelspec("verify", "gcm@1.0.0").returncode == 0
-    events = json.loads(repo.modelspec("audit", "--json", check=True).stdout)["events"]
+    assert repo.cli("verify", "gcm@1.0.0").returncode == 0
+    events = json.loads(repo.cli("audit", "--json", check=True).stdout)["events"]
     assert events[-1]["kind"] == "revive" and events[-1]["subject"] == "gcm@1.0.0"
