@@ -34,7 +34,8 @@ from .registry.registry import ModelVersion, Registry, retired_error
 from .sandbox.process import ProcessSandbox, Sandbox
 from .spec.model import Lock, split_output_ref
 from .store.leases import Lease, remove_stale_leases
-from .store.objects import Entry, LocalStore, ObjectStore
+from .store.objects import Entry, LocalStore
+from .store.protocol import ObjectStore
 from .store.workspace import Workspace
 
 IDENTICAL, WITHIN, DIFFERENT = "identical", "within tolerance", "different"

@@ -17,7 +17,8 @@ from ..spec.load import shown_path
 from ..spec.model import Lock, Spec, split_output_ref
 from ..spec.refs import matches_range, parse_version
 from ..spec.yamlsource import open_regular
-from ..store.objects import ObjectStore, pid_alive, write_atomic
+from ..store.objects import pid_alive, write_atomic
+from ..store.protocol import ObjectStore
 from ..store.statcache import StatCache
 from ..store.workspace import STORE_DIR, Workspace, find_workspace
 from .graph import BuildGraph, build_graph

@@ -18,7 +18,7 @@ from typing import Protocol
 from ..digest import hex_of
 from ..env.environment import file_lock
 from ..store.leases import Lease
-from ..store.objects import ObjectStore
+from ..store.protocol import ObjectStore
 from ..store.traces import ActionCache, ActionResult
 from .runner import StageFailure
 from .snapshots import complete

@@ -11,8 +11,9 @@ from pathlib import Path
 from ..digest import hex_of
 from ..errors import StoreError
 from ..resolve import gitcode
-from ..store.objects import Entry, LocalStore, ObjectStore, remove_path
+from ..store.objects import Entry, LocalStore, remove_path
 from ..store.owner import temp_prefix
+from ..store.protocol import ObjectStore
 from ..store.statcache import StatCache
 from ..store.workspace import Workspace
 from .graph import DataInput, ResolvedSpec

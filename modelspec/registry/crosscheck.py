@@ -10,7 +10,7 @@ from typing import Any
 from ..errors import StoreError, UsageError
 from ..flat import flatten_metrics
 from ..spec.refs import parse_version
-from ..store.objects import ObjectStore
+from ..store.protocol import ObjectStore
 from .registry import ModelVersion, Registry
 
 

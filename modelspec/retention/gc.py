@@ -33,7 +33,8 @@ from ..registry.registry import ModelVersion, Registry
 from ..spec.load import find_repo_root, load_spec
 from ..store import reserve
 from ..store.leases import gc_guard, live_leased, remove_unheld_locks
-from ..store.objects import Entry, LocalStore, ObjectStore, remove_path
+from ..store.objects import Entry, LocalStore, remove_path
+from ..store.protocol import ObjectStore
 from ..store.traces import ActionCache
 from ..store.workspace import Workspace
 from .policy import RetentionPlan, RetentionPolicy, merge_rules, parse_duration, plan_retention

@@ -18,7 +18,8 @@ import pytest
 
 from modelspec.digest import digest_bytes
 from modelspec.errors import CorruptObjectError, StoreError
-from modelspec.store.objects import Entry, LocalStore, ObjectStore
+from modelspec.store.objects import Entry, LocalStore
+from modelspec.store.protocol import ObjectStore
 
 DATA = b"the bytes of an artifact\n"
 
