@@ -44,7 +44,7 @@ class Catalog:
     def __init__(self, workspace: Workspace, registry: Registry) -> None:
         self.workspace = workspace
         self.registry = registry
-        self.store: LocalStore = workspace.store
+        self.store: LocalStore = workspace.store  # deploy_config hands out object paths
 
     def close(self) -> None:
         self.registry.close()

@@ -35,6 +35,7 @@ from .sandbox.process import ProcessSandbox, Sandbox
 from .spec.model import Lock, split_output_ref
 from .store.leases import Lease, remove_stale_leases
 from .store.objects import Entry, LocalStore
+from .store.protocol import ObjectStore
 from .store.workspace import Workspace
 
 IDENTICAL, WITHIN, DIFFERENT = "identical", "within tolerance", "different"
@@ -333,6 +334,7 @@ def _need(store: LocalStore, version: ModelVersion, digest: str, what: str) -> b
 
 
 def _need_path(store: LocalStore, version: ModelVersion, digest: str, what: str) -> str:
+    # A LocalStore's: the verified object's path (verified once per process), and its quarantine.
     try:
         return str(store.checked_path(digest))
     except CorruptObjectError:
@@ -358,7 +360,7 @@ def _missing(version: ModelVersion, what: str, digest: str) -> MissingPieceError
     )
 
 
-def _place_artifacts(store: LocalStore, lock: Lock, reproduced: Mapping[str, Mapping[str, Entry]], into: Path) -> None:
+def _place_artifacts(store: ObjectStore, lock: Lock, reproduced: Mapping[str, Mapping[str, Entry]], into: Path) -> None:
     for ref in lock.artifacts:
         stage, output = split_output_ref(ref)
         dest = into / stage / lock.stages[stage]["outputs"][output]

@@ -17,7 +17,8 @@ from ..spec.load import shown_path
 from ..spec.model import Lock, Spec, split_output_ref
 from ..spec.refs import matches_range, parse_version
 from ..spec.yamlsource import open_regular
-from ..store.objects import LocalStore, pid_alive, write_atomic
+from ..store.objects import pid_alive, write_atomic
+from ..store.protocol import ObjectStore
 from ..store.statcache import StatCache
 from ..store.workspace import STORE_DIR, Workspace, find_workspace
 from .graph import BuildGraph, build_graph
@@ -145,7 +146,7 @@ def open_existing_registry(workspace: Workspace, guard: bool = True, read_only: 
 
 
 def registered_artifact(
-    registry: Registry, store: LocalStore, name: str, selector: str, output: str, allow: tuple[str, ...] = ()
+    registry: Registry, store: ObjectStore, name: str, selector: str, output: str, allow: tuple[str, ...] = ()
 ) -> dict[str, Any]:
     """The data entry of a lock for `{spec: NAME@RANGE, output: OUTPUT}`: the newest active
     version in the range that carries no mark the spec does not `allow` (dirty, unsandboxed);

@@ -18,7 +18,7 @@ from typing import Protocol
 from ..digest import hex_of
 from ..env.environment import file_lock
 from ..store.leases import Lease
-from ..store.objects import LocalStore
+from ..store.protocol import ObjectStore
 from ..store.traces import ActionCache, ActionResult
 from .runner import StageFailure
 from .snapshots import complete
@@ -49,7 +49,7 @@ class Rebuilder(Protocol):
 
 
 class CachingRebuilder:
-    def __init__(self, cache: ActionCache, store: LocalStore, locks_dir: Path, lease: Lease | None = None) -> None:
+    def __init__(self, cache: ActionCache, store: ObjectStore, locks_dir: Path, lease: Lease | None = None) -> None:
         self.cache = cache
         self.store = store
         self.locks_dir = locks_dir

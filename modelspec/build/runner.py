@@ -45,6 +45,7 @@ class StageFailure:
 
 @dataclass
 class RunContext:
+    # A LocalStore: inputs are hardlinked into the sandbox and outputs moved in from its tmp/.
     store: LocalStore
     sandbox: Sandbox
     cancel: threading.Event

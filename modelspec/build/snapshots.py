@@ -13,12 +13,13 @@ from ..errors import StoreError
 from ..resolve import gitcode
 from ..store.objects import Entry, LocalStore, remove_path
 from ..store.owner import temp_prefix
+from ..store.protocol import ObjectStore
 from ..store.statcache import StatCache
 from ..store.workspace import Workspace
 from .graph import DataInput, ResolvedSpec
 
 
-def complete(store: LocalStore, entry: Entry) -> bool:
+def complete(store: ObjectStore, entry: Entry) -> bool:
     """Is every object of the entry (a file, or a tree and all it holds) in the store?"""
     if not store.has(entry.digest):
         return False
@@ -31,7 +32,8 @@ def complete(store: LocalStore, entry: Entry) -> bool:
 
 
 def code_snapshot(resolved: ResolvedSpec, code: Mapping[str, object], workspace: Workspace, store: LocalStore) -> Entry:
-    """The stage's code as a tree in the store, exported from git once per code digest."""
+    """The stage's code as a tree in the store, exported from git once per code digest.
+    (A `LocalStore`: the export is made in its temp directory, to be moved in, not copied.)"""
     index = workspace.snapshots_dir / hex_of(str(code["digest"]))
     try:
         entry = Entry.from_dict(json.loads(index.read_bytes()))
@@ -52,7 +54,7 @@ def code_snapshot(resolved: ResolvedSpec, code: Mapping[str, object], workspace:
     return entry
 
 
-def data_snapshot(source: DataInput, repo_root: Path, store: LocalStore, statcache: StatCache) -> Entry:
+def data_snapshot(source: DataInput, repo_root: Path, store: ObjectStore, statcache: StatCache) -> Entry:
     """The locked data in the store: copied in (never linked), checked to be what was locked."""
     entry = Entry.from_dict(source.entry)
     if complete(store, entry):

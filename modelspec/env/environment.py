@@ -79,7 +79,7 @@ def ensure_environment(
     pinned: Mapping[str, Any],
     env_file: Path,
     envs_dir: Path,
-    store: LocalStore,
+    store: LocalStore,  # uv installs from the stored lock file's path
     *,
     offline: bool = False,
     reporter: Reporter = ignore,

@@ -10,11 +10,11 @@ from typing import Any
 from ..errors import StoreError, UsageError
 from ..flat import flatten_metrics
 from ..spec.refs import parse_version
-from ..store.objects import LocalStore
+from ..store.protocol import ObjectStore
 from .registry import ModelVersion, Registry
 
 
-def registry_problems(registry: Registry, store: LocalStore) -> list[str]:
+def registry_problems(registry: Registry, store: ObjectStore) -> list[str]:
     """One sentence per disagreement between a version's rows and its objects."""
     versions = [*registry.versions_by_status("active"), *registry.versions_by_status("retired")]
     metrics = registry.metrics_of([v.id for v in versions])
@@ -24,7 +24,7 @@ def registry_problems(registry: Registry, store: LocalStore) -> list[str]:
     return problems
 
 
-def _version_problems(version: ModelVersion, metrics: dict[str, float], store: LocalStore) -> list[str]:
+def _version_problems(version: ModelVersion, metrics: dict[str, float], store: ObjectStore) -> list[str]:
     try:
         lock: dict[str, Any] = json.loads(store.read_bytes(version.lock))
     except (StoreError, ValueError) as exc:
@@ -56,7 +56,7 @@ def _version_fits(version: str, in_lock: str) -> bool:
 
 
 def _metrics_problems(
-    version: ModelVersion, lock: dict[str, Any], metrics: dict[str, float], store: LocalStore
+    version: ModelVersion, lock: dict[str, Any], metrics: dict[str, float], store: ObjectStore
 ) -> list[str]:
     found: dict[str, float] = {}
     where: dict[str, str] = {}

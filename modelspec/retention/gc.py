@@ -34,6 +34,7 @@ from ..spec.load import find_repo_root, load_spec
 from ..store import reserve
 from ..store.leases import gc_guard, live_leased, remove_unheld_locks
 from ..store.objects import Entry, LocalStore, remove_path
+from ..store.protocol import ObjectStore
 from ..store.traces import ActionCache
 from ..store.workspace import Workspace
 from .policy import RetentionPlan, RetentionPolicy, merge_rules, parse_duration, plan_retention
@@ -237,7 +238,7 @@ def refuse_tampered(registry: Registry) -> None:
         )
 
 
-def _mark(workspace: Workspace, store: LocalStore, kept: list[ModelVersion]) -> tuple[set[str], set[str]]:
+def _mark(workspace: Workspace, store: ObjectStore, kept: list[ModelVersion]) -> tuple[set[str], set[str]]:
     """Live objects, and the digests of the environments they use."""
     live: set[str] = set()
     environments: set[str] = set()
@@ -262,7 +263,7 @@ def _mark(workspace: Workspace, store: LocalStore, kept: list[ModelVersion]) -> 
     return live, environments
 
 
-def expand(store: LocalStore, entries: Iterable[Entry]) -> set[str]:
+def expand(store: ObjectStore, entries: Iterable[Entry]) -> set[str]:
     """The entries' digests and, for trees, every object below them."""
     found: set[str] = set()
     for entry in entries:
@@ -339,6 +340,7 @@ def disk_usage(workspace: Workspace, registry: Registry) -> dict[str, Any]:
 
 
 def _size(store: LocalStore, digest: str) -> int:
+    # The object file's size: the protocol has no size query yet (nor the age the sweep reads).
     try:
         return store.path_of(digest).stat().st_size
     except (FileNotFoundError, ValueError):

@@ -18,53 +18,24 @@ import shutil
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO
 
 import blake3
 
 from ..digest import PREFIX, digest_bytes, digest_file, hex_of, parse_tree_document, tree_document
 from ..errors import CorruptObjectError, StoreError
 from .owner import remove_orphans, temp_prefix
+from .protocol import Entry, ObjectStore
 
 _CHUNK = 1 << 20
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """What a path holds: a file or a tree, with its digest and total size in bytes."""
-
-    type: str  # "file" | "tree"
-    digest: str
-    size: int
-
-    def to_dict(self) -> dict[str, object]:
-        return {"type": self.type, "digest": self.digest, "size": self.size}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, object]) -> Entry:
-        return cls(str(d["type"]), str(d["digest"]), int(d["size"]))  # type: ignore[call-overload]
-
-
-class ObjectStore(Protocol):
-    def has(self, digest: str) -> bool: ...
-    def put_bytes(self, data: bytes) -> str: ...
-    def put_file(self, path: Path, *, move: bool = False, digest: str | None = None) -> str: ...
-    def read_bytes(self, digest: str) -> bytes: ...
-    def _missing(self, digest: str) -> StoreError:
-        return StoreError(
-            f"object {digest} is missing from the store",
-            hint="build again to recreate it, or run `modelspec verify`",
-        )
-
-    def open(self, digest: str) -> BinaryIO: ...
-    def delete(self, digest: str) -> None: ...
-    def iter(self) -> Iterator[str]: ...
-
-
 class LocalStore:
-    """An object store in a local directory."""
+    """An object store in a local directory (an `ObjectStore`). Beyond the protocol it
+    offers local mechanics: `path_of`/`checked_path` (to hardlink objects into a sandbox or
+    hand a file to a tool), `tmp`/`temp_file` (scratch on the objects' filesystem, so results
+    are moved in, not copied), `write_file`, `clean_temp` and `quarantine`."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -283,6 +254,10 @@ class LocalStore:
     def clean_temp(self) -> None:
         """Remove temp files left by processes that no longer run (killed builds)."""
         remove_orphans(self.tmp, remove_path)
+
+
+if TYPE_CHECKING:  # mypy checks LocalStore against the protocol, signatures included
+    _conforms: ObjectStore = LocalStore(Path())
 
 
 def walk_path(path: Path, visit_file: Callable[[Path], str], put_tree: Callable[[bytes], str]) -> Entry:
