@@ -16,12 +16,14 @@ prints or exits (the CLI does). What `modelspec gc --dry-run` and `modelspec pro
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import shutil
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .build.engine import BuildOptions, BuildReport, build
 from .build.graph import BuildGraph, load_specs
@@ -29,37 +31,69 @@ from .build.loading import check_graph, load_graph, lock_bytes, lock_path, open_
 from .build.plan import Isolation, LastBuild, PlannedNode, plan_build
 from .build.rebuilder import CachingRebuilder, NodeState
 from .build.registration import read_build_record
-from .catalog import Catalog, Resolution
-from .catalog import open_catalog as open_workspace_catalog
 from .env.environment import Environment, ensure_environment, remove_environment
 from .env.manifest import list_environments, verify_environments
 from .env.uv import lock_requirements
 from .errors import Problem, SpecError, StoreError, UsageError
 from .events import Event, Reporter, ignore
 from .registry.head import HEAD_FILE
-from .registry.versions import MARKS
-from .reproduce import DIFFERENT, WITHIN, ReproductionReport
-from .reproduce import reproduce as reproduce_version
-from .retention.gc import GcReport
-from .retention.jobs import daemon as gc_daemon
-from .retention.jobs import du, gc
-from .retention.schedule import (
-    Schedule,
-    crontab_line,
-    install_crontab,
-    install_systemd_units,
-    systemd_units,
-    timer_kind,
-)
-from .retention.schedule import cron_expression as gc_schedule
 from .sandbox.bwrap import bwrap_path
-from .scaffold import InitReport, init_root, init_workspace
 from .spec.load import find_repo_root
 from .spec.model import Lock, Spec, split_output_ref
 from .spec.schema import WORKSPACE_FILE
 from .store.objects import Entry
 from .store.traces import ActionCache
 from .store.workspace import CHECKOUT_DIR, Workspace, check_workspace_file, find_workspace
+
+if TYPE_CHECKING:
+    from .catalog import Catalog, Resolution
+    from .registry.versions import MARKS
+    from .reproduce import DIFFERENT, WITHIN, ReproductionReport
+    from .retention.gc import GcReport
+    from .retention.jobs import daemon as gc_daemon
+    from .retention.jobs import du, gc
+    from .retention.schedule import (
+        Schedule,
+        crontab_line,
+        install_crontab,
+        install_systemd_units,
+        systemd_units,
+        timer_kind,
+    )
+    from .retention.schedule import cron_expression as gc_schedule
+    from .scaffold import InitReport
+
+# Names handed on from modules that only some commands need: importing them here would
+# load SQLAlchemy (the registry) or croniter into every command, a no-op build included.
+_LAZY = {
+    "Catalog": ("catalog", "Catalog"),
+    "Resolution": ("catalog", "Resolution"),
+    "MARKS": ("registry.versions", "MARKS"),
+    "DIFFERENT": ("reproduce", "DIFFERENT"),
+    "WITHIN": ("reproduce", "WITHIN"),
+    "ReproductionReport": ("reproduce", "ReproductionReport"),
+    "GcReport": ("retention.gc", "GcReport"),
+    "gc_daemon": ("retention.jobs", "daemon"),
+    "du": ("retention.jobs", "du"),
+    "gc": ("retention.jobs", "gc"),
+    "Schedule": ("retention.schedule", "Schedule"),
+    "crontab_line": ("retention.schedule", "crontab_line"),
+    "install_crontab": ("retention.schedule", "install_crontab"),
+    "install_systemd_units": ("retention.schedule", "install_systemd_units"),
+    "systemd_units": ("retention.schedule", "systemd_units"),
+    "timer_kind": ("retention.schedule", "timer_kind"),
+    "gc_schedule": ("retention.schedule", "cron_expression"),
+    "InitReport": ("scaffold", "InitReport"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    return getattr(importlib.import_module(f"{__package__}.{module}"), attr)
+
 
 __all__ = [
     "DIFFERENT",
@@ -119,12 +153,16 @@ def open_catalog(workspace: Workspace | None = None, *, guard: bool = True, read
     """The registry of the workspace (by default the current directory's), as a context
     manager; `read_only` for what only reads, so that it works on a full disk; `guard` False
     opens a registry the store does not recognise (what `audit --verify` examines)."""
+    from .catalog import open_catalog as open_workspace_catalog
+
     return open_workspace_catalog(workspace or workspace_of(), guard, read_only)
 
 
 def init(start: Path, *, force: bool = False) -> InitReport:
     """Make the repository `start` is in a workspace: its modelspec.yaml with every
     setting's default (commented), and the .gitignore lines for what modelspec writes."""
+    from .scaffold import init_root, init_workspace
+
     return init_workspace(init_root(start), force=force)
 
 
@@ -252,6 +290,8 @@ def reproduce(
     """Rebuild version REF (exact: `catalog.resolve(ref).version.ref`) from its recorded lock
     and inputs, `jobs` stages at once, and compare bit for bit; the comparison is recorded
     in the registry."""
+    from .reproduce import reproduce as reproduce_version
+
     return reproduce_version(
         catalog.workspace,
         catalog.registry,
@@ -362,6 +402,7 @@ def _version_objects(workspace: Workspace, ref: str) -> tuple[list[str], dict[st
     import time
 
     from .build.registration import metadata_entries, version_entries
+    from .catalog import open_catalog as open_workspace_catalog
 
     with open_workspace_catalog(workspace, read_only=True) as catalog:
         version = catalog.registry.resolve(ref)

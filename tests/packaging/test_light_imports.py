@@ -1,0 +1,31 @@
+"""Start-up stays light: the CLI and the library's entry point load neither SQLAlchemy (the
+registry) nor croniter (schedules) until a command needs them, so a no-op build or `--help`
+does not pay for them (issue 21's budget; api hands those names on lazily)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("sqlalchemy", "croniter")
+
+
+@pytest.mark.parametrize("module", ["modelspec.api", "modelspec.cli"])
+def test_importing_the_entry_points_loads_no_registry_or_schedule_library(module: str) -> None:
+    code = f"import sys, {module}; print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
+
+
+def test_the_lazy_names_of_api_are_the_real_ones() -> None:
+    from modelspec import api
+    from modelspec.catalog import Catalog
+    from modelspec.registry.versions import MARKS
+
+    assert api.Catalog is Catalog and api.MARKS is MARKS
+    with pytest.raises(AttributeError):
+        api.no_such_name  # noqa: B018
+    for name in api._LAZY:
+        assert getattr(api, name) is not None
