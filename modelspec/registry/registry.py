@@ -76,11 +76,12 @@ class Registry:
         if self.engine.dialect.name == "sqlite":
             _configure_sqlite(self.engine)
         # Reading first: a full or read-only disk can still be read.
+        recorded = self._recorded_head()
         with self._translated("opened"), self.engine.connect() as conn:
-            current = t.schema_version(conn) == t.SCHEMA_VERSION
             # Before a migration could make an emptied registry look new. Unguarded, a
             # registry the store does not recognise is only read (verify_audit says why).
-            foreign = self._head_problem(conn)
+            foreign = self._head_problem(conn, recorded)
+            current = t.schema_version(conn) == t.SCHEMA_VERSION
             if foreign and guard:
                 raise mismatch(self.shown, self.head_file, *foreign)  # type: ignore[arg-type]
         self.outdated = not current and not foreign
@@ -173,11 +174,14 @@ class Registry:
         if write.head is not None and self.head_file is not None and identity is not None:
             record_head(self.head_file, RegistryHead(identity, *write.head))
 
-    def _head_problem(self, conn: sa.Connection) -> tuple[str, RegistryHead] | None:
-        """Why the store's record of its registry does not match this one, or None."""
-        if self.head_file is None:
-            return None
-        recorded = read_head(self.head_file)
+    def _recorded_head(self) -> RegistryHead | None:
+        """The store's record of its registry. Read it BEFORE the database: the record only
+        moves after a commit, so a snapshot taken later always reaches it, while a snapshot
+        taken first can predate a commit whose record is then read (two processes at once)."""
+        return read_head(self.head_file) if self.head_file is not None else None
+
+    def _head_problem(self, conn: sa.Connection, recorded: RegistryHead | None) -> tuple[str, RegistryHead] | None:
+        """Why `recorded` (see _recorded_head) does not match this registry, or None."""
         if recorded is None:
             return None
         last_seq = 0
@@ -210,8 +214,9 @@ class Registry:
     def audit_problems(self) -> list[str]:
         """What was tampered with (see verify.audit_problems), and whether the store does not
         recognise this registry. [] when intact."""
+        recorded = self._recorded_head()
         with self._read() as conn:
-            foreign = self._head_problem(conn)
+            foreign = self._head_problem(conn, recorded)
             unrecognised = foreign and f"the store does not recognise this registry: {foreign[0]} ({self.head_file})"
             return verify.audit_problems(conn, unrecognised or "")
 

@@ -75,13 +75,13 @@ def test_concurrent_builds_gc_and_promote(repo: Repo) -> None:
         others = [start(repo, "gc"), start(repo, "promote", "alpha@latest", "production")]
         for proc in builds:
             out, err = proc.communicate(timeout=300)
-            assert proc.returncode == 0, err
+            assert proc.returncode == 0, (out, err)
             for row in json.loads(out)["nodes"]:
                 if row["state"] == "ran":
                     runs[(row["node"], row["key"])] += 1
         for proc in others:
             _out, err = proc.communicate(timeout=300)
-            assert proc.returncode == 0, err
+            assert proc.returncode == 0, (out, err)
     assert [key for key, count in runs.items() if count > 1] == []
     assert runs[("base:make", first["nodes"][0]["key"])] == 0  # built once, before the rounds
 

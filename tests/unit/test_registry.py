@@ -858,3 +858,32 @@ def test_the_version_record_declares_every_column_of_the_versions_table() -> Non
         "created",
         "record",
     )
+
+
+def test_a_commit_between_opening_and_reading_the_stores_record_is_not_taken_for_a_rollback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes at once: another one commits (and records the new audit head) while this
+    one opens the registry. Were the database snapshot taken before the record was read, the
+    record would be ahead of the snapshot and the registry refused as rolled back."""
+    from modelspec.registry import registry as module
+
+    path, head = tmp_path / "registry.db", tmp_path / "registry-head"
+    with Registry.at(path, head) as first:
+        first.record_event("note", "m", "a", {})
+    original = module.read_head
+    calls: list[Path] = []
+    interleaved: list[bool] = []
+
+    def read_head_after_another_commit(file: Path) -> Any:
+        calls.append(file)
+        if len(calls) == 2:  # the constructor's read (the first is Registry.at's check for a missing file)
+            interleaved.append(True)  # the other process commits and records its head just now
+            with Registry.at(path, head) as other:
+                other.record_event("note", "m", "b", {})
+        return original(file)
+
+    monkeypatch.setattr(module, "read_head", read_head_after_another_commit)
+    with Registry.at(path, head) as opened:
+        assert interleaved and [e["actor"] for e in opened.events()] == ["a", "b"]
+        assert opened.audit_problems() == []
