@@ -17,7 +17,6 @@ from ..errors import ModelspecError
 from ..flat import flatten
 from ..resolve import gitcode
 from ..spec.model import split_output_ref
-from ..store.objects import Entry
 from ..store.statcache import StatCache
 from ..store.workspace import Workspace
 from .graph import BuildGraph, DataInput
@@ -217,33 +216,3 @@ def actor(repo: Path) -> str:
 
 def _artifact_named(artifacts: tuple[str, ...], output: str) -> str:
     return next(ref for ref in artifacts if split_output_ref(ref)[1] == output)
-
-
-def metadata_entries(version: ModelVersion) -> list[tuple[str, Entry]]:
-    """The small objects a version's metadata needs for ever, retired or not (`show`,
-    `diff`, `lineage` read them): its lock and the environment's lock file."""
-    entries = [("the lock", Entry("file", version.lock, 0))]
-    environment = version.record.get("environment")
-    if environment and environment.get("kind") == "uv":
-        entries.append(("the environment's lock file", Entry("file", environment["file_digest"], 0)))
-    return entries
-
-
-def version_entries(version: ModelVersion) -> list[tuple[str, Entry]]:
-    """Every store entry a version's record names, with what it is: its lock, the
-    environment's lock file, each stage's code snapshot, outputs and log, and its inputs."""
-    record = version.record
-    entries = metadata_entries(version)
-    for name, data in sorted(record.get("data", {}).items()):
-        if "registered" in data:
-            entries.append((f"the input {name!r} from {data['registered']}", Entry.from_dict(data)))
-        elif "digest" in data:
-            entries.append((f"the data snapshot {name!r}", Entry.from_dict(data)))
-    for name, artifact in sorted(record.get("upstream_artifacts", {}).items()):
-        entries.append((f"the input {name!r}", Entry.from_dict(artifact)))
-    for stage, info in sorted(record.get("stages", {}).items()):
-        entries.append((f"the code snapshot of stage {stage}", Entry.from_dict(info["code"])))
-        entries.append((f"the log of stage {stage}", Entry("file", info["log"], 0)))
-        for output, entry in sorted(info.get("outputs", {}).items()):
-            entries.append((f"the output {stage}.{output}", Entry.from_dict(entry)))
-    return entries
