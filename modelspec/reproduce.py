@@ -32,6 +32,7 @@ from .events import Reporter, ignore
 from .registry.facts import revival_hint
 from .registry.registry import ModelVersion, Registry, retired_error
 from .sandbox.process import ProcessSandbox, Sandbox
+from .spec.lockdata import PathData, RegisteredData
 from .spec.model import Lock, split_output_ref
 from .store.leases import Lease, remove_stale_leases
 from .store.objects import Entry, LocalStore
@@ -312,12 +313,12 @@ def _data_entry(
     """The data `name` as the version read it: a snapshot, a registered artifact, or the
     artifact another spec's version gave it."""
     data = lock.data[name]
-    if "path" in data:
-        return _complete_entry(store, version, data, f"the data snapshot {name!r}")
-    if "registered" in data:
-        return _complete_entry(store, version, data, f"the input {name!r} from {data['registered']}")
+    if isinstance(data, PathData):
+        return _complete_entry(store, version, data.to_dict(), f"the data snapshot {name!r}")
+    if isinstance(data, RegisteredData):
+        return _complete_entry(store, version, data.to_dict(), f"the input {name!r} from {data.registered}")
     upstream = record["upstream_artifacts"][name]
-    return _complete_entry(store, version, upstream, f"the input {name!r} from spec {data['spec']!r}")
+    return _complete_entry(store, version, upstream, f"the input {name!r} from spec {data.spec!r}")
 
 
 def _complete_entry(store: LocalStore, version: ModelVersion, entry: Mapping[str, Any], what: str) -> Entry:

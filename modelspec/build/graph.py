@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import Problem, SpecError, UsageError
 from ..resolve.lock import ResolveContext, resolve_spec
 from ..spec.load import load_spec
+from ..spec.lockdata import PathData, RegisteredData
 from ..spec.model import Lock, Spec, parse_overrides, split_output_ref
 
 if TYPE_CHECKING:
@@ -249,10 +250,10 @@ def lock_graph(lock: Lock, upstream_artifacts: Mapping[str, Mapping[str, Any]]) 
                 inputs[input_id] = UpstreamInput(f"{lock.name}:{source['stage']}", source["output"], Path(path).name)
                 continue
             data = lock.data[source["data"]]
-            if "path" in data:
-                inputs[input_id] = DataInput(Path(data["path"]).name, dict(data), data["path"])
-            elif "registered" in data:
-                inputs[input_id] = DataInput(str(data["basename"]), dict(data))
+            if isinstance(data, PathData):
+                inputs[input_id] = DataInput(Path(data.path).name, data.to_dict(), data.path)
+            elif isinstance(data, RegisteredData):
+                inputs[input_id] = DataInput(data.basename, data.to_dict())
             else:
                 upstream = upstream_artifacts[source["data"]]
                 inputs[input_id] = DataInput(str(upstream["basename"]), dict(upstream))
@@ -293,18 +294,18 @@ def _input_source(
         path = lock.stages[source["stage"]]["outputs"][source["output"]]
         return UpstreamInput(spec.node_id(source["stage"]), source["output"], posixpath.basename(path))
     data = lock.data[source["data"]]
-    if "path" in data:
-        return DataInput(posixpath.basename(data["path"].rstrip("/")), data, data["path"])
-    if "registered" in data:
-        return DataInput(data["basename"], data)
-    other = resolved[data["spec"]]
-    ref = _artifact_ref(other.lock, data["output"])
+    if isinstance(data, PathData):
+        return DataInput(posixpath.basename(data.path.rstrip("/")), data.to_dict(), data.path)
+    if isinstance(data, RegisteredData):
+        return DataInput(data.basename, data.to_dict())
+    other = resolved[data.spec]
+    ref = _artifact_ref(other.lock, data.output)
     if ref is None:
         choices = ", ".join(other.lock.artifacts)
         problems.append(
             spec.document.problem(
                 ("data", source["data"], "output"),
-                f"{data['output']!r} is not an artifact of spec {other.spec.name!r} (artifacts: {choices})",
+                f"{data.output!r} is not an artifact of spec {other.spec.name!r} (artifacts: {choices})",
             )
         )
         return None

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StoreError
+from ..spec.lockdata import PathData, RegisteredData, lock_data
 from ..store.objects import Entry
 from ..store.protocol import ObjectStore
 from ..store.workspace import Workspace
@@ -36,11 +37,12 @@ def version_entries(version: ModelVersion) -> list[tuple[str, Entry]]:
     environment's lock file, each stage's code snapshot, outputs and log, and its inputs."""
     record = version.record
     entries = metadata_entries(version)
-    for name, data in sorted(record.get("data", {}).items()):
-        if "registered" in data:
-            entries.append((f"the input {name!r} from {data['registered']}", Entry.from_dict(data)))
-        elif "digest" in data:
-            entries.append((f"the data snapshot {name!r}", Entry.from_dict(data)))
+    for name, document in sorted(record.get("data", {}).items()):
+        data = lock_data(document)
+        if isinstance(data, RegisteredData):
+            entries.append((f"the input {name!r} from {data.registered}", Entry.from_dict(document)))
+        elif isinstance(data, PathData) and "digest" in data.entry:
+            entries.append((f"the data snapshot {name!r}", Entry.from_dict(document)))
     for name, artifact in sorted(record.get("upstream_artifacts", {}).items()):
         entries.append((f"the input {name!r}", Entry.from_dict(artifact)))
     for stage, info in sorted(record.get("stages", {}).items()):

@@ -16,6 +16,7 @@ from ..digest import canonical_json, short
 from ..errors import ModelspecError
 from ..flat import flatten
 from ..resolve import gitcode
+from ..spec.lockdata import PathData, RegisteredData
 from ..spec.model import split_output_ref
 from ..store.statcache import StatCache
 from ..store.workspace import Workspace
@@ -130,21 +131,21 @@ def register(
     lineage = []
     upstream_artifacts: dict[str, dict[str, Any]] = {}  # inputs from other specs, for reproduce
     for data_name, data in lock.data.items():
-        if "path" in data:
-            lineage.append({"kind": "data", "name": data_name, "ref": data["path"], "digest": data["digest"]})
-        elif "registered" in data:
+        if isinstance(data, PathData):
+            lineage.append({"kind": "data", "name": data_name, "ref": data.path, "digest": data.digest})
+        elif isinstance(data, RegisteredData):
             lineage.append(
                 {
                     "kind": "version",
                     "name": data_name,
-                    "ref": f"{data['registered']}:{data['output']}",
-                    "digest": data["digest"],
-                    "upstream_content": data["content_id"],
+                    "ref": data.ref,
+                    "digest": data.digest,
+                    "upstream_content": data.content_id,
                 }
             )
         else:
-            upstream = graph.specs[data["spec"]]
-            output = data["output"]
+            upstream = graph.specs[data.spec]
+            output = data.output
             output_ref = output if "." in output else _artifact_named(upstream.lock.artifacts, output)
             stage, output_name = split_output_ref(output_ref)
             result = results[upstream.spec.node_id(stage)].result
@@ -156,9 +157,9 @@ def register(
                 {
                     "kind": "spec",
                     "name": data_name,
-                    "ref": f"{data['spec']}:{output_ref}",
+                    "ref": f"{data.spec}:{output_ref}",
                     "digest": artifact.digest,
-                    "upstream_content": content_ids[data["spec"]],
+                    "upstream_content": content_ids[data.spec],
                 }
             )
     draft = VersionDraft(
@@ -174,7 +175,7 @@ def register(
         tool_version=__version__,
         record={
             "params": params,
-            "data": {k: dict(v) for k, v in lock.data.items()},
+            "data": {k: v.to_dict() for k, v in lock.data.items()},
             "upstream_artifacts": upstream_artifacts,
             "stages": stages,
             "environment": dict(lock.environment) if lock.environment else None,
