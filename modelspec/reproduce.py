@@ -32,7 +32,7 @@ from .events import Reporter, ignore
 from .registry.facts import revival_hint
 from .registry.registry import ModelVersion, Registry, retired_error
 from .sandbox.process import ProcessSandbox, Sandbox
-from .spec.lockdata import PathData, RegisteredData
+from .spec.lockdata import FromData, PathData, RegisteredData, stage_input
 from .spec.model import Lock, split_output_ref
 from .store.leases import Lease, remove_stale_leases
 from .store.objects import Entry, LocalStore
@@ -208,9 +208,10 @@ def _stored_sources(
             keys[node_id] = str(recorded["key"])
             what = f"the code snapshot of stage {node.stage}"
             code_entries[node_id] = _complete_entry(store, version, recorded["code"], what)
-            for source in node.stage_lock["inputs"].values():
-                if "data" in source:
-                    entry = _data_entry(store, version, node.lock, record, source["data"])
+            for document in node.stage_lock["inputs"].values():
+                source = stage_input(document)
+                if isinstance(source, FromData):
+                    entry = _data_entry(store, version, node.lock, record, source.data)
                     data_entries[entry.digest] = entry
         lease.add([*code_entries.values(), *data_entries.values()])
     return StoredSources(workspace, keys, code_entries, data_entries, env_file)

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..digest import canonical_json, digest_json, hex_of
 from ..errors import GitError, ModelspecError, Problem, SpecError, StoreError, did_you_mean
-from ..spec.lockdata import LockData, PathData, RegisteredData, SpecOutputData
+from ..spec.lockdata import FromData, FromStage, LockData, PathData, RegisteredData, SpecOutputData
 from ..spec.model import PLACEHOLDER, ConfigSource, Lock, Override, Spec, Stage
 from ..store.objects import digest_path, walk_path
 from ..store.statcache import StatCache
@@ -286,9 +286,9 @@ def _lock_stage(
     for item in stage.inputs:
         if "." in item:
             upstream, _, output = item.partition(".")
-            inputs[item] = {"stage": upstream, "output": output}
+            inputs[item] = FromStage(upstream, output).to_dict()
         else:
-            inputs[item] = {"data": item}
+            inputs[item] = FromData(item).to_dict()
     locked = {
         "argv": list(stage.argv),
         "shell": stage.shell,

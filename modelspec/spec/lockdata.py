@@ -98,3 +98,34 @@ def lock_data(document: Mapping[str, Any]) -> LockData:
     if "registered" in document:
         return RegisteredData.from_dict(document)
     return SpecOutputData.from_dict(document)
+
+
+@dataclass(frozen=True)
+class FromStage:
+    """A stage input read from the output `output` of the spec's stage `stage`."""
+
+    stage: str
+    output: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"stage": self.stage, "output": self.output}
+
+
+@dataclass(frozen=True)
+class FromData:
+    """A stage input read from the spec's data entry `data`."""
+
+    data: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"data": self.data}
+
+
+StageInput = FromStage | FromData
+
+
+def stage_input(document: Mapping[str, Any]) -> StageInput:
+    """The typed value of one input of a stage lock (`{stage, output}` or `{data}`)."""
+    if "stage" in document:
+        return FromStage(str(document["stage"]), str(document["output"]))
+    return FromData(str(document["data"]))

@@ -9,7 +9,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from modelspec.digest import canonical_json
-from modelspec.spec.lockdata import PathData, RegisteredData, SpecOutputData, lock_data
+from modelspec.spec.lockdata import (
+    FromData,
+    FromStage,
+    PathData,
+    RegisteredData,
+    SpecOutputData,
+    lock_data,
+    stage_input,
+)
 from modelspec.spec.model import LOCK_FORMAT, Lock
 
 DIGEST = "blake3:" + "ab" * 32
@@ -84,3 +92,10 @@ def test_from_dict_of_to_dict_is_the_value(value: PathData | RegisteredData | Sp
     document = value.to_dict()
     assert lock_data(document) == value
     assert lock_data(json.loads(json.dumps(document))).to_dict() == document
+
+
+def test_a_stage_input_is_read_from_a_stage_or_from_data() -> None:
+    assert stage_input({"stage": "prep", "output": "features"}) == FromStage("prep", "features")
+    assert stage_input({"data": "raw"}) == FromData("raw")
+    for value in (FromStage("prep", "features"), FromData("raw")):
+        assert stage_input(value.to_dict()) == value
