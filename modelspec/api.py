@@ -28,13 +28,14 @@ from typing import TYPE_CHECKING, Any
 from .build.engine import BuildOptions, BuildReport, build
 from .build.graph import BuildGraph, load_specs
 from .build.loading import check_graph, load_graph, lock_bytes, lock_path, open_registry, open_workspace, write_locks
+from .build.needed import build_records, labelled_objects, metadata_entries, needed_objects, version_entries
 from .build.plan import Isolation, LastBuild, PlannedNode, plan_build
 from .build.rebuilder import CachingRebuilder, NodeState
 from .build.registration import read_build_record
 from .env.environment import Environment, ensure_environment, remove_environment
 from .env.manifest import list_environments, verify_environments
 from .env.uv import lock_requirements
-from .errors import Problem, SpecError, StoreError, UsageError
+from .errors import Problem, SpecError, UsageError
 from .events import Event, Reporter, ignore
 from .registry.head import HEAD_FILE
 from .sandbox.bwrap import bwrap_path
@@ -356,29 +357,18 @@ def verify(workspace: Workspace, ref: str | None = None, reporter: Reporter = ig
 
 
 def _needed_objects(workspace: Workspace) -> tuple[dict[str, str], list[str]]:
-    """Every object a registered (active) version or a spec's last build names, and what it
-    is; and where the registry's rows disagree with the store's objects."""
-    from .build.registration import version_entries
+    """Every object a registered (active) version or a spec's last build needs (as gc keeps
+    them), and what it is; and where the registry's rows disagree with the store's objects."""
     from .registry.crosscheck import registry_problems
-    from .retention.gc import expand
 
     store = workspace.store
-    what: dict[str, str] = {}
+    versions = []
     problems: list[str] = []
     if _has_versions(workspace):
         with open_registry(workspace, read_only=True) as registry:
             problems = registry_problems(registry, store)
-            for version in registry.versions_by_status("active"):
-                for label, entry in version_entries(version):
-                    for digest in sorted(expand(store, [entry])):
-                        what.setdefault(digest, f"{label} of {version.ref}")
-    for record_file in sorted(workspace.builds_dir.glob("*.json")) if workspace.builds_dir.is_dir() else []:
-        record = read_build_record(workspace, record_file.stem) or {}
-        for node, info in record.get("nodes", {}).items():
-            for output, entry in info.get("outputs", {}).items():
-                for digest in sorted(expand(store, [Entry.from_dict(entry)])):
-                    what.setdefault(digest, f"the output {output} of {node} (last build)")
-    return what, problems
+            versions = registry.versions_by_status("active")
+    return needed_objects(store, versions, build_records(workspace)), problems
 
 
 def _has_versions(workspace: Workspace) -> bool:
@@ -401,21 +391,11 @@ def _version_objects(workspace: Workspace, ref: str) -> tuple[list[str], dict[st
     retired and the objects it keeps for ever (the others were removed on purpose)."""
     import time
 
-    from .build.registration import metadata_entries, version_entries
     from .catalog import open_catalog as open_workspace_catalog
 
     with open_workspace_catalog(workspace, read_only=True) as catalog:
         version = catalog.registry.resolve(ref)
-    store = workspace.store
-    what: dict[str, str] = {}
-    for label, entry in version_entries(version):
-        what.setdefault(entry.digest, label)
-        if entry.type == "tree" and store.has(entry.digest):
-            try:
-                for digest in store.tree_objects(entry):
-                    what.setdefault(digest, label)
-            except StoreError:
-                pass  # a corrupt tree object: it is checked (and quarantined) below
+    what = labelled_objects(workspace.store, version_entries(version))
     if version.status == "active":
         return list(what), what, "", set(what)
     day = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(version.status_time or 0))

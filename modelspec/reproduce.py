@@ -32,6 +32,7 @@ from .events import Reporter, ignore
 from .registry.facts import revival_hint
 from .registry.registry import ModelVersion, Registry, retired_error
 from .sandbox.process import ProcessSandbox, Sandbox
+from .spec.lockdata import FromData, PathData, RegisteredData, stage_input
 from .spec.model import Lock, split_output_ref
 from .store.leases import Lease, remove_stale_leases
 from .store.objects import Entry, LocalStore
@@ -207,9 +208,10 @@ def _stored_sources(
             keys[node_id] = str(recorded["key"])
             what = f"the code snapshot of stage {node.stage}"
             code_entries[node_id] = _complete_entry(store, version, recorded["code"], what)
-            for source in node.stage_lock["inputs"].values():
-                if "data" in source:
-                    entry = _data_entry(store, version, node.lock, record, source["data"])
+            for document in node.stage_lock["inputs"].values():
+                source = stage_input(document)
+                if isinstance(source, FromData):
+                    entry = _data_entry(store, version, node.lock, record, source.data)
                     data_entries[entry.digest] = entry
         lease.add([*code_entries.values(), *data_entries.values()])
     return StoredSources(workspace, keys, code_entries, data_entries, env_file)
@@ -312,12 +314,12 @@ def _data_entry(
     """The data `name` as the version read it: a snapshot, a registered artifact, or the
     artifact another spec's version gave it."""
     data = lock.data[name]
-    if "path" in data:
-        return _complete_entry(store, version, data, f"the data snapshot {name!r}")
-    if "registered" in data:
-        return _complete_entry(store, version, data, f"the input {name!r} from {data['registered']}")
+    if isinstance(data, PathData):
+        return _complete_entry(store, version, data.to_dict(), f"the data snapshot {name!r}")
+    if isinstance(data, RegisteredData):
+        return _complete_entry(store, version, data.to_dict(), f"the input {name!r} from {data.registered}")
     upstream = record["upstream_artifacts"][name]
-    return _complete_entry(store, version, upstream, f"the input {name!r} from spec {data['spec']!r}")
+    return _complete_entry(store, version, upstream, f"the input {name!r} from spec {data.spec!r}")
 
 
 def _complete_entry(store: LocalStore, version: ModelVersion, entry: Mapping[str, Any], what: str) -> Entry:

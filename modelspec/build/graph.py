@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import Problem, SpecError, UsageError
 from ..resolve.lock import ResolveContext, resolve_spec
 from ..spec.load import load_spec
+from ..spec.lockdata import FromStage, PathData, RegisteredData, stage_input
 from ..spec.model import Lock, Spec, parse_overrides, split_output_ref
 
 if TYPE_CHECKING:
@@ -243,18 +244,19 @@ def lock_graph(lock: Lock, upstream_artifacts: Mapping[str, Mapping[str, Any]]) 
     nodes: dict[str, Node] = {}
     for stage_name, stage in lock.stages.items():
         inputs: dict[str, DataInput | UpstreamInput] = {}
-        for input_id, source in stage["inputs"].items():
-            if "stage" in source:
-                path = lock.stages[source["stage"]]["outputs"][source["output"]]
-                inputs[input_id] = UpstreamInput(f"{lock.name}:{source['stage']}", source["output"], Path(path).name)
+        for input_id, document in stage["inputs"].items():
+            source = stage_input(document)
+            if isinstance(source, FromStage):
+                path = lock.stages[source.stage]["outputs"][source.output]
+                inputs[input_id] = UpstreamInput(f"{lock.name}:{source.stage}", source.output, Path(path).name)
                 continue
-            data = lock.data[source["data"]]
-            if "path" in data:
-                inputs[input_id] = DataInput(Path(data["path"]).name, dict(data), data["path"])
-            elif "registered" in data:
-                inputs[input_id] = DataInput(str(data["basename"]), dict(data))
+            data = lock.data[source.data]
+            if isinstance(data, PathData):
+                inputs[input_id] = DataInput(Path(data.path).name, data.to_dict(), data.path)
+            elif isinstance(data, RegisteredData):
+                inputs[input_id] = DataInput(data.basename, data.to_dict())
             else:
-                upstream = upstream_artifacts[source["data"]]
+                upstream = upstream_artifacts[source.data]
                 inputs[input_id] = DataInput(str(upstream["basename"]), dict(upstream))
         nodes[f"{lock.name}:{stage_name}"] = Node(f"{lock.name}:{stage_name}", lock, stage_name, inputs)
     return _connect(nodes, {}, [lock.name])
@@ -284,27 +286,28 @@ def _raise_node_cycle(graph: BuildGraph) -> None:
 def _input_source(
     item: ResolvedSpec,
     input_id: str,
-    source: dict[str, Any],
+    document: dict[str, Any],
     resolved: dict[str, ResolvedSpec],
     problems: list[Problem],
 ) -> DataInput | UpstreamInput | None:
     spec, lock = item.spec, item.lock
-    if "stage" in source:
-        path = lock.stages[source["stage"]]["outputs"][source["output"]]
-        return UpstreamInput(spec.node_id(source["stage"]), source["output"], posixpath.basename(path))
-    data = lock.data[source["data"]]
-    if "path" in data:
-        return DataInput(posixpath.basename(data["path"].rstrip("/")), data, data["path"])
-    if "registered" in data:
-        return DataInput(data["basename"], data)
-    other = resolved[data["spec"]]
-    ref = _artifact_ref(other.lock, data["output"])
+    source = stage_input(document)
+    if isinstance(source, FromStage):
+        path = lock.stages[source.stage]["outputs"][source.output]
+        return UpstreamInput(spec.node_id(source.stage), source.output, posixpath.basename(path))
+    data = lock.data[source.data]
+    if isinstance(data, PathData):
+        return DataInput(posixpath.basename(data.path.rstrip("/")), data.to_dict(), data.path)
+    if isinstance(data, RegisteredData):
+        return DataInput(data.basename, data.to_dict())
+    other = resolved[data.spec]
+    ref = _artifact_ref(other.lock, data.output)
     if ref is None:
         choices = ", ".join(other.lock.artifacts)
         problems.append(
             spec.document.problem(
-                ("data", source["data"], "output"),
-                f"{data['output']!r} is not an artifact of spec {other.spec.name!r} (artifacts: {choices})",
+                ("data", source.data, "output"),
+                f"{data.output!r} is not an artifact of spec {other.spec.name!r} (artifacts: {choices})",
             )
         )
         return None

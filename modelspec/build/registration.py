@@ -16,8 +16,8 @@ from ..digest import canonical_json, short
 from ..errors import ModelspecError
 from ..flat import flatten
 from ..resolve import gitcode
+from ..spec.lockdata import PathData, RegisteredData
 from ..spec.model import split_output_ref
-from ..store.objects import Entry
 from ..store.statcache import StatCache
 from ..store.workspace import Workspace
 from .graph import BuildGraph, DataInput
@@ -131,21 +131,21 @@ def register(
     lineage = []
     upstream_artifacts: dict[str, dict[str, Any]] = {}  # inputs from other specs, for reproduce
     for data_name, data in lock.data.items():
-        if "path" in data:
-            lineage.append({"kind": "data", "name": data_name, "ref": data["path"], "digest": data["digest"]})
-        elif "registered" in data:
+        if isinstance(data, PathData):
+            lineage.append({"kind": "data", "name": data_name, "ref": data.path, "digest": data.digest})
+        elif isinstance(data, RegisteredData):
             lineage.append(
                 {
                     "kind": "version",
                     "name": data_name,
-                    "ref": f"{data['registered']}:{data['output']}",
-                    "digest": data["digest"],
-                    "upstream_content": data["content_id"],
+                    "ref": data.ref,
+                    "digest": data.digest,
+                    "upstream_content": data.content_id,
                 }
             )
         else:
-            upstream = graph.specs[data["spec"]]
-            output = data["output"]
+            upstream = graph.specs[data.spec]
+            output = data.output
             output_ref = output if "." in output else _artifact_named(upstream.lock.artifacts, output)
             stage, output_name = split_output_ref(output_ref)
             result = results[upstream.spec.node_id(stage)].result
@@ -157,9 +157,9 @@ def register(
                 {
                     "kind": "spec",
                     "name": data_name,
-                    "ref": f"{data['spec']}:{output_ref}",
+                    "ref": f"{data.spec}:{output_ref}",
                     "digest": artifact.digest,
-                    "upstream_content": content_ids[data["spec"]],
+                    "upstream_content": content_ids[data.spec],
                 }
             )
     draft = VersionDraft(
@@ -175,7 +175,7 @@ def register(
         tool_version=__version__,
         record={
             "params": params,
-            "data": {k: dict(v) for k, v in lock.data.items()},
+            "data": {k: v.to_dict() for k, v in lock.data.items()},
             "upstream_artifacts": upstream_artifacts,
             "stages": stages,
             "environment": dict(lock.environment) if lock.environment else None,
@@ -217,33 +217,3 @@ def actor(repo: Path) -> str:
 
 def _artifact_named(artifacts: tuple[str, ...], output: str) -> str:
     return next(ref for ref in artifacts if split_output_ref(ref)[1] == output)
-
-
-def metadata_entries(version: ModelVersion) -> list[tuple[str, Entry]]:
-    """The small objects a version's metadata needs for ever, retired or not (`show`,
-    `diff`, `lineage` read them): its lock and the environment's lock file."""
-    entries = [("the lock", Entry("file", version.lock, 0))]
-    environment = version.record.get("environment")
-    if environment and environment.get("kind") == "uv":
-        entries.append(("the environment's lock file", Entry("file", environment["file_digest"], 0)))
-    return entries
-
-
-def version_entries(version: ModelVersion) -> list[tuple[str, Entry]]:
-    """Every store entry a version's record names, with what it is: its lock, the
-    environment's lock file, each stage's code snapshot, outputs and log, and its inputs."""
-    record = version.record
-    entries = metadata_entries(version)
-    for name, data in sorted(record.get("data", {}).items()):
-        if "registered" in data:
-            entries.append((f"the input {name!r} from {data['registered']}", Entry.from_dict(data)))
-        elif "digest" in data:
-            entries.append((f"the data snapshot {name!r}", Entry.from_dict(data)))
-    for name, artifact in sorted(record.get("upstream_artifacts", {}).items()):
-        entries.append((f"the input {name!r}", Entry.from_dict(artifact)))
-    for stage, info in sorted(record.get("stages", {}).items()):
-        entries.append((f"the code snapshot of stage {stage}", Entry.from_dict(info["code"])))
-        entries.append((f"the log of stage {stage}", Entry("file", info["log"], 0)))
-        for output, entry in sorted(info.get("outputs", {}).items()):
-            entries.append((f"the output {stage}.{output}", Entry.from_dict(entry)))
-    return entries

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..digest import canonical_json, digest_json, hex_of
 from ..errors import GitError, ModelspecError, Problem, SpecError, StoreError, did_you_mean
+from ..spec.lockdata import FromData, FromStage, LockData, PathData, RegisteredData, SpecOutputData
 from ..spec.model import PLACEHOLDER, ConfigSource, Lock, Override, Spec, Stage
 from ..store.objects import digest_path, walk_path
 from ..store.statcache import StatCache
@@ -98,8 +99,8 @@ def _resolve_code(
     return code, files
 
 
-def _resolve_data(spec: Spec, ctx: ResolveContext, problems: list[Problem]) -> dict[str, Any]:
-    data: dict[str, Any] = {}
+def _resolve_data(spec: Spec, ctx: ResolveContext, problems: list[Problem]) -> dict[str, LockData]:
+    data: dict[str, LockData] = {}
     root = spec.repo_root.resolve()
     for name, source in spec.data.items():
         where = ("data", name)
@@ -126,25 +127,26 @@ def _resolve_data(spec: Spec, ctx: ResolveContext, problems: list[Problem]) -> d
             try:
                 if ctx.check_only:  # walk the tree for what a snapshot refuses, reading no bytes
                     walk_path(full, lambda _file: "", lambda _tree: "")
-                    data[name] = {"path": source.path}
+                    data[name] = PathData(source.path, {})
                     continue
                 entry = digest_path(full, ctx.statcache.digest)
             except StoreError as exc:
                 problems.append(spec.document.problem((*where, "path"), exc.message))
                 continue
-            data[name] = {"path": source.path, **entry.to_dict()}
+            data[name] = PathData(source.path, entry.to_dict())
         elif source.selector is not None:
             if ctx.registered is None:
                 problems.append(spec.document.problem((*where, "spec"), "no registry to resolve it from"))
                 continue
             try:
-                data[name] = ctx.registered(str(source.spec), source.selector, str(source.output), source.allow)
+                pinned = ctx.registered(str(source.spec), source.selector, str(source.output), source.allow)
+                data[name] = RegisteredData.from_dict(pinned)
             except ModelspecError as exc:
                 problems.append(
                     spec.document.problem((*where, "spec"), exc.message + (f"; {exc.hint}" if exc.hint else ""))
                 )
         else:
-            data[name] = {"spec": source.spec, "output": source.output}
+            data[name] = SpecOutputData(str(source.spec), str(source.output))
     return data
 
 
@@ -284,9 +286,9 @@ def _lock_stage(
     for item in stage.inputs:
         if "." in item:
             upstream, _, output = item.partition(".")
-            inputs[item] = {"stage": upstream, "output": output}
+            inputs[item] = FromStage(upstream, output).to_dict()
         else:
-            inputs[item] = {"data": item}
+            inputs[item] = FromData(item).to_dict()
     locked = {
         "argv": list(stage.argv),
         "shell": stage.shell,

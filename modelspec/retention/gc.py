@@ -20,20 +20,20 @@ import fcntl
 import json
 import shutil
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..build.registration import metadata_entries, read_build_record, version_entries
+from ..build.needed import build_environment, build_records, expand, metadata_entries, needed_objects, version_entries
 from ..env.environment import file_lock, remove_abandoned
 from ..env.manifest import MANIFEST
-from ..errors import ModelspecError, StoreError, UsageError
+from ..errors import ModelspecError, UsageError
 from ..registry.registry import ModelVersion, Registry
 from ..spec.load import find_repo_root, load_spec
 from ..store import reserve
 from ..store.leases import gc_guard, live_leased, remove_unheld_locks
-from ..store.objects import Entry, LocalStore, remove_path
+from ..store.objects import LocalStore, remove_path
 from ..store.protocol import ObjectStore
 from ..store.traces import ActionCache
 from ..store.workspace import Workspace
@@ -240,38 +240,14 @@ def refuse_tampered(registry: Registry) -> None:
 
 def _mark(workspace: Workspace, store: ObjectStore, kept: list[ModelVersion]) -> tuple[set[str], set[str]]:
     """Live objects, and the digests of the environments they use."""
-    live: set[str] = set()
-    environments: set[str] = set()
-    for version in kept:
-        live |= expand(store, (e for _what, e in version_entries(version)))
-        if version.environment:
-            environments.add(version.environment)
-    for record_file in sorted(workspace.builds_dir.glob("*.json")) if workspace.builds_dir.is_dir() else []:
-        record = read_build_record(workspace, record_file.stem)
-        if record is None:
-            continue
-        roots = [Entry("file", record["lock"], 0), *(Entry.from_dict(a) for a in record["artifacts"].values())]
-        for node in record["nodes"].values():
-            roots.append(Entry("file", node["log"], 0))
-            roots += [Entry.from_dict(o) for o in node.get("outputs", {}).values()]
-        live |= expand(store, roots)
-        with contextlib.suppress(StoreError, ValueError, KeyError, TypeError):
-            lock = json.loads(store.read_bytes(record["lock"]))
-            if lock.get("environment"):
-                environments.add(lock["environment"]["digest"])
-                live.add(lock["environment"]["file_digest"])
+    records = build_records(workspace)
+    live = set(needed_objects(store, kept, records))
+    environments = {version.environment for version in kept if version.environment}
+    for record in records:
+        environment = build_environment(store, record)
+        if environment:
+            environments.add(str(environment["digest"]))
     return live, environments
-
-
-def expand(store: ObjectStore, entries: Iterable[Entry]) -> set[str]:
-    """The entries' digests and, for trees, every object below them."""
-    found: set[str] = set()
-    for entry in entries:
-        found.add(entry.digest)
-        if entry.type == "tree":
-            with contextlib.suppress(StoreError):
-                found.update(store.tree_objects(entry))
-    return found
 
 
 def _environments(workspace: Workspace, used: set[str], cutoff: float, dry_run: bool) -> list[str]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Location, Problem
+from .lockdata import LockData, lock_data
 from .yamlsource import Document
 
 LOCK_FORMAT = 1
@@ -127,7 +128,7 @@ class Lock:
     version: str
     spec_path: str
     code: Mapping[str, Any]
-    data: Mapping[str, Any]
+    data: Mapping[str, LockData]
     config: Mapping[str, Any]
     environment: Mapping[str, Any] | None
     hermetic: str
@@ -141,7 +142,7 @@ class Lock:
             "version": self.version,
             "spec": self.spec_path,
             "code": dict(self.code),
-            "data": dict(self.data),
+            "data": {name: data.to_dict() for name, data in self.data.items()},
             "config": dict(self.config),
             "environment": dict(self.environment) if self.environment is not None else None,
             "hermetic": self.hermetic,
@@ -161,7 +162,7 @@ class Lock:
             version=document["version"],
             spec_path=document["spec"],
             code=document["code"],
-            data=document["data"],
+            data={name: lock_data(data) for name, data in document["data"].items()},
             config=document["config"],
             environment=document["environment"],
             hermetic=document["hermetic"],

@@ -7,6 +7,10 @@ import json
 
 from conftest import Repo, states
 
+from modelspec.build.loading import lock_bytes
+from modelspec.spec.lockdata import RegisteredData
+from modelspec.spec.model import Lock
+
 BASELINE = """\
 modelspec: 1
 name: baseline
@@ -57,6 +61,10 @@ def test_a_registered_version_is_an_input_pinned_in_the_lock(repo: Repo) -> None
     lock = json.loads((repo.path / "specs/consumer.lock").read_text())
     assert lock["data"]["reference"]["registered"] == "baseline@2.0.0"
     assert lock["data"]["reference"]["output"] == "train.model"
+    # The typed lock reads and writes the very bytes of the file (its digest does not change).
+    lock_file = (repo.path / "specs/consumer.lock").read_bytes()
+    assert isinstance(Lock.from_dict(lock).data["reference"], RegisteredData)
+    assert lock_bytes(Lock.from_dict(lock)) == lock_file
 
     up = json.loads(repo.modelspec("lineage", "consumer@1.0.0", "--json", check=True).stdout)["upstream"]
     assert [(item["kind"], item.get("version")) for item in up] == [("version", "baseline@2.0.0")]
