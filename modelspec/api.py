@@ -15,29 +15,26 @@ prints or exits (the CLI does). What `modelspec gc --dry-run` and `modelspec pro
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import json
 import os
 import shutil
-import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .build.engine import BuildOptions, BuildReport, build
 from .build.graph import BuildGraph, load_specs
 from .build.loading import check_graph, load_graph, lock_bytes, lock_path, open_registry, open_workspace, write_locks
-from .build.needed import build_records, labelled_objects, metadata_entries, needed_objects, version_entries
 from .build.plan import Isolation, LastBuild, PlannedNode, plan_build
 from .build.rebuilder import CachingRebuilder, NodeState
 from .build.registration import read_build_record
 from .env.environment import Environment, ensure_environment, remove_environment
-from .env.manifest import list_environments, verify_environments
+from .env.manifest import list_environments
 from .env.uv import lock_requirements
 from .errors import Problem, SpecError, UsageError
-from .events import Event, Reporter, ignore
-from .registry.head import HEAD_FILE
+from .events import Reporter, ignore
+from .integrity import VerifyReport, verify
 from .sandbox.bwrap import bwrap_path
 from .spec.load import find_repo_root
 from .spec.model import Lock, Spec, split_output_ref
@@ -304,100 +301,3 @@ def reproduce(
         jobs=jobs,
         reporter=reporter,
     )
-
-
-@dataclass
-class VerifyReport:
-    checked: int
-    corrupt: list[str]
-    bytes: int
-    missing: list[str] = field(default_factory=list)
-    what: dict[str, str] = field(default_factory=dict)  # digest → what it is (verify REF)
-    bad_entries: list[str] = field(default_factory=list)  # edited action-cache entries, dropped
-    retired: str = ""  # verify REF of a retired version: when and why its artifacts were removed
-    removed: list[str] = field(default_factory=list)  # objects retention removed on purpose (not problems)
-    environments: dict[str, list[str]] = field(default_factory=dict)  # changed environment → its changes
-    registry: list[str] = field(default_factory=list)  # rows the store's objects contradict (verify --all)
-
-    @property
-    def ok(self) -> bool:
-        return not (self.corrupt or self.missing or self.bad_entries or self.environments or self.registry)
-
-
-def verify(workspace: Workspace, ref: str | None = None, reporter: Reporter = ignore) -> VerifyReport:
-    """Re-hash every object (or every object of one version); corrupt ones are quarantined.
-    With no `ref`, also every file of every environment against its manifest."""
-    store = workspace.store
-    store.clean_temp()
-    if ref is None:
-        what, registry_problems = _needed_objects(workspace)
-        digests = sorted(set(store.iter()) | set(what))
-        bad_entries = ActionCache(workspace.action_cache_dir, store.tmp).drop_invalid()
-        retired, permanent = "", set(digests)
-        environments = verify_environments(workspace.envs_dir)
-    else:
-        digests, what, retired, permanent = _version_objects(workspace, ref)
-        bad_entries, environments, registry_problems = [], {}, []
-    report = VerifyReport(0, [], 0, what=what, bad_entries=bad_entries, retired=retired, environments=environments)
-    report.registry = registry_problems
-    for digest in digests:
-        path = store.path_of(digest)
-        if not path.exists():
-            # Bytes retention removed on purpose are not corruption; a retired version's
-            # metadata (its lock) is kept for ever, so that one missing is.
-            (report.removed if digest not in permanent else report.missing).append(digest)
-            continue
-        report.checked += 1
-        report.bytes += path.stat().st_size
-        if not store.verify(digest):
-            report.corrupt.append(digest)
-            label = what.get(digest, "object")
-            reporter(Event("warning", data={"message": f"corrupt {label} {digest} quarantined"}))
-    return report
-
-
-def _needed_objects(workspace: Workspace) -> tuple[dict[str, str], list[str]]:
-    """Every object a registered (active) version or a spec's last build needs (as gc keeps
-    them), and what it is; and where the registry's rows disagree with the store's objects."""
-    from .registry.crosscheck import registry_problems
-
-    store = workspace.store
-    versions = []
-    problems: list[str] = []
-    if _has_versions(workspace):
-        with open_registry(workspace, read_only=True) as registry:
-            problems = registry_problems(registry, store)
-            versions = registry.versions_by_status("active")
-    return needed_objects(store, versions, build_records(workspace)), problems
-
-
-def _has_versions(workspace: Workspace) -> bool:
-    """Does the registry hold versions at all? (Read without opening it for writing: a
-    registry whose creation a full disk interrupted has none.)"""
-    if workspace.settings.get("registry") or (workspace.home / HEAD_FILE).exists():
-        return True  # a store that knows its registry checks it, even if it is gone
-    path = workspace.home / "registry.db"
-    if not path.exists():
-        return False
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-            return bool(db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'versions'").fetchone()[0])
-    except sqlite3.Error:
-        return True  # let the registry itself say what is wrong
-
-
-def _version_objects(workspace: Workspace, ref: str) -> tuple[list[str], dict[str, str], str, set[str]]:
-    """The version's objects and what each is; for a retired version, when and why it was
-    retired and the objects it keeps for ever (the others were removed on purpose)."""
-    import time
-
-    from .catalog import open_catalog as open_workspace_catalog
-
-    with open_workspace_catalog(workspace, read_only=True) as catalog:
-        version = catalog.registry.resolve(ref)
-    what = labelled_objects(workspace.store, version_entries(version))
-    if version.status == "active":
-        return list(what), what, "", set(what)
-    day = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(version.status_time or 0))
-    retired = f"{version.ref} was {version.status} on {day} ({version.status_reason}); its artifacts were removed"
-    return list(what), what, retired, {entry.digest for _what, entry in metadata_entries(version)}
