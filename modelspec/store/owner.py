@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import os
 import secrets
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,6 +26,9 @@ TOKEN = f"{os.getpid()}x{secrets.token_hex(4)}"
 _SUFFIX = ".owner"
 _CLAIMING = ".claiming"
 _held: dict[str, int] = {}
+# Threads of one process claim a folder one at a time: flock is per open file, so a second
+# thread opening the same claiming file would wait for a lock its own process never drops.
+_claim = threading.Lock()
 
 
 def temp_prefix(folder: Path) -> str:
@@ -34,6 +38,14 @@ def temp_prefix(folder: Path) -> str:
         TOKEN = f"{os.getpid()}x{secrets.token_hex(4)}"
         _held.clear()
     key = os.fspath(folder)
+    if key not in _held:
+        with _claim:
+            _own(folder, key)
+    return f"{TOKEN}-"
+
+
+def _own(folder: Path, key: str) -> None:
+    """Hold `folder`'s owner file locked (`_claim` held: one thread at a time)."""
     while key not in _held:
         folder.mkdir(parents=True, exist_ok=True)
         # Locked before it gets the name cleaners read: an unlocked owner file looks dead.
@@ -48,7 +60,6 @@ def temp_prefix(folder: Path) -> str:
         if not _held:
             atexit.register(_release)
         _held[key] = fd
-    return f"{TOKEN}-"
 
 
 def _release() -> None:

@@ -88,3 +88,38 @@ def test_a_claim_taken_for_dead_before_it_is_locked_is_claimed_again(tmp_path: P
     prefix = owner.temp_prefix(tmp_path)
     assert calls and (tmp_path / f"{prefix[:-1]}.owner").exists()
     assert owner._locked(tmp_path / f"{prefix[:-1]}.owner")
+
+
+def test_threads_claiming_a_folder_at_once_do_not_wait_for_each_other(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stages run in threads (`build -j`, `reproduce -j`): two of them taking the first temp
+    name in a folder at the same instant must not block on each other's owner lock (flock
+    belongs to an open file, not a process), which hung `reproduce -j 2`."""
+    import threading
+    import time
+
+    rename = owner.os.rename
+
+    def slow_rename(source: Path, target: Path) -> None:  # widens the window between lock and name
+        time.sleep(0.05)
+        rename(source, target)
+
+    monkeypatch.setattr(owner.os, "rename", slow_rename)
+    for round_ in range(5):
+        folder = tmp_path / f"tmp{round_}"
+        start = threading.Barrier(4)
+        prefixes: list[str] = []
+
+        def claim(folder: Path = folder, start: threading.Barrier = start, prefixes: list[str] = prefixes) -> None:
+            start.wait()
+            prefixes.append(owner.temp_prefix(folder))
+
+        threads = [threading.Thread(target=claim, daemon=True) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=10)
+        assert not any(thread.is_alive() for thread in threads), f"round {round_}: a thread is stuck"
+        assert len(set(prefixes)) == 1 and len(prefixes) == 4
+        assert [p.name for p in folder.iterdir()] == [f"{owner.TOKEN}.owner"]
