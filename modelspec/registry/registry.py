@@ -71,7 +71,7 @@ class Registry:
         (a read-only open) leaves an older schema alone and says so in `outdated`."""
         self.url = url
         self.clock = clock
-        self.head_file = head_file  # the store's record of this registry (registry_head)
+        self.head_file = head_file  # the store's record of this registry (registry/head.py)
         self.engine = sa.create_engine(url)
         if self.engine.dialect.name == "sqlite":
             _configure_sqlite(self.engine)

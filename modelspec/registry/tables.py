@@ -97,7 +97,7 @@ alias_history = sa.Table(
     sa.Column("alias", sa.String, nullable=False),
     sa.Column("time", sa.Float, nullable=False),
     sa.Column("actor", sa.String, nullable=False),
-    sa.Column("action", sa.String, nullable=False),  # promote | rollback
+    sa.Column("action", sa.String, nullable=False),  # promote | rollback | alias.rm
     sa.Column("before", sa.Text, nullable=False),  # JSON [[version, weight], ...]
     sa.Column("after", sa.Text, nullable=False),
 )
