@@ -18,6 +18,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,10 +103,11 @@ def reproduce(
     jobs: int = os.cpu_count() or 1,
     reporter: Reporter = ignore,
     cancel: threading.Event | None = None,
+    executor: Executor | None = None,
 ) -> ReproductionReport:
     """Run every stage of `ref` again from what it recorded, as a build would (the same
-    scheduler and tasks, `jobs` at once, the first failure stopping the rest), but forced:
-    the action cache is neither read nor written."""
+    scheduler and tasks, `jobs` at once or on the caller's `executor`, the first failure
+    stopping the rest), but forced: the action cache is neither read nor written."""
     started = time.monotonic()
     store = workspace.store
     store.clean_temp()
@@ -128,7 +130,7 @@ def reproduce(
             graph, sources, sandboxes, environments, ForcingRebuilder(), lease, reporter, cancel or threading.Event()
         )
         _prepare_environment(tasks, version, order, offline)
-        outcomes = run_tasks(tasks, order, jobs=jobs, keep_going=False)
+        outcomes = run_tasks(tasks, order, jobs=jobs, keep_going=False, executor=executor)
         reproduced: dict[str, dict[str, Entry]] = {}
         metrics: dict[str, float] = {}
         for node_id in order:

@@ -12,6 +12,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -70,8 +71,12 @@ def build(
     options: BuildOptions = BuildOptions(),
     reporter: Reporter = ignore,
     cancel: threading.Event | None = None,
+    executor: Executor | None = None,
 ) -> BuildReport:
-    """Build the targets: run what changed, reuse the rest, record the result of each spec."""
+    """Build the targets: run what changed, reuse the rest, record the result of each spec.
+
+    Stages run on `executor` when one is given (its owner shuts it down), else on a thread
+    pool of `options.jobs` workers."""
     started = time.monotonic()
     cancel = cancel or threading.Event()
     workspace, graph, ctx = load_graph(spec_paths, options.overrides, options.allow_dirty)
@@ -94,7 +99,7 @@ def build(
         )
         tasks = Tasks(graph, sources, sandboxes, environments, rebuilder, lease, reporter, cancel)
         order = graph.order()
-        results = run_tasks(tasks, order, jobs=options.jobs, keep_going=options.keep_going)
+        results = run_tasks(tasks, order, jobs=options.jobs, keep_going=options.keep_going, executor=executor)
         report = BuildReport([results[n] for n in order])
         with lease.holding():
             _register(workspace, graph, results, tasks.keys, isolation, report, ctx.statcache)

@@ -26,7 +26,7 @@ import blake3
 from ..digest import PREFIX, digest_bytes, digest_file, hex_of, parse_tree_document, tree_document
 from ..errors import CorruptObjectError, StoreError
 from .owner import remove_orphans, temp_prefix
-from .protocol import Entry, ObjectStore
+from .protocol import Entry, ObjectInfo, ObjectStore
 
 _CHUNK = 1 << 20
 
@@ -52,6 +52,13 @@ class LocalStore:
 
     def has(self, digest: str) -> bool:
         return self.path_of(digest).exists()
+
+    def stat(self, digest: str) -> ObjectInfo | None:
+        try:
+            info = self.path_of(digest).stat()
+        except FileNotFoundError:
+            return None
+        return ObjectInfo(info.st_size, info.st_mtime)
 
     def iter(self) -> Iterator[str]:
         if not self.objects.is_dir():

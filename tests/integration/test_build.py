@@ -211,3 +211,28 @@ def test_same_stage_in_two_workspace_paths_gets_same_key_and_bytes(tmp_path: Pat
             ({r["node"]: r["key"] for r in report["nodes"]}, report["specs"]["pipe"]["artifacts"]["d.out"]["digest"])
         )
     assert outputs[0] == outputs[1]
+
+
+def test_a_callers_executor_runs_every_stage_and_stays_open(repo: Repo) -> None:
+    """The seam a distributed executor plugs into: build() hands each ready stage to the
+    caller's executor (and leaves it open), and the result is the same as on its own pool."""
+    import contextlib
+    from concurrent.futures import ThreadPoolExecutor
+
+    from modelspec.api import BuildOptions, build
+
+    class CountingExecutor(ThreadPoolExecutor):
+        def __init__(self) -> None:
+            super().__init__(max_workers=2)
+            self.submitted = 0
+
+        def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+            self.submitted += 1
+            return super().submit(fn, *args, **kwargs)
+
+    spec = make_pipeline(repo)
+    with CountingExecutor() as executor, contextlib.chdir(repo.path):
+        report = build([repo.path / spec], BuildOptions(hermetic="off"), executor=executor)
+        assert report.ok and executor.submitted == 4
+        executor.submit(lambda: None).result()  # still open: its owner shuts it down
+    assert checkout_d(repo, spec) == expected_d("first\nmiddle\nlast\n")
