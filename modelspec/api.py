@@ -264,7 +264,7 @@ def checkout(spec_path: Path, out_dir: Path | None = None) -> dict[str, Path]:
     for ref, entry in record["artifacts"].items():
         stage, output = split_output_ref(ref)
         lock = Lock.from_dict(json.loads(workspace.store.read_bytes(record["lock"])))
-        dest = target / stage / lock.stages[stage]["outputs"][output]
+        dest = target / stage / lock.stages[stage].outputs[output]
         if dest.exists() or dest.is_symlink():
             if dest.is_dir() and not dest.is_symlink():
                 shutil.rmtree(dest)

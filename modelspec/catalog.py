@@ -286,7 +286,7 @@ class Catalog:
         artifacts = {}
         for name, artifact in sorted(self.registry.artifacts_of(version).items()):
             stage, output = split_output_ref(name)
-            relative = Path(stage) / lock.stages[stage]["outputs"][output]
+            relative = Path(stage) / lock.stages[stage].outputs[output]
             dest = target / relative
             if dest.exists():
                 raise UsageError(f"{dest} already exists", hint="export into an empty directory")

@@ -33,7 +33,7 @@ from .events import Reporter, ignore
 from .registry.facts import revival_hint
 from .registry.registry import ModelVersion, Registry, retired_error
 from .sandbox.process import ProcessSandbox, Sandbox
-from .spec.lockdata import FromData, PathData, RegisteredData, stage_input
+from .spec.lockdata import FromData, PathData, RegisteredData
 from .spec.model import Lock, split_output_ref
 from .store.leases import Lease, remove_stale_leases
 from .store.objects import Entry, LocalStore
@@ -210,8 +210,7 @@ def _stored_sources(
             keys[node_id] = str(recorded["key"])
             what = f"the code snapshot of stage {node.stage}"
             code_entries[node_id] = _complete_entry(store, version, recorded["code"], what)
-            for document in node.stage_lock["inputs"].values():
-                source = stage_input(document)
+            for source in node.stage_lock.inputs.values():
                 if isinstance(source, FromData):
                     entry = _data_entry(store, version, node.lock, record, source.data)
                     data_entries[entry.digest] = entry
@@ -273,7 +272,7 @@ def decide(
 
 
 def _metrics_outputs(lock: Lock) -> set[tuple[str, str]]:
-    return {(name, stage["metrics"]) for name, stage in lock.stages.items() if stage.get("metrics")}
+    return {(name, stage.metrics) for name, stage in lock.stages.items() if stage.metrics}
 
 
 def _sandbox_for(version: ModelVersion) -> Sandbox:
@@ -367,7 +366,7 @@ def _missing(version: ModelVersion, what: str, digest: str) -> MissingPieceError
 def _place_artifacts(store: ObjectStore, lock: Lock, reproduced: Mapping[str, Mapping[str, Entry]], into: Path) -> None:
     for ref in lock.artifacts:
         stage, output = split_output_ref(ref)
-        dest = into / stage / lock.stages[stage]["outputs"][output]
+        dest = into / stage / lock.stages[stage].outputs[output]
         if not dest.exists():
             store.restore(reproduced[stage][output], dest, link=False)
     (into / "lock.json").write_bytes(canonical_json(lock.to_dict()) + b"\n")

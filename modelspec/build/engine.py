@@ -161,7 +161,7 @@ def _keep_reproducible(workspace: Workspace, graph: BuildGraph, name: str, statc
     they are there: a few stat calls."""
     item = graph.specs[name]
     for stage_name, stage in item.lock.stages.items():
-        code_snapshot(item, stage["code"], workspace, workspace.store)
+        code_snapshot(item, stage.code, workspace, workspace.store)
         for source in graph.node(item.spec.node_id(stage_name)).inputs.values():
             if isinstance(source, DataInput) and source.path is not None:
                 data_snapshot(source, item.spec.repo_root, workspace.store, statcache)

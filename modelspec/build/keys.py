@@ -15,6 +15,7 @@ from typing import Any
 
 from ..digest import digest_json
 from ..sandbox.layout import SANDBOX_ROOT, interpolate
+from ..spec.lockdata import StageLock
 
 KEY_FORMAT = 2  # 2: the isolation used (not the policy asked for); shell placeholders as variables
 
@@ -37,7 +38,7 @@ def host_platform(python: str | None) -> dict[str, str]:
 
 
 def key_document(
-    stage: Mapping[str, Any],
+    stage: StageLock,
     inputs: Mapping[str, InputDigest],
     environment: str | None,
     platform_: Mapping[str, str],
@@ -47,24 +48,24 @@ def key_document(
     chose it: `auto` with bubblewrap present is the same run as `strict`, and `auto` without it
     is not."""
     command = interpolate(
-        stage["argv"],
+        stage.argv,
         SANDBOX_ROOT,
         {name: item.basename for name, item in inputs.items()},
-        stage["outputs"],
-        stage["params"],
-        stage["shell"],
+        stage.outputs,
+        stage.params,
+        stage.shell,
     )
     return {
         "format": KEY_FORMAT,
         "argv": list(command.argv),
         "env": dict(command.env),  # a shell script's placeholder values (derived from the rest; kept explicit)
-        "config": stage["params"],
-        "code": stage["code"]["digest"],
+        "config": stage.params,
+        "code": stage.code_digest,
         "environment": environment,
         "platform": dict(platform_),
         "isolation": isolation,
         "inputs": {name: [item.basename, item.digest] for name, item in sorted(inputs.items())},
-        "outputs": stage["outputs"],
+        "outputs": stage.outputs,
     }
 
 

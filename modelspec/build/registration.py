@@ -119,7 +119,7 @@ def register(
         for source in node.inputs.values():
             if isinstance(source, DataInput):
                 data_snapshot(source, item.spec.repo_root, workspace.store, statcache)
-        code = code_snapshot(item, stage["code"], workspace, workspace.store)
+        code = code_snapshot(item, stage.code, workspace, workspace.store)
         stages[stage_name] = {**record["nodes"][node_id], "code": code.to_dict()}
         stages[stage_name].pop("key_document")
     if lock.environment is not None:
@@ -127,7 +127,7 @@ def register(
         workspace.store.put_file(env_file, digest=str(lock.environment["file_digest"]))
     params: dict[str, Any] = {}
     for stage in lock.stages.values():
-        params.update(flatten(stage["params"]))
+        params.update(flatten(stage.params))
     lineage = []
     upstream_artifacts: dict[str, dict[str, Any]] = {}  # inputs from other specs, for reproduce
     for data_name, data in lock.data.items():
@@ -147,11 +147,11 @@ def register(
             upstream = graph.specs[data.spec]
             output = data.output
             output_ref = output if "." in output else _artifact_named(upstream.lock.artifacts, output)
-            stage, output_name = split_output_ref(output_ref)
-            result = results[upstream.spec.node_id(stage)].result
+            upstream_stage, output_name = split_output_ref(output_ref)
+            result = results[upstream.spec.node_id(upstream_stage)].result
             assert result is not None
             artifact = result.outputs[output_name]
-            basename = Path(upstream.lock.stages[stage]["outputs"][output_name]).name
+            basename = Path(upstream.lock.stages[upstream_stage].outputs[output_name]).name
             upstream_artifacts[data_name] = {**artifact.to_dict(), "basename": basename}
             lineage.append(
                 {

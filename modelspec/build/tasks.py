@@ -67,7 +67,7 @@ class WorkspaceSources:
 
     def code(self, node: Node) -> Entry:
         item = self.graph.specs[node.spec_name]
-        return code_snapshot(item, node.stage_lock["code"], self.workspace, self.workspace.store)
+        return code_snapshot(item, node.stage_lock.code, self.workspace, self.workspace.store)
 
     def data(self, node: Node, source: DataInput) -> Entry:
         repo_root = self.graph.specs[node.spec_name].spec.repo_root
@@ -218,7 +218,7 @@ class Tasks:
             environment=environment,
             source_date_epoch=int(node.lock.code.get("time", 0)),
             log=self.sources.log(node),
-            limits=effective_limits(node.stage_lock.get("limits"), self.workspace.settings.get("limits")),
+            limits=effective_limits(node.stage_lock.limits, self.workspace.settings.get("limits")),
         )
 
     def environment(self, node: Node) -> Environment | None:
