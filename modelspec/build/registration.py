@@ -18,11 +18,10 @@ from ..flat import flatten
 from ..resolve import gitcode
 from ..spec.lockdata import PathData, RegisteredData
 from ..spec.model import split_output_ref
-from ..store.statcache import StatCache
 from ..store.workspace import Workspace
 from .graph import BuildGraph, DataInput
 from .rebuilder import NodeOutcome
-from .snapshots import code_snapshot, data_snapshot
+from .tasks import WorkspaceSources
 
 if TYPE_CHECKING:  # SQLAlchemy is imported only when a build actually registers something
     from ..registry.registry import ModelVersion, Registry, Revival
@@ -105,7 +104,7 @@ def register(
     content_ids: Mapping[str, str],
     results: Mapping[str, NodeOutcome],
     registry: Registry,
-    statcache: StatCache,
+    sources: WorkspaceSources,
 ) -> tuple[ModelVersion, bool, Revival | None]:
     """Register the build of `name`, after putting every reproduction input in the store."""
     from ..registry.registry import VersionDraft
@@ -113,13 +112,13 @@ def register(
     item = graph.specs[name]
     lock = item.lock
     stages = {}
-    for stage_name, stage in lock.stages.items():
+    for stage_name in lock.stages:
         node_id = item.spec.node_id(stage_name)
         node = graph.node(node_id)
         for source in node.inputs.values():
             if isinstance(source, DataInput):
-                data_snapshot(source, item.spec.repo_root, workspace.store, statcache)
-        code = code_snapshot(item, stage.code, workspace, workspace.store)
+                sources.data(node, source)
+        code = sources.code(node)
         stages[stage_name] = {**record["nodes"][node_id], "code": code.to_dict()}
         stages[stage_name].pop("key_document")
     if lock.environment is not None:

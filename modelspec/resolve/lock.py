@@ -3,6 +3,7 @@ composed config, environment digest). Every problem is a located `SpecError`."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -269,13 +270,14 @@ def _lock_stage(
             problems.append(spec.document.problem((*where, "code", i), f"{path} holds no files {place}"))
     params: dict[str, Any] = {}
     if config is not None:
-        keys = config_keys(config)
+        # Every key of the config, to suggest one: listed only on a mistake, not for each stage.
+        keys = functools.cache(functools.partial(config_keys, config))
         for i, dotted in enumerate(stage.params):
             found, _value = subtree(config, dotted)
             if not found:
                 problems.append(
                     spec.document.problem(
-                        (*where, "params", i), f"config key {dotted!r} does not exist{did_you_mean(dotted, keys)}"
+                        (*where, "params", i), f"config key {dotted!r} does not exist{did_you_mean(dotted, keys())}"
                     )
                 )
         for token in stage.argv:
@@ -286,7 +288,7 @@ def _lock_stage(
                         spec.document.problem(
                             (*where, "cmd"),
                             f"placeholder ${{{match.group(1)}}} names no key of the composed config"
-                            f"{did_you_mean(dotted, keys)}",
+                            f"{did_you_mean(dotted, keys())}",
                         )
                     )
         params = select_params(config, [p for p in stage.params if subtree(config, p)[0]])
@@ -309,3 +311,4 @@ def _lock_stage(
         metrics=stage.metrics,
         limits=dict(stage.limits) if stage.limits else None,
     )
+
