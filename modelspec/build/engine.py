@@ -89,7 +89,9 @@ def build(
     cache = ActionCache(workspace.action_cache_dir, store.tmp)
     environments = EnvironmentPool(workspace, options.offline, reporter)
     sources = WorkspaceSources(workspace, graph, ctx.statcache)
-    with Lease(workspace.home) as lease:  # what this build uses, so that a concurrent gc keeps it
+    # What this build uses is leased, so that a concurrent gc keeps it; its objects reach the
+    # disk before registration names them, not one fsync at a time.
+    with Lease(workspace.home) as lease, store.deferring_sync():
         rebuilder: Rebuilder = (
             ForcingRebuilder(cache, workspace.locks_dir)
             if options.force

@@ -186,6 +186,9 @@ def register(
         metrics=record["metrics"],
         lineage=lineage,
     )
+    # Durable before the registry names them. (An object another build is writing at the same
+    # time, found here already in the store, is made durable by that build when it ends.)
+    workspace.store.sync()
     return registry.register(draft)
 
 

@@ -15,7 +15,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +49,9 @@ class RunContext:
     store: LocalStore
     sandbox: Sandbox
     cancel: threading.Event
+    # How the work directory goes once the outputs are in the store: a build hands it to a
+    # background thread (`Remover`), so that the next stage does not wait for the disk.
+    remove: Callable[[Path], None] = remove_path
 
 
 @dataclass(frozen=True)
@@ -138,7 +141,7 @@ def run_node(job: StageJob, key: str, ctx: RunContext) -> ActionResult | StageFa
             metrics=metrics,
         )
     finally:
-        remove_path(workdir)
+        ctx.remove(workdir)
 
 
 def check_outputs(out_dir: Path, declared: Mapping[str, str]) -> str:

@@ -25,7 +25,7 @@ from ..events import Event, Reporter
 from ..sandbox.limits import effective_limits
 from ..sandbox.process import ProcessSandbox, Sandbox
 from ..store.leases import Lease
-from ..store.objects import Entry, LocalStore
+from ..store.objects import Entry, LocalStore, Remover
 from ..store.statcache import StatCache
 from ..store.traces import ActionResult
 from ..store.workspace import Workspace
@@ -173,6 +173,7 @@ class Tasks:
         self.cancel = cancel
         self.workspace = environments.workspace
         self.keys: dict[str, tuple[str, dict[str, Any]]] = {}
+        self.remover = Remover()  # work directories, removed behind the stages
 
     @property
     def store(self) -> LocalStore:
@@ -213,7 +214,7 @@ class Tasks:
         def run() -> ActionResult | StageFailure:
             self.reporter(Event("stage-start", node_id, {"key": key}))
             job = self.job(node, upstream_output)
-            result = run_node(job, key, RunContext(self.store, sandbox, self.cancel))
+            result = run_node(job, key, RunContext(self.store, sandbox, self.cancel, self.remover.remove))
             if isinstance(result, ActionResult):
                 self.lease.add([*result.outputs.values(), Entry("file", result.log, 0)])
             return result
@@ -265,16 +266,19 @@ def run_tasks(
 ) -> dict[str, NodeOutcome]:
     """Every node's outcome, the graph run by the scheduler (`order` is the graph's own
     order); a skipped node is reported."""
-    outcomes = schedule(
-        tasks.graph,
-        order,
-        tasks.run,
-        jobs=jobs,
-        keep_going=keep_going,
-        cancel=tasks.cancel,
-        executor=executor,
-        settle=tasks.settle,
-    )
+    try:
+        outcomes = schedule(
+            tasks.graph,
+            order,
+            tasks.run,
+            jobs=jobs,
+            keep_going=keep_going,
+            cancel=tasks.cancel,
+            executor=executor,
+            settle=tasks.settle,
+        )
+    finally:
+        tasks.remover.wait()  # the build leaves no work directory behind
     for outcome in outcomes.values():
         if outcome.state is NodeState.SKIPPED:
             tasks.reporter(Event("stage-skipped", outcome.node, {"reason": outcome.reason}))

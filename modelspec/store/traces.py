@@ -94,7 +94,9 @@ class ActionCache:
     def put(self, result: ActionResult) -> None:
         document = result.to_dict()
         document["checksum"] = digest_json(document)
-        write_atomic(self._path(result.key), canonical_json(document), self.temp_dir)
+        # Not fsynced: an entry checks itself (checksum) and its outputs are checked to be in
+        # the store, so one lost to a power cut is only a miss; the objects are durable.
+        write_atomic(self._path(result.key), canonical_json(document), self.temp_dir, durable=False)
 
     def drop_invalid(self) -> list[str]:
         """Delete entries that fail their checksum or do not parse; returns their keys."""
