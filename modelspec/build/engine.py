@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..digest import digest_json
 from ..events import Reporter, ignore
 from ..store.leases import Lease, remove_stale_leases
 from ..store.reserve import keep as keep_reserve
@@ -87,6 +88,8 @@ def build(
     sandboxes = choose_sandboxes(graph, isolation, reporter)
     write_locks(graph)
     cache = ActionCache(workspace.action_cache_dir, store.tmp)
+    targets = digest_json(sorted(graph.specs))
+    cache.read_index(targets)
     environments = EnvironmentPool(workspace, options.offline, reporter)
     sources = WorkspaceSources(workspace, graph, ctx.statcache)
     # What this build uses is leased, so that a concurrent gc keeps it; its objects reach the
@@ -100,6 +103,7 @@ def build(
         tasks = Tasks(graph, sources, sandboxes, environments, rebuilder, lease, reporter, cancel)
         order = graph.order()
         results = run_tasks(tasks, order, jobs=options.jobs, keep_going=options.keep_going, executor=executor)
+        cache.write_index(targets)
         report = BuildReport([results[n] for n in order])
         with lease.holding():
             _register(workspace, graph, results, tasks.keys, isolation, report, sources)

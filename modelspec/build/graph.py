@@ -10,6 +10,7 @@ stages into the graph; the other spec is found beside it as `<name>.yaml`.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import posixpath
 from collections.abc import Iterator, Mapping
@@ -19,9 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import Problem, SpecError, UsageError
 from ..resolve.lock import ResolveContext, resolve_spec
+from ..sandbox.layout import Command
 from ..spec.load import load_spec
 from ..spec.lockdata import FromStage, PathData, RegisteredData, StageInput, StageLock
 from ..spec.model import Lock, Spec, parse_overrides, split_output_ref
+from .keys import stage_command
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -65,6 +68,11 @@ class Node:
     @property
     def stage_lock(self) -> StageLock:
         return self.lock.stages[self.stage]
+
+    @functools.cached_property
+    def command(self) -> Command:
+        """The command its key holds (the same for every key a build computes for it)."""
+        return stage_command(self.stage_lock, {name: source.basename for name, source in self.inputs.items()})
 
 
 @dataclass

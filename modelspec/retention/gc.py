@@ -277,6 +277,8 @@ def _drop_action_entries(workspace: Workspace, swept: set[str], dry_run: bool) -
             dropped += 1
             if not dry_run:
                 cache.delete(key)
+    if dropped and not dry_run:
+        cache.drop_indexes()
     return dropped
 
 

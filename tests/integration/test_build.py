@@ -236,3 +236,33 @@ def test_a_callers_executor_runs_every_stage_and_stays_open(repo: Repo) -> None:
         assert report.ok and executor.submitted == 4
         executor.submit(lambda: None).result()  # still open: its owner shuts it down
     assert checkout_d(repo, spec) == expected_d("first\nmiddle\nlast\n")
+
+
+def test_the_action_cache_index_serves_a_no_op_and_never_a_wrong_hit(repo: Repo) -> None:
+    """A no-op build finds its entries in the index its last build wrote (the per-key files
+    are not needed); a damaged index is ignored; an indexed entry whose output is gone is a miss."""
+    spec = make_pipeline(repo)
+    repo.build_json(spec, in_process=True)
+    ac = repo.path / ".modelspec" / "ac"
+    (index,) = (ac / "index").glob("*.json")
+    entries = {p: p.read_bytes() for p in ac.glob("??/*.json")}
+    assert len(entries) == 4
+    for path in entries:
+        path.unlink()
+    assert set(states(repo.build_json(spec, in_process=True)).values()) == {"cached"}
+
+    assert b'"exit_code":0' in index.read_bytes()
+    index.write_bytes(index.read_bytes().replace(b'"exit_code":0', b'"exit_code":1'))  # damaged
+    for path, content in entries.items():
+        path.write_bytes(content)
+    assert set(states(repo.build_json(spec, in_process=True)).values()) == {"cached"}  # from the files
+
+    for path in entries:  # only the index left, and one output of stage c gone from the store
+        path.unlink()
+    document = json.loads(index.read_bytes().partition(b"\n")[2])
+    (entry,) = [e for e in document.values() if e["node"] == "pipe:c"]
+    digest = next(iter(entry["outputs"].values()))["digest"]
+    hexpart = digest.partition(":")[2]
+    (repo.path / ".modelspec" / "objects" / hexpart[:2] / hexpart).unlink()
+    rerun = states(repo.build_json(spec, in_process=True))
+    assert rerun["pipe:c"] == "ran" and rerun["pipe:a"] == "cached", rerun
