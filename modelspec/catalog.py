@@ -236,7 +236,23 @@ class Catalog:
             result["problems"] = problems
         return result
 
+    def info(self) -> dict[str, Any]:
+        """`registry info`: the backend, URL (never a password), schema version and counts."""
+        return self.registry.info()
+
     # -- writing ---------------------------------------------------------------------------
+
+    def copy_registry(self, url: str) -> dict[str, Any]:
+        """`registry copy --to URL`: the whole registry into an empty database; what the copy
+        holds, and whether its audit log verifies there."""
+        copied, problems = self.registry.copy_to(url)
+        source = self.registry.info()
+        if problems or copied["counts"] != source["counts"]:
+            raise StoreError(
+                f"the copy at {copied['url']} does not match its source: {'; '.join(problems) or 'counts differ'}",
+                hint="drop the target database and copy again",
+            )
+        return {"from": source["url"], "to": copied["url"], **{k: copied[k] for k in ("backend", "counts")}}
 
     def pin(self, ref: str, pinned: bool = True) -> tuple[ModelVersion, bool]:
         """Keep REF whatever retention says (or, `pinned` False, let it decide again); and

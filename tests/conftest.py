@@ -135,14 +135,18 @@ def missing(component: str, why: str) -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[str]:
-    """The URL of a PostgreSQL server (its `postgres` database): MODELSPEC_TEST_POSTGRES_URL,
-    else one this session starts (tests/pgserver.py) and stops at its end."""
+def need_psycopg() -> None:
     try:
         import psycopg  # noqa: F401
     except ImportError:
         missing("psycopg", "pip install -e '.[test]'")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """The URL of a PostgreSQL server (its `postgres` database): MODELSPEC_TEST_POSTGRES_URL,
+    else one this session starts (tests/pgserver.py) and stops at its end."""
+    need_psycopg()
     given = os.environ.get(pgserver.ENV)
     if given:
         yield given
@@ -157,6 +161,24 @@ def postgres_server() -> Iterator[str]:
         missing("a PostgreSQL server", f"{exc} (or set {pgserver.ENV})")
     try:
         yield server.url
+    finally:
+        server.stop()
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[pgserver.Server]:
+    """A PostgreSQL server of this test alone, which it may stop and start (faults)."""
+    need_psycopg()
+    parent = Path(tempfile.mkdtemp(prefix="modelspec-pg-"))
+    parent.chmod(0o755)
+    try:
+        server = pgserver.create(parent / "server")
+    except (RuntimeError, subprocess.CalledProcessError, OSError) as exc:
+        shutil.rmtree(parent, ignore_errors=True)
+        missing("a PostgreSQL server", str(exc))
+    try:
+        yield server
     finally:
         server.stop()
         shutil.rmtree(parent, ignore_errors=True)

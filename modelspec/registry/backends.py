@@ -69,10 +69,13 @@ def server_error(url: sa.URL, doing: str, exc: sa.exc.DBAPIError) -> StoreError:
     if url.password:
         reason = reason.replace(str(url.password), "***")
     where = f"{url.host or 'localhost'}:{url.port or 5432}"
-    hint = (
-        f"check that the PostgreSQL server at {where} is running and accepts connections from this machine "
-        "(the registry is `registry:` in modelspec.yaml, or MODELSPEC_REGISTRY_URL)"
-    )
-    if doing == "written":
-        hint += "; a write the server did not commit changed nothing: run the command again"
+    if isinstance(exc, sa.exc.OperationalError) or exc.connection_invalidated:  # unreachable, refused, dropped
+        hint = (
+            f"check that the PostgreSQL server at {where} is running and accepts connections from this machine "
+            "(the registry is `registry:` in modelspec.yaml, or MODELSPEC_REGISTRY_URL)"
+        )
+        if doing == "written":
+            hint += "; a write the server did not commit changed nothing: run the command again"
+    else:  # the server refused a statement: the transaction rolled back
+        hint = "nothing was written; `modelspec audit --verify` says whether the registry was edited by hand"
     return StoreError(f"the registry {shown(url)} cannot be {doing}: {reason}", hint=hint)

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 
 from ..errors import StoreError
 from ..spec.refs import Ref
-from . import aliases, audit, backends, lineage, queries, status, verify, versions
+from . import aliases, audit, backends, lineage, queries, status, transfer, verify, versions
 from . import tables as t
 from .aliases import primary_target
 from .facts import VersionFacts, retention_facts
@@ -153,6 +153,11 @@ class Registry:
             return database.removeprefix("file:").split("?")[0]
         return backends.shown(self.engine.url)
 
+    @property
+    def url_shown(self) -> str:
+        """The registry's URL as `registry:` would name it, without a password."""
+        return f"sqlite:///{self.shown}" if self.backend == "sqlite" else self.shown
+
     # -- transactions ----------------------------------------------------------------------
 
     @contextmanager
@@ -208,6 +213,21 @@ class Registry:
 
         problem = head_problem(recorded, t.identity(conn), last_seq, digest_at)
         return (problem, recorded) if problem else None
+
+    # -- the registry as a whole -----------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        """Backend, URL (without a password), schema version, identity, audit head, counts."""
+        with self._read() as conn:
+            return {"backend": self.backend, "url": self.url_shown, **transfer.info(conn)}
+
+    def copy_to(self, url: str) -> tuple[dict[str, Any], list[str]]:
+        """Copy every row into the empty registry at `url` (made there if need be): what the
+        copy holds (`info`), and what `audit --verify` finds wrong with it ([] when intact)."""
+        with Registry(url, clock=self.clock) as target:
+            with self._read() as source, target._write() as w:
+                transfer.copy(source, w, target.shown)
+            return target.info(), target.audit_problems()
 
     # -- audit -----------------------------------------------------------------------------
 
