@@ -182,8 +182,11 @@ class Catalog:
     def _known_metrics(self, name: str, metrics: list[str]) -> None:
         """A condition on a metric no version recorded would silently match nothing."""
         self._known_model(name)
-        known = self.registry.metric_names(name)
-        for metric in metrics:
+        unknown = self.registry.unknown_metrics(name, metrics)
+        if not unknown:
+            return
+        known = self.registry.metric_names(name)  # only to say what there is
+        for metric in unknown:
             if metric not in known:
                 raise UsageError(
                     f"--where: no version of {name} has a metric {metric!r}{did_you_mean(metric, known)}",

@@ -73,6 +73,7 @@ class Registry:
         self.clock = clock
         self.head_file = head_file  # the store's record of this registry (registry/head.py)
         self.engine = backends.create_engine(url)
+        self._current = False  # the schema is known to be this modelspec's (opened or migrated)
         try:
             self._open(guard, migrate)
         except BaseException:
@@ -94,6 +95,8 @@ class Registry:
             with self._write() as w:
                 t.migrate(w.conn)
             self.outdated = False
+            current = True
+        self._current = current
 
     @classmethod
     def at(cls, path: Path, head_file: Path | None = None, guard: bool = True, read_only: bool = False) -> Registry:
@@ -186,7 +189,10 @@ class Registry:
             conn.execution_options(modelspec_write=True)
             with conn.begin():
                 backends.begin_write(conn)
-                identity = t.identity(conn, create=True) if t.schema_version(conn) else None
+                if self._current:
+                    identity: str | None = t.identity(conn, create=True, known=True)
+                else:
+                    identity = t.identity(conn, create=True) if t.schema_version(conn) else None
                 write = audit.Write(conn, self.clock)
                 yield write
                 identity = identity or t.identity(conn, create=True)  # the migration made the registry
@@ -308,6 +314,11 @@ class Registry:
         """Every metric any version of model NAME recorded, sorted."""
         with self._read() as conn:
             return queries.metric_names(conn, name)
+
+    def unknown_metrics(self, name: str, metrics: list[str]) -> list[str]:
+        """Those of `metrics` that no version of model NAME recorded."""
+        with self._read() as conn:
+            return queries.unknown_metrics(conn, name, metrics)
 
     def artifacts_of(self, version: ModelVersion) -> dict[str, dict[str, Any]]:
         with self._read() as conn:

@@ -213,10 +213,11 @@ def schema_version(conn: sa.Connection) -> int:
     return int(value or 0)
 
 
-def identity(conn: sa.Connection, *, create: bool = False) -> str | None:
+def identity(conn: sa.Connection, *, create: bool = False, known: bool = False) -> str | None:
     """The registry's random identity, made with the registry (or at the first write of one
-    older than identities): the store records it, so another registry is recognised."""
-    if not sa.inspect(conn).has_table("meta"):
+    older than identities): the store records it, so another registry is recognised.
+    `known`: the tables are known to exist (saves a catalog query per write on a server)."""
+    if not known and not sa.inspect(conn).has_table("meta"):
         return None
     found = conn.execute(sa.select(meta.c.value).where(meta.c.key == "registry_id")).scalar()
     if found is None and create:

@@ -60,11 +60,11 @@ def copy(source: sa.Connection, target: Write, shown_target: str) -> dict[str, i
     if moved:
         target.conn.execute(sa.insert(t.meta), [{"key": r.key, "value": r.value} for r in moved])
     if target.conn.dialect.name == "postgresql":
-        _advance_sequences(target.conn)
+        advance_sequences(target.conn)
     return counts(target.conn)
 
 
-def _advance_sequences(conn: sa.Connection) -> None:
+def advance_sequences(conn: sa.Connection) -> None:
     """Rows inserted with their ids leave a sequence behind: the next version would get id 1."""
     for table, column in _SEQUENCED.items():
         conn.execute(
