@@ -40,8 +40,8 @@ SETTINGS = (
     Setting("store", STORE_DIR, "the store, relative to this file (MODELSPEC_HOME overrides it)"),
     Setting(
         "registry",
-        "sqlite:////srv/modelspec/registry.db",
-        "example; default: SQLite in the store",
+        "postgresql+psycopg://modelspec@db.internal:5432/modelspec",
+        "example: a team registry (pip install 'modelspec[postgres]'); default: SQLite in the store",
     ),
     Setting("retention", None, "defaults for every spec; a spec's own rules win, rule by rule"),
     Setting("retention.keep_last", 10, "example; no default (nothing is retired without a rule)"),
