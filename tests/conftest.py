@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -114,3 +115,24 @@ def repo(tmp_path: Path) -> Repo:
 def states(report: dict[str, Any]) -> dict[str, str]:
     """node → state from `build --json` output."""
     return {row["node"]: row["state"] for row in report["nodes"]}
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3 server on loopback (moto): `.ci/run`'s, or one started for this session."""
+    from s3server import ENDPOINT_VARIABLE, start_moto
+
+    given = os.environ.get(ENDPOINT_VARIABLE)
+    if given:
+        yield given
+    else:
+        yield from start_moto()
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh bucket on the test server, and AWS variables in the environment."""
+    from s3server import new_bucket, s3_environment
+
+    s3_environment(monkeypatch)
+    return new_bucket(s3_endpoint)
