@@ -334,6 +334,7 @@ def _run_all(work: Callable[[str], None], items: list[str], jobs: int) -> None:
                     pending.cancel()
                 raise error
 
+
 if TYPE_CHECKING:
     from .blobs import FileBlobs
 
