@@ -60,6 +60,8 @@ if TYPE_CHECKING:
     )
     from .retention.schedule import cron_expression as gc_schedule
     from .scaffold import InitReport
+    from .transfer import TransferReport, fetch, pull, push
+    from .transfer import status as remote_status
 
 # Names handed on from modules that only some commands need: importing them here would
 # load SQLAlchemy (the registry) or croniter into every command, a no-op build included.
@@ -82,6 +84,11 @@ _LAZY = {
     "timer_kind": ("retention.schedule", "timer_kind"),
     "gc_schedule": ("retention.schedule", "cron_expression"),
     "InitReport": ("scaffold", "InitReport"),
+    "TransferReport": ("transfer", "TransferReport"),
+    "push": ("transfer", "push"),
+    "fetch": ("transfer", "fetch"),
+    "pull": ("transfer", "pull"),
+    "remote_status": ("transfer", "status"),
 }
 
 
@@ -105,6 +112,7 @@ __all__ = [
     "NodeState",
     "Resolution",
     "Schedule",
+    "TransferReport",
     "Validated",
     "VerifyReport",
     "build",
@@ -113,6 +121,7 @@ __all__ = [
     "create_environment",
     "crontab_line",
     "du",
+    "fetch",
     "gc",
     "gc_daemon",
     "gc_schedule",
@@ -128,6 +137,9 @@ __all__ = [
     "open_registry",
     "open_workspace",
     "plan",
+    "pull",
+    "push",
+    "remote_status",
     "remove_environment",
     "reproduce",
     "systemd_units",

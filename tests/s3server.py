@@ -7,6 +7,7 @@ a missing server is a failure, never a skip. Each test gets a bucket of its own.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import urllib.request
@@ -26,6 +27,7 @@ def start_moto() -> Iterator[str]:
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request drowns a failure
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

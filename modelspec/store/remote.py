@@ -54,6 +54,7 @@ class Progress:
     done: int = 0
     bytes: int = 0
     transferred: int = 0  # objects actually sent or received (the rest were already there)
+    moved_bytes: int = 0  # their bytes
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -63,6 +64,7 @@ class Progress:
             self.done += 1
             self.bytes += size
             self.transferred += int(moved)
+            self.moved_bytes += size if moved else 0
             if self.report is not None:
                 self.report(self)
 
