@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from .reproduce import DIFFERENT, WITHIN, ReproductionReport
     from .retention.gc import GcReport
     from .retention.jobs import daemon as gc_daemon
-    from .retention.jobs import du, gc
+    from .retention.jobs import du, gc, remote_gc
     from .retention.schedule import (
         Schedule,
         crontab_line,
@@ -76,6 +76,7 @@ _LAZY = {
     "gc_daemon": ("retention.jobs", "daemon"),
     "du": ("retention.jobs", "du"),
     "gc": ("retention.jobs", "gc"),
+    "remote_gc": ("retention.jobs", "remote_gc"),
     "Schedule": ("retention.schedule", "Schedule"),
     "crontab_line": ("retention.schedule", "crontab_line"),
     "install_crontab": ("retention.schedule", "install_crontab"),
@@ -139,6 +140,7 @@ __all__ = [
     "plan",
     "pull",
     "push",
+    "remote_gc",
     "remote_status",
     "remove_environment",
     "reproduce",

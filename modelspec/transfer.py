@@ -23,14 +23,16 @@ from pathlib import Path
 from typing import Any
 
 from .build.loading import open_existing_registry
-from .build.needed import build_records, labelled_objects, metadata_entries, needed_objects, version_entries
+from .build.needed import build_records, labelled_objects, needed_objects, version_entries
 from .errors import UsageError
 from .events import Event, Reporter, ignore
 from .registry.registry import ModelVersion, Registry
+from .retention.remote_gc import kept_objects
 from .spec.model import split_output_ref
 from .store.objects import Entry, LocalStore, remove_path
 from .store.remote import Progress
-from .store.remote_cache import Remote, RemoteLease, open_remote, read_roots, write_roots
+from .store.remote_cache import Remote, RemoteLease, read_roots, write_roots
+from .store.remote_cache import require_remote as require_remote_of
 from .store.traces import ActionCache, ActionResult
 from .store.workspace import CHECKOUT_DIR, Workspace
 
@@ -64,14 +66,7 @@ class TransferReport:
 
 
 def require_remote(workspace: Workspace) -> Remote:
-    remote = open_remote(workspace.settings, workspace.home)
-    if remote is None:
-        raise UsageError(
-            f"the workspace {workspace.root} has no remote",
-            hint="add one to modelspec.yaml: `remote: {url: s3://bucket/prefix, endpoint: ...}` or "
-            "`remote: file:///shared/dir`",
-        )
-    return remote
+    return require_remote_of(workspace.settings, workspace.home, workspace.root)
 
 
 def _progress(reporter: Reporter, what: str) -> Callable[[Progress], None]:
@@ -107,16 +102,6 @@ def _versions(registry: Registry, refs: Iterable[str]) -> list[ModelVersion]:
     return versions
 
 
-def kept_objects(workspace: Workspace, registry: Registry) -> set[str]:
-    """What this workspace keeps (what its gc keeps): the roots it publishes on the remote."""
-    store = workspace.store
-    active = registry.versions_by_status("active")
-    kept = set(needed_objects(store, active, build_records(workspace)))
-    for version in [*active, *registry.versions_by_status("retired")]:
-        kept |= {entry.digest for _what, entry in metadata_entries(version)}
-    return kept
-
-
 def push(
     workspace: Workspace,
     refs: Iterable[str] = (),
@@ -145,6 +130,13 @@ def push(
             objects = [d for entry in result.outputs.values() for d in store.tree_objects(entry)]
             report.entries += int(remote.cache.put(result, [*objects, result.log]))
         write_roots(remote.blobs, remote.workspace_id, roots, {"root": str(workspace.root)})
+        # What was found there before may have been swept by a remote gc since (one whose
+        # sweep began before this push's lease was visible): check again, send it again.
+        lost = remote.store.missing(progress.present, jobs)
+        if lost:
+            again = remote.store.upload(store, lost, jobs=jobs)
+            progress.transferred += again.transferred
+            progress.moved_bytes += again.moved_bytes
     report.objects, report.transferred, report.bytes = progress.total, progress.transferred, progress.moved_bytes
     report.seconds = time.monotonic() - started
     return report

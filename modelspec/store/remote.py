@@ -21,7 +21,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -55,6 +55,7 @@ class Progress:
     bytes: int = 0
     transferred: int = 0  # objects actually sent or received (the rest were already there)
     moved_bytes: int = 0  # their bytes
+    present: set[str] = field(default_factory=set)  # found there already (not sent)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -260,6 +261,7 @@ class RemoteStore:
         absent = self.missing(wanted, jobs)
         sizes = {d: _local_size(local, d) for d in wanted}
         progress = Progress(len(wanted), sum(sizes.values()), report)
+        progress.present = set(wanted) - absent
         for digest in wanted:
             if digest not in absent:
                 progress.add(sizes[digest], moved=False)

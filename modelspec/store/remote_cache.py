@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..digest import canonical_json, digest_json, hex_of
+from ..errors import UsageError
 from .blobs import Blobs, RemoteConfig, open_blobs
 from .objects import write_atomic
 from .remote import RemoteStore
@@ -66,6 +67,17 @@ def open_remote(settings: dict[str, Any], home: Path) -> Remote | None:
         return None
     store = RemoteStore(open_blobs(config))
     return Remote(store, RemoteActionCache(store), workspace_id(home))
+
+
+def require_remote(settings: dict[str, Any], home: Path, root: Path) -> Remote:
+    remote = open_remote(settings, home)
+    if remote is None:
+        raise UsageError(
+            f"the workspace {root} has no remote",
+            hint="add one to modelspec.yaml: `remote: {url: s3://bucket/prefix, endpoint: ...}` or "
+            "`remote: file:///shared/dir`",
+        )
+    return remote
 
 
 def workspace_id(home: Path) -> str:
