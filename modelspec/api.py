@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     )
     from .retention.schedule import cron_expression as gc_schedule
     from .scaffold import InitReport
-    from .transfer import TransferReport, fetch, pull, push
+    from .transfer import TransferReport, fetch, pull, push, verify_remote
     from .transfer import status as remote_status
 
 # Names handed on from modules that only some commands need: importing them here would
@@ -90,6 +90,7 @@ _LAZY = {
     "fetch": ("transfer", "fetch"),
     "pull": ("transfer", "pull"),
     "remote_status": ("transfer", "status"),
+    "verify_remote": ("transfer", "verify_remote"),
 }
 
 
@@ -149,6 +150,7 @@ __all__ = [
     "validate",
     "validate_paths",
     "verify",
+    "verify_remote",
     "workspace_of",
     "write_locks",
 ]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -24,13 +25,13 @@ from typing import Any
 
 from .build.loading import open_existing_registry
 from .build.needed import build_records, labelled_objects, needed_objects, version_entries
-from .errors import UsageError
+from .errors import CorruptObjectError, StoreError, UsageError
 from .events import Event, Reporter, ignore
 from .registry.registry import ModelVersion, Registry
 from .retention.remote_gc import kept_objects
 from .spec.model import split_output_ref
 from .store.objects import Entry, LocalStore, remove_path
-from .store.remote import Progress
+from .store.remote import Progress, run_all
 from .store.remote_cache import Remote, RemoteLease, read_roots, write_roots
 from .store.remote_cache import require_remote as require_remote_of
 from .store.traces import ActionCache, ActionResult
@@ -268,3 +269,63 @@ def status(workspace: Workspace, *, jobs: int = DEFAULT_JOBS) -> dict[str, Any]:
             for ident, doc in sorted(roots.items())
         ],
     }
+
+
+@dataclass
+class RemoteVerifyReport:
+    url: str
+    checked: int = 0
+    bytes: int = 0
+    corrupt: list[str] = field(default_factory=list)  # quarantined on the remote
+    # action key → its node and the differing results (outputs by name → digest)
+    nondeterministic: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dangling: list[str] = field(default_factory=list)  # entries naming an object the remote lacks
+
+    @property
+    def ok(self) -> bool:
+        return not (self.corrupt or self.nondeterministic or self.dangling)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "remote": self.url,
+            "checked": self.checked,
+            "bytes": self.bytes,
+            "corrupt": self.corrupt,
+            "nondeterministic": self.nondeterministic,
+            "dangling_action_cache_entries": self.dangling,
+        }
+
+
+def verify_remote(workspace: Workspace, *, jobs: int = DEFAULT_JOBS, reporter: Reporter = ignore) -> RemoteVerifyReport:
+    """Re-hash every object on the remote (a corrupt one is quarantined there), and read
+    every action-cache entry: keys with two different results (a stage that is not
+    deterministic) and entries naming an object the remote lacks are reported."""
+    remote = require_remote(workspace)
+    report = RemoteVerifyReport(remote.url)
+    digests = sorted(remote.store.iter())
+    progress = Progress(len(digests), 0, _progress(reporter, "verify"))
+
+    def check(digest: str) -> None:
+        with tempfile.TemporaryFile() as scratch:
+            try:
+                size = remote.store.download_to(digest, scratch)
+            except CorruptObjectError:
+                report.corrupt.append(digest)
+                size = 0
+            except StoreError:
+                size = 0  # removed by a remote gc meanwhile
+        progress.add(size, moved=True)
+
+    run_all(check, digests, jobs)
+    report.checked, report.bytes = progress.done, progress.moved_bytes
+    present = set(digests) - set(report.corrupt)
+    for key, _names in remote.cache.by_key():
+        entries = remote.cache.entries(key)
+        if len(entries) > 1:
+            report.nondeterministic[key] = {
+                "node": entries[0].result.node,
+                "results": [{n: e.digest for n, e in sorted(r.result.outputs.items())} for r in entries],
+            }
+        report.dangling += [entry.name for entry in entries if not set(entry.objects) <= present]
+    return report

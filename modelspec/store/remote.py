@@ -277,7 +277,7 @@ class RemoteStore:
                 self.blobs.create(object_name(digest), path)
             progress.add(sizes[digest], moved=True)
 
-        _run_all(send, sorted(absent), jobs)
+        run_all(send, sorted(absent), jobs)
         return progress
 
     def download(
@@ -299,7 +299,7 @@ class RemoteStore:
         def fetch(digest: str) -> None:
             progress.add(self.fetch_into(local, digest), moved=True)
 
-        _run_all(fetch, absent, jobs)
+        run_all(fetch, absent, jobs)
         return progress
 
     def fetch_into(self, local: LocalStore, digest: str) -> int:
@@ -324,7 +324,7 @@ def _local_size(local: LocalStore, digest: str) -> int:
         ) from None
 
 
-def _run_all(work: Callable[[str], None], items: list[str], jobs: int) -> None:
+def run_all(work: Callable[[str], None], items: list[str], jobs: int) -> None:
     """Run `work` on every item, `jobs` at a time; the first failure is raised once the
     running ones finish (nothing half-done: each item is all or nothing)."""
     if not items:

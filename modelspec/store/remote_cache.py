@@ -138,7 +138,7 @@ class RemoteActionCache:
         name = f"{AC}{hex_of(result.key)}/{hex_of(outcome_digest(result))}.json"
         return self.blobs.create(name, canonical_json(document))
 
-    def keys(self) -> Iterator[tuple[str, list[str]]]:
+    def by_key(self) -> Iterator[tuple[str, list[str]]]:
         """Each key's entry names, from one listing of the cache."""
         by_key: dict[str, list[str]] = {}
         for info in self.blobs.scan(AC):
@@ -147,10 +147,6 @@ class RemoteActionCache:
                 by_key.setdefault(parts[-2], []).append(info.name)
         for key_hex, names in sorted(by_key.items()):
             yield "blake3:" + key_hex, sorted(names)
-
-    def nondeterministic(self) -> dict[str, list[RemoteResult]]:
-        """Keys with more than one result: the same inputs gave different outputs."""
-        return {key: found for key, names in self.keys() if len(names) > 1 and len(found := self.entries(key)) > 1}
 
 
 def _parse(data: bytes, key: str) -> tuple[ActionResult, tuple[str, ...]] | None:

@@ -91,3 +91,38 @@ def test_without_a_remote_the_commands_say_how_to_add_one(repo: Repo) -> None:
     assert repo.cli("push", "--help", check=True).stdout.count("--json") == 1
     unknown = repo.cli("push", "pipe@9.9.9")
     assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
+
+
+NOISY = """\
+modelspec: 1
+name: noisy
+version: "1.0"
+code: {repo: ..}
+stages:
+  draw:
+    cmd: sh -c 'head -c 16 /dev/urandom > ${outputs.out}'
+    outputs: {out: draw.bin}
+artifacts: [draw.out]
+"""
+
+
+def test_verify_remote_reports_a_stage_that_is_not_deterministic(repo: Repo, tmp_path: Path) -> None:
+    repo.write("modelspec.yaml", f"remote: '{(tmp_path / 'shared').as_uri()}'\n")
+    repo.write("specs/noisy.yaml", NOISY)
+    repo.commit("a stage that draws random bytes")
+    repo.cli("build", "specs/noisy.yaml", check=True)
+    clean = json.loads(repo.cli("verify", "--remote", "--json", check=True).stdout)
+    assert clean["ok"] and clean["checked"] >= 2 and clean["nondeterministic"] == {}
+    # Another machine runs it too (--no-remote) and uploads its different result.
+    repo.cli("build", "specs/noisy.yaml", "--force", check=True)
+    result = repo.cli("verify", "--remote", "--json")
+    assert result.returncode == 1
+    found = json.loads(result.stdout)["nondeterministic"]
+    assert [item["node"] for item in found.values()] == ["noisy:draw"]
+    assert len(next(iter(found.values()))["results"]) == 2
+    text = repo.cli("verify", "--remote").stdout
+    assert "not deterministic: noisy:draw gave 2 different results" in text
+    # The first result stays the one builds use: the entry that arrived first.
+    assert len(list((tmp_path / "shared" / "ac").rglob("*.json"))) == 2
+    both = repo.cli("verify", "--remote", "--all")
+    assert both.returncode == 2 and "Traceback" not in both.stderr
