@@ -32,7 +32,7 @@ from .retention.remote_gc import kept_objects
 from .spec.model import split_output_ref
 from .store.objects import Entry, LocalStore, remove_path
 from .store.remote import Progress, run_all
-from .store.remote_cache import Remote, RemoteLease, read_roots, write_roots
+from .store.remote_cache import Remote, RemoteLease, read_condemned, read_roots, write_roots
 from .store.remote_cache import require_remote as require_remote_of
 from .store.traces import ActionCache, ActionResult
 from .store.workspace import CHECKOUT_DIR, Workspace
@@ -126,14 +126,15 @@ def push(
     report = TransferReport("push", remote.url, [v.ref for v in versions])
     with RemoteLease(remote.blobs) as lease:
         lease.add(wanted)  # before the existence checks: a concurrent remote gc keeps them
+        condemned = read_condemned(remote.blobs)
         progress = remote.store.upload(store, wanted, jobs=jobs, report=_progress(reporter, "upload"))
         for result in results:
             objects = [d for entry in result.outputs.values() for d in store.tree_objects(entry)]
             report.entries += int(remote.cache.put(result, [*objects, result.log]))
         write_roots(remote.blobs, remote.workspace_id, roots, {"root": str(workspace.root)})
-        # What was found there before may have been swept by a remote gc since (one whose
-        # sweep began before this push's lease was visible): check again, send it again.
-        lost = remote.store.missing(progress.present, jobs)
+        # An object found there that a remote gc had condemned may have been deleted since
+        # by a gc whose sweep began before this push's lease was visible: check, send again.
+        lost = remote.store.missing(progress.present & set(condemned), jobs)
         if lost:
             again = remote.store.upload(store, lost, jobs=jobs)
             progress.transferred += again.transferred

@@ -28,6 +28,7 @@ from ..store.remote_cache import (
     CONDEMNED,
     Remote,
     live_remote_leased,
+    read_condemned,
     read_roots,
     write_roots,
 )
@@ -110,7 +111,7 @@ def collect_remote(
     if not dry_run:
         blobs.delete(stale_entries)  # before any object they name
 
-    condemned = _read_condemned(remote)
+    condemned = read_condemned(blobs)
     still: dict[str, float] = {}
     doomed = []
     for info in blobs.scan("objects/"):
@@ -151,11 +152,3 @@ def _entry_objects(remote: Remote, name: str) -> set[str]:
         return {str(d) for d in json.loads(data or b"")["objects"]}
     except (ValueError, KeyError, TypeError):
         return set()  # unreadable: names nothing, and is deleted once old
-
-
-def _read_condemned(remote: Remote) -> dict[str, float]:
-    data = remote.blobs.get(CONDEMNED)
-    try:
-        return {str(k): float(v) for k, v in json.loads(data or b"{}").items()}
-    except (ValueError, TypeError, AttributeError):
-        return {}

@@ -10,8 +10,9 @@ uploads just what is missing. Every read is verified against the digest before a
 is handed out or enters the local store; a corrupt remote object is moved to quarantine.
 
 Many small objects are not one round trip each for the existence check: `missing` lists
-the fan-out folders the digests fall into (one request per thousand objects) instead of
-asking about each, and uploads and downloads run `jobs` at a time.
+the remote (a small one whole, a large one by the fan-out folders the digests fall into;
+a thousand names per request) instead of asking about each, and uploads and downloads run
+`jobs` at a time.
 """
 
 from __future__ import annotations
@@ -94,13 +95,27 @@ class RemoteStore:
                 present = list(pool.map(self.has, sorted(wanted)))
             return {d for d, there in zip(sorted(wanted), present, strict=True) if not there}
         fans = sorted({hex_of(d)[:2] for d in wanted})
+        # A small remote is listed whole: a page of a thousand names per request, in order.
+        # A large one stops that after as many pages as the fan listings cost in rounds.
+        listed = self._small_listing(max(2, len(fans) // max(1, jobs)))
+        if listed is not None:
+            return wanted - listed
 
-        def listed(fan: str) -> set[str]:
+        def fan_listing(fan: str) -> set[str]:
             return {PREFIX + info.name.rsplit("/", 1)[-1] for info in self.blobs.scan(f"{OBJECTS}{fan}/")}
 
         with ThreadPoolExecutor(max(1, jobs)) as pool:
-            there = set().union(*pool.map(listed, fans))
+            there = set().union(*pool.map(fan_listing, fans))
         return wanted - there
+
+    def _small_listing(self, pages: int) -> set[str] | None:
+        """Every digest on the remote, or None once there are more than `pages` thousand."""
+        found = set()
+        for info in self.blobs.scan(OBJECTS):
+            found.add(PREFIX + info.name.rsplit("/", 1)[-1])
+            if len(found) > pages * 1000:
+                return None
+        return found
 
     # -- writing -----------------------------------------------------------------------
 

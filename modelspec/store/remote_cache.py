@@ -232,3 +232,12 @@ def read_roots(blobs: Blobs) -> dict[str, dict[str, Any]]:
         document = json.loads(data)
         found[str(document["workspace"])] = document
     return found
+
+
+def read_condemned(blobs: Blobs) -> dict[str, float]:
+    """Objects the last remote gc found unneeded, with when it first did."""
+    data = blobs.get(CONDEMNED)
+    try:
+        return {str(k): float(v) for k, v in json.loads(data or b"{}").items()}
+    except (ValueError, TypeError, AttributeError):
+        return {}
