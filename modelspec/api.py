@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from .reproduce import DIFFERENT, WITHIN, ReproductionReport
     from .retention.gc import GcReport
     from .retention.jobs import daemon as gc_daemon
-    from .retention.jobs import du, gc
+    from .retention.jobs import du, gc, remote_gc
     from .retention.schedule import (
         Schedule,
         crontab_line,
@@ -60,6 +60,8 @@ if TYPE_CHECKING:
     )
     from .retention.schedule import cron_expression as gc_schedule
     from .scaffold import InitReport
+    from .transfer import TransferReport, fetch, pull, push, verify_remote
+    from .transfer import status as remote_status
 
 # Names handed on from modules that only some commands need: importing them here would
 # load SQLAlchemy (the registry) or croniter into every command, a no-op build included.
@@ -74,6 +76,7 @@ _LAZY = {
     "gc_daemon": ("retention.jobs", "daemon"),
     "du": ("retention.jobs", "du"),
     "gc": ("retention.jobs", "gc"),
+    "remote_gc": ("retention.jobs", "remote_gc"),
     "Schedule": ("retention.schedule", "Schedule"),
     "crontab_line": ("retention.schedule", "crontab_line"),
     "install_crontab": ("retention.schedule", "install_crontab"),
@@ -82,6 +85,12 @@ _LAZY = {
     "timer_kind": ("retention.schedule", "timer_kind"),
     "gc_schedule": ("retention.schedule", "cron_expression"),
     "InitReport": ("scaffold", "InitReport"),
+    "TransferReport": ("transfer", "TransferReport"),
+    "push": ("transfer", "push"),
+    "fetch": ("transfer", "fetch"),
+    "pull": ("transfer", "pull"),
+    "remote_status": ("transfer", "status"),
+    "verify_remote": ("transfer", "verify_remote"),
 }
 
 
@@ -105,6 +114,7 @@ __all__ = [
     "NodeState",
     "Resolution",
     "Schedule",
+    "TransferReport",
     "Validated",
     "VerifyReport",
     "build",
@@ -113,6 +123,7 @@ __all__ = [
     "create_environment",
     "crontab_line",
     "du",
+    "fetch",
     "gc",
     "gc_daemon",
     "gc_schedule",
@@ -128,6 +139,10 @@ __all__ = [
     "open_registry",
     "open_workspace",
     "plan",
+    "pull",
+    "push",
+    "remote_gc",
+    "remote_status",
     "remove_environment",
     "reproduce",
     "systemd_units",
@@ -135,6 +150,7 @@ __all__ = [
     "validate",
     "validate_paths",
     "verify",
+    "verify_remote",
     "workspace_of",
     "write_locks",
 ]

@@ -28,6 +28,7 @@ from .loading import load_graph, open_registry, write_locks
 from .plan import Isolation, content_ids
 from .rebuilder import CachingRebuilder, ForcingRebuilder, NodeOutcome, NodeState, Rebuilder
 from .registration import build_record, differing_outputs, register, save_build_record, unchanged_registration
+from .remote import with_remote
 from .tasks import EnvironmentPool, Tasks, WorkspaceSources, choose_sandboxes, run_tasks
 
 if TYPE_CHECKING:
@@ -43,6 +44,8 @@ class BuildOptions:
     hermetic: str | None = None
     allow_dirty: bool = False
     offline: bool = False
+    remote: bool = True  # ask the workspace's remote cache after a local miss (--no-remote)
+    push: bool = True  # upload what ran to the remote as the build goes (--no-push)
 
 
 @dataclass
@@ -99,6 +102,9 @@ def build(
             ForcingRebuilder(cache, workspace.locks_dir)
             if options.force
             else CachingRebuilder(cache, store, workspace.locks_dir, lease)
+        )
+        rebuilder = with_remote(
+            rebuilder, workspace, lease, reporter, fetch=options.remote and not options.force, push=options.push
         )
         tasks = Tasks(graph, sources, sandboxes, environments, rebuilder, lease, reporter, cancel)
         order = graph.order()

@@ -107,6 +107,8 @@ def plan(args: tuple[str, ...], allow_dirty: bool, hermetic: str | None, as_json
 @click.option("--hermetic", type=click.Choice(["strict", "auto", "off"]), help="Override the spec's sandbox policy.")
 @click.option("--allow-dirty", is_flag=True, help="Use the working files of uncommitted code paths.")
 @click.option("--offline", is_flag=True, help="Create environments from uv's cache only.")
+@click.option("--no-remote", is_flag=True, help="Do not ask the workspace's remote cache (modelspec.yaml `remote:`).")
+@click.option("--no-push", is_flag=True, help="Do not upload what ran to the workspace's remote.")
 @json_option
 @handle_errors
 def build(
@@ -117,6 +119,8 @@ def build(
     hermetic: str | None,
     allow_dirty: bool,
     offline: bool,
+    no_remote: bool,
+    no_push: bool,
     as_json: bool,
 ) -> None:
     """Build SPEC... [OVERRIDES...]: run the stages whose inputs changed, reuse the rest.
@@ -137,6 +141,8 @@ def build(
         hermetic=hermetic,
         allow_dirty=allow_dirty,
         offline=offline,
+        remote=not no_remote,
+        push=not no_push,
     )
     signal.signal(signal.SIGTERM, raise_interrupt)
     console = make_console(stderr=as_json)

@@ -2,8 +2,8 @@
 
 Each implementation is one parameter of the `backend` fixture: a store, a way to open a
 fresh view of the same objects (what another process sees), and a way to damage an
-object's bytes behind the store's back. The remote and chunked stores of the next issues
-add themselves to `BACKENDS` and must pass the same tests.
+object's bytes behind the store's back. The remote store runs them over a shared
+directory (`file://`) and over a real S3 server (moto, on loopback).
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ import pytest
 
 from modelspec.digest import digest_bytes
 from modelspec.errors import CorruptObjectError, StoreError
+from modelspec.store.blobs import RemoteConfig, open_blobs
 from modelspec.store.objects import Entry, LocalStore
 from modelspec.store.protocol import ObjectStore
+from modelspec.store.remote import RemoteStore, object_name
 
 DATA = b"the bytes of an artifact\n"
 
@@ -43,11 +45,36 @@ def _local(tmp_path: Path) -> Backend:
     return Backend(LocalStore(root), lambda: LocalStore(root), corrupt)
 
 
-BACKENDS: dict[str, Callable[[Path], Backend]] = {"local": _local}
+def _remote_file(tmp_path: Path) -> Backend:
+    root = tmp_path / "shared"
+    config = RemoteConfig(root.as_uri())
+
+    def corrupt(digest: str) -> None:
+        path = root / object_name(digest)
+        path.unlink()
+        path.write_bytes(b"not what the digest says\n")
+
+    return Backend(RemoteStore(open_blobs(config)), lambda: RemoteStore(open_blobs(config)), corrupt)
+
+
+def _remote_s3(tmp_path: Path, endpoint: str = "", bucket: str = "") -> Backend:
+    config = RemoteConfig(f"s3://{bucket}/team/models", endpoint=endpoint)
+    blobs = open_blobs(config)
+
+    def corrupt(digest: str) -> None:
+        blobs.replace(object_name(digest), b"not what the digest says\n")
+
+    return Backend(RemoteStore(blobs), lambda: RemoteStore(open_blobs(config)), corrupt)
+
+
+BACKENDS: dict[str, Callable[..., Backend]] = {"local": _local, "remote-file": _remote_file, "remote-s3": _remote_s3}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    if request.param == "remote-s3":  # a real S3 server (moto) on loopback, a bucket of its own
+        endpoint = request.getfixturevalue("s3_endpoint")
+        return _remote_s3(tmp_path, endpoint, request.getfixturevalue("s3_bucket"))
     return BACKENDS[request.param](tmp_path)
 
 
