@@ -45,6 +45,7 @@ from .store.workspace import CHECKOUT_DIR, Workspace, check_workspace_file, find
 
 if TYPE_CHECKING:
     from .catalog import Catalog, Resolution
+    from .quality import judge_gates
     from .registry.versions import MARKS
     from .reproduce import DIFFERENT, WITHIN, ReproductionReport
     from .retention.gc import GcReport
@@ -67,6 +68,7 @@ _LAZY = {
     "Catalog": ("catalog", "Catalog"),
     "Resolution": ("catalog", "Resolution"),
     "MARKS": ("registry.versions", "MARKS"),
+    "judge_gates": ("quality", "judge_gates"),
     "DIFFERENT": ("reproduce", "DIFFERENT"),
     "WITHIN": ("reproduce", "WITHIN"),
     "ReproductionReport": ("reproduce", "ReproductionReport"),
@@ -119,6 +121,7 @@ __all__ = [
     "init",
     "install_crontab",
     "install_systemd_units",
+    "judge_gates",
     "list_environments",
     "load_graph",
     "lock_bytes",

@@ -18,7 +18,7 @@ import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -28,7 +28,7 @@ import sqlalchemy as sa
 
 from ..errors import StoreError
 from ..spec.refs import Ref
-from . import aliases, audit, lineage, queries, status, verify, versions
+from . import aliases, audit, gates, lineage, queries, status, verify, versions
 from . import tables as t
 from .aliases import primary_target
 from .facts import VersionFacts, retention_facts
@@ -304,13 +304,16 @@ class Registry:
         with self._read() as conn:
             return queries.alias_names(conn, name)
 
-    def promote(self, ref: str, alias: str, actor: str, weight: float | None = None) -> list[list[Any]]:
+    def promote(
+        self, ref: str, alias: str, actor: str, weight: float | None = None, force_reason: str | None = None
+    ) -> list[list[Any]]:
         """Point `alias` at a version; with `weight`, add it beside the current targets (a
         canary) and scale the others so that the weights sum to 1."""
         aliases.check_promotion(ref, alias, weight)
         version = self.resolve(ref)
         aliases.check_promotable(version)
         with self._write() as w:
+            gates.accept(w, version, alias, actor, force_reason)
             return aliases.promote(w, version, alias, actor, weight)
 
     def rollback(self, name: str, alias: str, actor: str) -> list[list[Any]]:
@@ -367,6 +370,14 @@ class Registry:
     def reproductions_of(self, version: ModelVersion) -> list[dict[str, Any]]:
         with self._read() as conn:
             return lineage.reproductions(conn, version.id)
+
+    def judge_gates(self, version: ModelVersion, of: Iterable[gates.Gate], by: str, always: bool) -> gates.GateVerdict:
+        with self._write() as w:
+            return gates.judge(w, version, of, by, always)
+
+    def gate_verdicts(self, version_ids: list[int]) -> dict[int, dict[str, Any]]:
+        with self._read() as conn:
+            return gates.latest(conn, version_ids)
 
 
 def _configure_sqlite(engine: sa.Engine) -> None:

@@ -337,6 +337,7 @@ def test_catalog_versions_and_show(tmp_path: Path, registry: Registry, clock: Cl
             "aliases": ["production"],
             "alias_weights": {"production": 1.0},
             "status": "active",
+            "gate": None,
             "pinned": False,
             "marks": [],
             "dirty": False,
