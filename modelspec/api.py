@@ -45,7 +45,7 @@ from .store.workspace import CHECKOUT_DIR, Workspace, check_workspace_file, find
 
 if TYPE_CHECKING:
     from .catalog import Catalog, Resolution
-    from .quality import judge_gates
+    from .quality import judge_gates, metric_history, write_metrics_plot
     from .registry.versions import MARKS
     from .reproduce import DIFFERENT, WITHIN, ReproductionReport
     from .retention.gc import GcReport
@@ -69,6 +69,8 @@ _LAZY = {
     "Resolution": ("catalog", "Resolution"),
     "MARKS": ("registry.versions", "MARKS"),
     "judge_gates": ("quality", "judge_gates"),
+    "metric_history": ("quality", "metric_history"),
+    "write_metrics_plot": ("quality", "write_metrics_plot"),
     "DIFFERENT": ("reproduce", "DIFFERENT"),
     "WITHIN": ("reproduce", "WITHIN"),
     "ReproductionReport": ("reproduce", "ReproductionReport"),
@@ -127,6 +129,7 @@ __all__ = [
     "lock_bytes",
     "lock_path",
     "lock_requirements",
+    "metric_history",
     "open_catalog",
     "open_registry",
     "open_workspace",
@@ -140,6 +143,7 @@ __all__ = [
     "verify",
     "workspace_of",
     "write_locks",
+    "write_metrics_plot",
 ]
 
 

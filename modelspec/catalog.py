@@ -10,6 +10,7 @@ from types import TracebackType
 from typing import Any
 
 from .errors import CorruptObjectError, StoreError, UsageError, did_you_mean
+from .registry.gates import latest as latest_verdicts
 from .registry.registry import ModelVersion, Registry, primary_target, retired_error
 from .registry.versiondiff import diff_versions, packages_of
 from .resolve import gitcode
@@ -98,7 +99,7 @@ class Catalog:
             for version, weight in self.registry.alias_targets(name, alias):
                 weights.setdefault(version.id, {})[alias] = weight
         pins = self.registry.pins_of([v.id for v in found])
-        gates = self.registry.gate_verdicts([v.id for v in found])
+        gates = self.registry.read(latest_verdicts, [v.id for v in found])
         return [
             {
                 "version": v.version,
@@ -144,7 +145,7 @@ class Catalog:
         return info
 
     def _info(self, version: ModelVersion) -> dict[str, Any]:
-        gate = self.registry.gate_verdicts([version.id]).get(version.id)
+        gate = self.registry.read(latest_verdicts, [version.id]).get(version.id)
         return {
             **version.to_dict(),
             "status": shown_status(version, gate),

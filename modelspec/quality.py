@@ -1,13 +1,18 @@
 """The quality of versions, on top of the catalog: quality gates judged again (`modelspec
-gate`), metrics over versions (`modelspec metrics`). Values in, values out; nothing prints."""
+gate`), metrics over versions (`modelspec metrics`) and their charts. Values in, values
+out; nothing prints."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .catalog import Catalog
-from .errors import UsageError
-from .registry.gates import GateVerdict
+from .errors import UsageError, did_you_mean
+from .registry.gates import GateVerdict, latest
+from .registry.series import metric_series
 from .spec.gates import Gate
 
 
@@ -24,7 +29,7 @@ def judge_gates(catalog: Catalog, ref: str, spec_path: Path | None = None) -> Ga
         if not spec.gates:
             raise UsageError(f"{spec.shown} has no gates", hint="add gates: to the spec (see README, Quality gates)")
         return catalog.registry.judge_gates(version, spec.gates, catalog.actor, always=True)
-    found = catalog.registry.gate_verdicts([version.id]).get(version.id)
+    found = catalog.registry.read(latest, [version.id]).get(version.id)
     if found is not None and found["details"].get("results"):
         gates = [Gate.from_dict(r["gate"]) for r in found["details"]["results"]]
         return catalog.registry.judge_gates(version, gates, catalog.actor, always=True)
@@ -32,3 +37,109 @@ def judge_gates(catalog: Catalog, ref: str, spec_path: Path | None = None) -> Ga
         f"{version.ref} was never judged by quality gates",
         hint=f"name the spec whose gates to use: modelspec gate {ref} --spec specs/{version.name}.yaml",
     )
+
+
+# -- metrics over versions -----------------------------------------------------------------------
+
+SPARKS = "▁▂▃▄▅▆▇█"
+SPARK_WIDTH = 60  # at most this many characters: a longer series is sampled evenly
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    version: str
+    created: float
+    status: str  # as `versions` shows it: active, rejected, retired
+    aliases: tuple[str, ...]
+    metrics: Mapping[str, float]
+    deltas: Mapping[str, float]  # each metric's change from the previous version that recorded it
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "created": self.created,
+            "status": self.status,
+            "aliases": list(self.aliases),
+            "metrics": dict(self.metrics),
+            "deltas": dict(self.deltas),
+        }
+
+
+@dataclass(frozen=True)
+class MetricHistory:
+    name: str
+    metrics: tuple[str, ...]  # the metrics shown, sorted
+    points: tuple[MetricPoint, ...]  # in version order
+
+    def series(self, metric: str) -> list[float | None]:
+        return [p.metrics.get(metric) for p in self.points]
+
+    def summary(self, metric: str) -> dict[str, Any]:
+        values = [v for v in self.series(metric) if v is not None]
+        return {
+            "count": len(values),
+            "min": min(values, default=None),
+            "max": max(values, default=None),
+            "last": values[-1] if values else None,
+            "sparkline": sparkline(self.series(metric)),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "metrics": list(self.metrics),
+            "versions": [p.to_dict() for p in self.points],
+            "summary": {m: self.summary(m) for m in self.metrics},
+        }
+
+
+def metric_history(catalog: Catalog, name: str, metric: str | None = None, since: float | None = None) -> MetricHistory:
+    """Every version of model NAME (created at or after `since`) with its metrics (or only
+    `metric`), each one's change from the version before that recorded it, and its aliases."""
+    registry = catalog.registry
+    versions = registry.read(metric_series, name, metric)
+    if not versions:
+        catalog.versions(name)  # raises: no model named NAME, listing those there are
+    known = sorted({k for v in versions for k in v.metrics})
+    if metric is not None and not known:
+        known = registry.metric_names(name)
+        raise UsageError(
+            f"no version of {name} has a metric {metric!r}{did_you_mean(metric, known)}",
+            hint=f"the metrics of {name}: {', '.join(known) or 'none'}",
+        )
+    aliases = registry.aliases_of(name)
+    previous: dict[str, float] = {}
+    points = []
+    for v in versions:
+        deltas = {k: x - previous[k] for k, x in v.metrics.items() if k in previous}
+        previous.update(v.metrics)
+        if since is None or v.created >= since:  # an older one is still the base of the next delta
+            points.append(MetricPoint(v.version, v.created, v.status, tuple(aliases.get(v.id, [])), v.metrics, deltas))
+    return MetricHistory(name, tuple(known), tuple(points))
+
+
+def sparkline(values: Sequence[float | None], width: int = SPARK_WIDTH) -> str:
+    """`▁▃█▅`: each value's height between the series' min and max; a space where a
+    version did not record it. A series longer than `width` is sampled evenly."""
+    if len(values) > width:
+        values = [values[round(i * (len(values) - 1) / (width - 1))] for i in range(width)]
+    present = [v for v in values if v is not None]
+    if not present:
+        return ""
+    low, high = min(present), max(present)
+    span = high - low
+    top = len(SPARKS) - 1
+    return "".join(
+        " " if v is None else SPARKS[round((v - low) / span * top) if span else top // 2] for v in values
+    )
+
+
+def write_metrics_plot(history: MetricHistory, target: Path) -> Path:
+    """A chart of each metric over the versions, aliases marked: SVG written directly, PNG
+    with matplotlib (the `plot` extra)."""
+    from .plots import line_charts, save
+
+    charts = [(m, history.series(m)) for m in history.metrics]
+    labels = [p.version for p in history.points]
+    marks = {i: ", ".join(p.aliases) for i, p in enumerate(history.points) if p.aliases}
+    return save(line_charts(f"{history.name}: metrics over versions", labels, charts, marks), target)

@@ -246,7 +246,9 @@ def _alias_target(registry: Registry, name: str, alias: str, allow: tuple[str, .
 
 def _rejected(registry: Registry, versions: list[ModelVersion]) -> set[int]:
     """The ids of the versions whose newest gate verdict failed (a forced promotion accepts one)."""
-    verdicts = registry.gate_verdicts([v.id for v in versions])
+    from ..registry.gates import latest
+
+    verdicts = registry.read(latest, [v.id for v in versions])
     return {i for i, found in verdicts.items() if found["verdict"] == "failed"}
 
 

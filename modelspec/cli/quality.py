@@ -62,3 +62,54 @@ def gate(ref: str, spec_path: Path | None, as_json: bool) -> None:
         for line in gate_lines(verdict.verdict, shown["results"]):
             echo(line)
     raise SystemExit(1 if verdict.rejected else 0)
+
+
+@main.command()
+@click.argument("name")
+@click.option("--metric", help="Only this metric (default: every metric the model recorded).")
+@click.option("--since", help="Only versions created at or after this date (2026-11-30, 2026-11-30T14:00; UTC).")
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write a chart of each metric over the versions, aliases marked: .svg, or .png (needs matplotlib).",
+)
+@json_option
+@handle_errors
+def metrics(name: str, metric: str | None, since: str | None, plot_path: Path | None, as_json: bool) -> None:
+    """Metrics of model NAME over its versions: each value with its change from the version
+    before, the aliases serving each version, and a sparkline per metric."""
+    from ..api import metric_history, write_metrics_plot
+    from ..text import printable
+    from . import metric_text, parse_when
+
+    start = parse_when(since) if since else None
+    with open_catalog_here(read_only=True) as catalog:
+        history = metric_history(catalog, name, metric, start)
+    written = write_metrics_plot(history, plot_path) if plot_path is not None else None
+    if as_json:
+        emit_json({**history.to_dict(), "plot": str(written) if written else None})
+        return
+    rows = [["version", "created (UTC)", "status", *history.metrics, "aliases"]]
+    for p in history.points:
+        values = []
+        for m in history.metrics:
+            value = p.metrics.get(m)
+            delta = f" ({metric_text(p.deltas[m], '+.4g')})" if m in p.deltas else ""
+            values.append("" if value is None else metric_text(value, ".4g") + delta)
+        rows.append([p.version, when(p.created), p.status, *values, printable(", ".join(p.aliases))])
+    # Plain aligned columns, not a rich table: 10,000 versions print in a blink. Only the
+    # metric names and aliases are user strings (shown escaped); the rest is ours.
+    rows[0] = [printable(text) for text in rows[0]]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    click.echo("\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows))
+    width = max((len(m) for m in history.metrics), default=0)
+    for m in history.metrics:
+        s = history.summary(m)
+        if s["count"]:
+            low, high, last = (metric_text(s[k], ".4g") for k in ("min", "max", "last"))
+            echo(f"{m:<{width}}  {s['sparkline']}  min {low}  max {high}  last {last}")
+    if not history.points:
+        echo(f"no version of {name} was created since {since}")
+    if written is not None:
+        echo(f"wrote {written}")

@@ -18,7 +18,7 @@ import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -375,9 +375,9 @@ class Registry:
         with self._write() as w:
             return gates.judge(w, version, of, by, always)
 
-    def gate_verdicts(self, version_ids: list[int]) -> dict[int, dict[str, Any]]:
+    def read(self, query: Callable[..., Any], *args: Any) -> Any:  # gates.latest, series.metric_series...
         with self._read() as conn:
-            return gates.latest(conn, version_ids)
+            return query(conn, *args)
 
 
 def _configure_sqlite(engine: sa.Engine) -> None:

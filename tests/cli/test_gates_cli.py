@@ -1,14 +1,18 @@
 """Quality gates end to end, with real builds of one small model whose metrics come from its
 config: `build` judges and exits 1 on a failed gate (0 with --no-gate-exit), `versions` and
 `show` say rejected, `promote` refuses it until `--force --reason` (audited), a registered
-input skips it, `gate REF` judges again, and gates are not part of the content id."""
+input skips it, `gate REF` judges again, and gates are not part of the content id. And
+`metrics`: the versions' metrics with deltas, aliases and sparklines, and their chart."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 from typing import Any
+from xml.etree import ElementTree
 
+import pytest
 from conftest import Repo
 
 SPEC = """\
@@ -156,3 +160,46 @@ def test_gates_are_not_part_of_the_content_id(repo: Repo) -> None:
     repo.write("specs/gated.yaml", SPEC + GATES, dedent=False)
     repo.commit("m's gates again")
     assert as_json(repo, "gate", "m@1.0.1", "--spec", "specs/gated.yaml")["verdict"] == "passed"
+
+
+def test_metrics_over_versions_with_deltas_aliases_and_a_plot(repo: Repo) -> None:
+    make(repo)
+    for overrides in ((), ("auc=0.9", "latency=30"), ("auc=0.7",)):
+        repo.cli("build", "specs/m.yaml", "--no-gate-exit", *overrides, check=True)
+        if not overrides:
+            run(repo, "promote", "m@1.0.0", "production")
+    table = run(repo, "metrics", "m").stdout.splitlines()
+    assert table[0].split() == ["version", "created", "(UTC)", "status", "auc", "latency_ms", "aliases"]
+    assert table[1].split()[-1] == "production" and table[1].split()[3:5] == ["active", "0.85"]
+    assert "0.9 (+0.05)" in table[2] and "30 (+10)" in table[2]
+    assert "rejected" in table[3] and "0.7 (-0.2)" in table[3]
+    assert table[4] == "auc         ▆█▁  min 0.7  max 0.9  last 0.7"
+    assert table[5] == "latency_ms  ▁█▁  min 20  max 30  last 20"
+
+    found = as_json(repo, "metrics", "m", "--metric", "auc")
+    assert found["metrics"] == ["auc"]
+    assert [(v["version"], v["aliases"], v["deltas"]) for v in found["versions"]] == [
+        ("1.0.0", ["production"], {}),
+        ("1.0.1", [], {"auc": pytest.approx(0.05)}),
+        ("1.0.2", [], {"auc": pytest.approx(-0.2)}),
+    ]
+    assert found["summary"]["auc"]["sparkline"] == "▆█▁"
+    assert "did you mean 'auc'" in run(repo, "metrics", "m", "--metric", "acu", code=2).stderr
+    assert "is not a date" in run(repo, "metrics", "m", "--since", "last week", code=2).stderr
+    assert as_json(repo, "metrics", "m", "--since", "2999-01-01")["versions"] == []
+
+    plot = repo.path / "out" / "m.svg"
+    assert as_json(repo, "metrics", "m", "--plot", str(plot))["plot"] == str(plot)
+    svg = ElementTree.parse(plot).getroot()
+    texts = [t.text for t in svg.iter("{http://www.w3.org/2000/svg}text")]
+    assert "production" in texts and "auc" in texts and "latency_ms" in texts and "1.0.2" in texts
+    assert len(list(svg.iter("{http://www.w3.org/2000/svg}polyline"))) == 2
+    assert "a plot is written as .svg or .png" in run(repo, "metrics", "m", "--plot", "m.pdf", code=2).stderr
+    png = repo.path / "m.png"
+    if importlib.util.find_spec("matplotlib") is not None:  # the `plot` extra
+        run(repo, "metrics", "m", "--plot", str(png))
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    else:
+        assert "pip install 'modelspec[plot]'" in run(repo, "metrics", "m", "--plot", str(png), code=2).stderr
+        assert not png.exists()
+    assert [p.name for p in (repo.path / "out").iterdir()] == ["m.svg"]  # no temp file left behind

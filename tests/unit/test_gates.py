@@ -1,7 +1,8 @@
 """Quality gates in-process: the evaluation (absolute, against an alias, direction, missing
 metric or baseline), as properties where natural; and in a real SQLite registry, verdicts
 recorded and audited, rejected versions refused by promote until a forced, audited
-override, and tampering with a verdict found by `audit --verify`."""
+override, and tampering with a verdict found by `audit --verify`. Metrics over versions:
+deltas, aliases, rejections, the sparkline."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from modelspec.errors import UsageError
+from modelspec.quality import metric_history, sparkline
+from modelspec.registry.gates import latest
 from modelspec.registry.registry import Registry, VersionDraft
 from modelspec.spec.gates import Baseline, Gate, evaluate, improvement, verdict
 
@@ -127,7 +130,7 @@ def test_verdicts_are_recorded_and_a_rejected_version_needs_a_forced_promotion(r
         registry.promote("m@1.0.1", "production", "bo")
     assert "--force --reason" in (refused.value.hint or "")
     assert registry.promote("m@1.0.1", "staging", "bo", force_reason="a hotfix") == [["1.0.1", 1.0]]
-    found = registry.gate_verdicts([bad.id])[bad.id]
+    found = registry.read(latest, [bad.id])[bad.id]
     assert (found["verdict"], found["actor"]) == ("overridden", "bo")
     assert found["details"]["reason"] == "a hotfix" and found["details"]["alias"] == "staging"
     override = registry.events()[-2]
@@ -148,3 +151,38 @@ def test_an_edited_verdict_is_found_by_audit_verify(registry: Registry) -> None:
     with registry.engine.begin() as conn:
         conn.exec_driver_sql("DELETE FROM gate_results")
     assert "gate verdict 1 (failed by ana) is missing from the table" in registry.verify_audit()
+
+
+# -- metrics over versions ---------------------------------------------------------------------
+
+
+def test_a_sparkline_scales_between_min_and_max_and_samples_long_series() -> None:
+    assert sparkline([0.0, 0.5, 1.0, None, 1.0]) == "▁▅█ █"
+    assert sparkline([3, 3]) == "▄▄" and sparkline([None]) == ""
+    long = sparkline([float(i) for i in range(1000)])
+    assert len(long) == 60 and long[0] == "▁" and long[-1] == "█"
+
+
+def test_metric_history_has_deltas_aliases_and_rejections(registry: Registry, tmp_path: Path) -> None:
+    from modelspec.catalog import Catalog
+    from modelspec.store.workspace import Workspace
+
+    for cid, auc in (("a1", 0.8), ("a2", 0.85), ("a3", 0.7)):
+        registry.register(draft(cid, auc))
+    registry.promote("m@1.0.1", "production", "ana")
+    registry.judge_gates(registry.resolve("m@1.0.2"), [AUC_08], "ana", always=False)
+    catalog = Catalog(Workspace(root=tmp_path, home=tmp_path / ".modelspec"), registry)
+    history = metric_history(catalog, "m")
+    assert [(p.version, p.status, p.aliases, dict(p.deltas)) for p in history.points] == [
+        ("1.0.0", "active", (), {}),
+        ("1.0.1", "active", ("production",), {"auc": pytest.approx(0.05)}),
+        ("1.0.2", "rejected", (), {"auc": pytest.approx(-0.15)}),
+    ]
+    assert history.summary("auc") == {"count": 3, "min": 0.7, "max": 0.85, "last": 0.7, "sparkline": "▆█▁"}
+    # --since keeps the delta from the version before the cut.
+    later = metric_history(catalog, "m", "auc", since=registry.resolve("m@1.0.2").created)
+    assert [(p.version, dict(p.deltas)) for p in later.points] == [("1.0.2", {"auc": pytest.approx(-0.15)})]
+    with pytest.raises(UsageError, match="no version of m has a metric 'acu'; did you mean 'auc'"):
+        metric_history(catalog, "m", "acu")
+    with pytest.raises(UsageError, match="no model named 'x'"):
+        metric_history(catalog, "x")
