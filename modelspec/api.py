@@ -45,7 +45,7 @@ from .store.workspace import CHECKOUT_DIR, Workspace, check_workspace_file, find
 
 if TYPE_CHECKING:
     from .catalog import Catalog, Resolution
-    from .quality import judge_gates, metric_history, write_metrics_plot
+    from .quality import drift, judge_gates, metric_history, write_drift_plot, write_metrics_plot
     from .registry.versions import MARKS
     from .reproduce import DIFFERENT, WITHIN, ReproductionReport
     from .retention.gc import GcReport
@@ -69,6 +69,8 @@ _LAZY = {
     "Resolution": ("catalog", "Resolution"),
     "MARKS": ("registry.versions", "MARKS"),
     "judge_gates": ("quality", "judge_gates"),
+    "drift": ("quality", "drift"),
+    "write_drift_plot": ("quality", "write_drift_plot"),
     "metric_history": ("quality", "metric_history"),
     "write_metrics_plot": ("quality", "write_metrics_plot"),
     "DIFFERENT": ("reproduce", "DIFFERENT"),
@@ -116,6 +118,7 @@ __all__ = [
     "checkout",
     "create_environment",
     "crontab_line",
+    "drift",
     "du",
     "gc",
     "gc_daemon",
@@ -142,6 +145,7 @@ __all__ = [
     "validate_paths",
     "verify",
     "workspace_of",
+    "write_drift_plot",
     "write_locks",
     "write_metrics_plot",
 ]

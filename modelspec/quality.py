@@ -1,15 +1,20 @@
 """The quality of versions, on top of the catalog: quality gates judged again (`modelspec
-gate`), metrics over versions (`modelspec metrics`) and their charts. Values in, values
+gate`), metrics over versions (`modelspec metrics`), data drift between versions or
+against a new file (`modelspec drift`), and their charts. Values in, values
 out; nothing prints."""
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .catalog import Catalog
+from .drift.compare import DISTANCE, P_VALUE, ColumnDrift, DriftReport, common_bins, compare
+from .drift.profile import is_tabular, profile_file
 from .errors import UsageError, did_you_mean
 from .registry.gates import GateVerdict, latest
 from .registry.series import metric_series
@@ -143,3 +148,121 @@ def write_metrics_plot(history: MetricHistory, target: Path) -> Path:
     labels = [p.version for p in history.points]
     marks = {i: ", ".join(p.aliases) for i, p in enumerate(history.points) if p.aliases}
     return save(line_charts(f"{history.name}: metrics over versions", labels, charts, marks), target)
+
+
+# -- data drift ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Drift:
+    """One input's drift with the two profiles compared (for a plot)."""
+
+    report: DriftReport
+    reference: Mapping[str, Any]
+    current: Mapping[str, Any]
+
+
+def drift(
+    catalog: Catalog,
+    ref: str,
+    baseline: str | None = None,
+    data: Path | None = None,
+    input_name: str | None = None,
+    ignore: Sequence[str] = (),
+) -> list[Drift]:
+    """How the data of version REF drifted from that of `baseline` (default NAME@production),
+    input by input; with `data`, how that file drifted from REF's own training data."""
+    version = catalog.resolve(ref).version
+    mine = _profiles(catalog, version.ref, version.record)
+    if data is not None:
+        name = _one_input(version.ref, mine, input_name)
+        shown = str(data)
+        if not data.is_file():
+            raise UsageError(f"--data {shown}: no such file")
+        if not is_tabular(data.name):
+            raise UsageError(f"--data {shown}: a data file is profiled as CSV (.csv) or Parquet (.parquet)")
+        current = profile_file(data, shown)
+        reference = _loaded(catalog, mine[name])
+        labels = (f"{version.ref} ({name})", shown, name)
+        return [Drift(compare(reference, current, labels, ignore), reference, current)]
+    other = catalog.resolve(baseline).version if baseline else _production(catalog, version.name, ref)
+    theirs = _profiles(catalog, other.ref, other.record)
+    names = [n for n in mine if n in theirs and (input_name is None or n == input_name)]
+    if not names:
+        wanted = f"input {input_name!r}" if input_name else "profiled input"
+        raise UsageError(
+            f"{version.ref} and {other.ref} have no {wanted} in common",
+            hint=f"profiled inputs of {version.ref}: {', '.join(mine)}; of {other.ref}: {', '.join(theirs)}",
+        )
+    found = []
+    for name in names:
+        reference, current = _loaded(catalog, theirs[name]), _loaded(catalog, mine[name])
+        report = compare(reference, current, (other.ref, version.ref, name), ignore)
+        found.append(Drift(report, reference, current))
+    return found
+
+
+def _production(catalog: Catalog, name: str, ref: str) -> Any:
+    if not catalog.registry.alias_targets(name, "production"):
+        raise UsageError(
+            f"{name} has no production alias to compare {ref} with",
+            hint=f"name the version to compare with: modelspec drift {ref} {name}@VERSION",
+        )
+    return catalog.resolve(f"{name}@production").version
+
+
+def _profiles(catalog: Catalog, ref: str, record: Mapping[str, Any]) -> dict[str, str]:
+    profiles = dict(record.get("profiles") or {})
+    if not profiles:
+        raise UsageError(
+            f"{ref} has no data profiles: it has no CSV or Parquet file input, or was built before "
+            "modelspec recorded profiles",
+            hint="profiles are taken when a version is registered: build it again with this modelspec",
+        )
+    return profiles
+
+
+def _one_input(ref: str, profiles: Mapping[str, str], input_name: str | None) -> str:
+    if input_name is not None:
+        if input_name not in profiles:
+            raise UsageError(f"{ref} has no profiled input {input_name!r}", hint=f"profiled: {', '.join(profiles)}")
+        return input_name
+    if len(profiles) > 1:
+        raise UsageError(f"{ref} has several profiled inputs", hint=f"name one with --input: {', '.join(profiles)}")
+    return next(iter(profiles))
+
+
+def _loaded(catalog: Catalog, digest: str) -> dict[str, Any]:
+    profile: dict[str, Any] = json.loads(catalog.store.read_bytes(digest))
+    if profile.get("unprofiled"):
+        raise UsageError(f"{profile.get('file')} was not profiled: {profile['unprofiled']}")
+    return profile
+
+
+def write_drift_plot(found: Sequence[Drift], target: Path, most: int = 4) -> Path:
+    """The histograms of the most drifted columns, reference beside current."""
+    from .plots import Bars, Figure, save
+
+    ranked = []
+    for item in found:
+        ref = {c["name"]: c for c in item.reference.get("columns", [])}
+        cur = {c["name"]: c for c in item.current.get("columns", [])}
+        for column in item.report.compared:
+            ranked.append((_severity(column), item.report, ref[column.column], cur[column.column]))
+    ranked.sort(key=lambda r: -r[0])
+    panels = []
+    for _, report, ref_column, cur_column in ranked[:most]:
+        labels, a, b = common_bins(ref_column, cur_column)
+        title = f"{report.input}.{ref_column['name']}"
+        panels.append(Bars(title, labels, [(report.reference, a), (report.current, b)]))
+    title = f"drift: {found[0].report.current} vs {found[0].report.reference}" if found else "drift"
+    return save(Figure(title, panels), target)
+
+
+def _severity(column: ColumnDrift) -> float:
+    """How far past (or short of) its threshold a column is: > 1 drifted."""
+    if column.p_value is not None:
+        return (column.threshold or P_VALUE) / max(column.p_value, 1e-300)
+    if column.statistic is None:
+        return math.inf if column.drifted else 0.0
+    return column.statistic / (column.threshold or DISTANCE)

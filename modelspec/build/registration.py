@@ -21,6 +21,7 @@ from ..spec.model import split_output_ref
 from ..store.statcache import StatCache
 from ..store.workspace import Workspace
 from .graph import BuildGraph, DataInput
+from .profiles import data_profiles
 from .rebuilder import NodeOutcome
 from .snapshots import code_snapshot, data_snapshot
 
@@ -124,6 +125,7 @@ def register(
         code = code_snapshot(item, stage["code"], workspace, workspace.store)
         stages[stage_name] = {**record["nodes"][node_id], "code": code.to_dict()}
         stages[stage_name].pop("key_document")
+    profiles = data_profiles(workspace, item, statcache)
     if lock.environment is not None:
         env_file = item.spec.repo_root / str(lock.environment["file"])
         workspace.store.put_file(env_file, digest=str(lock.environment["file_digest"]))
@@ -184,6 +186,7 @@ def register(
             "dirty": bool(lock.code.get("dirty")),
             "spec": lock.spec_path,
             "retention": dict(item.spec.retention),
+            "profiles": profiles,  # input name → its data profile's digest (tabular files)
         },
         artifacts=record["artifacts"],
         metrics=record["metrics"],

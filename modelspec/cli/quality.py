@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from ..errors import UsageError
 from . import echo, emit_json, handle_errors, json_option, main, open_catalog_here, when
 
 _VERDICT_WORDS = {
@@ -113,3 +114,81 @@ def metrics(name: str, metric: str | None, since: str | None, plot_path: Path | 
         echo(f"no version of {name} was created since {since}")
     if written is not None:
         echo(f"wrote {written}")
+
+
+@main.command()
+@click.argument("ref")
+@click.argument("baseline", required=False)
+@click.option(
+    "--data",
+    "data_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Compare this CSV or Parquet file (new traffic, say) with REF's training data instead.",
+)
+@click.option("--input", "input_name", help="The data input to compare, when there are several.")
+@click.option("--ignore", multiple=True, help="A column not to compare (an id, a timestamp); repeatable.")
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the histograms of the most drifted columns: .svg, or .png (needs matplotlib).",
+)
+@json_option
+@handle_errors
+def drift(
+    ref: str,
+    baseline: str | None,
+    data_path: Path | None,
+    input_name: str | None,
+    ignore: tuple[str, ...],
+    plot_path: Path | None,
+    as_json: bool,
+) -> None:
+    """How the data of version REF drifted from BASELINE's (default: NAME@production), column
+    by column, from the profiles recorded at their builds; with --data FILE, how FILE drifted
+    from REF's training data. Exit 1 when a dataset drifted (for a cron job to alert on)."""
+    from ..api import drift as find_drift
+    from ..api import write_drift_plot
+
+    if data_path is not None and baseline is not None:
+        raise UsageError("give BASELINE or --data, not both", hint="--data compares a file with REF's training data")
+    with open_catalog_here(read_only=True) as catalog:
+        found = find_drift(catalog, ref, baseline, data_path, input_name, ignore)
+    written = write_drift_plot(found, plot_path) if plot_path is not None else None
+    drifted = any(item.report.dataset_drift for item in found)
+    if as_json:
+        emit_json({"dataset_drift": drifted, "inputs": [item.report.to_dict() for item in found],
+                   "plot": str(written) if written else None})  # fmt: skip
+    else:
+        for item in found:
+            for line in drift_lines(item.report):
+                echo(line)
+        if written is not None:
+            echo(f"wrote {written}")
+    raise SystemExit(1 if drifted else 0)
+
+
+def drift_lines(report: Any) -> list[str]:
+    """The verdict, then one aligned row per column."""
+    compared, drifted = len(report.compared), len(report.drifted)
+    verdict = "DATASET DRIFT" if report.dataset_drift else "no dataset drift"
+    head = (
+        f"{report.current} vs {report.reference}, input {report.input}: {drifted} of {compared} columns drifted "
+        f"({report.share:.0%}): {verdict} (at {report.share_threshold:.0%})"
+    )
+    rows = [["column", "type", "test", "statistic", "p-value", "threshold", "drift", "missing"]]
+    for c in report.columns:
+        rows.append(
+            [
+                c.column,
+                c.type,
+                c.test,
+                "" if c.statistic is None else f"{c.statistic:.4g}",
+                "" if c.p_value is None else f"{c.p_value:.3g}",
+                "" if c.threshold is None else f"{c.threshold:g}",
+                "DRIFT" if c.drifted else ("-" if c.test == "none" else "no"),
+                f"{c.missing[0]:.0%} → {c.missing[1]:.0%}" + (f"  ({c.note})" if c.note else ""),
+            ]
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return [head] + ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
