@@ -45,6 +45,7 @@ from .store.workspace import CHECKOUT_DIR, Workspace, check_workspace_file, find
 
 if TYPE_CHECKING:
     from .catalog import Catalog, Resolution
+    from .quality import drift, judge_gates, metric_history, write_drift_plot, write_metrics_plot
     from .registry.versions import MARKS
     from .reproduce import DIFFERENT, WITHIN, ReproductionReport
     from .retention.gc import GcReport
@@ -69,6 +70,11 @@ _LAZY = {
     "Catalog": ("catalog", "Catalog"),
     "Resolution": ("catalog", "Resolution"),
     "MARKS": ("registry.versions", "MARKS"),
+    "judge_gates": ("quality", "judge_gates"),
+    "drift": ("quality", "drift"),
+    "write_drift_plot": ("quality", "write_drift_plot"),
+    "metric_history": ("quality", "metric_history"),
+    "write_metrics_plot": ("quality", "write_metrics_plot"),
     "DIFFERENT": ("reproduce", "DIFFERENT"),
     "WITHIN": ("reproduce", "WITHIN"),
     "ReproductionReport": ("reproduce", "ReproductionReport"),
@@ -122,6 +128,7 @@ __all__ = [
     "checkout",
     "create_environment",
     "crontab_line",
+    "drift",
     "du",
     "fetch",
     "gc",
@@ -130,11 +137,13 @@ __all__ = [
     "init",
     "install_crontab",
     "install_systemd_units",
+    "judge_gates",
     "list_environments",
     "load_graph",
     "lock_bytes",
     "lock_path",
     "lock_requirements",
+    "metric_history",
     "open_catalog",
     "open_registry",
     "open_workspace",
@@ -152,7 +161,9 @@ __all__ = [
     "verify",
     "verify_remote",
     "workspace_of",
+    "write_drift_plot",
     "write_locks",
+    "write_metrics_plot",
 ]
 
 

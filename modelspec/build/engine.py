@@ -27,11 +27,19 @@ from .graph import BuildGraph, DataInput
 from .loading import load_graph, open_registry, write_locks
 from .plan import Isolation, content_ids
 from .rebuilder import CachingRebuilder, ForcingRebuilder, NodeOutcome, NodeState, Rebuilder
-from .registration import build_record, differing_outputs, register, save_build_record, unchanged_registration
+from .registration import (
+    build_record,
+    differing_outputs,
+    judge_gates,
+    register,
+    save_build_record,
+    unchanged_registration,
+)
 from .remote import with_remote
 from .tasks import EnvironmentPool, Tasks, WorkspaceSources, choose_sandboxes, run_tasks
 
 if TYPE_CHECKING:
+    from ..registry.gates import GateVerdict
     from ..registry.registry import Revival
 
 
@@ -58,6 +66,8 @@ class BuildReport:
     differs: dict[str, list[str]] = field(default_factory=dict)
     # spec name → what its version was before this build revived it (retired, say)
     revived: dict[str, Revival] = field(default_factory=dict)
+    # spec name → its version's quality gates, judged after registering it (specs with gates)
+    gates: dict[str, GateVerdict] = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
@@ -158,6 +168,10 @@ def _register(
             save_build_record(workspace, {**record, "registered": version.ref})
             report.records[name] = record
             report.versions[name] = (version.ref, created)
+        for name, (ref, _created) in report.versions.items():
+            if graph.specs[name].spec.gates:  # judged again at every build: the baseline may have moved
+                registry = registry or open_registry(workspace)
+                report.gates[name] = judge_gates(registry, ref, graph.specs[name].spec)
     finally:
         if registry is not None:
             registry.close()

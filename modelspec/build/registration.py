@@ -20,11 +20,14 @@ from ..spec.lockdata import PathData, RegisteredData
 from ..spec.model import split_output_ref
 from ..store.workspace import Workspace
 from .graph import BuildGraph, DataInput
+from .profiles import data_profiles
 from .rebuilder import NodeOutcome
 from .tasks import WorkspaceSources
 
 if TYPE_CHECKING:  # SQLAlchemy is imported only when a build actually registers something
+    from ..registry.gates import GateVerdict
     from ..registry.registry import ModelVersion, Registry, Revival
+    from ..spec.model import Spec
 
 BUILD_RECORD_FORMAT = 3
 
@@ -121,6 +124,7 @@ def register(
         code = sources.code(node)
         stages[stage_name] = {**record["nodes"][node_id], "code": code.to_dict()}
         stages[stage_name].pop("key_document")
+    profiles = data_profiles(workspace, item, sources.statcache)
     if lock.environment is not None:
         env_file = item.spec.repo_root / str(lock.environment["file"])
         workspace.store.put_file(env_file, digest=str(lock.environment["file_digest"]))
@@ -181,6 +185,7 @@ def register(
             "dirty": bool(lock.code.get("dirty")),
             "spec": lock.spec_path,
             "retention": dict(item.spec.retention),
+            "profiles": profiles,  # input name → its data profile's digest (tabular files)
         },
         artifacts=record["artifacts"],
         metrics=record["metrics"],
@@ -190,6 +195,12 @@ def register(
     # time, found here already in the store, is made durable by that build when it ends.)
     workspace.store.sync()
     return registry.register(draft)
+
+
+def judge_gates(registry: Registry, ref: str, spec: Spec) -> GateVerdict:
+    """The spec's gates against version `ref` (just registered, or found registered): a
+    failed gate makes it rejected. Gates are not in the lock, so not in the content id."""
+    return registry.judge_gates(registry.resolve(ref), spec.gates, actor(spec.repo_root), always=False)
 
 
 def differing_outputs(version: ModelVersion, record: dict[str, Any]) -> list[str]:
