@@ -74,7 +74,7 @@ def build_record(
         "format": BUILD_RECORD_FORMAT,
         "name": name,
         "content_id": content_id,
-        "lock": workspace.store.put_bytes(canonical_json(item.lock.to_dict())),
+        "lock": workspace.store.put_bytes(item.lock_json),
         "artifacts": artifacts,
         "metrics": metrics,
         "nodes": nodes,
