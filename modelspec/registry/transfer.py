@@ -51,7 +51,8 @@ def copy(source: sa.Connection, target: Write, shown_target: str) -> dict[str, i
         if table is t.meta:
             continue
         primary = list(table.primary_key.columns) or list(table.columns)
-        rows = source.execute(sa.select(table).order_by(*primary))
+        # Streamed (a server-side cursor on PostgreSQL): a registry is not held in memory whole.
+        rows = source.execution_options(stream_results=True).execute(sa.select(table).order_by(*primary))
         while batch := rows.fetchmany(CHUNK):
             target.conn.execute(sa.insert(table), [dict(row._mapping) for row in batch])
     # The identity and the audit head move with the rows; the schema version is the target's own.

@@ -90,6 +90,8 @@ def test_two_workspaces_share_one_postgresql_registry(tmp_path: Path, postgres_u
     assert [e["kind"] for e in log_a["events"]] == ["build", "build", "promote", "promote", "rollback"]
     # A builds again after B's writes: B's moves are a continuation of what A's store recorded.
     assert run(a, "build", "specs/m.yaml", "train.v=3", "--json")["versions"]["m"]["ref"] == "m@1.0.2"
+    text = run(b, "registry", "info").stdout
+    assert "backend:  postgresql" in text and "holds:    1 models, 3 versions" in text
     info = run(b, "registry", "info", "--json")
     assert info["backend"] == "postgresql" and "***" in info["url"]
     assert info["counts"]["versions"] == 3 and info["counts"]["events"] == 6 and info["audit_head"] == 6
