@@ -199,3 +199,24 @@ def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'registry.db'}"
     url: str = request.getfixturevalue("postgres_url")
     return url
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3 server on loopback (moto): `.ci/run`'s, or one started for this session."""
+    from s3server import ENDPOINT_VARIABLE, start_moto
+
+    given = os.environ.get(ENDPOINT_VARIABLE)
+    if given:
+        yield given
+    else:
+        yield from start_moto()
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh bucket on the test server, and AWS variables in the environment."""
+    from s3server import new_bucket, s3_environment
+
+    s3_environment(monkeypatch)
+    return new_bucket(s3_endpoint)

@@ -193,15 +193,23 @@ def _is_alias(selector: str) -> bool:
 def _newest_in_range(registry: Registry, name: str, version_range: str, allow: tuple[str, ...]) -> ModelVersion:
     every = registry.list_versions(name)  # ordered by version number
     in_range = [v for v in every if matches_range(_numbers(v.version), version_range)]
-    usable = [v for v in in_range if v.status == "active" and not _refused_marks(v, allow)]
+    rejected = _rejected(registry, [v for v in in_range if v.status == "active"])
+    usable = [v for v in in_range if v.status == "active" and not _refused_marks(v, allow) and v.id not in rejected]
     if usable:
         return usable[-1]
+    if rejected and all(v.id in rejected or v.status != "active" for v in in_range):
+        skipped = ", ".join(f"{v.version} ({'rejected' if v.id in rejected else v.status})" for v in reversed(in_range))
+        raise UsageError(
+            f"no version of {name} in {version_range!r} passed its quality gates: skipped {skipped}",
+            hint=f"build a version of {name} that passes (`modelspec show {name}@VERSION` says which gate failed), "
+            f'or accept a rejected one: modelspec promote {name}@VERSION ALIAS --force --reason "…"',
+        )
     marks = sorted({mark for v in in_range if v.status == "active" for mark in _refused_marks(v, allow)})
     if not marks:  # nothing in the range, or only retired versions
         known = ", ".join(f"{v.version} ({v.status})" for v in every) or "none"
         raise UsageError(f"no active version of {name} matches {version_range!r} (versions: {known})")
     skipped = ", ".join(
-        f"{v.version} ({v.status if v.status != 'active' else ', '.join(_refused_marks(v, allow))})"
+        f"{v.version} ({v.status if v.status != 'active' else ', '.join(_refused_marks(v, allow)) or 'rejected'})"
         for v in reversed(in_range)
     )
     raise UsageError(
@@ -229,6 +237,13 @@ def _alias_target(registry: Registry, name: str, alias: str, allow: tuple[str, .
             f"{name}@{alias} points to {version.ref}, which is {version.status}: its artifacts are gone",
             hint=f"point the alias at an active version (modelspec promote {name}@VERSION {alias})",
         )
+    if _rejected(registry, [version]):
+        raise UsageError(
+            f"{name}@{alias} points to {version.ref}, which its quality gates rejected (judged again since it "
+            "was promoted)",
+            hint=f"point the alias at a version that passes, or accept this one: modelspec promote {version.ref} "
+            f'{alias} --force --reason "…"',
+        )
     refused = _refused_marks(version, allow)
     if refused:
         raise UsageError(
@@ -237,6 +252,14 @@ def _alias_target(registry: Registry, name: str, alias: str, allow: tuple[str, .
             f"({_explained(refused)}), or point the alias at a clean, sandboxed version",
         )
     return version
+
+
+def _rejected(registry: Registry, versions: list[ModelVersion]) -> set[int]:
+    """The ids of the versions whose newest gate verdict failed (a forced promotion accepts one)."""
+    from ..registry.gates import latest
+
+    verdicts = registry.read(latest, [v.id for v in versions])
+    return {i for i, found in verdicts.items() if found["verdict"] == "failed"}
 
 
 def _refused_marks(version: ModelVersion, allow: tuple[str, ...]) -> list[str]:

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..digest import digest_bytes, hex_of
 from ..errors import Location, Problem, SpecError, UsageError
+from .gates import gate_problems, gates_of
 from .locklines import option_lines
 from .model import (
     PLACEHOLDER,
@@ -49,11 +50,12 @@ def load_spec(path: Path, cache_dir: Path | None = None) -> Spec:
             hint=f"pass a spec (e.g. specs/fraud.yaml); `modelspec validate {shown}` checks the workspace file",
         )
     raw = read_spec_bytes(path, shown)
-    document = parse_document(raw, shown)
     marker = None
     if cache_dir is not None:
         marker = cache_dir / "valid-specs" / hex_of(digest_bytes(raw + spec_schema_bytes()))
-    problems = [] if marker is not None and marker.exists() else validate(document)
+    known_valid = marker is not None and marker.exists()
+    document = parse_document(raw, shown, checked=known_valid)
+    problems = [] if known_valid else validate(document)
     problems += check_semantics(document)
     if problems:
         raise SpecError(problems)
@@ -147,6 +149,7 @@ def check_semantics(document: Document) -> list[Problem]:
         if isinstance(ref, str) and "." in ref and not _names_output(ref, outputs_of):
             problems.append(document.problem(("artifacts", i), f"{ref!r} is not an output of any stage"))
     problems += _check_cycle(document, dependencies)
+    problems += gate_problems(document, data)
     return problems
 
 
@@ -379,4 +382,5 @@ def _to_spec(document: Document, path: Path, repo_root: Path, schema_marker: Pat
         retention=raw.get("retention") or {},
         document=document,
         schema_marker=schema_marker,
+        gates=gates_of(raw),
     )
