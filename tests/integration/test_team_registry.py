@@ -42,9 +42,13 @@ def with_password(url: str) -> str:
     return sa.make_url(url).set(password=SECRET).render_as_string(hide_password=False)
 
 
-def workspace(path: Path, registry: str | None = None) -> Repo:
+# Each build records its gate's verdict (a row of gate_results and a `gate` event).
+GATED = SPEC + "gates:\n  - {metric: auc, direction: higher, threshold: 0.5}\n"
+
+
+def workspace(path: Path, registry: str | None = None, spec: str = SPEC) -> Repo:
     repo = Repo(path)
-    repo.write("specs/m.yaml", SPEC, dedent=False)
+    repo.write("specs/m.yaml", spec, dedent=False)
     repo.write("train.sh", TRAIN, dedent=False)
     repo.write("conf/config.yaml", "train: {v: 1}\n")
     if registry:
@@ -98,7 +102,7 @@ def test_two_workspaces_share_one_postgresql_registry(tmp_path: Path, postgres_u
 
 
 def test_registry_copy_from_sqlite_to_postgresql_and_back(tmp_path: Path, postgres_url: str) -> None:
-    repo = workspace(tmp_path / "ws")
+    repo = workspace(tmp_path / "ws", spec=GATED)
     for v in (1, 2):
         run(repo, "build", "specs/m.yaml", f"train.v={v}")
     run(repo, "tag", "m@1.0.1", "stage=candidate")
@@ -119,10 +123,10 @@ def test_registry_copy_from_sqlite_to_postgresql_and_back(tmp_path: Path, postgr
     assert copied["counts"] == before["registry info"]["counts"]
     assert copied["counts"] | {"models": 1} == {
         "models": 1, "versions": 2, "aliases": 2, "alias_history": 2, "tags": 1, "reproductions": 1, "pins": 1,
-        "events": 7,
+        "gate_results": 2, "events": 9,
     }
     refused = run(repo, "registry", "copy", "--to", url, code=2)
-    assert "is not empty (2 versions, 7 audit events)" in refused.stderr
+    assert "is not empty (2 versions, 9 audit events)" in refused.stderr
 
     # The workspace moved to the copy: the same registry (the store recognises it), every record.
     on_copy = {"MODELSPEC_REGISTRY_URL": url}
@@ -136,7 +140,8 @@ def test_registry_copy_from_sqlite_to_postgresql_and_back(tmp_path: Path, postgr
             assert now == seen, command
     shown = run(repo, "show", "m@1.0.1", "--json", env=on_copy)
     assert shown["tags"] == {"stage": "candidate"} and shown["reproductions"][0]["verdict"] == "identical"
-    # New rows continue after the copied ids (PostgreSQL's sequences were moved past them).
+    # New rows (a version, its gate verdict) continue after the copied ids: PostgreSQL's
+    # sequences were moved past them.
     assert run(repo, "build", "specs/m.yaml", "train.v=3", "--json", env=on_copy)["versions"]["m"]["ref"] == "m@1.0.2"
     run(repo, "promote", "m@1.0.2", "staging", env=on_copy)
 
@@ -144,7 +149,7 @@ def test_registry_copy_from_sqlite_to_postgresql_and_back(tmp_path: Path, postgr
     back = tmp_path / "back" / "registry.db"
     back.parent.mkdir()
     returned = run(repo, "registry", "copy", "--to", f"sqlite:///{back}", "--json", env=on_copy)
-    assert returned["counts"]["versions"] == 3 and returned["counts"]["events"] == 9
+    assert returned["counts"]["versions"] == 3 and returned["counts"]["events"] == 12  # + build, gate, promote
     on_back = {"MODELSPEC_REGISTRY_URL": f"sqlite:///{back}"}
     assert run(repo, "audit", "--verify", "--json", env=on_back)["ok"]
     assert run(repo, "versions", "m", "--json", env=on_back) == run(repo, "versions", "m", "--json", env=on_copy)
