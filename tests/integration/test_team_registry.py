@@ -69,8 +69,10 @@ def run(repo: Repo, *args: str, env: dict[str, str] | None = None, code: int = 0
 
 def test_two_workspaces_share_one_postgresql_registry(tmp_path: Path, postgres_url: str) -> None:
     url = with_password(postgres_url)
-    a = workspace(tmp_path / "a", url)
-    b = workspace(tmp_path / "b", url)
+    # The team's objects travel through a shared remote (a directory here).
+    remote = f"file://{tmp_path / 'remote'}"
+    a = workspace(tmp_path / "a", f"{url}\nremote: {remote}")
+    b = workspace(tmp_path / "b", f"{url}\nremote: {remote}")
     assert run(a, "build", "specs/m.yaml", "--json")["versions"]["m"] == {"ref": "m@1.0.0", "new": True}
     assert run(a, "build", "specs/m.yaml", "train.v=2", "--json")["versions"]["m"]["ref"] == "m@1.0.1"
 
@@ -92,6 +94,12 @@ def test_two_workspaces_share_one_postgresql_registry(tmp_path: Path, postgres_u
     log_a, log_b = run(a, "audit", "--verify", "--json"), run(b, "audit", "--verify", "--json")
     assert log_a == log_b and log_a["ok"]
     assert [e["kind"] for e in log_a["events"]] == ["build", "build", "promote", "promote", "rollback"]
+    # B has the version's objects once A pushed them and B pulled them: it verifies whole.
+    assert "missing" in run(b, "verify", "m@1.0.0", code=1).stdout
+    run(a, "push", "m@1.0.0")
+    run(b, "pull", "m@1.0.0")
+    assert run(b, "verify", "m@1.0.0").stdout.strip().endswith("checked: ok")
+
     # A builds again after B's writes: B's moves are a continuation of what A's store recorded.
     assert run(a, "build", "specs/m.yaml", "train.v=3", "--json")["versions"]["m"]["ref"] == "m@1.0.2"
     text = run(b, "registry", "info").stdout
