@@ -182,6 +182,10 @@ def test_a_server_that_is_down_or_restarts_is_a_clear_error_and_nothing_is_half_
         run(repo, "promote", "m@1.0.0", "production")
 
         private_postgres.stop("fast")
+        # A build fails before it runs anything: not after its stages, at registration.
+        build = repo.modelspec("build", "specs/m.yaml", "train.v=3")
+        assert build.returncode == 1 and "cannot be opened: connection failed" in build.stderr
+        assert "Traceback" not in build.stderr and "train" not in build.stdout + build.stderr, build
         for command in (("versions", "m"), ("promote", "m@1.0.1", "production"), ("audit", "--verify")):
             failed = repo.modelspec(*command)  # the real CLI: exit code, stderr, no traceback
             assert failed.returncode == 1, failed
