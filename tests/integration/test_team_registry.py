@@ -163,6 +163,15 @@ def test_registry_copy_from_sqlite_to_postgresql_and_back(tmp_path: Path, postgr
     assert run(repo, "versions", "m", "--json", env=on_back) == run(repo, "versions", "m", "--json", env=on_copy)
 
 
+def test_a_database_that_does_not_exist_is_named_with_how_to_make_it(tmp_path: Path, postgres_server: str) -> None:
+    url = with_password(sa.make_url(postgres_server).set(database="no_such_db").render_as_string(hide_password=False))
+    repo = workspace(tmp_path / "ws", url)
+    refused = run(repo, "registry", "info", code=1)
+    assert "cannot be opened: connection failed" in refused.stderr
+    assert 'database "no_such_db" does not exist' in refused.stderr
+    assert "hint: create it first: createdb -h 127.0.0.1 -p" in refused.stderr
+
+
 def test_a_registry_url_that_is_not_usable_is_a_located_error(tmp_path: Path) -> None:
     repo = workspace(tmp_path / "ws", "mysql://u@localhost/db")
     refused = run(repo, "versions", "m", code=2)
