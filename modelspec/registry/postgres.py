@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-# The advisory lock's key: any constant bigint, the same in every modelspec (it is per
-# database, so registries on one server do not share it). "modelspec" in ASCII.
+# The advisory lock's key: any constant bigint, the same in every modelspec release (it is
+# per database, so registries on one server do not share it): "modelspec" in ASCII, cut to
+# 63 bits. Never change it: two releases writing to one registry must take the same lock.
 WRITE_LOCK = 0x6D6F64656C73706563 & 0x7FFFFFFFFFFFFFFF
 
 CONNECT_TIMEOUT_S = 10  # an unreachable host is an error in seconds, not minutes
