@@ -100,7 +100,7 @@ def build(
 
     isolation = Isolation(options.hermetic, bwrap_path() is not None)
     sandboxes = choose_sandboxes(graph, isolation, reporter)
-    write_locks(graph)
+    write_locks(graph, workspace.cache_dir)
     cache = ActionCache(workspace.action_cache_dir, store.tmp)
     targets = digest_json(sorted(graph.specs))
     cache.read_index(targets)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..digest import canonical_json
 from ..errors import Problem, SpecError, UsageError
 from ..resolve.lock import ResolveContext, resolve_spec
 from ..sandbox.layout import Command
@@ -81,6 +82,11 @@ class ResolvedSpec:
     lock: Lock
     code_files: list[CodeFile]
     overrides: tuple[str, ...] = ()  # the command-line overrides applied to it, scopes removed
+
+    @functools.cached_property
+    def lock_json(self) -> bytes:
+        """The lock as canonical JSON: the object stored with each version."""
+        return canonical_json(self.lock.to_dict())
 
 
 @dataclass
