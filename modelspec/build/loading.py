@@ -185,6 +185,13 @@ def open_registry(workspace: Workspace, guard: bool = True, read_only: bool = Fa
     return Registry.at(workspace.home / "registry.db", head_file, guard, read_only)
 
 
+def reach_registry(workspace: Workspace) -> None:
+    """A registry on a server is opened before a build runs anything: one that is down or
+    refuses fails the build at once, not after its stages (a file registry cannot be down)."""
+    if registry_url(workspace) is not None:
+        open_registry(workspace).close()
+
+
 def open_existing_registry(workspace: Workspace, guard: bool = True, read_only: bool = False) -> Registry:
     """`open_registry` for what acts on versions already built (queries, gc, promote...): a
     workspace that has no registry yet is told to build first, not given an empty one."""

@@ -391,6 +391,7 @@ _COUNTED = (
     ("tags", "tags"),
     ("reproductions", "reproductions"),
     ("pins", "pins"),
+    ("gate_results", "gate verdicts"),
     ("events", "audit events"),
 )
 
