@@ -238,7 +238,9 @@ class S3Blobs:
 
         self.ob = obstore
         self.url = config.url
-        options: Any = {"connect_timeout": timedelta(seconds=10), "timeout": timedelta(minutes=10)}
+        # A request that makes no progress for this long is retried (a stalled connection).
+        timeout = float(os.environ.get("MODELSPEC_REMOTE_TIMEOUT", "600"))
+        options: Any = {"connect_timeout": timedelta(seconds=10), "timeout": timedelta(seconds=timeout)}
         kwargs: dict[str, Any] = {}
         if config.endpoint:
             kwargs["endpoint"] = config.endpoint
