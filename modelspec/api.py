@@ -270,17 +270,17 @@ def checkout(spec_path: Path, out_dir: Path | None = None) -> dict[str, Path]:
     default under the workspace root's `artifacts/<name>`, wherever the command runs from.
     Copies, not hardlinks: a checkout may be edited or removed without touching the store."""
     workspace = open_workspace([spec_path])
-    specs = load_specs([spec_path])
+    specs = load_specs([spec_path], workspace.cache_dir)
     name = next(s.name for s in specs.values() if s.path == Path(os.path.abspath(spec_path)))
     record = read_build_record(workspace, name)
     if record is None:
         raise UsageError(f"{name} has not been built in this workspace", hint=f"run `modelspec build {spec_path}`")
     target = out_dir or workspace.root / CHECKOUT_DIR / name
+    lock = Lock.from_dict(json.loads(workspace.store.read_bytes(record["lock"])))
     placed = {}
     for ref, entry in record["artifacts"].items():
         stage, output = split_output_ref(ref)
-        lock = Lock.from_dict(json.loads(workspace.store.read_bytes(record["lock"])))
-        dest = target / stage / lock.stages[stage]["outputs"][output]
+        dest = target / stage / lock.stages[stage].outputs[output]
         if dest.exists() or dest.is_symlink():
             if dest.is_dir() and not dest.is_symlink():
                 shutil.rmtree(dest)

@@ -40,8 +40,8 @@ SETTINGS = (
     Setting("store", STORE_DIR, "the store, relative to this file (MODELSPEC_HOME overrides it)"),
     Setting(
         "registry",
-        "sqlite:////srv/modelspec/registry.db",
-        "example; default: SQLite in the store",
+        "postgresql+psycopg://modelspec@db.internal:5432/modelspec",
+        "example: a team registry (pip install 'modelspec[postgres]'); default: SQLite in the store",
     ),
     Setting("remote", None, "example; default: none. A team's shared store and action cache"),
     Setting("remote.url", "s3://team-models/modelspec", "or file:///shared/dir; AWS_* variables give credentials"),

@@ -238,7 +238,7 @@ def _place(
     placed = {}
     for ref, artifact in sorted(artifacts.items()):
         stage, output = split_output_ref(ref)
-        dest = target / stage / lock.stages[stage]["outputs"][output]
+        dest = target / stage / lock.stages[stage].outputs[output]
         if dest.exists() or dest.is_symlink():
             remove_path(dest)
         store.restore(Entry.from_dict(artifact), dest, link=False)

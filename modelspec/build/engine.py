@@ -12,14 +12,15 @@ import os
 import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..digest import digest_json
 from ..events import Reporter, ignore
 from ..store.leases import Lease, remove_stale_leases
 from ..store.reserve import keep as keep_reserve
-from ..store.statcache import StatCache
 from ..store.traces import ActionCache
 from ..store.workspace import Workspace
 from .graph import BuildGraph, DataInput
@@ -28,7 +29,6 @@ from .plan import Isolation, content_ids
 from .rebuilder import CachingRebuilder, ForcingRebuilder, NodeOutcome, NodeState, Rebuilder
 from .registration import build_record, differing_outputs, register, save_build_record, unchanged_registration
 from .remote import with_remote
-from .snapshots import code_snapshot, data_snapshot
 from .tasks import EnvironmentPool, Tasks, WorkspaceSources, choose_sandboxes, run_tasks
 
 if TYPE_CHECKING:
@@ -73,8 +73,12 @@ def build(
     options: BuildOptions = BuildOptions(),
     reporter: Reporter = ignore,
     cancel: threading.Event | None = None,
+    executor: Executor | None = None,
 ) -> BuildReport:
-    """Build the targets: run what changed, reuse the rest, record the result of each spec."""
+    """Build the targets: run what changed, reuse the rest, record the result of each spec.
+
+    Stages run on `executor` when one is given (its owner shuts it down), else on a thread
+    pool of `options.jobs` workers."""
     started = time.monotonic()
     cancel = cancel or threading.Event()
     workspace, graph, ctx = load_graph(spec_paths, options.overrides, options.allow_dirty)
@@ -87,9 +91,13 @@ def build(
     sandboxes = choose_sandboxes(graph, isolation, reporter)
     write_locks(graph)
     cache = ActionCache(workspace.action_cache_dir, store.tmp)
+    targets = digest_json(sorted(graph.specs))
+    cache.read_index(targets)
     environments = EnvironmentPool(workspace, options.offline, reporter)
     sources = WorkspaceSources(workspace, graph, ctx.statcache)
-    with Lease(workspace.home) as lease:  # what this build uses, so that a concurrent gc keeps it
+    # What this build uses is leased, so that a concurrent gc keeps it; its objects reach the
+    # disk before registration names them, not one fsync at a time.
+    with Lease(workspace.home) as lease, store.deferring_sync():
         rebuilder: Rebuilder = (
             ForcingRebuilder(cache, workspace.locks_dir)
             if options.force
@@ -100,10 +108,11 @@ def build(
         )
         tasks = Tasks(graph, sources, sandboxes, environments, rebuilder, lease, reporter, cancel)
         order = graph.order()
-        results = run_tasks(tasks, order, jobs=options.jobs, keep_going=options.keep_going)
+        results = run_tasks(tasks, order, jobs=options.jobs, keep_going=options.keep_going, executor=executor)
+        cache.write_index(targets)
         report = BuildReport([results[n] for n in order])
         with lease.holding():
-            _register(workspace, graph, results, tasks.keys, isolation, report, ctx.statcache)
+            _register(workspace, graph, results, tasks.keys, isolation, report, sources)
     ctx.statcache.save()
     report.seconds = time.monotonic() - started
     return report
@@ -116,7 +125,7 @@ def _register(
     keys: Mapping[str, tuple[str, dict[str, Any]]],
     isolation: Isolation,
     report: BuildReport,
-    statcache: StatCache,
+    sources: WorkspaceSources,
 ) -> None:
     """Record and register every spec whose stages all succeeded, upstream specs first."""
     ids = content_ids(graph, isolation)
@@ -136,12 +145,12 @@ def _register(
             )
             known = unchanged_registration(workspace, record)
             if known is not None:
-                _keep_reproducible(workspace, graph, name, statcache)
+                _keep_reproducible(sources, graph, name)
                 report.records[name] = record
                 report.versions[name] = (known, False)
                 continue
             registry = registry or open_registry(workspace)
-            version, created, revived = register(workspace, graph, name, record, ids, results, registry, statcache)
+            version, created, revived = register(workspace, graph, name, record, ids, results, registry, sources)
             if revived is not None:
                 report.revived[name] = revived
             if not created and (differ := differing_outputs(version, record)):
@@ -156,13 +165,14 @@ def _register(
         keep_reserve(workspace.home)  # room for gc on a disk this build may fill
 
 
-def _keep_reproducible(workspace: Workspace, graph: BuildGraph, name: str, statcache: StatCache) -> None:
+def _keep_reproducible(sources: WorkspaceSources, graph: BuildGraph, name: str) -> None:
     """Even when nothing ran, put back a data or code snapshot that went missing from the
     store (quarantined, say): the registered version must stay reproducible. Cheap when
     they are there: a few stat calls."""
     item = graph.specs[name]
-    for stage_name, stage in item.lock.stages.items():
-        code_snapshot(item, stage["code"], workspace, workspace.store)
-        for source in graph.node(item.spec.node_id(stage_name)).inputs.values():
+    for stage_name in item.lock.stages:
+        node = graph.node(item.spec.node_id(stage_name))
+        sources.code(node)
+        for source in node.inputs.values():
             if isinstance(source, DataInput) and source.path is not None:
-                data_snapshot(source, item.spec.repo_root, workspace.store, statcache)
+                sources.data(node, source)

@@ -71,6 +71,11 @@ class RemoteRebuilder:
         self.jobs = jobs
         self._warned = threading.Event()
 
+    def lookup(self, key: str) -> ActionResult | None:
+        """The local cache only: the scheduler's thread answers local hits without waiting
+        on the network; the remote is asked in `build`, on an executor's thread."""
+        return self.inner.lookup(key)
+
     def build(self, node: str, key: str, run: Run) -> NodeOutcome:
         fetched: list[ActionResult] = []
 

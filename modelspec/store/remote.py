@@ -30,7 +30,7 @@ from ..digest import PREFIX, digest_bytes, digest_file, hex_of, parse_tree_docum
 from ..errors import CorruptObjectError, StoreError
 from .blobs import Blobs
 from .objects import LocalStore, walk_path
-from .protocol import Entry, ObjectStore
+from .protocol import Entry, ObjectInfo, ObjectStore
 
 OBJECTS = "objects/"
 QUARANTINE = "quarantine/"
@@ -80,6 +80,10 @@ class RemoteStore:
 
     def has(self, digest: str) -> bool:
         return self.blobs.head(object_name(digest)) is not None
+
+    def stat(self, digest: str) -> ObjectInfo | None:
+        info = self.blobs.head(object_name(digest))
+        return None if info is None else ObjectInfo(info.size, info.modified)
 
     def iter(self) -> Iterator[str]:
         for info in self.blobs.scan(OBJECTS):

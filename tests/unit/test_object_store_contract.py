@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,10 +129,20 @@ def test_a_missing_object_is_a_store_error_with_a_hint(backend: Backend) -> None
     store.delete(digest)  # already gone: not an error
 
 
+def test_stat_gives_an_objects_size_and_when_it_was_stored(backend: Backend) -> None:
+    before = time.time()
+    digest = backend.store.put_bytes(DATA)
+    info = backend.fresh().stat(digest)
+    assert info is not None and info.size == len(DATA)
+    assert before - 2 <= info.stored_at <= time.time() + 2  # a remote's clock may differ a little
+    assert backend.store.stat(digest_bytes(b"never stored")) is None
+
+
 def test_a_deleted_object_is_gone(backend: Backend) -> None:
     digest = backend.store.put_bytes(DATA)
     backend.store.delete(digest)
     assert not backend.store.has(digest)
+    assert backend.store.stat(digest) is None
     assert list(backend.store.iter()) == []
     with pytest.raises(StoreError):
         backend.fresh().read_bytes(digest)
