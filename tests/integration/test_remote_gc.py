@@ -65,6 +65,18 @@ def test_one_workspaces_remote_gc_keeps_what_the_other_needs(
     third = clone(first, tmp_path / "c")
     assert set(states(third.build_json(spec, "a.v=2", in_process=True)).values()) == {"cached"}
 
+    # B is gone for good: once forgotten, what only B needed is condemned, then deleted.
+    status = json.loads(first.cli("remote", "status", "--json", check=True).stdout)
+    ids = [w["id"] for w in status["workspaces"]]
+    mine = (first.path / ".modelspec" / "remote-id").read_text().strip()
+    (gone,) = [i for i in ids if i != mine]
+    assert first.cli("remote", "forget", gone, check=True).stdout.strip() == f"forgot the roots of {gone}"
+    unknown = first.cli("remote", "forget", gone)
+    assert unknown.returncode == 2 and "Traceback" not in unknown.stderr
+    assert gc_remote(first)["condemned_objects"] > 0
+    assert gc_remote(first)["deleted_objects"] > 0
+    assert set(states(first.build_json(spec, in_process=True)).values()) == {"cached"}  # A's own stay
+
 
 def test_a_lease_keeps_objects_until_it_expires_or_is_released(tmp_path: Path) -> None:
     root = tmp_path / "ws"

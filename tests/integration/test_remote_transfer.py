@@ -56,8 +56,9 @@ def test_push_then_a_lost_store_is_fetched_back_and_pulled(
     placed = Path(pulled["placed"][f"{ref}:d.out"])
     assert placed == repo.path / "artifacts" / "pipe" / "d" / "d.txt"
     assert placed.read_text() == expected_d("first\nmiddle\nlast\n")
-    text = repo.cli("pull", ref, check=True).stdout
+    text = repo.cli("pull", check=True).stdout  # no REF: each model's newest active version
     assert f"pulled {ref}: 0 objects" in text and "d.txt" in text
+    assert status["action_cache_entries"] == 4
 
 
 def test_a_corrupt_remote_object_never_enters_the_store(repo: Repo, tmp_path: Path) -> None:
