@@ -63,9 +63,12 @@ class TransferBar:
 def _summary(report: Any) -> None:
     verb = {"push": "pushed", "fetch": "fetched", "pull": "pulled"}[report.direction]
     versions = ", ".join(report.versions) if report.versions else "no versions"
+    sent = "sent" if report.direction == "push" else "received"
+    already = report.objects - report.transferred
+    rest = f"; {already} already {'there' if report.direction == 'push' else 'here'}" if already else ""
     echo(
-        f"{verb} {versions}: {plural(report.transferred, 'object')} ({_size(report.bytes)}) of "
-        f"{report.objects} needed, the rest already there; {report.seconds:.1f} s ({report.url})"
+        f"{verb} {versions}: {sent} {report.transferred} of the {plural(report.objects, 'object')} they need "
+        f"({_size(report.bytes)}){rest}; {report.seconds:.1f} s ({report.url})"
     )
     if report.direction == "push":
         echo(plural(report.entries, "new action-cache entry", "new action-cache entries"))

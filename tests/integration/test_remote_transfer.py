@@ -57,7 +57,7 @@ def test_push_then_a_lost_store_is_fetched_back_and_pulled(
     assert placed == repo.path / "artifacts" / "pipe" / "d" / "d.txt"
     assert placed.read_text() == expected_d("first\nmiddle\nlast\n")
     text = repo.cli("pull", check=True).stdout  # no REF: each model's newest active version
-    assert f"pulled {ref}: 0 objects" in text and "d.txt" in text
+    assert f"pulled {ref}: received 0 of the " in text and "already here" in text and "d.txt" in text
     assert status["action_cache_entries"] == 4
 
 
