@@ -61,6 +61,10 @@ def test_a_second_workspace_downloads_what_the_first_built(
     assert json.loads(verified.stdout)["ok"]
     # The same inputs are the same version in both workspaces' registries.
     assert report["specs"]["pipe"]["artifacts"] == built["specs"]["pipe"]["artifacts"]
+    # ...and B can rebuild it from what it recorded, bit for bit, though nothing ran there.
+    reproduced = second.cli("reproduce", report["versions"]["pipe"]["ref"], "--json")
+    assert reproduced.returncode == 0, reproduced.stdout + reproduced.stderr
+    assert json.loads(reproduced.stdout)["verdict"] == "identical"
 
     again = second.cli("build", spec, "--no-push")  # text: the summary says where the hits came from
     assert "4 cached" in again.stdout and "from the remote" not in again.stdout  # now local hits
