@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -106,6 +107,13 @@ def test_a_lease_keeps_objects_until_it_expires_or_is_released(tmp_path: Path) -
         collect_remote(workspace, registry, remote, grace=0)
         assert collect_remote(workspace, registry, remote, grace=0).deleted == [stale]
         assert list(remote.blobs.scan("leases/")) == []
+    # A push killed on a shared directory left a temp file: gone once older than an hour.
+    scratch = tmp_path / "shared" / "tmp" / "12345-killed"
+    scratch.write_bytes(b"half an object")
+    os.utime(scratch, (time.time() - 7200, time.time() - 7200))
+    with open_registry(workspace) as registry:
+        assert collect_remote(workspace, registry, remote, grace=0).temp_files == 1
+    assert not scratch.exists()
     # The grace period: a young unneeded object is not even condemned.
     young = remote.store.put_bytes(b"just uploaded\n")
     with open_registry(workspace) as registry:

@@ -115,7 +115,8 @@ def test_verify_remote_reports_a_stage_that_is_not_deterministic(repo: Repo, tmp
     clean = json.loads(repo.cli("verify", "--remote", "--json", check=True).stdout)
     assert clean["ok"] and clean["checked"] >= 2 and clean["nondeterministic"] == {}
     # Another machine runs it too (--no-remote) and uploads its different result.
-    repo.cli("build", "specs/noisy.yaml", "--force", check=True)
+    forced = repo.cli("build", "specs/noisy.yaml", "--force", check=True)
+    assert "noisy:draw gave a different result from the one the remote holds" in forced.stdout
     result = repo.cli("verify", "--remote", "--json")
     assert result.returncode == 1
     found = json.loads(result.stdout)["nondeterministic"]
