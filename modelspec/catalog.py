@@ -10,6 +10,7 @@ from types import TracebackType
 from typing import Any
 
 from .errors import CorruptObjectError, StoreError, UsageError, did_you_mean
+from .registry.gates import latest as latest_verdicts
 from .registry.registry import ModelVersion, Registry, primary_target, retired_error
 from .registry.versiondiff import diff_versions, packages_of
 from .resolve import gitcode
@@ -35,6 +36,14 @@ class Resolution:
             return ""
         split = ", ".join(f"{v.version} ({w:g})" for v, w in self.targets)
         return f"{self.alias} splits traffic across {split}: using its primary target {self.version.ref}"
+
+
+def shown_status(version: ModelVersion, gate: dict[str, Any] | None) -> str:
+    """`rejected` for an active version whose newest gate verdict failed; else its status
+    (retired outranks rejected: its artifacts are gone either way)."""
+    if version.status == "active" and gate is not None and gate["verdict"] == "failed":
+        return "rejected"
+    return version.status
 
 
 class Catalog:
@@ -90,6 +99,7 @@ class Catalog:
             for version, weight in self.registry.alias_targets(name, alias):
                 weights.setdefault(version.id, {})[alias] = weight
         pins = self.registry.pins_of([v.id for v in found])
+        gates = self.registry.read(latest_verdicts, [v.id for v in found])
         return [
             {
                 "version": v.version,
@@ -99,7 +109,8 @@ class Catalog:
                 "metrics": metrics[v.id],
                 "aliases": aliases.get(v.id, []),
                 "alias_weights": weights.get(v.id, {}),
-                "status": v.status,
+                "status": shown_status(v, gates.get(v.id)),
+                "gate": gates[v.id]["verdict"] if v.id in gates else None,
                 "pinned": v.id in pins,
                 "marks": v.marks,
                 "dirty": v.dirty,
@@ -134,8 +145,11 @@ class Catalog:
         return info
 
     def _info(self, version: ModelVersion) -> dict[str, Any]:
+        gate = self.registry.read(latest_verdicts, [version.id]).get(version.id)
         return {
             **version.to_dict(),
+            "status": shown_status(version, gate),
+            "gates": gate,  # the newest verdict (every one is in the audit log)
             "metrics": self.registry.metrics_of([version.id])[version.id],
             "artifacts": self.registry.artifacts_of(version),
             "tags": self.registry.tags_of(version),
@@ -262,10 +276,13 @@ class Catalog:
         whether that changed anything."""
         return self.registry.pin(ref, self.actor, pinned)
 
-    def promote(self, ref: str, alias: str, weight: float | None = None) -> tuple[str, list[list[Any]]]:
+    def promote(
+        self, ref: str, alias: str, weight: float | None = None, force_reason: str | None = None
+    ) -> tuple[str, list[list[Any]]]:
         """Point ALIAS of REF's model at REF (beside the current targets with `weight`): the
-        model's name and the alias's targets now."""
-        targets = self.registry.promote(ref, alias, self.actor, weight)
+        model's name and the alias's targets now. A version its gates rejected needs
+        `force_reason`, recorded with the override."""
+        targets = self.registry.promote(ref, alias, self.actor, weight, force_reason)
         return self.registry.resolve(ref).name, targets
 
     def rollback(self, name: str, alias: str) -> list[list[Any]]:

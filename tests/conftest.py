@@ -200,9 +200,6 @@ def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
-# -- S3 (moto) -----------------------------------------------------------------------------------
-
-
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
     """A real S3 server on loopback (moto): `.ci/run`'s, or one started for this session."""

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..digest import digest_json
 from ..events import Reporter, ignore
 from ..store.leases import Lease, remove_stale_leases
 from ..store.reserve import keep as keep_reserve
@@ -27,11 +26,19 @@ from .graph import BuildGraph, DataInput
 from .loading import load_graph, open_registry, write_locks
 from .plan import Isolation, content_ids
 from .rebuilder import CachingRebuilder, ForcingRebuilder, NodeOutcome, NodeState, Rebuilder
-from .registration import build_record, differing_outputs, register, save_build_record, unchanged_registration
+from .registration import (
+    build_record,
+    differing_outputs,
+    judge_gates,
+    register,
+    save_build_record,
+    unchanged_registration,
+)
 from .remote import with_remote
 from .tasks import EnvironmentPool, Tasks, WorkspaceSources, choose_sandboxes, run_tasks
 
 if TYPE_CHECKING:
+    from ..registry.gates import GateVerdict
     from ..registry.registry import Revival
 
 
@@ -58,6 +65,8 @@ class BuildReport:
     differs: dict[str, list[str]] = field(default_factory=dict)
     # spec name → what its version was before this build revived it (retired, say)
     revived: dict[str, Revival] = field(default_factory=dict)
+    # spec name → its version's quality gates, judged after registering it (specs with gates)
+    gates: dict[str, GateVerdict] = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
@@ -89,10 +98,9 @@ def build(
 
     isolation = Isolation(options.hermetic, bwrap_path() is not None)
     sandboxes = choose_sandboxes(graph, isolation, reporter)
-    write_locks(graph)
+    write_locks(graph, workspace.cache_dir)
     cache = ActionCache(workspace.action_cache_dir, store.tmp)
-    targets = digest_json(sorted(graph.specs))
-    cache.read_index(targets)
+    cache.read_index(graph.cache_index)
     environments = EnvironmentPool(workspace, options.offline, reporter)
     sources = WorkspaceSources(workspace, graph, ctx.statcache)
     # What this build uses is leased, so that a concurrent gc keeps it; its objects reach the
@@ -109,7 +117,7 @@ def build(
         tasks = Tasks(graph, sources, sandboxes, environments, rebuilder, lease, reporter, cancel)
         order = graph.order()
         results = run_tasks(tasks, order, jobs=options.jobs, keep_going=options.keep_going, executor=executor)
-        cache.write_index(targets)
+        cache.write_index(graph.cache_index)
         report = BuildReport([results[n] for n in order])
         with lease.holding():
             _register(workspace, graph, results, tasks.keys, isolation, report, sources)
@@ -158,6 +166,10 @@ def _register(
             save_build_record(workspace, {**record, "registered": version.ref})
             report.records[name] = record
             report.versions[name] = (version.ref, created)
+        for name, (ref, _created) in report.versions.items():
+            if graph.specs[name].spec.gates:  # judged again at every build: the baseline may have moved
+                registry = registry or open_registry(workspace)
+                report.gates[name] = judge_gates(registry, ref, graph.specs[name].spec)
     finally:
         if registry is not None:
             registry.close()

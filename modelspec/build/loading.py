@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..digest import digest_bytes, hex_of
 from ..errors import UsageError
 from ..resolve.lock import ResolveContext
 from ..spec.load import shown_path
@@ -103,8 +105,12 @@ def lock_bytes(lock: Lock) -> bytes:
     return (json.dumps(lock.to_dict(), sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
 
 
-def write_locks(graph: BuildGraph) -> list[Path]:
-    """Write `<spec>.lock` beside each target spec, only when its content changed."""
+def write_locks(graph: BuildGraph, cache_dir: Path | None = None) -> list[Path]:
+    """Write `<spec>.lock` beside each target spec, only when its content changed.
+
+    With `cache_dir`, a lock file this function wrote or checked before, unchanged since
+    (same size, mtime and inode) and holding the same lock (by the digest of its canonical
+    JSON), is not formatted again: indented JSON is written by Python's slow encoder."""
     written = []
     for name in graph.targets:
         item = graph.specs[name]
@@ -113,12 +119,47 @@ def write_locks(graph: BuildGraph) -> list[Path]:
             pid = stale.name.removeprefix(f".{path.name}.").split("-", 1)[0]
             if pid.isdigit() and not pid_alive(int(pid)):
                 stale.unlink(missing_ok=True)
-        data = lock_bytes(item.lock)
-        if _holds(path, data):
+        seen = _LockSeen(cache_dir, path, digest_bytes(item.lock_json)) if cache_dir is not None else None
+        if seen is not None and seen.unchanged():
             continue
-        write_atomic(path, data)
-        written.append(path)
+        data = lock_bytes(item.lock)
+        if not _holds(path, data):
+            write_atomic(path, data)
+            written.append(path)
+        if seen is not None:
+            seen.record()
     return written
+
+
+@dataclass(frozen=True)
+class _LockSeen:
+    """What a lock file held when last written or checked: its stat and its lock's digest."""
+
+    cache_dir: Path
+    path: Path
+    digest: str
+
+    @property
+    def _marker(self) -> Path:
+        return self.cache_dir / "locks" / hex_of(digest_bytes(os.fsencode(self.path)))
+
+    def _now(self) -> list[object] | None:
+        try:
+            info = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return [self.digest, info.st_size, info.st_mtime_ns, info.st_ino]
+
+    def unchanged(self) -> bool:
+        try:
+            return json.loads(self._marker.read_bytes()) == self._now()
+        except (FileNotFoundError, ValueError):
+            return False
+
+    def record(self) -> None:
+        now = self._now()
+        if now is not None:
+            write_atomic(self._marker, json.dumps(now).encode(), durable=False)
 
 
 def _holds(path: Path, data: bytes) -> bool:
@@ -193,15 +234,23 @@ def _is_alias(selector: str) -> bool:
 def _newest_in_range(registry: Registry, name: str, version_range: str, allow: tuple[str, ...]) -> ModelVersion:
     every = registry.list_versions(name)  # ordered by version number
     in_range = [v for v in every if matches_range(_numbers(v.version), version_range)]
-    usable = [v for v in in_range if v.status == "active" and not _refused_marks(v, allow)]
+    rejected = _rejected(registry, [v for v in in_range if v.status == "active"])
+    usable = [v for v in in_range if v.status == "active" and not _refused_marks(v, allow) and v.id not in rejected]
     if usable:
         return usable[-1]
+    if rejected and all(v.id in rejected or v.status != "active" for v in in_range):
+        skipped = ", ".join(f"{v.version} ({'rejected' if v.id in rejected else v.status})" for v in reversed(in_range))
+        raise UsageError(
+            f"no version of {name} in {version_range!r} passed its quality gates: skipped {skipped}",
+            hint=f"build a version of {name} that passes (`modelspec show {name}@VERSION` says which gate failed), "
+            f'or accept a rejected one: modelspec promote {name}@VERSION ALIAS --force --reason "…"',
+        )
     marks = sorted({mark for v in in_range if v.status == "active" for mark in _refused_marks(v, allow)})
     if not marks:  # nothing in the range, or only retired versions
         known = ", ".join(f"{v.version} ({v.status})" for v in every) or "none"
         raise UsageError(f"no active version of {name} matches {version_range!r} (versions: {known})")
     skipped = ", ".join(
-        f"{v.version} ({v.status if v.status != 'active' else ', '.join(_refused_marks(v, allow))})"
+        f"{v.version} ({v.status if v.status != 'active' else ', '.join(_refused_marks(v, allow)) or 'rejected'})"
         for v in reversed(in_range)
     )
     raise UsageError(
@@ -229,6 +278,13 @@ def _alias_target(registry: Registry, name: str, alias: str, allow: tuple[str, .
             f"{name}@{alias} points to {version.ref}, which is {version.status}: its artifacts are gone",
             hint=f"point the alias at an active version (modelspec promote {name}@VERSION {alias})",
         )
+    if _rejected(registry, [version]):
+        raise UsageError(
+            f"{name}@{alias} points to {version.ref}, which its quality gates rejected (judged again since it "
+            "was promoted)",
+            hint=f"point the alias at a version that passes, or accept this one: modelspec promote {version.ref} "
+            f'{alias} --force --reason "…"',
+        )
     refused = _refused_marks(version, allow)
     if refused:
         raise UsageError(
@@ -237,6 +293,14 @@ def _alias_target(registry: Registry, name: str, alias: str, allow: tuple[str, .
             f"({_explained(refused)}), or point the alias at a clean, sandboxed version",
         )
     return version
+
+
+def _rejected(registry: Registry, versions: list[ModelVersion]) -> set[int]:
+    """The ids of the versions whose newest gate verdict failed (a forced promotion accepts one)."""
+    from ..registry.gates import latest
+
+    verdicts = registry.read(latest, [v.id for v in versions])
+    return {i for i, found in verdicts.items() if found["verdict"] == "failed"}
 
 
 def _refused_marks(version: ModelVersion, allow: tuple[str, ...]) -> list[str]:

@@ -24,8 +24,11 @@ if TYPE_CHECKING:
 
 def metadata_entries(version: ModelVersion) -> list[tuple[str, Entry]]:
     """The small objects a version's metadata needs for ever, retired or not (`show`,
-    `diff`, `lineage` read them): its lock and the environment's lock file."""
+    `diff`, `lineage`, `drift` read them): its lock, its data profiles and the environment's
+    lock file."""
     entries = [("the lock", Entry("file", version.lock, 0))]
+    for name, digest in sorted(version.record.get("profiles", {}).items()):  # drift compares them for ever
+        entries.append((f"the data profile of {name!r}", Entry("file", digest, 0)))
     environment = version.record.get("environment")
     if environment and environment.get("kind") == "uv":
         entries.append(("the environment's lock file", Entry("file", environment["file_digest"], 0)))

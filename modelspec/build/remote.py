@@ -72,9 +72,7 @@ class RemoteRebuilder:
         self._warned = threading.Event()
 
     def lookup(self, key: str) -> ActionResult | None:
-        """The local cache only: the scheduler's thread answers local hits without waiting
-        on the network; the remote is asked in `build`, on an executor's thread."""
-        return self.inner.lookup(key)
+        return self.inner.lookup(key)  # the local cache only: the remote is asked in `build`
 
     def build(self, node: str, key: str, run: Run) -> NodeOutcome:
         fetched: list[ActionResult] = []

@@ -23,6 +23,7 @@ from . import (
     raise_interrupt,
     split_targets,
 )
+from .quality import gate_lines, verdict_text
 
 
 @main.command()
@@ -89,14 +90,14 @@ def plan(args: tuple[str, ...], allow_dirty: bool, hermetic: str | None, as_json
     if as_json:
         emit_json({"nodes": [p.to_dict() for p in planned]})
         return
-    console = make_console()
+    lines = []  # printed at once: a rich print per line costs a millisecond, a second at 1,000 stages
     for item in planned:
         status = "[dim]cached[/]   " if item.cached else "[bold]will run[/] "
-        console.print(f"{status} {escape(printable(item.node))}  [dim]{item.key[7:19]}[/]")
-        for reason in item.reasons:
-            echo(f"           - {reason}")
+        lines.append(f"{status} {escape(printable(item.node))}  [dim]{item.key[7:19]}[/]")
+        lines += [f"           - {escape(printable(reason))}" for reason in item.reasons]
     runs = sum(1 for p in planned if not p.cached)
-    console.print(f"{runs} of {plural(len(planned), 'stage')} will run")
+    lines.append(f"{runs} of {plural(len(planned), 'stage')} will run")
+    make_console().print("\n".join(lines), highlight=False)
 
 
 @main.command()
@@ -109,6 +110,7 @@ def plan(args: tuple[str, ...], allow_dirty: bool, hermetic: str | None, as_json
 @click.option("--offline", is_flag=True, help="Create environments from uv's cache only.")
 @click.option("--no-remote", is_flag=True, help="Do not ask the workspace's remote cache (modelspec.yaml `remote:`).")
 @click.option("--no-push", is_flag=True, help="Do not upload what ran to the workspace's remote.")
+@click.option("--no-gate-exit", is_flag=True, help="Exit 0 when a version fails its quality gates (it stays rejected).")
 @json_option
 @handle_errors
 def build(
@@ -121,11 +123,13 @@ def build(
     offline: bool,
     no_remote: bool,
     no_push: bool,
+    no_gate_exit: bool,
     as_json: bool,
 ) -> None:
     """Build SPEC... [OVERRIDES...]: run the stages whose inputs changed, reuse the rest.
 
-    Exit 0 on success, 1 when a stage failed, 2 for a bad spec or argument.
+    Exit 0 on success, 1 when a stage failed or a version failed its quality gates (unless
+    --no-gate-exit), 2 for a bad spec or argument.
     """
     from ..api import BuildOptions
     from ..api import build as run_build
@@ -160,6 +164,8 @@ def build(
             versions[name]["differs"] = differ
         for name, revival in report.revived.items():
             versions[name]["revived"] = revival.to_dict()
+        for name, judged in report.gates.items():
+            versions[name]["gates"] = judged.to_dict()
         emit_json(
             {
                 "ok": report.ok,
@@ -171,7 +177,8 @@ def build(
         )
     else:
         _print_build_summary(console, report, rows)
-    sys.exit(0 if report.ok else 1)
+    rejected = any(judged.rejected for judged in report.gates.values())
+    sys.exit(0 if report.ok and (no_gate_exit or not rejected) else 1)
 
 
 def _outcome_row(outcome: Any) -> dict[str, Any]:
@@ -216,6 +223,10 @@ def _print_build_summary(console: Any, report: Any, rows: list[dict[str, Any]]) 
         if record["metrics"]:
             shown = "  ".join(f"{k}={metric_text(v)}" for k, v in sorted(record["metrics"].items()))
             echo(f"{name} metrics: {shown}")
+    for judged in report.gates.values():
+        echo(f"gates of {judged.ref}: {verdict_text(judged.verdict)}")
+        for line in gate_lines(judged.verdict, judged.to_dict()["results"]):
+            echo(line)
 
 
 @main.command()

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from ..errors import UsageError
 from ..text import plural, printable
 from . import (
     echo,
@@ -23,6 +24,7 @@ from . import (
     primary_ref,
     when,
 )
+from .quality import recorded_gate_lines
 
 
 @main.command()
@@ -47,8 +49,11 @@ def versions(name: str, where: str, tags: tuple[str, ...], as_json: bool) -> Non
     table = Table(box=None, pad_edge=False)
     metric_names = sorted({k for r in rows for k in r["metrics"]})[:4]
     marked = any(r["marks"] for r in rows)  # the column appears when a version is dirty or unsandboxed
+    gated = any(r["gate"] for r in rows)  # and this one when a version was judged by quality gates
     for column in ("version", "content id", "created (UTC)", *metric_names, "aliases", "status"):
         table.add_column(cell(column))
+    if gated:
+        table.add_column("gates")
     if marked:
         table.add_column("marks")
     for r in rows:
@@ -57,7 +62,9 @@ def versions(name: str, where: str, tags: tuple[str, ...], as_json: bool) -> Non
         weights = r["alias_weights"]
         aliases = [f"{a} ({weights[a]:g})" if weights.get(a, 1.0) != 1.0 else a for a in r["aliases"]]
         marks = [", ".join(r["marks"])] if marked else []
-        cells = [r["version"], r["content_id"], when(r["created"]), *metrics, ", ".join(aliases), status, *marks]
+        gates = [r["gate"] or ""] if gated else []
+        listed = ", ".join(aliases)
+        cells = [r["version"], r["content_id"], when(r["created"]), *metrics, listed, status, *gates, *marks]
         table.add_row(*map(cell, cells))
     make_console().print(table)
 
@@ -128,6 +135,10 @@ def show(ref: str, as_json: bool) -> None:
         echo(f"    ← {item['kind']} {item['name']}: {item.get('version') or item['ref']}  {item['digest']}")
     for item in lineage["downstream"]:
         echo(f"    → {item}")
+    echo("  gates:" + ("" if info["gates"] else " none"))
+    if info["gates"]:
+        for line in recorded_gate_lines(info["gates"]):
+            echo(line)
     echo("  reproductions:" + ("" if info["reproductions"] else " none"))
     for item in info["reproductions"]:
         by = f" by {item['actor']}" if item.get("actor") else ""
@@ -179,12 +190,19 @@ def diff(ref_a: str, ref_b: str, as_json: bool) -> None:
 @click.argument("ref")
 @click.argument("alias")
 @click.option("--weight", type=float, help="Serve this share of traffic (0..1) beside the current targets.")
+@click.option("--force", is_flag=True, help="Promote a version its quality gates rejected (needs --reason).")
+@click.option("--reason", help="Why a rejected version is promoted anyway (recorded in the audit log).")
 @json_option
 @handle_errors
-def promote(ref: str, alias: str, weight: float | None, as_json: bool) -> None:
-    """Point ALIAS (production, staging, ...) at the version REF; the history is kept."""
+def promote(ref: str, alias: str, weight: float | None, force: bool, reason: str | None, as_json: bool) -> None:
+    """Point ALIAS (production, staging, ...) at the version REF; the history is kept.
+    A version its quality gates rejected needs --force --reason "…" (audited)."""
+    if force and not (reason or "").strip():
+        raise UsageError('--force needs --reason "…": why the rejected version is promoted anyway (it is audited)')
+    if reason is not None and not force:
+        raise UsageError("--reason goes with --force (promoting a version its quality gates rejected)")
     with open_catalog_here() as catalog:
-        name, targets = catalog.promote(ref, alias, weight)
+        name, targets = catalog.promote(ref, alias, weight, reason if force else None)
     emit_json({"alias": f"{name}@{alias}", "targets": targets}) if as_json else echo(
         f"{name}@{alias} → " + ", ".join(f"{v} ({w:g})" if len(targets) > 1 else v for v, w in targets)
     )

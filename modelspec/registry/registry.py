@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
@@ -28,7 +28,7 @@ import sqlalchemy as sa
 
 from ..errors import StoreError
 from ..spec.refs import Ref
-from . import aliases, audit, backends, lineage, queries, status, transfer, verify, versions
+from . import aliases, audit, backends, gates, lineage, queries, status, transfer, verify, versions
 from . import tables as t
 from .aliases import primary_target
 from .facts import VersionFacts, retention_facts
@@ -349,13 +349,16 @@ class Registry:
         with self._read() as conn:
             return queries.alias_names(conn, name)
 
-    def promote(self, ref: str, alias: str, actor: str, weight: float | None = None) -> list[list[Any]]:
+    def promote(
+        self, ref: str, alias: str, actor: str, weight: float | None = None, force_reason: str | None = None
+    ) -> list[list[Any]]:
         """Point `alias` at a version; with `weight`, add it beside the current targets (a
         canary) and scale the others so that the weights sum to 1."""
         aliases.check_promotion(ref, alias, weight)
         version = self.resolve(ref)
         aliases.check_promotable(version)
         with self._write() as w:
+            gates.accept(w, version, alias, actor, force_reason)
             return aliases.promote(w, version, alias, actor, weight)
 
     def rollback(self, name: str, alias: str, actor: str) -> list[list[Any]]:
@@ -412,4 +415,12 @@ class Registry:
     def reproductions_of(self, version: ModelVersion) -> list[dict[str, Any]]:
         with self._read() as conn:
             return lineage.reproductions(conn, version.id)
+
+    def judge_gates(self, version: ModelVersion, of: Iterable[gates.Gate], by: str, always: bool) -> gates.GateVerdict:
+        with self._write() as w:
+            return gates.judge(w, version, of, by, always)
+
+    def read(self, query: Callable[..., Any], *args: Any) -> Any:  # gates.latest, series.metric_series...
+        with self._read() as conn:
+            return query(conn, *args)
 

@@ -2,7 +2,7 @@
 
 The versions' immutable rows are covered by the digest in their build events; everything
 that changes afterwards (a version's status, aliases with their weights and history, tags,
-pins, lineage, reproductions) is rebuilt here from the events alone, so that `audit
+pins, lineage, reproductions, gate verdicts) is rebuilt here from the events alone, so that `audit
 --verify` can compare it with the tables and name every difference: an `UPDATE aliases`
 behind the log's back is as visible as an edited event.
 
@@ -59,6 +59,8 @@ class Link:
 
 @dataclass(frozen=True)
 class Reproduction:
+    """A reproduction's verdict, or a gate verdict (the same shape: who, what, why, when)."""
+
     actor: str
     verdict: str
     details: str  # canonical JSON
@@ -77,6 +79,7 @@ class RegistryState:
     pins: Mapping[str, Pin] = field(default_factory=dict)
     lineage: Mapping[str, tuple[Link, ...] | None] = field(default_factory=dict)  # None: not in the log
     reproductions: Mapping[str, tuple[Reproduction, ...]] = field(default_factory=dict)
+    gates: Mapping[str, tuple[Reproduction, ...]] = field(default_factory=dict)
     # Which event set each entry (section, key) → seq; empty for the state read from tables.
     source: Mapping[tuple[Any, ...], int] = field(default_factory=dict)
 
@@ -98,6 +101,7 @@ def replay(events: Iterable[Mapping[str, Any]]) -> RegistryState:
     pins: dict[str, Pin] = {}
     lineage: dict[str, tuple[Link, ...] | None] = {}
     reproductions: dict[str, list[Reproduction]] = {}
+    gates: dict[str, list[Reproduction]] = {}
     source: dict[tuple[Any, ...], int] = {}
     for event in events:
         kind, subject, actor, seq = event["kind"], event["subject"], event["actor"], int(event["seq"])
@@ -135,11 +139,12 @@ def replay(events: Iterable[Mapping[str, Any]]) -> RegistryState:
         elif kind == "unpin":
             pins.pop(subject, None)
             source[("pins", subject)] = seq
-        elif kind == "reproduce":
+        elif kind in ("reproduce", "gate"):
+            section, into = ("reproductions", reproductions) if kind == "reproduce" else ("gates", gates)
             details = {k: v for k, v in payload.items() if k not in ("verdict", "at")}
-            found = reproductions.setdefault(subject, [])
+            found = into.setdefault(subject, [])
             found.append(Reproduction(actor, str(payload.get("verdict")), details_text(details), at))
-            source[("reproductions", subject, len(found))] = seq
+            source[(section, subject, len(found))] = seq
     return RegistryState(
         versions=versions,
         aliases=aliases,
@@ -148,6 +153,7 @@ def replay(events: Iterable[Mapping[str, Any]]) -> RegistryState:
         pins=pins,
         lineage=lineage,
         reproductions={k: tuple(v) for k, v in reproductions.items()},
+        gates={k: tuple(v) for k, v in gates.items()},
         source=source,
     )
 
@@ -171,6 +177,7 @@ def differences(expected: RegistryState, actual: RegistryState) -> list[str]:
         *_sequences(
             "reproductions", "reproduction", expected.reproductions, actual.reproductions, expected, "reproductions"
         ),
+        *_sequences("gate results", "gate verdict", expected.gates, actual.gates, expected, "gates"),
     ]
 
 

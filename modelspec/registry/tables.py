@@ -4,7 +4,7 @@ A registry records its schema version in `meta`; opening an older registry appli
 missing migrations in one transaction, so a newer modelspec reads what an older one made.
 Version 1 was the first release; version 2 added tags and traffic weights on aliases;
 version 3 added the results of reproductions; version 4 added pins; version 5 marks the
-metrics that are integers (epochs 12, not 12.0).
+metrics that are integers (epochs 12, not 12.0); version 6 added the results of quality gates.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # Strings compare byte by byte on every backend: PostgreSQL's default collation follows the
 # server's locale, which would reorder names and break content-id prefix ranges ("~" sorts
@@ -138,6 +138,19 @@ pins = sa.Table(
     sa.Column("actor", String, nullable=False),
 )
 
+# Each evaluation of a version's quality gates (at its build, by `modelspec gate`) and each
+# forced promotion that overrides a failure; the newest row is the version's gate verdict.
+gate_results = sa.Table(
+    "gate_results",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("version_id", sa.Integer, sa.ForeignKey("versions.id"), nullable=False, index=True),
+    sa.Column("time", sa.Float, nullable=False),
+    sa.Column("actor", sa.String, nullable=False),
+    sa.Column("verdict", sa.String, nullable=False),  # passed | failed | overridden
+    sa.Column("details", sa.Text, nullable=False),  # JSON: each gate's value, baseline, passed; or the reason
+)
+
 events = sa.Table(
     "events",
     metadata,
@@ -197,12 +210,17 @@ def _v4_to_v5(conn: sa.Connection) -> None:
     conn.execute(sa.text("ALTER TABLE metrics ADD COLUMN is_integer BOOLEAN NOT NULL DEFAULT FALSE"))
 
 
+def _v5_to_v6(conn: sa.Connection) -> None:
+    gate_results.create(conn)
+
+
 MIGRATIONS: dict[int, Callable[[sa.Connection], None]] = {
     1: _create_v1,
     2: _v1_to_v2,
     3: _v2_to_v3,
     4: _v3_to_v4,
     5: _v4_to_v5,
+    6: _v5_to_v6,
 }
 
 

@@ -105,6 +105,10 @@ def table_state(conn: sa.Connection) -> replay.RegistryState:
         details = replay.details_text(json.loads(r.details))
         found = reproductions.setdefault(refs[r.version_id], [])
         found.append(replay.Reproduction(r.actor, r.verdict, details, r.time))
+    gates: dict[str, list[replay.Reproduction]] = {}
+    for r in conn.execute(sa.select(t.gate_results).order_by(t.gate_results.c.id)):
+        details = replay.details_text(json.loads(r.details))
+        gates.setdefault(refs[r.version_id], []).append(replay.Reproduction(r.actor, r.verdict, details, r.time))
     return replay.RegistryState(
         versions=versions,
         aliases=aliases,
@@ -113,4 +117,5 @@ def table_state(conn: sa.Connection) -> replay.RegistryState:
         pins=pins,
         lineage={k: tuple(sorted(links)) for k, links in lineage.items()},
         reproductions={k: tuple(found) for k, found in reproductions.items()},
+        gates={k: tuple(found) for k, found in gates.items()},
     )

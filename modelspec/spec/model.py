@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Location, Problem
+from .gates import Gate
 from .lockdata import LockData, StageLock, lock_data
 from .yamlsource import Document
 
@@ -79,6 +80,7 @@ class Spec:
     retention: Mapping[str, Any]
     document: Document = field(compare=False, repr=False)
     schema_marker: Path | None = field(default=None, compare=False, repr=False)  # to record, once resolved
+    gates: tuple[Gate, ...] = ()  # judged after the build; not in the lock, so not in the content id
 
     def node_id(self, stage: str) -> str:
         return f"{self.name}:{stage}"

@@ -32,6 +32,8 @@ def test_fraud_builds_then_is_a_no_op_then_rebuilds_only_what_an_override_touche
     metrics = report["specs"]["fraud"]["metrics"]
     assert 0.5 < metrics["auc"] <= 1.0
     assert all(row["hermetic"] for row in report["nodes"])
+    assert "gates of fraud@1.0.0: passed" in first.stdout  # the example's gates (auc ≥ 0.70, no production yet)
+    assert report["versions"]["fraud"]["gates"]["verdict"] == "passed"
 
     seeded = fraud.build_json("specs/fraud.yaml", "train.seed=7")
     assert states(seeded) == {"fraud:featurize": "cached", "fraud:train": "ran", "fraud:evaluate": "ran"}

@@ -30,12 +30,38 @@ def _declared() -> set[str]:
     return {_normalized(re.split(r"[<>=!~\[; ]", req, maxsplit=1)[0]) for req in [*project["dependencies"], *extras]}
 
 
-def _third_party_imports() -> dict[str, list[str]]:
-    """Top-level module name → the places that import it."""
+def _optional() -> set[str]:
+    """The extras a user may leave out (`plot`), not those of the test suite."""
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"].get("optional-dependencies", {})
+    return {
+        _normalized(re.split(r"[<>=!~\[; ]", req, maxsplit=1)[0])
+        for extra, requirements in extras.items()
+        if extra != "test"
+        for req in requirements
+    }
+
+
+def _guarded(tree: ast.AST) -> set[ast.AST]:
+    """Imports inside `try: … except ImportError:`: an optional extra's, which say what to install."""
+    found: set[ast.AST] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try) and any(
+            isinstance(h.type, ast.Name) and h.type.id in ("ImportError", "ModuleNotFoundError") for h in node.handlers
+        ):
+            found |= {inner for statement in node.body for inner in ast.walk(statement)}
+    return found
+
+
+def _third_party_imports(optional: bool = False) -> dict[str, list[str]]:
+    """Top-level module name → the places that import it: unguarded imports, or with
+    `optional` those inside `try: … except ImportError`."""
     found: dict[str, list[str]] = {}
     for path in sorted(PACKAGE.rglob("*.py")):
         tree = ast.parse(path.read_text(), str(path))
+        guarded = _guarded(tree)
         for node in ast.walk(tree):
+            if (node in guarded) != optional:
+                continue
             if isinstance(node, ast.Import):
                 modules = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
@@ -59,6 +85,16 @@ def test_every_third_party_import_is_a_declared_dependency() -> None:
             undeclared.append(f"{module!r} (from {', '.join(sorted(distributions)) or 'no installed distribution'}),"
                               f" imported at {places[0]}")
     assert not undeclared, "imports not declared in pyproject.toml [project].dependencies:\n" + "\n".join(undeclared)
+
+
+def test_an_optional_import_is_an_extra_and_guarded() -> None:
+    """matplotlib (the `plot` extra) may be missing: its import must say what to install."""
+    optional = _optional()
+    providers = packages_distributions()
+    for module, places in _third_party_imports(optional=True).items():
+        distributions = {_normalized(d) for d in providers.get(module, [module])}
+        assert distributions & optional, f"{module!r}, imported at {places[0]}, is not an optional extra"
+    assert "matplotlib" in optional
 
 
 def test_the_checker_sees_an_undeclared_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

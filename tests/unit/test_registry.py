@@ -1,6 +1,6 @@
 """The registry in-process, on real SQLite files, with an injected clock: version
 allocation, references, queries, aliases (history, weights, rollback), tags, lineage,
-concurrency between processes, and migration from schema versions 1 and 4."""
+concurrency between processes, and migration from schema versions 1, 4 and 5."""
 
 from __future__ import annotations
 
@@ -338,6 +338,7 @@ def test_catalog_versions_and_show(tmp_path: Path, registry: Registry, clock: Cl
             "aliases": ["production"],
             "alias_weights": {"production": 1.0},
             "status": "active",
+            "gate": None,
             "pinned": False,
             "marks": [],
             "dirty": False,
@@ -732,7 +733,7 @@ def test_a_version_4_registry_is_migrated_and_new_integer_metrics_stay_integers(
     registry = Registry(registry_url, clock=clock)
     try:
         with registry.engine.connect() as conn:
-            assert schema.schema_version(conn) == schema.SCHEMA_VERSION == 5
+            assert schema.schema_version(conn) == schema.SCHEMA_VERSION
         old = registry.resolve("fraud@1.0.0")
         # What was stored as 12.0 stays a float: whether the file said 12 is not known.
         assert registry.metrics_of([old.id]) == {old.id: {"auc": 0.88, "epochs": 12.0}}
@@ -751,6 +752,28 @@ def test_a_version_4_registry_is_migrated_and_new_integer_metrics_stay_integers(
             sql(conn, "UPDATE metrics SET is_integer = FALSE WHERE version_id = :id", id=new.id)
         edited = "fraud@1.0.1 was edited after it was registered (it no longer matches build event 2)"
         assert registry.verify_audit() == edited
+    finally:
+        registry.close()
+
+
+def test_a_version_5_registry_gains_the_gate_results_table(tmp_path: Path, clock: Clock) -> None:
+    path = tmp_path / "registry.db"
+    make_version_4_registry(f"sqlite:///{path}")
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        assert schema.migrate(conn, target=5) == 4
+        assert not sa.inspect(conn).has_table("gate_results")
+    engine.dispose()
+    registry = Registry(f"sqlite:///{path}", clock=clock)
+    try:
+        with registry.engine.connect() as conn:
+            assert schema.schema_version(conn) == schema.SCHEMA_VERSION == 6
+            assert sa.inspect(conn).has_table("gate_results")
+            assert conn.execute(sa.select(sa.func.count()).select_from(schema.gate_results)).scalar() == 0
+        assert registry.verify_audit() == ""
+        clock.tick()
+        assert registry.register(draft(content("6e"), version="1.0"))[0].version == "1.0.1"
+        assert registry.verify_audit() == ""
     finally:
         registry.close()
 
