@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     from .retention.schedule import cron_expression as gc_schedule
     from .scaffold import InitReport
     from .transfer import TransferReport, fetch, pull, push, verify_remote
+    from .transfer import forget as remote_forget
     from .transfer import status as remote_status
 
 # Names handed on from modules that only some commands need: importing them here would
@@ -97,6 +98,7 @@ _LAZY = {
     "fetch": ("transfer", "fetch"),
     "pull": ("transfer", "pull"),
     "remote_status": ("transfer", "status"),
+    "remote_forget": ("transfer", "forget"),
     "verify_remote": ("transfer", "verify_remote"),
 }
 
@@ -151,6 +153,7 @@ __all__ = [
     "plan",
     "pull",
     "push",
+    "remote_forget",
     "remote_gc",
     "remote_status",
     "remove_environment",
