@@ -156,7 +156,7 @@ def _register(
         for name, (ref, _created) in report.versions.items():
             if graph.specs[name].spec.gates:  # judged again at every build: the baseline may have moved
                 registry = registry or open_registry(workspace)
-                report.gates[name] = judge_gates(registry, ref, graph.specs[name].spec)
+                report.gates[name] = judge_gates(workspace, registry, ref, graph.specs[name].spec)
     finally:
         if registry is not None:
             registry.close()

@@ -21,7 +21,7 @@ from ..spec.model import split_output_ref
 from ..store.statcache import StatCache
 from ..store.workspace import Workspace
 from .graph import BuildGraph, DataInput
-from .profiles import data_profiles
+from .profiles import data_profiles, drift_results
 from .rebuilder import NodeOutcome
 from .snapshots import code_snapshot, data_snapshot
 
@@ -195,10 +195,12 @@ def register(
     return registry.register(draft)
 
 
-def judge_gates(registry: Registry, ref: str, spec: Spec) -> GateVerdict:
+def judge_gates(workspace: Workspace, registry: Registry, ref: str, spec: Spec) -> GateVerdict:
     """The spec's gates against version `ref` (just registered, or found registered): a
     failed gate makes it rejected. Gates are not in the lock, so not in the content id."""
-    return registry.judge_gates(registry.resolve(ref), spec.gates, actor(spec.repo_root), always=False)
+    version = registry.resolve(ref)
+    checks = drift_results(workspace.store, registry, version, spec.gates)
+    return registry.judge_gates(version, checks, actor(spec.repo_root), always=False)
 
 
 def differing_outputs(version: ModelVersion, record: dict[str, Any]) -> list[str]:

@@ -47,7 +47,10 @@ class GateVerdict:
         }
 
 
-def judge(w: Write, version: ModelVersion, gates: Iterable[Gate], actor: str, always: bool) -> GateVerdict:
+Check = Gate | GateResult  # a gate to evaluate, or one judged already (a drift gate, from profiles)
+
+
+def judge(w: Write, version: ModelVersion, gates: Iterable[Check], actor: str, always: bool) -> GateVerdict:
     """Evaluate `gates` against the version's recorded metrics and, for `vs: ALIAS`, the
     metrics of the version the alias serves now (its primary target), in one transaction.
     Recorded when `always` (`modelspec gate`), else only when the results differ from the
@@ -56,7 +59,7 @@ def judge(w: Write, version: ModelVersion, gates: Iterable[Gate], actor: str, al
     gates = tuple(gates)
     metrics = metrics_of(w.conn, [version.id]).get(version.id, {})
     baselines: dict[str, Baseline | None] = {}
-    for alias in sorted({g.vs for g in gates if g.vs}):
+    for alias in sorted({g.vs for g in gates if isinstance(g, Gate) and g.vs}):
         served = targets(w.conn, version.name, alias)
         if served:
             primary = primary_target(served)
