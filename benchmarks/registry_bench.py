@@ -3,16 +3,18 @@
 
 A script, not a test (stdlib, modelspec and its dependencies). In a temporary workspace it
 
-* fills `.modelspec/registry.db` with N versions of model `m` (5 metrics, one artifact, one
+* fills `.modelspec/registry.db` (or, with `--url`, the empty PostgreSQL database at URL,
+  which the workspace's `modelspec.yaml` then names) with N versions of model `m` (5 metrics, one artifact, one
   lineage row and one audit event each), all but the last `--api` of them by batch inserts
   into the registry's own tables (the audit events are chained exactly as the registry
   chains them, so `audit --verify` still holds), the rest through `Registry.register`, whose
   per-registration time is reported (it is measured at the full size, the worst case);
 * times, median of 5 runs each, against the budget of an interactive registry query
   (under 100 ms): `Registry.list_versions(m, where=auc>0.99)`, `Catalog.versions(...)` (the
-  path `modelspec versions` takes), `Registry.resolve('m@1.0.54321')` and
-  `Catalog.show(...)` (the path of `modelspec show`);
-* prints SQLite's plan of the statement `list_versions` sends for the `--where` query, the
+  path `modelspec versions` takes), `Registry.resolve('m@1.0.54321')`,
+  `Catalog.show(...)` (the path of `modelspec show`) and `Catalog.alias_history(m,
+  production, at=...)` (`alias history --at`, over 500 moves);
+* prints the database's plan of the statement `list_versions` sends for the `--where` query, the
   time of `audit --verify` over every event, and the cost of opening the registry;
 * times the CLI wall-clock of `modelspec versions m --where 'auc>0.999' --json` and
   `modelspec show m@1.0.500 --json` in that workspace (median of 5 after a warm-up), next to
@@ -25,11 +27,13 @@ other load on the machine: the load average before and after is printed.
 
     python benchmarks/registry_bench.py
     python benchmarks/registry_bench.py --versions 60000 --api 200 --keep /tmp/regbench
+    python benchmarks/registry_bench.py --url postgresql+psycopg://postgres@127.0.0.1:5432/bench
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
@@ -53,6 +57,7 @@ from modelspec.catalog import Catalog  # noqa: E402
 from modelspec.registry import tables as t  # noqa: E402
 from modelspec.registry.audit import GENESIS, event_digest  # noqa: E402
 from modelspec.registry.registry import Registry, VersionDraft  # noqa: E402
+from modelspec.registry.transfer import advance_sequences  # noqa: E402
 from modelspec.spec.refs import parse_where  # noqa: E402
 from modelspec.store.workspace import Workspace  # noqa: E402
 
@@ -174,6 +179,8 @@ def bulk_fill(registry: Registry, count: int, rng: random.Random, start_time: fl
                 conn.execute(sa.insert(t.events), events)
             conn.execute(sa.delete(t.meta).where(t.meta.c.key == "audit_head"))
             conn.execute(sa.insert(t.meta).values(key="audit_head", value=f"{seq} {prev}"))
+            if conn.dialect.name == "postgresql":
+                advance_sequences(conn)  # the ids were given: the next version gets the next one
 
 
 def api_fill(registry: Registry, count: int, rng: random.Random) -> list[float]:
@@ -249,7 +256,7 @@ def verdict(seconds: float, budget: float) -> str:
 
 
 def explain(registry: Registry, where: str) -> list[str]:
-    """SQLite's plan for the very statement `list_versions` sends (captured as it runs)."""
+    """The database's plan for the very statement `list_versions` sends (captured as it runs)."""
     captured: list[tuple[str, Any]] = []
 
     def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool) -> None:
@@ -262,8 +269,31 @@ def explain(registry: Registry, where: str) -> list[str]:
     finally:
         sa.event.remove(registry.engine, "before_cursor_execute", capture)
     statement, parameters = captured[0]
+    explained = "EXPLAIN QUERY PLAN" if registry.backend == "sqlite" else "EXPLAIN"
     with registry.engine.connect() as conn:
-        return [str(row[-1]) for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters)]
+        return [str(row[-1]) for row in conn.exec_driver_sql(f"{explained} {statement}", parameters)]
+
+
+def promote_often(registry: Registry, moves: int) -> float:
+    """`moves` promotions of m@production (m@1.0.0, m@1.0.1, ...), a second or more apart: the
+    time of the middle one."""
+    clock, start, ticks = registry.clock, time.time(), itertools.count()
+    registry.clock = lambda: start + next(ticks)
+    try:
+        for i in range(moves):
+            registry.promote(f"m@1.0.{i}", "production", "bench")
+    finally:
+        registry.clock = clock
+    return float(registry.alias_history(NAME, "production")[moves // 2]["time"])
+
+
+def database_size(registry: Registry, home: Path) -> str:
+    if registry.backend == "sqlite":
+        return f"registry.db: {(home / 'registry.db').stat().st_size / 1e6:.0f} MB"
+    with registry.engine.connect() as conn:
+        size = conn.exec_driver_sql("SELECT pg_database_size(current_database())").scalar() or 0
+        version = conn.exec_driver_sql("SHOW server_version").scalar()
+    return f"PostgreSQL {version} database: {size / 1e6:.0f} MB"
 
 
 def main() -> int:
@@ -271,6 +301,7 @@ def main() -> int:
     parser.add_argument("--versions", type=int, default=100_000, help="versions in the registry (default 100000)")
     parser.add_argument("--api", type=int, default=1000, help="of which registered through the API (default 1000)")
     parser.add_argument("--keep", type=Path, help="build the workspace here and keep it (default: a temp dir)")
+    parser.add_argument("--url", help="an empty PostgreSQL (or SQLite) database for the registry (default: SQLite)")
     args = parser.parse_args()
     if not 0 <= args.api <= args.versions or args.versions < 54_322:
         parser.error("need --versions >= 54322 (m@1.0.54321 must exist) and 0 <= --api <= --versions")
@@ -287,7 +318,15 @@ def main() -> int:
         print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} CPUs)")
         print(f"workspace: {root}")
         clock_base = time.time() - args.versions
-        registry = Registry.at(home / "registry.db")
+        if args.url:
+            root.mkdir(parents=True, exist_ok=True)
+            (root / "modelspec.yaml").write_text(f"registry: {args.url}\n")
+            registry = Registry(args.url)
+            if registry.info()["counts"]["events"]:
+                parser.error(f"{registry.shown} is not empty: give the URL of a new database")
+        else:
+            registry = Registry.at(home / "registry.db")
+        print(f"registry: {registry.backend} ({registry.url_shown})")
 
         started = time.perf_counter()
         bulk = args.versions - args.api
@@ -304,8 +343,8 @@ def main() -> int:
                 f"median {statistics.median(per_call) * 1e3:.2f} ms, mean {statistics.mean(per_call) * 1e3:.2f} ms, "
                 f"max {max(per_call) * 1e3:.1f} ms per registration ({sum(per_call):.1f} s in all)"
             )
-        size = (home / "registry.db").stat().st_size
-        print(f"registry.db: {size / 1e6:.0f} MB")
+        print(database_size(registry, home))
+        middle = promote_often(registry, 500)
 
         catalog = Catalog(Workspace(root=root, home=home), registry)
         expected_high = None
@@ -322,6 +361,10 @@ def main() -> int:
             ("Catalog.versions(m, where='auc>0.99')", lambda: catalog.versions(NAME, "auc>0.99")),
             ("Registry.resolve('m@1.0.54321')", lambda: registry.resolve("m@1.0.54321")),
             ("Catalog.show('m@1.0.54321')", lambda: catalog.show("m@1.0.54321")),
+            (
+                "Catalog.alias_history(m, production, at=...)",
+                lambda: catalog.alias_history(NAME, "production", middle),
+            ),
             # Beyond the brief: a content-id prefix scans the model's versions (LIKE), and
             # `audit --limit 20` reads only the newest events.
             (f"Registry.resolve('m@{prefix}')  [extra]", lambda: registry.resolve(f"m@{prefix}")),
@@ -330,9 +373,14 @@ def main() -> int:
         print(f"\nqueries (median of 5; budget < {BUDGET_QUERY_S * 1e3:.0f} ms each):")
         for label, func in figures:
             seconds, result = median_time(func)
-            if isinstance(result, list) and result and isinstance(result[0], dict) and "seq" in result[0]:
+            if isinstance(result, dict) and "history" in result:
+                shown = f"{len(result['history'])} moves, at: {result['at']['targets']}"
+                if len(result["history"]) != 500 or result["at"]["targets"] != [["1.0.250", 1.0]]:
+                    print(f"  WRONG: {label} returned {shown}")
+                    failures += 1
+            elif isinstance(result, list) and result and isinstance(result[0], dict) and "seq" in result[0]:
                 shown = f"{len(result):,} events, newest {result[-1]['seq']:,}"
-                if len(result) != 20 or result[-1]["seq"] != args.versions:
+                if len(result) != 20 or result[-1]["seq"] != args.versions + 500:
                     print(f"  WRONG: {label} returned events {[e['seq'] for e in result]}")
                     failures += 1
             elif isinstance(result, list):
@@ -353,12 +401,13 @@ def main() -> int:
             print(f"  {line}")
 
         seconds, problem = median_time(registry.verify_audit, runs=1)
-        print(f"\naudit --verify over {args.versions:,} events: {seconds:.2f} s ({problem or 'intact'})")
+        print(f"\naudit --verify over {args.versions + 500:,} events: {seconds:.2f} s ({problem or 'intact'})")
         if problem:
             failures += 1
         registry.close()
-        seconds, _ = median_time(lambda: Registry.at(home / "registry.db").close())
-        print(f"opening the registry (engine, WAL, schema check): {seconds * 1e3:.1f} ms")
+        url = args.url or f"sqlite:///{home / 'registry.db'}"
+        seconds, _ = median_time(lambda: Registry(url).close())
+        print(f"opening the registry (engine, connection, schema check): {seconds * 1e3:.1f} ms")
 
         print("\nCLI wall-clock in that workspace (median of 5 after a warm-up):")
         base, _ = cli_time(root, ["--version"])
@@ -368,6 +417,8 @@ def main() -> int:
         for args_, check in (
             (["versions", NAME, "--where", "auc>0.999", "--json"], lambda out: f"{len(json.loads(out)):,} versions"),
             (["show", "m@1.0.500", "--json"], lambda out: json.loads(out)["ref"]),
+            (["alias", "history", NAME, "production", "--at", "2000-01-01", "--json"],
+             lambda out: f"{len(json.loads(out)['history'])} moves"),
         ):
             try:
                 seconds, out = cli_time(root, args_)

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from .reproduce import DIFFERENT, WITHIN, ReproductionReport
     from .retention.gc import GcReport
     from .retention.jobs import daemon as gc_daemon
-    from .retention.jobs import du, gc
+    from .retention.jobs import du, gc, remote_gc
     from .retention.schedule import (
         Schedule,
         crontab_line,
@@ -61,6 +61,8 @@ if TYPE_CHECKING:
     )
     from .retention.schedule import cron_expression as gc_schedule
     from .scaffold import InitReport
+    from .transfer import TransferReport, fetch, pull, push, verify_remote
+    from .transfer import status as remote_status
 
 # Names handed on from modules that only some commands need: importing them here would
 # load SQLAlchemy (the registry) or croniter into every command, a no-op build included.
@@ -80,6 +82,7 @@ _LAZY = {
     "gc_daemon": ("retention.jobs", "daemon"),
     "du": ("retention.jobs", "du"),
     "gc": ("retention.jobs", "gc"),
+    "remote_gc": ("retention.jobs", "remote_gc"),
     "Schedule": ("retention.schedule", "Schedule"),
     "crontab_line": ("retention.schedule", "crontab_line"),
     "install_crontab": ("retention.schedule", "install_crontab"),
@@ -88,6 +91,12 @@ _LAZY = {
     "timer_kind": ("retention.schedule", "timer_kind"),
     "gc_schedule": ("retention.schedule", "cron_expression"),
     "InitReport": ("scaffold", "InitReport"),
+    "TransferReport": ("transfer", "TransferReport"),
+    "push": ("transfer", "push"),
+    "fetch": ("transfer", "fetch"),
+    "pull": ("transfer", "pull"),
+    "remote_status": ("transfer", "status"),
+    "verify_remote": ("transfer", "verify_remote"),
 }
 
 
@@ -111,6 +120,7 @@ __all__ = [
     "NodeState",
     "Resolution",
     "Schedule",
+    "TransferReport",
     "Validated",
     "VerifyReport",
     "build",
@@ -120,6 +130,7 @@ __all__ = [
     "crontab_line",
     "drift",
     "du",
+    "fetch",
     "gc",
     "gc_daemon",
     "gc_schedule",
@@ -137,6 +148,10 @@ __all__ = [
     "open_registry",
     "open_workspace",
     "plan",
+    "pull",
+    "push",
+    "remote_gc",
+    "remote_status",
     "remove_environment",
     "reproduce",
     "systemd_units",
@@ -144,6 +159,7 @@ __all__ = [
     "validate",
     "validate_paths",
     "verify",
+    "verify_remote",
     "workspace_of",
     "write_drift_plot",
     "write_locks",
@@ -265,17 +281,17 @@ def checkout(spec_path: Path, out_dir: Path | None = None) -> dict[str, Path]:
     default under the workspace root's `artifacts/<name>`, wherever the command runs from.
     Copies, not hardlinks: a checkout may be edited or removed without touching the store."""
     workspace = open_workspace([spec_path])
-    specs = load_specs([spec_path])
+    specs = load_specs([spec_path], workspace.cache_dir)
     name = next(s.name for s in specs.values() if s.path == Path(os.path.abspath(spec_path)))
     record = read_build_record(workspace, name)
     if record is None:
         raise UsageError(f"{name} has not been built in this workspace", hint=f"run `modelspec build {spec_path}`")
     target = out_dir or workspace.root / CHECKOUT_DIR / name
+    lock = Lock.from_dict(json.loads(workspace.store.read_bytes(record["lock"])))
     placed = {}
     for ref, entry in record["artifacts"].items():
         stage, output = split_output_ref(ref)
-        lock = Lock.from_dict(json.loads(workspace.store.read_bytes(record["lock"])))
-        dest = target / stage / lock.stages[stage]["outputs"][output]
+        dest = target / stage / lock.stages[stage].outputs[output]
         if dest.exists() or dest.is_symlink():
             if dest.is_dir() and not dest.is_symlink():
                 shutil.rmtree(dest)

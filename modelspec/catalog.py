@@ -196,8 +196,11 @@ class Catalog:
     def _known_metrics(self, name: str, metrics: list[str]) -> None:
         """A condition on a metric no version recorded would silently match nothing."""
         self._known_model(name)
-        known = self.registry.metric_names(name)
-        for metric in metrics:
+        unknown = self.registry.unknown_metrics(name, metrics)
+        if not unknown:
+            return
+        known = self.registry.metric_names(name)  # only to say what there is
+        for metric in unknown:
             if metric not in known:
                 raise UsageError(
                     f"--where: no version of {name} has a metric {metric!r}{did_you_mean(metric, known)}",
@@ -250,7 +253,23 @@ class Catalog:
             result["problems"] = problems
         return result
 
+    def info(self) -> dict[str, Any]:
+        """`registry info`: the backend, URL (never a password), schema version and counts."""
+        return self.registry.info()
+
     # -- writing ---------------------------------------------------------------------------
+
+    def copy_registry(self, url: str) -> dict[str, Any]:
+        """`registry copy --to URL`: the whole registry into an empty database; what the copy
+        holds, and whether its audit log verifies there."""
+        copied, problems = self.registry.copy_to(url)
+        source = self.registry.info()
+        if problems or copied["counts"] != source["counts"]:
+            raise StoreError(
+                f"the copy at {copied['url']} does not match its source: {'; '.join(problems) or 'counts differ'}",
+                hint="drop the target database and copy again",
+            )
+        return {"from": source["url"], "to": copied["url"], **{k: copied[k] for k in ("backend", "counts")}}
 
     def pin(self, ref: str, pinned: bool = True) -> tuple[ModelVersion, bool]:
         """Keep REF whatever retention says (or, `pinned` False, let it decide again); and
@@ -303,7 +322,7 @@ class Catalog:
         artifacts = {}
         for name, artifact in sorted(self.registry.artifacts_of(version).items()):
             stage, output = split_output_ref(name)
-            relative = Path(stage) / lock.stages[stage]["outputs"][output]
+            relative = Path(stage) / lock.stages[stage].outputs[output]
             dest = target / relative
             if dest.exists():
                 raise UsageError(f"{dest} already exists", hint="export into an empty directory")

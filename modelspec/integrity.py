@@ -5,16 +5,15 @@ one version, where bytes retention removed on purpose are not problems."""
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
 import time
 from dataclasses import dataclass, field
 
-from .build.loading import open_existing_registry, open_registry
+from .build.loading import open_existing_registry, open_registry, registry_url
 from .build.needed import build_records, labelled_objects, metadata_entries, needed_objects, version_entries
 from .env.manifest import verify_environments
 from .events import Event, Reporter, ignore
 from .registry.head import HEAD_FILE
+from .registry.sqlite import has_versions_table
 from .store.traces import ActionCache
 from .store.workspace import Workspace
 
@@ -87,16 +86,10 @@ def _needed_objects(workspace: Workspace) -> tuple[dict[str, str], list[str]]:
 def _has_versions(workspace: Workspace) -> bool:
     """Does the registry hold versions at all? (Read without opening it for writing: a
     registry whose creation a full disk interrupted has none.)"""
-    if workspace.settings.get("registry") or (workspace.home / HEAD_FILE).exists():
+    if registry_url(workspace) or (workspace.home / HEAD_FILE).exists():
         return True  # a store that knows its registry checks it, even if it is gone
     path = workspace.home / "registry.db"
-    if not path.exists():
-        return False
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-            return bool(db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'versions'").fetchone()[0])
-    except sqlite3.Error:
-        return True  # let the registry itself say what is wrong
+    return path.exists() and has_versions_table(path)
 
 
 def _version_objects(workspace: Workspace, ref: str) -> tuple[list[str], dict[str, str], str, set[str]]:

@@ -18,6 +18,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from .events import Reporter, ignore
 from .registry.facts import revival_hint
 from .registry.registry import ModelVersion, Registry, retired_error
 from .sandbox.process import ProcessSandbox, Sandbox
-from .spec.lockdata import FromData, PathData, RegisteredData, stage_input
+from .spec.lockdata import FromData, PathData, RegisteredData
 from .spec.model import Lock, split_output_ref
 from .store.leases import Lease, remove_stale_leases
 from .store.objects import Entry, LocalStore
@@ -102,10 +103,11 @@ def reproduce(
     jobs: int = os.cpu_count() or 1,
     reporter: Reporter = ignore,
     cancel: threading.Event | None = None,
+    executor: Executor | None = None,
 ) -> ReproductionReport:
     """Run every stage of `ref` again from what it recorded, as a build would (the same
-    scheduler and tasks, `jobs` at once, the first failure stopping the rest), but forced:
-    the action cache is neither read nor written."""
+    scheduler and tasks, `jobs` at once or on the caller's `executor`, the first failure
+    stopping the rest), but forced: the action cache is neither read nor written."""
     started = time.monotonic()
     store = workspace.store
     store.clean_temp()
@@ -128,7 +130,7 @@ def reproduce(
             graph, sources, sandboxes, environments, ForcingRebuilder(), lease, reporter, cancel or threading.Event()
         )
         _prepare_environment(tasks, version, order, offline)
-        outcomes = run_tasks(tasks, order, jobs=jobs, keep_going=False)
+        outcomes = run_tasks(tasks, order, jobs=jobs, keep_going=False, executor=executor)
         reproduced: dict[str, dict[str, Entry]] = {}
         metrics: dict[str, float] = {}
         for node_id in order:
@@ -208,8 +210,7 @@ def _stored_sources(
             keys[node_id] = str(recorded["key"])
             what = f"the code snapshot of stage {node.stage}"
             code_entries[node_id] = _complete_entry(store, version, recorded["code"], what)
-            for document in node.stage_lock["inputs"].values():
-                source = stage_input(document)
+            for source in node.stage_lock.inputs.values():
                 if isinstance(source, FromData):
                     entry = _data_entry(store, version, node.lock, record, source.data)
                     data_entries[entry.digest] = entry
@@ -271,7 +272,7 @@ def decide(
 
 
 def _metrics_outputs(lock: Lock) -> set[tuple[str, str]]:
-    return {(name, stage["metrics"]) for name, stage in lock.stages.items() if stage.get("metrics")}
+    return {(name, stage.metrics) for name, stage in lock.stages.items() if stage.metrics}
 
 
 def _sandbox_for(version: ModelVersion) -> Sandbox:
@@ -365,7 +366,7 @@ def _missing(version: ModelVersion, what: str, digest: str) -> MissingPieceError
 def _place_artifacts(store: ObjectStore, lock: Lock, reproduced: Mapping[str, Mapping[str, Entry]], into: Path) -> None:
     for ref in lock.artifacts:
         stage, output = split_output_ref(ref)
-        dest = into / stage / lock.stages[stage]["outputs"][output]
+        dest = into / stage / lock.stages[stage].outputs[output]
         if not dest.exists():
             store.restore(reproduced[stage][output], dest, link=False)
     (into / "lock.json").write_bytes(canonical_json(lock.to_dict()) + b"\n")

@@ -5,14 +5,18 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pgserver
 import pytest
 
 GIT_ENV = {
@@ -114,3 +118,104 @@ def repo(tmp_path: Path) -> Repo:
 def states(report: dict[str, Any]) -> dict[str, str]:
     """node → state from `build --json` output."""
     return {row["node"]: row["state"] for row in report["nodes"]}
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------------
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() not in ("", "0", "false")
+
+
+def missing(component: str, why: str) -> None:
+    """A server component the tests need is missing: in CI that fails, elsewhere it skips."""
+    message = f"{component} is missing: {why}"
+    if in_ci():
+        pytest.fail(message + " (CI must provide it: see .ci/run)", pytrace=False)
+    pytest.skip(message)
+
+
+def need_psycopg() -> None:
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        missing("psycopg", "pip install -e '.[test]'")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """The URL of a PostgreSQL server (its `postgres` database): MODELSPEC_TEST_POSTGRES_URL,
+    else one this session starts (tests/pgserver.py) and stops at its end."""
+    need_psycopg()
+    given = os.environ.get(pgserver.ENV)
+    if given:
+        yield given
+        return
+    # Not under pytest's basetemp: its folders are 0700, and the server runs as `postgres`.
+    parent = Path(tempfile.mkdtemp(prefix="modelspec-pg-"))
+    parent.chmod(0o755)
+    try:
+        server = pgserver.create(parent / "server")
+    except (RuntimeError, subprocess.CalledProcessError, OSError) as exc:
+        shutil.rmtree(parent, ignore_errors=True)
+        missing("a PostgreSQL server", f"{exc} (or set {pgserver.ENV})")
+    try:
+        yield server.url
+    finally:
+        server.stop()
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[pgserver.Server]:
+    """A PostgreSQL server of this test alone, which it may stop and start (faults)."""
+    need_psycopg()
+    parent = Path(tempfile.mkdtemp(prefix="modelspec-pg-"))
+    parent.chmod(0o755)
+    try:
+        server = pgserver.create(parent / "server")
+    except (RuntimeError, subprocess.CalledProcessError, OSError) as exc:
+        shutil.rmtree(parent, ignore_errors=True)
+        missing("a PostgreSQL server", str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty database on the test server, dropped after the test."""
+    with pgserver.database(postgres_server) as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new, empty registry's URL on each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'registry.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3 server on loopback (moto): `.ci/run`'s, or one started for this session."""
+    from s3server import ENDPOINT_VARIABLE, start_moto
+
+    given = os.environ.get(ENDPOINT_VARIABLE)
+    if given:
+        yield given
+    else:
+        yield from start_moto()
+
+
+@pytest.fixture
+def s3_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh bucket on the test server, and AWS variables in the environment."""
+    from s3server import new_bucket, s3_environment
+
+    s3_environment(monkeypatch)
+    return new_bucket(s3_endpoint)

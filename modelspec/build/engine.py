@@ -12,14 +12,15 @@ import os
 import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..digest import digest_json
 from ..events import Reporter, ignore
 from ..store.leases import Lease, remove_stale_leases
 from ..store.reserve import keep as keep_reserve
-from ..store.statcache import StatCache
 from ..store.traces import ActionCache
 from ..store.workspace import Workspace
 from .graph import BuildGraph, DataInput
@@ -34,7 +35,7 @@ from .registration import (
     save_build_record,
     unchanged_registration,
 )
-from .snapshots import code_snapshot, data_snapshot
+from .remote import with_remote
 from .tasks import EnvironmentPool, Tasks, WorkspaceSources, choose_sandboxes, run_tasks
 
 if TYPE_CHECKING:
@@ -51,6 +52,8 @@ class BuildOptions:
     hermetic: str | None = None
     allow_dirty: bool = False
     offline: bool = False
+    remote: bool = True  # ask the workspace's remote cache after a local miss (--no-remote)
+    push: bool = True  # upload what ran to the remote as the build goes (--no-push)
 
 
 @dataclass
@@ -80,8 +83,12 @@ def build(
     options: BuildOptions = BuildOptions(),
     reporter: Reporter = ignore,
     cancel: threading.Event | None = None,
+    executor: Executor | None = None,
 ) -> BuildReport:
-    """Build the targets: run what changed, reuse the rest, record the result of each spec."""
+    """Build the targets: run what changed, reuse the rest, record the result of each spec.
+
+    Stages run on `executor` when one is given (its owner shuts it down), else on a thread
+    pool of `options.jobs` workers."""
     started = time.monotonic()
     cancel = cancel or threading.Event()
     workspace, graph, ctx = load_graph(spec_paths, options.overrides, options.allow_dirty)
@@ -94,20 +101,28 @@ def build(
     sandboxes = choose_sandboxes(graph, isolation, reporter)
     write_locks(graph)
     cache = ActionCache(workspace.action_cache_dir, store.tmp)
+    targets = digest_json(sorted(graph.specs))
+    cache.read_index(targets)
     environments = EnvironmentPool(workspace, options.offline, reporter)
     sources = WorkspaceSources(workspace, graph, ctx.statcache)
-    with Lease(workspace.home) as lease:  # what this build uses, so that a concurrent gc keeps it
+    # What this build uses is leased, so that a concurrent gc keeps it; its objects reach the
+    # disk before registration names them, not one fsync at a time.
+    with Lease(workspace.home) as lease, store.deferring_sync():
         rebuilder: Rebuilder = (
             ForcingRebuilder(cache, workspace.locks_dir)
             if options.force
             else CachingRebuilder(cache, store, workspace.locks_dir, lease)
         )
+        rebuilder = with_remote(
+            rebuilder, workspace, lease, reporter, fetch=options.remote and not options.force, push=options.push
+        )
         tasks = Tasks(graph, sources, sandboxes, environments, rebuilder, lease, reporter, cancel)
         order = graph.order()
-        results = run_tasks(tasks, order, jobs=options.jobs, keep_going=options.keep_going)
+        results = run_tasks(tasks, order, jobs=options.jobs, keep_going=options.keep_going, executor=executor)
+        cache.write_index(targets)
         report = BuildReport([results[n] for n in order])
         with lease.holding():
-            _register(workspace, graph, results, tasks.keys, isolation, report, ctx.statcache)
+            _register(workspace, graph, results, tasks.keys, isolation, report, sources)
     ctx.statcache.save()
     report.seconds = time.monotonic() - started
     return report
@@ -120,7 +135,7 @@ def _register(
     keys: Mapping[str, tuple[str, dict[str, Any]]],
     isolation: Isolation,
     report: BuildReport,
-    statcache: StatCache,
+    sources: WorkspaceSources,
 ) -> None:
     """Record and register every spec whose stages all succeeded, upstream specs first."""
     ids = content_ids(graph, isolation)
@@ -140,12 +155,12 @@ def _register(
             )
             known = unchanged_registration(workspace, record)
             if known is not None:
-                _keep_reproducible(workspace, graph, name, statcache)
+                _keep_reproducible(sources, graph, name)
                 report.records[name] = record
                 report.versions[name] = (known, False)
                 continue
             registry = registry or open_registry(workspace)
-            version, created, revived = register(workspace, graph, name, record, ids, results, registry, statcache)
+            version, created, revived = register(workspace, graph, name, record, ids, results, registry, sources)
             if revived is not None:
                 report.revived[name] = revived
             if not created and (differ := differing_outputs(version, record)):
@@ -164,13 +179,14 @@ def _register(
         keep_reserve(workspace.home)  # room for gc on a disk this build may fill
 
 
-def _keep_reproducible(workspace: Workspace, graph: BuildGraph, name: str, statcache: StatCache) -> None:
+def _keep_reproducible(sources: WorkspaceSources, graph: BuildGraph, name: str) -> None:
     """Even when nothing ran, put back a data or code snapshot that went missing from the
     store (quarantined, say): the registered version must stay reproducible. Cheap when
     they are there: a few stat calls."""
     item = graph.specs[name]
-    for stage_name, stage in item.lock.stages.items():
-        code_snapshot(item, stage["code"], workspace, workspace.store)
-        for source in graph.node(item.spec.node_id(stage_name)).inputs.values():
+    for stage_name in item.lock.stages:
+        node = graph.node(item.spec.node_id(stage_name))
+        sources.code(node)
+        for source in node.inputs.values():
             if isinstance(source, DataInput) and source.path is not None:
-                data_snapshot(source, item.spec.repo_root, workspace.store, statcache)
+                sources.data(node, source)

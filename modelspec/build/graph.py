@@ -10,6 +10,7 @@ stages into the graph; the other spec is found beside it as `<name>.yaml`.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import posixpath
 from collections.abc import Iterator, Mapping
@@ -19,9 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import Problem, SpecError, UsageError
 from ..resolve.lock import ResolveContext, resolve_spec
+from ..sandbox.layout import Command
 from ..spec.load import load_spec
-from ..spec.lockdata import FromStage, PathData, RegisteredData, stage_input
+from ..spec.lockdata import FromStage, PathData, RegisteredData, StageInput, StageLock
 from ..spec.model import Lock, Spec, parse_overrides, split_output_ref
+from .keys import stage_command
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -63,8 +66,13 @@ class Node:
         return self.lock.name
 
     @property
-    def stage_lock(self) -> dict[str, Any]:
-        return dict(self.lock.stages[self.stage])
+    def stage_lock(self) -> StageLock:
+        return self.lock.stages[self.stage]
+
+    @functools.cached_property
+    def command(self) -> Command:
+        """The command its key holds (the same for every key a build computes for it)."""
+        return stage_command(self.stage_lock, {name: source.basename for name, source in self.inputs.items()})
 
 
 @dataclass
@@ -222,7 +230,7 @@ def build_graph(paths: list[Path], overrides: list[str], ctx: ResolveContext) ->
     for item in resolved.values():
         for stage_name, stage in item.lock.stages.items():
             inputs = {}
-            for input_id, source in stage["inputs"].items():
+            for input_id, source in stage.inputs.items():
                 upstream = _input_source(item, input_id, source, resolved, problems)
                 if upstream is not None:
                     inputs[input_id] = upstream
@@ -244,10 +252,9 @@ def lock_graph(lock: Lock, upstream_artifacts: Mapping[str, Mapping[str, Any]]) 
     nodes: dict[str, Node] = {}
     for stage_name, stage in lock.stages.items():
         inputs: dict[str, DataInput | UpstreamInput] = {}
-        for input_id, document in stage["inputs"].items():
-            source = stage_input(document)
+        for input_id, source in stage.inputs.items():
             if isinstance(source, FromStage):
-                path = lock.stages[source.stage]["outputs"][source.output]
+                path = lock.stages[source.stage].outputs[source.output]
                 inputs[input_id] = UpstreamInput(f"{lock.name}:{source.stage}", source.output, Path(path).name)
                 continue
             data = lock.data[source.data]
@@ -286,14 +293,13 @@ def _raise_node_cycle(graph: BuildGraph) -> None:
 def _input_source(
     item: ResolvedSpec,
     input_id: str,
-    document: dict[str, Any],
+    source: StageInput,
     resolved: dict[str, ResolvedSpec],
     problems: list[Problem],
 ) -> DataInput | UpstreamInput | None:
     spec, lock = item.spec, item.lock
-    source = stage_input(document)
     if isinstance(source, FromStage):
-        path = lock.stages[source.stage]["outputs"][source.output]
+        path = lock.stages[source.stage].outputs[source.output]
         return UpstreamInput(spec.node_id(source.stage), source.output, posixpath.basename(path))
     data = lock.data[source.data]
     if isinstance(data, PathData):
@@ -312,7 +318,7 @@ def _input_source(
         )
         return None
     stage, output = split_output_ref(ref)
-    path = other.lock.stages[stage]["outputs"][output]
+    path = other.lock.stages[stage].outputs[output]
     return UpstreamInput(other.spec.node_id(stage), output, posixpath.basename(path))
 
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..digest import digest_json
-from ..sandbox.layout import SANDBOX_ROOT, interpolate
+from ..sandbox.layout import SANDBOX_ROOT, Command, interpolate
+from ..spec.lockdata import StageLock
 
 KEY_FORMAT = 2  # 2: the isolation used (not the policy asked for); shell placeholders as variables
 
@@ -36,35 +37,36 @@ def host_platform(python: str | None) -> dict[str, str]:
     }
 
 
+def stage_command(stage: StageLock, basenames: Mapping[str, str]) -> Command:
+    """The command as the sandbox runs it (placeholders filled in, inputs by `basenames`):
+    what the key holds of it. It depends on no digest, so a build computes it once per node."""
+    return interpolate(stage.argv, SANDBOX_ROOT, basenames, stage.outputs, stage.params, stage.shell)
+
+
 def key_document(
-    stage: Mapping[str, Any],
+    stage: StageLock,
     inputs: Mapping[str, InputDigest],
     environment: str | None,
     platform_: Mapping[str, str],
     isolation: str,
+    command: Command | None = None,
 ) -> dict[str, Any]:
     """`isolation` is the sandbox the stage runs in ("bwrap" or "none"), not the policy that
     chose it: `auto` with bubblewrap present is the same run as `strict`, and `auto` without it
-    is not."""
-    command = interpolate(
-        stage["argv"],
-        SANDBOX_ROOT,
-        {name: item.basename for name, item in inputs.items()},
-        stage["outputs"],
-        stage["params"],
-        stage["shell"],
-    )
+    is not. `command` is `stage_command` of these inputs' basenames, when known already."""
+    if command is None:
+        command = stage_command(stage, {name: item.basename for name, item in inputs.items()})
     return {
         "format": KEY_FORMAT,
         "argv": list(command.argv),
         "env": dict(command.env),  # a shell script's placeholder values (derived from the rest; kept explicit)
-        "config": stage["params"],
-        "code": stage["code"]["digest"],
+        "config": stage.params,
+        "code": stage.code_digest,
         "environment": environment,
         "platform": dict(platform_),
         "isolation": isolation,
         "inputs": {name: [item.basename, item.digest] for name, item in sorted(inputs.items())},
-        "outputs": stage["outputs"],
+        "outputs": stage.outputs,
     }
 
 

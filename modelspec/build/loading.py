@@ -8,6 +8,7 @@ registry).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,8 @@ from .graph import BuildGraph, build_graph
 
 if TYPE_CHECKING:
     from ..registry.registry import ModelVersion, Registry
+
+REGISTRY_URL_ENV = "MODELSPEC_REGISTRY_URL"
 
 
 def open_workspace(spec_paths: list[Path]) -> Workspace:
@@ -55,8 +58,15 @@ def resolve_context(workspace: Workspace, allow_dirty: bool = False, check_only:
     )
 
 
+def registry_url(workspace: Workspace) -> str | None:
+    """The workspace's registry when it is not the SQLite file in its store: MODELSPEC_REGISTRY_URL,
+    else `registry:` in modelspec.yaml."""
+    url = os.environ.get(REGISTRY_URL_ENV) or workspace.settings.get("registry")
+    return str(url) if url else None
+
+
 def registry_exists(workspace: Workspace) -> bool:
-    return bool(workspace.settings.get("registry")) or (workspace.home / "registry.db").exists()
+    return bool(registry_url(workspace)) or (workspace.home / "registry.db").exists()
 
 
 def check_graph(
@@ -127,10 +137,10 @@ def open_registry(workspace: Workspace, guard: bool = True, read_only: bool = Fa
     from ..registry.head import HEAD_FILE
     from ..registry.registry import Registry
 
-    url = workspace.settings.get("registry")
+    url = registry_url(workspace)
     head_file = workspace.home / HEAD_FILE
     if url:
-        return Registry(str(url), head_file=head_file, guard=guard)
+        return Registry(url, head_file=head_file, guard=guard)
     return Registry.at(workspace.home / "registry.db", head_file, guard, read_only)
 
 
@@ -139,7 +149,7 @@ def open_existing_registry(workspace: Workspace, guard: bool = True, read_only: 
     workspace that has no registry yet is told to build first, not given an empty one."""
     from ..registry.head import HEAD_FILE
 
-    missing = not (workspace.home / "registry.db").exists() and not workspace.settings.get("registry")
+    missing = not registry_exists(workspace)
     if missing and not (workspace.home / HEAD_FILE).exists():  # else opening it says what is wrong
         raise UsageError(f"no registry in {workspace.home}", hint="build a spec first: modelspec build specs/NAME.yaml")
     return open_registry(workspace, guard, read_only)

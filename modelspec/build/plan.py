@@ -76,6 +76,7 @@ def node_key(
         str(environment["digest"]) if environment else None,
         host_platform(environment.get("python") if environment else None),
         isolation,
+        node.command,
     )
     return action_key(document), document
 

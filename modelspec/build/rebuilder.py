@@ -45,6 +45,10 @@ Run = Callable[[], ActionResult | StageFailure]
 
 
 class Rebuilder(Protocol):
+    def lookup(self, key: str) -> ActionResult | None:
+        """A result that can stand for running the node, if there is one (leased)."""
+        ...
+
     def build(self, node: str, key: str, run: Run) -> NodeOutcome: ...
 
 
@@ -84,6 +88,9 @@ class ForcingRebuilder:
     def __init__(self, cache: ActionCache | None = None, locks_dir: Path | None = None) -> None:
         self.cache = cache
         self.locks_dir = locks_dir
+
+    def lookup(self, key: str) -> ActionResult | None:
+        return None
 
     def build(self, node: str, key: str, run: Run) -> NodeOutcome:
         if self.cache is None or self.locks_dir is None:

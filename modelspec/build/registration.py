@@ -18,12 +18,11 @@ from ..flat import flatten
 from ..resolve import gitcode
 from ..spec.lockdata import PathData, RegisteredData
 from ..spec.model import split_output_ref
-from ..store.statcache import StatCache
 from ..store.workspace import Workspace
 from .graph import BuildGraph, DataInput
 from .profiles import data_profiles, drift_results
 from .rebuilder import NodeOutcome
-from .snapshots import code_snapshot, data_snapshot
+from .tasks import WorkspaceSources
 
 if TYPE_CHECKING:  # SQLAlchemy is imported only when a build actually registers something
     from ..registry.gates import GateVerdict
@@ -108,7 +107,7 @@ def register(
     content_ids: Mapping[str, str],
     results: Mapping[str, NodeOutcome],
     registry: Registry,
-    statcache: StatCache,
+    sources: WorkspaceSources,
 ) -> tuple[ModelVersion, bool, Revival | None]:
     """Register the build of `name`, after putting every reproduction input in the store."""
     from ..registry.registry import VersionDraft
@@ -116,22 +115,22 @@ def register(
     item = graph.specs[name]
     lock = item.lock
     stages = {}
-    for stage_name, stage in lock.stages.items():
+    for stage_name in lock.stages:
         node_id = item.spec.node_id(stage_name)
         node = graph.node(node_id)
         for source in node.inputs.values():
             if isinstance(source, DataInput):
-                data_snapshot(source, item.spec.repo_root, workspace.store, statcache)
-        code = code_snapshot(item, stage["code"], workspace, workspace.store)
+                sources.data(node, source)
+        code = sources.code(node)
         stages[stage_name] = {**record["nodes"][node_id], "code": code.to_dict()}
         stages[stage_name].pop("key_document")
-    profiles = data_profiles(workspace, item, statcache)
+    profiles = data_profiles(workspace, item, sources.statcache)
     if lock.environment is not None:
         env_file = item.spec.repo_root / str(lock.environment["file"])
         workspace.store.put_file(env_file, digest=str(lock.environment["file_digest"]))
     params: dict[str, Any] = {}
     for stage in lock.stages.values():
-        params.update(flatten(stage["params"]))
+        params.update(flatten(stage.params))
     lineage = []
     upstream_artifacts: dict[str, dict[str, Any]] = {}  # inputs from other specs, for reproduce
     for data_name, data in lock.data.items():
@@ -151,11 +150,11 @@ def register(
             upstream = graph.specs[data.spec]
             output = data.output
             output_ref = output if "." in output else _artifact_named(upstream.lock.artifacts, output)
-            stage, output_name = split_output_ref(output_ref)
-            result = results[upstream.spec.node_id(stage)].result
+            upstream_stage, output_name = split_output_ref(output_ref)
+            result = results[upstream.spec.node_id(upstream_stage)].result
             assert result is not None
             artifact = result.outputs[output_name]
-            basename = Path(upstream.lock.stages[stage]["outputs"][output_name]).name
+            basename = Path(upstream.lock.stages[upstream_stage].outputs[output_name]).name
             upstream_artifacts[data_name] = {**artifact.to_dict(), "basename": basename}
             lineage.append(
                 {
@@ -192,6 +191,9 @@ def register(
         metrics=record["metrics"],
         lineage=lineage,
     )
+    # Durable before the registry names them. (An object another build is writing at the same
+    # time, found here already in the store, is made durable by that build when it ends.)
+    workspace.store.sync()
     return registry.register(draft)
 
 

@@ -15,10 +15,9 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ..digest import canonical_json
 from ..env.environment import Environment
@@ -26,6 +25,7 @@ from ..flat import flatten_metrics
 from ..sandbox.bwrap import NETWORK_SYMPTOMS
 from ..sandbox.limits import NO_LIMITS, Limits
 from ..sandbox.process import RunRequest, Sandbox
+from ..spec.lockdata import StageLock
 from ..store.objects import Entry, LocalStore, remove_path
 from ..store.owner import temp_prefix
 from ..store.traces import ActionResult
@@ -49,6 +49,9 @@ class RunContext:
     store: LocalStore
     sandbox: Sandbox
     cancel: threading.Event
+    # How the work directory goes once the outputs are in the store: a build hands it to a
+    # background thread (`Remover`), so that the next stage does not wait for the disk.
+    remove: Callable[[Path], None] = remove_path
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,7 @@ class StageJob:
     """Everything one run needs, already in the store: the runner reads nothing else."""
 
     node: str
-    stage: Mapping[str, Any]  # the stage's entry of the lock
+    stage: StageLock
     code: Entry  # the code snapshot tree
     inputs: Mapping[str, tuple[str, Entry]]  # input id → (basename, entry)
     environment: Environment | None
@@ -80,13 +83,13 @@ def run_node(job: StageJob, key: str, ctx: RunContext) -> ActionResult | StageFa
             store.restore(entry, workdir / "in" / input_id / basename, link=link)
         for name in ("out", "home", "tmp"):
             (workdir / name).mkdir()
-        (workdir / "config.json").write_bytes(canonical_json(stage["params"]) + b"\n")
+        (workdir / "config.json").write_bytes(canonical_json(stage.params) + b"\n")
         request = RunRequest(
-            argv=stage["argv"],
-            shell=stage["shell"],
+            argv=stage.argv,
+            shell=stage.shell,
             inputs={i: basename for i, (basename, _entry) in job.inputs.items()},
-            outputs=stage["outputs"],
-            params=stage["params"],
+            outputs=stage.outputs,
+            params=stage.params,
             workdir=workdir,
             log=job.log,
             environment=job.environment,
@@ -115,7 +118,7 @@ def run_node(job: StageJob, key: str, ctx: RunContext) -> ActionResult | StageFa
                     "it with MODELSPEC_HOME)"
                 )
             return _failure(job, reason, started, ended)
-        problem = check_outputs(workdir / "out", stage["outputs"])
+        problem = check_outputs(workdir / "out", stage.outputs)
         if problem:
             _append(job.log, f"modelspec: {problem}\n")
             return _failure(job, problem, started, ended)
@@ -124,7 +127,7 @@ def run_node(job: StageJob, key: str, ctx: RunContext) -> ActionResult | StageFa
             _append(job.log, f"modelspec: {metrics_error}\n")
             return _failure(job, metrics_error, started, ended)
         outputs = {
-            name: store.put_path(workdir / "out" / path, move=True) for name, path in sorted(stage["outputs"].items())
+            name: store.put_path(workdir / "out" / path, move=True) for name, path in sorted(stage.outputs.items())
         }
         return ActionResult(
             key=key,
@@ -138,7 +141,7 @@ def run_node(job: StageJob, key: str, ctx: RunContext) -> ActionResult | StageFa
             metrics=metrics,
         )
     finally:
-        remove_path(workdir)
+        ctx.remove(workdir)
 
 
 def check_outputs(out_dir: Path, declared: Mapping[str, str]) -> str:
@@ -182,11 +185,11 @@ def _limit_in_log(job: StageJob, sandboxed: bool, workdir: Path) -> str | None:
     return None
 
 
-def _read_metrics(out_dir: Path, stage: Mapping[str, object]) -> tuple[str, dict[str, float]]:
-    name = stage.get("metrics")
+def _read_metrics(out_dir: Path, stage: StageLock) -> tuple[str, dict[str, float]]:
+    name = stage.metrics
     if not name:
         return "", {}
-    path = out_dir / str(stage["outputs"][name])  # type: ignore[index]
+    path = out_dir / stage.outputs[name]
     try:
         document = json.loads(path.read_bytes())
     except (OSError, ValueError) as exc:

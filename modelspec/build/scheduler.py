@@ -8,11 +8,14 @@ half-written result remains.
 The executor is injected: a `concurrent.futures.Executor` (a thread pool of `jobs` workers
 unless one is given; a cluster client later; a synchronous one in tests). It is handed
 `execute(node, parents)`, where `parents` holds the outcomes of the node's parents only,
-so a remote worker needs nothing else from this process.
+so a remote worker needs nothing else from this process. A node that `settle` can answer
+at once (a cache hit) is answered in the scheduler's own thread and never reaches the
+executor: a build that changes little hands little to it.
 """
 
 from __future__ import annotations
 
+import heapq
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
@@ -22,6 +25,7 @@ from typing import Protocol
 from .rebuilder import NodeOutcome, NodeState
 
 Execute = Callable[[str, Mapping[str, NodeOutcome]], NodeOutcome]
+Settle = Callable[[str, Mapping[str, NodeOutcome]], NodeOutcome | None]
 
 
 class Dag(Protocol):
@@ -45,13 +49,15 @@ def schedule(
     keep_going: bool,
     cancel: threading.Event,
     executor: Executor | None = None,
+    settle: Settle | None = None,
 ) -> dict[str, NodeOutcome]:
     """Run every node of `graph` once its parents succeeded; returns every node's outcome.
-    An executor that is given stays open: its owner shuts it down."""
+    An executor that is given stays open: its owner shuts it down. `settle` may answer a
+    ready node without running it (None: it must run)."""
     jobs = max(1, jobs)
     rank = {node: i for i, node in enumerate(order)}
     waiting = {node: len(graph.predecessors[node]) for node in order}
-    ready = [node for node in order if waiting[node] == 0]
+    ready = [(rank[node], node) for node in order if waiting[node] == 0]  # a heap: the first in order first
     outcomes: dict[str, NodeOutcome] = {}
     stop = False
     owned = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="stage") if executor is None else None
@@ -59,28 +65,34 @@ def schedule(
         pool = owned or executor
         assert pool is not None
         running: dict[Future[NodeOutcome], str] = {}
+
+        def finish(node: str, outcome: NodeOutcome) -> None:
+            nonlocal stop
+            outcomes[node] = outcome
+            if outcome.state is NodeState.FAILED:
+                _skip_descendants(graph, node, outcomes)
+                stop = stop or not keep_going
+                return
+            for child in graph.successors[node]:
+                waiting[child] -= 1
+                if waiting[child] == 0 and child not in outcomes:
+                    heapq.heappush(ready, (rank[child], child))
+
         try:
             while ready or running:
                 while ready and len(running) < jobs and not stop and not cancel.is_set():
-                    node = ready.pop(0)
+                    _rank, node = heapq.heappop(ready)
                     parents = {p: outcomes[p] for p in graph.predecessors[node]}
-                    running[pool.submit(execute, node, parents)] = node
+                    settled = settle(node, parents) if settle is not None else None
+                    if settled is not None:
+                        finish(node, settled)
+                    else:
+                        running[pool.submit(execute, node, parents)] = node
                 if not running:
                     break
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in sorted(done, key=lambda f: rank[running[f]]):
-                    node = running.pop(future)
-                    outcome = future.result()
-                    outcomes[node] = outcome
-                    if outcome.state is NodeState.FAILED:
-                        _skip_descendants(graph, node, outcomes)
-                        stop = stop or not keep_going
-                        continue
-                    for child in graph.successors[node]:
-                        waiting[child] -= 1
-                        if waiting[child] == 0 and child not in outcomes:
-                            ready.append(child)
-                    ready.sort(key=rank.__getitem__)
+                    finish(running.pop(future), future.result())
         except BaseException:
             cancel.set()
             wait(running)

@@ -15,7 +15,7 @@ import errno
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,7 +25,7 @@ from ..events import Event, Reporter
 from ..sandbox.limits import effective_limits
 from ..sandbox.process import ProcessSandbox, Sandbox
 from ..store.leases import Lease
-from ..store.objects import Entry, LocalStore
+from ..store.objects import Entry, LocalStore, Remover
 from ..store.statcache import StatCache
 from ..store.traces import ActionResult
 from ..store.workspace import Workspace
@@ -56,22 +56,33 @@ class Sources(Protocol):
 @dataclass(frozen=True)
 class WorkspaceSources:
     """A build's: keys computed from the inputs, code exported from git, data snapshotted
-    from the working tree (once per digest, then found in the store)."""
+    from the working tree (once per digest, then found in the store). Each snapshot is
+    checked once per build, however many stages share it (stages of a spec often read the
+    same code and data)."""
 
     workspace: Workspace
     graph: BuildGraph
     statcache: StatCache
+    _checked: dict[str, Entry] = field(default_factory=dict, compare=False, repr=False)
 
     def key(self, node: Node, upstream_digest: UpstreamDigest, isolation: str) -> tuple[str, dict[str, Any]]:
         return node_key(node, upstream_digest, isolation)
 
     def code(self, node: Node) -> Entry:
-        item = self.graph.specs[node.spec_name]
-        return code_snapshot(item, node.stage_lock["code"], self.workspace, self.workspace.store)
+        checked = self._checked.get(node.stage_lock.code_digest)
+        if checked is None:
+            item = self.graph.specs[node.spec_name]
+            checked = code_snapshot(item, node.stage_lock.code, self.workspace, self.workspace.store)
+            self._checked[node.stage_lock.code_digest] = checked
+        return checked
 
     def data(self, node: Node, source: DataInput) -> Entry:
-        repo_root = self.graph.specs[node.spec_name].spec.repo_root
-        return data_snapshot(source, repo_root, self.workspace.store, self.statcache)
+        digest = str(source.entry["digest"])
+        checked = self._checked.get(digest)
+        if checked is None:
+            repo_root = self.graph.specs[node.spec_name].spec.repo_root
+            checked = self._checked[digest] = data_snapshot(source, repo_root, self.workspace.store, self.statcache)
+        return checked
 
     def environment_file(self, node: Node) -> Path:
         assert node.lock.environment is not None
@@ -162,28 +173,48 @@ class Tasks:
         self.cancel = cancel
         self.workspace = environments.workspace
         self.keys: dict[str, tuple[str, dict[str, Any]]] = {}
+        self.remover = Remover()  # work directories, removed behind the stages
 
     @property
     def store(self) -> LocalStore:
         return self.workspace.store
+
+    def settle(self, node_id: str, parents: Mapping[str, NodeOutcome]) -> NodeOutcome | None:
+        """The node's outcome if the action cache has it (the scheduler asks before handing
+        the node to its executor, so a cache hit costs no hand-over); None: it must run."""
+        node = self.graph.node(node_id)
+        try:
+            key = self._key(node, parents)
+            hit = self.rebuilder.lookup(key)
+        except (StoreError, OSError):
+            return None  # `run` meets the same problem and reports it
+        if hit is None:
+            return None
+        outcome = NodeOutcome(node_id, NodeState.CACHED, key, hit)
+        _report(outcome, self.reporter)
+        return outcome
+
+    def _key(self, node: Node, parents: Mapping[str, NodeOutcome]) -> str:
+        known = self.keys.get(node.id)
+        if known is None:
+            sandbox = self.sandboxes[node.spec_name]
+            known = self.keys[node.id] = self.sources.key(node, lambda s: _output(parents, s).digest, sandbox.isolation)
+        return known[0]
 
     def run(self, node_id: str, parents: Mapping[str, NodeOutcome]) -> NodeOutcome:
         """The node's outcome: cached, ran, or failed (a failure is a value, never raised)."""
         node = self.graph.node(node_id)
 
         def upstream_output(source: UpstreamInput) -> Entry:
-            result = parents[source.node].result
-            assert result is not None
-            return result.outputs[source.output]
+            return _output(parents, source)
 
         sandbox = self.sandboxes[node.spec_name]
-        key, document = self.sources.key(node, lambda s: upstream_output(s).digest, sandbox.isolation)
-        self.keys[node_id] = (key, document)
+        key = self._key(node, parents)
 
         def run() -> ActionResult | StageFailure:
             self.reporter(Event("stage-start", node_id, {"key": key}))
             job = self.job(node, upstream_output)
-            result = run_node(job, key, RunContext(self.store, sandbox, self.cancel))
+            result = run_node(job, key, RunContext(self.store, sandbox, self.cancel, self.remover.remove))
             if isinstance(result, ActionResult):
                 self.lease.add([*result.outputs.values(), Entry("file", result.log, 0)])
             return result
@@ -218,7 +249,7 @@ class Tasks:
             environment=environment,
             source_date_epoch=int(node.lock.code.get("time", 0)),
             log=self.sources.log(node),
-            limits=effective_limits(node.stage_lock.get("limits"), self.workspace.settings.get("limits")),
+            limits=effective_limits(node.stage_lock.limits, self.workspace.settings.get("limits")),
         )
 
     def environment(self, node: Node) -> Environment | None:
@@ -235,13 +266,29 @@ def run_tasks(
 ) -> dict[str, NodeOutcome]:
     """Every node's outcome, the graph run by the scheduler (`order` is the graph's own
     order); a skipped node is reported."""
-    outcomes = schedule(
-        tasks.graph, order, tasks.run, jobs=jobs, keep_going=keep_going, cancel=tasks.cancel, executor=executor
-    )
+    try:
+        outcomes = schedule(
+            tasks.graph,
+            order,
+            tasks.run,
+            jobs=jobs,
+            keep_going=keep_going,
+            cancel=tasks.cancel,
+            executor=executor,
+            settle=tasks.settle,
+        )
+    finally:
+        tasks.remover.wait()  # the build leaves no work directory behind
     for outcome in outcomes.values():
         if outcome.state is NodeState.SKIPPED:
             tasks.reporter(Event("stage-skipped", outcome.node, {"reason": outcome.reason}))
     return outcomes
+
+
+def _output(parents: Mapping[str, NodeOutcome], source: UpstreamInput) -> Entry:
+    result = parents[source.node].result
+    assert result is not None
+    return result.outputs[source.output]
 
 
 def _os_reason(exc: OSError, workspace: Workspace) -> str:

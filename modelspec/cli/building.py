@@ -108,6 +108,8 @@ def plan(args: tuple[str, ...], allow_dirty: bool, hermetic: str | None, as_json
 @click.option("--hermetic", type=click.Choice(["strict", "auto", "off"]), help="Override the spec's sandbox policy.")
 @click.option("--allow-dirty", is_flag=True, help="Use the working files of uncommitted code paths.")
 @click.option("--offline", is_flag=True, help="Create environments from uv's cache only.")
+@click.option("--no-remote", is_flag=True, help="Do not ask the workspace's remote cache (modelspec.yaml `remote:`).")
+@click.option("--no-push", is_flag=True, help="Do not upload what ran to the workspace's remote.")
 @click.option("--no-gate-exit", is_flag=True, help="Exit 0 when a version fails its quality gates (it stays rejected).")
 @json_option
 @handle_errors
@@ -119,6 +121,8 @@ def build(
     hermetic: str | None,
     allow_dirty: bool,
     offline: bool,
+    no_remote: bool,
+    no_push: bool,
     no_gate_exit: bool,
     as_json: bool,
 ) -> None:
@@ -141,6 +145,8 @@ def build(
         hermetic=hermetic,
         allow_dirty=allow_dirty,
         offline=offline,
+        remote=not no_remote,
+        push=not no_push,
     )
     signal.signal(signal.SIGTERM, raise_interrupt)
     console = make_console(stderr=as_json)

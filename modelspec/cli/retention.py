@@ -27,12 +27,23 @@ if TYPE_CHECKING:
 
 @main.command()
 @click.option("--dry-run", is_flag=True, help="Only say what would be retired and freed.")
+@click.option(
+    "--remote",
+    "on_remote",
+    is_flag=True,
+    help="Free the workspace's remote instead: what no workspace that pushed to it, no lease and no "
+    "young action-cache entry needs (in two runs at least --grace apart).",
+)
+@click.option("--grace", default="1d", show_default=True, help="With --remote: nothing younger is swept.")
 @json_option
 @handle_errors
-def gc(dry_run: bool, as_json: bool) -> None:
+def gc(dry_run: bool, on_remote: bool, grace: str, as_json: bool) -> None:
     """Retire versions by their retention policies and free the bytes nothing needs."""
     from ..api import gc as collect_garbage
 
+    if on_remote:
+        _remote_gc(dry_run, grace, as_json)
+        return
     report = collect_garbage(workspace_of(None), dry_run=dry_run)
     if as_json:
         emit_json(report.to_dict())
@@ -59,6 +70,29 @@ def gc(dry_run: bool, as_json: bool) -> None:
         )
     if report.stale_locks:
         echo(f"removed {plural(report.stale_locks, 'stale lock file')}")
+
+
+def _remote_gc(dry_run: bool, grace: str, as_json: bool) -> None:
+    from ..api import remote_gc
+
+    report = remote_gc(workspace_of(None), dry_run=dry_run, grace=grace)
+    if as_json:
+        emit_json(report.to_dict())
+        return
+    would = "would " if dry_run else ""
+    workspaces = plural(len(report.workspaces), "workspace")
+    echo(f"remote {report.url}: kept {plural(report.kept, 'object')} needed by {workspaces}")
+    echo(
+        f"{would}delete {plural(len(report.deleted), 'object')} ({human_bytes(report.deleted_bytes)}) condemned by an "
+        f"earlier gc, and {plural(report.entries_deleted, 'action-cache entry', 'action-cache entries')}"
+    )
+    if report.condemned:
+        echo(
+            f"{would}condemn {plural(len(report.condemned), 'unneeded object')}: a gc at least "
+            f"{_duration(report.grace)} from now deletes those still unneeded"
+        )
+    if report.young:
+        echo(f"{plural(report.young, 'unneeded object')} younger than {_duration(report.grace)}: kept for now")
 
 
 def _duration(seconds: float) -> str:

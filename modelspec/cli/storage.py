@@ -27,17 +27,27 @@ from . import (
 @main.command()
 @click.argument("ref", required=False)
 @click.option("--all", "everything", is_flag=True, help="Every object in the store (the default without REF).")
+@click.option(
+    "--remote",
+    "on_remote",
+    is_flag=True,
+    help="Every object and action-cache entry of the workspace's remote instead: corrupt objects, "
+    "entries naming missing objects, and stages with two different results (not deterministic).",
+)
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=16, show_default=True, help="With --remote.")
 @json_option
 @handle_errors
-def verify(ref: str | None, everything: bool, as_json: bool) -> None:
+def verify(ref: str | None, everything: bool, on_remote: bool, jobs: int, as_json: bool) -> None:
     """Re-hash the objects of version REF, or of the whole store and every environment;
     corrupt objects are quarantined, never served (exit 1 if any object is corrupt or
     missing, or an environment's files changed)."""
     from ..api import verify as do_verify
     from ..errors import UsageError
 
-    if ref and everything:
-        raise UsageError("give a version or --all, not both")
+    if (ref and everything) or (on_remote and (ref or everything)):
+        raise UsageError("give a version, --all or --remote: one of them")
+    if on_remote:
+        _verify_remote(jobs, as_json)
     workspace = workspace_of(None)
     report = do_verify(workspace, ref)
     if as_json:
@@ -76,6 +86,27 @@ def verify(ref: str | None, everything: bool, as_json: bool) -> None:
         problems += len(report.registry)
         verdict = "ok" if report.ok else plural(problems, "problem")
         echo(f"{plural(report.checked, 'object')}, {plural(report.bytes, 'byte')} checked: {verdict}")
+    sys.exit(0 if report.ok else 1)
+
+
+def _verify_remote(jobs: int, as_json: bool) -> None:
+    from ..api import verify_remote
+
+    report = verify_remote(workspace_of(None), jobs=jobs)
+    if as_json:
+        emit_json(report.to_dict())
+        sys.exit(0 if report.ok else 1)
+    for digest in report.corrupt:
+        echo(f"corrupt: {digest} on the remote (moved to its quarantine/; push it again from a workspace that has it)")
+    for name in report.dangling:
+        echo(f"action-cache entry {name} names an object the remote lacks (a lookup treats it as a miss)")
+    for key, found in report.nondeterministic.items():
+        echo(f"not deterministic: {found['node']} gave {len(found['results'])} different results for key {key[:19]}")
+        for result in found["results"]:
+            echo("  " + ", ".join(f"{name}={digest[:19]}" for name, digest in result.items()))
+    problems = len(report.corrupt) + len(report.dangling) + len(report.nondeterministic)
+    verdict = "ok" if report.ok else plural(problems, "problem")
+    echo(f"remote {report.url}: {plural(report.checked, 'object')}, {plural(report.bytes, 'byte')} checked: {verdict}")
     sys.exit(0 if report.ok else 1)
 
 

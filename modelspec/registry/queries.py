@@ -115,6 +115,14 @@ def metric_names(conn: sa.Connection, name: str) -> list[str]:
     return sorted(conn.execute(query).scalars())
 
 
+def unknown_metrics(conn: sa.Connection, name: str, metrics: list[str]) -> list[str]:
+    """Those of `metrics` that no version of model NAME recorded: one indexed probe each,
+    not every metric of every version (what `metric_names` reads)."""
+    m, v = t.metrics.c, t.versions.c
+    probe = sa.select(m.key).join_from(t.metrics, t.versions, m.version_id == v.id).where(v.name == name).limit(1)
+    return [metric for metric in metrics if conn.execute(probe.where(m.key == metric)).first() is None]
+
+
 def artifacts_of(conn: sa.Connection, version_id: int) -> dict[str, dict[str, Any]]:
     rows = conn.execute(sa.select(t.artifacts).where(t.artifacts.c.version_id == version_id))
     return {r.name: {"type": r.type, "digest": r.digest, "size": r.size} for r in rows}

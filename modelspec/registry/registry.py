@@ -1,5 +1,6 @@
 """The model registry: immutable versions, aliases with history, tags, lineage and the
-audit log, in SQLite (WAL) through SQLAlchemy Core, so that a server database is a URL away.
+audit log, through SQLAlchemy Core: SQLite (WAL) by default, PostgreSQL for a team (a
+`registry:` URL in modelspec.yaml, or MODELSPEC_REGISTRY_URL).
 
 `Registry` is the façade: it owns the engine, opens the read and write transactions, checks
 that the store recognises the registry, and turns the database's failures into a
@@ -8,15 +9,14 @@ concern: `versions` (the record and its columns), `queries`, `aliases`, `status`
 revive, pin), `facts` (what retention sees), `lineage` (and reproductions), `audit` (the
 log) and `verify` (`audit --verify`).
 
-Every write is one transaction; on SQLite it starts with `BEGIN IMMEDIATE`, so two
-concurrent builds serialize their version allocation instead of failing or colliding.
+Every write is one transaction that first takes the registry's write lock (`BEGIN
+IMMEDIATE` on SQLite, an advisory lock on PostgreSQL: see `backends`), so two concurrent
+builds serialize their version allocation instead of failing or colliding.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -28,7 +28,7 @@ import sqlalchemy as sa
 
 from ..errors import StoreError
 from ..spec.refs import Ref
-from . import aliases, audit, gates, lineage, queries, status, verify, versions
+from . import aliases, audit, backends, gates, lineage, queries, status, transfer, verify, versions
 from . import tables as t
 from .aliases import primary_target
 from .facts import VersionFacts, retention_facts
@@ -72,9 +72,15 @@ class Registry:
         self.url = url
         self.clock = clock
         self.head_file = head_file  # the store's record of this registry (registry/head.py)
-        self.engine = sa.create_engine(url)
-        if self.engine.dialect.name == "sqlite":
-            _configure_sqlite(self.engine)
+        self.engine = backends.create_engine(url)
+        self._current = False  # the schema is known to be this modelspec's (opened or migrated)
+        try:
+            self._open(guard, migrate)
+        except BaseException:
+            self.engine.dispose()  # a refused registry leaves no connection to its server open
+            raise
+
+    def _open(self, guard: bool, migrate: bool) -> None:
         # Reading first: a full or read-only disk can still be read.
         recorded = self._recorded_head()
         with self._translated("opened"), self.engine.connect() as conn:
@@ -89,6 +95,8 @@ class Registry:
             with self._write() as w:
                 t.migrate(w.conn)
             self.outdated = False
+            current = True
+        self._current = current
 
     @classmethod
     def at(cls, path: Path, head_file: Path | None = None, guard: bool = True, read_only: bool = False) -> Registry:
@@ -136,12 +144,22 @@ class Registry:
         self.engine.dispose()
 
     @property
+    def backend(self) -> str:
+        """sqlite or postgresql."""
+        return self.engine.dialect.name
+
+    @property
     def shown(self) -> str:
         """The registry as a person names it: its file, or its URL without a password."""
         database = self.engine.url.database
         if self.engine.dialect.name == "sqlite" and database:
             return database.removeprefix("file:").split("?")[0]
-        return self.engine.url.render_as_string(hide_password=True)
+        return backends.shown(self.engine.url)
+
+    @property
+    def url_shown(self) -> str:
+        """The registry's URL as `registry:` would name it, without a password."""
+        return f"sqlite:///{self.shown}" if self.backend == "sqlite" else self.shown
 
     # -- transactions ----------------------------------------------------------------------
 
@@ -152,12 +170,15 @@ class Registry:
         try:
             yield
         except sa.exc.DBAPIError as exc:
+            if self.backend != "sqlite":
+                raise backends.server_error(self.engine.url, doing, exc) from None
             raise StoreError(f"the registry ({self.url}) cannot be {doing}: {exc.orig}", hint=_STORAGE_HINT) from None
 
     @contextmanager
     def _read(self) -> Iterator[sa.Connection]:
         """One read transaction: what it reads is of one instant."""
         with self._translated("read"), self.engine.connect() as conn:
+            backends.begin_read(conn)
             yield conn
 
     @contextmanager
@@ -167,7 +188,11 @@ class Registry:
         with self._translated("written"), self.engine.connect() as conn:
             conn.execution_options(modelspec_write=True)
             with conn.begin():
-                identity = t.identity(conn, create=True) if t.schema_version(conn) else None
+                backends.begin_write(conn)
+                if self._current:
+                    identity: str | None = t.identity(conn, create=True, known=True)
+                else:
+                    identity = t.identity(conn, create=True) if t.schema_version(conn) else None
                 write = audit.Write(conn, self.clock)
                 yield write
                 identity = identity or t.identity(conn, create=True)  # the migration made the registry
@@ -194,6 +219,21 @@ class Registry:
 
         problem = head_problem(recorded, t.identity(conn), last_seq, digest_at)
         return (problem, recorded) if problem else None
+
+    # -- the registry as a whole -----------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        """Backend, URL (without a password), schema version, identity, audit head, counts."""
+        with self._read() as conn:
+            return {"backend": self.backend, "url": self.url_shown, **transfer.info(conn)}
+
+    def copy_to(self, url: str) -> tuple[dict[str, Any], list[str]]:
+        """Copy every row into the empty registry at `url` (made there if need be): what the
+        copy holds (`info`), and what `audit --verify` finds wrong with it ([] when intact)."""
+        with Registry(url, clock=self.clock) as target:
+            with self._read() as source, target._write() as w:
+                transfer.copy(source, w, target.shown)
+            return target.info(), target.audit_problems()
 
     # -- audit -----------------------------------------------------------------------------
 
@@ -274,6 +314,11 @@ class Registry:
         """Every metric any version of model NAME recorded, sorted."""
         with self._read() as conn:
             return queries.metric_names(conn, name)
+
+    def unknown_metrics(self, name: str, metrics: list[str]) -> list[str]:
+        """Those of `metrics` that no version of model NAME recorded."""
+        with self._read() as conn:
+            return queries.unknown_metrics(conn, name, metrics)
 
     def artifacts_of(self, version: ModelVersion) -> dict[str, dict[str, Any]]:
         with self._read() as conn:
@@ -379,22 +424,3 @@ class Registry:
         with self._read() as conn:
             return query(conn, *args)
 
-
-def _configure_sqlite(engine: sa.Engine) -> None:
-    """WAL, a generous busy timeout, and `BEGIN IMMEDIATE` so writers queue instead of failing."""
-
-    @sa.event.listens_for(engine, "connect")
-    def _connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA busy_timeout=60000")  # first: switching to WAL takes a lock too
-        with contextlib.suppress(sqlite3.OperationalError):  # a read-only store can still be read
-            cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA synchronous=FULL")
-        cursor.close()
-
-    @sa.event.listens_for(engine, "begin")
-    def _begin(conn: sa.Connection) -> None:
-        writing = conn.get_execution_options().get("modelspec_write")
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")

@@ -16,31 +16,38 @@ import sqlalchemy as sa
 
 SCHEMA_VERSION = 6
 
+# Strings compare byte by byte on every backend: PostgreSQL's default collation follows the
+# server's locale, which would reorder names and break content-id prefix ranges ("~" sorts
+# after every hex digit only in byte order).
+String = sa.String().with_variant(sa.String(collation="C"), "postgresql")
+# A byte count: PostgreSQL's INTEGER stops at 2 GiB (SQLite's holds 64 bits).
+Size = sa.Integer().with_variant(sa.BigInteger(), "postgresql")
+
 metadata = sa.MetaData()
 
-meta = sa.Table("meta", metadata, sa.Column("key", sa.String, primary_key=True), sa.Column("value", sa.String))
+meta = sa.Table("meta", metadata, sa.Column("key", String, primary_key=True), sa.Column("value", String))
 
 versions = sa.Table(
     "versions",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("name", sa.String, nullable=False),
-    sa.Column("version", sa.String, nullable=False),
+    sa.Column("name", String, nullable=False),
+    sa.Column("version", String, nullable=False),
     sa.Column("major", sa.Integer, nullable=False),
     sa.Column("minor", sa.Integer, nullable=False),
     sa.Column("patch", sa.Integer, nullable=False),
-    sa.Column("content_id", sa.String, nullable=False),
-    sa.Column("lock", sa.String, nullable=False),  # digest of the lock object in the store
-    sa.Column("commit", sa.String, nullable=False),
-    sa.Column("environment", sa.String),
+    sa.Column("content_id", String, nullable=False),
+    sa.Column("lock", String, nullable=False),  # digest of the lock object in the store
+    sa.Column("commit", String, nullable=False),
+    sa.Column("environment", String),
     sa.Column("hermetic", sa.Boolean, nullable=False),
-    sa.Column("author", sa.String, nullable=False),
-    sa.Column("host", sa.String, nullable=False),
-    sa.Column("tool_version", sa.String, nullable=False),
+    sa.Column("author", String, nullable=False),
+    sa.Column("host", String, nullable=False),
+    sa.Column("tool_version", String, nullable=False),
     sa.Column("created", sa.Float, nullable=False),
-    sa.Column("status", sa.String, nullable=False, server_default="active"),
+    sa.Column("status", String, nullable=False, server_default="active"),
     sa.Column("status_time", sa.Float),
-    sa.Column("status_reason", sa.String),
+    sa.Column("status_reason", String),
     sa.Column("record", sa.Text, nullable=False),  # JSON: params, data, stages, metrics
     sa.UniqueConstraint("name", "version"),
     sa.UniqueConstraint("name", "content_id"),
@@ -52,17 +59,17 @@ artifacts = sa.Table(
     "artifacts",
     metadata,
     sa.Column("version_id", sa.Integer, sa.ForeignKey("versions.id"), primary_key=True),
-    sa.Column("name", sa.String, primary_key=True),
-    sa.Column("type", sa.String, nullable=False),
-    sa.Column("digest", sa.String, nullable=False),
-    sa.Column("size", sa.Integer, nullable=False),
+    sa.Column("name", String, primary_key=True),
+    sa.Column("type", String, nullable=False),
+    sa.Column("digest", String, nullable=False),
+    sa.Column("size", Size, nullable=False),
 )
 
 metrics = sa.Table(
     "metrics",
     metadata,
     sa.Column("version_id", sa.Integer, sa.ForeignKey("versions.id"), primary_key=True),
-    sa.Column("key", sa.String, primary_key=True),
+    sa.Column("key", String, primary_key=True),
     sa.Column("value", sa.Float, nullable=False),  # what --where compares, integers included
     # The metrics file held an integer: shown and returned as one. (Absent before version 5.)
     sa.Column("is_integer", sa.Boolean, nullable=False, server_default=sa.false()),
@@ -73,18 +80,18 @@ lineage = sa.Table(
     "lineage",
     metadata,
     sa.Column("version_id", sa.Integer, sa.ForeignKey("versions.id"), nullable=False, index=True),
-    sa.Column("kind", sa.String, nullable=False),  # data | spec | version
-    sa.Column("name", sa.String, nullable=False),  # the input's name in the spec
-    sa.Column("ref", sa.String, nullable=False),  # path, spec name, or name@version
-    sa.Column("digest", sa.String, nullable=False),
+    sa.Column("kind", String, nullable=False),  # data | spec | version
+    sa.Column("name", String, nullable=False),  # the input's name in the spec
+    sa.Column("ref", String, nullable=False),  # path, spec name, or name@version
+    sa.Column("digest", String, nullable=False),
     sa.Column("upstream_id", sa.Integer, sa.ForeignKey("versions.id"), index=True),
 )
 
 aliases = sa.Table(
     "aliases",
     metadata,
-    sa.Column("name", sa.String, primary_key=True),
-    sa.Column("alias", sa.String, primary_key=True),
+    sa.Column("name", String, primary_key=True),
+    sa.Column("alias", String, primary_key=True),
     sa.Column("version_id", sa.Integer, sa.ForeignKey("versions.id"), primary_key=True),
     sa.Column("weight", sa.Float, nullable=False, server_default="1.0"),
 )
@@ -93,11 +100,11 @@ alias_history = sa.Table(
     "alias_history",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("name", sa.String, nullable=False),
-    sa.Column("alias", sa.String, nullable=False),
+    sa.Column("name", String, nullable=False),
+    sa.Column("alias", String, nullable=False),
     sa.Column("time", sa.Float, nullable=False),
-    sa.Column("actor", sa.String, nullable=False),
-    sa.Column("action", sa.String, nullable=False),  # promote | rollback | alias.rm
+    sa.Column("actor", String, nullable=False),
+    sa.Column("action", String, nullable=False),  # promote | rollback | alias.rm
     sa.Column("before", sa.Text, nullable=False),  # JSON [[version, weight], ...]
     sa.Column("after", sa.Text, nullable=False),
 )
@@ -107,8 +114,8 @@ tags = sa.Table(
     "tags",
     metadata,
     sa.Column("version_id", sa.Integer, sa.ForeignKey("versions.id"), primary_key=True),
-    sa.Column("key", sa.String, primary_key=True),
-    sa.Column("value", sa.String, nullable=False),
+    sa.Column("key", String, primary_key=True),
+    sa.Column("value", String, nullable=False),
 )
 sa.Index("tags_key_value", tags.c.key, tags.c.value)
 
@@ -118,8 +125,8 @@ reproductions = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("version_id", sa.Integer, sa.ForeignKey("versions.id"), nullable=False, index=True),
     sa.Column("time", sa.Float, nullable=False),
-    sa.Column("actor", sa.String, nullable=False),
-    sa.Column("verdict", sa.String, nullable=False),  # identical | within tolerance | different
+    sa.Column("actor", String, nullable=False),
+    sa.Column("verdict", String, nullable=False),  # identical | within tolerance | different
     sa.Column("details", sa.Text, nullable=False),  # JSON: the outputs that differ, metric deltas
 )
 
@@ -128,7 +135,7 @@ pins = sa.Table(
     metadata,
     sa.Column("version_id", sa.Integer, sa.ForeignKey("versions.id"), primary_key=True),
     sa.Column("time", sa.Float, nullable=False),
-    sa.Column("actor", sa.String, nullable=False),
+    sa.Column("actor", String, nullable=False),
 )
 
 # Each evaluation of a version's quality gates (at its build, by `modelspec gate`) and each
@@ -149,34 +156,40 @@ events = sa.Table(
     metadata,
     sa.Column("seq", sa.Integer, primary_key=True),
     sa.Column("time", sa.Float, nullable=False),
-    sa.Column("kind", sa.String, nullable=False),
-    sa.Column("actor", sa.String, nullable=False),
-    sa.Column("subject", sa.String, nullable=False),
+    sa.Column("kind", String, nullable=False),
+    sa.Column("actor", String, nullable=False),
+    sa.Column("subject", String, nullable=False),
     sa.Column("payload", sa.Text, nullable=False),
-    sa.Column("prev", sa.String, nullable=False),
-    sa.Column("digest", sa.String, nullable=False),
+    sa.Column("prev", String, nullable=False),
+    sa.Column("digest", String, nullable=False),
 )
 
-_V1_TABLES = [meta, versions, artifacts, lineage, alias_history, events]
+# Version 1's aliases had no traffic weight, and its metrics no integer flag: those two
+# tables as version 1 made them (in a MetaData of their own, the DDL of each backend).
+_v1 = sa.MetaData()
+sa.Table("versions", _v1, sa.Column("id", sa.Integer, primary_key=True))  # what the foreign keys name
+_V1_ALIASES = sa.Table(
+    "aliases",
+    _v1,
+    sa.Column("name", String, primary_key=True),
+    sa.Column("alias", String, primary_key=True),
+    sa.Column("version_id", sa.Integer, sa.ForeignKey("versions.id"), primary_key=True),
+)
+_V1_METRICS = sa.Table(
+    "metrics",
+    _v1,
+    sa.Column("version_id", sa.Integer, sa.ForeignKey("versions.id"), primary_key=True),
+    sa.Column("key", String, primary_key=True),
+    sa.Column("value", sa.Float, nullable=False),
+)
+sa.Index("metrics_key_value", _V1_METRICS.c.key, _V1_METRICS.c.value)
+
+_V1_TABLES = [meta, versions, artifacts, lineage, alias_history, events, _V1_ALIASES, _V1_METRICS]
 
 
 def _create_v1(conn: sa.Connection) -> None:
     for table in _V1_TABLES:
         table.create(conn)
-    # Version 1's aliases had no traffic weight, and its metrics no integer flag.
-    conn.execute(
-        sa.text(
-            "CREATE TABLE aliases (name VARCHAR NOT NULL, alias VARCHAR NOT NULL, "
-            "version_id INTEGER NOT NULL REFERENCES versions (id), PRIMARY KEY (name, alias, version_id))"
-        )
-    )
-    conn.execute(
-        sa.text(
-            "CREATE TABLE metrics (version_id INTEGER NOT NULL REFERENCES versions (id), key VARCHAR NOT NULL, "
-            "value FLOAT NOT NULL, PRIMARY KEY (version_id, key))"
-        )
-    )
-    conn.execute(sa.text("CREATE INDEX metrics_key_value ON metrics (key, value)"))
 
 
 def _v1_to_v2(conn: sa.Connection) -> None:
@@ -218,10 +231,11 @@ def schema_version(conn: sa.Connection) -> int:
     return int(value or 0)
 
 
-def identity(conn: sa.Connection, *, create: bool = False) -> str | None:
+def identity(conn: sa.Connection, *, create: bool = False, known: bool = False) -> str | None:
     """The registry's random identity, made with the registry (or at the first write of one
-    older than identities): the store records it, so another registry is recognised."""
-    if not sa.inspect(conn).has_table("meta"):
+    older than identities): the store records it, so another registry is recognised.
+    `known`: the tables are known to exist (saves a catalog query per write on a server)."""
+    if not known and not sa.inspect(conn).has_table("meta"):
         return None
     found = conn.execute(sa.select(meta.c.value).where(meta.c.key == "registry_id")).scalar()
     if found is None and create:

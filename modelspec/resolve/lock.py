@@ -3,6 +3,7 @@ composed config, environment digest). Every problem is a located `SpecError`."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -12,7 +13,16 @@ from typing import Any
 
 from ..digest import canonical_json, digest_json, hex_of
 from ..errors import GitError, ModelspecError, Problem, SpecError, StoreError, did_you_mean
-from ..spec.lockdata import FromData, FromStage, LockData, PathData, RegisteredData, SpecOutputData
+from ..spec.lockdata import (
+    FromData,
+    FromStage,
+    LockData,
+    PathData,
+    RegisteredData,
+    SpecOutputData,
+    StageInput,
+    StageLock,
+)
 from ..spec.model import PLACEHOLDER, ConfigSource, Lock, Override, Spec, Stage
 from ..store.objects import digest_path, walk_path
 from ..store.statcache import StatCache
@@ -250,7 +260,7 @@ def _lock_stage(
     dirty: bool,
     config: dict[str, Any] | None,
     problems: list[Problem],
-) -> dict[str, Any]:
+) -> StageLock:
     """The stage's lock entry. `files` is None when the commit is unknown; `config` is None
     when it could not be composed (both reported already)."""
     where = ("stages", stage.name)
@@ -260,13 +270,14 @@ def _lock_stage(
             problems.append(spec.document.problem((*where, "code", i), f"{path} holds no files {place}"))
     params: dict[str, Any] = {}
     if config is not None:
-        keys = config_keys(config)
+        # Every key of the config, to suggest one: listed only on a mistake, not for each stage.
+        keys = functools.cache(functools.partial(config_keys, config))
         for i, dotted in enumerate(stage.params):
             found, _value = subtree(config, dotted)
             if not found:
                 problems.append(
                     spec.document.problem(
-                        (*where, "params", i), f"config key {dotted!r} does not exist{did_you_mean(dotted, keys)}"
+                        (*where, "params", i), f"config key {dotted!r} does not exist{did_you_mean(dotted, keys())}"
                     )
                 )
         for token in stage.argv:
@@ -277,27 +288,27 @@ def _lock_stage(
                         spec.document.problem(
                             (*where, "cmd"),
                             f"placeholder ${{{match.group(1)}}} names no key of the composed config"
-                            f"{did_you_mean(dotted, keys)}",
+                            f"{did_you_mean(dotted, keys())}",
                         )
                     )
         params = select_params(config, [p for p in stage.params if subtree(config, p)[0]])
     code_digest = gitcode.code_digest(gitcode.files_under(files or [], stage.code))
-    inputs: dict[str, Any] = {}
+    inputs: dict[str, StageInput] = {}
     for item in stage.inputs:
         if "." in item:
             upstream, _, output = item.partition(".")
-            inputs[item] = FromStage(upstream, output).to_dict()
+            inputs[item] = FromStage(upstream, output)
         else:
-            inputs[item] = FromData(item).to_dict()
-    locked = {
-        "argv": list(stage.argv),
-        "shell": stage.shell,
-        "code": {"paths": list(stage.code), "digest": code_digest},
-        "params": params,
-        "inputs": inputs,
-        "outputs": dict(stage.outputs),
-        "metrics": stage.metrics,
-    }
-    if stage.limits:  # not in the action key: limits decide whether a run may finish, not what it makes
-        locked["limits"] = dict(stage.limits)
-    return locked
+            inputs[item] = FromData(item)
+    return StageLock(
+        argv=tuple(stage.argv),
+        shell=stage.shell,
+        code_paths=tuple(stage.code),
+        code_digest=code_digest,
+        params=params,
+        inputs=inputs,
+        outputs=dict(stage.outputs),
+        metrics=stage.metrics,
+        limits=dict(stage.limits) if stage.limits else None,
+    )
+

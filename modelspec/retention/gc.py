@@ -33,7 +33,7 @@ from ..registry.registry import ModelVersion, Registry
 from ..spec.load import find_repo_root, load_spec
 from ..store import reserve
 from ..store.leases import gc_guard, live_leased, remove_unheld_locks
-from ..store.objects import LocalStore, remove_path
+from ..store.objects import remove_path
 from ..store.protocol import ObjectStore
 from ..store.traces import ActionCache
 from ..store.workspace import Workspace
@@ -185,19 +185,17 @@ def collect(
             for digest in store.iter():
                 if digest in live:
                     continue
-                path = store.path_of(digest)
-                try:
-                    info = path.stat()
-                except FileNotFoundError:
+                info = store.stat(digest)
+                if info is None:
                     continue
-                if info.st_mtime > cutoff:  # too young: a build may be about to reference it
+                if info.stored_at > cutoff:  # too young: a build may be about to reference it
                     report.young_objects += 1
-                    report.young_bytes += info.st_size
-                    free_after = info.st_mtime + report.grace
+                    report.young_bytes += info.size
+                    free_after = info.stored_at + report.grace
                     report.young_until = min(report.young_until or free_after, free_after)
                     continue
                 report.objects.append(digest)
-                report.bytes += info.st_size
+                report.bytes += info.size
                 if not dry_run:
                     store.delete(digest)
             report.environments = _environments(workspace, env_digests | live, cutoff, dry_run)
@@ -279,6 +277,8 @@ def _drop_action_entries(workspace: Workspace, swept: set[str], dry_run: bool) -
             dropped += 1
             if not dry_run:
                 cache.delete(key)
+    if dropped and not dry_run:
+        cache.drop_indexes()
     return dropped
 
 
@@ -315,9 +315,6 @@ def disk_usage(workspace: Workspace, registry: Registry) -> dict[str, Any]:
     return {"store_bytes": sum(_size(store, d) for d in store.iter()), "models": models}
 
 
-def _size(store: LocalStore, digest: str) -> int:
-    # The object file's size: the protocol has no size query yet (nor the age the sweep reads).
-    try:
-        return store.path_of(digest).stat().st_size
-    except (FileNotFoundError, ValueError):
-        return 0
+def _size(store: ObjectStore, digest: str) -> int:
+    info = store.stat(digest)
+    return 0 if info is None else info.size

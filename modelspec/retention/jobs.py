@@ -16,6 +16,7 @@ from ..errors import StoreError
 from ..registry.registry import Registry
 from ..store.workspace import Workspace
 from .gc import GcReport, collect, disk_full, disk_usage, free_without_writing, reserve_released
+from .remote_gc import DEFAULT_REMOTE_GRACE, RemoteGcReport, collect_remote
 from .schedule import DaemonState, Schedule, run_daemon
 
 
@@ -42,6 +43,22 @@ def open_for_gc(workspace: Workspace) -> tuple[Registry, GcReport | None]:
             raise
     swept = free_without_writing(workspace, actor(workspace.root))
     return open_existing_registry(workspace), swept
+
+
+def remote_gc(workspace: Workspace, *, dry_run: bool = False, grace: str | float | None = None) -> RemoteGcReport:
+    """Free the workspace's remote of what no workspace that pushed to it, no lease and no
+    young action-cache entry needs (see retention/remote_gc.py); `grace` as `1d` or seconds."""
+    from ..store.remote_cache import require_remote
+    from ..units import parse_duration
+
+    if isinstance(grace, str):
+        grace = parse_duration(grace)
+
+    remote = require_remote(workspace.settings, workspace.home, workspace.root)
+    with open_existing_registry(workspace, read_only=True) as registry:
+        return collect_remote(
+            workspace, registry, remote, dry_run=dry_run, grace=DEFAULT_REMOTE_GRACE if grace is None else grace
+        )
 
 
 def du(workspace: Workspace) -> dict[str, Any]:

@@ -13,7 +13,7 @@ runner without a sandbox interpolates the same template with its scratch directo
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,7 +49,7 @@ class Command:
 
 
 def interpolate(
-    argv: list[str],
+    argv: Sequence[str],
     root: str,
     inputs: Mapping[str, str],
     outputs: Mapping[str, str],

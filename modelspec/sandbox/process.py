@@ -17,7 +17,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -50,7 +50,7 @@ _runs = itertools.count()
 class RunRequest:
     """One stage run. `workdir` holds code/, in/, out/, config.json, home/ and tmp/."""
 
-    argv: list[str]  # the template, placeholders not yet interpolated
+    argv: Sequence[str]  # the template, placeholders not yet interpolated
     shell: bool
     inputs: Mapping[str, str]  # input id → basename
     outputs: Mapping[str, str]

@@ -20,7 +20,7 @@ around it, but it is still only ever expanded, never executed.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from ..digest import digest_bytes, hex_of
 from ..spec.model import PLACEHOLDER
@@ -32,7 +32,7 @@ _WORD_START = frozenset(" \t\n;&|()")
 _REFERENCE = {"double": "${{{}}}", "single": "'\"${{{}}}\"'"}
 
 
-def script_token(argv: list[str], shell: bool) -> int | None:
+def script_token(argv: Sequence[str], shell: bool) -> int | None:
     """The index of the token a shell will parse as a script, if any: `sh -c SCRIPT`,
     also with other options around `-c` (`bash -euo pipefail -c SCRIPT`, `sh -ec SCRIPT`)."""
     if shell:

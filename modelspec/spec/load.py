@@ -50,11 +50,12 @@ def load_spec(path: Path, cache_dir: Path | None = None) -> Spec:
             hint=f"pass a spec (e.g. specs/fraud.yaml); `modelspec validate {shown}` checks the workspace file",
         )
     raw = read_spec_bytes(path, shown)
-    document = parse_document(raw, shown)
     marker = None
     if cache_dir is not None:
         marker = cache_dir / "valid-specs" / hex_of(digest_bytes(raw + spec_schema_bytes()))
-    problems = [] if marker is not None and marker.exists() else validate(document)
+    known_valid = marker is not None and marker.exists()
+    document = parse_document(raw, shown, checked=known_valid)
+    problems = [] if known_valid else validate(document)
     problems += check_semantics(document)
     if problems:
         raise SpecError(problems)

@@ -1,4 +1,5 @@
-"""The data entries of a lock, as typed values: what each `data:` source of a spec was pinned to.
+"""The parts of a lock, as typed values: what each `data:` source of a spec was pinned to, and
+what each stage was pinned to (`StageLock`).
 
 Three kinds, told apart once (`lock_data`), each round-tripping the exact JSON the lock holds
 (`to_dict(from_dict(d)) == d`), so lock files, their digests and the registry's records do
@@ -129,3 +130,52 @@ def stage_input(document: Mapping[str, Any]) -> StageInput:
     if "stage" in document:
         return FromStage(str(document["stage"]), str(document["output"]))
     return FromData(str(document["data"]))
+
+
+@dataclass(frozen=True)
+class StageLock:
+    """One stage of a lock: its command, the code it reads (paths, and their digest at the
+    locked commit), the config keys it reads (`params`, selected from the composed config),
+    its inputs, outputs, metrics output and resource limits. Round-trips the lock's JSON."""
+
+    argv: tuple[str, ...]
+    shell: bool
+    code_paths: tuple[str, ...]
+    code_digest: str
+    params: Mapping[str, Any]
+    inputs: Mapping[str, StageInput]
+    outputs: Mapping[str, str]  # output name → path under out/
+    metrics: str | None = None
+    limits: Mapping[str, Any] | None = None  # not in the action key: they decide whether a run may finish
+
+    @property
+    def code(self) -> dict[str, Any]:
+        return {"paths": list(self.code_paths), "digest": self.code_digest}
+
+    def to_dict(self) -> dict[str, Any]:
+        document = {
+            "argv": list(self.argv),
+            "shell": self.shell,
+            "code": self.code,
+            "params": dict(self.params),
+            "inputs": {name: source.to_dict() for name, source in self.inputs.items()},
+            "outputs": dict(self.outputs),
+            "metrics": self.metrics,
+        }
+        if self.limits:
+            document["limits"] = dict(self.limits)
+        return document
+
+    @classmethod
+    def from_dict(cls, document: Mapping[str, Any]) -> StageLock:
+        return cls(
+            argv=tuple(document["argv"]),
+            shell=bool(document["shell"]),
+            code_paths=tuple(document["code"]["paths"]),
+            code_digest=str(document["code"]["digest"]),
+            params=document["params"],
+            inputs={name: stage_input(source) for name, source in document["inputs"].items()},
+            outputs=document["outputs"],
+            metrics=document.get("metrics"),
+            limits=document.get("limits"),
+        )

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import Location, Problem
 from .gates import Gate
-from .lockdata import LockData, lock_data
+from .lockdata import LockData, StageLock, lock_data
 from .yamlsource import Document
 
 LOCK_FORMAT = 1
@@ -134,7 +134,7 @@ class Lock:
     config: Mapping[str, Any]
     environment: Mapping[str, Any] | None
     hermetic: str
-    stages: Mapping[str, Any]
+    stages: Mapping[str, StageLock]
     artifacts: tuple[str, ...]
 
     def to_dict(self) -> dict[str, Any]:
@@ -148,7 +148,7 @@ class Lock:
             "config": dict(self.config),
             "environment": dict(self.environment) if self.environment is not None else None,
             "hermetic": self.hermetic,
-            "stages": dict(self.stages),
+            "stages": {name: stage.to_dict() for name, stage in self.stages.items()},
             "artifacts": list(self.artifacts),
         }
 
@@ -168,6 +168,6 @@ class Lock:
             config=document["config"],
             environment=document["environment"],
             hermetic=document["hermetic"],
-            stages=document["stages"],
+            stages={name: StageLock.from_dict(stage) for name, stage in document["stages"].items()},
             artifacts=tuple(document["artifacts"]),
         )

@@ -15,6 +15,7 @@ import contextlib
 import fcntl
 import os
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
@@ -40,6 +41,11 @@ class Lease:
     def __init__(self, home: Path) -> None:
         self.home = home
         self._file: IO[str] | None = None
+        # The gc guard, opened once and held shared while any thread of this build is inside
+        # `holding` (a no-op build enters it once per stage: no open and close each time).
+        self._guard: IO[str] | None = None
+        self._holders = 0
+        self._holders_lock = threading.Lock()
 
     def __enter__(self) -> Lease:
         folder = self.home / "leases"
@@ -57,12 +63,26 @@ class Lease:
         self.path.unlink(missing_ok=True)
         self._file.close()  # releases the lock
         self._file = None
+        if self._guard is not None:
+            self._guard.close()
+            self._guard = None
 
     @contextlib.contextmanager
     def holding(self) -> Iterator[None]:
         """Check and lease objects inside this block: gc cannot sweep meanwhile."""
-        with gc_guard(self.home, exclusive=False):
+        with self._holders_lock:
+            if self._holders == 0:
+                if self._guard is None:
+                    self._guard = open(self.home / "gc.lock", "a")  # noqa: SIM115 (closed by __exit__)
+                fcntl.flock(self._guard, fcntl.LOCK_SH)
+            self._holders += 1
+        try:
             yield
+        finally:
+            with self._holders_lock:
+                self._holders -= 1
+                if self._holders == 0 and self._guard is not None:
+                    fcntl.flock(self._guard, fcntl.LOCK_UN)
 
     def add(self, entries: Iterable[Entry]) -> None:
         assert self._file is not None

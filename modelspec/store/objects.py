@@ -17,7 +17,9 @@ import secrets
 import shutil
 import stat
 import tempfile
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -26,7 +28,7 @@ import blake3
 from ..digest import PREFIX, digest_bytes, digest_file, hex_of, parse_tree_document, tree_document
 from ..errors import CorruptObjectError, StoreError
 from .owner import remove_orphans, temp_prefix
-from .protocol import Entry, ObjectStore
+from .protocol import Entry, ObjectInfo, ObjectStore
 
 _CHUNK = 1 << 20
 
@@ -43,6 +45,9 @@ class LocalStore:
         self.quarantine_dir = root / "quarantine"
         self.tmp = root / "tmp"
         self._verified: set[str] = set()
+        # Objects committed but not yet fsynced, while a build defers durability (`deferring_sync`).
+        self._unsynced: list[Path] | None = None
+        self._unsynced_lock = threading.Lock()
 
     # -- paths and queries -------------------------------------------------------------
 
@@ -52,6 +57,13 @@ class LocalStore:
 
     def has(self, digest: str) -> bool:
         return self.path_of(digest).exists()
+
+    def stat(self, digest: str) -> ObjectInfo | None:
+        try:
+            info = self.path_of(digest).stat()
+        except FileNotFoundError:
+            return None
+        return ObjectInfo(info.st_size, info.st_mtime)
 
     def iter(self) -> Iterator[str]:
         if not self.objects.is_dir():
@@ -116,17 +128,57 @@ class LocalStore:
     def _commit(self, temp: Path, digest: str) -> None:
         """fsync, make read-only, rename into place; a concurrent writer of the same digest wins equally."""
         target = self.path_of(digest)
+        deferred = self._unsynced is not None
         try:
-            with open(temp, "rb") as f:
-                os.fsync(f.fileno())
+            if not deferred:
+                with open(temp, "rb") as f:
+                    os.fsync(f.fileno())
             os.chmod(temp, 0o444)
             target.parent.mkdir(parents=True, exist_ok=True)
             os.rename(temp, target)
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
-        _fsync_dir(target.parent)
+        if deferred:
+            self._defer(target)
+        else:
+            _fsync_dir(target.parent)
         self._verified.add(digest)  # we hashed these very bytes on the way in
+
+    @contextlib.contextmanager
+    def deferring_sync(self) -> Iterator[None]:
+        """Commit objects without waiting for the disk inside this block; `sync` makes them
+        durable, and must run before anything durable (a registry record) names them.
+
+        Only a power cut or an OS crash loses page-cache data, never a killed process, and
+        what is lost then is caught: an action-cache entry whose outputs are missing or do
+        not verify is a miss. A build stores two or three objects per stage, and two fsyncs
+        each cost more than everything else modelspec does for a stage."""
+        self._unsynced = []
+        try:
+            yield
+        finally:
+            with self._unsynced_lock:
+                pending, self._unsynced = self._unsynced or [], None
+            _fsync_paths(pending)
+
+    def _defer(self, target: Path) -> None:
+        with self._unsynced_lock:
+            if self._unsynced is not None:
+                self._unsynced.append(target)
+                return
+        _fsync_file(target)  # the deferring block ended meanwhile
+        _fsync_dir(target.parent)
+
+    def sync(self, digests: Iterable[str] = ()) -> None:
+        """Make durable every object committed since `deferring_sync` began, and `digests`
+        (objects this process found already there, which another build may have written
+        without syncing yet): their files, then their folders."""
+        with self._unsynced_lock:
+            pending = self._unsynced or []
+            if self._unsynced is not None:
+                self._unsynced = []
+        _fsync_paths([*pending, *(self.path_of(d) for d in digests)])
 
     # -- reading -----------------------------------------------------------------------
 
@@ -288,8 +340,10 @@ def walk_path(path: Path, visit_file: Callable[[Path], str], put_tree: Callable[
     return Entry("tree", put_tree(tree_document(entries)), total)
 
 
-def write_atomic(path: Path, data: bytes, temp_dir: Path | None = None) -> None:
-    """Replace `path` with `data` all at once: temp file, fsync, rename.
+def write_atomic(path: Path, data: bytes, temp_dir: Path | None = None, *, durable: bool = True) -> None:
+    """Replace `path` with `data` all at once: temp file, fsync, rename. `durable=False`
+    skips the fsync, for a file that checks itself and is only a cache: after a power cut
+    it may be empty or lost, never half of another version.
 
     Inside the store directory pass its `tmp/` as `temp_dir` (same filesystem), so that a
     temp file left by a killed process is removed by the next command (`clean_temp`).
@@ -301,8 +355,9 @@ def write_atomic(path: Path, data: bytes, temp_dir: Path | None = None) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(name, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -326,6 +381,19 @@ def digest_path(path: Path, file_digest: Callable[[Path], str] = digest_file) ->
     return walk_path(path, file_digest, digest_bytes)
 
 
+def _fsync_paths(paths: list[Path]) -> None:
+    """Files, then each of their folders once."""
+    for path in paths:
+        _fsync_file(path)
+    for folder in sorted({path.parent for path in paths}):
+        _fsync_dir(folder)
+
+
+def _fsync_file(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError), open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -342,6 +410,29 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+class Remover:
+    """Removes trees on one background thread, in the order given; `wait` until all are gone.
+    Freeing blocks is slow on some filesystems (ext4 mounted with `discard` takes ~2 ms per
+    directory), and a scratch tree nobody reads again need not hold up what comes next. What a
+    killed process leaves behind is in its own temp folder, which the next command removes."""
+
+    def __init__(self) -> None:
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def remove(self, path: Path) -> None:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="remove")
+            self._pool.submit(remove_path, path)
+
+    def wait(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
 
 
 def remove_path(path: Path) -> None:

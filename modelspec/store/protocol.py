@@ -26,6 +26,15 @@ class Entry:
         return cls(str(d["type"]), str(d["digest"]), int(d["size"]))  # type: ignore[call-overload]
 
 
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    """What gc and `du` ask of a stored object: its stored size in bytes and when it was
+    stored (seconds since the epoch; a store that refreshes it on reuse may say later)."""
+
+    size: int
+    stored_at: float
+
+
 @runtime_checkable
 class ObjectStore(Protocol):
     """What everything that reads or writes objects may ask of a store: files and Merkle
@@ -50,6 +59,10 @@ class ObjectStore(Protocol):
 
     def iter(self) -> Iterator[str]:
         """Every digest the store holds, each once."""
+        ...
+
+    def stat(self, digest: str) -> ObjectInfo | None:
+        """The object's size and age, or None when it is not there (gone meanwhile, say)."""
         ...
 
     def put_bytes(self, data: bytes) -> str:

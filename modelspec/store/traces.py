@@ -1,11 +1,17 @@
 """The action cache (constructive traces): action key → the result of running the stage.
 
-    <home>/ac/ab/<hex>.json
+    <home>/ac/ab/<hex>.json          one entry per action key
+    <home>/ac/index/<targets>.json   the entries the last build of these targets used
 
 An entry is written atomically and only after every output, the metrics and the log are
 in the object store, so a hit can always be restored. Each entry carries the digest of its
 own content: an entry that does not parse, was edited, or whose recorded key is not its
 name is treated as a miss (and `modelspec verify` drops it).
+
+The index spares a no-op build one small file per stage: the build of the same targets reads
+it in one go, and writes it once at its end. It is only a faster way to the same entries: it
+checks itself as a whole (a damaged or foreign index is ignored), a key it lacks is looked up
+in its own file, and a hit is trusted only as far as any entry is (its outputs are in the store).
 """
 
 from __future__ import annotations
@@ -18,10 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..digest import canonical_json, digest_json, hex_of
+from ..digest import canonical_json, digest_bytes, digest_json, hex_of
 from .objects import Entry, write_atomic
 
 RESULT_FORMAT = 2
+INDEX_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -75,26 +82,76 @@ class ActionCache:
     def __init__(self, root: Path, temp_dir: Path | None = None) -> None:
         self.root = root
         self.temp_dir = temp_dir
+        self._indexed: dict[str, dict[str, Any]] = {}  # key → entry, from the index read
+        self._used: dict[str, dict[str, Any]] = {}  # key → entry, found or written by this process
 
     def _path(self, key: str) -> Path:
         hexpart = hex_of(key)
         return self.root / hexpart[:2] / f"{hexpart}.json"
 
     def get(self, key: str) -> ActionResult | None:
+        document = self._indexed.get(key) or self._read(key)
+        if document is None:
+            return None
+        try:
+            result = ActionResult.from_dict(document)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
+        if result.key != key:
+            return None
+        self._used[key] = document
+        return result
+
+    def _read(self, key: str) -> dict[str, Any] | None:
         try:
             document = json.loads(self._path(key).read_bytes())
             checksum = document.pop("checksum")
-            if checksum != digest_json(document):
-                return None
-            result = ActionResult.from_dict(document)
         except (FileNotFoundError, ValueError, KeyError, TypeError, AttributeError):
             return None
-        return result if result.key == key else None
+        return document if checksum == digest_json(document) else None
 
     def put(self, result: ActionResult) -> None:
         document = result.to_dict()
-        document["checksum"] = digest_json(document)
-        write_atomic(self._path(result.key), canonical_json(document), self.temp_dir)
+        # Not fsynced: an entry checks itself (checksum) and its outputs are checked to be in
+        # the store, so one lost to a power cut is only a miss; the objects are durable.
+        write_atomic(
+            self._path(result.key),
+            canonical_json({**document, "checksum": digest_json(document)}),
+            self.temp_dir,
+            durable=False,
+        )
+        self._indexed.pop(result.key, None)
+        self._used[result.key] = document
+
+    # -- the index of one set of targets ---------------------------------------------------
+
+    def _index_path(self, targets: str) -> Path:
+        return self.root / "index" / f"{hex_of(targets)}.json"
+
+    def read_index(self, targets: str) -> None:
+        """Read the entries the last build of `targets` (a digest naming them) used."""
+        try:
+            header, _, body = self._index_path(targets).read_bytes().partition(b"\n")
+            if json.loads(header) != {"format": INDEX_FORMAT, "body": digest_bytes(body)}:
+                return
+            self._indexed = json.loads(body)
+        except (FileNotFoundError, ValueError):
+            return
+
+    def write_index(self, targets: str) -> None:
+        """Keep the entries this build used for the next build of `targets` (unless they are
+        exactly those the index it read holds: a no-op build writes nothing)."""
+        if self._used.keys() == self._indexed.keys() and all(self._indexed[k] is d for k, d in self._used.items()):
+            return
+        body = canonical_json(self._used)
+        header = canonical_json({"format": INDEX_FORMAT, "body": digest_bytes(body)})
+        write_atomic(self._index_path(targets), header + b"\n" + body, self.temp_dir, durable=False)
+
+    def drop_indexes(self) -> None:
+        """Forget every index (gc, when it drops entries: an index must not outlive them)."""
+        folder = self.root / "index"
+        for path in folder.glob("*.json") if folder.is_dir() else ():
+            path.unlink(missing_ok=True)
 
     def drop_invalid(self) -> list[str]:
         """Delete entries that fail their checksum or do not parse; returns their keys."""
@@ -111,6 +168,8 @@ class ActionCache:
         if not self.root.is_dir():
             return
         for fan in sorted(os.listdir(self.root)):
+            if len(fan) != 2:
+                continue  # index/
             for name in sorted(os.listdir(self.root / fan)):
                 if name.endswith(".json"):
                     yield "blake3:" + name.removesuffix(".json")

@@ -79,6 +79,8 @@ def schema_keys(schema: dict[str, Any], prefix: str = "") -> set[str]:
     for name, sub in schema.get("properties", {}).items():
         keys.add(prefix + name)
         keys |= schema_keys(sub, f"{prefix}{name}.")
+        for form in sub.get("oneOf", []):  # `remote:` is a URL or a mapping
+            keys |= schema_keys(form, f"{prefix}{name}.")
     return keys
 
 

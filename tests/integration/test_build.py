@@ -211,3 +211,58 @@ def test_same_stage_in_two_workspace_paths_gets_same_key_and_bytes(tmp_path: Pat
             ({r["node"]: r["key"] for r in report["nodes"]}, report["specs"]["pipe"]["artifacts"]["d.out"]["digest"])
         )
     assert outputs[0] == outputs[1]
+
+
+def test_a_callers_executor_runs_every_stage_and_stays_open(repo: Repo) -> None:
+    """The seam a distributed executor plugs into: build() hands each ready stage to the
+    caller's executor (and leaves it open), and the result is the same as on its own pool."""
+    import contextlib
+    from concurrent.futures import ThreadPoolExecutor
+
+    from modelspec.api import BuildOptions, build
+
+    class CountingExecutor(ThreadPoolExecutor):
+        def __init__(self) -> None:
+            super().__init__(max_workers=2)
+            self.submitted = 0
+
+        def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+            self.submitted += 1
+            return super().submit(fn, *args, **kwargs)
+
+    spec = make_pipeline(repo)
+    with CountingExecutor() as executor, contextlib.chdir(repo.path):
+        report = build([repo.path / spec], BuildOptions(hermetic="off"), executor=executor)
+        assert report.ok and executor.submitted == 4
+        executor.submit(lambda: None).result()  # still open: its owner shuts it down
+    assert checkout_d(repo, spec) == expected_d("first\nmiddle\nlast\n")
+
+
+def test_the_action_cache_index_serves_a_no_op_and_never_a_wrong_hit(repo: Repo) -> None:
+    """A no-op build finds its entries in the index its last build wrote (the per-key files
+    are not needed); a damaged index is ignored; an indexed entry whose output is gone is a miss."""
+    spec = make_pipeline(repo)
+    repo.build_json(spec, in_process=True)
+    ac = repo.path / ".modelspec" / "ac"
+    (index,) = (ac / "index").glob("*.json")
+    entries = {p: p.read_bytes() for p in ac.glob("??/*.json")}
+    assert len(entries) == 4
+    for path in entries:
+        path.unlink()
+    assert set(states(repo.build_json(spec, in_process=True)).values()) == {"cached"}
+
+    assert b'"exit_code":0' in index.read_bytes()
+    index.write_bytes(index.read_bytes().replace(b'"exit_code":0', b'"exit_code":1'))  # damaged
+    for path, content in entries.items():
+        path.write_bytes(content)
+    assert set(states(repo.build_json(spec, in_process=True)).values()) == {"cached"}  # from the files
+
+    for path in entries:  # only the index left, and one output of stage c gone from the store
+        path.unlink()
+    document = json.loads(index.read_bytes().partition(b"\n")[2])
+    (entry,) = [e for e in document.values() if e["node"] == "pipe:c"]
+    digest = next(iter(entry["outputs"].values()))["digest"]
+    hexpart = digest.partition(":")[2]
+    (repo.path / ".modelspec" / "objects" / hexpart[:2] / hexpart).unlink()
+    rerun = states(repo.build_json(spec, in_process=True))
+    assert rerun["pipe:c"] == "ran" and rerun["pipe:a"] == "cached", rerun

@@ -23,8 +23,11 @@ def _normalized(name: str) -> str:
 
 
 def _declared() -> set[str]:
+    """The dependencies and the optional extras a user installs for a feature (`s3`); the
+    `test` extra is not for users, so it declares nothing modelspec may import."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    return {_normalized(re.split(r"[<>=!~\[; ]", req, maxsplit=1)[0]) for req in project["dependencies"]}
+    extras = [req for name, reqs in project["optional-dependencies"].items() if name != "test" for req in reqs]
+    return {_normalized(re.split(r"[<>=!~\[; ]", req, maxsplit=1)[0]) for req in [*project["dependencies"], *extras]}
 
 
 def _optional() -> set[str]:

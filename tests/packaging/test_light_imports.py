@@ -29,3 +29,13 @@ def test_the_lazy_names_of_api_are_the_real_ones() -> None:
         api.no_such_name  # noqa: B018
     for name in api._LAZY:
         assert getattr(api, name) is not None
+
+
+def test_a_sqlite_registry_loads_no_postgresql_driver(tmp_path: object) -> None:
+    """psycopg is imported only when a postgresql URL is opened: SQLite users never pay for it."""
+    code = (
+        "import sys; from modelspec.registry.registry import Registry; "
+        f"Registry('sqlite:///{tmp_path}/r.db').close(); print('psycopg' in sys.modules)"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "False"

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from modelspec.build.keys import InputDigest, action_key, key_document
 from modelspec.digest import canonical_json
+from modelspec.spec.lockdata import StageLock
 
 KEYS = settings(deadline=None, max_examples=80)  # each example builds a whole stage
 
@@ -75,7 +76,7 @@ def cases(draw: st.DrawFn) -> dict[str, Any]:
 
 
 def key_of(case: dict[str, Any]) -> str:
-    return action_key(key_document(case["stage"], case["inputs"], case["environment"],
+    return action_key(key_document(StageLock.from_dict(case["stage"]), case["inputs"], case["environment"],
                                    case["platform"], case["isolation"]))
 
 
@@ -145,7 +146,7 @@ def test_key_ignores_fields_it_is_not_defined_over(case: dict[str, Any], paths: 
 @KEYS
 @given(cases())
 def test_key_holds_no_host_path(case: dict[str, Any]) -> None:
-    document = key_document(case["stage"], case["inputs"], case["environment"],
+    document = key_document(StageLock.from_dict(case["stage"]), case["inputs"], case["environment"],
                             case["platform"], case["isolation"])
     interpolated = [t for t in document["argv"] if "/ms/" in t]
     assert all("/ms/in/" in t or "/ms/out/" in t or t.endswith("/ms/config.json")

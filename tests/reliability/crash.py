@@ -65,7 +65,8 @@ iniconfig==2.0.0 \\
 DURATION = {"build": 1.2, "gc": 0.8, "promote": 0.6, "reproduce": 1.2, "env": 1.0}
 
 
-def init_workspace(root: Path) -> None:
+def init_workspace(root: Path, registry: str | None = None) -> None:
+    """The crash workspace, built once; its registry in the store, or at the URL `registry`."""
     env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t",
            "GIT_COMMITTER_EMAIL": "t@e"}
     (root / "specs").mkdir(parents=True)
@@ -74,7 +75,7 @@ def init_workspace(root: Path) -> None:
     (root / "specs" / "crash.yaml").write_text(SPEC)
     (root / "data" / "raw.txt").write_text("raw\n" * 50)
     (root / "conf" / "config.yaml").write_text("prep: {v: 0}\n")
-    (root / "modelspec.yaml").write_text("retention: {grace: 0s}\n")
+    (root / "modelspec.yaml").write_text("retention: {grace: 0s}\n" + (f"registry: {registry}\n" if registry else ""))
     (root / "specs" / "crashenv.yaml").write_text(ENV_SPEC)
     (root / "env").mkdir()
     (root / "env" / "requirements.lock").write_text(ENV_LOCK)

@@ -1,6 +1,7 @@
 """Four builds of overlapping specs, a gc and a promote, all at once on one workspace,
 repeated: every build succeeds, each stage runs at most once per key, no version number
-is given twice, and nothing a version needs is swept."""
+is given twice, and nothing a version needs is swept. On each backend: the registry in the
+store (SQLite), and on a PostgreSQL server (`registry:` in modelspec.yaml)."""
 
 from __future__ import annotations
 
@@ -48,13 +49,14 @@ def start(repo: Repo, *args: str) -> subprocess.Popen[str]:
                             stderr=subprocess.PIPE, text=True)
 
 
-def test_concurrent_builds_gc_and_promote(repo: Repo) -> None:
+def test_concurrent_builds_gc_and_promote(repo: Repo, registry_url: str) -> None:
     repo.write("specs/base.yaml", BASE, dedent=False)
     for name in ("alpha", "beta"):
         repo.write(f"specs/{name}.yaml", USER.format(name=name), dedent=False)
         repo.write(f"conf/{name}/config.yaml", "use: {v: 0}\n")
     repo.write("data/raw.txt", "c\nb\na\n")
-    repo.write("modelspec.yaml", "retention: {grace: 0s}\n")
+    server = "" if registry_url.startswith("sqlite") else f"registry: {registry_url}\n"
+    repo.write("modelspec.yaml", "retention: {grace: 0s}\n" + server)
     repo.commit("overlapping specs")
     first = repo.build_json("specs/alpha.yaml")
     assert first["versions"] == {

@@ -1,12 +1,16 @@
 """SIGKILL during build, gc, promote, reproduce and environment creation, at seeded random
 instants: after every kill no helper (uv) keeps running, the next command succeeds and the
-workspace is consistent (benchmarks/crash_trials.py runs the same trials a thousand times)."""
+workspace is consistent (benchmarks/crash_trials.py runs the same trials a thousand times).
+Some of the trials again with the registry on a PostgreSQL server: a killed client's
+transaction is rolled back by the server, and its advisory lock released with its session."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
+import pgserver
 import pytest
 from crash import check, init_workspace, trial
 
@@ -28,6 +32,26 @@ def test_sigkill_at_random_points_leaves_the_workspace_consistent(workspace: Pat
     failures = []
     for i in range(TRIALS // 4):
         result = trial(workspace, rng, counter=batch * 100 + i)
+        if result.problems:
+            failures.append(f"{result.operation} killed after {result.delay:.2f} s: {result.problems}")
+    assert failures == []
+
+
+@pytest.fixture(scope="module")
+def postgres_workspace(tmp_path_factory: pytest.TempPathFactory, postgres_server: str) -> Iterator[Path]:
+    root = tmp_path_factory.mktemp("crash-pg") / "repo"
+    root.mkdir()
+    with pgserver.database(postgres_server) as url:
+        init_workspace(root, registry=url)
+        assert check(root) == []
+        yield root
+
+
+def test_sigkill_at_random_points_with_a_postgresql_registry(postgres_workspace: Path) -> None:
+    rng = random.Random(2000)
+    failures = []
+    for i in range(TRIALS // 4):
+        result = trial(postgres_workspace, rng, counter=i)
         if result.problems:
             failures.append(f"{result.operation} killed after {result.delay:.2f} s: {result.problems}")
     assert failures == []

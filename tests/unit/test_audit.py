@@ -4,13 +4,11 @@ SQLite file edited behind the registry's back."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterator
-from contextlib import closing
-from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from modelspec.registry.audit import GENESIS, event_digest, verify_chain
 from modelspec.registry.registry import Registry
@@ -108,7 +106,7 @@ def test_a_chain_not_starting_at_genesis_is_refused() -> None:
     assert verify_chain(rows) == "event 1 does not follow event 0: an event was deleted or inserted"
 
 
-# -- the registry's log on a real SQLite file ------------------------------------------------
+# -- the registry's log on a real database (SQLite and PostgreSQL) ------------------------------------------------
 
 
 class Clock:
@@ -121,23 +119,31 @@ class Clock:
 
 
 @pytest.fixture
-def logged(tmp_path: Path) -> Iterator[tuple[Registry, Path]]:
-    path = tmp_path / "registry.db"
-    registry = Registry(f"sqlite:///{path}", clock=Clock())
+def logged(registry_url: str) -> Iterator[tuple[Registry, str]]:
+    """Five events in a registry on each backend."""
+    registry = Registry(registry_url, clock=Clock())
     for i in range(1, 6):
         registry.record_event("note", f"subject-{i}", "ana", {"i": i})
-    yield registry, path
+    yield registry, registry_url
     registry.close()
 
 
-def tamper(path: Path, *statements: tuple[str, tuple[Any, ...]]) -> None:
-    """Edit the file directly, as someone with write access to it could."""
-    with closing(sqlite3.connect(path)) as conn, conn:
+def tamper(url: str, *statements: tuple[str, dict[str, Any]]) -> None:
+    """Edit the database directly, as someone with write access to it could."""
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
         for sql, params in statements:
-            conn.execute(sql, params)
+            conn.execute(sa.text(sql), params)
+    engine.dispose()
 
 
-def test_registry_log_untouched_verifies(logged: tuple[Registry, Path]) -> None:
+INSERT_EVENT = (
+    "INSERT INTO events (seq, time, kind, actor, subject, payload, prev, digest) "
+    "VALUES (:seq, :time, :kind, :actor, :subject, :payload, :prev, :digest)"
+)
+
+
+def test_registry_log_untouched_verifies(logged: tuple[Registry, str]) -> None:
     registry, _path = logged
     assert registry.verify_audit() == ""
     events = registry.events()
@@ -148,19 +154,19 @@ def test_registry_log_untouched_verifies(logged: tuple[Registry, Path]) -> None:
     assert [e["time"] for e in events] == [1_800_000_060.0 + 60 * i for i in range(5)]
 
 
-def test_registry_log_edited_payload(logged: tuple[Registry, Path]) -> None:
+def test_registry_log_edited_payload(logged: tuple[Registry, str]) -> None:
     registry, path = logged
-    tamper(path, ("UPDATE events SET payload = ? WHERE seq = 3", (json.dumps({"i": 42}),)))
+    tamper(path, ("UPDATE events SET payload = :p WHERE seq = 3", {"p": json.dumps({"i": 42})}))
     assert registry.verify_audit() == "event 3 (note subject-3) was edited"
 
 
-def test_registry_log_deleted_middle_event(logged: tuple[Registry, Path]) -> None:
+def test_registry_log_deleted_middle_event(logged: tuple[Registry, str]) -> None:
     registry, path = logged
-    tamper(path, ("DELETE FROM events WHERE seq = 2", ()))
+    tamper(path, ("DELETE FROM events WHERE seq = 2", {}))
     assert registry.verify_audit() == "event 2 is missing (the log jumps to 3)"
 
 
-def test_registry_log_inserted_event(logged: tuple[Registry, Path]) -> None:
+def test_registry_log_inserted_event(logged: tuple[Registry, str]) -> None:
     registry, path = logged
     rows = registry.events()
     # Make room after event 2 and insert a well-formed event that links to it.
@@ -176,17 +182,14 @@ def test_registry_log_inserted_event(logged: tuple[Registry, Path]) -> None:
     forged["digest"] = event_digest(**forged)
     tamper(
         path,
-        ("UPDATE events SET seq = seq + 100 WHERE seq >= 3", ()),
-        ("UPDATE events SET seq = seq - 99 WHERE seq >= 100", ()),
-        (
-            "INSERT INTO events (seq, time, kind, actor, subject, payload, prev, digest) VALUES (?,?,?,?,?,?,?,?)",
-            tuple(forged.values()),
-        ),
+        ("UPDATE events SET seq = seq + 100 WHERE seq >= 3", {}),
+        ("UPDATE events SET seq = seq - 99 WHERE seq >= 100", {}),
+        (INSERT_EVENT, forged),
     )
     assert registry.verify_audit() == "event 4 does not follow event 3: an event was deleted or inserted"
 
 
-def test_registry_log_event_appended_behind_the_registrys_back(logged: tuple[Registry, Path]) -> None:
+def test_registry_log_event_appended_behind_the_registrys_back(logged: tuple[Registry, str]) -> None:
     registry, path = logged
     last = registry.events()[-1]
     forged = {
@@ -199,30 +202,24 @@ def test_registry_log_event_appended_behind_the_registrys_back(logged: tuple[Reg
         "prev": last["digest"],
     }
     forged["digest"] = event_digest(**forged)
-    tamper(
-        path,
-        (
-            "INSERT INTO events (seq, time, kind, actor, subject, payload, prev, digest) VALUES (?,?,?,?,?,?,?,?)",
-            tuple(forged.values()),
-        ),
-    )
+    tamper(path, (INSERT_EVENT, forged))
     assert registry.verify_audit() == "event 6 was added after the recorded head (event 5)"
 
 
-def test_registry_log_deleted_newest_event(logged: tuple[Registry, Path]) -> None:
+def test_registry_log_deleted_newest_event(logged: tuple[Registry, str]) -> None:
     registry, path = logged
-    tamper(path, ("DELETE FROM events WHERE seq = 5", ()))
+    tamper(path, ("DELETE FROM events WHERE seq = 5", {}))
     problem = registry.verify_audit()
     assert problem.startswith("event 5 is missing: the log ends at event 4"), problem
 
 
-def test_registry_log_all_events_deleted(logged: tuple[Registry, Path]) -> None:
+def test_registry_log_all_events_deleted(logged: tuple[Registry, str]) -> None:
     registry, path = logged
-    tamper(path, ("DELETE FROM events", ()))
+    tamper(path, ("DELETE FROM events", {}))
     assert registry.verify_audit().startswith("event 1 is missing: the log ends at event 0")
 
 
-def test_registry_log_new_events_continue_the_chain(logged: tuple[Registry, Path]) -> None:
+def test_registry_log_new_events_continue_the_chain(logged: tuple[Registry, str]) -> None:
     registry, _path = logged
     registry.record_event("note", "subject-6", "ana", {"i": 6})
     reopened = Registry(registry.url)

@@ -7,7 +7,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from modelspec.resolve import hydraconfig
 from modelspec.resolve.hydraconfig import ConfigError, compose, select_params, subtree
 
 CONFIG = """\
@@ -203,3 +207,56 @@ def test_select_params_does_not_modify_the_config() -> None:
     config = {"train": {"lr": 0.1, "epochs": 3}}
     select_params(config, ["train", "train.lr"])
     assert config == {"train": {"lr": 0.1, "epochs": 3}}
+
+
+# -- a plain config (one file, no defaults, no interpolation) is read without Hydra ------------
+
+KEYS = st.from_regex(r"[a-z][a-z0-9_]{0,5}", fullmatch=True)
+PLAIN_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**6), 10**6)
+    | st.floats(allow_nan=False, allow_infinity=False, width=32)
+    | st.text(st.characters(codec="utf-8", exclude_characters="\0$"), max_size=8)
+    | st.sampled_from(["on", "off", "yes", "1e3", "0x10", "2024-01-02", "~", "null", ".inf"]),
+    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(KEYS, kids, max_size=3),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.dictionaries(KEYS, PLAIN_VALUES, max_size=4), st.booleans())
+def test_a_plain_config_composes_as_hydra_does(
+    tmp_path_factory: pytest.TempPathFactory, tree: dict[str, object], flow: bool
+) -> None:
+    conf = tmp_path_factory.mktemp("plain")
+    (conf / "config.yaml").write_text(yaml.safe_dump(tree, default_flow_style=flow, allow_unicode=True))
+    plain = hydraconfig._plain_config(hydraconfig.config_files(conf), "config")
+    try:
+        composed = hydraconfig._hydra_compose(conf, "config", [])
+    except Exception:  # Hydra refuses it: then the plain path must not have answered for it
+        assert plain is None
+        return
+    from omegaconf import OmegaConf
+
+    expected = OmegaConf.to_container(composed, resolve=True)
+    if {"defaults", "hydra"} & set(tree):
+        assert plain is None
+    else:
+        assert plain == expected
+
+
+def test_only_a_plain_config_skips_hydra(tmp_path: Path) -> None:
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "config.yaml").write_text("train:\n  lr: 0.1\n  layers: [64, 32]\n")
+    files = hydraconfig.config_files(conf)
+    assert hydraconfig._plain_config(files, "config") == {"train": {"lr": 0.1, "layers": [64, 32]}}
+    assert compose(conf, "config", []) == {"train": {"lr": 0.1, "layers": [64, 32]}}
+    not_plain = ("defaults:\n  - _self_\na: 1\n", "a: 1\nb: ${a}\n", "# @package foo\na: 1\n", "hydra:\n  job: {}\n")
+    for text in not_plain:
+        (conf / "config.yaml").write_text(text)
+        assert hydraconfig._plain_config(hydraconfig.config_files(conf), "config") is None, text
+    (conf / "config.yaml").write_text("a: 1\n")
+    (conf / "other.yaml").write_text("b: 2\n")  # another file a defaults list could name
+    assert hydraconfig._plain_config(hydraconfig.config_files(conf), "config") is None

@@ -51,7 +51,27 @@ LOCK: dict[str, Any] = {
     "config": {},
     "environment": None,
     "hermetic": "required",
-    "stages": {},
+    "stages": {
+        "compare": {
+            "argv": ["python", "compare.py", "${inputs.raw}", "${inputs.baseline}"],
+            "shell": False,
+            "code": {"paths": ["src/compare.py"], "digest": DIGEST},
+            "params": {"compare": {"tolerance": 0.01}},
+            "inputs": {"raw": {"data": "raw"}, "baseline": {"data": "baseline"}},
+            "outputs": {"report": "report.json"},
+            "metrics": "report",
+            "limits": {"timeout": 60},
+        },
+        "summary": {
+            "argv": ["cat ${inputs.compare.report} > ${outputs.text}"],
+            "shell": True,
+            "code": {"paths": [], "digest": DIGEST},
+            "params": {},
+            "inputs": {"compare.report": {"stage": "compare", "output": "report"}},
+            "outputs": {"text": "summary.txt"},
+            "metrics": None,
+        },
+    },
     "artifacts": ["compare.report"],
 }
 
@@ -76,6 +96,9 @@ def test_a_parsed_lock_writes_the_same_json_and_digest() -> None:
     assert lock.to_dict() == LOCK
     assert canonical_json(lock.to_dict()) == canonical_json(LOCK)
     assert Lock.from_dict(lock.to_dict()) == lock
+    summary = lock.stages["summary"]
+    assert summary.inputs == {"compare.report": FromStage("compare", "report")}
+    assert summary.limits is None and lock.stages["compare"].metrics == "report"
 
 
 _text = st.text(min_size=1, max_size=12)

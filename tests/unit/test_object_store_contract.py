@@ -2,14 +2,15 @@
 
 Each implementation is one parameter of the `backend` fixture: a store, a way to open a
 fresh view of the same objects (what another process sees), and a way to damage an
-object's bytes behind the store's back. The remote and chunked stores of the next issues
-add themselves to `BACKENDS` and must pass the same tests.
+object's bytes behind the store's back. The remote store runs them over a shared
+directory (`file://`) and over a real S3 server (moto, on loopback).
 """
 
 from __future__ import annotations
 
 import os
 import stat
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +19,10 @@ import pytest
 
 from modelspec.digest import digest_bytes
 from modelspec.errors import CorruptObjectError, StoreError
+from modelspec.store.blobs import RemoteConfig, open_blobs
 from modelspec.store.objects import Entry, LocalStore
 from modelspec.store.protocol import ObjectStore
+from modelspec.store.remote import RemoteStore, object_name
 
 DATA = b"the bytes of an artifact\n"
 
@@ -42,11 +45,36 @@ def _local(tmp_path: Path) -> Backend:
     return Backend(LocalStore(root), lambda: LocalStore(root), corrupt)
 
 
-BACKENDS: dict[str, Callable[[Path], Backend]] = {"local": _local}
+def _remote_file(tmp_path: Path) -> Backend:
+    root = tmp_path / "shared"
+    config = RemoteConfig(root.as_uri())
+
+    def corrupt(digest: str) -> None:
+        path = root / object_name(digest)
+        path.unlink()
+        path.write_bytes(b"not what the digest says\n")
+
+    return Backend(RemoteStore(open_blobs(config)), lambda: RemoteStore(open_blobs(config)), corrupt)
+
+
+def _remote_s3(tmp_path: Path, endpoint: str = "", bucket: str = "") -> Backend:
+    config = RemoteConfig(f"s3://{bucket}/team/models", endpoint=endpoint)
+    blobs = open_blobs(config)
+
+    def corrupt(digest: str) -> None:
+        blobs.replace(object_name(digest), b"not what the digest says\n")
+
+    return Backend(RemoteStore(blobs), lambda: RemoteStore(open_blobs(config)), corrupt)
+
+
+BACKENDS: dict[str, Callable[..., Backend]] = {"local": _local, "remote-file": _remote_file, "remote-s3": _remote_s3}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    if request.param == "remote-s3":  # a real S3 server (moto) on loopback, a bucket of its own
+        endpoint = request.getfixturevalue("s3_endpoint")
+        return _remote_s3(tmp_path, endpoint, request.getfixturevalue("s3_bucket"))
     return BACKENDS[request.param](tmp_path)
 
 
@@ -101,10 +129,20 @@ def test_a_missing_object_is_a_store_error_with_a_hint(backend: Backend) -> None
     store.delete(digest)  # already gone: not an error
 
 
+def test_stat_gives_an_objects_size_and_when_it_was_stored(backend: Backend) -> None:
+    before = time.time()
+    digest = backend.store.put_bytes(DATA)
+    info = backend.fresh().stat(digest)
+    assert info is not None and info.size == len(DATA)
+    assert before - 2 <= info.stored_at <= time.time() + 2  # a remote's clock may differ a little
+    assert backend.store.stat(digest_bytes(b"never stored")) is None
+
+
 def test_a_deleted_object_is_gone(backend: Backend) -> None:
     digest = backend.store.put_bytes(DATA)
     backend.store.delete(digest)
     assert not backend.store.has(digest)
+    assert backend.store.stat(digest) is None
     assert list(backend.store.iter()) == []
     with pytest.raises(StoreError):
         backend.fresh().read_bytes(digest)

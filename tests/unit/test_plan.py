@@ -17,6 +17,7 @@ from typing import Any
 from modelspec.build.graph import BuildGraph, DataInput, Node, ResolvedSpec, UpstreamInput
 from modelspec.build.plan import NOT_CACHED, Isolation, LastBuild, PlannedNode, plan_build
 from modelspec.digest import digest_bytes
+from modelspec.spec.lockdata import StageLock
 from modelspec.spec.model import Lock, Spec
 from modelspec.spec.yamlsource import Document
 from modelspec.store.objects import Entry
@@ -27,9 +28,9 @@ CODE = {"prep": digest_bytes(b"prep code"), "train": digest_bytes(b"train code")
 CONFIG = {"prep": {"prep": {"rows": 10}}, "train": {"train": {"lr": 0.1}}, "report": {}}
 
 
-def stage_lock(stage: str, inputs: dict[str, Any], output: str, config: Mapping[str, Any]) -> dict[str, Any]:
+def stage_lock(stage: str, inputs: dict[str, Any], output: str, config: Mapping[str, Any]) -> StageLock:
     reads = " ".join(f"${{inputs.{name}}}" for name in inputs)
-    return {
+    document = {
         "argv": ["cat", *reads.split(), f"${{outputs.{output}}}"],
         "shell": False,
         "code": {"paths": [f"src/{stage}"], "digest": CODE[stage]},
@@ -38,6 +39,7 @@ def stage_lock(stage: str, inputs: dict[str, Any], output: str, config: Mapping[
         "outputs": {output: f"{stage}.out"},
         "metrics": None,
     }
+    return StageLock.from_dict(document)
 
 
 def make_graph(

@@ -79,8 +79,9 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def registry(tmp_path: Path, clock: Clock) -> Iterator[Registry]:
-    opened = Registry(f"sqlite:///{tmp_path / 'registry.db'}", clock=clock)
+def registry(registry_url: str, clock: Clock) -> Iterator[Registry]:
+    """A new registry on each backend (SQLite, PostgreSQL: see conftest's registry_url)."""
+    opened = Registry(registry_url, clock=clock)
     yield opened
     opened.close()
 
@@ -561,10 +562,11 @@ _WRITER = textwrap.dedent(
     import sys, time
     from pathlib import Path
     from modelspec.registry.registry import Registry, VersionDraft
-    path, start, writer = Path(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+    where, start, writer = sys.argv[1], float(sys.argv[2]), sys.argv[3]
     while time.time() < start:
         time.sleep(0.001)
-    registry = Registry.at(path)  # every writer may be the one that creates the file
+    # Every writer may be the one that creates the registry (the file, or the tables).
+    registry = Registry(where) if "://" in where else Registry.at(Path(where))
     for i in range(4):
         cid = "blake3:" + (writer + str(i)) * 32
         registry.register(VersionDraft(
@@ -576,17 +578,18 @@ _WRITER = textwrap.dedent(
 )
 
 
-def test_concurrent_writers_never_share_a_version(tmp_path: Path) -> None:
+def test_concurrent_writers_never_share_a_version(tmp_path: Path, registry_url: str) -> None:
     path = tmp_path / "fresh" / "registry.db"
+    where = str(path) if registry_url.startswith("sqlite") else registry_url
     start = time.time() + 1.5  # after every interpreter has started
     writers = [
-        subprocess.Popen([sys.executable, "-c", _WRITER, str(path), str(start), w], stderr=subprocess.PIPE, text=True)
+        subprocess.Popen([sys.executable, "-c", _WRITER, where, str(start), w], stderr=subprocess.PIPE, text=True)
         for w in ("a", "b", "c")
     ]
     for proc in writers:
         _out, err = proc.communicate(timeout=60)
         assert proc.returncode == 0, err
-    registry = Registry.at(path)
+    registry = Registry.at(path) if where == str(path) else Registry(registry_url)
     try:
         versions = registry.list_versions("fraud")
         assert sorted(v.version for v in versions) == sorted(f"1.0.{i}" for i in range(12))
@@ -600,24 +603,41 @@ def test_concurrent_writers_never_share_a_version(tmp_path: Path) -> None:
 # -- migrations -------------------------------------------------------------------------------
 
 
-def make_version_1_registry(path: Path) -> None:
+def sql(conn: sa.Connection, statement: str, **values: Any) -> None:
+    """Raw SQL with :named values, as both backends take it."""
+    conn.execute(sa.text(statement), values)
+
+
+def insert_old_version(conn: sa.Connection, record: dict[str, Any], tool_version: str) -> None:
+    """Version 1.0.0 of fraud as an older schema held it; the database assigns it id 1."""
+    sql(
+        conn,
+        'INSERT INTO versions (name, version, major, minor, patch, content_id, lock, "commit", '
+        "environment, hermetic, author, host, tool_version, created, status, record) VALUES "
+        "('fraud', '1.0.0', 1, 0, 0, :cid, 'blake3:lock', 'abc123', NULL, :yes, 'ana', 'h', :tool, :t, 'active', :r)",
+        cid=content("5e"),
+        yes=True,
+        tool=tool_version,
+        t=T0,
+        r=json.dumps(record),
+    )
+
+
+def make_version_1_registry(url: str) -> None:
     """A registry as modelspec's first release left it: schema version 1, one version, one alias."""
-    engine = sa.create_engine(f"sqlite:///{path}")
+    engine = sa.create_engine(url)
     with engine.begin() as conn:
         assert schema.migrate(conn, target=1) == 0
         assert schema.schema_version(conn) == 1
-        conn.exec_driver_sql(
-            'INSERT INTO versions (id, name, version, major, minor, patch, content_id, lock, "commit", '
-            "environment, hermetic, author, host, tool_version, created, status, record) VALUES "
-            "(1, 'fraud', '1.0.0', 1, 0, 0, ?, 'blake3:lock', 'abc123', NULL, 1, 'ana', 'h', '0.0.9', ?, 'active', ?)",
-            (content("5e"), T0, json.dumps({"params": {"train.lr": 0.1}})),
-        )
-        conn.exec_driver_sql("INSERT INTO metrics (version_id, key, value) VALUES (1, 'auc', 0.88)")
-        conn.exec_driver_sql("INSERT INTO aliases (name, alias, version_id) VALUES ('fraud', 'production', 1)")
-        conn.exec_driver_sql(
+        insert_old_version(conn, {"params": {"train.lr": 0.1}}, "0.0.9")
+        sql(conn, "INSERT INTO metrics (version_id, key, value) VALUES (1, 'auc', 0.88)")
+        sql(conn, "INSERT INTO aliases (name, alias, version_id) VALUES ('fraud', 'production', 1)")
+        sql(
+            conn,
             "INSERT INTO alias_history (name, alias, time, actor, action, before, after) "
-            "VALUES ('fraud', 'production', ?, 'ana', 'promote', '[]', '[[\"1.0.0\", 1.0]]')",
-            (T0 + 1,),
+            "VALUES ('fraud', 'production', :t, 'ana', 'promote', '[]', :after)",
+            t=T0 + 1,
+            after='[["1.0.0", 1.0]]',
         )
         # Its events had the first release's payloads: no row digest, no lineage, no times.
         built = json.dumps({"commit": "abc123", "content_id": content("5e"), "metrics": {"auc": 0.88}}, sort_keys=True)
@@ -627,21 +647,34 @@ def make_version_1_registry(path: Path) -> None:
             [("build", "fraud@1.0.0", built), ("promote", "fraud@production", promoted)], start=1
         ):
             digest = event_digest(seq, T0 + seq, kind, "ana", subject, payload, prev)
-            conn.exec_driver_sql(
-                "INSERT INTO events (seq, time, kind, actor, subject, payload, prev, digest) VALUES (?,?,?,?,?,?,?,?)",
-                (seq, T0 + seq, kind, "ana", subject, payload, prev, digest),
-            )
+            insert_event(conn, seq, T0 + seq, kind, subject, payload, prev, digest)
             prev = digest
-        conn.exec_driver_sql("INSERT INTO meta (key, value) VALUES ('audit_head', ?)", (f"2 {prev}",))
+        sql(conn, "INSERT INTO meta (key, value) VALUES ('audit_head', :head)", head=f"2 {prev}")
         columns = {c["name"] for c in sa.inspect(conn).get_columns("aliases")}
         assert "weight" not in columns and not sa.inspect(conn).has_table("tags")
     engine.dispose()
 
 
-def test_a_version_1_registry_is_migrated_and_keeps_its_data(tmp_path: Path, clock: Clock) -> None:
-    path = tmp_path / "registry.db"
-    make_version_1_registry(path)
-    registry = Registry(f"sqlite:///{path}", clock=clock)
+def insert_event(
+    conn: sa.Connection, seq: int, time: float, kind: str, subject: str, payload: str, prev: str, digest: str
+) -> None:
+    sql(
+        conn,
+        "INSERT INTO events (seq, time, kind, actor, subject, payload, prev, digest) "
+        "VALUES (:seq, :time, :kind, 'ana', :subject, :payload, :prev, :digest)",
+        seq=seq,
+        time=time,
+        kind=kind,
+        subject=subject,
+        payload=payload,
+        prev=prev,
+        digest=digest,
+    )
+
+
+def test_a_version_1_registry_is_migrated_and_keeps_its_data(registry_url: str, clock: Clock) -> None:
+    make_version_1_registry(registry_url)
+    registry = Registry(registry_url, clock=clock)
     try:
         with registry.engine.connect() as conn:
             assert schema.schema_version(conn) == schema.SCHEMA_VERSION >= 2
@@ -667,44 +700,37 @@ def test_a_version_1_registry_is_migrated_and_keeps_its_data(tmp_path: Path, clo
     finally:
         registry.close()
     # Opening it again migrates nothing more.
-    reopened = Registry(f"sqlite:///{path}")
+    reopened = Registry(registry_url)
     try:
         assert reopened.tags_of(reopened.resolve("fraud@1.0.0")) == {"stage": "approved"}
     finally:
         reopened.close()
 
 
-def make_version_4_registry(path: Path) -> None:
+def make_version_4_registry(url: str) -> None:
     """A registry as schema version 4 left it: metrics were floats only (epochs 12 stored as
     12.0), and the build event holds the row digest computed over them."""
-    engine = sa.create_engine(f"sqlite:///{path}")
+    engine = sa.create_engine(url)
     with engine.begin() as conn:
         assert schema.migrate(conn, target=4) == 0
         assert "is_integer" not in {c["name"] for c in sa.inspect(conn).get_columns("metrics")}
         row = ["fraud", "1.0.0", content("5e"), "blake3:lock", "abc123", None, True, "ana", "h", "0.1.0", T0, "{}"]
-        conn.exec_driver_sql(
-            'INSERT INTO versions (id, name, version, major, minor, patch, content_id, lock, "commit", '
-            "environment, hermetic, author, host, tool_version, created, status, record) VALUES "
-            "(1, ?, ?, 1, 0, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'active', ?)",
-            tuple(row),
-        )
-        conn.exec_driver_sql("INSERT INTO metrics (version_id, key, value) VALUES (1, 'auc', 0.88), (1, 'epochs', 12)")
+        insert_old_version(conn, {}, "0.1.0")
+        sql(conn, "INSERT INTO metrics (version_id, key, value) VALUES (1, 'auc', 0.88), (1, 'epochs', 12)")
         metrics = [["auc", 0.88], ["epochs", 12.0]]
         row_digest = digest_json({"row": row, "artifacts": [], "metrics": metrics})
         payload = json.dumps({"content_id": content("5e"), "row": row_digest}, sort_keys=True)
         digest = event_digest(1, T0, "build", "ana", "fraud@1.0.0", payload, GENESIS)
-        conn.exec_driver_sql(
-            "INSERT INTO events (seq, time, kind, actor, subject, payload, prev, digest) VALUES (?,?,?,?,?,?,?,?)",
-            (1, T0, "build", "ana", "fraud@1.0.0", payload, GENESIS, digest),
-        )
-        conn.exec_driver_sql("INSERT INTO meta (key, value) VALUES ('audit_head', ?)", (f"1 {digest}",))
+        insert_event(conn, 1, T0, "build", "fraud@1.0.0", payload, GENESIS, digest)
+        sql(conn, "INSERT INTO meta (key, value) VALUES ('audit_head', :head)", head=f"1 {digest}")
     engine.dispose()
 
 
-def test_a_version_4_registry_is_migrated_and_new_integer_metrics_stay_integers(tmp_path: Path, clock: Clock) -> None:
-    path = tmp_path / "registry.db"
-    make_version_4_registry(path)
-    registry = Registry(f"sqlite:///{path}", clock=clock)
+def test_a_version_4_registry_is_migrated_and_new_integer_metrics_stay_integers(
+    registry_url: str, clock: Clock
+) -> None:
+    make_version_4_registry(registry_url)
+    registry = Registry(registry_url, clock=clock)
     try:
         with registry.engine.connect() as conn:
             assert schema.schema_version(conn) == schema.SCHEMA_VERSION
@@ -723,7 +749,7 @@ def test_a_version_4_registry_is_migrated_and_new_integer_metrics_stay_integers(
         assert [v.version for v in registry.list_versions("fraud", parse_where("epochs>12"))] == []
         assert registry.verify_audit() == ""
         with registry.engine.begin() as conn:  # an integer turned into a float is an edit
-            conn.exec_driver_sql("UPDATE metrics SET is_integer = 0 WHERE version_id = ?", (new.id,))
+            sql(conn, "UPDATE metrics SET is_integer = FALSE WHERE version_id = :id", id=new.id)
         edited = "fraud@1.0.1 was edited after it was registered (it no longer matches build event 2)"
         assert registry.verify_audit() == edited
     finally:
@@ -732,7 +758,7 @@ def test_a_version_4_registry_is_migrated_and_new_integer_metrics_stay_integers(
 
 def test_a_version_5_registry_gains_the_gate_results_table(tmp_path: Path, clock: Clock) -> None:
     path = tmp_path / "registry.db"
-    make_version_4_registry(path)
+    make_version_4_registry(f"sqlite:///{path}")
     engine = sa.create_engine(f"sqlite:///{path}")
     with engine.begin() as conn:
         assert schema.migrate(conn, target=5) == 4
@@ -752,10 +778,9 @@ def test_a_version_5_registry_gains_the_gate_results_table(tmp_path: Path, clock
         registry.close()
 
 
-def test_a_registry_from_a_newer_modelspec_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "registry.db"
-    Registry(f"sqlite:///{path}").close()
-    engine = sa.create_engine(f"sqlite:///{path}")
+def test_a_registry_from_a_newer_modelspec_is_refused(registry_url: str) -> None:
+    Registry(registry_url).close()
+    engine = sa.create_engine(registry_url)
     with engine.begin() as conn:
         conn.execute(
             sa.update(schema.meta)
@@ -764,13 +789,13 @@ def test_a_registry_from_a_newer_modelspec_is_refused(tmp_path: Path) -> None:
         )
     engine.dispose()
     with pytest.raises(UsageError) as info:
-        Registry(f"sqlite:///{path}")
+        Registry(registry_url)
     assert f"schema version {schema.SCHEMA_VERSION + 1}" in info.value.message
     assert info.value.hint == "upgrade modelspec"
 
 
-def test_audit_verify_detects_an_edited_version_row(tmp_path: Path) -> None:
-    registry = Registry.at(tmp_path / "registry.db")
+def test_audit_verify_detects_an_edited_version_row(registry_url: str) -> None:
+    registry = Registry(registry_url)
     registry.register(draft(content("a1"), "1.0", "m"))
     registry.register(draft(content("a2"), "1.0", "m"))
     assert registry.verify_audit() == ""
@@ -804,7 +829,7 @@ def test_a_read_only_open_reads_and_never_writes(tmp_path: Path, clock: Clock) -
 def test_a_read_only_open_of_an_older_schema_migrates_it_first(tmp_path: Path) -> None:
     """Only a writer can migrate; reading an older registry must still see every table."""
     path = tmp_path / "registry.db"
-    make_version_1_registry(path)
+    make_version_1_registry(f"sqlite:///{path}")
     reader = Registry.at(path, read_only=True)
     try:
         with reader.engine.connect() as conn:

@@ -94,7 +94,7 @@ def test_each_difference_is_named_with_its_event() -> None:
 
 def test_a_registry_from_the_first_release_replays_and_an_edit_is_still_named(tmp_path: Path) -> None:
     path = tmp_path / "registry.db"
-    make_version_1_registry(path)  # old payloads: no times, no lineage, no row digest
+    make_version_1_registry(f"sqlite:///{path}")  # old payloads: no times, no lineage, no row digest
     registry = Registry(f"sqlite:///{path}", clock=Clock())
     try:
         assert registry.audit_problems() == []

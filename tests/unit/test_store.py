@@ -7,6 +7,7 @@ never an AssertionError or a bare FileNotFoundError.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -121,3 +122,29 @@ def test_a_corrupt_object_is_quarantined_not_called_missing(tmp_path: Path) -> N
             read(digest)
         assert not path.exists()
         assert (tmp_path / "quarantine" / path.name).read_bytes() == b"flipped"
+
+
+def test_deferred_objects_are_readable_at_once_and_synced_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inside `deferring_sync` a commit waits for no disk; `sync` then fsyncs every file
+    committed since, and each folder once, and the block's end syncs what is left."""
+    store = LocalStore(tmp_path / "store")
+    synced: list[str] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd)))
+    with store.deferring_sync():
+        first = store.put_bytes(b"one\n")
+        second = store.put_bytes(b"two\n")
+        assert synced == [] and store.read_bytes(first) == b"one\n"
+        store.sync()
+        files = {str(store.path_of(first)), str(store.path_of(second))}
+        folders = {str(store.path_of(first).parent), str(store.path_of(second).parent)}
+        assert set(synced) == files | folders and len(synced) == len(files | folders)
+        synced.clear()
+        third = store.put_bytes(b"three\n")
+        assert synced == []
+    assert str(store.path_of(third)) in synced
+    synced.clear()
+    store.put_bytes(b"four\n")  # outside the block: durable before it returns
+    assert len(synced) == 2

@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from modelspec.errors import Location, SpecError
 from modelspec.spec.yamlsource import (
@@ -190,3 +193,70 @@ def test_load_document_reads_files_and_reports_missing_ones(tmp_path: Path) -> N
         load_document(tmp_path / "absent.yaml", "specs/absent.yaml")
     (problem,) = raised.value.problems
     assert str(problem) == "specs/absent.yaml: file not found"
+
+
+# -- bytes that passed every check before: one fast pass, located on demand ---------------------
+
+TRICKY = b"""\
+on: yes
+off: [no, On, true, False, ~, null]
+1: one
+2.5: two and a half
+null: key
+true: key
+when: 2024-02-03
+stamp: 2024-02-03T04:05:06Z
+numbers: [0x1f, 0o17, 1_000, .inf, -.Inf, .nan, 1e3, "12"]
+text: |
+  two
+  lines
+folded: >-
+  one
+  line
+nested: {a: [1, {b: {c: [x, "y", 'z']}}], empty: {}, none: []}
+tagged: !!str 123
+"""
+
+
+def _same(a: object, b: object) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
+        return True  # nan
+    if isinstance(a, dict) and isinstance(b, dict):
+        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and a == b
+
+
+def test_a_checked_document_has_the_same_values_and_locates_lazily() -> None:
+    fraud = (Path(__file__).parents[2] / "specs" / "fraud.yaml").read_bytes()
+    for raw in (SPEC, TRICKY, b"", b"# only a comment\n", fraud):
+        eager = parse_document(raw, "s.yaml")
+        fast = parse_document(raw, "s.yaml", checked=True)
+        assert _same(fast.data, eager.data), raw
+        for path in list(eager.values)[:50]:
+            assert fast.locate(path) == eager.locate(path)
+        for path in list(eager.keys)[:50]:
+            assert fast.locate(path, key=True) == eager.locate(path, key=True)
+
+
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.text(max_size=8),
+    st.sampled_from(["on", "off", "yes", "no", "y", "n", "~", "null", "1.5", "0x10", "2024-01-02"]),
+)
+_keys = st.one_of(st.text(max_size=6), st.integers(), st.booleans(), st.sampled_from(["on", "no", "null", "3"]))
+_trees = st.recursive(_scalars, lambda kids: st.lists(kids, max_size=4) | st.dictionaries(_keys, kids, max_size=4))
+
+
+@given(_trees, st.booleans())
+def test_a_checked_document_reads_any_yaml_as_the_full_parse_does(tree: object, flow: bool) -> None:
+    raw = yaml.safe_dump({"root": tree}, default_flow_style=flow, allow_unicode=True).encode()
+    try:
+        eager = parse_document(raw, "s.yaml")
+    except SpecError:
+        return  # not something that could have passed the checks
+    assert _same(parse_document(raw, "s.yaml", checked=True).data, eager.data)

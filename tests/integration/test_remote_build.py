@@ -1,0 +1,110 @@
+"""Two workspaces, one remote: what one built, the other downloads instead of running.
+
+Two clones of one repository in two directories stand for two machines (two stores, two
+action caches, two registries); the remote is a real S3 server (moto, on loopback) or a
+shared directory.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import GIT_ENV, Repo, states
+from pipeline import expected_d, make_pipeline
+
+from modelspec.store.remote import OBJECTS
+
+
+def remote_setting(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    if kind == "s3":
+        endpoint, bucket = request.getfixturevalue("s3_endpoint"), request.getfixturevalue("s3_bucket")
+        return f"remote: {{url: 's3://{bucket}/team', endpoint: '{endpoint}'}}\n"
+    return f"remote: '{(tmp_path / 'shared').as_uri()}'\n"
+
+
+def two_workspaces(tmp_path: Path, setting: str) -> tuple[Repo, Repo, str]:
+    first = Repo(tmp_path / "a")
+    first.write("modelspec.yaml", setting)
+    spec = make_pipeline(first)
+    subprocess.run(
+        ["git", "clone", "-q", str(first.path), str(tmp_path / "b")], check=True, env={**GIT_ENV, "PATH": "/usr/bin"}
+    )
+    second = Repo.__new__(Repo)
+    second.path = tmp_path / "b"
+    return first, second, spec
+
+
+def checkout_d(repo: Repo, spec: str) -> str:
+    repo.cli("checkout", spec, "--out", "out", check=True)
+    return (repo.path / "out" / "d" / "d.txt").read_text()
+
+
+@pytest.mark.parametrize("kind", ["s3", "file"])
+def test_a_second_workspace_downloads_what_the_first_built(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    first, second, spec = two_workspaces(tmp_path, remote_setting(kind, tmp_path, request))
+    built = first.build_json(spec)
+    assert set(states(built).values()) == {"ran"}
+
+    report = second.build_json(spec)
+    assert set(states(report).values()) == {"cached"}, report  # zero stages ran in B
+    assert {row["reason"] for row in report["nodes"]} == {"from the remote cache"}
+    assert checkout_d(second, spec) == expected_d("first\nmiddle\nlast\n")
+    verified = second.cli("verify", "--json")
+    assert verified.returncode == 0, verified.stdout
+    assert json.loads(verified.stdout)["ok"]
+    # The same inputs are the same version in both workspaces' registries.
+    assert report["specs"]["pipe"]["artifacts"] == built["specs"]["pipe"]["artifacts"]
+
+    # A change in B runs only the stages it affects there.
+    changed = states(second.build_json(spec, "a.v=2"))
+    assert changed == {"pipe:a": "ran", "pipe:b": "ran", "pipe:c": "cached", "pipe:d": "ran"}
+    # ...and A, asking for the same change, now downloads B's results.
+    assert set(states(first.build_json(spec, "a.v=2")).values()) == {"cached"}
+
+
+def test_an_entry_whose_objects_are_gone_is_a_miss(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    first, second, spec = two_workspaces(tmp_path, remote_setting("file", tmp_path, request))
+    built = first.build_json(spec)
+    # The remote lost stage d's output (a gc, a disk): its entry must not be trusted.
+    d_output = built["specs"]["pipe"]["artifacts"]["d.out"]["digest"]
+    lost = tmp_path / "shared" / OBJECTS / d_output[7:9] / d_output[7:]
+    assert lost.exists()
+    lost.unlink()
+    report = second.build_json(spec)
+    assert states(report) == {"pipe:a": "cached", "pipe:b": "cached", "pipe:c": "cached", "pipe:d": "ran"}
+    assert checkout_d(second, spec) == expected_d("first\nmiddle\nlast\n")
+    assert lost.exists()  # B uploaded it again
+
+
+def test_no_remote_and_no_push(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    first, second, spec = two_workspaces(tmp_path, remote_setting("file", tmp_path, request))
+    first.build_json(spec, "--no-push")
+    assert not (tmp_path / "shared" / "ac").exists()
+    first.build_json(spec, "--force")  # a forced build uploads what it ran
+    assert set(states(second.build_json(spec, "--no-remote")).values()) == {"ran"}
+
+
+def test_a_remote_that_is_down_is_a_warning_not_a_failure(tmp_path: Path) -> None:
+    repo = Repo(tmp_path / "a")
+    repo.write("modelspec.yaml", "remote: {url: 's3://nowhere/x', endpoint: 'http://127.0.0.1:9'}\n")
+    spec = make_pipeline(repo)
+    result = repo.modelspec(
+        "build", spec, env={"MODELSPEC_REMOTE_RETRIES": "0", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "remote" in result.stdout + result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_bad_remote_url_is_a_located_error(repo: Repo) -> None:
+    repo.write("modelspec.yaml", "remote: 'ftp://host/x'\n")
+    spec = make_pipeline(repo)
+    result = repo.modelspec("build", spec)
+    assert result.returncode == 2
+    assert "modelspec.yaml:1" in result.stdout + result.stderr and "Traceback" not in result.stderr
+    shutil.rmtree(repo.path / ".modelspec", ignore_errors=True)

@@ -1,0 +1,102 @@
+"""`gc --remote` on a remote shared by two workspaces: it keeps what either needs (their
+roots), what a running build or push has leased, and deletes only what nobody needs, two
+runs after it was first found unneeded."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import GIT_ENV, Repo, states
+from pipeline import make_pipeline
+from test_remote_build import remote_setting
+
+from modelspec.retention.remote_gc import collect_remote
+from modelspec.store.remote import object_name
+from modelspec.store.remote_cache import RemoteLease, open_remote
+from modelspec.store.workspace import find_workspace
+
+
+def clone(source: Repo, path: Path) -> Repo:
+    subprocess.run(["git", "clone", "-q", str(source.path), str(path)], check=True, env={**GIT_ENV, "PATH": "/usr/bin"})
+    repo = Repo.__new__(Repo)
+    repo.path = path
+    return repo
+
+
+def gc_remote(repo: Repo, *args: str) -> dict:
+    result = repo.cli("gc", "--remote", "--grace", "0s", "--json", *args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("kind", ["file", "s3"])
+def test_one_workspaces_remote_gc_keeps_what_the_other_needs(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    first = Repo(tmp_path / "a")
+    first.write("modelspec.yaml", remote_setting(kind, tmp_path, request))
+    spec = make_pipeline(first)
+    first.build_json(spec, in_process=True)
+    first.cli("push", check=True)
+    second = clone(first, tmp_path / "b")
+    second.build_json(spec, "a.v=2", in_process=True)  # stages a, b, d run here only
+    second.cli("push", check=True)
+
+    remote = open_remote(find_workspace(first.path).settings, first.path / ".modelspec")
+    assert remote is not None
+    garbage = remote.store.put_bytes(b"an object nobody needs\n")
+    needed_by_second = {d for d in remote.store.iter() if d != garbage}
+
+    dry = gc_remote(first, "--dry-run")
+    assert dry["condemned_objects"] == 1 and dry["deleted_objects"] == 0
+    first_run = gc_remote(first)
+    assert len(first_run["workspaces"]) == 2
+    assert first_run["condemned_objects"] == 1 and first_run["deleted_objects"] == 0
+    assert remote.store.has(garbage)  # condemned, not yet deleted
+    second_run = gc_remote(first)
+    assert second_run["deleted_objects"] == 1 and not remote.store.has(garbage)
+    assert set(remote.store.iter()) == needed_by_second
+
+    # A third machine builds what B built, from the remote: nothing runs.
+    third = clone(first, tmp_path / "c")
+    assert set(states(third.build_json(spec, "a.v=2", in_process=True)).values()) == {"cached"}
+
+
+def test_a_lease_keeps_objects_until_it_expires_or_is_released(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "modelspec.yaml").write_text(f"remote: '{(tmp_path / 'shared').as_uri()}'\n")
+    repo = Repo(root)
+    spec = make_pipeline(repo)
+    repo.build_json(spec, in_process=True)
+    workspace = find_workspace(root)
+    remote = open_remote(workspace.settings, workspace.home)
+    assert remote is not None
+    from modelspec.build.loading import open_registry
+
+    in_use = remote.store.put_bytes(b"uploaded by a push that is still running\n")
+    with open_registry(workspace) as registry:
+        with RemoteLease(remote.blobs) as lease:
+            lease.add([in_use])
+            for _ in range(3):
+                report = collect_remote(workspace, registry, remote, grace=0)
+                assert report.deleted == [] and remote.store.has(in_use)
+        # Released: condemned by the next gc, deleted by the one after.
+        assert collect_remote(workspace, registry, remote, grace=0).condemned == [in_use]
+        assert collect_remote(workspace, registry, remote, grace=0).deleted == [in_use]
+        # An expired lease (its process was killed) protects nothing.
+        stale = remote.store.put_bytes(b"left by a killed push\n")
+        RemoteLease(remote.blobs, seconds=-1).add([stale])
+        collect_remote(workspace, registry, remote, grace=0)
+        assert collect_remote(workspace, registry, remote, grace=0).deleted == [stale]
+        assert list(remote.blobs.scan("leases/")) == []
+    # The grace period: a young unneeded object is not even condemned.
+    young = remote.store.put_bytes(b"just uploaded\n")
+    with open_registry(workspace) as registry:
+        report = collect_remote(workspace, registry, remote, grace=3600)
+    assert report.young >= 1 and young not in report.condemned and remote.store.has(young)
+    assert os.path.exists(tmp_path / "shared" / object_name(young))
