@@ -1,11 +1,12 @@
 """Quality gates in-process: the evaluation (absolute, against an alias, direction, missing
 metric or baseline), as properties where natural; and in a real SQLite registry, verdicts
 recorded and audited, rejected versions refused by promote until a forced, audited
-override, and tampering with a verdict found by `audit --verify`. Metrics over versions:
+override, and tampering with a verdict found by `audit --verify`, on SQLite and PostgreSQL. Metrics over versions:
 deltas, aliases, rejections, the sparkline."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -108,9 +109,10 @@ def draft(cid: str, auc: float) -> VersionDraft:
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> Registry:
-    found = Registry.at(tmp_path / "registry.db")
-    yield found  # type: ignore[misc]
+def registry(registry_url: str) -> Iterator[Registry]:
+    """A new registry on SQLite, then on PostgreSQL: the gates' queries are dialect-neutral."""
+    found = Registry(registry_url)
+    yield found
     found.close()
 
 
