@@ -390,6 +390,7 @@ _COUNTED = (
     ("alias_history", "alias moves"),
     ("tags", "tags"),
     ("reproductions", "reproductions"),
+    ("gate_results", "gate verdicts"),
     ("pins", "pins"),
     ("events", "audit events"),
 )

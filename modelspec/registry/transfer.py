@@ -21,9 +21,9 @@ from .audit import Write
 
 CHUNK = 1000  # rows per INSERT: under every backend's parameter limit
 # What `registry info` and `registry copy` count, in the order they are shown.
-COUNTED = ("versions", "aliases", "alias_history", "tags", "reproductions", "pins", "events")
+COUNTED = ("versions", "aliases", "alias_history", "tags", "reproductions", "gate_results", "pins", "events")
 # Tables whose ids a PostgreSQL sequence hands out: moved past the copied ids.
-_SEQUENCED = {"versions": "id", "alias_history": "id", "reproductions": "id", "events": "seq"}
+_SEQUENCED = {"versions": "id", "alias_history": "id", "reproductions": "id", "gate_results": "id", "events": "seq"}
 
 
 def counts(conn: sa.Connection) -> dict[str, int]:

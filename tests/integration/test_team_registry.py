@@ -116,8 +116,8 @@ def test_registry_copy_from_sqlite_to_postgresql_and_back(tmp_path: Path, postgr
     assert copied["backend"] == "postgresql" and copied["to"] == sa.make_url(url).render_as_string()
     assert copied["counts"] == before["registry info"]["counts"]
     assert copied["counts"] | {"models": 1} == {
-        "models": 1, "versions": 2, "aliases": 2, "alias_history": 2, "tags": 1, "reproductions": 1, "pins": 1,
-        "events": 7,
+        "models": 1, "versions": 2, "aliases": 2, "alias_history": 2, "tags": 1, "reproductions": 1,
+        "gate_results": 0, "pins": 1, "events": 7,
     }
     refused = run(repo, "registry", "copy", "--to", url, code=2)
     assert "is not empty (2 versions, 7 audit events)" in refused.stderr

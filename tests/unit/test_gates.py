@@ -188,3 +188,24 @@ def test_metric_history_has_deltas_aliases_and_rejections(registry: Registry, tm
         metric_history(catalog, "m", "acu")
     with pytest.raises(UsageError, match="no model named 'x'"):
         metric_history(catalog, "x")
+
+
+def test_verdicts_survive_a_copy_to_postgresql_and_new_ones_follow_them(tmp_path: Path, postgres_url: str) -> None:
+    """`registry copy` keeps every verdict's id; the copy's sequence must hand out the next."""
+    source = Registry(f"sqlite:///{tmp_path / 'registry.db'}")
+    try:
+        version = source.register(draft("a1", 0.7))[0]
+        source.judge_gates(version, [AUC_08], "ana", always=False)
+        source.promote("m@1.0.0", "production", "bo", force_reason="the only model we have")
+        info, problems = source.copy_to(postgres_url)
+        assert problems == [] and info["counts"]["gate_results"] == 2
+    finally:
+        source.close()
+    copy = Registry(postgres_url)
+    try:
+        version = copy.resolve("m@1.0.0")
+        assert copy.read(latest, [version.id])[version.id]["verdict"] == "overridden"
+        assert copy.judge_gates(version, [AUC_08], "cy", always=True).verdict == "failed"  # a third row, id 3
+        assert copy.verify_audit() == ""
+    finally:
+        copy.close()
