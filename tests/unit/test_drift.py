@@ -25,7 +25,7 @@ from modelspec.drift import stats
 from modelspec.drift.compare import compare
 from modelspec.drift.profile import profile_column, profile_file
 from modelspec.errors import UsageError
-from modelspec.plots import Bars, Figure, save
+from modelspec.plots import Bars, Figure, Lines, save
 
 
 def write_csv(path: Path, n: int, shift: float = 0.0, seed: int = 1, shares: tuple[float, ...] = (5, 3, 2)) -> Path:
