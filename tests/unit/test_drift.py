@@ -201,7 +201,7 @@ def test_a_plot_needs_a_known_suffix_and_matplotlib_for_png(tmp_path: Path, monk
     with pytest.raises(UsageError, match=r"\.svg or \.png"):
         save(figure, tmp_path / "f.jpg")
     # Column and category names are user strings: a `$` is text, not matplotlib's math.
-    hostile = Figure("$t", [Bars("a$b", ["$1", "x$"], [("r$", [1, 2])]), Lines("m$", ["v"], [1.0], {0: "p$"})])
+    hostile = Figure("$t", [Bars("a$^$b", ["$1", "x$"], [("r$", [1, 2])]), Lines("m$", ["v"], [1.0], {0: "p$"})])
     assert save(hostile, tmp_path / "h.png").read_bytes()[:4] == b"\x89PNG"
     (tmp_path / "h.png").unlink()
     monkeypatch.setitem(sys.modules, "matplotlib", None)
