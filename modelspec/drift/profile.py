@@ -43,7 +43,7 @@ def profile_file(path: Path, shown: str) -> dict[str, Any]:
         return profile_parquet(path, shown)
     size = path.stat().st_size
     if size <= FULL_BYTES:
-        with open(path, encoding="utf-8", errors="replace", newline="") as text:
+        with open(path, encoding="utf-8-sig", errors="replace", newline="") as text:  # a BOM is no header
             header, rows = _rows(text)
         return profile_rows(header, rows, shown, "csv")
     with open(path, "rb") as handle:
@@ -157,7 +157,7 @@ def _sampled_csv(handle: IO[bytes], size: int, shown: str) -> dict[str, Any]:
     """A large CSV profiled from blocks at even offsets (each block's first partial line
     dropped); its rows estimated from the size and the sample's bytes per row. Counting
     them would read the whole file again: about as long as snapshotting it."""
-    header = next(csv.reader([handle.readline().decode("utf-8", "replace")]), [])
+    header = next(csv.reader([handle.readline().decode("utf-8-sig", "replace")]), [])
     start = handle.tell()
     rows: list[list[str]] = []
     sampled_bytes = 0

@@ -100,6 +100,15 @@ def test_parquet_without_pyarrow_is_recorded_as_unprofiled(tmp_path: Path, monke
     assert "pip install 'modelspec[parquet]'" in profile["unprofiled"] and "columns" not in profile
 
 
+def test_a_byte_order_mark_and_an_empty_file(tmp_path: Path) -> None:
+    (tmp_path / "bom.csv").write_bytes("\ufeffa,b\n1,x\n".encode())
+    assert [c["name"] for c in profile_file(tmp_path / "bom.csv", "bom.csv")["columns"]] == ["a", "b"]
+    (tmp_path / "empty.csv").write_text("a,b\n")
+    empty = profile_file(tmp_path / "empty.csv", "empty.csv")
+    assert empty["rows"] == 0 and [(c["name"], c["count"]) for c in empty["columns"]] == [("a", 0), ("b", 0)]
+    assert compare(empty, empty, ("x", "y", "t")).compared == []
+
+
 def test_a_column_of_numbers_booleans_or_infinities() -> None:
     assert profile_column(["1", "2.5", "", "1e3"])["type"] == "numeric"
     assert profile_column(["1", "two"])["type"] == "categorical"
