@@ -7,45 +7,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
 from ..errors import UsageError
-from ..spec.gates import Baseline, Gate, GateResult, evaluate, verdict
+from ..spec.gates import REJECTED, Baseline, Gate, GateResult, GateVerdict, evaluate, verdict
 from . import tables as t
 from .aliases import primary_target
 from .audit import Write
 from .queries import chunks, metrics_of, targets
 from .versions import ModelVersion
-
-REJECTED = "failed"  # the verdict that makes a version rejected
-
-
-@dataclass(frozen=True)
-class GateVerdict:
-    """A version's gates judged: the verdict it now has, and whether this judgement was
-    recorded (a build records one only when the results differ from the newest verdict's)."""
-
-    ref: str
-    verdict: str  # passed | failed | overridden (a failure a forced promotion accepted)
-    results: tuple[GateResult, ...]
-    recorded: bool
-
-    @property
-    def rejected(self) -> bool:
-        return self.verdict == REJECTED
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "version": self.ref,
-            "verdict": self.verdict,
-            "rejected": self.rejected,
-            "recorded": self.recorded,
-            "results": [r.to_dict() for r in self.results],
-        }
-
 
 Check = Gate | GateResult  # a gate to evaluate, or one judged already (a drift gate, from profiles)
 

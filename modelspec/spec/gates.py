@@ -18,6 +18,7 @@ from ..errors import Problem
 from .yamlsource import Document
 
 CHANGES = ("min_abs_change", "min_rel_change")
+REJECTED = "failed"  # the verdict that makes a version rejected
 # A difference of two floats is rounded (0.795 - 0.8 is -0.005000000000000004): a value
 # exactly at a gate's boundary passes, within this relative tolerance.
 _TOLERANCE = 1e-9
@@ -105,6 +106,35 @@ class GateResult:
             data.get("baseline_version"),
             str(data.get("why", "")),
         )
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    """A version's gates judged: the verdict it now has, and whether this judgement was
+    recorded (a build records one only when the results differ from the newest verdict's)."""
+
+    ref: str
+    verdict: str  # passed | failed | overridden (a failure a forced promotion accepted)
+    results: tuple[GateResult, ...]
+    recorded: bool
+
+    @property
+    def rejected(self) -> bool:
+        return self.verdict == REJECTED
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.ref,
+            "verdict": self.verdict,
+            "rejected": self.rejected,
+            "recorded": self.recorded,
+            "results": [r.to_dict() for r in self.results],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], recorded: bool = False) -> GateVerdict:
+        results = tuple(GateResult.from_dict(r) for r in data["results"])
+        return cls(str(data["version"]), str(data["verdict"]), results, recorded)
 
 
 def verdict(results: Iterable[GateResult]) -> str:
