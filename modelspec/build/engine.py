@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..digest import digest_json
 from ..events import Reporter, ignore
 from ..store.leases import Lease, remove_stale_leases
 from ..store.reserve import keep as keep_reserve
@@ -99,10 +98,9 @@ def build(
 
     isolation = Isolation(options.hermetic, bwrap_path() is not None)
     sandboxes = choose_sandboxes(graph, isolation, reporter)
-    write_locks(graph)
+    write_locks(graph, workspace.cache_dir)
     cache = ActionCache(workspace.action_cache_dir, store.tmp)
-    targets = digest_json(sorted(graph.specs))
-    cache.read_index(targets)
+    cache.read_index(graph.cache_index)
     environments = EnvironmentPool(workspace, options.offline, reporter)
     sources = WorkspaceSources(workspace, graph, ctx.statcache)
     # What this build uses is leased, so that a concurrent gc keeps it; its objects reach the
@@ -119,7 +117,7 @@ def build(
         tasks = Tasks(graph, sources, sandboxes, environments, rebuilder, lease, reporter, cancel)
         order = graph.order()
         results = run_tasks(tasks, order, jobs=options.jobs, keep_going=options.keep_going, executor=executor)
-        cache.write_index(targets)
+        cache.write_index(graph.cache_index)
         report = BuildReport([results[n] for n in order])
         with lease.holding():
             _register(workspace, graph, results, tasks.keys, isolation, report, sources)

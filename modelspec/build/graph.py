@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..digest import canonical_json, digest_json
 from ..errors import Problem, SpecError, UsageError
 from ..resolve.lock import ResolveContext, resolve_spec
 from ..sandbox.layout import Command
@@ -82,6 +83,11 @@ class ResolvedSpec:
     code_files: list[CodeFile]
     overrides: tuple[str, ...] = ()  # the command-line overrides applied to it, scopes removed
 
+    @functools.cached_property
+    def lock_json(self) -> bytes:
+        """The lock as canonical JSON: the object stored with each version."""
+        return canonical_json(self.lock.to_dict())
+
 
 @dataclass
 class BuildGraph:
@@ -94,6 +100,11 @@ class BuildGraph:
     predecessors: dict[str, list[str]]
     specs: dict[str, ResolvedSpec]  # empty for a graph from a stored lock
     targets: list[str]  # spec names given on the command line
+
+    @property
+    def cache_index(self) -> str:
+        """The name of the action-cache index kept for builds of exactly these specs."""
+        return digest_json(sorted(self.specs))
 
     def node(self, node_id: str) -> Node:
         return self.nodes_by_id[node_id]

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..digest import digest_bytes, hex_of
 from ..errors import UsageError
 from ..resolve.lock import ResolveContext
 from ..spec.load import shown_path
@@ -103,8 +105,12 @@ def lock_bytes(lock: Lock) -> bytes:
     return (json.dumps(lock.to_dict(), sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
 
 
-def write_locks(graph: BuildGraph) -> list[Path]:
-    """Write `<spec>.lock` beside each target spec, only when its content changed."""
+def write_locks(graph: BuildGraph, cache_dir: Path | None = None) -> list[Path]:
+    """Write `<spec>.lock` beside each target spec, only when its content changed.
+
+    With `cache_dir`, a lock file this function wrote or checked before, unchanged since
+    (same size, mtime and inode) and holding the same lock (by the digest of its canonical
+    JSON), is not formatted again: indented JSON is written by Python's slow encoder."""
     written = []
     for name in graph.targets:
         item = graph.specs[name]
@@ -113,12 +119,47 @@ def write_locks(graph: BuildGraph) -> list[Path]:
             pid = stale.name.removeprefix(f".{path.name}.").split("-", 1)[0]
             if pid.isdigit() and not pid_alive(int(pid)):
                 stale.unlink(missing_ok=True)
-        data = lock_bytes(item.lock)
-        if _holds(path, data):
+        seen = _LockSeen(cache_dir, path, digest_bytes(item.lock_json)) if cache_dir is not None else None
+        if seen is not None and seen.unchanged():
             continue
-        write_atomic(path, data)
-        written.append(path)
+        data = lock_bytes(item.lock)
+        if not _holds(path, data):
+            write_atomic(path, data)
+            written.append(path)
+        if seen is not None:
+            seen.record()
     return written
+
+
+@dataclass(frozen=True)
+class _LockSeen:
+    """What a lock file held when last written or checked: its stat and its lock's digest."""
+
+    cache_dir: Path
+    path: Path
+    digest: str
+
+    @property
+    def _marker(self) -> Path:
+        return self.cache_dir / "locks" / hex_of(digest_bytes(os.fsencode(self.path)))
+
+    def _now(self) -> list[object] | None:
+        try:
+            info = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return [self.digest, info.st_size, info.st_mtime_ns, info.st_ino]
+
+    def unchanged(self) -> bool:
+        try:
+            return json.loads(self._marker.read_bytes()) == self._now()
+        except (FileNotFoundError, ValueError):
+            return False
+
+    def record(self) -> None:
+        now = self._now()
+        if now is not None:
+            write_atomic(self._marker, json.dumps(now).encode(), durable=False)
 
 
 def _holds(path: Path, data: bytes) -> bool:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from ..digest import canonical_json, short
+from ..digest import canonical_json, digest_json, short
 from ..errors import ModelspecError
 from ..flat import flatten
 from ..resolve import gitcode
@@ -72,7 +72,7 @@ def build_record(
         "format": BUILD_RECORD_FORMAT,
         "name": name,
         "content_id": content_id,
-        "lock": workspace.store.put_bytes(canonical_json(item.lock.to_dict())),
+        "lock": workspace.store.put_bytes(item.lock_json),
         "artifacts": artifacts,
         "metrics": metrics,
         "nodes": nodes,
@@ -82,14 +82,29 @@ def build_record(
 
 
 def save_build_record(workspace: Workspace, record: dict[str, Any]) -> None:
-    workspace.store.write_file(
-        workspace.builds_dir / f"{record['name']}.json", canonical_json({**record, "finished": time.time()})
-    )
+    """The record (`builds/NAME.json`), then beside it what a next build compares with: the
+    record's digest and the version it was registered as (`builds/NAME.registered`)."""
+    name = record["name"]
+    stamped = canonical_json({**record, "finished": time.time()})
+    workspace.store.write_file(workspace.builds_dir / f"{name}.json", stamped)
+    if record.get("registered"):
+        built = {k: v for k, v in record.items() if k != "registered"}
+        summary = {"digest": digest_json(built), "registered": record["registered"]}
+        workspace.store.write_file(workspace.builds_dir / f"{name}.registered", canonical_json(summary))
 
 
 def unchanged_registration(workspace: Workspace, record: dict[str, Any]) -> str | None:
     """The version this exact build was registered as before, so a no-op build need not
-    open the registry (importing SQLAlchemy alone costs ~0.3 s)."""
+    open the registry (importing SQLAlchemy alone costs ~0.3 s). Compared by digest with the
+    small summary beside the last record, not by reading the record (a megabyte per 1,000
+    stages); a workspace without a summary compares whole records."""
+    try:
+        summary = json.loads((workspace.builds_dir / f"{record['name']}.registered").read_bytes())
+        if summary["digest"] == digest_json(record):
+            return str(summary["registered"])
+        return None
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        pass
     previous = read_build_record(workspace, record["name"])
     if previous is None or not previous.get("registered"):
         return None

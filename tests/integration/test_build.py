@@ -199,6 +199,13 @@ def test_the_lock_file_is_written_beside_the_spec(repo: Repo) -> None:
     assert lock["data"]["raw"]["digest"].startswith("blake3:")
     assert lock["config"]["a"] == {"v": 1}
     assert str(repo.path) not in json.dumps(lock)  # no host paths
+    # A lock file edited behind the build's back (same size even) is written again, however
+    # sure the build is that it wrote this very lock before.
+    path = repo.path / "specs" / "pipe.lock"
+    good = path.read_bytes()
+    path.write_bytes(good.replace(b'"lock_format": 1', b'"lock_format": 7'))
+    repo.build_json(spec, in_process=True)
+    assert path.read_bytes() == good
 
 
 def test_same_stage_in_two_workspace_paths_gets_same_key_and_bytes(tmp_path: Path) -> None:
@@ -245,6 +252,8 @@ def test_the_action_cache_index_serves_a_no_op_and_never_a_wrong_hit(repo: Repo)
     repo.build_json(spec, in_process=True)
     ac = repo.path / ".modelspec" / "ac"
     (index,) = (ac / "index").glob("*.json")
+    summary = json.loads((repo.path / ".modelspec" / "builds" / "pipe.registered").read_bytes())
+    assert summary["registered"] == "pipe@1.0.0"  # what a no-op compares with, by digest
     entries = {p: p.read_bytes() for p in ac.glob("??/*.json")}
     assert len(entries) == 4
     for path in entries:
