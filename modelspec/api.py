@@ -1,6 +1,8 @@
 """The Python API: everything the command line does, without click (the build itself is in
 build/engine.py): validate, lock, plan, build, checkout, verify, reproduce; the registry's
-queries and actions through a `Catalog`; gc, du, the gc daemon and its timers; init.
+queries and actions through a `Catalog`; quality gates judged again, metrics over versions
+and data drift (`quality.py`: judge_gates, metric_history, drift and their plots); gc, du,
+the gc daemon and its timers; init.
 
 Every function returns values and reports progress through a `Reporter`; nothing here
 prints or exits (the CLI does). What `modelspec gc --dry-run` and `modelspec promote` do:

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..digest import digest_bytes, hex_of
 from ..errors import Location, Problem, SpecError, UsageError
-from .gates import gate_problems, gates_of
+from .gates import drift_problems, gate_problems, gates_of
 from .locklines import option_lines
 from .model import (
     PLACEHOLDER,
@@ -149,7 +149,7 @@ def check_semantics(document: Document) -> list[Problem]:
         if isinstance(ref, str) and "." in ref and not _names_output(ref, outputs_of):
             problems.append(document.problem(("artifacts", i), f"{ref!r} is not an output of any stage"))
     problems += _check_cycle(document, dependencies)
-    problems += gate_problems(document, data)
+    problems += gate_problems(document, data) + drift_problems(document, data)
     return problems
 
 
