@@ -48,7 +48,16 @@ from .store.workspace import CHECKOUT_DIR, Workspace, check_workspace_file, find
 
 if TYPE_CHECKING:
     from .catalog import Catalog, Resolution
-    from .quality import drift, judge_gates, metric_history, write_drift_plot, write_metrics_plot
+    from .quality import (
+        drift,
+        drift_svg,
+        judge_gates,
+        metric_history,
+        metrics_svg,
+        write_drift_plot,
+        write_metrics_plot,
+    )
+    from .registry.queries import Page
     from .registry.versions import MARKS
     from .reproduce import DIFFERENT, WITHIN, ReproductionReport
     from .retention.gc import GcReport
@@ -76,6 +85,9 @@ _LAZY = {
     "MARKS": ("registry.versions", "MARKS"),
     "judge_gates": ("quality", "judge_gates"),
     "drift": ("quality", "drift"),
+    "drift_svg": ("quality", "drift_svg"),
+    "metrics_svg": ("quality", "metrics_svg"),
+    "Page": ("registry.queries", "Page"),
     "write_drift_plot": ("quality", "write_drift_plot"),
     "metric_history": ("quality", "metric_history"),
     "write_metrics_plot": ("quality", "write_metrics_plot"),
@@ -123,6 +135,7 @@ __all__ = [
     "GcReport",
     "InitReport",
     "NodeState",
+    "Page",
     "Resolution",
     "Schedule",
     "TransferReport",
@@ -134,6 +147,7 @@ __all__ = [
     "create_environment",
     "crontab_line",
     "drift",
+    "drift_svg",
     "du",
     "fetch",
     "gc",
@@ -149,6 +163,7 @@ __all__ = [
     "lock_path",
     "lock_requirements",
     "metric_history",
+    "metrics_svg",
     "open_catalog",
     "open_registry",
     "open_workspace",
