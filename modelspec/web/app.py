@@ -39,6 +39,7 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
+STATIC = {"style.css": "text/css", "favicon.svg": "image/svg+xml"}
 PAGE_SIZES = (25, 50, 100, 200, 500)
 CHART_SPANS = (20, 50, 200, 1000)
 
@@ -125,7 +126,8 @@ def create_app(catalog: Any) -> FastAPI:
         when=draw.when, short=draw.short, metric=metric_text, size=human_bytes, targets=draw.targets_text
     )
     pages.globals.update(link=link, model_path=model_path, version_link=draw.version_link)
-    style = resources.files("modelspec.web").joinpath("static/style.css").read_bytes()
+    static = resources.files("modelspec.web").joinpath("static")
+    files = {name: (static.joinpath(name).read_bytes(), kind) for name, kind in STATIC.items()}  # read once
 
     def render(template: str, code: int = 200, **values: Any) -> HTMLResponse:
         html = pages.get_template(template).render(**values)
@@ -176,9 +178,16 @@ def create_app(catalog: Any) -> FastAPI:
 
     # -- static ------------------------------------------------------------------------------
 
-    @app.get("/static/style.css", include_in_schema=False)
-    def stylesheet() -> Response:
-        return Response(style, media_type="text/css", headers={"Cache-Control": "max-age=3600"})
+    @app.get("/static/{name}", include_in_schema=False)
+    def static_file(name: str) -> Response:
+        if name not in files:  # only the package's own files, by name: no path reaches the disk
+            raise NotFound(f"no file /static/{name}")
+        content, kind = files[name]
+        return Response(content, media_type=kind, headers={"Cache-Control": "max-age=3600"})
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return static_file("favicon.svg")
 
     # -- models ------------------------------------------------------------------------------
 
