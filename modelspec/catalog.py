@@ -272,7 +272,9 @@ class Catalog:
                 )
 
     def _known_model(self, name: str) -> None:
-        known = self.registry.names()
+        if self.registry.has_model(name):
+            return
+        known = self.registry.names()  # only to say what there is
         if name not in known:
             raise UsageError(f"no model named {name!r}", hint=f"registered: {', '.join(known) or 'none'}")
 
@@ -281,7 +283,7 @@ class Catalog:
         self._known_model(name)
         found = []
         for alias in self.registry.alias_names(name):
-            last = self.registry.alias_history(name, alias)[-1:]
+            last = self.registry.alias_history(name, alias, newest=1)
             found.append(
                 {
                     "alias": alias,
