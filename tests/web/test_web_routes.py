@@ -9,6 +9,8 @@ import contextlib
 import json
 import os
 import re
+import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -206,3 +208,35 @@ def test_serve_without_the_web_extra_says_what_to_install(tmp_path: Path) -> Non
 def test_loopback_is_told_apart() -> None:
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost") and is_loopback("127.3.2.1")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4") and not is_loopback("example.com")
+
+
+def test_the_audit_page_finds_a_table_edited_behind_its_back(root: Path, tmp_path: Path) -> None:
+    import sqlite3
+
+    from fastapi.testclient import TestClient
+
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy, symlinks=True)
+    with contextlib.chdir(copy), api.open_catalog(read_only=True) as catalog:
+        client = TestClient(create_app(catalog), raise_server_exceptions=False)
+        assert "intact" in page(client, "/audit")
+        with sqlite3.connect(copy / ".modelspec" / "registry.db") as db:
+            db.execute("UPDATE metrics SET value = 0.99 WHERE key = 'auc'")
+        assert "intact" in page(client, "/audit")  # the verdict kept: no new event
+        fresh = page(client, "/audit?fresh=true")
+        assert "TAMPERED" in fresh and "intact" not in fresh
+        found = client.get("/api/audit?verify=true").json()
+        assert found["ok"] is False and found["problems"]
+
+
+def test_serve_on_a_port_that_is_taken_is_a_clear_error(root: Path) -> None:
+    repo = Repo.__new__(Repo)
+    repo.path = root
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = repo.cli("serve", "--port", str(port))
+    assert done.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in done.stderr, done.stderr
+    assert "--port" in done.stderr and "Traceback" not in done.stderr
+    assert "read-only web view" in repo.cli("serve", "--help").stdout
