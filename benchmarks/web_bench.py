@@ -14,7 +14,8 @@ warm-up, against the issue's budgets:
 * the metric chart of the last 1,000 versions (`metrics?last=1000`);  < 300 ms
 * the models page (`/`);                                             < 200 ms
 
-and checks that each page holds what it should (the first page starts at the newest
+then the same pages from a real `modelspec serve` on a loopback port over HTTP (once its
+background verification of the audit log is done), and checks that each page holds what it should (the first page starts at the newest
 version, the last ends at 1.0.0, the middle one follows its cursor, the chart has 1,000
 points per metric). Exit status 1 when a page is wrong or fails, 0 otherwise (a budget
 exceeded prints OVER). Figures are wall-clock, sensitive to other load on the machine.
@@ -32,10 +33,13 @@ import os
 import random
 import re
 import shutil
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -91,6 +95,48 @@ def timed(client: TestClient, url: str, runs: int = 5) -> tuple[float, str]:
 def first_column(html: str) -> list[str]:
     """The versions listed on a versions page, in order."""
     return re.findall(r'<tr class="[a-z]+">\s*<td><a href="/models/m/([0-9.]+)">', html)
+
+
+def over_http(root: Path, pages: list[tuple[str, str]]) -> int:
+    """The same pages from a real `modelspec serve` on a loopback port, as a browser gets
+    them (median of 5 after a warm-up); the number of pages that failed."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = root / "serve.log"
+    with log.open("w") as out:
+        server = subprocess.Popen([sys.executable, "-m", "modelspec", "serve", "--port", str(port)], cwd=root,
+                                  stdout=out, stderr=out)  # fmt: skip
+    failures = 0
+    try:
+        deadline = time.monotonic() + 60
+        while "serving" not in log.read_text():
+            if server.poll() is not None or time.monotonic() > deadline:
+                print(f"  modelspec serve did not start:\n{log.read_text()}")
+                return 1
+            time.sleep(0.1)
+        # The audit page waits for serve's background verification of the log, which would
+        # otherwise share the interpreter with the pages timed.
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/audit?limit=1", timeout=600) as response:
+            response.read()
+        print(f"\nthe same pages through modelspec serve on 127.0.0.1:{port} (HTTP, median of 5):")
+        for label, url in pages:
+            times = []
+            try:
+                for _ in range(6):
+                    started = time.perf_counter()
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}{url}", timeout=120) as response:
+                        response.read()
+                    times.append(time.perf_counter() - started)
+            except OSError as exc:
+                print(f"  WRONG: {label}: {exc}")
+                failures += 1
+                continue
+            print(f"  {label:<46} {statistics.median(times[1:]) * 1e3:8.1f} ms")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return failures
 
 
 def main() -> int:
@@ -184,6 +230,9 @@ def main() -> int:
                     continue
                 verdict = "ok" if seconds < budget else "OVER"
                 print(f"  {label:<46} {seconds * 1e3:8.1f} ms  < {budget * 1e3:.0f} ms {verdict:<4}  ({said})")
+        failures += over_http(
+            root, [(label, url) for label, url, _budget, _check in pages if not url.startswith("/api")]
+        )
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)

@@ -180,8 +180,14 @@ class Catalog:
         metrics = sorted(self.registry.metrics_of([version.id])[version.id])
         if not metrics:
             return None, True
-        lower = ("loss", "error", "latency", "mse", "mae", "rmse", "seconds", "_ms", "cost")
-        return metrics[0], not any(word in metrics[0].lower() for word in lower)
+        return metrics[0], self.higher_is_better(metrics[0])
+
+    @staticmethod
+    def higher_is_better(metric: str) -> bool:
+        """A guess from the name, where no gate says: a loss, an error, a latency or a cost is
+        better lower; anything else (auc, f1, accuracy) higher."""
+        lower = ("loss", "error", "latency", "mse", "mae", "rmse", "seconds", "_ms", "cost", "time")
+        return not any(word in metric.lower() for word in lower)
 
     def resolve(self, ref: str) -> Resolution:
         """Like `Registry.resolve`, but an alias that splits traffic is not an error: a

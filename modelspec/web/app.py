@@ -132,6 +132,14 @@ def create_app(catalog: Any, warm: bool = False) -> FastAPI:
         when=draw.when, short=draw.short, metric=metric_text, size=human_bytes, targets=draw.targets_text
     )
     pages.globals.update(link=link, model_path=model_path, version_link=draw.version_link)
+
+    def trend(delta: float | None, metric: str) -> str:
+        """The class of a change: `up` (better, green), `down` (worse, red), by the metric's name."""
+        if not delta:
+            return "dim"
+        return "up" if (delta > 0) == catalog.higher_is_better(metric) else "down"
+
+    pages.globals.update(trend=trend)
     static = resources.files("modelspec.web").joinpath("static")
     files = {name: (static.joinpath(name).read_bytes(), kind) for name, kind in STATIC.items()}  # read once
 

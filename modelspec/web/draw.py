@@ -147,7 +147,7 @@ def timeline_svg(history: Sequence[Mapping[str, Any]], now: float, at: float | N
     for i, move in enumerate(history):
         begin = move["time"]
         finish = history[i + 1]["time"] if i + 1 < len(history) else end
-        width = max(x(finish) - x(begin), 1.0)
+        width = max(x(finish) - x(begin), 3.0)  # a period of seconds still shows
         label = targets_text(move["to"])
         said = f"{when(begin)} {move['action']} by {move['actor']}: {label}"
         parts.append(

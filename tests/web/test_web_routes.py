@@ -80,6 +80,8 @@ def test_the_metrics_chart_has_a_point_per_version_and_marks_the_aliases(client:
     assert chart.count("<circle") == 4 * 2  # 4 versions, 2 metrics (auc, latency_ms)
     assert "production, staging" in chart
     assert page(client, "/models/fraud/metrics?last=2").count("<circle") == 2 * 2
+    assert '15 <span class="up">-5</span>' in html  # a latency going down is better
+    assert '0.7 <span class="down">-0.17</span>' in html
     assert page(client, "/models/fraud/metrics?metric=auc").count("<circle") == 4
 
 
