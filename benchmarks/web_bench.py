@@ -15,10 +15,11 @@ warm-up, against the issue's budgets:
 * the models page (`/`);                                             < 200 ms
 
 then the same pages from a real `modelspec serve` on a loopback port over HTTP (once its
-background verification of the audit log is done), and checks that each page holds what it should (the first page starts at the newest
-version, the last ends at 1.0.0, the middle one follows its cursor, the chart has 1,000
-points per metric). Exit status 1 when a page is wrong or fails, 0 otherwise (a budget
-exceeded prints OVER). Figures are wall-clock, sensitive to other load on the machine.
+background verification of the audit log is done), and checks that each page holds what
+it should (the first page starts at the newest version, the last ends at 1.0.0, the
+middle one follows its cursor, the chart has 1,000 points per metric). Exit status 1 when
+a page is wrong or fails, 0 otherwise (a budget exceeded prints OVER). Figures are
+wall-clock, sensitive to other load on the machine.
 
     python benchmarks/web_bench.py
     python benchmarks/web_bench.py --versions 60000 --keep /tmp/webbench
