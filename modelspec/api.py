@@ -1,6 +1,8 @@
 """The Python API: everything the command line does, without click (the build itself is in
 build/engine.py): validate, lock, plan, build, checkout, verify, reproduce; the registry's
-queries and actions through a `Catalog`; gc, du, the gc daemon and its timers; init.
+queries and actions through a `Catalog`; quality gates judged again, metrics over versions
+and data drift (`quality.py`: judge_gates, metric_history, drift and their plots); gc, du,
+the gc daemon and its timers; init.
 
 Every function returns values and reports progress through a `Reporter`; nothing here
 prints or exits (the CLI does). What `modelspec gc --dry-run` and `modelspec promote` do:
@@ -19,6 +21,7 @@ import importlib
 import json
 import os
 import shutil
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -71,6 +74,7 @@ if TYPE_CHECKING:
     from .retention.schedule import cron_expression as gc_schedule
     from .scaffold import InitReport
     from .transfer import TransferReport, fetch, pull, push, verify_remote
+    from .transfer import forget as remote_forget
     from .transfer import status as remote_status
 
 # Names handed on from modules that only some commands need: importing them here would
@@ -108,6 +112,7 @@ _LAZY = {
     "fetch": ("transfer", "fetch"),
     "pull": ("transfer", "pull"),
     "remote_status": ("transfer", "status"),
+    "remote_forget": ("transfer", "forget"),
     "verify_remote": ("transfer", "verify_remote"),
 }
 
@@ -165,6 +170,7 @@ __all__ = [
     "plan",
     "pull",
     "push",
+    "remote_forget",
     "remote_gc",
     "remote_status",
     "remove_environment",
@@ -257,21 +263,42 @@ def plan(
 ) -> tuple[BuildGraph, list[PlannedNode]]:
     workspace, graph, _ctx = load_graph(spec_paths, overrides, allow_dirty)
     cache = ActionCache(workspace.action_cache_dir, workspace.store.tmp)
+    cache.read_index(graph.cache_index)
     rebuilder = CachingRebuilder(cache, workspace.store, workspace.locks_dir)
     isolation = Isolation(hermetic, bwrap_path() is not None)  # the sandbox a build would use now
-    return graph, plan_build(graph, rebuilder.lookup, last_builds(workspace, graph), isolation)
+    return graph, plan_build(graph, rebuilder.lookup, LastBuilds(workspace), isolation)
 
 
-def last_builds(workspace: Workspace, graph: BuildGraph) -> dict[str, LastBuild]:
-    """What the last build of each spec of the graph saw, which a plan compares with."""
-    builds = {}
-    for name in graph.specs:
-        record = read_build_record(workspace, name)
-        if record is not None:
-            documents = {node: info.get("key_document", {}) for node, info in record.get("nodes", {}).items()}
-            overrides = record.get("overrides")  # absent from the records of older versions
-            builds[name] = LastBuild(documents, None if overrides is None else tuple(overrides))
-    return builds
+class LastBuilds(Mapping[str, LastBuild]):
+    """What the last build of each spec saw, which a plan compares with: a record is read
+    (a megabyte per 1,000 stages) only when a node of its spec will run."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+        self._read: dict[str, LastBuild | None] = {}
+
+    def __getitem__(self, name: str) -> LastBuild:
+        if name not in self._read:
+            self._read[name] = _last_build(self.workspace, name)
+        found = self._read[name]
+        if found is None:
+            raise KeyError(name)
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(n for n in self._read if self._read[n] is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def _last_build(workspace: Workspace, name: str) -> LastBuild | None:
+    record = read_build_record(workspace, name)
+    if record is None:
+        return None
+    documents = {node: info.get("key_document", {}) for node, info in record.get("nodes", {}).items()}
+    overrides = record.get("overrides")  # absent from the records of older versions
+    return LastBuild(documents, None if overrides is None else tuple(overrides))
 
 
 def create_environment(spec_path: Path, *, offline: bool = False, reporter: Reporter = ignore) -> Environment | None:

@@ -24,6 +24,8 @@ from .spec.gates import Gate
 def judge_gates(catalog: Catalog, ref: str, spec_path: Path | None = None) -> GateVerdict:
     """Judge REF's gates again against the baselines' current metrics and record the verdict:
     the gates of `spec_path`, else those REF was last judged by."""
+    from .build.profiles import drift_results  # the build package, only when gates are judged
+
     version = catalog.resolve(ref).version
     if spec_path is not None:
         from .spec.load import load_spec
@@ -33,11 +35,13 @@ def judge_gates(catalog: Catalog, ref: str, spec_path: Path | None = None) -> Ga
             raise UsageError(f"{spec.shown} is the spec of {spec.name}, not of {version.name}")
         if not spec.gates:
             raise UsageError(f"{spec.shown} has no gates", hint="add gates: to the spec (see README, Quality gates)")
-        return catalog.registry.judge_gates(version, spec.gates, catalog.actor, always=True)
+        checks = drift_results(catalog.store, catalog.registry, version, spec.gates)
+        return catalog.registry.judge_gates(version, checks, catalog.actor, always=True)
     found = catalog.registry.read(latest, [version.id]).get(version.id)
     if found is not None and found["details"].get("results"):
         gates = [Gate.from_dict(r["gate"]) for r in found["details"]["results"]]
-        return catalog.registry.judge_gates(version, gates, catalog.actor, always=True)
+        checks = drift_results(catalog.store, catalog.registry, version, gates)
+        return catalog.registry.judge_gates(version, checks, catalog.actor, always=True)
     raise UsageError(
         f"{version.ref} was never judged by quality gates",
         hint=f"name the spec whose gates to use: modelspec gate {ref} --spec specs/{version.name}.yaml",

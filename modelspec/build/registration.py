@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from ..digest import canonical_json, short
+from ..digest import canonical_json, digest_json, short
 from ..errors import ModelspecError
 from ..flat import flatten
 from ..resolve import gitcode
@@ -25,9 +25,7 @@ from .rebuilder import NodeOutcome
 from .tasks import WorkspaceSources
 
 if TYPE_CHECKING:  # SQLAlchemy is imported only when a build actually registers something
-    from ..registry.gates import GateVerdict
     from ..registry.registry import ModelVersion, Registry, Revival
-    from ..spec.model import Spec
 
 BUILD_RECORD_FORMAT = 3
 
@@ -84,14 +82,29 @@ def build_record(
 
 
 def save_build_record(workspace: Workspace, record: dict[str, Any]) -> None:
-    workspace.store.write_file(
-        workspace.builds_dir / f"{record['name']}.json", canonical_json({**record, "finished": time.time()})
-    )
+    """The record (`builds/NAME.json`), then beside it what a next build compares with: the
+    record's digest and the version it was registered as (`builds/NAME.registered`)."""
+    name = record["name"]
+    stamped = canonical_json({**record, "finished": time.time()})
+    workspace.store.write_file(workspace.builds_dir / f"{name}.json", stamped)
+    if record.get("registered"):
+        built = {k: v for k, v in record.items() if k != "registered"}
+        summary = {"digest": digest_json(built), "registered": record["registered"]}
+        workspace.store.write_file(workspace.builds_dir / f"{name}.registered", canonical_json(summary))
 
 
 def unchanged_registration(workspace: Workspace, record: dict[str, Any]) -> str | None:
     """The version this exact build was registered as before, so a no-op build need not
-    open the registry (importing SQLAlchemy alone costs ~0.3 s)."""
+    open the registry (importing SQLAlchemy alone costs ~0.3 s). Compared by digest with the
+    small summary beside the last record, not by reading the record (a megabyte per 1,000
+    stages); a workspace without a summary compares whole records."""
+    try:
+        summary = json.loads((workspace.builds_dir / f"{record['name']}.registered").read_bytes())
+        if summary["digest"] == digest_json(record):
+            return str(summary["registered"])
+        return None
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        pass
     previous = read_build_record(workspace, record["name"])
     if previous is None or not previous.get("registered"):
         return None
@@ -195,12 +208,6 @@ def register(
     # time, found here already in the store, is made durable by that build when it ends.)
     workspace.store.sync()
     return registry.register(draft)
-
-
-def judge_gates(registry: Registry, ref: str, spec: Spec) -> GateVerdict:
-    """The spec's gates against version `ref` (just registered, or found registered): a
-    failed gate makes it rejected. Gates are not in the lock, so not in the content id."""
-    return registry.judge_gates(registry.resolve(ref), spec.gates, actor(spec.repo_root), always=False)
 
 
 def differing_outputs(version: ModelVersion, record: dict[str, Any]) -> list[str]:

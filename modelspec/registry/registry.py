@@ -440,7 +440,7 @@ class Registry:
         with self._read() as conn:
             return lineage.reproductions(conn, version.id)
 
-    def judge_gates(self, version: ModelVersion, of: Iterable[gates.Gate], by: str, always: bool) -> gates.GateVerdict:
+    def judge_gates(self, version: ModelVersion, of: Iterable[gates.Check], by: str, always: bool) -> gates.GateVerdict:
         with self._write() as w:
             return gates.judge(w, version, of, by, always)
 

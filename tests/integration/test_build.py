@@ -252,6 +252,8 @@ def test_the_action_cache_index_serves_a_no_op_and_never_a_wrong_hit(repo: Repo)
     repo.build_json(spec, in_process=True)
     ac = repo.path / ".modelspec" / "ac"
     (index,) = (ac / "index").glob("*.json")
+    summary = json.loads((repo.path / ".modelspec" / "builds" / "pipe.registered").read_bytes())
+    assert summary["registered"] == "pipe@1.0.0"  # what a no-op compares with, by digest
     entries = {p: p.read_bytes() for p in ac.glob("??/*.json")}
     assert len(entries) == 4
     for path in entries:
