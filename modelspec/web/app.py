@@ -447,4 +447,7 @@ def retention_of(info: dict[str, Any]) -> list[str]:
         said.append(f"served by {', '.join(info['aliases'])}: gc keeps it while an alias points to it")
     if not said:
         said.append(f"{info['status']}: kept or retired by the spec's retention policy at the next gc")
+    policy = info.get("retention") or {}
+    if policy:
+        said.append("policy: " + ", ".join(f"{k}: {v}" for k, v in sorted(policy.items())))
     return said
