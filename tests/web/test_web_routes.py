@@ -242,3 +242,35 @@ def test_serve_on_a_port_that_is_taken_is_a_clear_error(root: Path) -> None:
     assert done.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in done.stderr, done.stderr
     assert "--port" in done.stderr and "Traceback" not in done.stderr
     assert "read-only web view" in repo.cli("serve", "--help").stdout
+
+
+def test_the_same_view_over_a_postgresql_registry(root: Path, tmp_path: Path, postgres_url: str, client: Any) -> None:
+    """The registry copied to PostgreSQL (`registry copy`) and named in modelspec.yaml: every
+    JSON answer is the one the SQLite registry gives, pages and charts included."""
+    from fastapi.testclient import TestClient
+
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy, symlinks=True)
+    repo = Repo.__new__(Repo)
+    repo.path = copy
+    assert repo.cli("registry", "copy", "--to", postgres_url).returncode == 0
+    (copy / "modelspec.yaml").write_text(f"registry: {postgres_url}\n")
+    urls = [
+        "/api/models",
+        "/api/models/fraud/versions?size=3",
+        "/api/models/fraud/versions?size=3&after=1.0.1",
+        "/api/models/fraud/versions?size=3&last=true",
+        "/api/models/fraud/versions?sort=auc&size=2&after=1.0.2",
+        "/api/models/fraud/versions?where=auc>0.86&tag=team=risk",
+        "/api/models/fraud/metrics?last=3",
+        "/api/models/fraud/1.0.2",
+        "/api/models/fraud/aliases/production?at=2999-01-01",
+        "/api/models/fraud/diff?a=1.0.0&b=1.0.2",
+        "/api/audit?verify=true&limit=5",
+    ]
+    with contextlib.chdir(copy), api.open_catalog(read_only=True) as catalog:
+        assert catalog.info()["backend"] == "postgresql"
+        served = TestClient(create_app(catalog), raise_server_exceptions=False)
+        for url in urls:
+            assert served.get(url).json() == client.get(url).json(), url
+        assert served.get("/models/fraud/metrics").text.count("<circle") == 4 * 2
