@@ -120,7 +120,7 @@ def create_app(catalog: Any, warm: bool = False) -> FastAPI:
     audit page has its verdict when a person first opens it."""
     checker = AuditCheck(catalog)
     if warm:
-        threading.Thread(target=checker.verdict, name="audit-verify", daemon=True).start()
+        threading.Thread(target=checker.warm, name="audit-verify", daemon=True).start()
     app = FastAPI(title="modelspec", docs_url=None, redoc_url=None, openapi_url=None)
     pages = jinja2.Environment(
         loader=jinja2.PackageLoader("modelspec.web", "templates"),
@@ -415,6 +415,13 @@ class AuditCheck:
         self.lock = threading.Lock()  # one verification at a time; the others wait for it
         self.head: tuple[int, str] | None = None
         self.found: dict[str, Any] | None = None
+
+    def warm(self) -> None:
+        """The first verdict, in the background: a failure is the audit page's to report."""
+        try:
+            self.verdict()
+        except Exception:  # the registry went away under us, say: the page will say so
+            log.warning("verifying the audit log failed", exc_info=True)
 
     def verdict(self, fresh: bool = False) -> dict[str, Any]:
         """{ok, problem, problems, checked (when), events (how many were replayed), seconds};
