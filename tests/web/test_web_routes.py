@@ -72,6 +72,8 @@ def test_every_page_renders_with_what_the_registry_holds(client: Any) -> None:
     assert "DATASET DRIFT" in drift and "amount" in drift and "<svg" in drift
     audit = page(client, "/audit")
     assert "intact" in audit and "promote" in audit
+    assert '<a href="/models/fraud/aliases/production">fraud@production</a>' in audit  # a move: the alias's history
+    assert '<a href="/models/scorer/1.0.0">scorer@1.0.0</a>' in audit
 
 
 def test_the_metrics_chart_has_a_point_per_version_and_marks_the_aliases(client: Any) -> None:
