@@ -21,33 +21,36 @@ import importlib
 import json
 import os
 import shutil
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .build.engine import BuildOptions, BuildReport, build
-from .build.graph import BuildGraph, load_specs
-from .build.loading import check_graph, load_graph, lock_bytes, lock_path, open_registry, open_workspace, write_locks
-from .build.plan import Isolation, LastBuild, PlannedNode, plan_build
-from .build.rebuilder import CachingRebuilder, NodeState
-from .build.registration import read_build_record
-from .env.environment import Environment, ensure_environment, remove_environment
-from .env.manifest import list_environments
-from .env.uv import lock_requirements
 from .errors import Problem, SpecError, UsageError
 from .events import Reporter, ignore
-from .integrity import VerifyReport, verify
-from .sandbox.bwrap import bwrap_path
 from .spec.load import find_repo_root
 from .spec.model import Lock, Spec, split_output_ref
 from .spec.schema import WORKSPACE_FILE
 from .store.objects import Entry
-from .store.traces import ActionCache
 from .store.workspace import CHECKOUT_DIR, Workspace, check_workspace_file, find_workspace
 
 if TYPE_CHECKING:
+    from .build.engine import BuildOptions, BuildReport, build
+    from .build.graph import BuildGraph
+    from .build.loading import (
+        load_graph,
+        lock_bytes,
+        lock_path,
+        open_registry,
+        open_workspace,
+        write_locks,
+    )
+    from .build.plan import PlannedNode
+    from .build.rebuilder import NodeState
     from .catalog import Catalog, Resolution
+    from .env.environment import Environment, remove_environment
+    from .env.manifest import list_environments
+    from .env.uv import lock_requirements
+    from .integrity import VerifyReport, verify
     from .quality import (
         drift,
         drift_svg,
@@ -80,6 +83,24 @@ if TYPE_CHECKING:
 # Names handed on from modules that only some commands need: importing them here would
 # load SQLAlchemy (the registry) or croniter into every command, a no-op build included.
 _LAZY = {
+    # What builds: the engine, the resolver and Hydra, never needed to read the registry.
+    "BuildOptions": ("build.engine", "BuildOptions"),
+    "BuildReport": ("build.engine", "BuildReport"),
+    "build": ("build.engine", "build"),
+    "NodeState": ("build.rebuilder", "NodeState"),
+    "check_graph": ("build.loading", "check_graph"),
+    "load_graph": ("build.loading", "load_graph"),
+    "lock_bytes": ("build.loading", "lock_bytes"),
+    "lock_path": ("build.loading", "lock_path"),
+    "open_registry": ("build.loading", "open_registry"),
+    "open_workspace": ("build.loading", "open_workspace"),
+    "write_locks": ("build.loading", "write_locks"),
+    "Environment": ("env.environment", "Environment"),
+    "remove_environment": ("env.environment", "remove_environment"),
+    "list_environments": ("env.manifest", "list_environments"),
+    "lock_requirements": ("env.uv", "lock_requirements"),
+    "VerifyReport": ("integrity", "VerifyReport"),
+    "verify": ("integrity", "verify"),
     "Catalog": ("catalog", "Catalog"),
     "Resolution": ("catalog", "Resolution"),
     "MARKS": ("registry.versions", "MARKS"),
@@ -218,6 +239,8 @@ def validate(
     """Every check `plan` makes (schema, consistency, paths at the resolved commit, the
     composed config), hashing no data and writing nothing; raises `SpecError` with every
     problem. Returns each spec of the build, by name."""
+    from .build.loading import check_graph
+
     graph = check_graph(spec_paths, overrides, allow_dirty)
     return {name: item.spec for name, item in graph.specs.items()}
 
@@ -261,6 +284,13 @@ def plan(
     allow_dirty: bool = False,
     hermetic: str | None = None,
 ) -> tuple[BuildGraph, list[PlannedNode]]:
+    from .build.loading import load_graph
+    from .build.plan import Isolation, plan_build
+    from .build.rebuilder import CachingRebuilder
+    from .build.registration import LastBuilds
+    from .sandbox.bwrap import bwrap_path
+    from .store.traces import ActionCache
+
     workspace, graph, _ctx = load_graph(spec_paths, overrides, allow_dirty)
     cache = ActionCache(workspace.action_cache_dir, workspace.store.tmp)
     cache.read_index(graph.cache_index)
@@ -269,40 +299,11 @@ def plan(
     return graph, plan_build(graph, rebuilder.lookup, LastBuilds(workspace), isolation)
 
 
-class LastBuilds(Mapping[str, LastBuild]):
-    """What the last build of each spec saw, which a plan compares with: a record is read
-    (a megabyte per 1,000 stages) only when a node of its spec will run."""
-
-    def __init__(self, workspace: Workspace) -> None:
-        self.workspace = workspace
-        self._read: dict[str, LastBuild | None] = {}
-
-    def __getitem__(self, name: str) -> LastBuild:
-        if name not in self._read:
-            self._read[name] = _last_build(self.workspace, name)
-        found = self._read[name]
-        if found is None:
-            raise KeyError(name)
-        return found
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(n for n in self._read if self._read[n] is not None)
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
-
-
-def _last_build(workspace: Workspace, name: str) -> LastBuild | None:
-    record = read_build_record(workspace, name)
-    if record is None:
-        return None
-    documents = {node: info.get("key_document", {}) for node, info in record.get("nodes", {}).items()}
-    overrides = record.get("overrides")  # absent from the records of older versions
-    return LastBuild(documents, None if overrides is None else tuple(overrides))
-
-
 def create_environment(spec_path: Path, *, offline: bool = False, reporter: Reporter = ignore) -> Environment | None:
     """Materialize the environment of one spec (what `build` does on first use)."""
+    from .build.loading import load_graph
+    from .env.environment import ensure_environment
+
     workspace, graph, _ctx = load_graph([spec_path])
     item = graph.specs[graph.targets[0]]
     pinned = item.lock.environment
@@ -322,6 +323,10 @@ def checkout(spec_path: Path, out_dir: Path | None = None) -> dict[str, Path]:
     """Copy the artifacts of the spec's last build out of the store (read-only files), by
     default under the workspace root's `artifacts/<name>`, wherever the command runs from.
     Copies, not hardlinks: a checkout may be edited or removed without touching the store."""
+    from .build.graph import load_specs
+    from .build.loading import open_workspace
+    from .build.registration import read_build_record
+
     workspace = open_workspace([spec_path])
     specs = load_specs([spec_path], workspace.cache_dir)
     name = next(s.name for s in specs.values() if s.path == Path(os.path.abspath(spec_path)))
