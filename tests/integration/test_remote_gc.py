@@ -109,6 +109,13 @@ def test_a_lease_keeps_objects_until_it_expires_or_is_released(tmp_path: Path) -
         collect_remote(workspace, registry, remote, grace=0)
         assert collect_remote(workspace, registry, remote, grace=0).deleted == [stale]
         assert list(remote.blobs.scan("leases/")) == []
+    # An unreadable roots document stops remote gc before anything is deleted.
+    damaged = tmp_path / "shared" / "roots" / "elsewhere.json"
+    damaged.write_bytes(b"{not json")
+    result = repo.cli("gc", "--remote", "--grace", "0s")
+    assert result.returncode == 1 and "remote forget elsewhere" in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert repo.cli("remote", "forget", "elsewhere", check=True).returncode == 0
     # A push killed on a shared directory left a temp file: gone once older than an hour.
     scratch = tmp_path / "shared" / "tmp" / "12345-killed"
     scratch.write_bytes(b"half an object")
