@@ -184,7 +184,7 @@ def test_a_build_elsewhere_never_loses_an_object_to_a_concurrent_remote_gc(
             runs += 1
         _out, err = build.communicate()
     assert build.returncode == 0, err
-    assert runs >= 3 and "not uploaded" not in err
+    assert runs >= 2 and "not uploaded" not in err
     # Everything B's entry names is there: a third machine builds B's version from it.
     third = clone(first, tmp_path / "c")
     report = third.build_json("specs/many.yaml", "make.v=1", in_process=True)
