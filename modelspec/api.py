@@ -1,6 +1,8 @@
 """The Python API: everything the command line does, without click (the build itself is in
 build/engine.py): validate, lock, plan, build, checkout, verify, reproduce; the registry's
-queries and actions through a `Catalog`; gc, du, the gc daemon and its timers; init.
+queries and actions through a `Catalog`; quality gates judged again, metrics over versions
+and data drift (`quality.py`: judge_gates, metric_history, drift and their plots); gc, du,
+the gc daemon and its timers; init.
 
 Every function returns values and reports progress through a `Reporter`; nothing here
 prints or exits (the CLI does). What `modelspec gc --dry-run` and `modelspec promote` do:
@@ -46,7 +48,16 @@ from .store.workspace import CHECKOUT_DIR, Workspace, check_workspace_file, find
 
 if TYPE_CHECKING:
     from .catalog import Catalog, Resolution
-    from .quality import drift, judge_gates, metric_history, write_drift_plot, write_metrics_plot
+    from .quality import (
+        drift,
+        drift_svg,
+        judge_gates,
+        metric_history,
+        metrics_svg,
+        write_drift_plot,
+        write_metrics_plot,
+    )
+    from .registry.queries import Page
     from .registry.versions import MARKS
     from .reproduce import DIFFERENT, WITHIN, ReproductionReport
     from .retention.gc import GcReport
@@ -74,6 +85,9 @@ _LAZY = {
     "MARKS": ("registry.versions", "MARKS"),
     "judge_gates": ("quality", "judge_gates"),
     "drift": ("quality", "drift"),
+    "drift_svg": ("quality", "drift_svg"),
+    "metrics_svg": ("quality", "metrics_svg"),
+    "Page": ("registry.queries", "Page"),
     "write_drift_plot": ("quality", "write_drift_plot"),
     "metric_history": ("quality", "metric_history"),
     "write_metrics_plot": ("quality", "write_metrics_plot"),
@@ -121,6 +135,7 @@ __all__ = [
     "GcReport",
     "InitReport",
     "NodeState",
+    "Page",
     "Resolution",
     "Schedule",
     "TransferReport",
@@ -132,6 +147,7 @@ __all__ = [
     "create_environment",
     "crontab_line",
     "drift",
+    "drift_svg",
     "du",
     "fetch",
     "gc",
@@ -147,6 +163,7 @@ __all__ = [
     "lock_path",
     "lock_requirements",
     "metric_history",
+    "metrics_svg",
     "open_catalog",
     "open_registry",
     "open_workspace",

@@ -22,14 +22,14 @@ from ..store.leases import Lease, remove_stale_leases
 from ..store.reserve import keep as keep_reserve
 from ..store.traces import ActionCache
 from ..store.workspace import Workspace
+from .gating import judge_gates, known_verdict
 from .graph import BuildGraph, DataInput
-from .loading import load_graph, open_registry, write_locks
+from .loading import load_graph, open_registry, reach_registry, write_locks
 from .plan import Isolation, content_ids
 from .rebuilder import CachingRebuilder, ForcingRebuilder, NodeOutcome, NodeState, Rebuilder
 from .registration import (
     build_record,
     differing_outputs,
-    judge_gates,
     register,
     save_build_record,
     unchanged_registration,
@@ -38,8 +38,8 @@ from .remote import with_remote
 from .tasks import EnvironmentPool, Tasks, WorkspaceSources, choose_sandboxes, run_tasks
 
 if TYPE_CHECKING:
-    from ..registry.gates import GateVerdict
     from ..registry.registry import Revival
+    from ..spec.gates import GateVerdict
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,7 @@ def build(
     started = time.monotonic()
     cancel = cancel or threading.Event()
     workspace, graph, ctx = load_graph(spec_paths, options.overrides, options.allow_dirty)
+    reach_registry(workspace)
     store = workspace.store
     store.clean_temp()
     remove_stale_leases(workspace.home)
@@ -167,9 +168,13 @@ def _register(
             report.records[name] = record
             report.versions[name] = (version.ref, created)
         for name, (ref, _created) in report.versions.items():
-            if graph.specs[name].spec.gates:  # judged again at every build: the baseline may have moved
-                registry = registry or open_registry(workspace)
-                report.gates[name] = judge_gates(registry, ref, graph.specs[name].spec)
+            spec = graph.specs[name].spec
+            if spec.gates:  # judged again at every build, the baseline may have moved (see gating.py)
+                verdict = known_verdict(workspace, ref, spec)
+                if verdict is None:
+                    registry = registry or open_registry(workspace)
+                    verdict = judge_gates(workspace, registry, ref, spec)
+                report.gates[name] = verdict
     finally:
         if registry is not None:
             registry.close()

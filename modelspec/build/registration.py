@@ -25,9 +25,7 @@ from .rebuilder import NodeOutcome
 from .tasks import WorkspaceSources
 
 if TYPE_CHECKING:  # SQLAlchemy is imported only when a build actually registers something
-    from ..registry.gates import GateVerdict
     from ..registry.registry import ModelVersion, Registry, Revival
-    from ..spec.model import Spec
 
 BUILD_RECORD_FORMAT = 3
 
@@ -210,12 +208,6 @@ def register(
     # time, found here already in the store, is made durable by that build when it ends.)
     workspace.store.sync()
     return registry.register(draft)
-
-
-def judge_gates(registry: Registry, ref: str, spec: Spec) -> GateVerdict:
-    """The spec's gates against version `ref` (just registered, or found registered): a
-    failed gate makes it rejected. Gates are not in the lock, so not in the content id."""
-    return registry.judge_gates(registry.resolve(ref), spec.gates, actor(spec.repo_root), always=False)
 
 
 def differing_outputs(version: ModelVersion, record: dict[str, Any]) -> list[str]:
