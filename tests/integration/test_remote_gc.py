@@ -139,7 +139,7 @@ code: {repo: ..}
 config: {dir: conf}
 stages:
   make:
-    cmd: sh -c 'mkdir ${outputs.tree}; for i in $(seq 800); do echo ${config.make.v} $i > ${outputs.tree}/f$i; done'
+    cmd: sh -c 'mkdir ${outputs.tree}; for i in $(seq 400); do echo ${config.make.v} $i > ${outputs.tree}/f$i; done'
     params: [make]
     outputs: {tree: tree}
 artifacts: [make.tree]
@@ -157,12 +157,12 @@ def test_a_build_elsewhere_never_loses_an_object_to_a_concurrent_remote_gc(
     first.cli("build", "specs/many.yaml", check=True)
     first.cli("push", check=True)
     second = clone(first, tmp_path / "b")
-    # B builds and uploads 800 new objects, slowly (60 ms a request: ~6 s), while A's remote
+    # B builds and uploads 400 new objects, slowly (120 ms a request: ~6 s), while A's remote
     # gc runs again and again with a grace of 3 s: without B's remote lease, what B uploaded
     # first would be condemned by one run and deleted by a later one before B's entry names it.
     endpoint, bucket = request.getfixturevalue("s3_endpoint"), request.getfixturevalue("s3_bucket")
     with fault_proxy(endpoint) as (slow, faults):
-        faults.latency = 0.06
+        faults.latency = 0.12
         second.write("modelspec.yaml", f"remote: {{url: 's3://{bucket}/team', endpoint: '{slow}'}}\n")
         build = subprocess.Popen(
             [sys.executable, "-m", "modelspec", "build", "specs/many.yaml", "make.v=1", "-j", "1", "--json"],
