@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import tempfile
 import time
@@ -274,9 +273,7 @@ def status(workspace: Workspace, *, jobs: int = DEFAULT_JOBS) -> dict[str, Any]:
     remote_all = set(remote.store.iter())
     local_all = set(workspace.store.iter())
     entries = sum(len(names) for _key, names in remote.cache.by_key())
-    roots = {}
-    with contextlib.suppress(ValueError):
-        roots = read_roots(remote.blobs)
+    roots = read_roots(remote.blobs)
     return {
         "remote": remote.url,
         "workspace": remote.workspace_id,

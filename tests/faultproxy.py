@@ -32,6 +32,7 @@ class Faults:
     corrupt: int = 0  # flip a byte in this many object bodies (GET of objects/)
     latency: float = 0.0  # seconds added to every request
     requests: int = 0
+    bytes_out: int = 0  # body bytes sent back to the client (what it downloaded)
     injected: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -101,6 +102,8 @@ def _handler(upstream: str, faults: Faults) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(data)
+                with faults.lock:
+                    faults.bytes_out += len(data)
             connection.close()
 
         do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _any

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..digest import canonical_json, digest_json, hex_of
-from ..errors import UsageError
+from ..errors import StoreError, UsageError
 from .blobs import Blobs, RemoteConfig, open_blobs
 from .objects import write_atomic
 from .remote import RemoteStore
@@ -234,8 +234,18 @@ def read_roots(blobs: Blobs) -> dict[str, dict[str, Any]]:
         data = blobs.get(info.name)
         if data is None:
             continue
-        document = json.loads(data)
-        found[str(document["workspace"])] = document
+        try:
+            document = json.loads(data)
+            if not isinstance(document["objects"], list):
+                raise TypeError("its objects are not a list")
+            found[str(document["workspace"])] = document
+        except (ValueError, KeyError, TypeError) as exc:
+            ident = info.name.removeprefix(ROOTS).removesuffix(".json")
+            raise StoreError(
+                f"the roots of workspace {ident} on the remote ({info.name}) cannot be read: {exc}",
+                hint="remote gc keeps nothing it cannot account for: push again from that workspace, or "
+                f"`modelspec remote forget {ident}` if it is gone for good",
+            ) from None
     return found
 
 

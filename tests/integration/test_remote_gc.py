@@ -109,6 +109,13 @@ def test_a_lease_keeps_objects_until_it_expires_or_is_released(tmp_path: Path) -
         collect_remote(workspace, registry, remote, grace=0)
         assert collect_remote(workspace, registry, remote, grace=0).deleted == [stale]
         assert list(remote.blobs.scan("leases/")) == []
+    # An unreadable roots document stops remote gc before anything is deleted.
+    damaged = tmp_path / "shared" / "roots" / "elsewhere.json"
+    damaged.write_bytes(b"{not json")
+    result = repo.cli("gc", "--remote", "--grace", "0s")
+    assert result.returncode == 1 and "remote forget elsewhere" in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert repo.cli("remote", "forget", "elsewhere", check=True).returncode == 0
     # A push killed on a shared directory left a temp file: gone once older than an hour.
     scratch = tmp_path / "shared" / "tmp" / "12345-killed"
     scratch.write_bytes(b"half an object")
@@ -132,7 +139,7 @@ code: {repo: ..}
 config: {dir: conf}
 stages:
   make:
-    cmd: sh -c 'mkdir ${outputs.tree}; for i in $(seq 800); do echo ${config.make.v} $i > ${outputs.tree}/f$i; done'
+    cmd: sh -c 'mkdir ${outputs.tree}; for i in $(seq 400); do echo ${config.make.v} $i > ${outputs.tree}/f$i; done'
     params: [make]
     outputs: {tree: tree}
 artifacts: [make.tree]
@@ -150,12 +157,12 @@ def test_a_build_elsewhere_never_loses_an_object_to_a_concurrent_remote_gc(
     first.cli("build", "specs/many.yaml", check=True)
     first.cli("push", check=True)
     second = clone(first, tmp_path / "b")
-    # B builds and uploads 800 new objects, slowly (60 ms a request: ~6 s), while A's remote
+    # B builds and uploads 400 new objects, slowly (120 ms a request: ~6 s), while A's remote
     # gc runs again and again with a grace of 3 s: without B's remote lease, what B uploaded
     # first would be condemned by one run and deleted by a later one before B's entry names it.
     endpoint, bucket = request.getfixturevalue("s3_endpoint"), request.getfixturevalue("s3_bucket")
     with fault_proxy(endpoint) as (slow, faults):
-        faults.latency = 0.06
+        faults.latency = 0.12
         second.write("modelspec.yaml", f"remote: {{url: 's3://{bucket}/team', endpoint: '{slow}'}}\n")
         build = subprocess.Popen(
             [sys.executable, "-m", "modelspec", "build", "specs/many.yaml", "make.v=1", "-j", "1", "--json"],
@@ -177,7 +184,7 @@ def test_a_build_elsewhere_never_loses_an_object_to_a_concurrent_remote_gc(
             runs += 1
         _out, err = build.communicate()
     assert build.returncode == 0, err
-    assert runs >= 3 and "not uploaded" not in err
+    assert runs >= 2 and "not uploaded" not in err
     # Everything B's entry names is there: a third machine builds B's version from it.
     third = clone(first, tmp_path / "c")
     report = third.build_json("specs/many.yaml", "make.v=1", in_process=True)
