@@ -8,10 +8,12 @@ in the object store, so a hit can always be restored. Each entry carries the dig
 own content: an entry that does not parse, was edited, or whose recorded key is not its
 name is treated as a miss (and `modelspec verify` drops it).
 
-The index spares a no-op build one small file per stage: the build of the same targets reads
-it in one go, and writes it once at its end. It is only a faster way to the same entries: it
-checks itself as a whole (a damaged or foreign index is ignored), a key it lacks is looked up
-in its own file, and a hit is trusted only as far as any entry is (its outputs are in the store).
+The index spares a no-op build reading and checking one small file per stage: the build of
+the same targets reads it in one go, and writes it once at its end. It is only a faster way to
+the same entries: beside each entry it keeps the stat of the entry's own file, and an entry
+whose file is gone or changed since (edited, dropped by `verify` or gc) is read from its file
+again, or is a miss; the index checks itself as a whole (a damaged one is ignored), and a hit
+is trusted only as far as any entry is (its outputs are in the store).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from ..digest import canonical_json, digest_bytes, digest_json, hex_of
 from .objects import Entry, write_atomic
 
 RESULT_FORMAT = 2
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2  # 2: each entry with the stat of its file
 
 
 @dataclass(frozen=True)
@@ -82,46 +84,47 @@ class ActionCache:
     def __init__(self, root: Path, temp_dir: Path | None = None) -> None:
         self.root = root
         self.temp_dir = temp_dir
-        self._indexed: dict[str, dict[str, Any]] = {}  # key → entry, from the index read
-        self._used: dict[str, dict[str, Any]] = {}  # key → entry, found or written by this process
+        # key → [entry, the stat of its file then]: from the index read, and what this process used
+        self._indexed: dict[str, list[Any]] = {}
+        self._used: dict[str, list[Any]] = {}
 
     def _path(self, key: str) -> Path:
         hexpart = hex_of(key)
         return self.root / hexpart[:2] / f"{hexpart}.json"
 
     def get(self, key: str) -> ActionResult | None:
-        document = self._indexed.get(key) or self._read(key)
-        if document is None:
+        path = self._path(key)
+        indexed = self._indexed.get(key)
+        found = indexed if indexed is not None and indexed[1] == _stamp(path) else self._read(path)
+        if found is None:
             return None
         try:
-            result = ActionResult.from_dict(document)
+            result = ActionResult.from_dict(found[0])
         except (ValueError, KeyError, TypeError, AttributeError):
             return None
         if result.key != key:
             return None
-        self._used[key] = document
+        self._used[key] = found
         return result
 
-    def _read(self, key: str) -> dict[str, Any] | None:
+    def _read(self, path: Path) -> list[Any] | None:
         try:
-            document = json.loads(self._path(key).read_bytes())
+            stamp = _stamp(path)
+            document = json.loads(path.read_bytes())
             checksum = document.pop("checksum")
         except (FileNotFoundError, ValueError, KeyError, TypeError, AttributeError):
             return None
-        return document if checksum == digest_json(document) else None
+        return [document, stamp] if checksum == digest_json(document) else None
 
     def put(self, result: ActionResult) -> None:
         document = result.to_dict()
         # Not fsynced: an entry checks itself (checksum) and its outputs are checked to be in
         # the store, so one lost to a power cut is only a miss; the objects are durable.
-        write_atomic(
-            self._path(result.key),
-            canonical_json({**document, "checksum": digest_json(document)}),
-            self.temp_dir,
-            durable=False,
-        )
+        path = self._path(result.key)
+        checked = canonical_json({**document, "checksum": digest_json(document)})
+        write_atomic(path, checked, self.temp_dir, durable=False)
         self._indexed.pop(result.key, None)
-        self._used[result.key] = document
+        self._used[result.key] = [document, _stamp(path)]
 
     # -- the index of one set of targets ---------------------------------------------------
 
@@ -141,7 +144,7 @@ class ActionCache:
     def write_index(self, targets: str) -> None:
         """Keep the entries this build used for the next build of `targets` (unless they are
         exactly those the index it read holds: a no-op build writes nothing)."""
-        if self._used.keys() == self._indexed.keys() and all(self._indexed[k] is d for k, d in self._used.items()):
+        if self._used.keys() == self._indexed.keys() and all(self._indexed[k] is e for k, e in self._used.items()):
             return
         body = canonical_json(self._used)
         header = canonical_json({"format": INDEX_FORMAT, "body": digest_bytes(body)})
@@ -173,3 +176,12 @@ class ActionCache:
             for name in sorted(os.listdir(self.root / fan)):
                 if name.endswith(".json"):
                     yield "blake3:" + name.removesuffix(".json")
+
+
+def _stamp(path: Path) -> list[int] | None:
+    """What changes when a file is replaced or edited: its size, mtime and inode."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return [info.st_size, info.st_mtime_ns, info.st_ino]

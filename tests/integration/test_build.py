@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from conftest import Repo, states
 from pipeline import expected_d, make_pipeline
 
@@ -285,33 +286,40 @@ def test_a_callers_executor_runs_every_stage_and_stays_open(repo: Repo) -> None:
     assert checkout_d(repo, spec) == expected_d("first\nmiddle\nlast\n")
 
 
-def test_the_action_cache_index_serves_a_no_op_and_never_a_wrong_hit(repo: Repo) -> None:
-    """A no-op build finds its entries in the index its last build wrote (the per-key files
-    are not needed); a damaged index is ignored; an indexed entry whose output is gone is a miss."""
+def test_the_action_cache_index_serves_a_no_op_and_never_a_wrong_hit(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A no-op build finds its entries in the index its last build wrote, reading no entry's
+    own file; an entry whose file changed since is read from its file (an edited one is a
+    miss); a damaged index is ignored; an indexed entry whose output is gone is a miss."""
+    from modelspec.store.traces import ActionCache
+
     spec = make_pipeline(repo)
     repo.build_json(spec, in_process=True)
     ac = repo.path / ".modelspec" / "ac"
     (index,) = (ac / "index").glob("*.json")
     summary = json.loads((repo.path / ".modelspec" / "builds" / "pipe.registered").read_bytes())
     assert summary["registered"] == "pipe@1.0.0"  # what a no-op compares with, by digest
-    entries = {p: p.read_bytes() for p in ac.glob("??/*.json")}
-    assert len(entries) == 4
-    for path in entries:
-        path.unlink()
+    files_read: list[Path] = []
+    real_read = ActionCache._read
+    monkeypatch.setattr(ActionCache, "_read", lambda self, path: files_read.append(path) or real_read(self, path))
     assert set(states(repo.build_json(spec, in_process=True)).values()) == {"cached"}
+    assert files_read == []
+
+    (entry_c,) = [p for p in ac.glob("??/*.json") if json.loads(p.read_bytes())["node"] == "pipe:c"]
+    entry_c.write_bytes(entry_c.read_bytes().replace(b'"exit_code":0', b'"exit_code":7'))  # edited
+    rerun = states(repo.build_json(spec, in_process=True))
+    assert rerun == {"pipe:a": "cached", "pipe:b": "cached", "pipe:c": "ran", "pipe:d": "cached"}
+    assert entry_c in files_read
 
     assert b'"exit_code":0' in index.read_bytes()
     index.write_bytes(index.read_bytes().replace(b'"exit_code":0', b'"exit_code":1'))  # damaged
-    for path, content in entries.items():
-        path.write_bytes(content)
     assert set(states(repo.build_json(spec, in_process=True)).values()) == {"cached"}  # from the files
 
-    for path in entries:  # only the index left, and one output of stage c gone from the store
-        path.unlink()
     document = json.loads(index.read_bytes().partition(b"\n")[2])
-    (entry,) = [e for e in document.values() if e["node"] == "pipe:c"]
+    (entry, _stamp) = next(e for e in document.values() if e[0]["node"] == "pipe:c")
     digest = next(iter(entry["outputs"].values()))["digest"]
     hexpart = digest.partition(":")[2]
-    (repo.path / ".modelspec" / "objects" / hexpart[:2] / hexpart).unlink()
+    (repo.path / ".modelspec" / "objects" / hexpart[:2] / hexpart).unlink()  # its output gone
     rerun = states(repo.build_json(spec, in_process=True))
     assert rerun["pipe:c"] == "ran" and rerun["pipe:a"] == "cached", rerun
