@@ -208,7 +208,9 @@ class Catalog:
                 )
 
     def _known_model(self, name: str) -> None:
-        known = self.registry.names()
+        if self.registry.has_model(name):
+            return
+        known = self.registry.names()  # only to say which there are
         if name not in known:
             raise UsageError(f"no model named {name!r}", hint=f"registered: {', '.join(known) or 'none'}")
 

@@ -68,6 +68,11 @@ def _first(conn: sa.Connection, query: sa.Select[Any]) -> ModelVersion | None:
     return None if row is None else version_of(row)
 
 
+def has_model(conn: sa.Connection, name: str) -> bool:
+    """Any version of model NAME: one index probe, not every name (`names`)."""
+    return conn.execute(sa.select(t.versions.c.id).where(t.versions.c.name == name).limit(1)).first() is not None
+
+
 def names(conn: sa.Connection) -> list[str]:
     return list(conn.execute(sa.select(t.versions.c.name).distinct().order_by(t.versions.c.name)).scalars())
 

@@ -289,6 +289,10 @@ class Registry:
         with self._read() as conn:
             return queries.resolve(conn, ref)
 
+    def has_model(self, name: str) -> bool:
+        with self._read() as conn:
+            return queries.has_model(conn, name)
+
     def names(self) -> list[str]:
         with self._read() as conn:
             return queries.names(conn)
