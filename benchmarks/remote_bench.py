@@ -93,14 +93,29 @@ def main() -> int:
     parser.add_argument("--large-mib", type=int, default=64)
     parser.add_argument("--naive-sample", type=int, default=1000, help="small objects the naive way (extrapolated)")
     parser.add_argument("-j", "--jobs", type=int, default=16)
+    parser.add_argument(
+        "--fraud", action="store_true", help="also: the fraud example built in one workspace, then in a fresh clone"
+    )
+    parser.add_argument(
+        "--latency-ms", type=float, default=0, help="add this much to every request (a proxy in front of moto)"
+    )
     args = parser.parse_args()
     os.environ.update(CREDENTIALS)
     rows: list[tuple[str, float, str]] = []
-    with tempfile.TemporaryDirectory(prefix="modelspec-remote-bench-") as folder, moto_server() as endpoint:
+    with contextlib.ExitStack() as stack:
+        folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="modelspec-remote-bench-"))
+        endpoint = stack.enter_context(moto_server())
+        if args.latency_ms:
+            sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+            from faultproxy import fault_proxy
+
+            endpoint, faults = stack.enter_context(fault_proxy(endpoint))
+            faults.latency = args.latency_ms / 1000
         root = Path(folder)
         local = LocalStore(root / "store")
         local.tmp.mkdir(parents=True)
-        print(f"moto at {endpoint}; {args.small} x {args.small_kib} KiB and {args.large} x {args.large_mib} MiB")
+        shape = f"{args.small} x {args.small_kib} KiB and {args.large} x {args.large_mib} MiB"
+        print(f"moto at {endpoint} (+{args.latency_ms:g} ms a request); {shape}")
         small = make_objects(local, args.small, args.small_kib * 1024, 1)
         large = make_objects(local, args.large, args.large_mib << 20, 2)
         small_bytes = args.small * args.small_kib * 1024
@@ -145,6 +160,8 @@ def main() -> int:
         timed(f"push {args.large} large (modelspec)", lambda: remote.upload(local, large, jobs=args.jobs), rows, big)
         timed(f"pull {args.large} large (verified)", lambda: remote.download(pulled, large, jobs=args.jobs), rows, big)
         baselines(endpoint, local, small, large, rows, args, root)
+        if args.fraud:
+            fraud(endpoint, root, rows)
     print("\nsummary (seconds):")
     for what, seconds, note in rows:
         print(f"  {what:<58} {seconds:8.2f}  {note}")
@@ -191,6 +208,62 @@ def baselines(
             continue
         bucket(endpoint, "cli" if tool == "aws" else "cli5")
         timed(f"push {len(small)} small ({tool})", lambda command=command: subprocess.run(command, check=True), rows)
+
+
+def fraud(endpoint: str, root: Path, rows: list[tuple[str, float, str]]) -> None:
+    """specs/fraud.yaml built in workspace A (which uploads as it goes), then in a fresh clone B
+    whose remote traffic goes through a counting proxy: B's wall time and bytes downloaded,
+    beside the bytes of the version's artifacts."""
+    import json
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from faultproxy import fault_proxy
+
+    source = Path(__file__).resolve().parents[1]
+    first = root / "fraud-a"
+    shutil.copytree(
+        source / "examples" / "fraud", first / "examples" / "fraud", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    (first / "specs").mkdir()
+    shutil.copy(source / "specs" / "fraud.yaml", first / "specs" / "fraud.yaml")
+    name = bucket(endpoint, "fraud")
+    (first / "modelspec.yaml").write_text(f"remote: {{url: 's3://{name}/team', endpoint: '{endpoint}'}}\n")
+    git = {**os.environ, "GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@e", "GIT_COMMITTER_NAME": "b"}
+    git["GIT_COMMITTER_EMAIL"] = "b@e"
+    for command in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "fraud"]):
+        subprocess.run(["git", "-C", str(first), *command], check=True, env=git, capture_output=True)
+    modelspec = [sys.executable, "-m", "modelspec"]
+    timed(
+        "fraud: build in A (runs every stage, uploads)",
+        lambda: subprocess.run(
+            [*modelspec, "build", "specs/fraud.yaml", "--no-gate-exit"], cwd=first, check=True, capture_output=True
+        ),
+        rows,
+    )
+    second = root / "fraud-b"
+    subprocess.run(["git", "clone", "-q", str(first), str(second)], check=True, capture_output=True)
+    with fault_proxy(endpoint) as (counted, faults):
+        (second / "modelspec.yaml").write_text(f"remote: {{url: 's3://{name}/team', endpoint: '{counted}'}}\n")
+        out: list[str] = []
+
+        def build_b() -> None:
+            done = subprocess.run(
+                [*modelspec, "build", "specs/fraud.yaml", "--json", "--no-gate-exit"],
+                cwd=second,
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            out.append(done.stdout)
+
+        report = (
+            json.loads(out[0]) if timed("fraud: build in a fresh clone B (remote hits)", build_b, rows) and out else {}
+        )
+    ran = sum(1 for node in report.get("nodes", []) if node["state"] == "ran")
+    artifacts = sum(int(a["size"]) for a in report["specs"]["fraud"]["artifacts"].values())
+    note = f"{ran} stages ran; downloaded {faults.bytes_out / 1024:.0f} KiB; artifacts {artifacts / 1024:.0f} KiB"
+    rows.append(("  fraud in B", 0.0, note))
+    print(f"  {note}")
 
 
 if __name__ == "__main__":

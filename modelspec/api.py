@@ -1,6 +1,8 @@
 """The Python API: everything the command line does, without click (the build itself is in
 build/engine.py): validate, lock, plan, build, checkout, verify, reproduce; the registry's
-queries and actions through a `Catalog`; gc, du, the gc daemon and its timers; init.
+queries and actions through a `Catalog`; quality gates judged again, metrics over versions
+and data drift (`quality.py`: judge_gates, metric_history, drift and their plots); gc, du,
+the gc daemon and its timers; init.
 
 Every function returns values and reports progress through a `Reporter`; nothing here
 prints or exits (the CLI does). What `modelspec gc --dry-run` and `modelspec promote` do:
@@ -23,29 +25,42 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .build.engine import BuildOptions, BuildReport, build
-from .build.graph import BuildGraph, load_specs
-from .build.loading import check_graph, load_graph, lock_bytes, lock_path, open_registry, open_workspace, write_locks
-from .build.plan import Isolation, LastBuild, PlannedNode, plan_build
-from .build.rebuilder import CachingRebuilder, NodeState
-from .build.registration import read_build_record
-from .env.environment import Environment, ensure_environment, remove_environment
-from .env.manifest import list_environments
-from .env.uv import lock_requirements
 from .errors import Problem, SpecError, UsageError
 from .events import Reporter, ignore
-from .integrity import VerifyReport, verify
-from .sandbox.bwrap import bwrap_path
 from .spec.load import find_repo_root
 from .spec.model import Lock, Spec, split_output_ref
 from .spec.schema import WORKSPACE_FILE
 from .store.objects import Entry
-from .store.traces import ActionCache
 from .store.workspace import CHECKOUT_DIR, Workspace, check_workspace_file, find_workspace
 
 if TYPE_CHECKING:
+    from .build.engine import BuildOptions, BuildReport, build
+    from .build.graph import BuildGraph
+    from .build.loading import (
+        load_graph,
+        lock_bytes,
+        lock_path,
+        open_registry,
+        open_workspace,
+        write_locks,
+    )
+    from .build.plan import PlannedNode
+    from .build.rebuilder import NodeState
     from .catalog import Catalog, Resolution
-    from .quality import drift, judge_gates, metric_history, write_drift_plot, write_metrics_plot
+    from .env.environment import Environment, remove_environment
+    from .env.manifest import list_environments
+    from .env.uv import lock_requirements
+    from .integrity import VerifyReport, verify
+    from .quality import (
+        drift,
+        drift_svg,
+        judge_gates,
+        metric_history,
+        metrics_svg,
+        write_drift_plot,
+        write_metrics_plot,
+    )
+    from .registry.queries import Page
     from .registry.versions import MARKS
     from .reproduce import DIFFERENT, WITHIN, ReproductionReport
     from .retention.gc import GcReport
@@ -62,16 +77,38 @@ if TYPE_CHECKING:
     from .retention.schedule import cron_expression as gc_schedule
     from .scaffold import InitReport
     from .transfer import TransferReport, fetch, pull, push, verify_remote
+    from .transfer import forget as remote_forget
     from .transfer import status as remote_status
 
 # Names handed on from modules that only some commands need: importing them here would
 # load SQLAlchemy (the registry) or croniter into every command, a no-op build included.
 _LAZY = {
+    # What builds: the engine, the resolver and Hydra, never needed to read the registry.
+    "BuildOptions": ("build.engine", "BuildOptions"),
+    "BuildReport": ("build.engine", "BuildReport"),
+    "build": ("build.engine", "build"),
+    "NodeState": ("build.rebuilder", "NodeState"),
+    "check_graph": ("build.loading", "check_graph"),
+    "load_graph": ("build.loading", "load_graph"),
+    "lock_bytes": ("build.loading", "lock_bytes"),
+    "lock_path": ("build.loading", "lock_path"),
+    "open_registry": ("build.loading", "open_registry"),
+    "open_workspace": ("build.loading", "open_workspace"),
+    "write_locks": ("build.loading", "write_locks"),
+    "Environment": ("env.environment", "Environment"),
+    "remove_environment": ("env.environment", "remove_environment"),
+    "list_environments": ("env.manifest", "list_environments"),
+    "lock_requirements": ("env.uv", "lock_requirements"),
+    "VerifyReport": ("integrity", "VerifyReport"),
+    "verify": ("integrity", "verify"),
     "Catalog": ("catalog", "Catalog"),
     "Resolution": ("catalog", "Resolution"),
     "MARKS": ("registry.versions", "MARKS"),
     "judge_gates": ("quality", "judge_gates"),
     "drift": ("quality", "drift"),
+    "drift_svg": ("quality", "drift_svg"),
+    "metrics_svg": ("quality", "metrics_svg"),
+    "Page": ("registry.queries", "Page"),
     "write_drift_plot": ("quality", "write_drift_plot"),
     "metric_history": ("quality", "metric_history"),
     "write_metrics_plot": ("quality", "write_metrics_plot"),
@@ -96,6 +133,7 @@ _LAZY = {
     "fetch": ("transfer", "fetch"),
     "pull": ("transfer", "pull"),
     "remote_status": ("transfer", "status"),
+    "remote_forget": ("transfer", "forget"),
     "verify_remote": ("transfer", "verify_remote"),
 }
 
@@ -118,6 +156,7 @@ __all__ = [
     "GcReport",
     "InitReport",
     "NodeState",
+    "Page",
     "Resolution",
     "Schedule",
     "TransferReport",
@@ -129,6 +168,7 @@ __all__ = [
     "create_environment",
     "crontab_line",
     "drift",
+    "drift_svg",
     "du",
     "fetch",
     "gc",
@@ -144,12 +184,14 @@ __all__ = [
     "lock_path",
     "lock_requirements",
     "metric_history",
+    "metrics_svg",
     "open_catalog",
     "open_registry",
     "open_workspace",
     "plan",
     "pull",
     "push",
+    "remote_forget",
     "remote_gc",
     "remote_status",
     "remove_environment",
@@ -197,6 +239,8 @@ def validate(
     """Every check `plan` makes (schema, consistency, paths at the resolved commit, the
     composed config), hashing no data and writing nothing; raises `SpecError` with every
     problem. Returns each spec of the build, by name."""
+    from .build.loading import check_graph
+
     graph = check_graph(spec_paths, overrides, allow_dirty)
     return {name: item.spec for name, item in graph.specs.items()}
 
@@ -240,27 +284,26 @@ def plan(
     allow_dirty: bool = False,
     hermetic: str | None = None,
 ) -> tuple[BuildGraph, list[PlannedNode]]:
+    from .build.loading import load_graph
+    from .build.plan import Isolation, plan_build
+    from .build.rebuilder import CachingRebuilder
+    from .build.registration import LastBuilds
+    from .sandbox.bwrap import bwrap_path
+    from .store.traces import ActionCache
+
     workspace, graph, _ctx = load_graph(spec_paths, overrides, allow_dirty)
     cache = ActionCache(workspace.action_cache_dir, workspace.store.tmp)
+    cache.read_index(graph.cache_index)
     rebuilder = CachingRebuilder(cache, workspace.store, workspace.locks_dir)
     isolation = Isolation(hermetic, bwrap_path() is not None)  # the sandbox a build would use now
-    return graph, plan_build(graph, rebuilder.lookup, last_builds(workspace, graph), isolation)
-
-
-def last_builds(workspace: Workspace, graph: BuildGraph) -> dict[str, LastBuild]:
-    """What the last build of each spec of the graph saw, which a plan compares with."""
-    builds = {}
-    for name in graph.specs:
-        record = read_build_record(workspace, name)
-        if record is not None:
-            documents = {node: info.get("key_document", {}) for node, info in record.get("nodes", {}).items()}
-            overrides = record.get("overrides")  # absent from the records of older versions
-            builds[name] = LastBuild(documents, None if overrides is None else tuple(overrides))
-    return builds
+    return graph, plan_build(graph, rebuilder.lookup, LastBuilds(workspace), isolation)
 
 
 def create_environment(spec_path: Path, *, offline: bool = False, reporter: Reporter = ignore) -> Environment | None:
     """Materialize the environment of one spec (what `build` does on first use)."""
+    from .build.loading import load_graph
+    from .env.environment import ensure_environment
+
     workspace, graph, _ctx = load_graph([spec_path])
     item = graph.specs[graph.targets[0]]
     pinned = item.lock.environment
@@ -280,6 +323,10 @@ def checkout(spec_path: Path, out_dir: Path | None = None) -> dict[str, Path]:
     """Copy the artifacts of the spec's last build out of the store (read-only files), by
     default under the workspace root's `artifacts/<name>`, wherever the command runs from.
     Copies, not hardlinks: a checkout may be edited or removed without touching the store."""
+    from .build.graph import load_specs
+    from .build.loading import open_workspace
+    from .build.registration import read_build_record
+
     workspace = open_workspace([spec_path])
     specs = load_specs([spec_path], workspace.cache_dir)
     name = next(s.name for s in specs.values() if s.path == Path(os.path.abspath(spec_path)))

@@ -191,23 +191,29 @@ def _png(figure: Figure, target: Path) -> None:
             hint="pip install 'modelspec[plot]', or write an .svg (no dependency)",
         ) from None
     fig, axes = plt.subplots(len(figure.panels), 1, figsize=(9, 2.8 * len(figure.panels)), squeeze=False)
-    fig.suptitle(figure.title)
+    fig.suptitle(_plain(figure.title))
     for ax, panel in zip(axes[:, 0], figure.panels, strict=True):
-        ax.set_title(panel.title, loc="left", fontsize=10)
+        ax.set_title(_plain(panel.title), loc="left", fontsize=10)
         if isinstance(panel, Lines):
             xs = range(len(panel.values))
             ax.plot(xs, [float("nan") if v is None else v for v in panel.values], marker=".")
             for i, text in panel.marks.items():
                 ax.axvline(i, color=COLOURS[3], linestyle="--")
-                ax.annotate(text, (i, 1), xycoords=("data", "axes fraction"), color=COLOURS[3], va="top")
+                ax.annotate(_plain(text), (i, 1), xycoords=("data", "axes fraction"), color=COLOURS[3], va="top")
             every = max(1, -(-len(panel.labels) // MAX_LABELS))
-            ax.set_xticks(list(xs)[::every], list(panel.labels)[::every], rotation=30, ha="right", fontsize=8)
+            labels = [_plain(label) for label in panel.labels]
+            ax.set_xticks(list(xs)[::every], labels[::every], rotation=30, ha="right", fontsize=8)
         else:
             width = 0.8 / max(len(panel.series), 1)
             for s, (name, counts) in enumerate(panel.series):
-                ax.bar([b + s * width for b in range(len(counts))], counts, width, label=name, alpha=0.75)
-            ax.set_xticks(range(len(panel.bins)), panel.bins, rotation=30, ha="right", fontsize=8)
+                ax.bar([b + s * width for b in range(len(counts))], counts, width, label=_plain(name), alpha=0.75)
+            ax.set_xticks(range(len(panel.bins)), [_plain(b) for b in panel.bins], rotation=30, ha="right", fontsize=8)
             ax.legend()
     fig.tight_layout()
     fig.savefig(target, format="png")
     plt.close(fig)
+
+
+def _plain(text: str) -> str:
+    """A user string (a column, a category) as matplotlib's literal text: `$` would start math."""
+    return text.replace("$", r"\$")

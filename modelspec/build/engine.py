@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..digest import digest_json
 from ..events import Reporter, ignore
 from ..store.leases import Lease, remove_stale_leases
 from ..store.reserve import keep as keep_reserve
 from ..store.traces import ActionCache
 from ..store.workspace import Workspace
+from .gating import judge_gates, known_verdict
 from .graph import BuildGraph, DataInput
 from .loading import load_graph, open_registry, reach_registry, write_locks
 from .plan import Isolation, content_ids
@@ -30,7 +30,6 @@ from .rebuilder import CachingRebuilder, ForcingRebuilder, NodeOutcome, NodeStat
 from .registration import (
     build_record,
     differing_outputs,
-    judge_gates,
     register,
     save_build_record,
     unchanged_registration,
@@ -39,8 +38,8 @@ from .remote import with_remote
 from .tasks import EnvironmentPool, Tasks, WorkspaceSources, choose_sandboxes, run_tasks
 
 if TYPE_CHECKING:
-    from ..registry.gates import GateVerdict
     from ..registry.registry import Revival
+    from ..spec.gates import GateVerdict
 
 
 @dataclass(frozen=True)
@@ -102,8 +101,7 @@ def build(
     sandboxes = choose_sandboxes(graph, isolation, reporter)
     write_locks(graph, workspace.cache_dir)
     cache = ActionCache(workspace.action_cache_dir, store.tmp)
-    targets = digest_json(sorted(graph.specs))
-    cache.read_index(targets)
+    cache.read_index(graph.cache_index)
     environments = EnvironmentPool(workspace, options.offline, reporter)
     sources = WorkspaceSources(workspace, graph, ctx.statcache)
     # What this build uses is leased, so that a concurrent gc keeps it; its objects reach the
@@ -120,7 +118,7 @@ def build(
         tasks = Tasks(graph, sources, sandboxes, environments, rebuilder, lease, reporter, cancel)
         order = graph.order()
         results = run_tasks(tasks, order, jobs=options.jobs, keep_going=options.keep_going, executor=executor)
-        cache.write_index(targets)
+        cache.write_index(graph.cache_index)
         report = BuildReport([results[n] for n in order])
         with lease.holding():
             _register(workspace, graph, results, tasks.keys, isolation, report, sources)
@@ -170,9 +168,13 @@ def _register(
             report.records[name] = record
             report.versions[name] = (version.ref, created)
         for name, (ref, _created) in report.versions.items():
-            if graph.specs[name].spec.gates:  # judged again at every build: the baseline may have moved
-                registry = registry or open_registry(workspace)
-                report.gates[name] = judge_gates(registry, ref, graph.specs[name].spec)
+            spec = graph.specs[name].spec
+            if spec.gates:  # judged again at every build, the baseline may have moved (see gating.py)
+                verdict = known_verdict(workspace, ref, spec)
+                if verdict is None:
+                    registry = registry or open_registry(workspace)
+                    verdict = judge_gates(workspace, registry, ref, spec)
+                report.gates[name] = verdict
     finally:
         if registry is not None:
             registry.close()

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..digest import canonical_json
+from ..digest import canonical_json, digest_json
 from ..errors import Problem, SpecError, UsageError
 from ..resolve.lock import ResolveContext, resolve_spec
 from ..sandbox.layout import Command
@@ -100,6 +100,11 @@ class BuildGraph:
     predecessors: dict[str, list[str]]
     specs: dict[str, ResolvedSpec]  # empty for a graph from a stored lock
     targets: list[str]  # spec names given on the command line
+
+    @property
+    def cache_index(self) -> str:
+        """The name of the action-cache index kept for builds of exactly these specs."""
+        return digest_json(sorted(self.specs))
 
     def node(self, node_id: str) -> Node:
         return self.nodes_by_id[node_id]

@@ -7,7 +7,7 @@ import getpass
 import json
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,14 +20,13 @@ from ..spec.lockdata import PathData, RegisteredData
 from ..spec.model import split_output_ref
 from ..store.workspace import Workspace
 from .graph import BuildGraph, DataInput
+from .plan import LastBuild
 from .profiles import data_profiles
 from .rebuilder import NodeOutcome
 from .tasks import WorkspaceSources
 
 if TYPE_CHECKING:  # SQLAlchemy is imported only when a build actually registers something
-    from ..registry.gates import GateVerdict
     from ..registry.registry import ModelVersion, Registry, Revival
-    from ..spec.model import Spec
 
 BUILD_RECORD_FORMAT = 3
 
@@ -212,12 +211,6 @@ def register(
     return registry.register(draft)
 
 
-def judge_gates(registry: Registry, ref: str, spec: Spec) -> GateVerdict:
-    """The spec's gates against version `ref` (just registered, or found registered): a
-    failed gate makes it rejected. Gates are not in the lock, so not in the content id."""
-    return registry.judge_gates(registry.resolve(ref), spec.gates, actor(spec.repo_root), always=False)
-
-
 def differing_outputs(version: ModelVersion, record: dict[str, Any]) -> list[str]:
     """`stage.output (registered X, built Y)` for each output of this build whose bytes differ
     from those of `version`, registered before for the same inputs."""
@@ -245,3 +238,35 @@ def actor(repo: Path) -> str:
 
 def _artifact_named(artifacts: tuple[str, ...], output: str) -> str:
     return next(ref for ref in artifacts if split_output_ref(ref)[1] == output)
+
+
+class LastBuilds(Mapping[str, LastBuild]):
+    """What the last build of each spec saw, which a plan compares with: a record is read
+    (a megabyte per 1,000 stages) only when a node of its spec will run."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+        self._read: dict[str, LastBuild | None] = {}
+
+    def __getitem__(self, name: str) -> LastBuild:
+        if name not in self._read:
+            self._read[name] = _last_build(self.workspace, name)
+        found = self._read[name]
+        if found is None:
+            raise KeyError(name)
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(n for n in self._read if self._read[n] is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def _last_build(workspace: Workspace, name: str) -> LastBuild | None:
+    record = read_build_record(workspace, name)
+    if record is None:
+        return None
+    documents = {node: info.get("key_document", {}) for node, info in record.get("nodes", {}).items()}
+    overrides = record.get("overrides")  # absent from the records of older versions
+    return LastBuild(documents, None if overrides is None else tuple(overrides))

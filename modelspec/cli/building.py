@@ -90,14 +90,14 @@ def plan(args: tuple[str, ...], allow_dirty: bool, hermetic: str | None, as_json
     if as_json:
         emit_json({"nodes": [p.to_dict() for p in planned]})
         return
-    console = make_console()
+    lines = []  # printed at once: a rich print per line costs a millisecond, a second at 1,000 stages
     for item in planned:
         status = "[dim]cached[/]   " if item.cached else "[bold]will run[/] "
-        console.print(f"{status} {escape(printable(item.node))}  [dim]{item.key[7:19]}[/]")
-        for reason in item.reasons:
-            echo(f"           - {reason}")
+        lines.append(f"{status} {escape(printable(item.node))}  [dim]{item.key[7:19]}[/]")
+        lines += [f"           - {escape(printable(reason))}" for reason in item.reasons]
     runs = sum(1 for p in planned if not p.cached)
-    console.print(f"{runs} of {plural(len(planned), 'stage')} will run")
+    lines.append(f"{runs} of {plural(len(planned), 'stage')} will run")
+    make_console().print("\n".join(lines), highlight=False)
 
 
 @main.command()
@@ -204,6 +204,9 @@ def _print_build_summary(console: Any, report: Any, rows: list[dict[str, Any]]) 
     if any(r["state"] != "cached" for r in rows):
         console.print(summary_table(rows))
     counts = ", ".join(f"{report.count(s)} {s.value}" for s in NodeState if report.count(s))
+    remote = sum(1 for r in rows if r["reason"] == "from the remote cache")
+    if remote:  # a hit on the remote was downloaded: say so, it explains the time and the traffic
+        counts += f" ({remote} from the remote)"
     console.print(f"{'[green]ok[/]' if report.ok else '[red]failed[/]'}: {counts} in {report.seconds:.2f} s")
     for name, (ref, created) in report.versions.items():
         if name in report.differs:

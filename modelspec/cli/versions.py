@@ -99,6 +99,7 @@ def show(ref: str, as_json: bool) -> None:
         ("aliases", ", ".join(info["aliases"]) or "-"),
         ("tags", ", ".join(f"{k}={v}" for k, v in sorted(info["tags"].items())) or "-"),
         ("lock", info["lock"]),
+        ("profiles", ", ".join(sorted(info.get("profiles") or {})) or "-"),  # the inputs `drift` can compare
     ]
     if info.get("traffic"):
         split = info["traffic"]
@@ -390,6 +391,7 @@ _COUNTED = (
     ("alias_history", "alias moves"),
     ("tags", "tags"),
     ("reproductions", "reproductions"),
+    ("gate_results", "gate verdicts"),
     ("pins", "pins"),
     ("gate_results", "gate verdicts"),
     ("events", "audit events"),

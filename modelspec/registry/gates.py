@@ -7,47 +7,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 
 from ..errors import UsageError
-from ..spec.gates import Baseline, Gate, GateResult, evaluate, verdict
+from ..spec.gates import REJECTED, Baseline, Gate, GateResult, GateVerdict, evaluate, verdict
 from . import tables as t
 from .aliases import primary_target
 from .audit import Write
 from .queries import among, metrics_of, targets
 from .versions import ModelVersion
 
-REJECTED = "failed"  # the verdict that makes a version rejected
+Check = Gate | GateResult  # a gate to evaluate, or one judged already (a drift gate, from profiles)
 
 
-@dataclass(frozen=True)
-class GateVerdict:
-    """A version's gates judged: the verdict it now has, and whether this judgement was
-    recorded (a build records one only when the results differ from the newest verdict's)."""
-
-    ref: str
-    verdict: str  # passed | failed | overridden (a failure a forced promotion accepted)
-    results: tuple[GateResult, ...]
-    recorded: bool
-
-    @property
-    def rejected(self) -> bool:
-        return self.verdict == REJECTED
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "version": self.ref,
-            "verdict": self.verdict,
-            "rejected": self.rejected,
-            "recorded": self.recorded,
-            "results": [r.to_dict() for r in self.results],
-        }
-
-
-def judge(w: Write, version: ModelVersion, gates: Iterable[Gate], actor: str, always: bool) -> GateVerdict:
+def judge(w: Write, version: ModelVersion, gates: Iterable[Check], actor: str, always: bool) -> GateVerdict:
     """Evaluate `gates` against the version's recorded metrics and, for `vs: ALIAS`, the
     metrics of the version the alias serves now (its primary target), in one transaction.
     Recorded when `always` (`modelspec gate`), else only when the results differ from the
@@ -56,7 +31,7 @@ def judge(w: Write, version: ModelVersion, gates: Iterable[Gate], actor: str, al
     gates = tuple(gates)
     metrics = metrics_of(w.conn, [version.id]).get(version.id, {})
     baselines: dict[str, Baseline | None] = {}
-    for alias in sorted({g.vs for g in gates if g.vs}):
+    for alias in sorted({g.vs for g in gates if isinstance(g, Gate) and g.vs}):
         served = targets(w.conn, version.name, alias)
         if served:
             primary = primary_target(served)

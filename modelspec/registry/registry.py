@@ -289,13 +289,14 @@ class Registry:
         with self._read() as conn:
             return queries.resolve(conn, ref)
 
-    def has_model(self, name: str) -> bool:
-        with self._read() as conn:
-            return queries.has_model(conn, name)
-
     def names(self) -> list[str]:
         with self._read() as conn:
             return queries.names(conn)
+
+    def has_model(self, name: str) -> bool:
+        """Whether a version of model NAME is registered: one index probe, not `names()`."""
+        with self._read() as conn:
+            return queries.has_model(conn, name)
 
     def list_versions(
         self,
@@ -305,6 +306,25 @@ class Registry:
     ) -> list[ModelVersion]:
         with self._read() as conn:
             return queries.list_versions(conn, name, where, tags)
+
+    def versions_page(
+        self,
+        name: str,
+        where: list[tuple[str, str, float]] | None,
+        tags: Mapping[str, str] | None,
+        page: queries.Page,
+        metric: str | None = None,
+        descending: bool = True,
+    ) -> tuple[list[ModelVersion], bool, bool]:
+        """A page of `list_versions` by keyset (see queries.versions_page)."""
+        with self._read() as conn:
+            return queries.versions_page(conn, name, where, tags, page, metric, descending)
+
+    def count_versions(
+        self, name: str, where: list[tuple[str, str, float]] | None = None, tags: Mapping[str, str] | None = None
+    ) -> int:
+        with self._read() as conn:
+            return queries.count_versions(conn, name, where, tags)
 
     def versions_by_status(self, status: str) -> list[ModelVersion]:
         with self._read() as conn:
@@ -376,9 +396,9 @@ class Registry:
         with self._write() as w:
             return aliases.remove(w, name, alias, actor)
 
-    def alias_history(self, name: str, alias: str) -> list[dict[str, Any]]:
+    def alias_history(self, name: str, alias: str, newest: int | None = None) -> list[dict[str, Any]]:
         with self._read() as conn:
-            return aliases.history(conn, name, alias)
+            return aliases.history(conn, name, alias, newest)
 
     # -- retention -------------------------------------------------------------------------
 
@@ -420,7 +440,7 @@ class Registry:
         with self._read() as conn:
             return lineage.reproductions(conn, version.id)
 
-    def judge_gates(self, version: ModelVersion, of: Iterable[gates.Gate], by: str, always: bool) -> gates.GateVerdict:
+    def judge_gates(self, version: ModelVersion, of: Iterable[gates.Check], by: str, always: bool) -> gates.GateVerdict:
         with self._write() as w:
             return gates.judge(w, version, of, by, always)
 

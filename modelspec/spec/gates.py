@@ -18,6 +18,7 @@ from ..errors import Problem
 from .yamlsource import Document
 
 CHANGES = ("min_abs_change", "min_rel_change")
+REJECTED = "failed"  # the verdict that makes a version rejected
 # A difference of two floats is rounded (0.795 - 0.8 is -0.005000000000000004): a value
 # exactly at a gate's boundary passes, within this relative tolerance.
 _TOLERANCE = 1e-9
@@ -25,22 +26,36 @@ _TOLERANCE = 1e-9
 
 @dataclass(frozen=True, slots=True)
 class Gate:
-    metric: str
+    metric: str  # for a drift gate, `data`
     direction: str  # higher | lower
-    threshold: float | None = None
+    threshold: float | None = None  # for a drift gate, the share of drifted columns that fails it
     vs: str | None = None
     min_abs_change: float | None = None
     min_rel_change: float | None = None
+    kind: str = "metric"  # metric | drift (the spec's `drift:`, judged from data profiles)
+    ignore: tuple[str, ...] = ()  # a drift gate's columns not compared
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Gate:
-        return cls(str(data["metric"]), str(data["direction"]), *(data.get(k) for k in _OPTIONAL))
+        return cls(
+            str(data["metric"]),
+            str(data["direction"]),
+            threshold=data.get("threshold"),
+            vs=data.get("vs"),
+            min_abs_change=data.get("min_abs_change"),
+            min_rel_change=data.get("min_rel_change"),
+            kind=str(data.get("kind", "metric")),
+            ignore=tuple(data.get("ignore", ())),
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        found = {k: v for k, v in asdict(self).items() if v is not None and k not in ("kind", "ignore")}
+        return found if self.kind == "metric" else {**found, "kind": self.kind, "ignore": list(self.ignore)}
 
     def describe(self) -> str:
         """`auc ≥ 0.8`, `auc vs production: change ≥ -0.005`, as a person reads a gate."""
+        if self.kind == "drift":
+            return f"no data drift vs {self.vs} (dataset drift at {self.threshold:.0%} of the columns)"
         sign = "≥" if self.direction == "higher" else "≤"
         said = [f"{self.metric} {sign} {self.threshold:g}"] if self.threshold is not None else []
         if self.vs is not None:
@@ -51,9 +66,6 @@ class Gate:
                 limits.append(f"relative change ≥ {self.min_rel_change:+.2%}")
             said.append(f"{self.metric} vs {self.vs}: {', '.join(limits)} ({self.direction} is better)")
         return "; ".join(said)
-
-
-_OPTIONAL = ("threshold", "vs", "min_abs_change", "min_rel_change")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,22 +108,57 @@ class GateResult:
         )
 
 
+@dataclass(frozen=True)
+class GateVerdict:
+    """A version's gates judged: the verdict it now has, and whether this judgement was
+    recorded (a build records one only when the results differ from the newest verdict's)."""
+
+    ref: str
+    verdict: str  # passed | failed | overridden (a failure a forced promotion accepted)
+    results: tuple[GateResult, ...]
+    recorded: bool
+
+    @property
+    def rejected(self) -> bool:
+        return self.verdict == REJECTED
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.ref,
+            "verdict": self.verdict,
+            "rejected": self.rejected,
+            "recorded": self.recorded,
+            "results": [r.to_dict() for r in self.results],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], recorded: bool = False) -> GateVerdict:
+        results = tuple(GateResult.from_dict(r) for r in data["results"])
+        return cls(str(data["version"]), str(data["verdict"]), results, recorded)
+
+
 def verdict(results: Iterable[GateResult]) -> str:
     """`passed` when every gate passed, else `failed`."""
     return "passed" if all(r.passed for r in results) else "failed"
 
 
 def evaluate(
-    gates: Iterable[Gate], metrics: Mapping[str, float], baselines: Mapping[str, Baseline | None]
+    gates: Iterable[Gate | GateResult], metrics: Mapping[str, float], baselines: Mapping[str, Baseline | None]
 ) -> list[GateResult]:
     """Each gate against a version's `metrics` and, for `vs: ALIAS`, `baselines[ALIAS]` (None:
-    the alias serves no version yet). A metric the version did not record fails its gate; a
+    the alias serves no version yet); a gate judged already (a drift gate's result) is kept
+    as it is. A metric the version did not record fails its gate; a
     baseline that is missing, or lacks the metric, has nothing to compare with: the change
     part passes and says so (the first version must be able to reach production)."""
-    return [_evaluate(gate, metrics, baselines.get(gate.vs) if gate.vs else None) for gate in gates]
+    return [
+        gate if isinstance(gate, GateResult) else _evaluate(gate, metrics, baselines.get(gate.vs) if gate.vs else None)
+        for gate in gates
+    ]
 
 
 def _evaluate(gate: Gate, metrics: Mapping[str, float], baseline: Baseline | None) -> GateResult:
+    if gate.kind != "metric":  # judged from data profiles by the caller, who did not
+        return GateResult(gate, False, None, why=f"a {gate.kind} gate cannot be judged from metrics")
     value = metrics.get(gate.metric)
     if value is None:
         recorded = ", ".join(sorted(metrics)) or "none"
@@ -212,4 +259,21 @@ def gate_problems(document: Document, data: Mapping[str, Any]) -> list[Problem]:
 
 
 def gates_of(data: Mapping[str, Any]) -> tuple[Gate, ...]:
-    return tuple(Gate.from_dict(g) for g in data.get("gates") or ())
+    """The spec's `gates:`, then its `drift:` as a gate."""
+    found = [Gate.from_dict(g) for g in data.get("gates") or ()]
+    drift = data.get("drift")
+    if isinstance(drift, dict):
+        share, ignore = float(drift.get("share", 0.5)), tuple(drift.get("ignore", ()))
+        found.append(Gate("data", "lower", share, str(drift.get("vs", "production")), kind="drift", ignore=ignore))
+    return tuple(found)
+
+
+def drift_problems(document: Document, data: Mapping[str, Any]) -> list[Problem]:
+    """A `drift:` gate needs a data input whose profile it can compare: a CSV or Parquet file."""
+    if not isinstance(data.get("drift"), dict):
+        return []
+    sources: dict[str, Any] = data["data"] if isinstance(data.get("data"), dict) else {}
+    paths = [s.get("path") for s in sources.values() if isinstance(s, dict)]
+    if any(isinstance(p, str) and p.lower().endswith((".csv", ".parquet")) for p in paths):
+        return []
+    return [document.problem(("drift",), "drift compares data profiles, and no data input is a .csv or .parquet file")]

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..digest import canonical_json, digest_json, hex_of
-from ..errors import UsageError
+from ..errors import StoreError, UsageError
 from .blobs import Blobs, RemoteConfig, open_blobs
 from .objects import write_atomic
 from .remote import RemoteStore
@@ -138,6 +138,11 @@ class RemoteActionCache:
         name = f"{AC}{hex_of(result.key)}/{hex_of(outcome_digest(result))}.json"
         return self.blobs.create(name, canonical_json(document))
 
+    def others(self, result: ActionResult) -> int:
+        """How many different results the remote holds for the result's key besides it."""
+        mine = f"{hex_of(outcome_digest(result))}.json"
+        return sum(1 for info in self.blobs.scan(f"{AC}{hex_of(result.key)}/") if not info.name.endswith(mine))
+
     def by_key(self) -> Iterator[tuple[str, list[str]]]:
         """Each key's entry names, from one listing of the cache."""
         by_key: dict[str, list[str]] = {}
@@ -229,8 +234,18 @@ def read_roots(blobs: Blobs) -> dict[str, dict[str, Any]]:
         data = blobs.get(info.name)
         if data is None:
             continue
-        document = json.loads(data)
-        found[str(document["workspace"])] = document
+        try:
+            document = json.loads(data)
+            if not isinstance(document["objects"], list):
+                raise TypeError("its objects are not a list")
+            found[str(document["workspace"])] = document
+        except (ValueError, KeyError, TypeError) as exc:
+            ident = info.name.removeprefix(ROOTS).removesuffix(".json")
+            raise StoreError(
+                f"the roots of workspace {ident} on the remote ({info.name}) cannot be read: {exc}",
+                hint="remote gc keeps nothing it cannot account for: push again from that workspace, or "
+                f"`modelspec remote forget {ident}` if it is gone for good",
+            ) from None
     return found
 
 

@@ -105,3 +105,27 @@ def test_drift_between_versions_and_against_a_new_file(repo: Repo) -> None:
     assert "as CSV (.csv) or Parquet" in run(repo, "drift", "d@1.0.0", "--data", "traffic/x.json", code=2).stderr
     other = run(repo, "drift", "d@1.0.0", "d@1.0.1", "--input", "other", code=2)
     assert "have no input 'other' in common" in other.stderr
+
+
+def test_a_drift_gate_rejects_a_version_whose_data_drifted(repo: Repo) -> None:
+    repo.write("specs/d.yaml", SPEC + "drift: {vs: production, ignore: [id]}\n", dedent=False)
+    repo.write("data/t.csv", table(800, 0, 1))
+    repo.commit("d")
+    first = as_json(repo, "build", "specs/d.yaml")["versions"]["d"]["gates"]
+    assert first["verdict"] == "passed"
+    assert first["results"][0]["why"] == "no baseline: no version is production"
+    assert first["results"][0]["gate"] == {"metric": "data", "direction": "lower", "threshold": 0.5,
+                                           "vs": "production", "kind": "drift", "ignore": ["id"]}  # fmt: skip
+    run(repo, "promote", "d@1.0.0", "production")
+    repo.write("data/t.csv", table(800, 0.5, 2))
+    drifted = run(repo, "build", "specs/d.yaml", code=1)
+    assert "FAILED  no data drift vs production (dataset drift at 50% of the columns): table: 2 of 3 columns " in (
+        drifted.stdout
+    )
+    assert "drifted (67%): x, c vs d@1.0.0" in drifted.stdout
+    assert as_json(repo, "versions", "d")[1]["status"] == "rejected"
+    repo.write("data/t.csv", table(800, 0, 3))
+    assert as_json(repo, "build", "specs/d.yaml")["versions"]["d"]["gates"]["verdict"] == "passed"
+    # `gate` judges the drift again, from the profiles, against today's production.
+    run(repo, "promote", "d@1.0.1", "production", "--force", "--reason", "the new data is the real data")
+    assert as_json(repo, "gate", "d@1.0.2", code=1)["results"][0]["baseline_version"] == "d@1.0.1"

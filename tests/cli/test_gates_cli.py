@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import subprocess
+import sys
 from typing import Any
 from xml.etree import ElementTree
 
@@ -203,3 +204,32 @@ def test_metrics_over_versions_with_deltas_aliases_and_a_plot(repo: Repo) -> Non
         assert "pip install 'modelspec[plot]'" in run(repo, "metrics", "m", "--plot", str(png), code=2).stderr
         assert not png.exists()
     assert [p.name for p in (repo.path / "out").iterdir()] == ["m.svg"]  # no temp file left behind
+
+
+def build_loading(repo: Repo, *args: str) -> tuple[subprocess.CompletedProcess[str], bool]:
+    """A real build in a subprocess, and whether it imported SQLAlchemy (opened the registry)."""
+    code = (
+        "import atexit, sys; atexit.register(lambda: print('sqlalchemy:', 'sqlalchemy' in sys.modules)); "
+        "from modelspec.cli import main; sys.argv = ['modelspec', *sys.argv[1:]]; main()"
+    )
+    done = subprocess.run([sys.executable, "-c", code, "build", *args], cwd=repo.path, capture_output=True, text=True)
+    return done, "sqlalchemy: True" in done.stdout
+
+
+def test_a_no_op_build_reuses_its_verdict_until_the_registry_moves(repo: Repo) -> None:
+    make(repo)
+    run(repo, "build", "specs/m.yaml")
+    run(repo, "build", "specs/m.yaml", "auc=0.9")
+    noop, opened = build_loading(repo, "specs/m.yaml", "auc=0.9")
+    assert noop.returncode == 0 and not opened, noop.stdout + noop.stderr  # the registry was not opened
+    assert "gates of m@1.0.1: passed" in noop.stdout
+    run(repo, "promote", "m@1.0.1", "production")  # the baseline moved: judged again
+    again, opened = build_loading(repo, "specs/m.yaml", "auc=0.9")
+    assert opened and "change +0 ≥ -0.005 vs m@1.0.1" in again.stdout
+    assert not build_loading(repo, "specs/m.yaml", "auc=0.9")[1]
+    repo.write("specs/m.yaml", SPEC + GATES.replace("0.80", "0.95"), dedent=False)  # other gates
+    repo.commit("stricter")
+    stricter, opened = build_loading(repo, "specs/m.yaml", "auc=0.9")
+    assert opened and stricter.returncode == 1 and "FAILED  auc ≥ 0.95: 0.9 < 0.95" in stricter.stdout
+    repeat, opened = build_loading(repo, "specs/m.yaml", "auc=0.9")
+    assert not opened and repeat.returncode == 1 and "FAILED: the version is rejected" in repeat.stdout

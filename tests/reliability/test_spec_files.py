@@ -82,7 +82,7 @@ def make_directory(repo: Repo) -> str:
 
 
 def make_huge(repo: Repo) -> str:
-    repo.write("specs/huge.yaml", SPEC + "#" * (2 << 20) + "\n", dedent=False)
+    repo.write("specs/huge.yaml", SPEC + "#" * (MAX_BYTES + 1) + "\n", dedent=False)
     return "specs/huge.yaml"
 
 
@@ -94,7 +94,7 @@ KINDS = {
     "dev-zero": (dev_zero, NOT_REGULAR + " (a character device)"),
     "fifo": (make_fifo, NOT_REGULAR + " (a FIFO)"),
     "directory": (make_directory, NOT_REGULAR + " (a directory)"),
-    "2-MiB": (make_huge, f"may be at most {MAX_BYTES} bytes (1 MiB)"),
+    "too-big": (make_huge, f"may be at most {MAX_BYTES} bytes (8 MiB)"),
 }
 
 
@@ -118,7 +118,7 @@ def test_a_workspace_file_that_is_a_fifo_is_refused(repo: Repo, command: str) ->
 
 def test_a_huge_workspace_file_is_refused(repo: Repo) -> None:
     prepared(repo)
-    repo.write("modelspec.yaml", "#" * (2 << 20) + "\n")
+    repo.write("modelspec.yaml", "#" * (MAX_BYTES + 1) + "\n")
     assert_refused(run(repo, "validate", "specs/x.yaml"), "modelspec.yaml", f"may be at most {MAX_BYTES} bytes")
 
 

@@ -1,11 +1,12 @@
 """Quality gates in-process: the evaluation (absolute, against an alias, direction, missing
 metric or baseline), as properties where natural; and in a real SQLite registry, verdicts
 recorded and audited, rejected versions refused by promote until a forced, audited
-override, and tampering with a verdict found by `audit --verify`. Metrics over versions:
+override, and tampering with a verdict found by `audit --verify`, on SQLite and PostgreSQL. Metrics over versions:
 deltas, aliases, rejections, the sparkline."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -108,9 +109,10 @@ def draft(cid: str, auc: float) -> VersionDraft:
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> Registry:
-    found = Registry.at(tmp_path / "registry.db")
-    yield found  # type: ignore[misc]
+def registry(registry_url: str) -> Iterator[Registry]:
+    """A new registry on SQLite, then on PostgreSQL: the gates' queries are dialect-neutral."""
+    found = Registry(registry_url)
+    yield found
     found.close()
 
 
@@ -186,3 +188,24 @@ def test_metric_history_has_deltas_aliases_and_rejections(registry: Registry, tm
         metric_history(catalog, "m", "acu")
     with pytest.raises(UsageError, match="no model named 'x'"):
         metric_history(catalog, "x")
+
+
+def test_verdicts_survive_a_copy_to_postgresql_and_new_ones_follow_them(tmp_path: Path, postgres_url: str) -> None:
+    """`registry copy` keeps every verdict's id; the copy's sequence must hand out the next."""
+    source = Registry(f"sqlite:///{tmp_path / 'registry.db'}")
+    try:
+        version = source.register(draft("a1", 0.7))[0]
+        source.judge_gates(version, [AUC_08], "ana", always=False)
+        source.promote("m@1.0.0", "production", "bo", force_reason="the only model we have")
+        info, problems = source.copy_to(postgres_url)
+        assert problems == [] and info["counts"]["gate_results"] == 2
+    finally:
+        source.close()
+    copy = Registry(postgres_url)
+    try:
+        version = copy.resolve("m@1.0.0")
+        assert copy.read(latest, [version.id])[version.id]["verdict"] == "overridden"
+        assert copy.judge_gates(version, [AUC_08], "cy", always=True).verdict == "failed"  # a third row, id 3
+        assert copy.verify_audit() == ""
+    finally:
+        copy.close()
