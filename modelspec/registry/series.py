@@ -3,15 +3,16 @@ of any size, without the versions' records (10,000 versions of 5 metrics in abou
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import sqlalchemy as sa
 
 from . import tables as t
 
 
-@dataclass(frozen=True, slots=True)
-class VersionMetrics:
+class VersionMetrics(NamedTuple):
+    """Immutable like a frozen dataclass, and built four times faster: a listing builds 10,000."""
+
     id: int
     version: str
     created: float
