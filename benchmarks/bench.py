@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Performance benchmark for modelspec: prints the figures of DESIGN.md §9 next to their budgets.
+"""Performance benchmark for modelspec: prints the figures of DESIGN.md §9 (or issue 21) next to their budgets.
 
 A script, not a test (stdlib + modelspec only). Every build runs the real CLI
 (`python -m modelspec`) in a fresh temporary git repository:
@@ -22,17 +22,45 @@ as it would be for an installed package, even where PYTHONDONTWRITEBYTECODE is s
 preceded by an untimed warm-up. Figures are wall-clock and sensitive to other load on the
 machine: the load average before and after is printed.
 
+With --compare BEFORE_EXE, --modelspec EXE (repeatable) or --issue21 it measures instead every
+figure of issue 21's budget table, for each executable side by side (default executable: this
+checkout, `python -m modelspec`; with --compare it is the `after` column and BEFORE_EXE `before`):
+
+* no-op build and `plan` of a chain at each size (budgets at 1,000 and 10,000: --sizes 1000,10000;
+  a 10,000-stage first build takes minutes per executable, progress goes to stderr);
+* overhead per executed stage of the first build, hermetic off and under bubblewrap (chain of
+  min(max size, 1,000)): (wall - the stages' own seconds from `build --json`) / N;
+* the fraud example's no-op build (built first by each executable in a fresh git repository, as
+  tests/integration/test_fraud.py does; without its `gates:` when an executable predates them),
+  then `versions fraud` and `show fraud@latest` (median of 5; --no-fraud: on the largest chain);
+* on a fan-out whose `artifacts:` list every stage's output (sizes capped at 1,000, and 100
+  beside 1,000): `checkout` of N artifacts and its per-artifact time at the largest size against
+  the smallest >= 100 (linear in N), and "one stage changed" (a new config value for stage N/2,
+  1 stage runs): build wall minus that stage's own seconds, with the fan-out's no-op beside it.
+
+Each workload is generated once and copied for each executable before its first build, so no
+store is shared (a store written by one version is not read by another). Every timed read-only
+command runs in two bytecode modes, interleaved across executables: `cached` (as above) and
+`uncached` (PYTHONDONTWRITEBYTECODE=1 and an empty PYTHONPYCACHEPREFIX: every module compiled,
+as a user's first call after an upgrade); first builds are timed cached only. It prints one
+table: figure | bytecode | before | after | after/before | budget | verdict of the last column
+(--json: the same as JSON).
+
 Exit status: 0 when every build succeeded (budgets being exceeded is reported as OVER, not
-an error); 1 when a build failed or ran a wrong number of stages; 2 for bad arguments.
+an error); 1 when a build failed or ran a wrong number of stages (or, for issue 21, a timed
+command failed); 2 for bad arguments (an --modelspec/--compare that is not an executable).
 
     python benchmarks/bench.py                      # sizes 10,100,1000 and hashing
     python benchmarks/bench.py --sizes 10,100 --skip-hash --json
+    python benchmarks/bench.py --compare /work/venv-before/bin/modelspec --sizes 1000   # issue 21, before/after
+    python benchmarks/bench.py --modelspec OLD_EXE --modelspec NEW_EXE --sizes 1000,10000 --json
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import itertools
 import json
 import os
@@ -232,6 +260,7 @@ def spec_text(
     hermetic: str,
     data_path: str = "seed.txt",
     command: str = "cat {inp} > {out}; echo {cfg} >> {out}",
+    all_artifacts: bool = False,
 ) -> str:
     lines = [
         "modelspec: 1",
@@ -254,7 +283,9 @@ def spec_text(
             f"    params: [p.{s}]",
             "    outputs: {out: out.txt}",
         ]
-    lines.append(f"artifacts: [{stage_name(n - 1)}.out]")
+    # all_artifacts: every stage's output is an artifact (checkout of N artifacts), else the last one.
+    artifacts = [f"{stage_name(i)}.out" for i in range(n)] if all_artifacts else [f"{stage_name(n - 1)}.out"]
+    lines.append(f"artifacts: [{', '.join(artifacts)}]")
     return "\n".join(lines) + "\n"
 
 
@@ -263,12 +294,12 @@ def expected_incremental(shape: str, n: int, mid: int) -> int:
     return n - mid if shape == "chain" else 1
 
 
-def make_repo(root: Path, shape: str, n: int, hermetic: str) -> Path:
+def make_repo(root: Path, shape: str, n: int, hermetic: str, all_artifacts: bool = False) -> Path:
     root.mkdir(parents=True)
     git(root, "init", "-q")
     (root / "seed.txt").write_text("seed\n")
     write_config(root / "conf", n)
-    (root / "spec.yaml").write_text(spec_text(f"{shape}{n}", shape, n, hermetic))
+    (root / "spec.yaml").write_text(spec_text(f"{shape}{n}", shape, n, hermetic, all_artifacts=all_artifacts))
     git(root, "add", "-A")
     git(root, "-c", "commit.gpgsign=false", "commit", "-q", "-m", "generated workload")
     return root / "spec.yaml"
@@ -861,6 +892,519 @@ def profile_figures(results: Results, base: Path, n: int, jobs: int) -> None:
     results.profiles["noop"] = profile_build(base, f"chain{n}-noop", root, spec, jobs)
 
 
+# -- issue 21: every figure of its budget table, before/after (--compare, --modelspec) ----------------
+
+# Issue 21's budgets, in seconds (per stage for the overheads); `n` is the size a budget applies to.
+BUDGET21_NOOP_S = {1000: 0.5, 10000: 3.0}
+BUDGET21_PLAN_S = {1000: 0.4}
+BUDGET21_OVERHEAD_OFF_S = 0.005
+BUDGET21_OVERHEAD_BWRAP_S = 0.010
+BUDGET21_FRAUD_NOOP_S = 0.25
+BUDGET21_REGISTRY_READ_S = 0.25
+BUDGET21_CHECKOUT_S = {1000: 1.0}
+BUDGET21_CHANGED_S = {1000: 0.5}
+REPEAT_REGISTRY_READS = 5  # the issue: median of 5
+HEARTBEAT_S = 60.0  # a long first build logs that it is still running this often
+
+# Each timed read-only command runs in both modes, interleaved: `cached` = bytecode cached in PYCACHE
+# (an installed package's second call); `uncached` = PYTHONDONTWRITEBYTECODE=1 and an empty
+# PYTHONPYCACHEPREFIX, so every module is compiled from source (a user's first call after an upgrade).
+BYTECODE_MODES = ("cached", "uncached")
+
+
+@dataclass(frozen=True)
+class Cli:
+    """One install of modelspec to time: a column of the before/after table."""
+
+    label: str
+    argv: tuple[str, ...]
+    version: str = ""
+
+
+@dataclass
+class Figure:
+    """One row group of the before/after table: a value per CLI label and bytecode mode."""
+
+    what: str
+    unit: str  # "s", "ms" (a per-stage overhead, stored in seconds) or "x" (a ratio)
+    budget: float | None  # None: no budget in issue 21 at this size (shown for context)
+    values: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    note: str = ""
+
+    def put(self, label: str, mode: str, value: float | None) -> None:
+        self.values.setdefault(label, {})[mode] = value
+
+    def modes(self) -> list[str]:
+        return [m for m in BYTECODE_MODES if any(m in v for v in self.values.values())]
+
+
+def issue21_env(mode: str, empty_pycache: Path) -> dict[str, str]:
+    env = {**os.environ, **GIT_ENV}
+    env.pop("MODELSPEC_HOME", None)  # every workspace copy keeps its own store
+    if mode == "cached":
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
+    else:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        env["PYTHONPYCACHEPREFIX"] = str(empty_pycache)  # no .pyc is found here, none is written
+    return env
+
+
+@dataclass
+class Issue21:
+    """The state of the before/after run: the CLIs, where they work, and the figures so far."""
+
+    clis: list[Cli]
+    base: Path
+    repeat: int
+    figures: list[Figure] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def empty_pycache(self) -> Path:
+        return self.base / "empty-pycache"
+
+    def env(self, mode: str = "cached") -> dict[str, str]:
+        return issue21_env(mode, self.empty_pycache)
+
+    def figure(self, what: str, unit: str, budget: float | None, note: str = "") -> Figure:
+        fig = Figure(what, unit, budget, note=note)
+        self.figures.append(fig)
+        return fig
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "clis": [{"label": c.label, "argv": list(c.argv), "version": c.version} for c in self.clis],
+            "bytecode_modes": {
+                "cached": f"PYTHONPYCACHEPREFIX={PYCACHE}",
+                "uncached": "PYTHONDONTWRITEBYTECODE=1 and an empty PYTHONPYCACHEPREFIX (compiled from source)",
+            },
+            "figures": [
+                {
+                    "what": f.what,
+                    "unit": "s" if f.unit == "ms" else f.unit,
+                    "budget": f.budget,
+                    "values": f.values,
+                    "verdict": {m: verdict21(f, m) for m in f.modes()},
+                    "note": f.note,
+                }
+                for f in self.figures
+            ],
+            "errors": self.errors,
+            "warnings": self.warnings,
+        }
+
+
+def cli_run(cli: Cli, args: list[str], cwd: Path, env: dict[str, str], label: str = "") -> Run:
+    """Run the CLI; when `label` is given, log every HEARTBEAT_S that it is still running."""
+    argv = [*cli.argv, *args]
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while True:
+        try:
+            stdout, stderr = proc.communicate(timeout=HEARTBEAT_S)
+            break
+        except subprocess.TimeoutExpired:
+            if label:
+                log(f"    {label}: still running ({time.perf_counter() - start:.0f} s)")
+    return Run(argv, time.perf_counter() - start, proc.returncode, stdout, stderr)
+
+
+def cli_build(
+    state: Issue21, cli: Cli, label: str, cwd: Path, spec: Path, expect_ran: int, mode: str = "cached"
+) -> tuple[Run, dict[str, Any]]:
+    """`build --json`, checked: exit 0, ok, and exactly `expect_ran` stages ran."""
+    run = cli_run(cli, ["build", str(spec), "-j", "1", "--json"], cwd, state.env(mode), label=f"{label} ({cli.label})")
+    try:
+        document = json.loads(run.stdout)
+    except ValueError:
+        document = None
+    if run.returncode != 0 or document is None or not document.get("ok"):
+        raise BenchError(f"{label} ({cli.label}): build failed (exit {run.returncode})\n{failure_text(run, document)}")
+    ran = states(document).get("ran", 0)
+    if ran != expect_ran:
+        raise BenchError(f"{label} ({cli.label}): {ran} stages ran, expected {expect_ran}")
+    return run, document
+
+
+def copies(state: Issue21, src: Path) -> dict[str, Path]:
+    """One copy of the generated repository per CLI, made before any build: no store is shared."""
+    out = {}
+    for cli in state.clis:
+        dst = src.parent / cli.label
+        shutil.copytree(src, dst, symlinks=True)
+        out[cli.label] = dst
+    return out
+
+
+def interleaved(
+    state: Issue21, fig: Figure, dirs: dict[str, Path], args: list[str], repeat: int, check: Callable[[Run], str | None]
+) -> None:
+    """Time `args` in each CLI's directory, both bytecode modes, interleaved (load hits all alike); medians."""
+    walls: dict[tuple[str, str], list[float]] = {}
+    for _ in range(repeat):
+        for cli in state.clis:
+            for mode in BYTECODE_MODES:
+                run = cli_run(cli, args, dirs[cli.label], state.env(mode))
+                problem = check(run)
+                if problem:
+                    raise BenchError(f"{fig.what} ({cli.label}, bytecode {mode}): {problem}\n{run.tail()}")
+                walls.setdefault((cli.label, mode), []).append(run.wall)
+    for (label, mode), values in walls.items():
+        fig.put(label, mode, median(values))
+
+
+def exit_zero(run: Run) -> str | None:
+    return None if run.returncode == 0 else f"exit {run.returncode}"
+
+
+def noop_check(n: int) -> Callable[[Run], str | None]:
+    """A plain no-op build: exit 0 and, where the summary line says it, all N cached."""
+
+    def check(run: Run) -> str | None:
+        if run.returncode != 0:
+            return f"exit {run.returncode}"
+        summary = re.search(r"ok: (\d+) cached in", run.stdout + run.stderr)
+        if summary and int(summary.group(1)) != n:
+            return f"not a no-op: {run.tail(1)}"
+        return None
+
+    return check
+
+
+def first_builds(state: Issue21, label: str, dirs: dict[str, Path], n: int) -> dict[str, tuple[Run, dict[str, Any]]]:
+    out = {}
+    for cli in state.clis:
+        log(f"  {label}: first build by {cli.label}")
+        out[cli.label] = cli_build(
+            state, cli, f"{label} first build", dirs[cli.label], dirs[cli.label] / "spec.yaml", n
+        )
+    return out
+
+
+def overhead_figure(state: Issue21, fig: Figure, firsts: dict[str, tuple[Run, dict[str, Any]]], n: int) -> None:
+    for label, (run, document) in firsts.items():
+        fig.put(label, "cached", (run.wall - ran_seconds(document)) / n)
+
+
+def issue21_chain(state: Issue21, n: int) -> None:
+    label = f"chain N={n}"
+    log(f"  {label}: generating" + (" (the first builds take minutes)" if n >= 5000 else ""))
+    src = make_repo(state.base / f"i21-chain-{n}" / "src", "chain", n, "off").parent
+    dirs = copies(state, src)
+    spec = ["spec.yaml"]
+    firsts = first_builds(state, label, dirs, n)
+    overhead_figure(
+        state,
+        state.figure(f"overhead per executed stage, hermetic off, {label}", "ms", BUDGET21_OVERHEAD_OFF_S),
+        firsts,
+        n,
+    )
+    for cli in state.clis:  # checked through --json once; then timed as a user types it
+        cli_build(state, cli, f"{label} no-op build", dirs[cli.label], dirs[cli.label] / "spec.yaml", 0)
+    log(f"  {label}: no-op builds x{state.repeat} per CLI and bytecode mode")
+    noop = state.figure(f"no-op build, {label}", "s", BUDGET21_NOOP_S.get(n))
+    interleaved(state, noop, dirs, ["build", *spec, "-j", "1"], state.repeat, noop_check(n))
+    log(f"  {label}: plan x{state.repeat} per CLI and bytecode mode")
+    plan = state.figure(f"`plan` no-op, {label}", "s", BUDGET21_PLAN_S.get(n))
+    interleaved(state, plan, dirs, ["plan", *spec], state.repeat, exit_zero)
+
+
+def issue21_bwrap(state: Issue21, n: int) -> None:
+    label = f"chain N={n} hermetic=auto"
+    if not shutil.which("bwrap"):
+        state.warnings.append("bwrap is not installed: the overhead under bubblewrap was not measured")
+        return
+    log(f"  {label}: generating")
+    src = make_repo(state.base / f"i21-bwrap-{n}" / "src", "chain", n, "auto").parent
+    dirs = copies(state, src)
+    firsts = first_builds(state, label, dirs, n)
+    for cli_label, (_, document) in firsts.items():
+        records = document.get("specs", {})
+        if records and not all(r.get("hermetic") for r in records.values()):
+            state.warnings.append(f"{label} ({cli_label}): hermetic: auto did NOT sandbox the stages")
+    overhead_figure(
+        state,
+        state.figure(f"overhead per executed stage, bubblewrap, {label}", "ms", BUDGET21_OVERHEAD_BWRAP_S),
+        firsts,
+        n,
+    )
+
+
+def count_files(root: Path) -> int:
+    return sum(len(files) for _, _, files in os.walk(root))
+
+
+def issue21_fanout(state: Issue21, n: int, checkout_per_artifact: dict[int, Figure]) -> None:
+    """Fan-out of N whose artifacts are every stage's output: checkout of N artifacts, and one stage changed."""
+    label = f"fan-out N={n}"
+    log(f"  {label} (every output an artifact): generating")
+    src = make_repo(state.base / f"i21-fanout-{n}" / "src", "fanout", n, "off", all_artifacts=True).parent
+    dirs = copies(state, src)
+    first_builds(state, label, dirs, n)
+
+    log(f"  {label}: checkout x{state.repeat} per CLI and bytecode mode")
+    count = itertools.count()
+
+    def checkout_args() -> list[str]:
+        return ["checkout", "spec.yaml", "--out", str(state.base / f"i21-checkout-{n}-{next(count)}")]
+
+    walls: dict[tuple[str, str], list[float]] = {}
+    for _ in range(state.repeat):
+        for cli in state.clis:
+            for mode in BYTECODE_MODES:
+                args = checkout_args()
+                run = cli_run(cli, args, dirs[cli.label], state.env(mode))
+                if run.returncode != 0:
+                    raise BenchError(f"{label} checkout ({cli.label}): exit {run.returncode}\n{run.tail()}")
+                written = count_files(Path(args[-1]))
+                if written != n:
+                    raise BenchError(f"{label} checkout ({cli.label}): {written} files written, expected {n}")
+                shutil.rmtree(args[-1], ignore_errors=True)
+                walls.setdefault((cli.label, mode), []).append(run.wall)
+    checkout = state.figure(f"`checkout` of {n} artifacts, {label}", "s", BUDGET21_CHECKOUT_S.get(n))
+    per_artifact = Figure(f"checkout per artifact, {label}", "ms", None)
+    for (cli_label, mode), values in walls.items():
+        checkout.put(cli_label, mode, median(values))
+        per_artifact.put(cli_label, mode, median(values) / n)
+    checkout_per_artifact[n] = per_artifact
+
+    log(f"  {label}: no-op builds x{state.repeat} per CLI and bytecode mode")
+    noop = state.figure(f"  no-op build of the same {label} (for comparison)", "s", None)
+    interleaved(state, noop, dirs, ["build", "spec.yaml", "-j", "1"], state.repeat, noop_check(n))
+
+    mid = n // 2
+    log(f"  {label}: config of {stage_name(mid)} changed, build x{state.repeat} per CLI and bytecode mode")
+    changed = state.figure(f"one stage changed in {label}: wall - that stage's seconds", "s", BUDGET21_CHANGED_S.get(n))
+    beyond: dict[tuple[str, str], list[float]] = {}
+    for _ in range(state.repeat):
+        for cli in state.clis:
+            for mode in BYTECODE_MODES:
+                write_config(dirs[cli.label] / "conf", n, {mid: f"changed{next(count)}"})  # a new value: 1 stage runs
+                run, document = cli_build(
+                    state, cli, f"{label} one stage changed", dirs[cli.label], dirs[cli.label] / "spec.yaml", 1, mode
+                )
+                beyond.setdefault((cli.label, mode), []).append(run.wall - ran_seconds(document))
+    for (cli_label, mode), values in beyond.items():
+        changed.put(cli_label, mode, median(values))
+
+
+def issue21_linearity(state: Issue21, per_artifact: dict[int, Figure]) -> None:
+    """Checkout linear in N: per-artifact time at the largest size / at the smallest (>= 100 where measured)."""
+    sizes = sorted(per_artifact)
+    small = [s for s in sizes if s >= 100] or sizes
+    if len(small) < 2:
+        return
+    lo, hi = small[0], small[-1]
+    fig = state.figure(
+        f"checkout linear in N: per-artifact time at {hi} / at {lo}",
+        "x",
+        FLAT_TOLERANCE,
+        note=f"linear: <= {FLAT_TOLERANCE}x (fixed start-up costs make it < 1)",
+    )
+    for cli in state.clis:
+        for mode in BYTECODE_MODES:
+            a = per_artifact[lo].values.get(cli.label, {}).get(mode)
+            b = per_artifact[hi].values.get(cli.label, {}).get(mode)
+            fig.put(cli.label, mode, b / a if a and b is not None else None)
+
+
+def make_fraud_repo(root: Path) -> Path:
+    """The fraud example in a fresh git repository, as tests/integration/test_fraud.py lays it out."""
+    root.mkdir(parents=True)
+    git(root, "init", "-q")
+    shutil.copytree(
+        REPO / "examples" / "fraud", root / "examples" / "fraud", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    (root / "specs").mkdir()
+    shutil.copy(REPO / "specs" / "fraud.yaml", root / "specs" / "fraud.yaml")
+    git(root, "add", "-A")
+    git(root, "-c", "commit.gpgsign=false", "commit", "-q", "-m", "fraud example")
+    return root
+
+
+def without_top_level_key(text: str, key: str) -> str:
+    """The YAML text without the block of a top-level key (its line and the indented or comment lines below)."""
+    out, skipping = [], False
+    for line in text.splitlines(keepends=True):
+        if line.startswith(f"{key}:"):
+            skipping = True
+            continue
+        if skipping and (line[:1] in (" ", "#", "\n") or not line.strip()):
+            continue
+        skipping = False
+        out.append(line)
+    return "".join(out)
+
+
+def fraud_spec_for_all(state: Issue21, src: Path) -> None:
+    """One spec for every CLI: when an older CLI rejects the example's `gates:` (newer than it), every CLI
+    builds the spec without them, so that the columns time the same work."""
+    spec = src / "specs" / "fraud.yaml"
+    for cli in state.clis:
+        run = cli_run(cli, ["validate", "specs/fraud.yaml"], src, state.env())
+        if run.returncode != 0 and "gates" in run.stdout + run.stderr and "\ngates:" in spec.read_text():
+            spec.write_text(without_top_level_key(spec.read_text(), "gates"))
+            git(src, "-c", "commit.gpgsign=false", "commit", "-q", "-am", "fraud example without gates")
+            state.warnings.append(f"fraud: {cli.label} does not know `gates:`; every CLI built the spec without them")
+            return
+
+
+def issue21_fraud(state: Issue21) -> dict[str, Path] | None:
+    """The fraud example built by each CLI (its first build makes the environment and trains: ~20 s),
+    then its no-op build. Returns the built workspaces, or None when a first build failed (a warning)."""
+    src = make_fraud_repo(state.base / "i21-fraud" / "src")
+    fraud_spec_for_all(state, src)
+    dirs = copies(state, src)
+    for cli in state.clis:
+        log(f"  fraud: first build by {cli.label} (environment, training)")
+        try:
+            cli_build(state, cli, "fraud first build", dirs[cli.label], dirs[cli.label] / "specs" / "fraud.yaml", 3)
+        except BenchError as exc:  # the example needs uv and bubblewrap: missing tools are not a slow modelspec
+            state.warnings.append(f"fraud example not built, its figures not measured: {exc}")
+            return None
+    log(f"  fraud: no-op builds x{state.repeat} per CLI and bytecode mode")
+    fig = state.figure("fraud no-op build", "s", BUDGET21_FRAUD_NOOP_S)
+    interleaved(state, fig, dirs, ["build", "specs/fraud.yaml"], state.repeat, noop_check(3))
+    return dirs
+
+
+def issue21_registry_reads(state: Issue21, dirs: dict[str, Path], name: str) -> None:
+    for args in (["versions", name], ["show", f"{name}@latest"]):
+        log(f"  `{' '.join(args)}` x{REPEAT_REGISTRY_READS} per CLI and bytecode mode")
+        fig = state.figure(f"`{' '.join(args)}` (median of {REPEAT_REGISTRY_READS})", "s", BUDGET21_REGISTRY_READ_S)
+        interleaved(state, fig, dirs, args, REPEAT_REGISTRY_READS, exit_zero)
+
+
+def issue21_warm_up(state: Issue21) -> None:
+    """Untimed, per CLI: fill the bytecode cache and the OS caches; check that the CLI runs at all."""
+    root = state.base / "i21-warm-up"
+    src = make_repo(root / "src", "chain", 2, "off").parent
+    dirs = copies(state, src)
+    for cli in state.clis:
+        log(f"warm-up: {cli.label}")
+        run = cli_run(cli, ["--help"], REPO, state.env())
+        if run.returncode != 0:
+            raise BenchError(f"{' '.join(cli.argv)} --help: exit {run.returncode}\n{run.tail()}")
+        cli_build(state, cli, "warm-up build", dirs[cli.label], dirs[cli.label] / "spec.yaml", 2)
+        cli_build(state, cli, "warm-up no-op", dirs[cli.label], dirs[cli.label] / "spec.yaml", 0)
+
+
+def issue21_figures(state: Issue21, sizes: list[int], fraud: bool, bwrap_n: int | None) -> None:
+    """Every figure of issue 21's budget table, for each CLI; a BenchError stops only its own workload."""
+    state.empty_pycache.mkdir(parents=True, exist_ok=True)
+
+    def attempt(fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except BenchError as exc:
+            state.errors.append(str(exc))
+            return None
+
+    attempt(lambda: issue21_warm_up(state))
+    if state.errors:  # a CLI that cannot build 2 stages: nothing else would measure
+        return
+    fraud_dirs = attempt(lambda: issue21_fraud(state)) if fraud else None
+    if fraud_dirs:
+        attempt(lambda: issue21_registry_reads(state, fraud_dirs, "fraud"))
+    for n in sizes:
+        attempt(functools.partial(issue21_chain, state, n))
+    if bwrap_n:
+        attempt(lambda: issue21_bwrap(state, bwrap_n))
+    # checkout and "one stage changed" are budgeted at 1,000: fan-outs stop there; at 100 too for linearity
+    fan_sizes = sorted({min(n, 1000) for n in sizes} | ({100} if max(sizes) >= 1000 else set()))
+    per_artifact: dict[int, Figure] = {}
+    for n in fan_sizes:
+        attempt(functools.partial(issue21_fanout, state, n, per_artifact))
+    issue21_linearity(state, per_artifact)
+    if not fraud_dirs:  # registry reads on a built workspace all the same: the largest chain's
+        n = max(sizes)
+        chain_dirs = {c.label: state.base / f"i21-chain-{n}" / c.label for c in state.clis}
+        if all((d / ".modelspec").exists() for d in chain_dirs.values()):
+            attempt(lambda: issue21_registry_reads(state, chain_dirs, f"chain{n}"))
+
+
+def verdict21(fig: Figure, mode: str) -> str:
+    """The last CLI's (after's) value against the budget."""
+    if fig.budget is None or not fig.values:
+        return "-"
+    value = list(fig.values.values())[-1].get(mode)
+    if value is None:
+        return "-"
+    return "ok" if value < fig.budget or (fig.unit == "x" and value <= fig.budget) else "OVER"
+
+
+def fmt21(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit == "ms":
+        return fmt_ms(value)
+    if unit == "x":
+        return f"{value:.2f}x"
+    return fmt_s(value)
+
+
+def render21(state: Issue21, meta: dict[str, Any]) -> str:
+    labels = [c.label for c in state.clis]
+    out = [
+        "modelspec benchmark, issue 21's budgets"
+        + (f" — {' vs '.join(labels)}" if len(labels) > 1 else "")
+        + f"; Python {meta['python']}, {meta['cpus']} CPUs, {meta['platform']}",
+    ]
+    out += [f"  {c.label}: {' '.join(c.argv)}" + (f"  ({c.version})" if c.version else "") for c in state.clis]
+    out += [
+        f"  builds -j 1, plain output; each workload generated once and built by each CLI in its own copy "
+        f"(own store); medians of {meta['repeat']} (registry reads: {REPEAT_REGISTRY_READS}), CLIs and bytecode "
+        "modes interleaved",
+        f"  bytecode cached = PYTHONPYCACHEPREFIX={PYCACHE}; uncached = PYTHONDONTWRITEBYTECODE=1 and an empty "
+        "PYTHONPYCACHEPREFIX (every module compiled: a user's first call after an upgrade)",
+        f"  load average (1 min) before: {meta['load_before']:.2f}, after: {meta.get('load_after', float('nan')):.2f}"
+        + (
+            f"  -- {meta['cpus']} CPUs: other processes were busy, figures are noisy"
+            if max(meta["load_before"], meta.get("load_after", 0)) > 0.7
+            else ""
+        ),
+        "",
+    ]
+    rows = []
+    for fig in state.figures:
+        for i, mode in enumerate(fig.modes()):
+            values = [fig.values.get(label, {}).get(mode) for label in labels]
+            ratio = "-"
+            if len(values) >= 2 and values[0] and values[-1] is not None:
+                ratio = f"{values[-1] / values[0]:.2f}x"
+            budget = "-" if fig.budget is None else ("<= " if fig.unit == "x" else "< ") + fmt21(fig.budget, fig.unit)
+            rows.append(
+                [
+                    fig.what if i == 0 else "",
+                    mode,
+                    *(fmt21(v, fig.unit) for v in values),
+                    *([ratio] if len(labels) >= 2 else []),
+                    budget,
+                    verdict21(fig, mode),
+                ]
+            )
+    header = ["figure", "bytecode", *labels, *([f"{labels[-1]}/{labels[0]}"] if len(labels) >= 2 else [])]
+    header += ["budget", f"verdict ({labels[-1]})"]
+    out += ["  " + line for line in table(rows, header, set(range(2, 2 + len(labels) + (len(labels) >= 2))))]
+    out += [
+        "",
+        "  overhead per executed stage = (first build wall - sum of the stages' own seconds from `build --json`) / N;",
+        "  one stage changed: the config value of stage N/2 set to a new value each time (1 stage runs); wall minus",
+        "  that stage's own seconds; the fan-out's no-op wall is printed beside it. Budgets are issue 21's; '-' = none",
+        "  at that size (context). Exceeded budgets are reported (OVER), not an error.",
+    ]
+    notes = [f"  {f.what}: {f.note}" for f in state.figures if f.note]
+    out += notes
+    if state.warnings:
+        out += ["", "Warnings"] + [f"  {w}" for w in state.warnings]
+    if state.errors:
+        out += ["", "ERRORS"] + [f"  {e}" for e in state.errors]
+    out += ["", f"benchmark took {fmt_s(meta.get('elapsed_s'))}"]
+    return "\n".join(out)
+
+
 # -- derived figures and budgets ---------------------------------------------------------------------
 
 
@@ -1213,7 +1757,31 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
         help="run the CLI with the environment as it is (by default bytecode is cached in "
         "~/.cache/modelspec-bench/pycache, even if PYTHONDONTWRITEBYTECODE is set)",
     )
+    parser.add_argument(
+        "--issue21",
+        action="store_true",
+        help="measure issue 21's budget table (instead of DESIGN.md §9's) for this checkout; implied by "
+        "--compare and --modelspec",
+    )
+    parser.add_argument(
+        "--modelspec",
+        action="append",
+        metavar="EXE",
+        default=[],
+        help="a modelspec executable to time for issue 21's table (repeatable: one column each, the last one is "
+        "judged against the budgets); default: this checkout (python -m modelspec)",
+    )
+    parser.add_argument(
+        "--compare",
+        metavar="BEFORE_EXE",
+        help="the `before` column: a modelspec executable of the old code, timed beside --modelspec (default: "
+        "this checkout) on the same generated workloads",
+    )
     args = parser.parse_args(argv)
+    for exe in [*args.modelspec, *([args.compare] if args.compare else [])]:
+        if shutil.which(exe) is None:
+            parser.error(f"--modelspec/--compare: {exe!r} is not an executable file")
+    args.issue21 = args.issue21 or bool(args.modelspec or args.compare)
     args.shapes = [s.strip() for s in args.shapes.split(",") if s.strip()]
     if not set(args.shapes) <= {"chain", "fanout"}:
         parser.error("--shapes: chain and/or fanout")
@@ -1234,8 +1802,55 @@ def workdir(keep: bool) -> Iterator[Path]:
             shutil.rmtree(base, ignore_errors=True)
 
 
+def cli_version(argv: list[str]) -> str:
+    proc = subprocess.run([*argv, "--version"], capture_output=True, text=True, env=child_env())
+    return proc.stdout.strip() if proc.returncode == 0 else f"--version: exit {proc.returncode}"
+
+
+def issue21_clis(args: argparse.Namespace) -> list[Cli]:
+    """--compare BEFORE and --modelspec EXE... (default: this checkout), labelled before/after when two."""
+    argvs = [[args.compare]] if args.compare else []
+    argvs += [[exe] for exe in args.modelspec] or [modelspec_cmd()]
+    if len(argvs) == 2:
+        labels = ["before", "after"]
+    elif len(argvs) == 1:
+        labels = ["after"]
+    else:
+        labels = [f"cli{i + 1}" for i in range(len(argvs))]
+    return [Cli(label, tuple(a), cli_version(a)) for label, a in zip(labels, argvs, strict=True)]
+
+
+def main_issue21(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    clis = issue21_clis(args)
+    meta: dict[str, Any] = {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "platform": f"{platform.system()} {platform.machine()}",
+        "repeat": args.repeat,
+        "sizes": args.sizes,
+        "load_before": os.getloadavg()[0],
+    }
+    named = ", ".join(f"{c.label} = {' '.join(c.argv)}" for c in clis)
+    log(f"issue 21 figures for {named}; load average {meta['load_before']:.2f}")
+    with workdir(args.keep) as base:
+        state = Issue21(clis, base, args.repeat)
+        bwrap_n = min(max(args.sizes), 1000)
+        issue21_figures(state, args.sizes, fraud=not args.no_fraud, bwrap_n=bwrap_n)
+        meta["elapsed_s"] = time.perf_counter() - started
+        meta["load_after"] = os.getloadavg()[0]
+        meta["base"] = str(base) if args.keep else None
+        if args.json:
+            print(json.dumps({"meta": meta, **state.to_dict()}, indent=2, default=str))
+        else:
+            print(render21(state, meta))
+    return 1 if state.errors else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = arguments(argv)
+    if args.issue21:
+        return main_issue21(args)
     started = time.perf_counter()
     results = Results()
     try:

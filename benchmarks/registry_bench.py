@@ -287,9 +287,9 @@ def promote_often(registry: Registry, moves: int) -> float:
     return float(registry.alias_history(NAME, "production")[moves // 2]["time"])
 
 
-def database_size(registry: Registry, home: Path) -> str:
+def database_size(registry: Registry) -> str:
     if registry.backend == "sqlite":
-        return f"registry.db: {(home / 'registry.db').stat().st_size / 1e6:.0f} MB"
+        return f"{registry.shown}: {Path(registry.shown).stat().st_size / 1e6:.0f} MB"
     with registry.engine.connect() as conn:
         size = conn.exec_driver_sql("SELECT pg_database_size(current_database())").scalar() or 0
         version = conn.exec_driver_sql("SHOW server_version").scalar()
@@ -343,7 +343,7 @@ def main() -> int:
                 f"median {statistics.median(per_call) * 1e3:.2f} ms, mean {statistics.mean(per_call) * 1e3:.2f} ms, "
                 f"max {max(per_call) * 1e3:.1f} ms per registration ({sum(per_call):.1f} s in all)"
             )
-        print(database_size(registry, home))
+        print(database_size(registry))
         middle = promote_often(registry, 500)
 
         catalog = Catalog(Workspace(root=root, home=home), registry)

@@ -93,14 +93,26 @@ def main() -> int:
     parser.add_argument("--large-mib", type=int, default=64)
     parser.add_argument("--naive-sample", type=int, default=1000, help="small objects the naive way (extrapolated)")
     parser.add_argument("-j", "--jobs", type=int, default=16)
+    parser.add_argument(
+        "--latency-ms", type=float, default=0, help="add this much to every request (a proxy in front of moto)"
+    )
     args = parser.parse_args()
     os.environ.update(CREDENTIALS)
     rows: list[tuple[str, float, str]] = []
-    with tempfile.TemporaryDirectory(prefix="modelspec-remote-bench-") as folder, moto_server() as endpoint:
+    with contextlib.ExitStack() as stack:
+        folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="modelspec-remote-bench-"))
+        endpoint = stack.enter_context(moto_server())
+        if args.latency_ms:
+            sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+            from faultproxy import fault_proxy
+
+            endpoint, faults = stack.enter_context(fault_proxy(endpoint))
+            faults.latency = args.latency_ms / 1000
         root = Path(folder)
         local = LocalStore(root / "store")
         local.tmp.mkdir(parents=True)
-        print(f"moto at {endpoint}; {args.small} x {args.small_kib} KiB and {args.large} x {args.large_mib} MiB")
+        shape = f"{args.small} x {args.small_kib} KiB and {args.large} x {args.large_mib} MiB"
+        print(f"moto at {endpoint} (+{args.latency_ms:g} ms a request); {shape}")
         small = make_objects(local, args.small, args.small_kib * 1024, 1)
         large = make_objects(local, args.large, args.large_mib << 20, 2)
         small_bytes = args.small * args.small_kib * 1024

@@ -48,7 +48,16 @@ from .store.workspace import CHECKOUT_DIR, Workspace, check_workspace_file, find
 
 if TYPE_CHECKING:
     from .catalog import Catalog, Resolution
-    from .quality import drift, judge_gates, metric_history, write_drift_plot, write_metrics_plot
+    from .quality import (
+        drift,
+        drift_svg,
+        judge_gates,
+        metric_history,
+        metrics_svg,
+        write_drift_plot,
+        write_metrics_plot,
+    )
+    from .registry.queries import Page
     from .registry.versions import MARKS
     from .reproduce import DIFFERENT, WITHIN, ReproductionReport
     from .retention.gc import GcReport
@@ -65,6 +74,7 @@ if TYPE_CHECKING:
     from .retention.schedule import cron_expression as gc_schedule
     from .scaffold import InitReport
     from .transfer import TransferReport, fetch, pull, push, verify_remote
+    from .transfer import forget as remote_forget
     from .transfer import status as remote_status
 
 # Names handed on from modules that only some commands need: importing them here would
@@ -75,6 +85,9 @@ _LAZY = {
     "MARKS": ("registry.versions", "MARKS"),
     "judge_gates": ("quality", "judge_gates"),
     "drift": ("quality", "drift"),
+    "drift_svg": ("quality", "drift_svg"),
+    "metrics_svg": ("quality", "metrics_svg"),
+    "Page": ("registry.queries", "Page"),
     "write_drift_plot": ("quality", "write_drift_plot"),
     "metric_history": ("quality", "metric_history"),
     "write_metrics_plot": ("quality", "write_metrics_plot"),
@@ -99,6 +112,7 @@ _LAZY = {
     "fetch": ("transfer", "fetch"),
     "pull": ("transfer", "pull"),
     "remote_status": ("transfer", "status"),
+    "remote_forget": ("transfer", "forget"),
     "verify_remote": ("transfer", "verify_remote"),
 }
 
@@ -121,6 +135,7 @@ __all__ = [
     "GcReport",
     "InitReport",
     "NodeState",
+    "Page",
     "Resolution",
     "Schedule",
     "TransferReport",
@@ -132,6 +147,7 @@ __all__ = [
     "create_environment",
     "crontab_line",
     "drift",
+    "drift_svg",
     "du",
     "fetch",
     "gc",
@@ -147,12 +163,14 @@ __all__ = [
     "lock_path",
     "lock_requirements",
     "metric_history",
+    "metrics_svg",
     "open_catalog",
     "open_registry",
     "open_workspace",
     "plan",
     "pull",
     "push",
+    "remote_forget",
     "remote_gc",
     "remote_status",
     "remove_environment",

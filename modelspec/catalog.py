@@ -11,7 +11,9 @@ from typing import Any
 
 from .errors import CorruptObjectError, StoreError, UsageError, did_you_mean
 from .registry.gates import latest as latest_verdicts
+from .registry.queries import Page
 from .registry.registry import ModelVersion, Registry, primary_target, retired_error
+from .registry.series import best_value
 from .registry.versiondiff import diff_versions, packages_of
 from .resolve import gitcode
 from .spec.model import Lock, split_output_ref
@@ -92,6 +94,34 @@ class Catalog:
             raise UsageError(
                 f"no model named {name!r}", hint=f"registered: {', '.join(self.registry.names()) or 'none'}"
             )
+        return self._rows(name, found)
+
+    def versions_page(
+        self,
+        name: str,
+        where: str = "",
+        tags: dict[str, str] | None = None,
+        page: Page | None = None,
+        sort: str | None = None,
+        descending: bool = True,
+    ) -> dict[str, Any]:
+        """One page of `versions` (the same rows), in version order or by metric `sort`, read
+        by keyset (fast at any depth): the rows, the count, and the cursors of the pages
+        before and after it (None at either end)."""
+        page = page or Page()
+        conditions = parse_where(where) if where else None
+        self._known_metrics(name, [metric for metric, _op, _value in conditions or []] + ([sort] if sort else []))
+        found, before, after = self.registry.versions_page(name, conditions, tags, page, sort, descending)
+        return {
+            "name": name,
+            "count": self.registry.count_versions(name, conditions, tags),
+            "versions": self._rows(name, found),
+            "before": found[0].version if found and before else None,
+            "after": found[-1].version if found and after else None,
+        }
+
+    def _rows(self, name: str, found: list[ModelVersion]) -> list[dict[str, Any]]:
+        """`versions`' row of each version: metrics, aliases and weights, status, gate, pin."""
         metrics = self.registry.metrics_of([v.id for v in found])
         aliases = self.registry.aliases_of(name)
         weights: dict[int, dict[str, float]] = {}  # version id → alias → its share of the traffic
@@ -118,6 +148,40 @@ class Catalog:
             }
             for v in found
         ]
+
+    def models(self) -> list[dict[str, Any]]:
+        """Every model: its latest version, how many it has, its aliases and its best value of
+        its headline metric (see `headline`)."""
+        found = []
+        for name in self.registry.names():
+            latest = self.registry.resolve(f"{name}@latest")
+            metric, higher = self.headline(latest)
+            best = self.registry.read(best_value, name, metric, higher) if metric else None
+            found.append(
+                {
+                    "name": name,
+                    "latest": {"version": latest.version, "created": latest.created, "status": latest.status},
+                    "versions": self.registry.count_versions(name),
+                    "aliases": self.aliases(name),
+                    "metric": metric,
+                    "higher_is_better": higher,
+                    "best": {"version": best[0], "value": best[1]} if best else None,
+                }
+            )
+        return found
+
+    def headline(self, version: ModelVersion) -> tuple[str | None, bool]:
+        """The metric a model is judged by: its first quality gate's (with the gate's
+        direction), else the first metric of its latest version, higher being better unless
+        its name says it is a loss, an error or a cost."""
+        gate = self.registry.read(latest_verdicts, [version.id]).get(version.id)
+        for result in (gate or {}).get("details", {}).get("results", []):
+            return result["gate"]["metric"], result["gate"].get("direction", "higher") == "higher"
+        metrics = sorted(self.registry.metrics_of([version.id])[version.id])
+        if not metrics:
+            return None, True
+        lower = ("loss", "error", "latency", "mse", "mae", "rmse", "seconds", "_ms", "cost")
+        return metrics[0], not any(word in metrics[0].lower() for word in lower)
 
     def resolve(self, ref: str) -> Resolution:
         """Like `Registry.resolve`, but an alias that splits traffic is not an error: a

@@ -98,11 +98,14 @@ class MetricHistory:
         }
 
 
-def metric_history(catalog: Catalog, name: str, metric: str | None = None, since: float | None = None) -> MetricHistory:
-    """Every version of model NAME (created at or after `since`) with its metrics (or only
-    `metric`), each one's change from the version before that recorded it, and its aliases."""
+def metric_history(
+    catalog: Catalog, name: str, metric: str | None = None, since: float | None = None, last: int | None = None
+) -> MetricHistory:
+    """Every version of model NAME (created at or after `since`; the newest `last` only, if
+    given) with its metrics (or only `metric`), each one's change from the version before
+    that recorded it (none for the first of the `last`), and its aliases."""
     registry = catalog.registry
-    versions = registry.read(metric_series, name, metric)
+    versions = registry.read(metric_series, name, metric, last)
     if not versions:
         catalog.versions(name)  # raises: no model named NAME, listing those there are
     known = sorted({k for v in versions for k in v.metrics})
@@ -142,12 +145,27 @@ def sparkline(values: Sequence[float | None], width: int = SPARK_WIDTH) -> str:
 def write_metrics_plot(history: MetricHistory, target: Path) -> Path:
     """A chart of each metric over the versions, aliases marked: SVG written directly, PNG
     with matplotlib (the `plot` extra)."""
-    from .plots import line_charts, save
+    from .plots import save
+
+    return save(metrics_figure(history), target)
+
+
+def metrics_svg(history: MetricHistory) -> str:
+    """The chart `metrics --plot x.svg` writes, as text (what the web view shows)."""
+    from .plots import svg
+
+    if not history.metrics:
+        raise UsageError(f"{history.name} recorded no metrics: there is nothing to plot")
+    return svg(metrics_figure(history))
+
+
+def metrics_figure(history: MetricHistory) -> Any:
+    from .plots import line_charts
 
     charts = [(m, history.series(m)) for m in history.metrics]
     labels = [p.version for p in history.points]
     marks = {i: ", ".join(p.aliases) for i, p in enumerate(history.points) if p.aliases}
-    return save(line_charts(f"{history.name}: metrics over versions", labels, charts, marks), target)
+    return line_charts(f"{history.name}: metrics over versions", labels, charts, marks)
 
 
 # -- data drift ------------------------------------------------------------------------------------
@@ -241,7 +259,20 @@ def _loaded(catalog: Catalog, digest: str) -> dict[str, Any]:
 
 def write_drift_plot(found: Sequence[Drift], target: Path, most: int = 4) -> Path:
     """The histograms of the most drifted columns, reference beside current."""
-    from .plots import Bars, Figure, save
+    from .plots import save
+
+    return save(drift_figure(found, most), target)
+
+
+def drift_svg(found: Sequence[Drift], most: int = 4) -> str:
+    """The chart `drift --plot x.svg` writes, as text (what the web view shows)."""
+    from .plots import svg
+
+    return svg(drift_figure(found, most))
+
+
+def drift_figure(found: Sequence[Drift], most: int = 4) -> Any:
+    from .plots import Bars, Figure
 
     ranked = []
     for item in found:
@@ -256,7 +287,7 @@ def write_drift_plot(found: Sequence[Drift], target: Path, most: int = 4) -> Pat
         title = f"{report.input}.{ref_column['name']}"
         panels.append(Bars(title, labels, [(report.reference, a), (report.current, b)]))
     title = f"drift: {found[0].report.current} vs {found[0].report.reference}" if found else "drift"
-    return save(Figure(title, panels), target)
+    return Figure(title, panels)
 
 
 def _severity(column: ColumnDrift) -> float:

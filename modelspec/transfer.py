@@ -32,7 +32,7 @@ from .retention.remote_gc import kept_objects
 from .spec.model import split_output_ref
 from .store.objects import Entry, LocalStore, remove_path
 from .store.remote import Progress, run_all
-from .store.remote_cache import Remote, RemoteLease, read_condemned, read_roots, write_roots
+from .store.remote_cache import ROOTS, Remote, RemoteLease, read_condemned, read_roots, write_roots
 from .store.remote_cache import require_remote as require_remote_of
 from .store.traces import ActionCache, ActionResult
 from .store.workspace import CHECKOUT_DIR, Workspace
@@ -88,8 +88,13 @@ def _progress(reporter: Reporter, what: str) -> Callable[[Progress], None]:
     return report
 
 
-def _versions(registry: Registry, refs: Iterable[str]) -> list[ModelVersion]:
+def _versions(registry: Registry, refs: Iterable[str], *, newest: bool = False) -> list[ModelVersion]:
+    """The versions REFs name; without REFs every active one (`newest`: each model's newest)."""
     refs = list(refs)
+    if not refs and newest:
+        active = registry.versions_by_status("active")
+        names = sorted({v.name for v in active})
+        return [max((v for v in active if v.name == name), key=lambda v: v.id) for name in names]
     if not refs:
         return registry.versions_by_status("active")
     versions = []
@@ -167,6 +172,7 @@ def fetch(
     jobs: int = DEFAULT_JOBS,
     reporter: Reporter = ignore,
     direction: str = "fetch",
+    newest: bool = False,
 ) -> tuple[TransferReport, list[tuple[ModelVersion, dict[str, dict[str, Any]]]]]:
     """The report, and each version with its artifacts."""
     started = time.monotonic()
@@ -174,7 +180,7 @@ def fetch(
     store = workspace.store
     store.clean_temp()
     with open_existing_registry(workspace) as registry:
-        versions = _versions(registry, refs)
+        versions = _versions(registry, refs, newest=newest)
         artifacts = [(version, registry.artifacts_of(version)) for version in versions]
     wanted: set[str] = set()
     for version in versions:
@@ -213,9 +219,10 @@ def pull(
     jobs: int = DEFAULT_JOBS,
     reporter: Reporter = ignore,
 ) -> TransferReport:
-    """fetch, then each version's artifacts under `out` (default artifacts/<name>)."""
+    """fetch, then each version's artifacts under `out` (default artifacts/<name>); without
+    REFs, each model's newest active version."""
     started = time.monotonic()
-    report, versions = fetch(workspace, refs, jobs=jobs, reporter=reporter, direction="pull")
+    report, versions = fetch(workspace, refs, jobs=jobs, reporter=reporter, direction="pull", newest=True)
     if len({v.name for v, _a in versions}) < len(versions):
         raise UsageError("pull places one version of each model: name one REF per model")
     for version, artifacts in versions:
@@ -246,6 +253,17 @@ def _place(
     return placed
 
 
+def forget(workspace: Workspace, workspace_id: str) -> bool:
+    """Drop a workspace's roots from the remote (one that is gone for good): remote gc no
+    longer keeps what only it needed. False if the remote has no such roots."""
+    remote = require_remote(workspace)
+    name = f"{ROOTS}{workspace_id}.json"
+    if remote.blobs.head(name) is None:
+        return False
+    remote.blobs.delete([name])
+    return True
+
+
 def status(workspace: Workspace, *, jobs: int = DEFAULT_JOBS) -> dict[str, Any]:
     """What the workspace keeps that the remote lacks (a push would send), what the remote
     has that the local store lacks, the workspaces that publish roots, and the leases."""
@@ -255,6 +273,7 @@ def status(workspace: Workspace, *, jobs: int = DEFAULT_JOBS) -> dict[str, Any]:
     local_only = remote.store.missing(kept, jobs)
     remote_all = set(remote.store.iter())
     local_all = set(workspace.store.iter())
+    entries = sum(len(names) for _key, names in remote.cache.by_key())
     roots = {}
     with contextlib.suppress(ValueError):
         roots = read_roots(remote.blobs)
@@ -265,6 +284,7 @@ def status(workspace: Workspace, *, jobs: int = DEFAULT_JOBS) -> dict[str, Any]:
         "not_on_remote": len(local_only),
         "remote_objects": len(remote_all),
         "remote_only": len(remote_all - local_all),
+        "action_cache_entries": entries,
         "workspaces": [
             {"id": ident, "root": doc.get("root"), "updated": doc.get("updated"), "objects": len(doc["objects"])}
             for ident, doc in sorted(roots.items())

@@ -106,6 +106,7 @@ class Repo:
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MODELSPEC_HOME", raising=False)
+    monkeypatch.delenv("MODELSPEC_REGISTRY_URL", raising=False)  # a developer's team registry
     for key, value in GIT_ENV.items():
         monkeypatch.setenv(key, value)
 

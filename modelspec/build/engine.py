@@ -24,7 +24,7 @@ from ..store.traces import ActionCache
 from ..store.workspace import Workspace
 from .gating import judge_gates, known_verdict
 from .graph import BuildGraph, DataInput
-from .loading import load_graph, open_registry, write_locks
+from .loading import load_graph, open_registry, reach_registry, write_locks
 from .plan import Isolation, content_ids
 from .rebuilder import CachingRebuilder, ForcingRebuilder, NodeOutcome, NodeState, Rebuilder
 from .registration import (
@@ -91,6 +91,7 @@ def build(
     started = time.monotonic()
     cancel = cancel or threading.Event()
     workspace, graph, ctx = load_graph(spec_paths, options.overrides, options.allow_dirty)
+    reach_registry(workspace)
     store = workspace.store
     store.clean_temp()
     remove_stale_leases(workspace.home)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..digest import digest_bytes, hex_of
 from ..errors import UsageError
 from ..resolve.lock import ResolveContext
-from ..spec.load import shown_path
+from ..spec.load import marker_content, shown_path
 from ..spec.model import Lock, Spec, split_output_ref
 from ..spec.refs import matches_range, parse_version
 from ..spec.yamlsource import open_regular
@@ -89,7 +89,7 @@ def load_graph(
     # Only now, with every spec resolved, is anything written: a rejected spec writes nothing.
     for item in graph.specs.values():
         if item.spec.schema_marker is not None:
-            ctx.pending[item.spec.schema_marker] = b""
+            ctx.pending[item.spec.schema_marker] = marker_content(item.spec.document)
     for path, data in ctx.pending.items():
         write_atomic(path, data, ctx.temp_dir)
     ctx.statcache.save()
@@ -183,6 +183,13 @@ def open_registry(workspace: Workspace, guard: bool = True, read_only: bool = Fa
     if url:
         return Registry(url, head_file=head_file, guard=guard)
     return Registry.at(workspace.home / "registry.db", head_file, guard, read_only)
+
+
+def reach_registry(workspace: Workspace) -> None:
+    """A registry on a server is opened before a build runs anything: one that is down or
+    refuses fails the build at once, not after its stages (a file registry cannot be down)."""
+    if registry_url(workspace) is not None:
+        open_registry(workspace).close()
 
 
 def open_existing_registry(workspace: Workspace, guard: bool = True, read_only: bool = False) -> Registry:

@@ -118,7 +118,18 @@ class RemoteRebuilder:
             with RemoteLease(self.remote.blobs) as remote_lease:
                 remote_lease.add(objects)
                 self.remote.store.upload(self.local, objects, jobs=self.jobs)
-                self.remote.cache.put(result, objects)
+                created = self.remote.cache.put(result, objects)
+            if created and self.remote.cache.others(result):
+                self.reporter(
+                    Event(
+                        "warning",
+                        result.node,
+                        {
+                            "message": f"{result.node} gave a different result from the one the remote holds for "
+                            "the same inputs: it is not deterministic (both are kept; `modelspec verify --remote`)"
+                        },
+                    )
+                )
         except StoreError as exc:
             self._warn(f"{result.node} was not uploaded to the remote: {exc.message}")
 

@@ -204,6 +204,9 @@ def _print_build_summary(console: Any, report: Any, rows: list[dict[str, Any]]) 
     if any(r["state"] != "cached" for r in rows):
         console.print(summary_table(rows))
     counts = ", ".join(f"{report.count(s)} {s.value}" for s in NodeState if report.count(s))
+    remote = sum(1 for r in rows if r["reason"] == "from the remote cache")
+    if remote:  # a hit on the remote was downloaded: say so, it explains the time and the traffic
+        counts += f" ({remote} from the remote)"
     console.print(f"{'[green]ok[/]' if report.ok else '[red]failed[/]'}: {counts} in {report.seconds:.2f} s")
     for name, (ref, created) in report.versions.items():
         if name in report.differs:

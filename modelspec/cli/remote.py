@@ -63,9 +63,12 @@ class TransferBar:
 def _summary(report: Any) -> None:
     verb = {"push": "pushed", "fetch": "fetched", "pull": "pulled"}[report.direction]
     versions = ", ".join(report.versions) if report.versions else "no versions"
+    sent = "sent" if report.direction == "push" else "received"
+    already = report.objects - report.transferred
+    rest = f"; {already} already {'there' if report.direction == 'push' else 'here'}" if already else ""
     echo(
-        f"{verb} {versions}: {plural(report.transferred, 'object')} ({_size(report.bytes)}) of "
-        f"{report.objects} needed, the rest already there; {report.seconds:.1f} s ({report.url})"
+        f"{verb} {versions}: {sent} {report.transferred} of the {plural(report.objects, 'object')} they need "
+        f"({_size(report.bytes)}){rest}; {report.seconds:.1f} s ({report.url})"
     )
     if report.direction == "push":
         echo(plural(report.entries, "new action-cache entry", "new action-cache entries"))
@@ -122,7 +125,7 @@ def fetch(refs: tuple[str, ...], jobs: int, as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("refs", nargs=-1, required=True)
+@click.argument("refs", nargs=-1)
 @click.option(
     "--out",
     "out_dir",
@@ -133,8 +136,8 @@ def fetch(refs: tuple[str, ...], jobs: int, as_json: bool) -> None:
 @json_option
 @handle_errors
 def pull(refs: tuple[str, ...], out_dir: Path | None, jobs: int, as_json: bool) -> None:
-    """fetch versions REF..., then copy their artifacts out (read-only copies), as
-    `checkout` does for a last build."""
+    """fetch versions REF... (default: each model's newest active version), then copy their
+    artifacts out (read-only copies), as `checkout` does for a last build."""
     from ..api import pull as do_pull
 
     workspace = workspace_of(None)
@@ -163,5 +166,22 @@ def remote_status(jobs: int, as_json: bool) -> None:
     echo(f"remote {found['remote']} (this workspace is {found['workspace']})")
     echo(f"  kept here, not on the remote: {plural(found['not_on_remote'], 'object')} of {found['kept_objects']}")
     echo(f"  on the remote, not here: {plural(found['remote_only'], 'object')} of {found['remote_objects']}")
+    entries = plural(found["action_cache_entries"], "action-cache entry", "action-cache entries")
+    echo(f"  {entries} on the remote")
     for item in found["workspaces"]:
         echo(f"  roots of {item['id']}: {plural(item['objects'], 'object')} ({item['root']})")
+
+
+@remote.command("forget")
+@click.argument("workspace_id")
+@json_option
+@handle_errors
+def remote_forget(workspace_id: str, as_json: bool) -> None:
+    """Drop the roots of workspace WORKSPACE_ID (one gone for good; `remote status` lists
+    them) from the remote, so that `gc --remote` no longer keeps what only it needed."""
+    from ..api import remote_forget as forget
+    from ..errors import UsageError
+
+    if not forget(workspace_of(None), workspace_id):
+        raise UsageError(f"the remote keeps no roots of {workspace_id!r}", hint="`modelspec remote status` lists them")
+    emit_json({"forgotten": workspace_id}) if as_json else echo(f"forgot the roots of {workspace_id}")

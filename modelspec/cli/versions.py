@@ -393,6 +393,7 @@ _COUNTED = (
     ("reproductions", "reproductions"),
     ("gate_results", "gate verdicts"),
     ("pins", "pins"),
+    ("gate_results", "gate verdicts"),
     ("events", "audit events"),
 )
 

@@ -10,5 +10,7 @@
 - `lineage`: upstream inputs, downstream versions, reproductions.
 - `audit`: the hash-chained log and the `Write` transaction that appends to it;
   `verify` and `replay`: `audit --verify`; `head`: the store's record of its registry.
+- `transfer`: `registry copy` (every row, ids kept, into an empty database) and `registry info`.
+- `backends`: the engine from a URL; `sqlite` and `postgres`: what only that backend needs.
 - `tables`: the schema and its migrations; `crosscheck`, `versiondiff`: comparisons.
 """

@@ -69,7 +69,9 @@ def server_error(url: sa.URL, doing: str, exc: sa.exc.DBAPIError) -> StoreError:
     if url.password:
         reason = reason.replace(str(url.password), "***")
     where = f"{url.host or 'localhost'}:{url.port or 5432}"
-    if isinstance(exc, sa.exc.OperationalError) or exc.connection_invalidated:  # unreachable, refused, dropped
+    if f'database "{url.database}" does not exist' in reason:
+        hint = f"create it first: createdb -h {url.host or 'localhost'} -p {url.port or 5432} {url.database}"
+    elif isinstance(exc, sa.exc.OperationalError) or exc.connection_invalidated:  # unreachable, refused, dropped
         hint = (
             f"check that the PostgreSQL server at {where} is running and accepts connections from this machine "
             "(the registry is `registry:` in modelspec.yaml, or MODELSPEC_REGISTRY_URL)"

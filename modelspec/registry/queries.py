@@ -4,6 +4,7 @@ metric and tag, by alias, by status; and what each recorded beside its row."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -78,19 +79,96 @@ def list_versions(
     where: list[tuple[str, str, float]] | None = None,
     tags: Mapping[str, str] | None = None,
 ) -> list[ModelVersion]:
+    v = t.versions.c
+    query = _filtered(select(), name, where, tags).order_by(v.major, v.minor, v.patch)
+    return [version_of(r) for r in conn.execute(query)]
+
+
+def _filtered(
+    query: sa.Select[Any], name: str, where: list[tuple[str, str, float]] | None, tags: Mapping[str, str] | None
+) -> sa.Select[Any]:
+    """`query` on the versions of NAME that meet every metric condition and carry every tag."""
     # Joins, not correlated EXISTS: (version_id, key) is each table's primary key, so a join
     # adds no duplicates, and SQLite can start from the (key, value) index instead of
     # probing every version of the model (see benchmarks/registry_bench.py).
     v = t.versions.c
-    query = select().where(v.name == name)
+    query = query.where(v.name == name)
     for i, (metric, op, value) in enumerate(where or []):
         m = t.metrics.alias(f"m{i}")
         query = query.join(m, sa.and_(m.c.version_id == v.id, m.c.key == metric, _compare(m.c.value, op, value)))
     for i, (key, text) in enumerate((tags or {}).items()):
         tag = t.tags.alias(f"t{i}")
         query = query.join(tag, sa.and_(tag.c.version_id == v.id, tag.c.key == key, tag.c.value == text))
-    query = query.order_by(v.major, v.minor, v.patch)
-    return [version_of(r) for r in conn.execute(query)]
+    return query
+
+
+@dataclass(frozen=True)
+class Page:
+    """Where a page of versions starts: after or before a version (the cursor is the version
+    string, so a person can type it), or the last page; none of them: the first page."""
+
+    after: str | None = None
+    before: str | None = None
+    last: bool = False
+    size: int = 50
+
+
+def versions_page(
+    conn: sa.Connection,
+    name: str,
+    where: list[tuple[str, str, float]] | None,
+    tags: Mapping[str, str] | None,
+    page: Page,
+    metric: str | None = None,
+    descending: bool = True,
+) -> tuple[list[ModelVersion], bool, bool]:
+    """One page of `list_versions`, in version order or by `metric` (versions without it are
+    left out), read by keyset: the rows after (or before) the cursor's sort key, LIMIT
+    size + 1, so the 1,000th page costs what the first does. Returns the versions in the
+    order asked, and whether there are versions before and after the page."""
+    v = t.versions.c
+    query = _filtered(select(), name, where, tags)
+    if metric is not None:
+        s = t.metrics.alias("sort")
+        query = query.join(s, sa.and_(s.c.version_id == v.id, s.c.key == metric))
+        keys: tuple[Any, ...] = (s.c.value, v.id)
+    else:
+        keys = (v.major, v.minor, v.patch)
+    backwards = page.before is not None or page.last  # read toward the start, then turn round
+    reading_down = descending != backwards
+    anchor = page.after or page.before
+    if anchor is not None:
+        key = _sort_key(conn, name, anchor, metric)
+        query = query.where(sa.tuple_(*keys) < key if reading_down else sa.tuple_(*keys) > key)
+    query = query.order_by(*(k.desc() if reading_down else k.asc() for k in keys)).limit(page.size + 1)
+    found = [version_of(r) for r in conn.execute(query)]
+    more = len(found) > page.size
+    found = found[: page.size]
+    if backwards:
+        found.reverse()
+        return found, more, page.before is not None
+    return found, anchor is not None, more
+
+
+def _sort_key(conn: sa.Connection, name: str, version: str, metric: str | None) -> tuple[Any, ...]:
+    v, m = t.versions.c, t.metrics.c
+    row: Any
+    if metric is None:
+        row = conn.execute(sa.select(v.major, v.minor, v.patch).where(v.name == name, v.version == version)).first()
+    else:
+        query = sa.select(m.value, v.id).join_from(t.versions, t.metrics, m.version_id == v.id)
+        row = conn.execute(query.where(v.name == name, v.version == version, m.key == metric)).first()
+    if row is None:
+        why = f" with a metric {metric!r}" if metric else ""
+        raise UsageError(f"no version {name}@{version}{why} to page from", hint="start again from the first page")
+    return tuple(row)
+
+
+def count_versions(
+    conn: sa.Connection, name: str, where: list[tuple[str, str, float]] | None, tags: Mapping[str, str] | None
+) -> int:
+    query = _filtered(sa.select(sa.func.count()).select_from(t.versions), name, where, tags)
+    return int(conn.execute(query).scalar() or 0)
 
 
 def by_status(conn: sa.Connection, status: str) -> list[ModelVersion]:

@@ -302,6 +302,25 @@ class Registry:
         with self._read() as conn:
             return queries.list_versions(conn, name, where, tags)
 
+    def versions_page(
+        self,
+        name: str,
+        where: list[tuple[str, str, float]] | None,
+        tags: Mapping[str, str] | None,
+        page: queries.Page,
+        metric: str | None = None,
+        descending: bool = True,
+    ) -> tuple[list[ModelVersion], bool, bool]:
+        """A page of `list_versions` by keyset (see queries.versions_page)."""
+        with self._read() as conn:
+            return queries.versions_page(conn, name, where, tags, page, metric, descending)
+
+    def count_versions(
+        self, name: str, where: list[tuple[str, str, float]] | None = None, tags: Mapping[str, str] | None = None
+    ) -> int:
+        with self._read() as conn:
+            return queries.count_versions(conn, name, where, tags)
+
     def versions_by_status(self, status: str) -> list[ModelVersion]:
         with self._read() as conn:
             return queries.by_status(conn, status)

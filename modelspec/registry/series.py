@@ -20,24 +20,48 @@ class VersionMetrics(NamedTuple):
     metrics: dict[str, float]
 
 
-def metric_series(conn: sa.Connection, name: str, metric: str | None = None) -> list[VersionMetrics]:
-    """Every version of model NAME in version order with its metrics (only `metric`, if given).
+def metric_series(
+    conn: sa.Connection, name: str, metric: str | None = None, last: int | None = None
+) -> list[VersionMetrics]:
+    """Every version of model NAME in version order with its metrics (only `metric`, if given);
+    with `last`, only the newest `last` versions (read from the end of the index, not all).
     Rows are fetched all at once: a third of the time of fetching them one by one."""
     v, m, g = t.versions.c, t.metrics.c, t.gate_results.c
+    ids = sa.select(v.id).where(v.name == name)
+    if last is not None:
+        ids = ids.order_by(v.major.desc(), v.minor.desc(), v.patch.desc()).limit(last)
+    shown = ids.scalar_subquery() if last is not None else None
     newest = sa.select(sa.func.max(g.id)).join(t.versions, v.id == g.version_id).where(v.name == name)
+    if shown is not None:
+        newest = newest.where(g.version_id.in_(shown))
     newest = newest.group_by(g.version_id)
     query = sa.select(g.version_id).where(g.id.in_(newest.scalar_subquery()), g.verdict == "failed")
     rejected = set(conn.execute(query).scalars())
+    rows = sa.select(v.id, v.version, v.created, v.status).where(v.name == name)
+    if shown is not None:
+        rows = rows.where(v.id.in_(shown))
     found = {
         r.id: VersionMetrics(
             r.id, r.version, r.created, "rejected" if r.status == "active" and r.id in rejected else r.status, {}
         )
-        for r in conn.execute(
-            sa.select(v.id, v.version, v.created, v.status).where(v.name == name).order_by(v.major, v.minor, v.patch)
-        ).all()
+        for r in conn.execute(rows.order_by(v.major, v.minor, v.patch)).all()
     }
     query = sa.select(m.version_id, m.key, m.value, m.is_integer).join(t.versions, v.id == m.version_id)
     query = query.where(v.name == name, *([m.key == metric] if metric is not None else []))
+    if shown is not None:
+        query = query.where(v.id.in_(shown))
     for version_id, key, value, is_integer in conn.execute(query).all():
         found[version_id].metrics[key] = int(value) if is_integer else value
     return list(found.values())
+
+
+def best_value(conn: sa.Connection, name: str, metric: str, higher: bool) -> tuple[str, float] | None:
+    """The version of model NAME with the best `metric` (highest, or lowest unless `higher`)
+    and its value: read from the end of the (key, value) index, not every version."""
+    v, m = t.versions.c, t.metrics.c
+    order = (m.value.desc(), v.id.desc()) if higher else (m.value.asc(), v.id.desc())
+    query = sa.select(v.version, m.value, m.is_integer).join_from(t.metrics, t.versions, m.version_id == v.id)
+    row = conn.execute(query.where(m.key == metric, v.name == name).order_by(*order).limit(1)).first()
+    if row is None:
+        return None
+    return row.version, int(row.value) if row.is_integer else row.value

@@ -146,8 +146,8 @@ gate_results = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("version_id", sa.Integer, sa.ForeignKey("versions.id"), nullable=False, index=True),
     sa.Column("time", sa.Float, nullable=False),
-    sa.Column("actor", sa.String, nullable=False),
-    sa.Column("verdict", sa.String, nullable=False),  # passed | failed | overridden
+    sa.Column("actor", String, nullable=False),
+    sa.Column("verdict", String, nullable=False),  # passed | failed | overridden
     sa.Column("details", sa.Text, nullable=False),  # JSON: each gate's value, baseline, passed; or the reason
 )
 

@@ -21,9 +21,7 @@ from .audit import Write
 
 CHUNK = 1000  # rows per INSERT: under every backend's parameter limit
 # What `registry info` and `registry copy` count, in the order they are shown.
-COUNTED = ("versions", "aliases", "alias_history", "tags", "reproductions", "gate_results", "pins", "events")
-# Tables whose ids a PostgreSQL sequence hands out: moved past the copied ids.
-_SEQUENCED = {"versions": "id", "alias_history": "id", "reproductions": "id", "gate_results": "id", "events": "seq"}
+COUNTED = ("versions", "aliases", "alias_history", "tags", "reproductions", "pins", "gate_results", "events")
 
 
 def counts(conn: sa.Connection) -> dict[str, int]:
@@ -51,7 +49,8 @@ def copy(source: sa.Connection, target: Write, shown_target: str) -> dict[str, i
         if table is t.meta:
             continue
         primary = list(table.primary_key.columns) or list(table.columns)
-        rows = source.execute(sa.select(table).order_by(*primary))
+        # Streamed (a server-side cursor on PostgreSQL): a registry is not held in memory whole.
+        rows = source.execution_options(stream_results=True).execute(sa.select(table).order_by(*primary))
         while batch := rows.fetchmany(CHUNK):
             target.conn.execute(sa.insert(table), [dict(row._mapping) for row in batch])
     # The identity and the audit head move with the rows; the schema version is the target's own.
@@ -65,12 +64,16 @@ def copy(source: sa.Connection, target: Write, shown_target: str) -> dict[str, i
 
 
 def advance_sequences(conn: sa.Connection) -> None:
-    """Rows inserted with their ids leave a sequence behind: the next version would get id 1."""
-    for table, column in _SEQUENCED.items():
+    """Rows inserted with their ids leave a table's sequence behind (the next version would
+    get id 1): each is moved past the highest id copied."""
+    for table in t.metadata.sorted_tables:
+        column = table.autoincrement_column
+        if column is None:
+            continue
         conn.execute(
             sa.text(
-                f"SELECT setval(pg_get_serial_sequence('{table}', '{column}'), "
-                f"COALESCE((SELECT max({column}) FROM {table}), 0) + 1, false)"
+                f"SELECT setval(pg_get_serial_sequence('{table.name}', '{column.name}'), "
+                f"COALESCE((SELECT max({column.name}) FROM {table.name}), 0) + 1, false)"
             )
         )
 

@@ -81,19 +81,27 @@ def _plain_config(files: dict[str, Path], name: str) -> dict[str, Any] | None:
     if list(files) != [f"{name}.yaml"]:
         return None
     import yaml
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
+    from omegaconf._utils import get_yaml_loader  # the loader OmegaConf (so Hydra) reads files with
 
     try:
         text = files[f"{name}.yaml"].read_text(encoding="utf-8")
         if "${" in text or "\0" in text or "@package" in text:  # interpolation, a NUL, a package header
             return None
-        loaded = OmegaConf.to_container(OmegaConf.create(text) if text.strip() else OmegaConf.create({}))
-    except (OSError, ValueError, OmegaConfBaseException, yaml.YAMLError):
+        loaded = yaml.load(text, Loader=get_yaml_loader()) or {}
+    except (OSError, ValueError, yaml.YAMLError):
         return None
-    if not isinstance(loaded, dict) or "defaults" in loaded or "hydra" in loaded:
+    if not isinstance(loaded, dict) or "defaults" in loaded or "hydra" in loaded or not _kept_as_is(loaded):
         return None
-    return {str(key): value for key, value in loaded.items()}
+    return loaded
+
+
+def _kept_as_is(value: Any) -> bool:
+    """Values OmegaConf keeps as they are: no `???` (a missing value), no Path or bytes, string keys."""
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _kept_as_is(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_kept_as_is(v) for v in value)
+    return value is None or isinstance(value, (bool, int, float)) or (isinstance(value, str) and value != "???")
 
 
 def _hydra_compose(config_dir: Path, name: str, overrides: list[str]) -> Any:

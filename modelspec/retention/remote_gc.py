@@ -49,6 +49,7 @@ class RemoteGcReport:
     condemned: list[str] = field(default_factory=list)  # newly condemned: deleted by a later gc
     entries_deleted: int = 0  # action-cache entries naming unneeded objects
     young: int = 0  # unneeded but younger than the grace
+    temp_files: int = 0  # scratch files of killed writers removed (file:// remotes)
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -63,6 +64,7 @@ class RemoteGcReport:
             "condemned_objects": len(self.condemned),
             "deleted_action_cache_entries": self.entries_deleted,
             "young_objects": self.young,
+            "temp_files": self.temp_files,
             "seconds": round(self.seconds, 3),
         }
 
@@ -138,6 +140,8 @@ def collect_remote(
     if not dry_run:
         blobs.replace(CONDEMNED, canonical_json(still))  # first: a gc killed now deletes nothing twice
         blobs.delete([name for name, _digest, _size in doomed])
+        # Scratch of writers killed on a shared directory (a live one writes for seconds).
+        report.temp_files = blobs.clean_temp(now - max(grace, 3600.0))
     report.seconds = time.monotonic() - started
     return report
 

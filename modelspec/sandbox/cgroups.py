@@ -9,6 +9,7 @@ neither is writable, `create` returns None and the caller falls back to RLIMIT_N
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,8 +57,11 @@ def create(name: str, max_pids: int) -> PidsGroup | None:
     return PidsGroup(path)
 
 
+@functools.cache
 def _pids_base() -> Path | None:
-    """The cgroup directory of this process in a hierarchy with the pids controller."""
+    """The cgroup directory of this process in a hierarchy with the pids controller. Looked
+    up once per process (it reads every mount: a millisecond a stage otherwise); if the
+    process has been moved since, making a group fails and the caller falls back."""
     try:
         mounts = _MOUNTS.read_text().splitlines()
         membership = Path("/proc/self/cgroup").read_text().splitlines()

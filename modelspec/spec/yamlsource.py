@@ -137,7 +137,8 @@ def parse_document(raw: bytes, shown_as: str, *, checked: bool = False) -> Docum
     if checked and _FAST_LOADER is not None:
         return Document(shown_as, yaml.load(raw.decode("utf-8"), Loader=_FAST_LOADER), source=raw)
     if len(raw) > MAX_BYTES:
-        raise _fail(shown_as, 1, 1, f"file is {len(raw)} bytes; a spec may be at most {MAX_BYTES} bytes ({_size(MAX_BYTES)})")
+        limit = f"{MAX_BYTES} bytes ({_size(MAX_BYTES)})"
+        raise _fail(shown_as, 1, 1, f"file is {len(raw)} bytes; a spec may be at most {limit}")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -62,6 +62,10 @@ class Blobs(Protocol):
 
     def delete(self, names: list[str]) -> None: ...
 
+    def clean_temp(self, older_than: float) -> int:
+        """Remove scratch a killed writer left (modified before `older_than`); how many."""
+        ...
+
 
 @dataclass(frozen=True)
 class RemoteConfig:
@@ -201,6 +205,15 @@ class FileBlobs:
             with contextlib.suppress(FileNotFoundError):
                 self._path(name).unlink()
 
+    def clean_temp(self, older_than: float) -> int:
+        removed = 0
+        for info in self.scan("tmp/"):
+            if info.modified < older_than:
+                with contextlib.suppress(FileNotFoundError):
+                    self._path(info.name).unlink()
+                    removed += 1
+        return removed
+
     def _wrap(self, make: Callable[[], T]) -> T:
         try:
             return make()
@@ -238,7 +251,9 @@ class S3Blobs:
 
         self.ob = obstore
         self.url = config.url
-        options: Any = {"connect_timeout": timedelta(seconds=10), "timeout": timedelta(minutes=10)}
+        # A request that makes no progress for this long is retried (a stalled connection).
+        timeout = float(os.environ.get("MODELSPEC_REMOTE_TIMEOUT", "600"))
+        options: Any = {"connect_timeout": timedelta(seconds=10), "timeout": timedelta(seconds=timeout)}
         kwargs: dict[str, Any] = {}
         if config.endpoint:
             kwargs["endpoint"] = config.endpoint
@@ -333,6 +348,9 @@ class S3Blobs:
     def delete(self, names: list[str]) -> None:
         for start in range(0, len(names), 1000):  # one request deletes at most 1000 keys
             self._delete(names[start : start + 1000])
+
+    def clean_temp(self, older_than: float) -> int:
+        return 0  # a create is one PUT: S3 keeps nothing of one that was cut off
 
     def _delete(self, batch: list[str]) -> None:
         with contextlib.suppress(FileNotFoundError):

@@ -26,8 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-import blake3
-
 from ..digest import PREFIX, digest_bytes, digest_file, hex_of, parse_tree_document
 from ..errors import CorruptObjectError, StoreError
 from .blobs import Blobs
@@ -163,22 +161,22 @@ class RemoteStore:
         )
 
     def read_bytes(self, digest: str) -> bytes:
-        data = self.blobs.get(object_name(digest))
-        if data is None:
-            raise self._missing(digest)
-        if digest_bytes(data) != digest:
-            self.quarantine(digest, data)
-            raise CorruptObjectError(
-                f"object {digest} on the remote {self.url} is corrupt; it was moved to its quarantine/",
-                hint="push it again from a workspace that has it, or build again",
-            )
-        return data
+        for _attempt in range(2):  # bytes damaged on the way are fetched once more
+            data = self.blobs.get(object_name(digest))
+            if data is None:
+                raise self._missing(digest)
+            if digest_bytes(data) == digest:
+                return data
+        self.quarantine(digest)
+        raise CorruptObjectError(
+            f"object {digest} on the remote {self.url} is corrupt; it was moved to its quarantine/",
+            hint="push it again from a workspace that has it, or build again",
+        )
 
-    def quarantine(self, digest: str, data: bytes | None = None) -> None:
+    def quarantine(self, digest: str) -> None:
         """Take a corrupt object out of service, keeping its bytes under quarantine/."""
         name = object_name(digest)
-        if data is None:
-            data = self.blobs.get(name)
+        data = self.blobs.get(name)
         if data is not None:
             self.blobs.replace(QUARANTINE + hex_of(digest), data)
         self.blobs.delete([name])
@@ -205,26 +203,28 @@ class RemoteStore:
         return handle
 
     def download_to(self, digest: str, handle: BinaryIO) -> int:
-        """Write the object into an open file, verified (size returned); a corrupt one is
-        quarantined and raises before the caller uses a byte."""
+        """Write the object into an open file, verified (size returned). Bytes that do not
+        match are fetched once more (a network can damage them too); a second mismatch is
+        a corrupt object: quarantined, and an error before the caller uses a byte."""
         name = object_name(digest)
         with tempfile.TemporaryDirectory(prefix="modelspec-remote-") as scratch:
             temp = Path(scratch) / "object"
-            if not self.blobs.download(name, temp):
-                raise self._missing(digest)
-            hasher = blake3.blake3()
-            size = 0
-            with open(temp, "rb") as f:
-                while chunk := f.read(1 << 20):
-                    hasher.update(chunk)
-                    handle.write(chunk)
-                    size += len(chunk)
-            if PREFIX + hasher.hexdigest() != digest:
+            for _attempt in range(2):
+                if not self.blobs.download(name, temp):
+                    raise self._missing(digest)
+                if digest_file(temp) == digest:
+                    break
+            else:
                 self.quarantine(digest)
                 raise CorruptObjectError(
                     f"object {digest} on the remote {self.url} is corrupt; it was moved to its quarantine/",
                     hint="push it again from a workspace that has it, or build again",
                 )
+            size = 0
+            with open(temp, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    handle.write(chunk)
+                    size += len(chunk)
         handle.flush()
         return size
 

@@ -138,6 +138,11 @@ class RemoteActionCache:
         name = f"{AC}{hex_of(result.key)}/{hex_of(outcome_digest(result))}.json"
         return self.blobs.create(name, canonical_json(document))
 
+    def others(self, result: ActionResult) -> int:
+        """How many different results the remote holds for the result's key besides it."""
+        mine = f"{hex_of(outcome_digest(result))}.json"
+        return sum(1 for info in self.blobs.scan(f"{AC}{hex_of(result.key)}/") if not info.name.endswith(mine))
+
     def by_key(self) -> Iterator[tuple[str, list[str]]]:
         """Each key's entry names, from one listing of the cache."""
         by_key: dict[str, list[str]] = {}

@@ -51,7 +51,8 @@ def test_a_second_workspace_downloads_what_the_first_built(
     built = first.build_json(spec)
     assert set(states(built).values()) == {"ran"}
 
-    report = second.build_json(spec)
+    text = second.cli("build", spec, "--no-push", "--json", "-j", "1")
+    report = json.loads(text.stdout)
     assert set(states(report).values()) == {"cached"}, report  # zero stages ran in B
     assert {row["reason"] for row in report["nodes"]} == {"from the remote cache"}
     assert checkout_d(second, spec) == expected_d("first\nmiddle\nlast\n")
@@ -60,7 +61,13 @@ def test_a_second_workspace_downloads_what_the_first_built(
     assert json.loads(verified.stdout)["ok"]
     # The same inputs are the same version in both workspaces' registries.
     assert report["specs"]["pipe"]["artifacts"] == built["specs"]["pipe"]["artifacts"]
+    # ...and B can rebuild it from what it recorded, bit for bit, though nothing ran there.
+    reproduced = second.cli("reproduce", report["versions"]["pipe"]["ref"], "--json")
+    assert reproduced.returncode == 0, reproduced.stdout + reproduced.stderr
+    assert json.loads(reproduced.stdout)["verdict"] == "identical"
 
+    again = second.cli("build", spec, "--no-push")  # text: the summary says where the hits came from
+    assert "4 cached" in again.stdout and "from the remote" not in again.stdout  # now local hits
     # A change in B runs only the stages it affects there.
     changed = states(second.build_json(spec, "a.v=2"))
     assert changed == {"pipe:a": "ran", "pipe:b": "ran", "pipe:c": "cached", "pipe:d": "ran"}
@@ -108,3 +115,11 @@ def test_a_bad_remote_url_is_a_located_error(repo: Repo) -> None:
     assert result.returncode == 2
     assert "modelspec.yaml:1" in result.stdout + result.stderr and "Traceback" not in result.stderr
     shutil.rmtree(repo.path / ".modelspec", ignore_errors=True)
+
+
+def test_the_summary_says_how_many_hits_came_from_the_remote(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    first, second, spec = two_workspaces(tmp_path, remote_setting("file", tmp_path, request))
+    first.cli("build", spec, check=True)
+    text = second.cli("build", spec, check=True).stdout
+    assert "ok: 4 cached (4 from the remote)" in text
+    assert "registered pipe@1.0.0" in text

@@ -42,9 +42,13 @@ def with_password(url: str) -> str:
     return sa.make_url(url).set(password=SECRET).render_as_string(hide_password=False)
 
 
-def workspace(path: Path, registry: str | None = None) -> Repo:
+# Each build records its gate's verdict (a row of gate_results and a `gate` event).
+GATED = SPEC + "gates:\n  - {metric: auc, direction: higher, threshold: 0.5}\n"
+
+
+def workspace(path: Path, registry: str | None = None, spec: str = SPEC) -> Repo:
     repo = Repo(path)
-    repo.write("specs/m.yaml", SPEC, dedent=False)
+    repo.write("specs/m.yaml", spec, dedent=False)
     repo.write("train.sh", TRAIN, dedent=False)
     repo.write("conf/config.yaml", "train: {v: 1}\n")
     if registry:
@@ -65,8 +69,10 @@ def run(repo: Repo, *args: str, env: dict[str, str] | None = None, code: int = 0
 
 def test_two_workspaces_share_one_postgresql_registry(tmp_path: Path, postgres_url: str) -> None:
     url = with_password(postgres_url)
-    a = workspace(tmp_path / "a", url)
-    b = workspace(tmp_path / "b", url)
+    # The team's objects travel through a shared remote (a directory here).
+    remote = f"file://{tmp_path / 'remote'}"
+    a = workspace(tmp_path / "a", f"{url}\nremote: {remote}")
+    b = workspace(tmp_path / "b", f"{url}\nremote: {remote}")
     assert run(a, "build", "specs/m.yaml", "--json")["versions"]["m"] == {"ref": "m@1.0.0", "new": True}
     assert run(a, "build", "specs/m.yaml", "train.v=2", "--json")["versions"]["m"]["ref"] == "m@1.0.1"
 
@@ -88,15 +94,23 @@ def test_two_workspaces_share_one_postgresql_registry(tmp_path: Path, postgres_u
     log_a, log_b = run(a, "audit", "--verify", "--json"), run(b, "audit", "--verify", "--json")
     assert log_a == log_b and log_a["ok"]
     assert [e["kind"] for e in log_a["events"]] == ["build", "build", "promote", "promote", "rollback"]
+    # B has the version's objects once A pushed them and B pulled them: it verifies whole.
+    assert "missing" in run(b, "verify", "m@1.0.0", code=1).stdout
+    run(a, "push", "m@1.0.0")
+    run(b, "pull", "m@1.0.0")
+    assert run(b, "verify", "m@1.0.0").stdout.strip().endswith("checked: ok")
+
     # A builds again after B's writes: B's moves are a continuation of what A's store recorded.
     assert run(a, "build", "specs/m.yaml", "train.v=3", "--json")["versions"]["m"]["ref"] == "m@1.0.2"
+    text = run(b, "registry", "info").stdout
+    assert "backend:  postgresql" in text and "holds:    1 models, 3 versions" in text
     info = run(b, "registry", "info", "--json")
     assert info["backend"] == "postgresql" and "***" in info["url"]
     assert info["counts"]["versions"] == 3 and info["counts"]["events"] == 6 and info["audit_head"] == 6
 
 
 def test_registry_copy_from_sqlite_to_postgresql_and_back(tmp_path: Path, postgres_url: str) -> None:
-    repo = workspace(tmp_path / "ws")
+    repo = workspace(tmp_path / "ws", spec=GATED)
     for v in (1, 2):
         run(repo, "build", "specs/m.yaml", f"train.v={v}")
     run(repo, "tag", "m@1.0.1", "stage=candidate")
@@ -116,11 +130,11 @@ def test_registry_copy_from_sqlite_to_postgresql_and_back(tmp_path: Path, postgr
     assert copied["backend"] == "postgresql" and copied["to"] == sa.make_url(url).render_as_string()
     assert copied["counts"] == before["registry info"]["counts"]
     assert copied["counts"] | {"models": 1} == {
-        "models": 1, "versions": 2, "aliases": 2, "alias_history": 2, "tags": 1, "reproductions": 1,
-        "gate_results": 0, "pins": 1, "events": 7,
+        "models": 1, "versions": 2, "aliases": 2, "alias_history": 2, "tags": 1, "reproductions": 1, "pins": 1,
+        "gate_results": 2, "events": 9,
     }
     refused = run(repo, "registry", "copy", "--to", url, code=2)
-    assert "is not empty (2 versions, 7 audit events)" in refused.stderr
+    assert "is not empty (2 versions, 9 audit events)" in refused.stderr
 
     # The workspace moved to the copy: the same registry (the store recognises it), every record.
     on_copy = {"MODELSPEC_REGISTRY_URL": url}
@@ -134,7 +148,8 @@ def test_registry_copy_from_sqlite_to_postgresql_and_back(tmp_path: Path, postgr
             assert now == seen, command
     shown = run(repo, "show", "m@1.0.1", "--json", env=on_copy)
     assert shown["tags"] == {"stage": "candidate"} and shown["reproductions"][0]["verdict"] == "identical"
-    # New rows continue after the copied ids (PostgreSQL's sequences were moved past them).
+    # New rows (a version, its gate verdict) continue after the copied ids: PostgreSQL's
+    # sequences were moved past them.
     assert run(repo, "build", "specs/m.yaml", "train.v=3", "--json", env=on_copy)["versions"]["m"]["ref"] == "m@1.0.2"
     run(repo, "promote", "m@1.0.2", "staging", env=on_copy)
 
@@ -142,10 +157,19 @@ def test_registry_copy_from_sqlite_to_postgresql_and_back(tmp_path: Path, postgr
     back = tmp_path / "back" / "registry.db"
     back.parent.mkdir()
     returned = run(repo, "registry", "copy", "--to", f"sqlite:///{back}", "--json", env=on_copy)
-    assert returned["counts"]["versions"] == 3 and returned["counts"]["events"] == 9
+    assert returned["counts"]["versions"] == 3 and returned["counts"]["events"] == 12  # + build, gate, promote
     on_back = {"MODELSPEC_REGISTRY_URL": f"sqlite:///{back}"}
     assert run(repo, "audit", "--verify", "--json", env=on_back)["ok"]
     assert run(repo, "versions", "m", "--json", env=on_back) == run(repo, "versions", "m", "--json", env=on_copy)
+
+
+def test_a_database_that_does_not_exist_is_named_with_how_to_make_it(tmp_path: Path, postgres_server: str) -> None:
+    url = with_password(sa.make_url(postgres_server).set(database="no_such_db").render_as_string(hide_password=False))
+    repo = workspace(tmp_path / "ws", url)
+    refused = run(repo, "registry", "info", code=1)
+    assert "cannot be opened: connection failed" in refused.stderr
+    assert 'database "no_such_db" does not exist' in refused.stderr
+    assert "hint: create it first: createdb -h 127.0.0.1 -p" in refused.stderr
 
 
 def test_a_registry_url_that_is_not_usable_is_a_located_error(tmp_path: Path) -> None:
@@ -167,6 +191,10 @@ def test_a_server_that_is_down_or_restarts_is_a_clear_error_and_nothing_is_half_
         run(repo, "promote", "m@1.0.0", "production")
 
         private_postgres.stop("fast")
+        # A build fails before it runs anything: not after its stages, at registration.
+        build = repo.modelspec("build", "specs/m.yaml", "train.v=3")
+        assert build.returncode == 1 and "cannot be opened: connection failed" in build.stderr
+        assert "Traceback" not in build.stderr and "train" not in build.stdout + build.stderr, build
         for command in (("versions", "m"), ("promote", "m@1.0.1", "production"), ("audit", "--verify")):
             failed = repo.modelspec(*command)  # the real CLI: exit code, stderr, no traceback
             assert failed.returncode == 1, failed

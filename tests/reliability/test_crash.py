@@ -1,7 +1,7 @@
 """SIGKILL during build, gc, promote, reproduce and environment creation, at seeded random
 instants: after every kill no helper (uv) keeps running, the next command succeeds and the
 workspace is consistent (benchmarks/crash_trials.py runs the same trials a thousand times).
-Some of the trials again with the registry on a PostgreSQL server: a killed client's
+A few of the trials again with the registry on a PostgreSQL server: a killed client's
 transaction is rolled back by the server, and its advisory lock released with its session."""
 
 from __future__ import annotations
@@ -48,9 +48,9 @@ def postgres_workspace(tmp_path_factory: pytest.TempPathFactory, postgres_server
 
 
 def test_sigkill_at_random_points_with_a_postgresql_registry(postgres_workspace: Path) -> None:
-    rng = random.Random(2000)
+    rng = random.Random(2012)  # three builds, two promotes, a gc, a reproduce and an env create
     failures = []
-    for i in range(TRIALS // 4):
+    for i in range(8):  # a few: the trials above check the rest, on SQLite
         result = trial(postgres_workspace, rng, counter=i)
         if result.problems:
             failures.append(f"{result.operation} killed after {result.delay:.2f} s: {result.problems}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import textwrap
 from pathlib import Path
@@ -218,7 +219,7 @@ PLAIN_VALUES = st.recursive(
     | st.integers(-(10**6), 10**6)
     | st.floats(allow_nan=False, allow_infinity=False, width=32)
     | st.text(st.characters(codec="utf-8", exclude_characters="\0$"), max_size=8)
-    | st.sampled_from(["on", "off", "yes", "1e3", "0x10", "2024-01-02", "~", "null", ".inf"]),
+    | st.sampled_from(["on", "off", "yes", "1e3", "0x10", "2024-01-02", "~", "null", ".inf", "???", "1_000"]),
     lambda kids: st.lists(kids, max_size=3) | st.dictionaries(KEYS, kids, max_size=3),
     max_leaves=12,
 )
@@ -240,7 +241,7 @@ def test_a_plain_config_composes_as_hydra_does(
     from omegaconf import OmegaConf
 
     expected = OmegaConf.to_container(composed, resolve=True)
-    if {"defaults", "hydra"} & set(tree):
+    if {"defaults", "hydra"} & set(tree) or "???" in json.dumps(tree):  # a missing value: Hydra's to say
         assert plain is None
     else:
         assert plain == expected

@@ -909,7 +909,7 @@ def test_the_version_record_declares_every_column_of_the_versions_table() -> Non
 
 
 def test_a_commit_between_opening_and_reading_the_stores_record_is_not_taken_for_a_rollback(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, registry_url: str
 ) -> None:
     """Two processes at once: another one commits (and records the new audit head) while this
     one opens the registry. Were the database snapshot taken before the record was read, the
@@ -917,21 +917,28 @@ def test_a_commit_between_opening_and_reading_the_stores_record_is_not_taken_for
     from modelspec.registry import registry as module
 
     path, head = tmp_path / "registry.db", tmp_path / "registry-head"
-    with Registry.at(path, head) as first:
+    on_file = registry_url.startswith("sqlite")
+
+    def open_registry() -> Registry:
+        return Registry.at(path, head) if on_file else Registry(registry_url, head_file=head)
+
+    with open_registry() as first:
         first.record_event("note", "m", "a", {})
     original = module.read_head
     calls: list[Path] = []
     interleaved: list[bool] = []
+    # The constructor's read (on a file, the first is Registry.at's check for a missing file).
+    constructors_read = 2 if on_file else 1
 
     def read_head_after_another_commit(file: Path) -> Any:
         calls.append(file)
-        if len(calls) == 2:  # the constructor's read (the first is Registry.at's check for a missing file)
+        if len(calls) == constructors_read:
             interleaved.append(True)  # the other process commits and records its head just now
-            with Registry.at(path, head) as other:
+            with open_registry() as other:
                 other.record_event("note", "m", "b", {})
         return original(file)
 
     monkeypatch.setattr(module, "read_head", read_head_after_another_commit)
-    with Registry.at(path, head) as opened:
+    with open_registry() as opened:
         assert interleaved and [e["actor"] for e in opened.events()] == ["a", "b"]
         assert opened.audit_problems() == []

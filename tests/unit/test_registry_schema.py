@@ -74,3 +74,19 @@ def test_every_older_schema_migrates_to_the_snapshot(registry_url: str, old: int
         assert schema.schema_version(conn) == schema.SCHEMA_VERSION
     path = snapshot(registry_url)
     assert describe(registry_url) == path.read_text(), f"schema {old} migrated differs from {path.name}"
+
+
+def test_every_string_column_compares_byte_wise_on_postgresql() -> None:
+    """`tables.String`, not `sa.String`: on PostgreSQL a server's locale would reorder names
+    and break the content-id prefix ranges that `resolve` uses."""
+    from sqlalchemy.dialects import postgresql
+
+    dialect = postgresql.dialect()
+    plain = [
+        f"{table.name}.{column.name}"
+        for table in schema.metadata.tables.values()
+        for column in table.columns
+        if isinstance(column.type, sa.String) and not isinstance(column.type, sa.Text)
+        and 'COLLATE "C"' not in column.type.dialect_impl(dialect).compile(dialect=dialect)
+    ]
+    assert plain == [], "declare these columns with tables.String"

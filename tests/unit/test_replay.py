@@ -3,11 +3,9 @@ names each difference (modelspec/replay.py); older payload shapes replay with un
 
 from __future__ import annotations
 
-import sqlite3
-from contextlib import closing
-from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from test_registry import Clock, make_version_1_registry
 
 from modelspec.registry.registry import Registry
@@ -92,14 +90,13 @@ def test_each_difference_is_named_with_its_event() -> None:
     ]
 
 
-def test_a_registry_from_the_first_release_replays_and_an_edit_is_still_named(tmp_path: Path) -> None:
-    path = tmp_path / "registry.db"
-    make_version_1_registry(f"sqlite:///{path}")  # old payloads: no times, no lineage, no row digest
-    registry = Registry(f"sqlite:///{path}", clock=Clock())
+def test_a_registry_from_the_first_release_replays_and_an_edit_is_still_named(registry_url: str) -> None:
+    make_version_1_registry(registry_url)  # old payloads: no times, no lineage, no row digest
+    registry = Registry(registry_url, clock=Clock())
     try:
         assert registry.audit_problems() == []
-        with closing(sqlite3.connect(path)) as db, db:
-            db.execute("UPDATE aliases SET weight = 0.5")
+        with registry.engine.begin() as conn:
+            conn.execute(sa.text("UPDATE aliases SET weight = 0.5"))
         assert registry.audit_problems() == [
             "aliases: fraud@production points to 1.0.0 (0.5) but the log says 1.0.0 (event 2)"
         ]

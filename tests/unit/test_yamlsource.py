@@ -260,3 +260,29 @@ def test_a_checked_document_reads_any_yaml_as_the_full_parse_does(tree: object, 
     except SpecError:
         return  # not something that could have passed the checks
     assert _same(parse_document(raw, "s.yaml", checked=True).data, eager.data)
+
+
+def test_a_spec_that_passed_before_loads_from_its_marker_and_is_still_located(tmp_path: Path) -> None:
+    """The valid-specs marker keeps the spec's values as JSON: the next load reads them
+    instead of the YAML, builds the same Spec, and still locates a problem in the YAML."""
+    import subprocess
+
+    from modelspec.spec.load import load_spec, marker_content
+
+    repo = tmp_path / "repo"
+    (repo / "specs").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    spec_path = repo / "specs" / "fraud.yaml"
+    spec_path.write_bytes((Path(__file__).parents[2] / "specs" / "fraud.yaml").read_bytes())
+    (repo / "specs" / "fraud.lock").touch()
+    cache = tmp_path / "cache"
+    first = load_spec(spec_path, cache)
+    assert first.schema_marker is not None and not first.schema_marker.exists()
+    first.schema_marker.parent.mkdir(parents=True)
+    first.schema_marker.write_bytes(marker_content(first.document))
+    assert first.schema_marker.read_bytes().startswith(b"{")
+    again = load_spec(spec_path, cache)
+    assert again == first and again.document.data == first.document.data
+    assert again.document.source is not None  # not parsed: read from the marker
+    path = ("stages", "train", "cmd")
+    assert again.document.locate(path) == parse_document(spec_path.read_bytes(), first.shown).locate(path)
