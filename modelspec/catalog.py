@@ -180,8 +180,14 @@ class Catalog:
         metrics = sorted(self.registry.metrics_of([version.id])[version.id])
         if not metrics:
             return None, True
-        lower = ("loss", "error", "latency", "mse", "mae", "rmse", "seconds", "_ms", "cost")
-        return metrics[0], not any(word in metrics[0].lower() for word in lower)
+        return metrics[0], self.higher_is_better(metrics[0])
+
+    @staticmethod
+    def higher_is_better(metric: str) -> bool:
+        """A guess from the name, where no gate says: a loss, an error, a latency or a cost is
+        better lower; anything else (auc, f1, accuracy) higher."""
+        lower = ("loss", "error", "latency", "mse", "mae", "rmse", "seconds", "_ms", "cost", "time")
+        return not any(word in metric.lower() for word in lower)
 
     def resolve(self, ref: str) -> Resolution:
         """Like `Registry.resolve`, but an alias that splits traffic is not an error: a
@@ -272,7 +278,9 @@ class Catalog:
                 )
 
     def _known_model(self, name: str) -> None:
-        known = self.registry.names()
+        if self.registry.has_model(name):
+            return
+        known = self.registry.names()  # only to say what there is
         if name not in known:
             raise UsageError(f"no model named {name!r}", hint=f"registered: {', '.join(known) or 'none'}")
 
@@ -281,7 +289,7 @@ class Catalog:
         self._known_model(name)
         found = []
         for alias in self.registry.alias_names(name):
-            last = self.registry.alias_history(name, alias)[-1:]
+            last = self.registry.alias_history(name, alias, newest=1)
             found.append(
                 {
                     "alias": alias,

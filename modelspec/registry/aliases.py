@@ -87,12 +87,17 @@ def remove(w: Write, name: str, alias: str, actor: str) -> list[list[Any]]:
     return before
 
 
-def history(conn: sa.Connection, name: str, alias: str) -> list[dict[str, Any]]:
+def history(conn: sa.Connection, name: str, alias: str, newest: int | None = None) -> list[dict[str, Any]]:
+    """Every move of NAME@ALIAS in order; with `newest`, only the last ones (read from the end)."""
     h = t.alias_history.c
-    query = sa.select(t.alias_history).where(h.name == name, h.alias == alias).order_by(h.id)
+    query = sa.select(t.alias_history).where(h.name == name, h.alias == alias)
+    query = query.order_by(h.id) if newest is None else query.order_by(h.id.desc()).limit(newest)
+    rows = list(conn.execute(query))
+    if newest is not None:
+        rows.reverse()
     return [
         {"time": r.time, "actor": r.actor, "action": r.action, "from": json.loads(r.before), "to": json.loads(r.after)}
-        for r in conn.execute(query)
+        for r in rows
     ]
 
 

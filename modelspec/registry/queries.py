@@ -73,6 +73,11 @@ def names(conn: sa.Connection) -> list[str]:
     return list(conn.execute(sa.select(t.versions.c.name).distinct().order_by(t.versions.c.name)).scalars())
 
 
+def has_model(conn: sa.Connection, name: str) -> bool:
+    v = t.versions.c
+    return conn.execute(sa.select(v.id).where(v.name == name).limit(1)).first() is not None
+
+
 def list_versions(
     conn: sa.Connection,
     name: str,

@@ -293,6 +293,11 @@ class Registry:
         with self._read() as conn:
             return queries.names(conn)
 
+    def has_model(self, name: str) -> bool:
+        """Whether a version of model NAME is registered: one index probe, not `names()`."""
+        with self._read() as conn:
+            return queries.has_model(conn, name)
+
     def list_versions(
         self,
         name: str,
@@ -391,9 +396,9 @@ class Registry:
         with self._write() as w:
             return aliases.remove(w, name, alias, actor)
 
-    def alias_history(self, name: str, alias: str) -> list[dict[str, Any]]:
+    def alias_history(self, name: str, alias: str, newest: int | None = None) -> list[dict[str, Any]]:
         with self._read() as conn:
-            return aliases.history(conn, name, alias)
+            return aliases.history(conn, name, alias, newest)
 
     # -- retention -------------------------------------------------------------------------
 

@@ -24,30 +24,22 @@ def metric_series(
     conn: sa.Connection, name: str, metric: str | None = None, last: int | None = None
 ) -> list[VersionMetrics]:
     """Every version of model NAME in version order with its metrics (only `metric`, if given);
-    with `last`, only the newest `last` versions (read from the end of the index, not all).
-    Rows are fetched all at once, as the database driver gives them (see `_plain_rows`)."""
-    v, m, g = t.versions.c, t.metrics.c, t.gate_results.c
-    ids = sa.select(v.id).where(v.name == name)
+    with `last`, only the newest `last` versions (see `newest_series`). Rows are fetched all
+    at once, as the database driver gives them (see `_plain_rows`)."""
     if last is not None:
-        ids = ids.order_by(v.major.desc(), v.minor.desc(), v.patch.desc()).limit(last)
-    shown = ids.scalar_subquery() if last is not None else None
+        return newest_series(conn, name, metric, last)
+    v, m, g = t.versions.c, t.metrics.c, t.gate_results.c
     newest = sa.select(sa.func.max(g.id)).join(t.versions, v.id == g.version_id).where(v.name == name)
-    if shown is not None:
-        newest = newest.where(g.version_id.in_(shown))
     newest = newest.group_by(g.version_id)
     query = sa.select(g.version_id).where(g.id.in_(newest.scalar_subquery()), g.verdict == "failed")
     rejected = set(conn.execute(query).scalars())
-    rows = sa.select(v.id, v.version, v.created, v.status).where(v.name == name)
-    if shown is not None:
-        rows = rows.where(v.id.in_(shown))
+    rows = sa.select(v.id, v.version, v.created, v.status).where(v.name == name).order_by(v.major, v.minor, v.patch)
     found = {
         i: VersionMetrics(i, version, created, "rejected" if status == "active" and i in rejected else status, {})
-        for i, version, created, status in _plain_rows(conn, rows.order_by(v.major, v.minor, v.patch))
+        for i, version, created, status in _plain_rows(conn, rows)
     }
     query = sa.select(m.version_id, m.key, m.value, m.is_integer).join(t.versions, v.id == m.version_id)
     query = query.where(v.name == name, *([m.key == metric] if metric is not None else []))
-    if shown is not None:
-        query = query.where(v.id.in_(shown))
     for version_id, key, value, is_integer in _plain_rows(conn, query):
         found[version_id].metrics[key] = int(value) if is_integer else value
     return list(found.values())
@@ -62,6 +54,38 @@ def _plain_rows(conn: sa.Connection, query: sa.Select[Any]) -> list[Any]:
         return list(result.cursor.fetchall())
     finally:
         result.close()
+
+
+def newest_series(conn: sa.Connection, name: str, metric: str | None, last: int) -> list[VersionMetrics]:
+    """`metric_series` of the newest `last` versions: read backwards from the end of the
+    (name, version) index; then the metrics and gate verdicts of the versions whose ids lie
+    between the lowest and highest of theirs, a primary-key range (not an IN list of a
+    thousand ids, whose parameters cost more than the query; nor a join, which SQLite plans
+    from the model's every version), keeping theirs."""
+    v, m, g = t.versions.c, t.metrics.c, t.gate_results.c
+    order = (v.major.desc(), v.minor.desc(), v.patch.desc())
+    query = sa.select(v.id, v.version, v.created, v.status).where(v.name == name).order_by(*order).limit(last)
+    rows = list(reversed(conn.execute(query).all()))
+    if not rows:
+        return []
+    low, high = min(r.id for r in rows), max(r.id for r in rows)
+    newest = sa.select(sa.func.max(g.id)).where(g.version_id.between(low, high)).group_by(g.version_id)
+    query = sa.select(g.version_id).where(g.id.in_(newest.scalar_subquery()), g.verdict == "failed")
+    rejected = set(conn.execute(query).scalars())
+    found = {
+        r.id: VersionMetrics(
+            r.id, r.version, r.created, "rejected" if r.status == "active" and r.id in rejected else r.status, {}
+        )
+        for r in rows
+    }
+    query = sa.select(m.version_id, m.key, m.value, m.is_integer).where(m.version_id.between(low, high))
+    # `metric` is kept here, not in the query: `key = ?` would make SQLite read the (key,
+    # value) index, every version's, instead of the range.
+    for version_id, key, value, is_integer in _plain_rows(conn, query):
+        shown = found.get(version_id)
+        if shown is not None and metric in (None, key):  # another model's, or an older version, in the range
+            shown.metrics[key] = int(value) if is_integer else value
+    return list(found.values())
 
 
 def best_value(conn: sa.Connection, name: str, metric: str, higher: bool) -> tuple[str, float] | None:

@@ -63,9 +63,10 @@ def resolve_spec(
     environment = _resolve_environment(spec, ctx, problems)
     stages = {}
     code_known = "commit" in code  # else the ref did not resolve, reported already
+    index = _CodeIndex(files) if code_known else None
     for stage in spec.stages.values():
         dirty = bool(code.get("dirty"))
-        stages[stage.name] = _lock_stage(spec, stage, files if code_known else None, dirty, config, problems)
+        stages[stage.name] = _lock_stage(spec, stage, index, dirty, config, problems)
     if problems:
         raise SpecError(problems)
     lock = Lock(
@@ -253,10 +254,31 @@ def _resolve_environment(spec: Spec, ctx: ResolveContext, problems: list[Problem
     return {**pinned, "digest": digest_json({"kind": kind, "python": env.python, "content": content})}
 
 
+class _CodeIndex:
+    """The code files at the resolved commit, and the files and digest under each set of code
+    paths, each worked out once: stages of a spec mostly share their code paths, and a walk of
+    every file for each of 10,000 stages would cost seconds in a large repository."""
+
+    def __init__(self, files: list[gitcode.CodeFile]) -> None:
+        self.files = files
+        self._under: dict[tuple[str, ...], list[gitcode.CodeFile]] = {}
+        self._digests: dict[tuple[str, ...], str] = {}
+
+    def under(self, paths: tuple[str, ...]) -> list[gitcode.CodeFile]:
+        if paths not in self._under:
+            self._under[paths] = gitcode.files_under(self.files, paths)
+        return self._under[paths]
+
+    def digest(self, paths: tuple[str, ...]) -> str:
+        if paths not in self._digests:
+            self._digests[paths] = gitcode.code_digest(self.under(paths))
+        return self._digests[paths]
+
+
 def _lock_stage(
     spec: Spec,
     stage: Stage,
-    files: list[gitcode.CodeFile] | None,
+    files: _CodeIndex | None,
     dirty: bool,
     config: dict[str, Any] | None,
     problems: list[Problem],
@@ -265,7 +287,7 @@ def _lock_stage(
     when it could not be composed (both reported already)."""
     where = ("stages", stage.name)
     for i, path in enumerate(stage.code):
-        if files is not None and not gitcode.files_under(files, [path]):
+        if files is not None and not files.under((path,)):
             place = "in the working tree" if dirty else "at the resolved commit (is it committed?)"
             problems.append(spec.document.problem((*where, "code", i), f"{path} holds no files {place}"))
     params: dict[str, Any] = {}
@@ -292,7 +314,7 @@ def _lock_stage(
                         )
                     )
         params = select_params(config, [p for p in stage.params if subtree(config, p)[0]])
-    code_digest = gitcode.code_digest(gitcode.files_under(files or [], stage.code))
+    code_digest = files.digest(tuple(stage.code)) if files is not None else gitcode.code_digest([])
     inputs: dict[str, StageInput] = {}
     for item in stage.inputs:
         if "." in item:

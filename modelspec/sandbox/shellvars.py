@@ -74,6 +74,10 @@ def variable_names(placeholders: Iterable[str]) -> dict[str, str]:
     }
 
 
+# Every character that can open or close a quoting context, start a placeholder or a comment.
+_SPECIAL = re.compile(r"[\\$\"'`()#]")
+
+
 def reference_placeholders(script: str, variable: Callable[[str], str]) -> str:
     """`script` with each placeholder replaced by a reference to `variable(name)`, written for
     the placeholder's quoting context (see the module docstring)."""
@@ -82,6 +86,12 @@ def reference_placeholders(script: str, variable: Callable[[str], str]) -> str:
     depth: list[int] = [0]  # open parentheses inside each `$(` frame
     i = 0
     while i < len(script):
+        plain = _SPECIAL.search(script, i)  # what comes before the next special character is copied as it is
+        stop = plain.start() if plain else len(script)
+        if stop > i:
+            out.append(script[i:stop])
+            i = stop
+            continue
         context = stack[-1]
         match = PLACEHOLDER.match(script, i)
         if match:

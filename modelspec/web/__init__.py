@@ -37,11 +37,11 @@ def require() -> None:
         ) from None
 
 
-def create_app(catalog: Any) -> Any:
+def create_app(catalog: Any, warm: bool = False) -> Any:
     """The FastAPI application over an open catalog (see app.create_app)."""
     from .app import create_app as make
 
-    return make(catalog)
+    return make(catalog, warm)
 
 
 def check_port(host: str, port: int) -> None:
@@ -61,14 +61,11 @@ def check_port(host: str, port: int) -> None:
 
 def serve(catalog: Any, host: str, port: int, started: Callable[[str], None] = lambda url: None) -> None:
     """Serve the view until interrupted; `started` is told the URL once it listens."""
-    app = create_app(catalog)  # raises, naming the extra, when FastAPI or Jinja2 is missing
-    try:
-        import uvicorn
-    except ImportError:
-        raise UsageError(
-            "the web view needs uvicorn, which is not installed", hint="pip install 'modelspec[web]'"
-        ) from None
+    require()
+    import uvicorn
+
     check_port(host, port)
+    app = create_app(catalog, warm=True)
     shown = f"[{host}]" if ":" in host else host
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, server_header=False)
     server = uvicorn.Server(config)

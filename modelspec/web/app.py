@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -39,7 +40,9 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
+STATIC = {"style.css": "text/css", "favicon.svg": "image/svg+xml"}
 PAGE_SIZES = (25, 50, 100, 200, 500)
+AUDIT_KEPT = 600.0  # seconds an audit verdict is shown without verifying again
 CHART_SPANS = (20, 50, 200, 1000)
 
 
@@ -111,9 +114,13 @@ def model_path(name: str, *rest: str) -> str:
     return "/".join(["/models", quote(name, safe=""), *(quote(r, safe="") for r in rest)])
 
 
-def create_app(catalog: Any) -> FastAPI:
+def create_app(catalog: Any, warm: bool = False) -> FastAPI:
     """The web view over an open catalog (`api.open_catalog(..., read_only=True)`), which
-    the caller closes."""
+    the caller closes; `warm` verifies the audit log at once, in the background, so that the
+    audit page has its verdict when a person first opens it."""
+    checker = AuditCheck(catalog)
+    if warm:
+        threading.Thread(target=checker.warm, name="audit-verify", daemon=True).start()
     app = FastAPI(title="modelspec", docs_url=None, redoc_url=None, openapi_url=None)
     pages = jinja2.Environment(
         loader=jinja2.PackageLoader("modelspec.web", "templates"),
@@ -125,7 +132,16 @@ def create_app(catalog: Any) -> FastAPI:
         when=draw.when, short=draw.short, metric=metric_text, size=human_bytes, targets=draw.targets_text
     )
     pages.globals.update(link=link, model_path=model_path, version_link=draw.version_link)
-    style = resources.files("modelspec.web").joinpath("static/style.css").read_bytes()
+
+    def trend(delta: float | None, metric: str) -> str:
+        """The class of a change: `up` (better, green), `down` (worse, red), by the metric's name."""
+        if not delta:
+            return "dim"
+        return "up" if (delta > 0) == catalog.higher_is_better(metric) else "down"
+
+    pages.globals.update(trend=trend)
+    static = resources.files("modelspec.web").joinpath("static")
+    files = {name: (static.joinpath(name).read_bytes(), kind) for name, kind in STATIC.items()}  # read once
 
     def render(template: str, code: int = 200, **values: Any) -> HTMLResponse:
         html = pages.get_template(template).render(**values)
@@ -176,9 +192,16 @@ def create_app(catalog: Any) -> FastAPI:
 
     # -- static ------------------------------------------------------------------------------
 
-    @app.get("/static/style.css", include_in_schema=False)
-    def stylesheet() -> Response:
-        return Response(style, media_type="text/css", headers={"Cache-Control": "max-age=3600"})
+    @app.get("/static/{name}", include_in_schema=False)
+    def static_file(name: str) -> Response:
+        if name not in files:  # only the package's own files, by name: no path reaches the disk
+            raise NotFound(f"no file /static/{name}")
+        content, kind = files[name]
+        return Response(content, media_type=kind, headers={"Cache-Control": "max-age=3600"})
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return static_file("favicon.svg")
 
     # -- models ------------------------------------------------------------------------------
 
@@ -364,19 +387,57 @@ def create_app(catalog: Any) -> FastAPI:
     limit_query = Query(None, ge=1)
 
     @app.get("/api/audit")
-    def api_audit(verify: bool = False, limit: int | None = limit_query) -> Response:
-        return as_json(catalog.audit(verify, limit))
+    def api_audit(verify: bool = False, fresh: bool = False, limit: int | None = limit_query) -> Response:
+        found = catalog.audit(False, limit)
+        if verify:
+            check = checker.verdict(fresh)
+            found.update({k: check[k] for k in ("ok", "problem", "problems")})
+        return as_json(found)
 
     @app.get("/audit", response_class=HTMLResponse)
-    def audit_page(verify: bool = True, limit: int = audit_limit) -> HTMLResponse:
-        started = time.perf_counter()
-        found = catalog.audit(verify, limit)
-        seconds = time.perf_counter() - started
+    def audit_page(verify: bool = True, fresh: bool = False, limit: int = audit_limit) -> HTMLResponse:
+        found = catalog.audit(False, limit)
+        check = checker.verdict(fresh) if verify else None
         events = list(reversed(found["events"]))
-        return render("audit.html", title="audit log", found=found, events=events, verify=verify, limit=limit,
-                      seconds=seconds)  # fmt: skip
+        return render("audit.html", title="audit log", check=check, events=events, verify=verify, limit=limit)
 
     return app
+
+
+class AuditCheck:
+    """`audit --verify`'s verdict, kept while the log's newest event stays the same, for
+    AUDIT_KEPT seconds at most: replaying 100,000 events takes seconds. A new event is
+    verified at once; an edit of the tables behind modelspec's back is found at the next
+    verification (at most AUDIT_KEPT later, or at once with `?fresh=true`)."""
+
+    def __init__(self, catalog: Any) -> None:
+        self.catalog = catalog
+        self.lock = threading.Lock()  # one verification at a time; the others wait for it
+        self.head: tuple[int, str] | None = None
+        self.found: dict[str, Any] | None = None
+
+    def warm(self) -> None:
+        """The first verdict, in the background: a failure is the audit page's to report."""
+        try:
+            self.verdict()
+        except Exception:  # the registry went away under us, say: the page will say so
+            log.warning("verifying the audit log failed", exc_info=True)
+
+    def verdict(self, fresh: bool = False) -> dict[str, Any]:
+        """{ok, problem, problems, checked (when), events (how many were replayed), seconds};
+        `fresh`: verified now, whatever was kept."""
+        newest = self.catalog.audit(False, 1)["events"]
+        head = (newest[-1]["seq"], newest[-1]["digest"]) if newest else (0, "")
+        with self.lock:
+            now = datetime.datetime.now(datetime.UTC).timestamp()
+            if fresh or self.found is None or self.head != head or now - self.found["checked"] > AUDIT_KEPT:
+                started = time.perf_counter()
+                found = self.catalog.audit(True, 1)
+                seconds = time.perf_counter() - started
+                self.found = {**{k: found[k] for k in ("ok", "problem", "problems")}, "checked": now,
+                              "events": head[0], "seconds": seconds}  # fmt: skip
+                self.head = head
+            return dict(self.found)
 
 
 def retention_of(info: dict[str, Any]) -> list[str]:
@@ -393,4 +454,7 @@ def retention_of(info: dict[str, Any]) -> list[str]:
         said.append(f"served by {', '.join(info['aliases'])}: gc keeps it while an alias points to it")
     if not said:
         said.append(f"{info['status']}: kept or retired by the spec's retention policy at the next gc")
+    policy = info.get("retention") or {}
+    if policy:
+        said.append("policy: " + ", ".join(f"{k}: {v}" for k, v in sorted(policy.items())))
     return said

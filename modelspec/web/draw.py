@@ -14,7 +14,7 @@ ROW = 46  # vertical room of one node
 NODE_W, NODE_H = 250, 34
 MOST = 24  # nodes drawn per column; the rest are counted in one "+N more" node
 COLOURS = {"data": "#2b7a78", "spec": "#6b4fa0", "version": "#1f5fa8", "code": "#8a5a00", "config": "#7a7a7a",
-           "environment": "#a03060", "self": "#111", "consumer": "#1f5fa8", "more": "#999"}  # fmt: skip
+           "environment": "#a03060", "this version": "#111", "consumer": "#1f5fa8", "more": "#999"}  # fmt: skip
 
 
 def short(digest: str | None, keep: int = 12) -> str:
@@ -100,7 +100,7 @@ def lineage_svg(info: Mapping[str, Any]) -> str:
         parts.append(_edge(cx + NODE_W, middle_y + NODE_H / 2, rx, y + NODE_H / 2))
         parts.append(_node(rx, y, kind, title, detail, link))
     status = info.get("status", "")
-    parts.append(_node(cx, middle_y, "self", info["ref"], f"{info.get('short_id', '')} · {status}"))
+    parts.append(_node(cx, middle_y, "this version", info["ref"], f"{info.get('short_id', '')} · {status}"))
     if not right:
         parts.append(_text(rx + 8, middle_y + NODE_H / 2 + 4, "no version was built from it", fill="#888"))
     parts.append("</svg>")
@@ -147,7 +147,7 @@ def timeline_svg(history: Sequence[Mapping[str, Any]], now: float, at: float | N
     for i, move in enumerate(history):
         begin = move["time"]
         finish = history[i + 1]["time"] if i + 1 < len(history) else end
-        width = max(x(finish) - x(begin), 1.0)
+        width = max(x(finish) - x(begin), 3.0)  # a period of seconds still shows
         label = targets_text(move["to"])
         said = f"{when(begin)} {move['action']} by {move['actor']}: {label}"
         parts.append(

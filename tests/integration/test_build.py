@@ -124,6 +124,46 @@ def test_sigkill_mid_stage_then_build_again_completes_and_verifies(repo: Repo) -
     assert "ok" in verify.stdout
 
 
+def test_an_unsandboxed_stage_dies_with_a_killed_build(repo: Repo, tmp_path: Path) -> None:
+    """Without bubblewrap the stage is modelspec's own child: SIGKILL of the build kills it
+    too (parent-death signal), and the processes it started with it (its session)."""
+    marker = tmp_path / "stage.pid"
+    spec = make_pipeline(repo, hermetic="off", b_extra=f"echo $$ > {marker}; sleep 60")
+    proc = _start_build(repo, spec)
+    _wait_for_log(repo, "b")
+    deadline = time.monotonic() + 10
+    while not marker.exists() or not marker.read_text().strip():
+        assert time.monotonic() < deadline, "the stage did not write its pid"
+        time.sleep(0.05)
+    stage = int(marker.read_text())
+    proc.kill()
+    proc.communicate()
+    deadline = time.monotonic() + 10
+    while _alive(stage):
+        assert time.monotonic() < deadline, f"stage process {stage} outlived the killed build"
+        time.sleep(0.05)
+
+
+def test_a_command_that_cannot_start_is_said_so_in_the_log(repo: Repo) -> None:
+    spec = make_pipeline(repo, hermetic="off")
+    b_command = "cmd: sh -c 'cat ${inputs.a.out}"
+    text = (repo.path / spec).read_text().replace(b_command, b_command.replace("sh", "no-such-tool"))
+    repo.write(spec, text, dedent=False)
+    repo.commit("b runs a program that is not installed")
+    report = repo.build_json(spec, check=False)
+    assert states(report)["pipe:b"] == "failed"
+    log = (repo.path / ".modelspec" / "logs" / "pipe" / "b.log").read_text()
+    assert "modelspec: cannot start 'no-such-tool': No such file or directory" in log
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ", 1)[1][0] != "Z"  # a zombie is dead, only not yet reaped
+    except FileNotFoundError:
+        return False
+
+
 def test_sigterm_stops_the_stage_and_keeps_nothing_half_written(repo: Repo) -> None:
     spec = make_pipeline(repo, b_extra="sleep 30")
     proc = _start_build(repo, spec)

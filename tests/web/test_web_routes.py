@@ -9,6 +9,8 @@ import contextlib
 import json
 import os
 import re
+import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -70,6 +72,8 @@ def test_every_page_renders_with_what_the_registry_holds(client: Any) -> None:
     assert "DATASET DRIFT" in drift and "amount" in drift and "<svg" in drift
     audit = page(client, "/audit")
     assert "intact" in audit and "promote" in audit
+    assert '<a href="/models/fraud/aliases/production">fraud@production</a>' in audit  # a move: the alias's history
+    assert '<a href="/models/scorer/1.0.0">scorer@1.0.0</a>' in audit
 
 
 def test_the_metrics_chart_has_a_point_per_version_and_marks_the_aliases(client: Any) -> None:
@@ -78,6 +82,8 @@ def test_the_metrics_chart_has_a_point_per_version_and_marks_the_aliases(client:
     assert chart.count("<circle") == 4 * 2  # 4 versions, 2 metrics (auc, latency_ms)
     assert "production, staging" in chart
     assert page(client, "/models/fraud/metrics?last=2").count("<circle") == 2 * 2
+    assert '15 <span class="up">-5</span>' in html  # a latency going down is better
+    assert '0.7 <span class="down">-0.17</span>' in html
     assert page(client, "/models/fraud/metrics?metric=auc").count("<circle") == 4
 
 
@@ -206,3 +212,67 @@ def test_serve_without_the_web_extra_says_what_to_install(tmp_path: Path) -> Non
 def test_loopback_is_told_apart() -> None:
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost") and is_loopback("127.3.2.1")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4") and not is_loopback("example.com")
+
+
+def test_the_audit_page_finds_a_table_edited_behind_its_back(root: Path, tmp_path: Path) -> None:
+    import sqlite3
+
+    from fastapi.testclient import TestClient
+
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy, symlinks=True)
+    with contextlib.chdir(copy), api.open_catalog(read_only=True) as catalog:
+        client = TestClient(create_app(catalog), raise_server_exceptions=False)
+        assert "intact" in page(client, "/audit")
+        with sqlite3.connect(copy / ".modelspec" / "registry.db") as db:
+            db.execute("UPDATE metrics SET value = 0.99 WHERE key = 'auc'")
+        assert "intact" in page(client, "/audit")  # the verdict kept: no new event
+        fresh = page(client, "/audit?fresh=true")
+        assert "TAMPERED" in fresh and "intact" not in fresh
+        found = client.get("/api/audit?verify=true").json()
+        assert found["ok"] is False and found["problems"]
+
+
+def test_serve_on_a_port_that_is_taken_is_a_clear_error(root: Path) -> None:
+    repo = Repo.__new__(Repo)
+    repo.path = root
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = repo.cli("serve", "--port", str(port))
+    assert done.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in done.stderr, done.stderr
+    assert "--port" in done.stderr and "Traceback" not in done.stderr
+    assert "read-only web view" in repo.cli("serve", "--help").stdout
+
+
+def test_the_same_view_over_a_postgresql_registry(root: Path, tmp_path: Path, postgres_url: str, client: Any) -> None:
+    """The registry copied to PostgreSQL (`registry copy`) and named in modelspec.yaml: every
+    JSON answer is the one the SQLite registry gives, pages and charts included."""
+    from fastapi.testclient import TestClient
+
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy, symlinks=True)
+    repo = Repo.__new__(Repo)
+    repo.path = copy
+    assert repo.cli("registry", "copy", "--to", postgres_url).returncode == 0
+    (copy / "modelspec.yaml").write_text(f"registry: {postgres_url}\n")
+    urls = [
+        "/api/models",
+        "/api/models/fraud/versions?size=3",
+        "/api/models/fraud/versions?size=3&after=1.0.1",
+        "/api/models/fraud/versions?size=3&last=true",
+        "/api/models/fraud/versions?sort=auc&size=2&after=1.0.2",
+        "/api/models/fraud/versions?where=auc>0.86&tag=team=risk",
+        "/api/models/fraud/metrics?last=3",
+        "/api/models/fraud/1.0.2",
+        "/api/models/fraud/aliases/production?at=2999-01-01",
+        "/api/models/fraud/diff?a=1.0.0&b=1.0.2",
+        "/api/audit?verify=true&limit=5",
+    ]
+    with contextlib.chdir(copy), api.open_catalog(read_only=True) as catalog:
+        assert catalog.info()["backend"] == "postgresql"
+        served = TestClient(create_app(catalog), raise_server_exceptions=False)
+        for url in urls:
+            assert served.get(url).json() == client.get(url).json(), url
+        assert served.get("/models/fraud/metrics").text.count("<circle") == 4 * 2
