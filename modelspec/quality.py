@@ -10,7 +10,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .catalog import Catalog
 from .drift.compare import DISTANCE, P_VALUE, ColumnDrift, DriftReport, common_bins, compare
@@ -54,8 +54,9 @@ SPARKS = "▁▂▃▄▅▆▇█"
 SPARK_WIDTH = 60  # at most this many characters: a longer series is sampled evenly
 
 
-@dataclass(frozen=True)
-class MetricPoint:
+class MetricPoint(NamedTuple):
+    """One version's metrics (a NamedTuple, immutable and cheap: a listing builds 10,000)."""
+
     version: str
     created: float
     status: str  # as `versions` shows it: active, rejected, retired
@@ -64,14 +65,9 @@ class MetricPoint:
     deltas: Mapping[str, float]  # each metric's change from the previous version that recorded it
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "version": self.version,
-            "created": self.created,
-            "status": self.status,
-            "aliases": list(self.aliases),
-            "metrics": dict(self.metrics),
-            "deltas": dict(self.deltas),
-        }
+        shown = self._asdict()
+        shown["aliases"] = list(self.aliases)
+        return shown
 
 
 @dataclass(frozen=True)

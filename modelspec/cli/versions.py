@@ -391,7 +391,6 @@ _COUNTED = (
     ("alias_history", "alias moves"),
     ("tags", "tags"),
     ("reproductions", "reproductions"),
-    ("gate_results", "gate verdicts"),
     ("pins", "pins"),
     ("gate_results", "gate verdicts"),
     ("events", "audit events"),

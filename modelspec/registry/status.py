@@ -14,7 +14,7 @@ from ..errors import UsageError
 from . import tables as t
 from .audit import Write
 from .facts import revival_hint
-from .queries import chunks
+from .queries import among
 from .versions import ModelVersion, by_id
 
 
@@ -106,7 +106,7 @@ def pin(w: Write, version: ModelVersion, actor: str, pinned: bool) -> bool:
 def pins_of(conn: sa.Connection, version_ids: list[int]) -> dict[int, dict[str, Any]]:
     """version id → when and by whom it was pinned, for the pinned ones among them."""
     found: dict[int, dict[str, Any]] = {}
-    for chunk in chunks(version_ids):
-        for r in conn.execute(sa.select(t.pins).where(t.pins.c.version_id.in_(chunk))):
+    for ids in among(conn, t.pins.c.version_id, version_ids):
+        for r in conn.execute(sa.select(t.pins).where(ids)):
             found[r.version_id] = {"time": r.time, "actor": r.actor}
     return found

@@ -118,6 +118,8 @@ def test_gates_from_build_to_promotion(repo: Repo) -> None:
     assert [e["kind"] for e in events[-2:]] == ["gate", "promote"]
     assert events[-2]["payload"]["verdict"] == "overridden"
     run(repo, "audit", "--verify")
+    holds = run(repo, "registry", "info").stdout.splitlines()[-1]
+    assert holds.endswith("0 reproductions, 0 pins, 4 gate verdicts, 9 audit events"), holds  # each count once
 
     # A registered input takes the newest version its gates did not reject (1.0.1, accepted
     # by the override), not the rejected 1.0.2; a range holding only rejected versions is refused.

@@ -281,6 +281,19 @@ def test_resolve_in_an_empty_registry(registry: Registry) -> None:
 # -- queries ----------------------------------------------------------------------------------
 
 
+def test_metrics_and_pins_of_more_ids_than_one_statement_takes(registry: Registry, clock: Clock) -> None:
+    """1,200 ids: three IN lists on SQLite, one array (= ANY) on PostgreSQL; the same answer."""
+    first = register(registry, clock, content("a1"), metrics={"auc": 0.9, "epochs": 12})
+    last = register(registry, clock, content("a2"), metrics={"auc": 0.8})
+    registry.pin(last.ref, "ana")
+    ids = [*range(first.id + 1000, first.id + 2198), first.id, last.id]
+    found = registry.metrics_of(ids)
+    assert len(found) == 1200 and found[first.id] == {"auc": 0.9, "epochs": 12} and found[last.id] == {"auc": 0.8}
+    assert sum(1 for metrics in found.values() if metrics) == 2
+    assert list(registry.pins_of(ids)) == [last.id]
+    assert registry.metrics_of([]) == {} and registry.pins_of([]) == {}
+
+
 def test_list_versions_filters_by_metrics_and_tags(registry: Registry, clock: Clock) -> None:
     register(registry, clock, content("a1"), metrics={"auc": 0.80, "f1": 0.70})
     register(registry, clock, content("a2"), metrics={"auc": 0.92, "f1": 0.40})
