@@ -53,6 +53,7 @@ def compose(config_dir: Path, name: str, overrides: list[str]) -> dict[str, Any]
     files = config_files(config_dir)
     plain = None if overrides else _plain_config(files, name)
     if plain is not None:
+        _walk_strings(plain, "")  # what every composed config must pass (no NUL byte, say)
         return plain
     _check_defaults_lists(config_dir, files)
     try:
