@@ -263,6 +263,47 @@ def spec_text(
     command: str = "cat {inp} > {out}; echo {cfg} >> {out}",
     all_artifacts: bool = False,
 ) -> str:
+    text = spec_text_full(name, shape, n, hermetic, data_path, command, all_artifacts)
+    if len(text.encode()) <= MAX_SPEC_BYTES or all_artifacts:
+        return text
+    return spec_text_compact(name, shape, n, hermetic, data_path)
+
+
+# modelspec reads a spec of at most 1 MiB; a 10,000-stage chain written out in full is about 1.9 MiB.
+MAX_SPEC_BYTES = 1 << 20
+
+
+def spec_text_compact(name: str, shape: str, n: int, hermetic: str, data_path: str) -> str:
+    """About 90 bytes a stage (flow style, `cp IN OUT`, no config key): what fits 10,000 stages in 1 MiB.
+    Every output holds the seed's bytes, so no config change can target a stage: only first and no-op
+    builds (and plan) are measured on it."""
+    lines = [
+        "modelspec: 1",
+        f"name: {name}",
+        'version: "1.0"',
+        "code: {repo: ., ref: HEAD}",
+        f"data: {{seed: {{path: {data_path}}}}}",
+        f'hermetic: "{hermetic}"',
+        "stages:",
+    ]
+    for i in range(n):
+        inp = upstream_of(shape, i).removesuffix(".out") + (".o" if i else "")
+        lines.append(
+            f'  {stage_name(i)}: {{cmd: "cp ${{inputs.{inp}}} ${{outputs.o}}", inputs: [{inp}], outputs: {{o: o}}}}'
+        )
+    lines.append(f"artifacts: [{stage_name(n - 1)}.o]")
+    return "\n".join(lines) + "\n"
+
+
+def spec_text_full(
+    name: str,
+    shape: str,
+    n: int,
+    hermetic: str,
+    data_path: str,
+    command: str,
+    all_artifacts: bool,
+) -> str:
     lines = [
         "modelspec: 1",
         f"name: {name}",
