@@ -27,7 +27,8 @@ figure of issue 21's budget table, for each executable side by side (default exe
 checkout, `python -m modelspec`; with --compare it is the `after` column and BEFORE_EXE `before`):
 
 * no-op build and `plan` of a chain at each size (budgets at 1,000 and 10,000: --sizes 1000,10000;
-  a 10,000-stage first build takes minutes per executable, progress goes to stderr);
+  a 10,000-stage first build takes minutes per executable, progress goes to stderr; a chain whose
+  spec would pass modelspec's 1 MiB limit is written compactly: `cp` stages, no config key);
 * overhead per executed stage of the first build, hermetic off and under bubblewrap (chain of
   min(max size, 1,000)): (wall - the stages' own seconds from `build --json`) / N;
 * the fraud example's no-op build (built first by each executable in a fresh git repository, as
