@@ -27,7 +27,8 @@ figure of issue 21's budget table, for each executable side by side (default exe
 checkout, `python -m modelspec`; with --compare it is the `after` column and BEFORE_EXE `before`):
 
 * no-op build and `plan` of a chain at each size (budgets at 1,000 and 10,000: --sizes 1000,10000;
-  a 10,000-stage first build takes minutes per executable, progress goes to stderr);
+  a 10,000-stage first build takes minutes per executable, progress goes to stderr; a chain whose
+  spec would pass modelspec's 1 MiB limit is written compactly: `cp` stages, no config key);
 * overhead per executed stage of the first build, hermetic off and under bubblewrap (chain of
   min(max size, 1,000)): (wall - the stages' own seconds from `build --json`) / N;
 * the fraud example's no-op build (built first by each executable in a fresh git repository, as
@@ -44,7 +45,8 @@ command runs in two bytecode modes, interleaved across executables: `cached` (as
 `uncached` (PYTHONDONTWRITEBYTECODE=1 and an empty PYTHONPYCACHEPREFIX: every module compiled,
 as a user's first call after an upgrade); first builds are timed cached only. It prints one
 table: figure | bytecode | before | after | after/before | budget | verdict of the last column
-(--json: the same as JSON).
+(--json: the same as JSON). --only chain,bwrap,fanout,fraud measures some of the workload groups
+(`--only chain --sizes 10000` for the 10,000-stage no-op alone).
 
 Exit status: 0 when every build succeeded (budgets being exceeded is reported as OVER, not
 an error); 1 when a build failed or ran a wrong number of stages (or, for issue 21, a timed
@@ -261,6 +263,47 @@ def spec_text(
     data_path: str = "seed.txt",
     command: str = "cat {inp} > {out}; echo {cfg} >> {out}",
     all_artifacts: bool = False,
+) -> str:
+    text = spec_text_full(name, shape, n, hermetic, data_path, command, all_artifacts)
+    if len(text.encode()) <= MAX_SPEC_BYTES or all_artifacts:
+        return text
+    return spec_text_compact(name, shape, n, hermetic, data_path)
+
+
+# modelspec reads a spec of at most 1 MiB; a 10,000-stage chain written out in full is about 1.9 MiB.
+MAX_SPEC_BYTES = 1 << 20
+
+
+def spec_text_compact(name: str, shape: str, n: int, hermetic: str, data_path: str) -> str:
+    """About 90 bytes a stage (flow style, `cp IN OUT`, no config key): what fits 10,000 stages in 1 MiB.
+    Every output holds the seed's bytes, so no config change can target a stage: only first and no-op
+    builds (and plan) are measured on it."""
+    lines = [
+        "modelspec: 1",
+        f"name: {name}",
+        'version: "1.0"',
+        "code: {repo: ., ref: HEAD}",
+        f"data: {{seed: {{path: {data_path}}}}}",
+        f'hermetic: "{hermetic}"',
+        "stages:",
+    ]
+    for i in range(n):
+        inp = upstream_of(shape, i).removesuffix(".out") + (".o" if i else "")
+        lines.append(
+            f'  {stage_name(i)}: {{cmd: "cp ${{inputs.{inp}}} ${{outputs.o}}", inputs: [{inp}], outputs: {{o: o}}}}'
+        )
+    lines.append(f"artifacts: [{stage_name(n - 1)}.o]")
+    return "\n".join(lines) + "\n"
+
+
+def spec_text_full(
+    name: str,
+    shape: str,
+    n: int,
+    hermetic: str,
+    data_path: str,
+    command: str,
+    all_artifacts: bool,
 ) -> str:
     lines = [
         "modelspec: 1",
@@ -1291,8 +1334,12 @@ def issue21_warm_up(state: Issue21) -> None:
         cli_build(state, cli, "warm-up no-op", dirs[cli.label], dirs[cli.label] / "spec.yaml", 0)
 
 
-def issue21_figures(state: Issue21, sizes: list[int], fraud: bool, bwrap_n: int | None) -> None:
-    """Every figure of issue 21's budget table, for each CLI; a BenchError stops only its own workload."""
+ISSUE21_GROUPS = ("fraud", "chain", "bwrap", "fanout")
+
+
+def issue21_figures(state: Issue21, sizes: list[int], groups: set[str]) -> None:
+    """Every figure of issue 21's budget table (of the workload groups asked for), for each CLI; a
+    BenchError stops only its own workload."""
     state.empty_pycache.mkdir(parents=True, exist_ok=True)
 
     def attempt(fn: Callable[[], Any]) -> Any:
@@ -1305,20 +1352,21 @@ def issue21_figures(state: Issue21, sizes: list[int], fraud: bool, bwrap_n: int 
     attempt(lambda: issue21_warm_up(state))
     if state.errors:  # a CLI that cannot build 2 stages: nothing else would measure
         return
-    fraud_dirs = attempt(lambda: issue21_fraud(state)) if fraud else None
+    fraud_dirs = attempt(lambda: issue21_fraud(state)) if "fraud" in groups else None
     if fraud_dirs:
         attempt(lambda: issue21_registry_reads(state, fraud_dirs, "fraud"))
-    for n in sizes:
+    for n in sizes if "chain" in groups else []:
         attempt(functools.partial(issue21_chain, state, n))
-    if bwrap_n:
-        attempt(lambda: issue21_bwrap(state, bwrap_n))
+    if "bwrap" in groups:  # a 10,000-stage chain under bubblewrap would take long: 1,000 says as much
+        attempt(lambda: issue21_bwrap(state, min(max(sizes), 1000)))
     # checkout and "one stage changed" are budgeted at 1,000: fan-outs stop there; at 100 too for linearity
     fan_sizes = sorted({min(n, 1000) for n in sizes} | ({100} if max(sizes) >= 1000 else set()))
     per_artifact: dict[int, Figure] = {}
+    fan_sizes = fan_sizes if "fanout" in groups else []
     for n in fan_sizes:
         attempt(functools.partial(issue21_fanout, state, n, per_artifact))
     issue21_linearity(state, per_artifact)
-    if not fraud_dirs:  # registry reads on a built workspace all the same: the largest chain's
+    if not fraud_dirs and "chain" in groups:  # registry reads on a built workspace all the same: the largest chain's
         n = max(sizes)
         chain_dirs = {c.label: state.base / f"i21-chain-{n}" / c.label for c in state.clis}
         if all((d / ".modelspec").exists() for d in chain_dirs.values()):
@@ -1777,7 +1825,16 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
         help="the `before` column: a modelspec executable of the old code, timed beside --modelspec (default: "
         "this checkout) on the same generated workloads",
     )
+    parser.add_argument(
+        "--only",
+        default=",".join(ISSUE21_GROUPS),
+        help="issue 21: the workload groups to measure, of fraud (its no-op, versions, show), chain (no-op, plan, "
+        "overhead off), bwrap (overhead under bubblewrap), fanout (checkout, one stage changed); default: all",
+    )
     args = parser.parse_args(argv)
+    args.only = {g.strip() for g in args.only.split(",") if g.strip()}
+    if not args.only or not args.only <= set(ISSUE21_GROUPS):
+        parser.error(f"--only: a comma-separated list of {', '.join(ISSUE21_GROUPS)}")
     for exe in [*args.modelspec, *([args.compare] if args.compare else [])]:
         if shutil.which(exe) is None:
             parser.error(f"--modelspec/--compare: {exe!r} is not an executable file")
@@ -1835,8 +1892,7 @@ def main_issue21(args: argparse.Namespace) -> int:
     log(f"issue 21 figures for {named}; load average {meta['load_before']:.2f}")
     with workdir(args.keep) as base:
         state = Issue21(clis, base, args.repeat)
-        bwrap_n = min(max(args.sizes), 1000)
-        issue21_figures(state, args.sizes, fraud=not args.no_fraud, bwrap_n=bwrap_n)
+        issue21_figures(state, args.sizes, args.only - ({"fraud"} if args.no_fraud else set()))
         meta["elapsed_s"] = time.perf_counter() - started
         meta["load_after"] = os.getloadavg()[0]
         meta["base"] = str(base) if args.keep else None
