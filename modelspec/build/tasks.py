@@ -69,19 +69,20 @@ class WorkspaceSources:
         return node_key(node, upstream_digest, isolation)
 
     def code(self, node: Node) -> Entry:
-        checked = self._checked.get(node.stage_lock.code_digest)
+        seen = f"code {node.stage_lock.code_digest}"
+        checked = self._checked.get(seen)
         if checked is None:
             item = self.graph.specs[node.spec_name]
             checked = code_snapshot(item, node.stage_lock.code, self.workspace, self.workspace.store)
-            self._checked[node.stage_lock.code_digest] = checked
+            self._checked[seen] = checked
         return checked
 
     def data(self, node: Node, source: DataInput) -> Entry:
-        digest = str(source.entry["digest"])
-        checked = self._checked.get(digest)
+        seen = f"data {source.entry['digest']}"
+        checked = self._checked.get(seen)
         if checked is None:
             repo_root = self.graph.specs[node.spec_name].spec.repo_root
-            checked = self._checked[digest] = data_snapshot(source, repo_root, self.workspace.store, self.statcache)
+            checked = self._checked[seen] = data_snapshot(source, repo_root, self.workspace.store, self.statcache)
         return checked
 
     def environment_file(self, node: Node) -> Path:
