@@ -18,7 +18,8 @@ from .registry.versiondiff import diff_versions, packages_of
 from .resolve import gitcode
 from .spec.model import Lock, split_output_ref
 from .spec.refs import parse_ref, parse_where
-from .store.objects import Entry, LocalStore, remove_path, write_atomic
+from .store.files import remove_path, write_atomic
+from .store.objects import Entry, LocalStore
 from .store.workspace import Workspace
 
 

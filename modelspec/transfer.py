@@ -29,7 +29,8 @@ from .events import Event, Reporter, ignore
 from .registry.registry import ModelVersion, Registry
 from .retention.remote_gc import kept_objects
 from .spec.model import split_output_ref
-from .store.objects import Entry, LocalStore, remove_path
+from .store.files import remove_path
+from .store.objects import Entry, LocalStore
 from .store.remote import Progress, run_all
 from .store.remote_cache import ROOTS, Remote, RemoteLease, read_condemned, read_roots, write_roots
 from .store.remote_cache import require_remote as require_remote_of

@@ -20,7 +20,7 @@ from ..spec.load import marker_content, shown_path
 from ..spec.model import Lock, Spec, split_output_ref
 from ..spec.refs import matches_range, parse_version
 from ..spec.yamlsource import open_regular
-from ..store.objects import pid_alive, write_atomic
+from ..store.files import pid_alive, write_atomic
 from ..store.protocol import ObjectStore
 from ..store.statcache import StatCache
 from ..store.workspace import STORE_DIR, Workspace, find_workspace

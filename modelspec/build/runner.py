@@ -26,7 +26,8 @@ from ..sandbox.bwrap import NETWORK_SYMPTOMS
 from ..sandbox.limits import NO_LIMITS, Limits
 from ..sandbox.process import RunRequest, Sandbox
 from ..spec.lockdata import StageLock
-from ..store.objects import Entry, LocalStore, remove_path
+from ..store.files import remove_path
+from ..store.objects import Entry, LocalStore
 from ..store.owner import temp_prefix
 from ..store.traces import ActionResult
 

@@ -11,7 +11,8 @@ from pathlib import Path
 from ..digest import hex_of
 from ..errors import StoreError
 from ..resolve import gitcode
-from ..store.objects import Entry, LocalStore, remove_path
+from ..store.files import remove_path
+from ..store.objects import Entry, LocalStore
 from ..store.owner import temp_prefix
 from ..store.protocol import ObjectStore
 from ..store.statcache import StatCache

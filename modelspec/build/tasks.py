@@ -24,8 +24,9 @@ from ..errors import SandboxUnavailableError, StoreError
 from ..events import Event, Reporter
 from ..sandbox.limits import effective_limits
 from ..sandbox.process import ProcessSandbox, Sandbox
+from ..store.files import Remover
 from ..store.leases import Lease
-from ..store.objects import Entry, LocalStore, Remover
+from ..store.objects import Entry, LocalStore
 from ..store.statcache import StatCache
 from ..store.traces import ActionResult
 from ..store.workspace import Workspace

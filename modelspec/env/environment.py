@@ -26,7 +26,8 @@ from typing import Any
 from ..digest import hex_of
 from ..errors import EnvironmentBuildError
 from ..events import Event, Reporter, ignore
-from ..store.objects import LocalStore, remove_path, write_atomic
+from ..store.files import remove_path, write_atomic
+from ..store.objects import LocalStore
 from ..text import plural
 from .manifest import MANIFEST, MANIFEST_FORMAT, changed_files, list_environments, make_read_only, seal
 from .uv import create_uv

@@ -20,7 +20,7 @@ from ..children import die_with_parent
 from ..errors import EnvironmentBuildError
 from ..spec.locklines import option_lines
 from ..spec.yamlsource import open_regular
-from ..store.objects import remove_path
+from ..store.files import remove_path
 
 
 def uv_bin() -> str:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ..store.objects import write_atomic
+from ..store.files import write_atomic
 from ..text import plural
 
 HEAD_FILE = "registry-head"

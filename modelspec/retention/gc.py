@@ -32,8 +32,8 @@ from ..errors import ModelspecError, UsageError
 from ..registry.registry import ModelVersion, Registry
 from ..spec.load import find_repo_root, load_spec
 from ..store import reserve
+from ..store.files import remove_path
 from ..store.leases import gc_guard, live_leased, remove_unheld_locks
-from ..store.objects import remove_path
 from ..store.protocol import ObjectStore
 from ..store.traces import ActionCache
 from ..store.workspace import Workspace

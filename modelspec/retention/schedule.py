@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UsageError
-from ..store.objects import write_atomic
+from ..store.files import write_atomic
 from ..store.workspace import Workspace
 
 DEFAULT_SCHEDULE = "0 3 * * *"  # daily at 03:00, when no schedule is configured

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import shutil
 import stat
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -27,6 +25,7 @@ import blake3
 
 from ..digest import PREFIX, digest_bytes, digest_file, hex_of, parse_tree_document, tree_document
 from ..errors import CorruptObjectError, StoreError
+from .files import fsync_dir, fsync_file, fsync_paths, remove_path, write_atomic
 from .owner import remove_orphans, temp_prefix
 from .protocol import Entry, ObjectInfo, ObjectStore
 
@@ -142,7 +141,7 @@ class LocalStore:
         if deferred:
             self._defer(target)
         else:
-            _fsync_dir(target.parent)
+            fsync_dir(target.parent)
         self._verified.add(digest)  # we hashed these very bytes on the way in
 
     @contextlib.contextmanager
@@ -160,15 +159,15 @@ class LocalStore:
         finally:
             with self._unsynced_lock:
                 pending, self._unsynced = self._unsynced or [], None
-            _fsync_paths(pending)
+            fsync_paths(pending)
 
     def _defer(self, target: Path) -> None:
         with self._unsynced_lock:
             if self._unsynced is not None:
                 self._unsynced.append(target)
                 return
-        _fsync_file(target)  # the deferring block ended meanwhile
-        _fsync_dir(target.parent)
+        fsync_file(target)  # the deferring block ended meanwhile
+        fsync_dir(target.parent)
 
     def sync(self, digests: Iterable[str] = ()) -> None:
         """Make durable every object committed since `deferring_sync` began, and `digests`
@@ -178,7 +177,7 @@ class LocalStore:
             pending = self._unsynced or []
             if self._unsynced is not None:
                 self._unsynced = []
-        _fsync_paths([*pending, *(self.path_of(d) for d in digests)])
+        fsync_paths([*pending, *(self.path_of(d) for d in digests)])
 
     # -- reading -----------------------------------------------------------------------
 
@@ -340,109 +339,5 @@ def walk_path(path: Path, visit_file: Callable[[Path], str], put_tree: Callable[
     return Entry("tree", put_tree(tree_document(entries)), total)
 
 
-def write_atomic(path: Path, data: bytes, temp_dir: Path | None = None, *, durable: bool = True) -> None:
-    """Replace `path` with `data` all at once: temp file, fsync, rename. `durable=False`
-    skips the fsync, for a file that checks itself and is only a cache: after a power cut
-    it may be empty or lost, never half of another version.
-
-    Inside the store directory pass its `tmp/` as `temp_dir` (same filesystem), so that a
-    temp file left by a killed process is removed by the next command (`clean_temp`).
-    Elsewhere the temp file sits beside `path`, named after the writing process.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    folder = temp_dir or path.parent
-    fd, name = _new_file(folder, temp_prefix(temp_dir) if temp_dir else f".{path.name}.{os.getpid()}-", ".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            if durable:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(name)
-        raise
-
-
-def _new_file(folder: Path, prefix: str, suffix: str) -> tuple[int, str]:
-    """A new, uniquely named file open for writing, with the mode any program's new file gets:
-    0666 less the umask. (mkstemp's 0600 would hide lock files, build records and export
-    manifests from the rest of a team that shares them.)"""
-    while True:
-        name = os.path.join(folder, f"{prefix}{secrets.token_hex(6)}{suffix}")
-        try:
-            return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666), name
-        except FileExistsError:
-            continue
-
-
 def digest_path(path: Path, file_digest: Callable[[Path], str] = digest_file) -> Entry:
     return walk_path(path, file_digest, digest_bytes)
-
-
-def _fsync_paths(paths: list[Path]) -> None:
-    """Files, then each of their folders once."""
-    for path in paths:
-        _fsync_file(path)
-    for folder in sorted({path.parent for path in paths}):
-        _fsync_dir(folder)
-
-
-def _fsync_file(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError), open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-class Remover:
-    """Removes trees on one background thread, in the order given; `wait` until all are gone.
-    Freeing blocks is slow on some filesystems (ext4 mounted with `discard` takes ~2 ms per
-    directory), and a scratch tree nobody reads again need not hold up what comes next. What a
-    killed process leaves behind is in its own temp folder, which the next command removes."""
-
-    def __init__(self) -> None:
-        self._pool: ThreadPoolExecutor | None = None
-        self._lock = threading.Lock()
-
-    def remove(self, path: Path) -> None:
-        with self._lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="remove")
-            self._pool.submit(remove_path, path)
-
-    def wait(self) -> None:
-        with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True)
-
-
-def remove_path(path: Path) -> None:
-    """Delete a file or a tree, including read-only parts."""
-    if path.is_dir() and not path.is_symlink():
-        for root, dirs, _files in os.walk(path):
-            for d in dirs:
-                with contextlib.suppress(OSError):
-                    os.chmod(os.path.join(root, d), 0o755)
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()

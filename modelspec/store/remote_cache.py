@@ -32,7 +32,7 @@ from typing import Any
 from ..digest import canonical_json, digest_json, hex_of
 from ..errors import StoreError, UsageError
 from .blobs import Blobs, RemoteConfig, open_blobs
-from .objects import write_atomic
+from .files import write_atomic
 from .remote import RemoteStore
 from .traces import ActionResult
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 from pathlib import Path
 
-from .objects import write_atomic
+from .files import write_atomic
 
 RESERVE_FILE = "reserve"
 RESERVE_BYTES = 512 * 1024  # the registry's index (32 KiB) and log for a gc's transactions, with room to spare

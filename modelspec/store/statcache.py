@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from ..digest import digest_file
-from .objects import write_atomic
+from .files import write_atomic
 
 _FORMAT = 1
 _RACY_NS = 2_000_000_000

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from ..digest import canonical_json, digest_bytes, digest_json, hex_of
-from .objects import Entry, write_atomic
+from .files import write_atomic
+from .objects import Entry
 
 RESULT_FORMAT = 2
 INDEX_FORMAT = 2  # 2: each entry with the stat of its file

@@ -17,7 +17,8 @@ from ..digest import digest_bytes, hex_of
 from ..errors import Location, Problem, SpecError
 from ..spec.schema import WORKSPACE_FILE, validate_workspace, workspace_schema_bytes
 from ..spec.yamlsource import Document, parse_document, read_spec_bytes
-from .objects import LocalStore, write_atomic
+from .files import write_atomic
+from .objects import LocalStore
 
 STORE_DIR = ".modelspec"
 CHECKOUT_DIR = "artifacts"  # where `modelspec checkout` copies artifacts, under the workspace root
