@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 from ..digest import digest_bytes, hex_of
 from ..errors import UsageError
 from ..resolve.lock import ResolveContext
-from ..spec.load import marker_content, shown_path
+from ..spec.load import shown_path
+from ..spec.markers import marker_content
 from ..spec.model import Lock, Spec, split_output_ref
 from ..spec.refs import matches_range, parse_version
 from ..spec.yamlsource import open_regular

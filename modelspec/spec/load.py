@@ -5,19 +5,17 @@ Every problem of a file is collected and raised together as one `SpecError`.
 
 from __future__ import annotations
 
-import contextlib
 import graphlib
-import json
 import os
 import shlex
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ..digest import canonical_json, digest_bytes, hex_of
 from ..errors import Location, Problem, SpecError, UsageError
 from .gates import drift_problems, gate_problems, gates_of
 from .locklines import option_lines
+from .markers import known_valid, marker_path
 from .model import (
     PLACEHOLDER,
     ConfigSource,
@@ -26,7 +24,7 @@ from .model import (
     Spec,
     Stage,
 )
-from .schema import WORKSPACE_FILE, spec_schema_bytes, validate
+from .schema import WORKSPACE_FILE, validate
 from .yamlsource import Document, parse_document, read_regular_file, read_spec_bytes
 
 
@@ -54,16 +52,16 @@ def load_spec(path: Path, cache_dir: Path | None = None) -> Spec:
     raw = read_spec_bytes(path, shown)
     marker = None
     if cache_dir is not None:
-        marker = cache_dir / "valid-specs" / hex_of(digest_bytes(raw + spec_schema_bytes() + CHECKS))
-    known = _known_valid(marker)
-    known_valid = known is not None
+        marker = marker_path(cache_dir, raw)
+    known = known_valid(marker)
+    checked = known is not None
     if isinstance(known, dict):
         document = Document(shown, known, source=raw)  # located from `raw` if a problem needs it
     else:
-        document = parse_document(raw, shown, checked=known_valid)
+        document = parse_document(raw, shown, checked=checked)
     # The schema and the checks of `check_semantics` read nothing but these bytes: bytes that
     # passed them before pass them again.
-    problems = [] if known_valid else [*validate(document), *check_semantics(document)]
+    problems = [] if checked else [*validate(document), *check_semantics(document)]
     if problems:
         raise SpecError(problems)
     repo_root = find_repo_root(path.parent / document.data.get("code", {}).get("repo", "."))
@@ -76,36 +74,6 @@ def load_spec(path: Path, cache_dir: Path | None = None) -> Spec:
     if problems:
         raise SpecError(problems)
     return _to_spec(document, path, repo_root, marker if marker is not None and not marker.exists() else None)
-
-
-# Part of a valid-specs marker's name: change it when `check_semantics` (or what the marker
-# keeps) changes, so that bytes an older modelspec passed are checked again.
-CHECKS = b"\0checks 2"
-
-
-def _known_valid(marker: Path | None) -> Any:
-    """None if the spec's bytes have not passed every check before; else what the marker kept
-    of them: their values as JSON (a dict), or nothing (b"", parse them again)."""
-    if marker is None:
-        return None
-    try:
-        kept = marker.read_bytes()
-    except FileNotFoundError:
-        return None
-    with contextlib.suppress(ValueError):
-        if kept:
-            return json.loads(kept)
-    return b""
-
-
-def marker_content(document: Document) -> bytes:
-    """What a valid spec's marker keeps: its values as canonical JSON, when JSON holds them
-    exactly (a 10,000-stage spec then loads in a tenth of LibYAML's time), else nothing."""
-    try:
-        kept = canonical_json(document.data)
-    except (TypeError, ValueError):  # a date, a set, binary: not JSON
-        return b""
-    return kept if json.loads(kept) == document.data else b""
 
 
 def spec_of_lock(lock: Path) -> Path:

@@ -267,7 +267,8 @@ def test_a_spec_that_passed_before_loads_from_its_marker_and_is_still_located(tm
     instead of the YAML, builds the same Spec, and still locates a problem in the YAML."""
     import subprocess
 
-    from modelspec.spec.load import load_spec, marker_content
+    from modelspec.spec.load import load_spec
+    from modelspec.spec.markers import marker_content
 
     repo = tmp_path / "repo"
     (repo / "specs").mkdir(parents=True)
