@@ -11,13 +11,14 @@ import click
 
 from ..text import plural
 from . import echo, emit_json, handle_errors, json_option, main, make_console, workspace_of
+from .live import LiveProgress
 
 jobs_option = click.option(
     "-j", "--jobs", type=click.IntRange(min=1), default=16, show_default=True, help="Transfers at once."
 )
 
 
-class TransferBar:
+class TransferBar(LiveProgress):
     """A progress bar of objects, bytes and rate, on a terminal only (a log gets the summary)."""
 
     def __init__(self, console: Any) -> None:
@@ -36,15 +37,6 @@ class TransferBar:
                 transient=True,
             )
         self.started = time.monotonic()
-
-    def __enter__(self) -> TransferBar:
-        if self.progress is not None:
-            self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.progress is not None:
-            self.progress.stop()
 
     def __call__(self, event: Any) -> None:
         if self.progress is None or event.kind != "transfer":

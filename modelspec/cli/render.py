@@ -14,6 +14,7 @@ from rich.table import Table
 
 from ..events import Event
 from ..text import printable
+from .live import LiveProgress
 
 
 def escape(text: str, multiline: bool = False) -> str:
@@ -21,7 +22,7 @@ def escape(text: str, multiline: bool = False) -> str:
     return escape_markup(printable(text, multiline))
 
 
-class ConsoleReporter:
+class ConsoleReporter(LiveProgress):
     def __init__(self, console: Console) -> None:
         self.console = console
         self.progress: Any = None
@@ -32,15 +33,6 @@ class ConsoleReporter:
             self.progress = Progress(
                 SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True
             )
-
-    def __enter__(self) -> ConsoleReporter:
-        if self.progress is not None:
-            self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.progress is not None:
-            self.progress.stop()
 
     def _line(self, text: str) -> None:
         (self.progress.console if self.progress is not None else self.console).print(text, highlight=False)
