@@ -70,11 +70,10 @@ class CachingRebuilder:
             return result
 
     def build(self, node: str, key: str, run: Run) -> NodeOutcome:
-        hit = self.lookup(key)
-        if hit is not None:
-            return NodeOutcome(node, NodeState.CACHED, key, hit)
+        # The scheduler asked `lookup` already (`settle`) and found nothing: look again only
+        # under the key's lock, where another build may have made it while we waited.
         with file_lock(self.locks_dir / f"{hex_of(key)}.lock"):
-            hit = self.lookup(key)  # another build may have made it while we waited
+            hit = self.lookup(key)
             if hit is not None:
                 return NodeOutcome(node, NodeState.CACHED, key, hit)
             return run_once(node, key, run, self.cache)
