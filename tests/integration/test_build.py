@@ -282,6 +282,8 @@ def test_a_callers_executor_runs_every_stage_and_stays_open(repo: Repo) -> None:
     with CountingExecutor() as executor, contextlib.chdir(repo.path):
         report = build([repo.path / spec], BuildOptions(hermetic="off"), executor=executor)
         assert report.ok and executor.submitted == 4
+        again = build([repo.path / spec], BuildOptions(hermetic="off"), executor=executor)
+        assert again.ok and executor.submitted == 4  # cache hits are settled, never handed over
         executor.submit(lambda: None).result()  # still open: its owner shuts it down
     assert checkout_d(repo, spec) == expected_d("first\nmiddle\nlast\n")
 
