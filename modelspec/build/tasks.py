@@ -243,6 +243,7 @@ class Tasks:
             code = self.sources.code(node)
             inputs = {i: (s.basename, entry(s)) for i, s in node.inputs.items()}
             self.lease.add([code, *(e for _name, e in inputs.values())])
+        self.rebuilder.present(e for _name, e in inputs.values())  # an upstream's output may be on the remote only
         return StageJob(
             node=node.id,
             stage=node.stage_lock,

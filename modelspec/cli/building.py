@@ -110,6 +110,11 @@ def plan(args: tuple[str, ...], allow_dirty: bool, hermetic: str | None, as_json
 @click.option("--offline", is_flag=True, help="Create environments from uv's cache only.")
 @click.option("--no-remote", is_flag=True, help="Do not ask the workspace's remote cache (modelspec.yaml `remote:`).")
 @click.option("--no-push", is_flag=True, help="Do not upload what ran to the workspace's remote.")
+@click.option(
+    "--no-download",
+    is_flag=True,
+    help="Leave the versions' artifacts on the remote when their stages hit its cache (`modelspec fetch` gets them).",
+)
 @click.option("--no-gate-exit", is_flag=True, help="Exit 0 when a version fails its quality gates (it stays rejected).")
 @json_option
 @handle_errors
@@ -123,6 +128,7 @@ def build(
     offline: bool,
     no_remote: bool,
     no_push: bool,
+    no_download: bool,
     no_gate_exit: bool,
     as_json: bool,
 ) -> None:
@@ -147,6 +153,7 @@ def build(
         offline=offline,
         remote=not no_remote,
         push=not no_push,
+        download=not no_download,
     )
     signal.signal(signal.SIGTERM, raise_interrupt)
     console = make_console(stderr=as_json)

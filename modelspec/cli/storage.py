@@ -61,6 +61,7 @@ def verify(ref: str | None, everything: bool, on_remote: bool, jobs: int, as_jso
                 "bad_action_cache_entries": report.bad_entries,
                 "retired": report.retired or None,
                 "removed_by_retention": len(report.removed),
+                "on_remote_only": len(report.on_remote),
                 "changed_environments": [{"digest": d, "changes": c} for d, c in report.environments.items()],
                 "registry": report.registry,
             }
@@ -75,6 +76,8 @@ def verify(ref: str | None, everything: bool, on_remote: bool, jobs: int, as_jso
             echo(f"edited or damaged action-cache entry {key}: dropped (the stage will run again)")
         if report.retired:
             echo(report.retired)
+        if report.on_remote:
+            echo(f"{plural(len(report.on_remote), 'object')} left on the remote by cache hits (fetched when needed)")
         for env_digest, changes in report.environments.items():
             echo(f"environment {env_digest} changed after it was created:")
             for change in changes:

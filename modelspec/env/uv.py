@@ -171,4 +171,3 @@ def lock_requirements(requirements_in: Path, output: Path, python: str) -> None:
         ],
         env,
     )
-
