@@ -51,16 +51,17 @@ def main() -> None:
     cli_main()
 
 
-def serve(idle: float) -> None:
-    """Answer commands on this installation's socket until `idle` seconds pass without one,
-    or `modelspec resident stop`."""
+def serve(idle: float, path: str) -> None:
+    """Answer commands on `path`, this installation's socket, until `idle` seconds pass
+    without one, or `modelspec resident stop`."""
+    if path != resident.socket_path():
+        sys.exit(f"modelspec resident: {path} is not the socket of the modelspec in {resident.PACKAGE}")
     for name in WARM:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
     folder = resident.private_dir()
     if folder is None:
         sys.exit(f"modelspec resident: {resident.runtime_dir()} is not private to this user")
-    path = resident.socket_path()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     temp = f"{path}.{os.getpid()}"
     listener.bind(temp)
@@ -211,5 +212,5 @@ def _text_stream(fd: int, encoding: str, errors: str = "strict") -> Any:
     return os.fdopen(fd, "w", buffering=1 if os.isatty(fd) else -1, encoding=encoding, errors=errors, closefd=False)
 
 
-if __name__ == "__main__" and sys.argv[1:2] == ["--serve"]:
-    serve(float(sys.argv[2]) if len(sys.argv) > 2 else 3 * 3600.0)
+if __name__ == "__main__" and sys.argv[1:2] == ["--serve"] and len(sys.argv) == 4:
+    serve(float(sys.argv[2]), sys.argv[3])

@@ -184,7 +184,9 @@ def start(idle: float, log: str | None = None) -> dict[str, Any]:
     log = log or os.path.join(folder, "resident.log")
     with open(log, "ab") as err, open(os.devnull, "rb") as devnull:
         subprocess.Popen(
-            [sys.executable, "-m", "modelspec.launch", "--serve", str(idle)],
+            # -P and cwd /: the modelspec that started it, never one in the working directory
+            [sys.executable, "-P", "-m", "modelspec.launch", "--serve", str(idle), socket_path()],
+            cwd="/",
             stdin=devnull,
             stdout=err,
             stderr=err,
