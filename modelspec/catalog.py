@@ -209,7 +209,8 @@ class Catalog:
             info["traffic"] = {
                 "alias": resolution.alias,
                 "targets": [
-                    {"ref": v.ref, "weight": w, "primary": v.id == resolution.version.id} for v, w in resolution.targets
+                    {"ref": v.ref, "weight": w, "primary": v.id == resolution.version.id}
+                    for v, w in resolution.targets
                 ],
             }
         return info

@@ -137,7 +137,9 @@ def sparkline(values: Sequence[float | None], width: int = SPARK_WIDTH) -> str:
     low, high = min(present), max(present)
     span = high - low
     top = len(SPARKS) - 1
-    return "".join(" " if v is None else SPARKS[round((v - low) / span * top) if span else top // 2] for v in values)
+    return "".join(
+        " " if v is None else SPARKS[round((v - low) / span * top) if span else top // 2] for v in values
+    )
 
 
 def write_metrics_plot(history: MetricHistory, target: Path) -> Path:

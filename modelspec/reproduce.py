@@ -282,7 +282,8 @@ def _sandbox_for(version: ModelVersion) -> Sandbox:
         if bwrap_path() is None:
             why, fix = bwrap_unavailable()
             raise SandboxUnavailableError(
-                f"{version.ref} was built in the bubblewrap sandbox; reproducing it needs bubblewrap too, but {why}",
+                f"{version.ref} was built in the bubblewrap sandbox; reproducing it needs bubblewrap too, "
+                f"but {why}",
                 hint=fix,
             )
         return BubblewrapSandbox()
@@ -308,7 +309,9 @@ def _environment_file(workspace: Workspace, version: ModelVersion, lock: Lock) -
     return Path(_need_path(workspace.store, version, str(pinned["file_digest"]), "the environment's lock file"))
 
 
-def _data_entry(store: LocalStore, version: ModelVersion, lock: Lock, record: Mapping[str, Any], name: str) -> Entry:
+def _data_entry(
+    store: LocalStore, version: ModelVersion, lock: Lock, record: Mapping[str, Any], name: str
+) -> Entry:
     """The data `name` as the version read it: a snapshot, a registered artifact, or the
     artifact another spec's version gave it."""
     data = lock.data[name]

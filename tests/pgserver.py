@@ -39,7 +39,6 @@ def install() -> Path | None:
     found = bin_dir()
     if found is not None or os.geteuid() != 0 or shutil.which("apt-get") is None:
         return found
-
     def apt(*args: str) -> int:
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         done = subprocess.run(["apt-get", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -56,11 +56,13 @@ class Isolation:
         return self.override or lock.hermetic
 
     def used(self, lock: Lock) -> str:
-        """ "bwrap" or "none" (`strict` without bubblewrap never runs: the build refuses it)."""
+        """"bwrap" or "none" (`strict` without bubblewrap never runs: the build refuses it)."""
         return "bwrap" if self.policy(lock) != "off" and self.bwrap else "none"
 
 
-def node_key(node: Node, upstream_digest: Callable[[UpstreamInput], str], isolation: str) -> tuple[str, dict[str, Any]]:
+def node_key(
+    node: Node, upstream_digest: Callable[[UpstreamInput], str], isolation: str
+) -> tuple[str, dict[str, Any]]:
     inputs = {}
     for input_id, source in node.inputs.items():
         if isinstance(source, DataInput):

@@ -201,6 +201,7 @@ def _summary(changes: list[str], limit: int = 5) -> str:
     return "; ".join(changes[:limit]) + more
 
 
+
 def remove_environment(envs_dir: Path, prefix: str) -> str:
     """Delete the environment whose digest starts with `prefix`; returns its digest."""
     from ..errors import UsageError

@@ -118,3 +118,4 @@ def list_environments(envs_dir: Path) -> list[dict[str, Any]]:
         summary = {k: v for k, v in data.items() if k not in ("files", "links")}  # thousands of rows
         found.append({**summary, "bytes": size})
     return found
+

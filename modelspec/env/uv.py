@@ -171,3 +171,4 @@ def lock_requirements(requirements_in: Path, output: Path, python: str) -> None:
         ],
         env,
     )
+

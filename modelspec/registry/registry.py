@@ -447,3 +447,4 @@ class Registry:
     def read(self, query: Callable[..., Any], *args: Any) -> Any:  # gates.latest, series.metric_series...
         with self._read() as conn:
             return query(conn, *args)
+

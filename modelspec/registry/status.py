@@ -39,7 +39,8 @@ def retired_error(version: ModelVersion) -> UsageError:
     command, with when and why retention took its artifacts and how to get them back."""
     day = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(version.status_time or 0))
     return UsageError(
-        f"{version.ref} is {version.status} by retention since {day} ({version.status_reason}): its artifacts are gone",
+        f"{version.ref} is {version.status} by retention since {day} ({version.status_reason}): "
+        "its artifacts are gone",
         hint=revival_hint(version.ref, version.commit, version.record.get("spec", "")),
     )
 

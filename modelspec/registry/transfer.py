@@ -26,10 +26,8 @@ COUNTED = ("versions", "aliases", "alias_history", "tags", "reproductions", "pin
 
 def counts(conn: sa.Connection) -> dict[str, int]:
     """Rows of each table `COUNTED`, and the number of models."""
-    found = {
-        name: int(conn.execute(sa.select(sa.func.count()).select_from(t.metadata.tables[name])).scalar() or 0)
-        for name in COUNTED
-    }
+    found = {name: int(conn.execute(sa.select(sa.func.count()).select_from(t.metadata.tables[name])).scalar() or 0)
+             for name in COUNTED}
     found["models"] = int(conn.execute(sa.select(sa.func.count(sa.distinct(t.versions.c.name)))).scalar() or 0)
     return found
 

@@ -51,7 +51,9 @@ class ResolveContext:
     private: tuple[Path, ...] = ()
 
 
-def resolve_spec(spec: Spec, overrides: Sequence[Override], ctx: ResolveContext) -> tuple[Lock, list[gitcode.CodeFile]]:
+def resolve_spec(
+    spec: Spec, overrides: Sequence[Override], ctx: ResolveContext
+) -> tuple[Lock, list[gitcode.CodeFile]]:
     """The spec's lock, and the code files it pins (for exporting the snapshot), composed
     with the command-line `overrides` that apply to it."""
     problems: list[Problem] = []
@@ -331,3 +333,4 @@ def _lock_stage(
         metrics=stage.metrics,
         limits=dict(stage.limits) if stage.limits else None,
     )
+

@@ -209,7 +209,7 @@ def run_process(
 
 
 def _wait(proc: subprocess.Popen[bytes], cancel: threading.Event, timeout: float | None) -> str:
-    """ "exited" once the process exits; "cancelled" or "timeout" if one comes first. A pidfd
+    """"exited" once the process exits; "cancelled" or "timeout" if one comes first. A pidfd
     wakes us the moment the process exits, where polling `wait(timeout)` would add milliseconds."""
     deadline = time.monotonic() + timeout if timeout else None
     try:

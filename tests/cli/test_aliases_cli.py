@@ -99,6 +99,7 @@ def test_a_canary_split_is_shown_whole_and_used_by_its_primary_target(model: Mod
     assert "canary-a (0.75)" in listing and "canary-a (0.25)" in listing
 
 
+
 def test_alias_list_and_an_audited_rm_that_rollback_undoes(model: Model) -> None:
     model.run("promote", "tiny@1.0.2", "staging")
     listed = {a["alias"]: a for a in model.json("alias", "list", "tiny")}

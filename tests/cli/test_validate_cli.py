@@ -193,9 +193,9 @@ def two_specs(repo: Repo) -> tuple[str, str]:
     plain = write_spec(
         repo,
         "noconfig",
-        SPEC.replace("config:\n  dir: conf\n", "")
-        .replace("; echo ${config.optimizer.lr}", "")
-        .replace("params: [optimizer, train]", "params: []"),
+        SPEC.replace("config:\n  dir: conf\n", "").replace("; echo ${config.optimizer.lr}", "").replace(
+            "params: [optimizer, train]", "params: []"
+        ),
     )
     return churn, plain
 

@@ -144,21 +144,9 @@ def test_gc_while_a_build_runs_keeps_what_the_build_needs(repo: Repo) -> None:
     log = repo.path / ".modelspec" / "logs" / "gcm" / "score.log"
     log.unlink()
     build = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "modelspec",
-            "build",
-            "specs/gcm.yaml",
-            "prep.v=0",
-            "score.auc=0.51",
-            "score.sleep=3",
-            "--json",
-        ],
-        cwd=repo.path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        [sys.executable, "-m", "modelspec", "build", "specs/gcm.yaml", "prep.v=0", "score.auc=0.51",
+         "score.sleep=3", "--json"],
+        cwd=repo.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     deadline = time.monotonic() + 60
     while not log.exists():  # score has started: prep's output was leased as a cache hit
@@ -185,9 +173,8 @@ def test_sigkill_during_gc_then_gc_again_leaves_everything_consistent(repo: Repo
     for round_ in range(3):
         for i in range(3):
             repo.build_json("specs/gcm.yaml", f"prep.v={round_ * 10 + i}", f"score.auc={AUCS[i]}")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "modelspec", "gc"], cwd=repo.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
+        proc = subprocess.Popen([sys.executable, "-m", "modelspec", "gc"], cwd=repo.path,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         time.sleep(rng.uniform(0.3, 0.9))
         proc.send_signal(signal.SIGKILL)
         proc.communicate()

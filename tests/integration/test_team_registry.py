@@ -130,15 +130,8 @@ def test_registry_copy_from_sqlite_to_postgresql_and_back(tmp_path: Path, postgr
     assert copied["backend"] == "postgresql" and copied["to"] == sa.make_url(url).render_as_string()
     assert copied["counts"] == before["registry info"]["counts"]
     assert copied["counts"] | {"models": 1} == {
-        "models": 1,
-        "versions": 2,
-        "aliases": 2,
-        "alias_history": 2,
-        "tags": 1,
-        "reproductions": 1,
-        "pins": 1,
-        "gate_results": 2,
-        "events": 9,
+        "models": 1, "versions": 2, "aliases": 2, "alias_history": 2, "tags": 1, "reproductions": 1, "pins": 1,
+        "gate_results": 2, "events": 9,
     }
     refused = run(repo, "registry", "copy", "--to", url, code=2)
     assert "is not empty (2 versions, 9 audit events)" in refused.stderr
@@ -149,11 +142,8 @@ def test_registry_copy_from_sqlite_to_postgresql_and_back(tmp_path: Path, postgr
     for command, seen in before.items():
         now = run(repo, *command.split(), "--json", env=on_copy)
         if command == "registry info":
-            assert (now["backend"], now["registry_id"], now["counts"]) == (
-                "postgresql",
-                seen["registry_id"],
-                seen["counts"],
-            )
+            assert (now["backend"], now["registry_id"], now["counts"]) == ("postgresql", seen["registry_id"],
+                                                                           seen["counts"])
         else:
             assert now == seen, command
     shown = run(repo, "show", "m@1.0.1", "--json", env=on_copy)
@@ -265,17 +255,6 @@ def draft_of(i: int) -> Any:
     from modelspec.registry.registry import VersionDraft
 
     return VersionDraft(
-        name="m",
-        spec_version="1.0",
-        content_id="blake3:" + f"{i:x}" * 64,
-        lock="l",
-        commit="c",
-        environment=None,
-        hermetic=True,
-        author="ana",
-        host="h",
-        tool_version="0",
-        record={},
-        artifacts={},
-        metrics={"auc": 0.9},
+        name="m", spec_version="1.0", content_id="blake3:" + f"{i:x}" * 64, lock="l", commit="c", environment=None,
+        hermetic=True, author="ana", host="h", tool_version="0", record={}, artifacts={}, metrics={"auc": 0.9},
     )

@@ -82,10 +82,8 @@ def test_every_third_party_import_is_a_declared_dependency() -> None:
     for module, places in _third_party_imports().items():
         distributions = {_normalized(d) for d in providers.get(module, [])}
         if not distributions & declared:
-            undeclared.append(
-                f"{module!r} (from {', '.join(sorted(distributions)) or 'no installed distribution'}),"
-                f" imported at {places[0]}"
-            )
+            undeclared.append(f"{module!r} (from {', '.join(sorted(distributions)) or 'no installed distribution'}),"
+                              f" imported at {places[0]}")
     assert not undeclared, "imports not declared in pyproject.toml [project].dependencies:\n" + "\n".join(undeclared)
 
 

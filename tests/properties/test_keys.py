@@ -25,39 +25,38 @@ file_names = st.text("abcxyz019_.-", min_size=1, max_size=8).filter(lambda n: n 
 relative_paths = st.lists(file_names, min_size=1, max_size=3).map("/".join)
 digests = st.binary(min_size=32, max_size=32).map(lambda b: "blake3:" + b.hex())
 literal_tokens = st.text("abc -=/.é'\"", min_size=1, max_size=8)
-json_scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.text('abé"\\ ', max_size=5)
-    | (st.floats(allow_nan=False, allow_infinity=False))
+json_scalars = st.none() | st.booleans() | st.integers() | st.text("abé\"\\ ", max_size=5) | (
+    st.floats(allow_nan=False, allow_infinity=False)
 )
 json_values = st.recursive(
     json_scalars,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text("abcd", max_size=3), inner, max_size=3),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text("abcd", max_size=3), inner,
+                                                                max_size=3),
     max_leaves=8,
 )
 config_trees = st.dictionaries(identifiers, json_values, max_size=4)
-platforms = st.fixed_dictionaries(
-    {
-        "os": st.sampled_from(["linux", "darwin", "win32"]),
-        "arch": st.sampled_from(["x86_64", "aarch64", "arm64"]),
-        "python": st.sampled_from(["3.10", "3.11", "3.12"]),
-    }
-)
+platforms = st.fixed_dictionaries({
+    "os": st.sampled_from(["linux", "darwin", "win32"]),
+    "arch": st.sampled_from(["x86_64", "aarch64", "arm64"]),
+    "python": st.sampled_from(["3.10", "3.11", "3.12"]),
+})
 ISOLATION = ["bwrap", "none"]
 
 
 @st.composite
 def cases(draw: st.DrawFn) -> dict[str, Any]:
     """A stage lock entry plus everything else `key_document` takes."""
-    inputs = draw(st.dictionaries(identifiers, st.builds(InputDigest, file_names, digests), max_size=4))
+    inputs = draw(st.dictionaries(identifiers, st.builds(InputDigest, file_names, digests),
+                                  max_size=4))
     outputs = draw(st.dictionaries(identifiers, relative_paths, min_size=1, max_size=3))
     placeholders = (
-        [f"${{inputs.{name}}}" for name in inputs] + [f"--out=${{outputs.{name}}}" for name in outputs] + ["${config}"]
+        [f"${{inputs.{name}}}" for name in inputs]
+        + [f"--out=${{outputs.{name}}}" for name in outputs]
+        + ["${config}"]
     )
     literals = draw(st.lists(literal_tokens, min_size=1, max_size=4))
-    argv = draw(st.permutations(literals + draw(st.lists(st.sampled_from(placeholders), max_size=4))))
+    argv = draw(st.permutations(literals + draw(st.lists(st.sampled_from(placeholders),
+                                                          max_size=4))))
     stage = {
         "argv": argv,
         "shell": False,
@@ -77,11 +76,8 @@ def cases(draw: st.DrawFn) -> dict[str, Any]:
 
 
 def key_of(case: dict[str, Any]) -> str:
-    return action_key(
-        key_document(
-            StageLock.from_dict(case["stage"]), case["inputs"], case["environment"], case["platform"], case["isolation"]
-        )
-    )
+    return action_key(key_document(StageLock.from_dict(case["stage"]), case["inputs"], case["environment"],
+                                   case["platform"], case["isolation"]))
 
 
 def reordered(value: Any) -> Any:
@@ -118,7 +114,8 @@ def test_canonical_json_round_trips_and_is_compact(value: Any) -> None:
     text = canonical_json(value)
     assert json.loads(text) == value
     assert canonical_json(json.loads(text)) == text
-    assert text == json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    assert text == json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"),
+                              ensure_ascii=False).encode()
 
 
 # -- action keys: only if ----------------------------------------------------------------------
@@ -135,7 +132,8 @@ def test_key_ignores_dict_order_and_copies(case: dict[str, Any]) -> None:
 
 @KEYS
 @given(cases(), st.lists(relative_paths, max_size=2), st.sampled_from([None, "metrics"]))
-def test_key_ignores_fields_it_is_not_defined_over(case: dict[str, Any], paths: list[str], metrics: str | None) -> None:
+def test_key_ignores_fields_it_is_not_defined_over(case: dict[str, Any], paths: list[str],
+                                                   metrics: str | None) -> None:
     """Code paths are covered by the code digest; the metrics name does not affect a run."""
     key = key_of(case)
     stage = case["stage"]
@@ -148,11 +146,11 @@ def test_key_ignores_fields_it_is_not_defined_over(case: dict[str, Any], paths: 
 @KEYS
 @given(cases())
 def test_key_holds_no_host_path(case: dict[str, Any]) -> None:
-    document = key_document(
-        StageLock.from_dict(case["stage"]), case["inputs"], case["environment"], case["platform"], case["isolation"]
-    )
+    document = key_document(StageLock.from_dict(case["stage"]), case["inputs"], case["environment"],
+                            case["platform"], case["isolation"])
     interpolated = [t for t in document["argv"] if "/ms/" in t]
-    assert all("/ms/in/" in t or "/ms/out/" in t or t.endswith("/ms/config.json") for t in interpolated)
+    assert all("/ms/in/" in t or "/ms/out/" in t or t.endswith("/ms/config.json")
+               for t in interpolated)
     assert not any("${" in t for t in document["argv"] if t not in case["stage"]["argv"])
 
 
@@ -174,7 +172,8 @@ def mutate(data: st.DataObject, case: dict[str, Any], field: str) -> None:
             argv.insert(data.draw(st.integers(0, len(argv))), data.draw(literal_tokens))
     elif field == "params":
         old = stage["params"]
-        stage["params"] = data.draw(config_trees.filter(lambda p: canonical_json(p) != canonical_json(old)))
+        stage["params"] = data.draw(config_trees.filter(lambda p: canonical_json(p)
+                                                        != canonical_json(old)))
     elif field == "code":
         old = stage["code"]["digest"]
         stage["code"]["digest"] = data.draw(digests.filter(lambda d: d != old))
@@ -184,9 +183,11 @@ def mutate(data: st.DataObject, case: dict[str, Any], field: str) -> None:
     elif field == "platform":
         part = data.draw(st.sampled_from(["os", "arch", "python"]))
         old = case["platform"][part]
-        case["platform"][part] = data.draw(st.text(min_size=1, max_size=8).filter(lambda v: v != old))
+        case["platform"][part] = data.draw(st.text(min_size=1, max_size=8).filter(
+            lambda v: v != old))
     elif field == "isolation":
-        case["isolation"] = data.draw(st.sampled_from([h for h in ISOLATION if h != case["isolation"]]))
+        case["isolation"] = data.draw(st.sampled_from([h for h in ISOLATION
+                                                       if h != case["isolation"]]))
     elif field == "input":
         inputs = case["inputs"]
         if not inputs:
@@ -196,9 +197,11 @@ def mutate(data: st.DataObject, case: dict[str, Any], field: str) -> None:
         name = data.draw(st.sampled_from(sorted(inputs)))
         old = inputs[name]
         if data.draw(st.booleans()):
-            inputs[name] = InputDigest(old.basename, data.draw(digests.filter(lambda d: d != old.digest)))
+            inputs[name] = InputDigest(old.basename, data.draw(digests.filter(
+                lambda d: d != old.digest)))
         else:
-            inputs[name] = InputDigest(data.draw(file_names.filter(lambda b: b != old.basename)), old.digest)
+            inputs[name] = InputDigest(data.draw(file_names.filter(lambda b: b != old.basename)),
+                                       old.digest)
     elif field == "outputs":
         outputs = stage["outputs"]
         name = data.draw(st.sampled_from(sorted(outputs)))
@@ -213,7 +216,8 @@ def mutate(data: st.DataObject, case: dict[str, Any], field: str) -> None:
 
 @KEYS
 @given(st.data(), cases(), st.sampled_from(FIELDS))
-def test_key_changes_when_any_keyed_field_changes(data: st.DataObject, case: dict[str, Any], field: str) -> None:
+def test_key_changes_when_any_keyed_field_changes(data: st.DataObject, case: dict[str, Any],
+                                                  field: str) -> None:
     before = key_of(case)
     mutate(data, case, field)
     assert key_of(case) != before
@@ -221,7 +225,8 @@ def test_key_changes_when_any_keyed_field_changes(data: st.DataObject, case: dic
 
 @KEYS
 @given(st.data(), cases(), st.sampled_from(FIELDS))
-def test_key_changes_back_when_the_field_is_restored(data: st.DataObject, case: dict[str, Any], field: str) -> None:
+def test_key_changes_back_when_the_field_is_restored(data: st.DataObject, case: dict[str, Any],
+                                                     field: str) -> None:
     """A key is a function of its fields: no hidden state (time, counters, host)."""
     original = copy.deepcopy(case)
     before = key_of(case)

@@ -67,13 +67,8 @@ DURATION = {"build": 1.2, "gc": 0.8, "promote": 0.6, "reproduce": 1.2, "env": 1.
 
 def init_workspace(root: Path, registry: str | None = None) -> None:
     """The crash workspace, built once; its registry in the store, or at the URL `registry`."""
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@e",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@e",
-    }
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@e"}
     (root / "specs").mkdir(parents=True)
     (root / "data").mkdir()
     (root / "conf").mkdir()
@@ -90,9 +85,8 @@ def init_workspace(root: Path, registry: str | None = None) -> None:
 
 
 def run(root: Path, args: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "modelspec", *args], cwd=root, capture_output=True, text=True, timeout=300
-    )
+    return subprocess.run([sys.executable, "-m", "modelspec", *args], cwd=root, capture_output=True, text=True,
+                          timeout=300)
 
 
 @dataclass
@@ -118,9 +112,8 @@ def trial(root: Path, rng: random.Random, counter: int) -> Trial:
     if operation == "env":  # kill it while it creates the environment, not once it exists
         remove_environments(root)
     delay = rng.uniform(0.1, DURATION[operation])
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "modelspec", *args], cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    proc = subprocess.Popen([sys.executable, "-m", "modelspec", *args], cwd=root, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -207,10 +200,8 @@ def temp_files(home: Path) -> list[str]:
             found += [d for d in dirs if d.startswith("tmp-")]
             dirs[:] = []
         for name in files:
-            if (
-                relative.parts[:1] == ("tmp",)
-                or name.endswith((".tmp", ".new"))
-                or (relative.parts[:1] == ("leases",) and name.endswith(".lease"))
+            if relative.parts[:1] == ("tmp",) or name.endswith((".tmp", ".new")) or (
+                relative.parts[:1] == ("leases",) and name.endswith(".lease")
             ):
                 found.append(str(relative / name))
     return found

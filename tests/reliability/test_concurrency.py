@@ -45,13 +45,8 @@ retention: {{keep_last: 2}}
 
 
 def start(repo: Repo, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "modelspec", *args],
-        cwd=repo.path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return subprocess.Popen([sys.executable, "-m", "modelspec", *args], cwd=repo.path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
 
 
 def test_concurrent_builds_gc_and_promote(repo: Repo, registry_url: str) -> None:

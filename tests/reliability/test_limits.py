@@ -63,7 +63,10 @@ def test_a_stage_past_its_memory_limit_fails_naming_it(repo: Repo) -> None:
 
 
 def test_a_stage_past_its_process_limit_fails_naming_it(repo: Repo) -> None:
-    spawn = "import subprocess, sys\nchildren = [subprocess.Popen(['sleep', '5']) for _ in range(60)]\n"
+    spawn = (
+        "import subprocess, sys\n"
+        "children = [subprocess.Popen(['sleep', '5']) for _ in range(60)]\n"
+    )
     code, out = build(repo, python_stage(spawn, "    limits: {processes: 20}\n"))
     assert code == 1
     assert "more processes than allowed" in out and "processes = 20" in out

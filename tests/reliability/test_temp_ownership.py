@@ -71,9 +71,8 @@ def test_files_named_after_a_dead_pid_without_an_owner_are_removed(tmp_path: Pat
     assert sorted(removed) == ["12345-abc.tmp", "12345-run-old"]
 
 
-def test_a_claim_taken_for_dead_before_it_is_locked_is_claimed_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_claim_taken_for_dead_before_it_is_locked_is_claimed_again(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     # A cleaner that removes the claiming file between its creation and the rename
     real_rename = owner.os.rename
     calls = []

@@ -49,21 +49,12 @@ def state(tmp_path: Path) -> DaemonState:
     return DaemonState(tmp_path / "schedule.json")
 
 
-def run(
-    state: DaemonState, clock: FakeClock, *, once: bool = False, max_sleep: float = 60.0, expression: str = DAILY_AT_3
-) -> list[tuple[float, float]]:
+def run(state: DaemonState, clock: FakeClock, *, once: bool = False, max_sleep: float = 60.0,
+        expression: str = DAILY_AT_3) -> list[tuple[float, float]]:
     """Run the daemon to the clock's end; returns each job call's (now, fire time)."""
     calls: list[tuple[float, float]] = []
-    run_daemon(
-        expression,
-        state,
-        lambda now, fire: calls.append((now, fire)),
-        clock=clock.clock,
-        sleep=clock.sleep,
-        stop=clock.stop,
-        max_sleep=max_sleep,
-        once=once,
-    )
+    run_daemon(expression, state, lambda now, fire: calls.append((now, fire)), clock=clock.clock,
+               sleep=clock.sleep, stop=clock.stop, max_sleep=max_sleep, once=once)
     return calls
 
 

@@ -28,7 +28,9 @@ SAMPLES = [b"", b"hello\n", b"\x00\xff\xfe binary \x00", "café ☕".encode(), b
 
 def test_canonical_json_exact_bytes() -> None:
     value = {"b": 1, "a": [1, {"d": 2.5, "c": "é"}], "e": None, "f": True}
-    assert canonical_json(value) == (b'{"a":[1,{"c":"\xc3\xa9","d":2.5}],"b":1,"e":null,"f":true}')
+    assert canonical_json(value) == (
+        b'{"a":[1,{"c":"\xc3\xa9","d":2.5}],"b":1,"e":null,"f":true}'
+    )
 
 
 def test_canonical_json_ignores_insertion_order_only() -> None:
@@ -70,20 +72,22 @@ def test_digest_file_small_and_mapped(tmp_path: Path, size: int) -> None:
 
 @pytest.mark.parametrize("data", SAMPLES)
 def test_git_blob_sha1_matches_git_hash_object(data: bytes) -> None:
-    out = subprocess.run(["git", "hash-object", "--stdin"], input=data, capture_output=True, check=True).stdout
+    out = subprocess.run(["git", "hash-object", "--stdin"], input=data, capture_output=True,
+                         check=True).stdout
     assert git_blob_sha1(data) == out.decode().strip()
 
 
 def test_hex_of_and_short() -> None:
     digest = digest_bytes(b"x")
-    assert hex_of(digest) == digest[len("blake3:") :]
+    assert hex_of(digest) == digest[len("blake3:"):]
     assert short(digest) == digest[7:17]
     assert short(digest, 4) == digest[7:11]
 
 
 @pytest.mark.parametrize(
     "bad",
-    ["", "blake3:", "sha256:" + "0" * 64, "blake3:" + "0" * 63, "blake3:" + "G" * 64, "blake3:" + "A" * 64, "0" * 64],
+    ["", "blake3:", "sha256:" + "0" * 64, "blake3:" + "0" * 63, "blake3:" + "G" * 64,
+     "blake3:" + "A" * 64, "0" * 64],
 )
 def test_hex_of_refuses_other_strings(bad: str) -> None:
     with pytest.raises(ValueError):

@@ -119,23 +119,19 @@ def test_dirty_files_clean_tree(code: Repo) -> None:
 
 def test_dirty_files_sees_modified_untracked_and_staged_under_the_paths_only(code: Repo) -> None:
     head = rev(code, "HEAD")
-    code.write("src/a.py", "print('edited')\n")  # modified
-    code.write("src/my file.py", "spaces = False\n")  # modified, with a space
-    code.write("src/new/untracked.py", "x = 1\n")  # untracked, in a new directory
-    code.write("lib/staged.py", "y = 2\n")  # staged new file
+    code.write("src/a.py", "print('edited')\n")          # modified
+    code.write("src/my file.py", "spaces = False\n")     # modified, with a space
+    code.write("src/new/untracked.py", "x = 1\n")        # untracked, in a new directory
+    code.write("lib/staged.py", "y = 2\n")               # staged new file
     code.git("add", "lib/staged.py")
-    code.write("lib/b.py", "B = 2\n")  # staged modification
+    code.write("lib/b.py", "B = 2\n")                    # staged modification
     code.git("add", "lib/b.py")
-    code.write("README", "edited outside\n")  # outside the paths
-    code.write("src2/c.py", "C = 2\n")  # a sibling that shares a prefix
-    code.write("elsewhere/new.py", "z = 3\n")  # untracked outside
-    code.write("src/debug.log", "ignored\n")  # ignored by .gitignore
+    code.write("README", "edited outside\n")             # outside the paths
+    code.write("src2/c.py", "C = 2\n")                   # a sibling that shares a prefix
+    code.write("elsewhere/new.py", "z = 3\n")            # untracked outside
+    code.write("src/debug.log", "ignored\n")             # ignored by .gitignore
     assert dirty_files(code.path, head, ["src", "lib"]) == [
-        "lib/b.py",
-        "lib/staged.py",
-        "src/a.py",
-        "src/my file.py",
-        "src/new/untracked.py",
+        "lib/b.py", "lib/staged.py", "src/a.py", "src/my file.py", "src/new/untracked.py",
     ]
     assert dirty_files(code.path, head, ["src/a.py"]) == ["src/a.py"]
     assert dirty_files(code.path, head, ["src2"]) == ["src2/c.py"]
@@ -217,7 +213,8 @@ def test_export_files_from_the_commit(code: Repo, tmp_path: Path) -> None:
     head = rev(code, "HEAD")
     code.write("src/a.py", "print('uncommitted')\n")  # must not leak into the export
     dest = tmp_path / "export"
-    export_files(code.path, committed_files(code.path, head, ["src", "lib"]), dest, from_working_tree=False)
+    export_files(code.path, committed_files(code.path, head, ["src", "lib"]), dest,
+                 from_working_tree=False)
     assert (dest / "src" / "a.py").read_bytes() == b"print('a')\n"
     assert (dest / "src" / "my file.py").read_bytes() == b"spaces = True\n"
     assert (dest / "lib" / "b.py").read_bytes() == b"B = 1\n"

@@ -38,14 +38,11 @@ def write(root: Path, files: dict[str, str]) -> Path:
 
 @pytest.fixture
 def conf(tmp_path: Path) -> Path:
-    return write(
-        tmp_path / "conf",
-        {
-            "config.yaml": CONFIG,
-            "model/gbt.yaml": "kind: gbt\ndepth: 4\n",
-            "model/logreg.yaml": "kind: logreg\nc: 1.0\n",
-        },
-    )
+    return write(tmp_path / "conf", {
+        "config.yaml": CONFIG,
+        "model/gbt.yaml": "kind: gbt\ndepth: 4\n",
+        "model/logreg.yaml": "kind: logreg\nc: 1.0\n",
+    })
 
 
 def test_compose_defaults_and_resolves_interpolations(conf: Path) -> None:
@@ -93,7 +90,8 @@ def test_dangling_interpolation(conf: Path) -> None:
         ("${oc.select:${oc.env:HOME},x}", "oc.env"),
     ],
 )
-def test_non_deterministic_resolvers_in_files_are_refused(conf: Path, value: str, resolver: str) -> None:
+def test_non_deterministic_resolvers_in_files_are_refused(conf: Path, value: str,
+                                                          resolver: str) -> None:
     write(conf, {"config.yaml": CONFIG.replace("run-${train.epochs}", f"'{value}'")})
     with pytest.raises(ConfigError, match=f"resolver '{resolver}' in train.tag is not determ"):
         compose(conf, "config", [])
@@ -111,7 +109,8 @@ def test_resolver_in_a_group_file_is_refused(conf: Path) -> None:
         compose(conf, "config", [])
 
 
-def test_resolver_in_the_defaults_list_is_refused(conf: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resolver_in_the_defaults_list_is_refused(conf: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """The defaults list is not part of the result, so it must be checked in the files."""
     monkeypatch.setenv("MODEL_CHOICE", "logreg")
     defaults = CONFIG.replace("model: gbt", "model: ${oc.env:MODEL_CHOICE,gbt}")
@@ -123,8 +122,7 @@ def test_resolver_in_the_defaults_list_is_refused(conf: Path, monkeypatch: pytes
 
 @pytest.mark.parametrize("resolver", ["oc.decode", "oc.create"])
 def test_resolvers_that_evaluate_assembled_strings_are_refused(
-    conf: Path, monkeypatch: pytest.MonkeyPatch, resolver: str
-) -> None:
+        conf: Path, monkeypatch: pytest.MonkeyPatch, resolver: str) -> None:
     """`${oc.decode:${a}${b}}` would evaluate `${oc.env:SECRET}` assembled from two strings."""
     monkeypatch.setenv("SECRET", "from-the-environment")
     extra = 'a: "$"\nb: "{oc.env:SECRET}"\nc: "x: ${a}${b}"\n'
@@ -134,7 +132,8 @@ def test_resolvers_that_evaluate_assembled_strings_are_refused(
 
 
 def test_deterministic_resolvers_are_allowed(conf: Path) -> None:
-    config = compose(conf, "config", ["+pick=${oc.select:train.missing,5}", "+keys=${oc.dict.keys:train}"])
+    config = compose(conf, "config", ["+pick=${oc.select:train.missing,5}",
+                                      "+keys=${oc.dict.keys:train}"])
     assert config["pick"] == 5
     assert config["keys"] == ["lr", "epochs", "tag"]
 

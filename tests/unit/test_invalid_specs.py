@@ -29,7 +29,9 @@ class Expectation:
 
     def matches(self, problem: Problem) -> bool:
         return (
-            problem.location.line == self.line and problem.location.column == self.column and self.text in str(problem)
+            problem.location.line == self.line
+            and problem.location.column == self.column
+            and self.text in str(problem)
         )
 
 

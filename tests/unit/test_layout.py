@@ -19,9 +19,8 @@ def run(argv: list[str], shell: bool = False, value: str = HOSTILE) -> Command:
 
 def shell_output(command: Command) -> str:
     """What the script prints when a real sh runs it with the command's variables."""
-    return subprocess.run(
-        list(command.argv), env={"PATH": "/usr/bin:/bin", **command.env}, capture_output=True, text=True, check=True
-    ).stdout
+    return subprocess.run(list(command.argv), env={"PATH": "/usr/bin:/bin", **command.env}, capture_output=True,
+                          text=True, check=True).stdout
 
 
 def test_a_value_is_one_argument_as_it_is() -> None:

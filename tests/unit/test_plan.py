@@ -212,11 +212,7 @@ def test_a_spec_with_no_last_build_entry_for_a_node_says_never_built() -> None:
 
 def test_planned_nodes_serialise_their_status() -> None:
     planned = plan_build(make_graph(), nothing_cached, {})
-    assert planned[0].to_dict() == {
-        "node": "x:prep",
-        "key": planned[0].key,
-        "status": "will run",
-        "reasons": ["never built"],
-    }
+    assert planned[0].to_dict() == {"node": "x:prep", "key": planned[0].key, "status": "will run",
+                                    "reasons": ["never built"]}
     cached = replace(planned[0], cached=True, reasons=[])
     assert cached.to_dict()["status"] == "cached"

@@ -86,8 +86,7 @@ def test_every_string_column_compares_byte_wise_on_postgresql() -> None:
         f"{table.name}.{column.name}"
         for table in schema.metadata.tables.values()
         for column in table.columns
-        if isinstance(column.type, sa.String)
-        and not isinstance(column.type, sa.Text)
+        if isinstance(column.type, sa.String) and not isinstance(column.type, sa.Text)
         and 'COLLATE "C"' not in column.type.dialect_impl(dialect).compile(dialect=dialect)
     ]
     assert plain == [], "declare these columns with tables.String"

@@ -144,7 +144,8 @@ def pipeline(repo: Repo) -> Repo:
     return repo
 
 
-def test_same_content_in_another_checkout_has_the_same_keys(pipeline: Repo, baseline: dict[str, str]) -> None:
+def test_same_content_in_another_checkout_has_the_same_keys(pipeline: Repo,
+                                                             baseline: dict[str, str]) -> None:
     assert len(set(baseline.values())) == 3
     pipeline.write("README.md", "later\n")
     pipeline.commit("a later commit, elsewhere")
@@ -155,25 +156,26 @@ def test_same_content_in_another_checkout_has_the_same_keys(pipeline: Repo, base
     ("override", "expected"),
     [
         ("train.lr=0.05", {"train"}),
-        ("prep.rows=20", {"prep", "train"}),  # prep changes, and train through its input
-        ("report.title=Other", set()),  # report declares report.fmt only
-        ("unused.x=2", set()),  # no stage reads it
+        ("prep.rows=20", {"prep", "train"}),          # prep changes, and train through its input
+        ("report.title=Other", set()),                # report declares report.fmt only
+        ("unused.x=2", set()),                        # no stage reads it
         ("+extra=1", set()),
     ],
 )
 def test_a_config_override_changes_exactly_its_readers_and_their_dependents(
-    pipeline: Repo, baseline: dict[str, str], override: str, expected: set[str]
-) -> None:
+        pipeline: Repo, baseline: dict[str, str], override: str, expected: set[str]) -> None:
     assert changed(baseline, plan_keys(pipeline, override)) == expected
 
 
-def test_a_committed_config_edit_changes_its_readers(pipeline: Repo, baseline: dict[str, str]) -> None:
+def test_a_committed_config_edit_changes_its_readers(pipeline: Repo,
+                                                     baseline: dict[str, str]) -> None:
     pipeline.write("conf/config.yaml", CONFIG.replace("epochs: 3", "epochs: 4"), dedent=False)
     pipeline.commit("more epochs")
     assert changed(baseline, plan_keys(pipeline)) == {"train"}
 
 
-def test_committed_files_outside_every_code_path_change_no_key(pipeline: Repo, baseline: dict[str, str]) -> None:
+def test_committed_files_outside_every_code_path_change_no_key(
+        pipeline: Repo, baseline: dict[str, str]) -> None:
     pipeline.write("README.md", "rewritten\n")
     pipeline.write("src/common/util.py", "UTIL = 2\n")
     pipeline.write("src/new_module.py", "NEW = 1\n")
@@ -191,8 +193,7 @@ def test_committed_files_outside_every_code_path_change_no_key(pipeline: Repo, b
     ],
 )
 def test_a_committed_change_in_a_code_path_changes_that_stage_and_its_dependents(
-    pipeline: Repo, baseline: dict[str, str], path: str, expected: set[str]
-) -> None:
+        pipeline: Repo, baseline: dict[str, str], path: str, expected: set[str]) -> None:
     pipeline.write(path, "CHANGED = True\n")
     pipeline.commit("code change")
     assert changed(baseline, plan_keys(pipeline)) == expected
@@ -227,11 +228,13 @@ def test_allow_dirty_keys_the_working_files(pipeline: Repo, baseline: dict[str, 
     assert changed(baseline, plan_keys(pipeline, allow_dirty=True)) == {"train"}
 
 
-def test_allow_dirty_with_committed_content_has_the_committed_keys(pipeline: Repo, baseline: dict[str, str]) -> None:
+def test_allow_dirty_with_committed_content_has_the_committed_keys(
+        pipeline: Repo, baseline: dict[str, str]) -> None:
     assert cli_plan_keys(pipeline, "--allow-dirty") == baseline  # the real CLI, end to end
 
 
-def test_dirt_outside_the_code_paths_is_no_error(pipeline: Repo, baseline: dict[str, str]) -> None:
+def test_dirt_outside_the_code_paths_is_no_error(pipeline: Repo,
+                                                 baseline: dict[str, str]) -> None:
     pipeline.write("README.md", "edited\n")
     pipeline.write("notes/todo.txt", "untracked\n")
     assert plan_keys(pipeline) == baseline
@@ -250,7 +253,8 @@ def test_params_naming_a_missing_config_key_is_located(pipeline: Repo) -> None:
     pipeline.write("specs/x.yaml", spec, dedent=False)
     line, column = spec_position(spec, "trian.lr")
     stderr = plan_error(pipeline)
-    assert (f"specs/x.yaml:{line}:{column}: stages.train.params[1]: config key 'trian.lr' does not exist") in stderr
+    assert (f"specs/x.yaml:{line}:{column}: stages.train.params[1]: "
+            "config key 'trian.lr' does not exist") in stderr
 
 
 def test_a_missing_data_file_is_located(pipeline: Repo) -> None:
@@ -260,7 +264,8 @@ def test_a_missing_data_file_is_located(pipeline: Repo) -> None:
     assert f"specs/x.yaml:{line}:{column}: data.raw.path: data/raw.csv does not exist" in stderr
 
 
-def test_a_data_symlink_out_of_the_repository_is_an_error(pipeline: Repo, tmp_path: Path) -> None:
+def test_a_data_symlink_out_of_the_repository_is_an_error(pipeline: Repo,
+                                                          tmp_path: Path) -> None:
     outside = tmp_path / "outside.csv"
     outside.write_text("a,b\n1,2\n")
     (pipeline.path / "data/raw.csv").unlink()
@@ -270,8 +275,10 @@ def test_a_data_symlink_out_of_the_repository_is_an_error(pipeline: Repo, tmp_pa
 
 
 @pytest.mark.parametrize("value", ["${now:%Y-%m-%d}", "${oc.env:HOME}"])
-def test_a_non_deterministic_resolver_in_the_config_is_an_error(pipeline: Repo, value: str) -> None:
-    pipeline.write("conf/config.yaml", CONFIG.replace("rows: 10", f"rows: '{value}'"), dedent=False)
+def test_a_non_deterministic_resolver_in_the_config_is_an_error(pipeline: Repo,
+                                                                value: str) -> None:
+    pipeline.write("conf/config.yaml", CONFIG.replace("rows: 10", f"rows: '{value}'"),
+                   dedent=False)
     pipeline.commit("resolver")
     stderr = plan_error(pipeline)
     assert "is not deterministic" in stderr
@@ -288,4 +295,5 @@ def test_plan_json_shape(pipeline: Repo) -> None:
     nodes: list[dict[str, Any]] = json.loads(result.stdout)["nodes"]
     order = [row["node"] for row in nodes]
     assert order.index("x:prep") < order.index("x:train")
-    assert all(row["status"] == "will run" and row["reasons"] == ["never built"] for row in nodes)
+    assert all(row["status"] == "will run" and row["reasons"] == ["never built"]
+               for row in nodes)

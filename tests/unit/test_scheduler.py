@@ -1,7 +1,7 @@
 """The scheduler on bare graphs, driven by an injected executor: no store, no process, no I/O.
 
-a ──▶ b ──▶ d
-└───▶ c ──▲        e (independent)
+    a ──▶ b ──▶ d
+    └───▶ c ──▲        e (independent)
 """
 
 from __future__ import annotations

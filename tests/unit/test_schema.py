@@ -107,7 +107,9 @@ def test_relative_paths_accepted(value: str) -> None:
     assert errors_of(with_value(("data", "raw", "path"), value)) == []
 
 
-@pytest.mark.parametrize("value", ["/etc/passwd", "..", "../x", "a/../b", "a/..", "a\\b", "", "a\x00b"])
+@pytest.mark.parametrize(
+    "value", ["/etc/passwd", "..", "../x", "a/../b", "a/..", "a\\b", "", "a\x00b"]
+)
 def test_relative_paths_refused(value: str) -> None:
     (message,) = errors_of(with_value(("data", "raw", "path"), value))
     assert "must be a relative path inside the repository" in message
@@ -161,16 +163,16 @@ def test_environment_is_a_lock_or_nix(environment: dict[str, str], ok: bool) -> 
     assert messages == [] if ok else messages and "give either `python` and `lock`" in messages[0]
 
 
-@pytest.mark.parametrize(
-    ("value", "ok"), [("90d", True), ("12h", True), ("2w", True), ("90", False), ("3 months", False), ("1y", False)]
-)
+@pytest.mark.parametrize(("value", "ok"), [("90d", True), ("12h", True), ("2w", True),
+                                           ("90", False), ("3 months", False), ("1y", False)])
 def test_retention_max_age(value: str, ok: bool) -> None:
     messages = errors_of(with_value(("retention",), {"max_age": value}))
     assert messages == ([] if ok else [f"{value!r} must be a duration such as 90d, 12h or 2w"])
 
 
 def test_unknown_keys_suggest_the_closest_allowed_one() -> None:
-    document = parse_document(b"modelspec: 1\nname: demo\nversion: '1.0'\nstagse: {}\nartifacts: [a.b]\n", "s.yaml")
+    document = parse_document(b"modelspec: 1\nname: demo\nversion: '1.0'\nstagse: {}\n"
+                              b"artifacts: [a.b]\n", "s.yaml")
     problems = validate(document)
     messages = [p.message for p in problems]
     assert "unknown key 'stagse'; did you mean 'stages'?" in messages
@@ -190,18 +192,24 @@ def test_problems_point_at_the_offending_value() -> None:
         b"    cmd: x\n    outputs: {m: /abs}\nartifacts: [t.m]\n",
         "s.yaml",
     )
-    located = {(p.yaml_path, p.location.line, p.location.column): p.message for p in validate(document)}
+    located = {(p.yaml_path, p.location.line, p.location.column): p.message
+               for p in validate(document)}
     assert located == {
         ("hermetic", 4, 11): "'maybe' is not one of: strict, auto, off",
-        ("stages.t.outputs.m", 8, 18): "'/abs' must be a relative path inside the repository "
-        "(no leading '/', no '..', no backslashes or control characters)",
+        ("stages.t.outputs.m", 8, 18):
+            "'/abs' must be a relative path inside the repository "
+            "(no leading '/', no '..', no backslashes or control characters)",
     }
 
 
 def test_wrong_types_are_named() -> None:
     assert errors_of(with_value(("modelspec",), 2)) == ["must be 1"]
-    assert errors_of(with_value(("artifacts",), "train.model")) == ["'train.model' is not of type array"]
-    assert errors_of(with_value(("stages", "train", "shell"), "yes")) == ["'yes' is not of type boolean"]
+    assert errors_of(with_value(("artifacts",), "train.model")) == [
+        "'train.model' is not of type array"
+    ]
+    assert errors_of(with_value(("stages", "train", "shell"), "yes")) == [
+        "'yes' is not of type boolean"
+    ]
 
 
 def test_invalid_names_of_stages_and_data() -> None:
