@@ -53,14 +53,14 @@ def verify(workspace: Workspace, ref: str | None = None, reporter: Reporter = ig
     report = VerifyReport(0, [], 0, what=what, bad_entries=bad_entries, retired=retired, environments=environments)
     report.registry = registry_problems
     for digest in digests:
-        path = store.path_of(digest)
-        if not path.exists():
+        info = store.stat(digest)  # a whole copy, or a cold object's chunks
+        if info is None:
             # Bytes retention removed on purpose are not corruption; a retired version's
             # metadata (its lock) is kept for ever, so that one missing is.
             (report.removed if digest not in permanent else report.missing).append(digest)
             continue
         report.checked += 1
-        report.bytes += path.stat().st_size
+        report.bytes += info.size
         if not store.verify(digest):
             report.corrupt.append(digest)
             label = what.get(digest, "object")

@@ -180,9 +180,11 @@ class ChunkStore:
             fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
             yield
 
-    def add(self, path: Path, digest: str, name: str = "") -> None:
+    def add(self, path: Path, digest: str, name: str = "", *, checked: bool = True) -> None:
         """Chunk the file at `path` (whose blake3 is `digest`): new chunks into packs, then its
-        recipe. `name` is what the file is called, for its format's segments."""
+        recipe. `name` is what the file is called, for its format's segments. Unless the
+        caller has just `checked` the digest, the file is hashed too: no recipe is written
+        for bytes that are not the object's."""
         import zstandard  # only where files are chunked: not on the CLI's start-up
 
         compressor = zstandard.ZstdCompressor(level=self.policy.level)
@@ -191,7 +193,7 @@ class ChunkStore:
             size = os.fstat(f.fileno()).st_size
             self.refresh()
             try:
-                chunks = self._pack_new(f, size, name, writer, compressor) if size else []
+                chunks = self._pack_new(f, size, name, writer, compressor, digest if not checked else None)
                 writer.seal()
             except BaseException:
                 writer.abandon()
@@ -207,13 +209,19 @@ class ChunkStore:
             self._write_recipe(digest, size, chunks)
 
     def _pack_new(
-        self, f: IO[bytes], size: int, name: str, writer: PackWriter, compressor: Any
+        self, f: IO[bytes], size: int, name: str, writer: PackWriter, compressor: Any, check: str | None
     ) -> list[tuple[bytes, int]]:
-        """Cut the file; the chunks no pack holds yet go into `writer`. Its chunk list."""
+        """Cut the file; the chunks no pack holds yet go into `writer`. Its chunk list. With
+        `check`, the file's blake3 must be that digest."""
         chunks: list[tuple[bytes, int]] = []
         new: set[bytes] = set()
+        if not size:
+            return chunks
         with mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ) as view:
             data = memoryview(view)
+            if check is not None and PREFIX + blake3.blake3(data, max_threads=blake3.blake3.AUTO).hexdigest() != check:
+                data.release()
+                raise CorruptObjectError(f"object {check} is corrupt: its bytes were not chunked")
             pieces = cut(data, segments(data, name), self.policy.average)
             try:
                 for piece in pieces:

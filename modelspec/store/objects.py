@@ -181,7 +181,7 @@ class LocalStore:
         if self.chunking is None or size < self.chunking.threshold:
             return False
         if not self.chunks.has(digest):
-            self.chunks.add(path, digest)
+            self.chunks.add(path, digest, checked=False)
         path.unlink(missing_ok=True)
         self._verified.discard(digest)
         return True
@@ -298,6 +298,18 @@ class LocalStore:
             raise
         self._commit(temp, digest)
 
+    def _reassemble_at(self, digest: str, dest: Path, mode: int) -> None:
+        """A cold object's bytes straight into `dest` (a temp file beside it, then renamed)."""
+        temp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+        try:
+            with open(temp, "wb") as out:
+                self.chunks.write_to(digest, out)
+            os.chmod(temp, mode)
+            os.replace(temp, dest)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+
     def _missing(self, digest: str) -> StoreError:
         return StoreError(
             f"object {digest} is missing from the store",
@@ -347,8 +359,11 @@ class LocalStore:
                 self._restore_file(str(child["digest"]), target, executable=bool(child.get("exec")), link=link)
 
     def _restore_file(self, digest: str, dest: Path, *, executable: bool, link: bool) -> None:
-        source = self.checked_path(digest)
         dest.parent.mkdir(parents=True, exist_ok=True)
+        if not link and not self.is_whole(digest) and self.chunks.has(digest):
+            self._reassemble_at(digest, dest, 0o555 if executable else 0o444)  # a copy: stays cold
+            return
+        source = self.checked_path(digest)
         if link and not executable:
             try:
                 os.link(source, dest)
