@@ -22,10 +22,8 @@ import contextlib
 import fcntl
 import mmap
 import os
-import struct
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -33,44 +31,13 @@ import blake3
 
 from ..digest import PREFIX, hex_of
 from ..errors import CorruptObjectError, StoreError
-from .cutting import AVERAGE, cut, segments
+from .cutting import cut, segments
 from .files import write_atomic
 from .packs import Located, PackWriter, decode, encode, read_index
 from .protocol import ObjectInfo
+from .recipes import DEFAULT_CHUNKING, ChunkPolicy, PruneReport, Recipe, parse_recipe, recipe_bytes, recipe_size
 
-_RECIPE = struct.Struct("<8sQI")
-_ROW = struct.Struct("<32sI")
-_MAGIC = b"MSRCP001"
-
-
-@dataclass(frozen=True)
-class ChunkPolicy:
-    """How large files are chunked. `keep_whole`: whether a newly stored file also keeps its
-    whole copy (hot) until gc cools it; False stores large files as chunks only."""
-
-    threshold: int = 4 << 20
-    average: int = AVERAGE
-    pack_limit: int = 64 << 20
-    min_saving: float = 1 / 16
-    level: int = 1
-    keep_whole: bool = True
-    min_live: float = 0.5  # a pack whose live fraction falls below this is rewritten by gc
-
-
-DEFAULT_CHUNKING = ChunkPolicy()
-
-
-@dataclass(frozen=True)
-class Recipe:
-    size: int
-    chunks: list[tuple[bytes, int]] = field(default_factory=list)  # (blake3 of the raw chunk, raw length)
-
-
-@dataclass(frozen=True)
-class PruneReport:
-    removed: int = 0  # packs removed
-    written: int = 0  # packs written by repacking
-    freed: int = 0  # bytes
+__all__ = ["DEFAULT_CHUNKING", "ChunkPolicy", "ChunkStore", "PruneReport", "Recipe"]
 
 
 class ChunkStore:
@@ -106,29 +73,26 @@ class ChunkStore:
         """The file's size (from its recipe's head) and when the recipe was written."""
         try:
             with open(self.recipe_path(digest), "rb") as f:
-                head = f.read(_RECIPE.size)
+                head = f.read(64)
                 when = os.fstat(f.fileno()).st_mtime
         except FileNotFoundError:
             return None
-        if len(head) < _RECIPE.size:
-            return ObjectInfo(0, when)  # damaged: reading it quarantines it
-        return ObjectInfo(_RECIPE.unpack(head)[1], when)
+        return ObjectInfo(recipe_size(head), when)  # 0 if damaged: reading it quarantines it
 
     def recipe(self, digest: str) -> Recipe | None:
         try:
             data = self.recipe_path(digest).read_bytes()
         except FileNotFoundError:
             return None
-        magic, size, count = _RECIPE.unpack_from(data)
-        if magic != _MAGIC or len(data) != _RECIPE.size + count * _ROW.size:
+        recipe = parse_recipe(data)
+        if recipe is None:
             self.quarantine_recipe(digest)
             raise CorruptObjectError(f"the chunk list of {digest} is damaged and was quarantined")
-        return Recipe(size, list(_ROW.iter_unpack(data[_RECIPE.size :])))
+        return recipe
 
     def _write_recipe(self, digest: str, size: int, chunks: list[tuple[bytes, int]]) -> None:
-        body = _RECIPE.pack(_MAGIC, size, len(chunks)) + b"".join(_ROW.pack(d, n) for d, n in chunks)
         path = self.recipe_path(digest)
-        write_atomic(path, body, self._tmp)
+        write_atomic(path, recipe_bytes(size, chunks), self._tmp)
         os.chmod(path, 0o444)
 
     def delete(self, digest: str) -> None:
@@ -180,20 +144,22 @@ class ChunkStore:
             fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
             yield
 
-    def add(self, path: Path, digest: str, name: str = "", *, checked: bool = True) -> None:
-        """Chunk the file at `path` (whose blake3 is `digest`): new chunks into packs, then its
-        recipe. `name` is what the file is called, for its format's segments. Unless the
-        caller has just `checked` the digest, the file is hashed too: no recipe is written
-        for bytes that are not the object's."""
+    def add(self, path: Path, digest: str | None = None, name: str = "") -> str:
+        """Chunk the file at `path`: new chunks into packs, then its recipe; its digest. With
+        `digest` (what the caller has just hashed these bytes to) the file is not hashed
+        again; without, its blake3 is computed from the very bytes chunked, so a file changed
+        meanwhile is stored as the bytes that were read, never under another digest. `name`
+        is what the file is called, for its format's segments."""
         import zstandard  # only where files are chunked: not on the CLI's start-up
 
         compressor = zstandard.ZstdCompressor(level=self.policy.level)
         writer = PackWriter(self.packs, self._temp_file, self.policy.pack_limit)
+        hasher = None if digest else blake3.blake3()
         with self._guard(exclusive=False), open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             self.refresh()
             try:
-                chunks = self._pack_new(f, size, name, writer, compressor, digest if not checked else None)
+                chunks = self._pack_new(f, size, name, writer, compressor, hasher)
                 writer.seal()
             except BaseException:
                 writer.abandon()
@@ -204,35 +170,42 @@ class ChunkStore:
                     for chunk, where in located:
                         self._map.setdefault(chunk, where)
                 self._loaded |= set(writer.sealed)
-            if sum(n for _c, n in chunks) != size:
+            stored = sum(n for _c, n in chunks)
+            if hasher is not None:
+                digest = PREFIX + hasher.hexdigest()
+            elif stored != size:
                 raise StoreError(f"{path} changed while it was being chunked; store it again")
-            self._write_recipe(digest, size, chunks)
+            assert digest is not None
+            self._write_recipe(digest, stored, chunks)
+        return digest
 
     def _pack_new(
-        self, f: IO[bytes], size: int, name: str, writer: PackWriter, compressor: Any, check: str | None
+        self, f: IO[bytes], size: int, name: str, writer: PackWriter, compressor: Any, hasher: Any
     ) -> list[tuple[bytes, int]]:
-        """Cut the file; the chunks no pack holds yet go into `writer`. Its chunk list. With
-        `check`, the file's blake3 must be that digest."""
+        """Cut the file; the chunks no pack holds yet go into `writer`; its chunk list. With a
+        `hasher`, each chunk is copied out of the map first and the copy is what is hashed,
+        chunked and stored (the file may be someone else's, and change meanwhile)."""
         chunks: list[tuple[bytes, int]] = []
         new: set[bytes] = set()
         if not size:
             return chunks
         with mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ) as view:
             data = memoryview(view)
-            if check is not None and PREFIX + blake3.blake3(data, max_threads=blake3.blake3.AUTO).hexdigest() != check:
-                data.release()
-                raise CorruptObjectError(f"object {check} is corrupt: its bytes were not chunked")
             pieces = cut(data, segments(data, name), self.policy.average)
             try:
                 for piece in pieces:
-                    raw = data[piece.offset : piece.offset + piece.length]
+                    raw: bytes | memoryview = data[piece.offset : piece.offset + piece.length]
+                    if hasher is not None:
+                        raw = bytes(raw)
+                        hasher.update(raw)
                     chunk = blake3.blake3(raw).digest()
                     chunks.append((chunk, piece.length))
                     if chunk not in new and chunk not in self._map:
                         new.add(chunk)
                         stored, codec = encode(raw, piece.element, self.policy.min_saving, compressor, piece.align)
                         writer.add(chunk, stored, piece.length, codec)
-                    raw.release()
+                    if isinstance(raw, memoryview):
+                        raw.release()
             finally:
                 pieces.close()  # its slices of the map go with it
                 data.release()

@@ -22,8 +22,7 @@ import io
 import os
 import shutil
 import tempfile
-import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -32,7 +31,8 @@ import blake3
 from ..digest import PREFIX, digest_bytes, digest_file, hex_of, parse_tree_document
 from ..errors import CorruptObjectError, StoreError
 from .chunks import DEFAULT_CHUNKING, ChunkPolicy, ChunkStore
-from .files import fsync_dir, fsync_file, fsync_paths, remove_path, write_atomic
+from .durability import DeferredSync
+from .files import fsync_dir, remove_path, write_atomic
 from .owner import remove_orphans, temp_prefix
 from .protocol import Entry, ObjectInfo, ObjectStore
 from .trees import digest_path, walk_path
@@ -42,7 +42,7 @@ __all__ = ["ChunkPolicy", "Entry", "LocalStore", "digest_path", "walk_path"]
 _CHUNK = 1 << 20
 
 
-class LocalStore:
+class LocalStore(DeferredSync):
     """An object store in a local directory (an `ObjectStore`). Beyond the protocol it
     offers local mechanics: `path_of`/`checked_path` (to hardlink objects into a sandbox or
     hand a file to a tool), `tmp`/`temp_file` (scratch on the objects' filesystem, so results
@@ -55,9 +55,7 @@ class LocalStore:
         self.quarantine_dir = root / "quarantine"
         self.tmp = root / "tmp"
         self._verified: set[str] = set()
-        # Objects committed but not yet fsynced, while a build defers durability (`deferring_sync`).
-        self._unsynced: list[Path] | None = None
-        self._unsynced_lock = threading.Lock()
+        DeferredSync.__init__(self)
         self.chunks = ChunkStore(root, self.temp_file, chunking or ChunkPolicy())
 
     # -- paths and queries -------------------------------------------------------------
@@ -125,6 +123,9 @@ class LocalStore:
             else:
                 self._commit(path, digest, path.name)
             return digest
+        policy = self.chunking
+        if policy is not None and not policy.keep_whole and path.stat().st_size >= policy.threshold:
+            return self._put_cold(path, digest)
         fd, temp = self.temp_file()
         hasher = blake3.blake3()
         try:
@@ -144,6 +145,15 @@ class LocalStore:
         else:
             self._commit(temp, copied, path.name)
         return copied
+
+    def _put_cold(self, path: Path, digest: str | None) -> str:
+        """A large file of a store that keeps no whole copies: chunked straight from where
+        it is (no copy of it is written, only its new chunks), hashed as it is read."""
+        stored = self.chunks.add(path, None, path.name)
+        if digest is not None and stored != digest:
+            raise StoreError(f"{path} changed while it was being copied into the store; build again")
+        self._verified.discard(stored)
+        return stored
 
     def _commit(self, temp: Path, digest: str, name: str = "") -> None:
         """fsync, make read-only, rename into place; a concurrent writer of the same digest wins equally."""
@@ -171,8 +181,9 @@ class LocalStore:
                 self.cool(digest)
 
     def cool(self, digest: str) -> bool:
-        """Keep a large object only as chunks: chunked first if it is not yet, then its whole
-        copy removed. False (nothing done) for an object under the threshold or not whole."""
+        """Keep a large object only as chunks: chunked first if it is not yet (checked against
+        its digest: a corrupt whole copy is quarantined instead), then its whole copy removed.
+        False (nothing done) for an object under the threshold, not whole, or corrupt."""
         path = self.path_of(digest)
         try:
             size = path.stat().st_size
@@ -180,46 +191,12 @@ class LocalStore:
             return False
         if self.chunking is None or size < self.chunking.threshold:
             return False
-        if not self.chunks.has(digest):
-            self.chunks.add(path, digest, checked=False)
+        if not self.chunks.has(digest) and self.chunks.add(path) != digest:
+            self.quarantine(digest)  # its bytes are some other object's now: not this one's
+            return False
         path.unlink(missing_ok=True)
         self._verified.discard(digest)
         return True
-
-    @contextlib.contextmanager
-    def deferring_sync(self) -> Iterator[None]:
-        """Commit objects without waiting for the disk inside this block; `sync` makes them
-        durable, and must run before anything durable (a registry record) names them.
-
-        Only a power cut or an OS crash loses page-cache data, never a killed process, and
-        what is lost then is caught: an action-cache entry whose outputs are missing or do
-        not verify is a miss. A build stores two or three objects per stage, and two fsyncs
-        each cost more than everything else modelspec does for a stage."""
-        self._unsynced = []
-        try:
-            yield
-        finally:
-            with self._unsynced_lock:
-                pending, self._unsynced = self._unsynced or [], None
-            fsync_paths(pending)
-
-    def _defer(self, target: Path) -> None:
-        with self._unsynced_lock:
-            if self._unsynced is not None:
-                self._unsynced.append(target)
-                return
-        fsync_file(target)  # the deferring block ended meanwhile
-        fsync_dir(target.parent)
-
-    def sync(self, digests: Iterable[str] = ()) -> None:
-        """Make durable every object committed since `deferring_sync` began, and `digests`
-        (objects this process found already there, which another build may have written
-        without syncing yet): their files, then their folders."""
-        with self._unsynced_lock:
-            pending = self._unsynced or []
-            if self._unsynced is not None:
-                self._unsynced = []
-        fsync_paths([*pending, *(self.path_of(d) for d in digests)])
 
     # -- reading -----------------------------------------------------------------------
 

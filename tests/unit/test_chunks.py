@@ -170,3 +170,28 @@ def test_pruning_removes_dead_packs_and_rewrites_mostly_dead_ones(tmp_path: Path
     assert _stored(store) < before - 800_000
     assert LocalStore(tmp_path / "store").read_bytes(kept) == keep + drop[:100_000]
     assert store.chunks.prune().removed == 0  # nothing more to do
+
+
+def test_cooling_a_corrupt_whole_copy_quarantines_it_instead(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store", ChunkPolicy(threshold=1 << 20, pack_limit=1 << 20))
+    data = random.Random(10).randbytes(2 << 20)
+    digest = store.put_bytes(data)
+    store.chunks.delete(digest)  # as a store made before the chunk layer: whole copy only
+    path = store.path_of(digest)
+    os.chmod(path, 0o644)
+    with open(path, "r+b") as f:
+        f.write(b"rot")
+    assert not store.cool(digest)
+    assert not store.has(digest) and (store.quarantine_dir / digest.split(":")[1]).exists()
+
+
+def test_a_store_without_whole_copies_writes_only_new_chunks(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store", ChunkPolicy(threshold=1 << 20, keep_whole=False))
+    data = random.Random(11).randbytes(4 << 20)
+    first = store.put_file(_file(tmp_path, "v1.bin", data))
+    packed = _stored(store)
+    changed = data[:1000] + b"new" + data[1003:]
+    second = store.put_file(_file(tmp_path, "v2.bin", changed))
+    assert _stored(store) - packed < 200_000
+    assert not store.is_whole(first) and not store.is_whole(second)
+    assert [LocalStore(tmp_path / "store").read_bytes(d) for d in (first, second)] == [data, changed]
