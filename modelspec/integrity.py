@@ -56,8 +56,8 @@ def verify(workspace: Workspace, ref: str | None = None, reporter: Reporter = ig
     report.registry = registry_problems
     held = held_on_remote(workspace.settings, workspace.home)
     for digest in digests:
-        path = store.path_of(digest)
-        if not path.exists():
+        info = store.stat(digest)  # a whole copy, or a cold object's chunks
+        if info is None:
             # Bytes retention removed on purpose are not corruption; a retired version's
             # metadata (its lock) is kept for ever, so that one missing is. An object a
             # remote hit left there is fetched when needed (`verify --remote` checks it).
@@ -67,7 +67,7 @@ def verify(workspace: Workspace, ref: str | None = None, reporter: Reporter = ig
                 (report.removed if digest not in permanent else report.missing).append(digest)
             continue
         report.checked += 1
-        report.bytes += path.stat().st_size
+        report.bytes += info.size
         if not store.verify(digest):
             report.corrupt.append(digest)
             label = what.get(digest, "object")

@@ -37,6 +37,7 @@ from ..store.leases import gc_guard, live_leased, remove_unheld_locks
 from ..store.protocol import ObjectStore
 from ..store.traces import ActionCache
 from ..store.workspace import Workspace
+from .chunked import ChunkGc, cool_and_prune, hot_objects
 from .policy import RetentionPlan, RetentionPolicy, merge_rules, parse_duration, plan_retention
 
 DEFAULT_GRACE = 3600.0
@@ -56,6 +57,7 @@ class GcReport:
     young_bytes: int = 0
     young_until: float | None = None  # when the earliest of them can be freed
     stale_locks: int = 0  # lock files under locks/ that no build holds, removed
+    chunks: ChunkGc = field(default_factory=ChunkGc)  # cooled objects and pruned packs
 
     def plus(self, earlier: GcReport) -> GcReport:
         """This report with what an earlier sweep of the same gc freed."""
@@ -82,6 +84,7 @@ class GcReport:
                 "earliest_free": self.young_until,
             },
             "stale_locks": self.stale_locks,
+            "chunks": self.chunks.to_dict(),
             "seconds": round(self.seconds, 3),
         }
 
@@ -175,7 +178,8 @@ def collect(
             # Inside the guard: a version registered since the plan was made is kept too.
             active = registry.versions_by_status("active")
             kept = [v for v in active if not (dry_run and v.id in plan.retire)]
-            live, env_digests = _mark(workspace, store, kept)
+            records = build_records(workspace)
+            live, env_digests = _mark(workspace, store, kept, records)
             # Every version keeps its metadata for ever, so its small objects are roots too.
             for version in [*active, *registry.versions_by_status("retired")]:
                 live |= {entry.digest for _what, entry in metadata_entries(version)}
@@ -195,9 +199,12 @@ def collect(
                     report.young_until = min(report.young_until or free_after, free_after)
                     continue
                 report.objects.append(digest)
-                report.bytes += info.size
+                report.bytes += info.size if store.is_whole(digest) else 0  # a cold one's chunks: by pruning
                 if not dry_run:
                     store.delete(digest)
+            hot = hot_objects(store, kept, facts, records)
+            report.chunks = cool_and_prune(store, live, hot, cutoff, dry_run=dry_run)
+            report.bytes += report.chunks.pack_bytes
             report.environments = _environments(workspace, env_digests | live, cutoff, dry_run)
             if not dry_run:
                 remove_abandoned(workspace.envs_dir)  # half-made by a killed build
@@ -236,9 +243,10 @@ def refuse_tampered(registry: Registry) -> None:
         )
 
 
-def _mark(workspace: Workspace, store: ObjectStore, kept: list[ModelVersion]) -> tuple[set[str], set[str]]:
+def _mark(
+    workspace: Workspace, store: ObjectStore, kept: list[ModelVersion], records: list[dict[str, Any]]
+) -> tuple[set[str], set[str]]:
     """Live objects, and the digests of the environments they use."""
-    records = build_records(workspace)
     live = set(needed_objects(store, kept, records))
     environments = {version.environment for version in kept if version.environment}
     for record in records:

@@ -1,0 +1,105 @@
+"""Large artifacts through the chunk layer on a real workspace: versions whose weights change
+a little each time are stored as little more than one copy once gc cools them; the aliased
+version and the last build stay whole; a cold version exports bit for bit; a corrupt chunk
+is quarantined and `verify` names the file that needs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+from conftest import Repo
+
+from modelspec.store.objects import LocalStore
+
+SIZE = 6 << 20  # over the 4 MiB threshold
+SPEC = """\
+modelspec: 1
+name: big
+version: "1.0"
+code: {repo: ..}
+data:
+  base: {path: data/base.bin}
+config: {dir: conf}
+stages:
+  train:
+    cmd: >-
+      sh -c 'cp ${inputs.base} ${outputs.model} && chmod u+w ${outputs.model} &&
+      yes ${config.train.v} | head -c 65536 |
+      dd of=${outputs.model} bs=65536 seek=${config.train.v} conv=notrunc 2>/dev/null &&
+      printf "{\\"auc\\": 0.${config.train.v}}" > ${outputs.metrics}'
+    inputs: [base]
+    params: [train]
+    outputs: {model: model.bin, metrics: metrics.json}
+    metrics: metrics
+artifacts: [train.model, train.metrics]
+retention:
+  keep_last: 10
+"""
+
+
+def _make(repo: Repo) -> bytes:
+    base = random.Random(1).randbytes(SIZE)
+    repo.write("specs/big.yaml", SPEC, dedent=False)
+    repo.write("data/base.bin", base)
+    repo.write("conf/config.yaml", "train: {v: 1}\n")
+    repo.write("modelspec.yaml", "retention:\n  grace: 0s\n")
+    repo.commit("a large model")
+    return base
+
+
+def _build(repo: Repo, v: int) -> str:
+    return str(repo.build_json("specs/big.yaml", f"train.v={v}", in_process=True)["versions"]["big"]["ref"])
+
+
+def _model(repo: Repo, ref: str) -> str:
+    shown = json.loads(repo.cli("show", ref, "--json", check=True).stdout)
+    return str(shown["artifacts"]["train.model"]["digest"])
+
+
+def test_versions_that_change_a_little_are_stored_once_and_cold_ones_read_back(repo: Repo, tmp_path: Path) -> None:
+    base = _make(repo)
+    refs = [
+        repo.build_json("specs/big.yaml", f"train.v={v}", in_process=True)["versions"]["big"]["ref"]
+        for v in range(1, 5)
+    ]
+    repo.cli("promote", refs[1], "production", check=True)
+    gc = json.loads(repo.cli("gc", "--json", check=True).stdout)
+    assert gc["chunks"]["cooled"] == 2, gc  # v1.0.0 and 1.0.2: not aliased, not the last build
+
+    store = LocalStore(repo.path / ".modelspec")
+    models = [_model(repo, ref) for ref in refs]
+    assert [store.is_whole(d) for d in models] == [False, True, False, True]
+    packed = sum(p.stat().st_size for p in store.chunks.packs.glob("*.pack"))
+    assert packed < 1.2 * SIZE, packed  # four 6 MiB versions: one copy and their changed chunks
+
+    repo.cli("export", refs[0], str(tmp_path / "v0"), check=True)
+    expected = bytearray(base)
+    expected[65536 : 2 * 65536] = (b"1\n" * 32768)[:65536]
+    assert (tmp_path / "v0" / "train" / "model.bin").read_bytes() == bytes(expected)
+    assert not store.is_whole(models[0])  # an export leaves a cold version cold
+    assert repo.cli("verify", refs[0]).returncode == 0
+
+
+def test_a_corrupt_chunk_is_quarantined_and_verify_names_its_file(repo: Repo) -> None:
+    _make(repo)
+    refs = [
+        repo.build_json("specs/big.yaml", f"train.v={v}", in_process=True)["versions"]["big"]["ref"] for v in (1, 2)
+    ]
+    repo.cli("gc", check=True)
+    store = LocalStore(repo.path / ".modelspec")
+    cold = _model(repo, refs[0])
+    assert not store.is_whole(cold)
+    for pack in store.chunks.packs.glob("*.pack"):  # damage every pack a little
+        os.chmod(pack, 0o644)
+        with open(pack, "r+b") as f:
+            f.seek(1000)
+            f.write(b"\0" * 8)
+    result = repo.modelspec("verify", "--json")
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    corrupt = {row["digest"]: row["what"] for row in report["corrupt"]}
+    assert corrupt[cold] == f"the output train.model of {refs[0]}", report
+    assert list(store.chunks.quarantine_dir.iterdir())
