@@ -89,6 +89,7 @@ def build(
     Stages run on `executor` when one is given (its owner shuts it down), else on a thread
     pool of `options.jobs` workers."""
     started = time.monotonic()
+    started_at = time.time()  # the provenance's startedOn
     cancel = cancel or threading.Event()
     workspace, graph, ctx = load_graph(spec_paths, options.overrides, options.allow_dirty)
     reach_registry(workspace)
@@ -121,7 +122,7 @@ def build(
         cache.write_index(graph.cache_index)
         report = BuildReport([results[n] for n in order])
         with lease.holding():
-            _register(workspace, graph, results, tasks.keys, isolation, report, sources)
+            _register(workspace, graph, results, tasks.keys, isolation, report, sources, started_at)
     ctx.statcache.save()
     report.seconds = time.monotonic() - started
     return report
@@ -135,6 +136,7 @@ def _register(
     isolation: Isolation,
     report: BuildReport,
     sources: WorkspaceSources,
+    started_at: float,
 ) -> None:
     """Record and register every spec whose stages all succeeded, upstream specs first."""
     ids = content_ids(graph, isolation)
@@ -159,7 +161,9 @@ def _register(
                 report.versions[name] = (known, False)
                 continue
             registry = registry or open_registry(workspace)
-            version, created, revived = register(workspace, graph, name, record, ids, results, registry, sources)
+            version, created, revived = register(
+                workspace, graph, name, record, ids, results, registry, sources, started_at
+            )
             if revived is not None:
                 report.revived[name] = revived
             if not created and (differ := differing_outputs(version, record)):

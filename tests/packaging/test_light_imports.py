@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-HEAVY = ("sqlalchemy", "croniter")
+HEAVY = ("sqlalchemy", "croniter", "cryptography", "mlflow")
 
 
 @pytest.mark.parametrize("module", ["modelspec.api", "modelspec.cli"])
