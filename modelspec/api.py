@@ -51,6 +51,9 @@ if TYPE_CHECKING:
     from .env.manifest import list_environments
     from .env.uv import lock_requirements
     from .integrity import VerifyReport, verify
+    from .provenance import ProvenanceReport, generate_key, list_keys, trust_key
+    from .provenance import verify_directory as verify_export
+    from .provenance import verify_version as verify_provenance
     from .quality import (
         drift,
         drift_svg,
@@ -144,6 +147,13 @@ _LAZY = {
     "resident_control": ("resident", "control"),
     "resident_socket": ("resident", "socket_path"),
     "parse_duration": ("units", "parse_duration"),
+    # Provenance and keys: `cryptography` is imported only when a key is used.
+    "ProvenanceReport": ("provenance", "ProvenanceReport"),
+    "verify_provenance": ("provenance", "verify_version"),
+    "verify_export": ("provenance", "verify_directory"),
+    "generate_key": ("provenance", "generate_key"),
+    "trust_key": ("provenance", "trust_key"),
+    "list_keys": ("provenance", "list_keys"),
 }
 
 
@@ -166,6 +176,7 @@ __all__ = [
     "InitReport",
     "NodeState",
     "Page",
+    "ProvenanceReport",
     "Resolution",
     "Schedule",
     "TransferReport",
@@ -183,11 +194,13 @@ __all__ = [
     "gc",
     "gc_daemon",
     "gc_schedule",
+    "generate_key",
     "init",
     "install_crontab",
     "install_systemd_units",
     "judge_gates",
     "list_environments",
+    "list_keys",
     "load_graph",
     "lock_bytes",
     "lock_path",
@@ -211,9 +224,12 @@ __all__ = [
     "resident_start",
     "systemd_units",
     "timer_kind",
+    "trust_key",
     "validate",
     "validate_paths",
     "verify",
+    "verify_export",
+    "verify_provenance",
     "verify_remote",
     "workspace_of",
     "write_drift_plot",

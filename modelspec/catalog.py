@@ -413,6 +413,11 @@ class Catalog:
             "metrics": self.registry.metrics_of([version.id])[version.id],
             "lock": lock.to_dict(),
         }
+        provenance = version.record.get("provenance")
+        if provenance:  # the signed statement, as in-toto's JSON Lines bundle: one envelope a line
+            bundle = f"{version.ref}.intoto.jsonl"
+            write_atomic(target / bundle, self.store.read_bytes(provenance["envelope"]) + b"\n")
+            manifest["provenance"] = {"file": bundle, **{k: v for k, v in provenance.items() if k != "envelope"}}
         write_atomic(target / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n")
         return manifest
 

@@ -55,6 +55,7 @@ SETTINGS = (
     Setting("retention.min_keep", 0, "keep at least the M newest, whatever else happens"),
     Setting("retention.schedule", DEFAULT_SCHEDULE, "cron: when the installed timer or `modelspec daemon` runs gc"),
     Setting("retention.grace", "1h", "objects younger than this are never swept"),
+    Setting("trusted_keys", {}, "public keys whose signatures verify accepts (`modelspec keys trust` adds them)"),
     Setting("limits", None, "defaults for every stage; a stage's own timeout and limits win"),
     Setting("limits.timeout", LIMIT_DEFAULTS["timeout"], "wall time of a stage"),
     Setting("limits.memory", "16G", "example; no default (no memory limit)"),

@@ -91,6 +91,7 @@ def build(
     Stages run on `executor` when one is given (its owner shuts it down), else on a thread
     pool of `options.jobs` workers."""
     started = time.monotonic()
+    started_at = time.time()  # the provenance's startedOn
     cancel = cancel or threading.Event()
     workspace, graph, ctx = load_graph(spec_paths, options.overrides, options.allow_dirty)
     reach_registry(workspace)
@@ -123,7 +124,7 @@ def build(
         report = BuildReport([results[n] for n in order])
         with lease.holding():
             fetch = rebuilder.present if options.download else None
-            _register(workspace, graph, results, tasks.keys, isolation, report, sources, fetch)
+            _register(workspace, graph, results, tasks.keys, isolation, report, sources, fetch, started_at)
     ctx.statcache.save()
     report.seconds = time.monotonic() - started
     return report
@@ -138,6 +139,7 @@ def _register(
     report: BuildReport,
     sources: WorkspaceSources,
     fetch: Callable[[Iterable[Entry]], None] | None,
+    started_at: float,
 ) -> None:
     """Record and register every spec whose stages all succeeded, upstream specs first,
     its artifacts fetched first (`fetch`) if they are held on the remote only."""
@@ -165,7 +167,9 @@ def _register(
                 report.versions[name] = (known, False)
                 continue
             registry = registry or open_registry(workspace)
-            version, created, revived = register(workspace, graph, name, record, ids, results, registry, sources)
+            version, created, revived = register(
+                workspace, graph, name, record, ids, results, registry, sources, started_at
+            )
             if revived is not None:
                 report.revived[name] = revived
             if not created and (differ := differing_outputs(version, record)):

@@ -29,6 +29,9 @@ def metadata_entries(version: ModelVersion) -> list[tuple[str, Entry]]:
     entries = [("the lock", Entry("file", version.lock, 0))]
     for name, digest in sorted(version.record.get("profiles", {}).items()):  # drift compares them for ever
         entries.append((f"the data profile of {name!r}", Entry("file", digest, 0)))
+    provenance = version.record.get("provenance")
+    if provenance:  # `verify --provenance` and export read it for ever
+        entries.append(("the provenance envelope", Entry("file", provenance["envelope"], 0)))
     environment = version.record.get("environment")
     if environment and environment.get("kind") == "uv":
         entries.append(("the environment's lock file", Entry("file", environment["file_digest"], 0)))

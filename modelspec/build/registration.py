@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
+from ..attest.statement import data_dependency
 from ..digest import canonical_json, digest_json, short
 from ..errors import ModelspecError
 from ..flat import flatten
@@ -22,6 +23,7 @@ from ..store.workspace import Workspace
 from .graph import BuildGraph, DataInput
 from .plan import LastBuild
 from .profiles import data_profiles
+from .provenance import make_provenance
 from .rebuilder import NodeOutcome
 from .tasks import WorkspaceSources
 
@@ -122,9 +124,12 @@ def register(
     results: Mapping[str, NodeOutcome],
     registry: Registry,
     sources: WorkspaceSources,
+    started: float | None = None,
 ) -> tuple[ModelVersion, bool, Revival | None]:
-    """Register the build of `name`, after putting every reproduction input in the store."""
+    """Register the build of `name`, after putting every reproduction input in the store,
+    with its provenance (unless the registry already has this content)."""
     from ..registry.registry import VersionDraft
+    from ..registry.versions import by_content
 
     item = graph.specs[name]
     lock = item.lock
@@ -146,6 +151,7 @@ def register(
     for stage in lock.stages.values():
         params.update(flatten(stage.params))
     lineage = []
+    upstream_dependencies = []  # provenance: the versions of other specs this build registered
     upstream_artifacts: dict[str, dict[str, Any]] = {}  # inputs from other specs, for reproduce
     for data_name, data in lock.data.items():
         if isinstance(data, PathData):
@@ -179,6 +185,28 @@ def register(
                     "upstream_content": content_ids[data.spec],
                 }
             )
+            registered = registry.read(by_content, data.spec, content_ids[data.spec])
+            uri = f"modelspec:{registered.ref if registered else data.spec}"
+            upstream_dependencies.append(
+                data_dependency(data_name, uri, artifact.digest, output=output_ref, contentId=content_ids[data.spec])
+            )
+    existing = registry.read(by_content, name, content_ids[name])
+    provenance = None
+    if existing is None:  # else the registry keeps the version it has, and that version's provenance
+        facts = {
+            "name": name,
+            "spec_version": lock.version,
+            "spec_path": lock.spec_path,
+            "overrides": list(item.overrides),
+            "content_id": content_ids[name],
+            "lock": record["lock"],
+            "hermetic": bool(record["hermetic"]),
+            "commit": str(lock.code.get("commit", "")),
+            "dirty": bool(lock.code.get("dirty")),
+            "environment": dict(lock.environment) if lock.environment else None,
+            "started": started or time.time(),
+        }
+        provenance = make_provenance(workspace, lock, record, facts, upstream_dependencies)
     draft = VersionDraft(
         name=name,
         spec_version=lock.version,
@@ -200,6 +228,7 @@ def register(
             "spec": lock.spec_path,
             "retention": dict(item.spec.retention),
             "profiles": profiles,  # input name → its data profile's digest (tabular files)
+            **({"provenance": provenance} if provenance else {}),  # the signed statement's envelope
         },
         artifacts=record["artifacts"],
         metrics=record["metrics"],

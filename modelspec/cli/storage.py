@@ -35,17 +35,39 @@ from . import (
     "entries naming missing objects, and stages with two different results (not deterministic).",
 )
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=16, show_default=True, help="With --remote.")
+@click.option(
+    "--provenance",
+    is_flag=True,
+    help="Check REF's signed provenance instead (REF: a version, or a directory `export` wrote, "
+    "which needs no workspace): artifacts re-hashed, signature, predicate against the registry.",
+)
+@click.option("--key", "keys", multiple=True, help="With --provenance: also trust this public key (base64, PEM).")
+@click.option("--allow-unsigned", is_flag=True, help="With --provenance: accept a statement no trusted key signed.")
 @json_option
 @handle_errors
-def verify(ref: str | None, everything: bool, on_remote: bool, jobs: int, as_json: bool) -> None:
+def verify(
+    ref: str | None,
+    everything: bool,
+    on_remote: bool,
+    jobs: int,
+    provenance: bool,
+    keys: tuple[str, ...],
+    allow_unsigned: bool,
+    as_json: bool,
+) -> None:
     """Re-hash the objects of version REF, or of the whole store and every environment;
     corrupt objects are quarantined, never served (exit 1 if any object is corrupt or
-    missing, or an environment's files changed)."""
+    missing, or an environment's files changed). With --provenance, check REF's provenance
+    (exit 1 naming each altered artifact, statement or signature)."""
     from ..api import verify as do_verify
     from ..errors import UsageError
 
     if (ref and everything) or (on_remote and (ref or everything)):
         raise UsageError("give a version, --all or --remote: one of them")
+    if provenance:
+        _verify_provenance(ref, keys, allow_unsigned, as_json)
+    if keys or allow_unsigned:
+        raise UsageError("--key and --allow-unsigned go with --provenance")
     if on_remote:
         _verify_remote(jobs, as_json)
     workspace = workspace_of(None)
@@ -89,6 +111,33 @@ def verify(ref: str | None, everything: bool, on_remote: bool, jobs: int, as_jso
         problems += len(report.registry)
         verdict = "ok" if report.ok else plural(problems, "problem")
         echo(f"{plural(report.checked, 'object')}, {plural(report.bytes, 'byte')} checked: {verdict}")
+    sys.exit(0 if report.ok else 1)
+
+
+def _verify_provenance(ref: str | None, keys: tuple[str, ...], allow_unsigned: bool, as_json: bool) -> None:
+    from ..api import verify_export, verify_provenance
+    from ..errors import UsageError
+
+    if not ref:
+        raise UsageError("--provenance needs a version or an exported directory", hint="e.g. fraud@production")
+    workspace = workspace_of(None)
+    if os.path.isdir(ref):
+        report = verify_export(Path(ref), workspace.settings, keys, allow_unsigned)
+    else:
+        report = verify_provenance(workspace, ref, keys, allow_unsigned)
+    if as_json:
+        emit_json(report.to_dict())
+        sys.exit(0 if report.ok else 1)
+    for problem in report.problems:
+        echo(f"TAMPERED: {problem}")
+    signers = ", ".join(k[:16] for k in report.signed_by)
+    signed = f"signed by {signers}" if signers else "not signed by a trusted key"
+    verdict = "ok" if report.ok else plural(len(report.problems), "problem")
+    rate = report.bytes / report.seconds / (1 << 30) if report.seconds else 0.0
+    echo(
+        f"{report.subject}: {signed}; {plural(report.files, 'artifact file')}, {plural(report.bytes, 'byte')}"
+        f" re-hashed ({rate:.2f} GiB/s): {verdict}"
+    )
     sys.exit(0 if report.ok else 1)
 
 

@@ -99,6 +99,7 @@ def show(ref: str, as_json: bool) -> None:
         ("aliases", ", ".join(info["aliases"]) or "-"),
         ("tags", ", ".join(f"{k}={v}" for k, v in sorted(info["tags"].items())) or "-"),
         ("lock", info["lock"]),
+        ("provenance", provenance_text(info.get("provenance"))),
         ("profiles", ", ".join(sorted(info.get("profiles") or {})) or "-"),  # the inputs `drift` can compare
     ]
     if info.get("traffic"):
@@ -322,6 +323,13 @@ def lineage(ref: str, as_json: bool) -> None:
         echo(f"  → {item}")
 
 
+def provenance_text(provenance: dict[str, Any] | None) -> str:
+    if not provenance:
+        return "none (registered before modelspec recorded provenance)"
+    keys = ", ".join(keyid[:16] for keyid in provenance.get("keyids") or [])
+    return f"{'signed by ' + keys if keys else 'unsigned'}  {provenance['envelope']}"
+
+
 @main.command()
 @click.argument("ref")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
@@ -336,6 +344,8 @@ def export(ref: str, directory: Path, as_json: bool) -> None:
         return
     for name, artifact in manifest["artifacts"].items():
         echo(f"{name} → {directory / artifact['path']}  {artifact['digest']}")
+    if manifest.get("provenance"):
+        echo(f"{directory / manifest['provenance']['file']}")
     echo(f"{directory / 'manifest.json'}")
 
 

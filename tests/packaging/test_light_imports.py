@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-HEAVY = ("sqlalchemy", "croniter", "pyfastcdc", "zstandard")  # the last two: the chunk layer
+HEAVY = ("sqlalchemy", "croniter", "pyfastcdc", "zstandard", "cryptography", "mlflow")
 
 
 @pytest.mark.parametrize("module", ["modelspec.api", "modelspec.cli"])

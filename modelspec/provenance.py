@@ -1,0 +1,203 @@
+"""`modelspec verify --provenance`: a version's (or an exported directory's) provenance
+checked end to end: the envelope's statement against the digest recorded for it, its
+signature against the trusted keys (`modelspec.yaml`'s and `--key`s), every artifact
+re-hashed (sha256 and blake3 in one pass) against the statement's subjects, and the
+predicate against the registry (or, for an export on a machine without the workspace,
+against the export's manifest)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .attest.keys import TrustedKey, public_key_from, trusted_keys
+from .attest.verify import Checked, check_envelope, check_subjects, predicate_mismatches, safe_name, subject_names
+from .build.provenance import artifact_files
+from .errors import UsageError
+from .spec.model import Lock
+from .spec.schema import WORKSPACE_FILE
+from .store.workspace import Workspace
+
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class ProvenanceReport:
+    subject: str  # the version's ref, or the directory
+    signed_by: tuple[str, ...]
+    problems: tuple[str, ...]
+    files: int
+    bytes: int
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "subject": self.subject,
+            "ok": self.ok,
+            "signed_by": list(self.signed_by),
+            "problems": list(self.problems),
+            "files": self.files,
+            "bytes": self.bytes,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def trusted(settings: Mapping[str, Any], keys: Sequence[str]) -> dict[str, TrustedKey]:
+    found = trusted_keys(settings)
+    for text in keys:
+        key = public_key_from(text)
+        found[key.keyid] = key
+    return found
+
+
+def verify_version(
+    workspace: Workspace, ref: str, keys: Sequence[str] = (), allow_unsigned: bool = False
+) -> ProvenanceReport:
+    from .build.loading import open_registry
+
+    started = time.perf_counter()
+    store = workspace.store
+    with open_registry(workspace) as registry:
+        version = registry.resolve(ref)
+        artifacts = registry.artifacts_of(version)
+    provenance = version.record.get("provenance")
+    if not provenance:
+        raise UsageError(
+            f"{version.ref} has no provenance (it was registered before modelspec recorded one)",
+            hint="a version registered by this modelspec has one; `modelspec show` says which do",
+        )
+    lock = Lock.from_dict(json.loads(store.read_bytes(version.lock)))
+    envelope = check_envelope(
+        store.read_bytes(provenance["envelope"]),
+        trusted(workspace.settings, keys),
+        provenance.get("statement_sha256"),
+        allow_unsigned,
+        where=f"the provenance of {version.ref}",
+    )
+    files = {name: store.path_of(digest) for name, digest in artifact_files(store, artifacts, lock)}
+    subjects = check_subjects(envelope.statement, files.get)
+    expected = {
+        "lock": version.lock,
+        "contentId": version.content_id,
+        "environment": version.environment,
+        "hermetic": version.hermetic,
+        "gitCommit": version.commit,
+        "artifacts": {ref: a["digest"] for ref, a in artifacts.items()},
+    }
+    extra = [
+        f"artifact {name} is not in the statement" for name in sorted(set(files) - subject_names(envelope.statement))
+    ]
+    return _report(
+        version.ref, envelope, subjects, [*extra, *predicate_mismatches(envelope.statement, expected)], started
+    )
+
+
+def verify_directory(
+    directory: Path, settings: Mapping[str, Any], keys: Sequence[str] = (), allow_unsigned: bool = False
+) -> ProvenanceReport:
+    """An exported directory, on its own: no store or registry is needed."""
+    started = time.perf_counter()
+    try:
+        manifest = json.loads((directory / MANIFEST).read_bytes())
+        attestation = manifest["provenance"]
+        envelope_file = directory / str(attestation["file"])
+    except FileNotFoundError:
+        raise UsageError(
+            f"{directory} holds no {MANIFEST}", hint="give a directory `modelspec export` wrote, or a version"
+        ) from None
+    except (ValueError, KeyError, TypeError):
+        raise UsageError(
+            f"{directory / MANIFEST} names no provenance", hint="export the version again with this modelspec"
+        ) from None
+    if not envelope_file.is_file():
+        raise UsageError(f"{envelope_file} is missing", hint="export the version again")
+    lines = envelope_file.read_bytes().splitlines()
+    envelope = check_envelope(
+        lines[0] if lines else b"",
+        trusted(settings, keys),
+        attestation.get("statement_sha256"),
+        allow_unsigned,
+        where=envelope_file.name,
+    )
+    names = subject_names(envelope.statement)
+    subjects = check_subjects(envelope.statement, lambda name: directory / name if safe_name(name) else None)
+    ignored = {MANIFEST, envelope_file.name}
+    on_disk = {p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file()} - ignored
+    extra = [f"{name} is in the export but not in the statement" for name in sorted(on_disk - names)]
+    lock = manifest.get("lock") or {}
+    expected = {
+        "contentId": manifest.get("content_id"),
+        "gitCommit": (lock.get("code") or {}).get("commit", ""),
+        "artifacts": {ref: a.get("digest") for ref, a in (manifest.get("artifacts") or {}).items()},
+    }
+    mismatches = [
+        m.replace("the registry's", "the manifest's") for m in predicate_mismatches(envelope.statement, expected)
+    ]
+    subject = f"{manifest.get('name')}@{manifest.get('version')} in {directory}"
+    return _report(subject, envelope, subjects, [*extra, *mismatches], started)
+
+
+def _report(subject: str, envelope: Checked, subjects: Checked, more: list[str], started: float) -> ProvenanceReport:
+    problems = (*envelope.problems, *subjects.problems, *more)
+    seconds = time.perf_counter() - started
+    return ProvenanceReport(subject, envelope.signed_by, problems, subjects.files, subjects.bytes, seconds)
+
+
+# -- keys ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    keyid: str
+    public: str  # base64 of the raw key
+    source: str  # the key file or environment variable; "modelspec.yaml" for a trusted key
+    signing: bool
+    trusted: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("keyid", "public", "source", "signing", "trusted")}
+
+
+def generate_key(workspace: Workspace, force: bool = False, trust: bool = True) -> KeyInfo:
+    """A new signing key in the workspace (0600), trusted in its modelspec.yaml unless not `trust`."""
+    from .attest.keys import add_trusted, generate
+
+    key = generate(workspace.home, force)
+    public = key.public
+    if trust:
+        add_trusted(workspace.root / WORKSPACE_FILE, public)
+    return KeyInfo(public.keyid, public.text, key.source, True, trust)
+
+
+def trust_key(workspace: Workspace, text: str) -> tuple[KeyInfo, bool]:
+    """Trust a public key (base64, or a PEM file or text): written to modelspec.yaml; and
+    whether it was new there."""
+    from .attest.keys import add_trusted
+
+    key = public_key_from(text)
+    added = add_trusted(workspace.root / WORKSPACE_FILE, key)
+    return KeyInfo(key.keyid, key.text, WORKSPACE_FILE, False, True), added
+
+
+def list_keys(workspace: Workspace) -> list[KeyInfo]:
+    """The signing key (if any) and every trusted key."""
+    from .attest.keys import signing_key
+
+    found = trusted_keys(workspace.settings)
+    keys = []
+    signer = signing_key(workspace.home)
+    if signer is not None:
+        public = signer.public
+        keys.append(KeyInfo(public.keyid, public.text, signer.source, True, public.keyid in found))
+    for keyid, key in sorted(found.items()):
+        if signer is None or keyid != keys[0].keyid:
+            keys.append(KeyInfo(keyid, key.text, WORKSPACE_FILE, False, True))
+    return keys
