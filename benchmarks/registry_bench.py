@@ -425,8 +425,10 @@ def main() -> int:
         for args_, check in (
             (["versions", NAME, "--where", "auc>0.999", "--json"], lambda out: f"{len(json.loads(out)):,} versions"),
             (["show", "m@1.0.500", "--json"], lambda out: json.loads(out)["ref"]),
-            (["alias", "history", NAME, "production", "--at", "2000-01-01", "--json"],
-             lambda out: f"{len(json.loads(out)['history'])} moves"),
+            (
+                ["alias", "history", NAME, "production", "--at", "2000-01-01", "--json"],
+                lambda out: f"{len(json.loads(out)['history'])} moves",
+            ),
         ):
             try:
                 seconds, out = cli_time(root, args_)
