@@ -27,6 +27,7 @@ from .gating import judge_gates, known_verdict
 from .graph import BuildGraph, DataInput
 from .loading import load_graph, open_registry, reach_registry, write_locks
 from .plan import Isolation, content_ids
+from .provenance import RemoteRead
 from .rebuilder import CachingRebuilder, ForcingRebuilder, NodeOutcome, NodeState, Rebuilder
 from .registration import (
     build_record,
@@ -124,7 +125,11 @@ def build(
         report = BuildReport([results[n] for n in order])
         with lease.holding():
             fetch = rebuilder.present if options.download else None
-            _register(workspace, graph, results, tasks.keys, isolation, report, sources, fetch, started_at)
+            # Left on the remote, a new version's artifacts are hashed for its provenance as they stream past.
+            read_remote = remote.remote.store.download_to if remote and not options.download else None
+            _register(
+                workspace, graph, results, tasks.keys, isolation, report, sources, fetch, started_at, read_remote
+            )
     ctx.statcache.save()
     report.seconds = time.monotonic() - started
     return report
@@ -140,6 +145,7 @@ def _register(
     sources: WorkspaceSources,
     fetch: Callable[[Iterable[Entry]], None] | None,
     started_at: float,
+    read_remote: RemoteRead | None,
 ) -> None:
     """Record and register every spec whose stages all succeeded, upstream specs first,
     its artifacts fetched first (`fetch`) if they are held on the remote only."""
@@ -168,7 +174,7 @@ def _register(
                 continue
             registry = registry or open_registry(workspace)
             version, created, revived = register(
-                workspace, graph, name, record, ids, results, registry, sources, started_at
+                workspace, graph, name, record, ids, results, registry, sources, started_at, read_remote
             )
             if revived is not None:
                 report.revived[name] = revived
