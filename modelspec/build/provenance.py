@@ -55,12 +55,15 @@ def subjects(
     store lacks: left on the remote by `build --no-download`)."""
     found = []
     for name, digest in artifact_files(store, artifacts, lock):
-        if read_remote is not None and not store.has(digest):
-            sink = HashingSink()
-            read_remote(digest, sink)
-            digests = sink.digests()
-        else:
+        if store.is_whole(digest):
             digests = hash_file(store.path_of(digest))
+        else:  # cold (chunks only: reassembled as it is hashed), or left on the remote
+            sink = HashingSink()
+            if store.has(digest) or read_remote is None:
+                store.chunks.write_to(digest, sink)  # checked against its digest; missing: an error
+            else:
+                read_remote(digest, sink)
+            digests = sink.digests()
         if PREFIX + digests.blake3 != digest:  # the same read checks the store: a corrupt object is never attested
             store.quarantine(digest)
             raise CorruptObjectError(f"{name}: stored object {digest} is corrupt", hint="run `modelspec verify`")

@@ -5,6 +5,7 @@ is quarantined and `verify` names the file that needs it."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -12,6 +13,8 @@ from pathlib import Path
 
 from conftest import Repo
 
+from modelspec.build.provenance import subjects
+from modelspec.spec.model import Lock
 from modelspec.store.objects import LocalStore
 
 SIZE = 6 << 20  # over the 4 MiB threshold
@@ -81,6 +84,16 @@ def test_versions_that_change_a_little_are_stored_once_and_cold_ones_read_back(r
     assert (tmp_path / "v0" / "train" / "model.bin").read_bytes() == bytes(expected)
     assert not store.is_whole(models[0])  # an export leaves a cold version cold
     assert repo.cli("verify", refs[0]).returncode == 0
+    # Its provenance verifies, and a statement about a cold artifact hashes it from its chunks.
+    verified = repo.cli("verify", "--provenance", refs[0], "--allow-unsigned")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    store.cool(models[0])
+    shown = json.loads(repo.cli("show", refs[0], "--json", check=True).stdout)
+    lock = Lock.from_dict(json.loads(store.read_bytes(shown["lock"])))
+    model = {"train.model": shown["artifacts"]["train.model"]}
+    assert not store.is_whole(models[0])
+    (subject,) = subjects(store, model, lock)
+    assert subject.sha256 == hashlib.sha256(bytes(expected)).hexdigest()
 
 
 def test_a_corrupt_chunk_is_quarantined_and_verify_names_its_file(repo: Repo) -> None:
