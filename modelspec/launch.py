@@ -124,6 +124,11 @@ def _receive(conn: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
         for level, kind, payload in ancillary:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 fds.extend(struct.unpack(f"{len(payload) // 4}i", payload[: len(payload) // 4 * 4]))
+        while 0 < len(data) < 4:  # the header, then the body
+            more = conn.recv(4 - len(data))
+            if not more:
+                break
+            data += more
         if uid != os.getuid() or len(data) < 4:
             return None, fds
         (length,) = struct.unpack("!I", data[:4])

@@ -94,9 +94,11 @@ def _connect(path: str) -> socket.socket | None:
 
 
 def send_message(sock: socket.socket, message: dict[str, Any], fds: list[int] | None = None) -> None:
+    """A length-prefixed JSON message; the descriptors ride with its first bytes (the header)."""
     body = json.dumps(message).encode()
     ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())] if fds else []
-    sock.sendmsg([_HEADER.pack(len(body)) + body], ancillary)
+    sock.sendmsg([_HEADER.pack(len(body))], ancillary)
+    sock.sendall(body)  # a large environment may take several writes
 
 
 def read_lines(sock: socket.socket) -> Any:

@@ -63,6 +63,9 @@ def test_commands_in_the_resident_answer_as_they_do_alone(repo: Repo, runtime: P
         assert served() == before + 1, args  # it went through the resident
     # The caller's directory and environment, not the resident's: from a subdirectory, and
     # with MODELSPEC_HOME moved (an empty workspace: no such version there).
+    before = served()
+    assert run(repo, "versions", "pipe", env={"LARGE": "x" * 100_000})[0] == 0  # a request of many writes
+    assert served() == before + 1
     (repo.path / "sub").mkdir()
     assert run(repo, "versions", "pipe", cwd=repo.path / "sub")[0] == 0
     elsewhere = {"MODELSPEC_HOME": str(repo.path / "elsewhere")}
