@@ -1,5 +1,5 @@
 """Start-up stays light: the CLI and the library's entry point load neither SQLAlchemy (the
-registry) nor croniter (schedules) until a command needs them, so a no-op build or `--help`
+registry) nor croniter (schedules) nor Dask (a cluster) until a command needs them, so a no-op build or `--help`
 does not pay for them (issue 21's budget; api hands those names on lazily)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-HEAVY = ("sqlalchemy", "croniter")
+HEAVY = ("sqlalchemy", "croniter", "distributed", "dask")
 
 
 @pytest.mark.parametrize("module", ["modelspec.api", "modelspec.cli"])
