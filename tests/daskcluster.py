@@ -24,6 +24,7 @@ from pathlib import Path
 
 ENV = "MODELSPEC_TEST_DASK"
 WORKERS = 2
+_started: list[subprocess.Popen[bytes]] = []  # kept, and reaped by `stop`, when this process started them
 
 
 def _dask() -> list[str]:
@@ -52,6 +53,7 @@ def start(folder: Path) -> str:
             start_new_session=True,
         )
     pids.append(process.pid)
+    _started.append(process)
     (folder / "pids").write_text(json.dumps(pids))
     address = _wait_for_address(scheduler_file, process)
     for n in range(1, WORKERS + 1):
@@ -68,6 +70,7 @@ def start(folder: Path) -> str:
                 start_new_session=True,
             )
         pids.append(worker.pid)
+        _started.append(worker)
         (folder / "pids").write_text(json.dumps(pids))
     url = "dask://" + address.removeprefix("tcp://")
     wait_for_workers(address, WORKERS)
@@ -111,6 +114,8 @@ def stop(folder: Path) -> None:
         else:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
+    while _started:
+        _started.pop().wait(timeout=10)
 
 
 if __name__ == "__main__":
