@@ -26,6 +26,7 @@ from ..env.environment import Environment, ensure_environment
 from ..errors import ModelspecError
 from ..sandbox.process import ProcessSandbox, Sandbox
 from ..store.blobs import open_blobs
+from ..store.files import Remover
 from ..store.objects import LocalStore
 from ..store.remote import RemoteStore
 from ..store.remote_cache import RemoteActionCache, RemoteLease
@@ -35,6 +36,7 @@ from .stagetask import TOPIC, StageTask, TaskReply
 
 _stores: dict[Path, LocalStore] = {}
 _stores_lock = threading.Lock()
+_remover = Remover()  # work directories, removed behind the stages (the next need not wait)
 
 
 def run_stage_task(document: dict[str, Any]) -> dict[str, Any]:
@@ -62,7 +64,7 @@ def run_stage_task(document: dict[str, Any]) -> dict[str, Any]:
             log=log,
             limits=task.limits,
         )
-        outcome = run_node(job, task.key, RunContext(store, sandbox, cancel))
+        outcome = run_node(job, task.key, RunContext(store, sandbox, cancel, _remover.remove))
         if isinstance(outcome, StageFailure):
             return _failed(worker, remote, store, outcome).to_dict()
         objects = _publish(task, remote, store, outcome)

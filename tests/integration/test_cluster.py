@@ -19,6 +19,7 @@ import daskcluster
 import pytest
 from conftest import GIT_ENV, Repo, states
 from pipeline import expected_d, make_pipeline
+from test_environments import iniconfig_lock, make_env_spec, output_of  # noqa: F401  (a fixture)
 
 
 def cluster_repo(tmp_path: Path, name: str = "a", **pipeline: str) -> tuple[Repo, str]:
@@ -63,6 +64,18 @@ def test_a_cluster_build_has_the_keys_and_bytes_of_a_local_build(tmp_path: Path,
     reproduced = repo.modelspec("reproduce", ref, "--executor", dask_url, "--json")
     assert reproduced.returncode == 0, reproduced.stdout + reproduced.stderr
     assert json.loads(reproduced.stdout)["verdict"] == "identical"
+
+
+def test_a_worker_creates_the_stage_s_environment_from_its_lock(
+    tmp_path: Path, dask_url: str, iniconfig_lock: str  # noqa: F811
+) -> None:
+    repo = Repo(tmp_path / "a")
+    repo.write("modelspec.yaml", f"remote: '{(tmp_path / 'shared').as_uri()}'\n")
+    spec = make_env_spec(repo, iniconfig_lock)
+    report = repo.build_json(spec, "--executor", dask_url)
+    assert states(report) == {"envy:probe": "ran"}
+    assert output_of(repo, spec) == "iniconfig /ms/env\n"  # the package, in the worker's environment
+    assert not (repo.path / ".modelspec" / "envs").exists()  # none was made here
 
 
 def test_a_failing_stage_on_a_worker_shows_its_log_tail(tmp_path: Path, dask_url: str) -> None:
