@@ -23,6 +23,7 @@ repositories whose remote is a shared directory:
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -72,14 +73,34 @@ def make_repo(path: Path, shared: Path, name: str, stages: int, command: str, he
 
 
 def build(repo: Path, spec: str, *args: str) -> tuple[float, dict]:
-    started = time.monotonic()
+    started, clock = time.monotonic(), time.time()
     done = subprocess.run(
         [sys.executable, "-m", "modelspec", "build", spec, "--json", *args], cwd=repo, capture_output=True, text=True
     )
     wall = time.monotonic() - started
     if done.returncode != 0:
         sys.exit(f"build failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    return wall, json.loads(done.stdout)
+    report = json.loads(done.stdout)
+    report["bench"] = {"started": clock, "ended": clock + wall}
+    return wall, report
+
+
+def breakdown(report: dict) -> str:
+    """Where the wall time beyond the stages went: before the first stage started, after the
+    last one ended, and between one stage's end and the next one's start on each worker."""
+    rows = [r for r in report["nodes"] if r["state"] == "ran"]
+    first = min(r["started"] for r in rows) - report["bench"]["started"]
+    last = report["bench"]["ended"] - max(r["ended"] for r in rows)
+    gaps = []
+    for worker in {r["worker"] for r in rows}:
+        mine = sorted((r["started"], r["ended"]) for r in rows if r["worker"] == worker)
+        gaps += [b[0] - a[1] for a, b in itertools.pairwise(mine)]
+    median_gap = statistics.median(gaps) * 1000 if gaps else 0.0
+    return (
+        f"first stage started {first:.2f} s after the command (start-up, graph, importing Dask, connecting), "
+        f"the command ended {last:.2f} s after the last stage (fetching outputs, registering); between two "
+        f"stages on a worker: median {median_gap:.0f} ms, max {max(gaps, default=0) * 1000:.0f} ms"
+    )
 
 
 def main() -> None:
@@ -115,6 +136,7 @@ def main() -> None:
         print(f"scheduling overhead per stage (wall - ideal) / stages: {overhead * 1000:.0f} ms "
               f"(goal <= 50 ms) [{'ok' if overhead <= 0.05 else 'OVER'}]; "
               f"per stage on its worker's time line: {overhead * options.workers * 1000:.0f} ms")
+        print(breakdown(report))
         if options.noop:
             noop = make_repo(base / "noop", shared, "noop", options.noop, "", "off")
             first, _ = build(base / "noop", noop, "--no-push")
