@@ -149,14 +149,21 @@ class Cluster:
         self._on_remote: set[str] = set()
         self._lock = threading.Lock()
         self._client: Any = None
+        self._refused: UsageError | None = None  # why connecting failed: every stage is told the same
         self._lease: RemoteLease | None = None
 
     # -- connecting ----------------------------------------------------------------------
 
     def client(self) -> Any:
         with self._lock:
+            if self._refused is not None:
+                raise self._refused
             if self._client is None:
-                self._client = self._connect()
+                try:
+                    self._client = self._connect()
+                except UsageError as exc:
+                    self._refused = exc
+                    raise
                 self._lease = RemoteLease(self.remote.blobs)
             return self._client
 

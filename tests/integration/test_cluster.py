@@ -83,6 +83,7 @@ def test_a_failing_stage_on_a_worker_shows_its_log_tail(tmp_path: Path, dask_url
     failed = repo.modelspec("build", spec, "--executor", dask_url)
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert "FAILED  pipe:b: command exited with status 3" in failed.stdout
+    assert "run     pipe:b  on tcp://127.0.0.1:" in failed.stdout  # progress says which worker runs it
     assert "boom-on-the-worker" in failed.stdout  # the tail of the worker's log
     assert "boom-on-the-worker" in (repo.path / ".modelspec" / "logs" / "pipe" / "b.log").read_text()
     assert "Traceback" not in failed.stderr
