@@ -35,7 +35,7 @@ def _dask() -> list[str]:
     return [found]
 
 
-def start(folder: Path) -> str:
+def start(folder: Path, workers: int = WORKERS) -> str:
     """Start the cluster (its logs and the pids in `folder`); its dask:// URL."""
     folder.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1"}
@@ -56,7 +56,7 @@ def start(folder: Path) -> str:
     _started.append(process)
     (folder / "pids").write_text(json.dumps(pids))
     address = _wait_for_address(scheduler_file, process)
-    for n in range(1, WORKERS + 1):
+    for n in range(1, workers + 1):
         home = folder / f"worker{n}"
         home.mkdir(exist_ok=True)
         argv = [*_dask(), "worker", address, "--nthreads", "1", "--name", f"worker{n}", "--host", "127.0.0.1"]
@@ -73,7 +73,8 @@ def start(folder: Path) -> str:
         _started.append(worker)
         (folder / "pids").write_text(json.dumps(pids))
     url = "dask://" + address.removeprefix("tcp://")
-    wait_for_workers(address, WORKERS)
+    if workers:
+        wait_for_workers(address, workers)
     return url
 
 
@@ -104,8 +105,11 @@ def stop(folder: Path) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + 10
+    ours = {p.pid: p for p in _started if p.pid in pids}  # a child of ours stays a zombie until reaped
     for pid in pids:
         while time.monotonic() < deadline:
+            if pid in ours and ours[pid].poll() is not None:
+                break
             try:
                 os.killpg(pid, 0)
             except ProcessLookupError:
@@ -114,8 +118,9 @@ def stop(folder: Path) -> None:
         else:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
-    while _started:
-        _started.pop().wait(timeout=10)
+    for process in ours.values():
+        process.wait(timeout=10)
+        _started.remove(process)
 
 
 if __name__ == "__main__":

@@ -149,6 +149,7 @@ class Cluster:
         self._on_remote: set[str] = set()
         self._lock = threading.Lock()
         self._client: Any = None
+        self._workers_asked: tuple[float, Mapping[str, Any]] = (-1e9, {})
         self._refused: UsageError | None = None  # why connecting failed: every stage is told the same
         self._lease: RemoteLease | None = None
 
@@ -260,7 +261,7 @@ class Cluster:
 
                     DaskEvent(self.cancel_name, client=self.client()).set()
                     signalled = True
-            if task.resources and not started:
+            if not started:
                 lacking = self._unplaceable(task.resources)
                 if lacking and not warned:
                     self.reporter(Event("warning", task.node, {"message": f"{task.node} waits: {lacking}"}))
@@ -282,9 +283,19 @@ class Cluster:
         except Exception as exc:  # the task itself raised: a bug, or a worker without modelspec
             return TaskReply(worker, reason=f"on worker {worker or '?'}: {type(exc).__name__}: {exc}")
 
+    def _workers(self) -> Mapping[str, Any]:
+        """The cluster's workers and what they offer, asked at most once a second (every
+        waiting stage looks)."""
+        with self._lock:
+            if time.monotonic() - self._workers_asked[0] > 1.0:
+                self._workers_asked = (time.monotonic(), self._client.scheduler_info(n_workers=-1)["workers"])
+            return self._workers_asked[1]
+
     def _unplaceable(self, resources: Mapping[str, float]) -> str:
         """'' when some worker offers the resources, else what none offers."""
-        workers = self.client().scheduler_info(n_workers=-1)["workers"]
+        workers = self._workers()
+        if not workers:
+            return "no worker is connected to the scheduler; start some (`dask worker HOST:PORT`)"
         for info in workers.values():
             offered = info.get("resources") or {}
             if all(offered.get(name, 0) >= amount for name, amount in resources.items()):

@@ -44,9 +44,9 @@ def start_build(repo: Repo, *args: str) -> subprocess.Popen[str]:
 
 def test_a_cluster_build_has_the_keys_and_bytes_of_a_local_build(tmp_path: Path, dask_url: str) -> None:
     here = Repo(tmp_path / "local")
-    local = here.build_json(make_pipeline(here))
+    local = here.build_json(make_pipeline(here), in_process=True)
     repo, spec = cluster_repo(tmp_path)
-    built = repo.build_json(spec, "--executor", dask_url)
+    built = repo.build_json(spec, "--executor", dask_url, in_process=True)
     assert set(states(built).values()) == {"ran"}
     assert [(r["node"], r["key"]) for r in built["nodes"]] == [(r["node"], r["key"]) for r in local["nodes"]]
     assert built["specs"]["pipe"]["artifacts"] == local["specs"]["pipe"]["artifacts"]
@@ -56,12 +56,12 @@ def test_a_cluster_build_has_the_keys_and_bytes_of_a_local_build(tmp_path: Path,
     assert (repo.path / "out" / "d" / "d.txt").read_text() == expected_d("first\nmiddle\nlast\n")
 
     # A no-op build settles every stage from the cache: it never connects (nothing listens there).
-    again = repo.build_json(spec, "--executor", "dask://127.0.0.1:9")
+    again = repo.build_json(spec, "--executor", "dask://127.0.0.1:9", in_process=True)
     assert set(states(again).values()) == {"cached"}
 
     # reproduce runs on the cluster too, and compares bit for bit.
     ref = built["versions"]["pipe"]["ref"]
-    reproduced = repo.modelspec("reproduce", ref, "--executor", dask_url, "--json")
+    reproduced = repo.cli("reproduce", ref, "--executor", dask_url, "--json")
     assert reproduced.returncode == 0, reproduced.stdout + reproduced.stderr
     assert json.loads(reproduced.stdout)["verdict"] == "identical"
 
@@ -72,7 +72,7 @@ def test_a_worker_creates_the_stage_s_environment_from_its_lock(
     repo = Repo(tmp_path / "a")
     repo.write("modelspec.yaml", f"remote: '{(tmp_path / 'shared').as_uri()}'\n")
     spec = make_env_spec(repo, iniconfig_lock)
-    report = repo.build_json(spec, "--executor", dask_url)
+    report = repo.build_json(spec, "--executor", dask_url, in_process=True)
     assert states(report) == {"envy:probe": "ran"}
     assert output_of(repo, spec) == "iniconfig /ms/env\n"  # the package, in the worker's environment
     assert not (repo.path / ".modelspec" / "envs").exists()  # none was made here
@@ -80,7 +80,7 @@ def test_a_worker_creates_the_stage_s_environment_from_its_lock(
 
 def test_a_failing_stage_on_a_worker_shows_its_log_tail(tmp_path: Path, dask_url: str) -> None:
     repo, spec = cluster_repo(tmp_path, b_extra="echo boom-on-the-worker >&2; exit 3")
-    failed = repo.modelspec("build", spec, "--executor", dask_url)
+    failed = repo.cli("build", spec, "--executor", dask_url)
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert "FAILED  pipe:b: command exited with status 3" in failed.stdout
     assert "run     pipe:b  on tcp://127.0.0.1:" in failed.stdout  # progress says which worker runs it
@@ -152,11 +152,23 @@ def test_a_stage_no_worker_can_place_says_so(tmp_path: Path, dask_url: str) -> N
     repo.commit("a GPU stage")
     placed = json.loads(repo.modelspec("plan", spec, "--json", check=True).stdout)
     assert [n["key"] for n in placed["nodes"]] == [n["key"] for n in plan["nodes"]]  # resources are not in the key
-    failed = repo.modelspec("build", spec, "--executor", dask_url + "?wait=1s")
+    failed = repo.cli("build", spec, "--executor", dask_url + "?wait=1s")
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert "pipe:a waits: no worker offers GPU=1, MEMORY=1.07374e+09" in failed.stdout
     assert "cannot be placed on" in failed.stdout and "--resources" in failed.stdout
     assert "Traceback" not in failed.stderr
+
+
+def test_a_cluster_without_workers_says_so_instead_of_waiting_forever(tmp_path: Path) -> None:
+    repo, spec = cluster_repo(tmp_path)
+    try:
+        url = daskcluster.start(tmp_path / "lonely", workers=0)
+        failed = repo.cli("build", spec, "--executor", url + "?wait=1s")
+    finally:
+        daskcluster.stop(tmp_path / "lonely")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "waits: no worker is connected to the scheduler" in failed.stdout
+    assert "cannot be placed on" in failed.stdout
 
 
 @pytest.mark.parametrize(
