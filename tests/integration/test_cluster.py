@@ -188,3 +188,15 @@ def test_a_cluster_that_cannot_be_used_is_a_clear_error(
     assert result.returncode == 2, result.stdout + result.stderr
     assert expected in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_executor_local_builds_here_whatever_the_workspace_file_says(repo: Repo) -> None:
+    repo.write("modelspec.yaml", "remote: 'file:///tmp/unused'\nexecutor: dask://127.0.0.1:9\n")
+    spec = make_pipeline(repo)
+    report = repo.build_json(spec, "--executor", "local", "--no-push", in_process=True)
+    assert set(states(report).values()) == {"ran"}
+    assert all("worker" not in row for row in report["nodes"])
+    bad = repo.write("modelspec.yaml", "executor: dask://no-port\n")
+    result = repo.cli("validate", str(bad))
+    assert result.returncode == 2
+    assert "modelspec.yaml:1:11: executor: 'dask://no-port' must be dask://HOST:PORT or local" in result.stderr
