@@ -387,6 +387,7 @@ def reproduce(
     offline: bool = False,
     jobs: int = os.cpu_count() or 1,
     reporter: Reporter = ignore,
+    executor: str | None = None,
 ) -> ReproductionReport:
     """Rebuild version REF (exact: `catalog.resolve(ref).version.ref`) from its recorded lock
     and inputs, `jobs` stages at once, and compare bit for bit; the comparison is recorded
@@ -403,4 +404,5 @@ def reproduce(
         actor=catalog.actor,
         jobs=jobs,
         reporter=reporter,
+        executor_url=executor,
     )

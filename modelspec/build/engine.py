@@ -56,6 +56,9 @@ class BuildOptions:
     remote: bool = True  # ask the workspace's remote cache after a local miss (--no-remote)
     push: bool = True  # upload what ran to the remote as the build goes (--no-push)
     download: bool = True  # fetch the versions' artifacts held on the remote (--no-download)
+    # Where stages that must run go: dask://HOST:PORT, or local; None: the workspace file's
+    # `executor:`, else local (--executor).
+    executor: str | None = None
 
 
 @dataclass
@@ -108,19 +111,29 @@ def build(
     cache.read_index(graph.cache_index)
     environments = EnvironmentPool(workspace, options.offline, reporter)
     sources = WorkspaceSources(workspace, graph, ctx.statcache)
+    from .cluster import CLUSTER_JOBS, open_cluster
+
+    cluster = open_cluster(options.executor, workspace, reporter, cancel)  # connected when a stage must run
     # What this build uses is leased, so that a concurrent gc keeps it; its objects reach the
     # disk before registration names them, not one fsync at a time.
     with Lease(workspace.home) as lease, store.deferring_sync():
-        remote = build_remote(workspace, fetch=options.remote and not options.force, push=options.push)
+        # A cluster's workers upload what they ran themselves.
+        push = options.push and cluster is None
+        remote = build_remote(workspace, fetch=options.remote and not options.force, push=push)
         rebuilder: Rebuilder = (
             ForcingRebuilder(cache, workspace.locks_dir)
             if options.force
             else CachingRebuilder(cache, store, workspace.locks_dir, lease, remote.held if remote else ())
         )
         rebuilder = with_remote(rebuilder, remote, store, lease, reporter)
-        tasks = Tasks(graph, sources, sandboxes, environments, rebuilder, lease, reporter, cancel)
+        tasks = Tasks(graph, sources, sandboxes, environments, rebuilder, lease, reporter, cancel, cluster)
         order = graph.order()
-        results = run_tasks(tasks, order, jobs=options.jobs, keep_going=options.keep_going, executor=executor)
+        jobs = options.jobs or (CLUSTER_JOBS if cluster is not None else os.cpu_count() or 1)
+        try:
+            results = run_tasks(tasks, order, jobs=jobs, keep_going=options.keep_going, executor=executor)
+        finally:
+            if cluster is not None:
+                cluster.close()
         cache.write_index(graph.cache_index)
         report = BuildReport([results[n] for n in order])
         with lease.holding():

@@ -40,6 +40,7 @@ class NodeOutcome:
     result: ActionResult | None = None
     failure: StageFailure | None = None
     reason: str = ""
+    worker: str = ""  # the cluster worker that ran it ('' when it ran here or was not run)
 
 
 Run = Callable[[], ActionResult | StageFailure]

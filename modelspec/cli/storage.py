@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 from pathlib import Path
@@ -168,9 +167,16 @@ def _verify_remote(jobs: int, as_json: bool) -> None:
 @click.option("--rtol", type=float, default=0.0, show_default=True, help="Relative tolerance for metrics.")
 @click.option("--offline", is_flag=True, help="Re-create the environment from uv's cache only.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, help="Stages run at once (default: CPU count).")
+@click.option(
+    "--executor",
+    metavar="URL",
+    help="Run the stages on a Dask cluster (dask://HOST:PORT) or local (default: modelspec.yaml's `executor:`).",
+)
 @json_option
 @handle_errors
-def reproduce(ref: str, into: Path | None, rtol: float, offline: bool, jobs: int | None, as_json: bool) -> None:
+def reproduce(
+    ref: str, into: Path | None, rtol: float, offline: bool, jobs: int | None, executor: str | None, as_json: bool
+) -> None:
     """Rebuild version REF from its recorded lock and inputs, and compare bit for bit.
 
     Exit 0 when identical (or every metric is within --rtol), 1 when different.
@@ -183,7 +189,8 @@ def reproduce(ref: str, into: Path | None, rtol: float, offline: bool, jobs: int
     with open_catalog() as catalog:
         exact = primary_ref(catalog, ref)
         options: dict[str, Any] = {"rtol": rtol, "into": into, "offline": offline}
-        options["jobs"] = jobs or os.cpu_count() or 1
+        options["jobs"] = jobs or 0  # 0: the CPU count, or as many as a cluster takes
+        options["executor"] = executor
         if as_json:
             report = reproduce_version(catalog, exact, **options)
         else:
