@@ -19,6 +19,7 @@ from .resolve import gitcode
 from .spec.model import Lock, split_output_ref
 from .spec.refs import parse_ref, parse_where
 from .store.files import remove_path, write_atomic
+from .store.footprint import footprint
 from .store.objects import Entry, LocalStore
 from .store.workspace import Workspace
 
@@ -205,12 +206,12 @@ class Catalog:
     def show(self, ref: str) -> dict[str, Any]:
         resolution = self.resolve(ref)
         info = self._info(resolution.version)
+        info["stored"] = {name: footprint(self.store, Entry.from_dict(a)) for name, a in info["artifacts"].items()}
         if resolution.targets:
             info["traffic"] = {
                 "alias": resolution.alias,
                 "targets": [
-                    {"ref": v.ref, "weight": w, "primary": v.id == resolution.version.id}
-                    for v, w in resolution.targets
+                    {"ref": v.ref, "weight": w, "primary": v.id == resolution.version.id} for v, w in resolution.targets
                 ],
             }
         return info

@@ -46,8 +46,11 @@ def hot_objects(
     return set(needed_objects(store, [v for v in kept if v.id in hot_ids], records))
 
 
-def cool_and_prune(store: LocalStore, live: set[str], hot: set[str], cutoff: float, *, dry_run: bool) -> ChunkGc:
-    """Cool the live objects that are not hot and older than `cutoff`; prune the packs."""
+def cool_and_prune(
+    store: LocalStore, live: set[str], hot: set[str], cutoff: float, *, dry_run: bool, swept: set[str]
+) -> ChunkGc:
+    """Cool the live objects that are not hot and older than `cutoff`; prune the packs (a dry
+    run: what pruning would free once the `swept` objects are gone)."""
     policy = store.chunking
     if policy is None:
         return ChunkGc()
@@ -61,7 +64,5 @@ def cool_and_prune(store: LocalStore, live: set[str], hot: set[str], cutoff: flo
         if dry_run or store.cool(digest):
             cooled += 1
             cooled_bytes += info.size
-    if dry_run:
-        return ChunkGc(cooled, cooled_bytes)
-    pruned = store.chunks.prune()
+    pruned = store.chunks.prune(dry_run=dry_run, gone=swept)
     return ChunkGc(cooled, cooled_bytes, pruned.removed, pruned.written, pruned.freed)

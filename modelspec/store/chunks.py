@@ -23,7 +23,7 @@ import fcntl
 import mmap
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Set
 from pathlib import Path
 from typing import IO, Any
 
@@ -128,6 +128,14 @@ class ChunkStore:
         if not self.quarantine_dir.is_dir():
             return set()
         return {tuple(n.split("-", 1)) for n in os.listdir(self.quarantine_dir) if "-" in n}  # type: ignore[misc]
+
+    def footprint(self, digest: str) -> dict[bytes, int]:
+        """The stored length of each chunk of a file (none if it has no recipe)."""
+        recipe = self.recipe(digest) if self.has(digest) else None
+        if recipe is None:
+            return {}
+        self.refresh()
+        return {chunk: where.stored for chunk, _n in recipe.chunks if (where := self._map.get(chunk)) is not None}
 
     def stored_sizes(self) -> dict[bytes, int]:
         """Each chunk's stored length (as one of its packs holds it)."""
@@ -299,13 +307,17 @@ class ChunkStore:
 
     # -- pruning ---------------------------------------------------------------------------
 
-    def prune(self, min_live: float | None = None) -> PruneReport:
+    def prune(
+        self, min_live: float | None = None, *, dry_run: bool = False, gone: Set[str] = frozenset()
+    ) -> PruneReport:
         """Remove packs no recipe needs a chunk of; rewrite those whose live fraction (of
-        stored bytes) is below `min_live`, keeping only the live chunks."""
+        stored bytes) is below `min_live`, keeping only the live chunks. A `dry_run` says what
+        it would free, as if the recipes of `gone` (objects gc would sweep) were gone."""
         threshold = self.policy.min_live if min_live is None else min_live
-        with self._guard(exclusive=True):
+        with self._guard(exclusive=not dry_run):
             self.refresh()
-            live = {chunk for digest in list(self.iter()) for chunk, _n in self._recipe_chunks(digest)}
+            kept = [digest for digest in self.iter() if digest not in gone]
+            live = {chunk for digest in kept for chunk, _n in self._recipe_chunks(digest)}
             bad = self._quarantined()
             removed = written = freed = 0
             writer = PackWriter(self.packs, self._temp_file, self.policy.pack_limit)
@@ -323,13 +335,17 @@ class ChunkStore:
                 if keep and live_bytes >= threshold * total:
                     placed |= {d for d, _w in keep}
                     continue
+                old.append(path)
+                freed += total - live_bytes
+                if dry_run:
+                    continue
                 with open(path, "rb") as f:
                     for chunk, where in keep:
                         if chunk not in placed:
                             placed.add(chunk)
                             writer.add(chunk, os.pread(f.fileno(), where.stored, where.offset), where.raw, where.codec)
-                old.append(path)
-                freed += total - live_bytes
+            if dry_run:
+                return PruneReport(len(old), 0, freed)
             try:
                 writer.seal()
             except BaseException:

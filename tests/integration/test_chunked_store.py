@@ -66,6 +66,7 @@ def test_versions_that_change_a_little_are_stored_once_and_cold_ones_read_back(r
         for v in range(1, 5)
     ]
     repo.cli("promote", refs[1], "production", check=True)
+    assert "would cool 2 large objects" in repo.cli("gc", "--dry-run", check=True).stdout
     gc = json.loads(repo.cli("gc", "--json", check=True).stdout)
     assert gc["chunks"]["cooled"] == 2, gc  # v1.0.0 and 1.0.2: not aliased, not the last build
 
@@ -74,6 +75,19 @@ def test_versions_that_change_a_little_are_stored_once_and_cold_ones_read_back(r
     assert [store.is_whole(d) for d in models] == [False, True, False, True]
     packed = sum(p.stat().st_size for p in store.chunks.packs.glob("*.pack"))
     assert packed < 1.2 * SIZE, packed  # four 6 MiB versions: one copy and their changed chunks
+
+    usage = json.loads(repo.cli("du", "--json", check=True).stdout)
+    big = usage["models"]["big"]
+    # Logical: four models and the data snapshot. Stored: the chunks (about one copy) and three
+    # hot whole copies (the aliased and the last build's models, and the last build's input).
+    assert big["bytes"] > 5 * SIZE and big["stored"] < 1.2 * SIZE + 3 * SIZE, big
+    assert big["dedup"] == round(big["bytes"] / big["stored"], 2) > 1.2 and usage["dedup"] > 1.2, usage
+    added = [big["versions"][ref.split("@")[1]]["added"] for ref in refs]
+    assert added[2] < SIZE / 4 < SIZE < added[3] < 1.25 * SIZE, added  # its changed chunks (+ a hot whole copy)
+    assert "logical" in repo.cli("du", check=True).stdout
+    shown = json.loads(repo.cli("show", refs[0], "--json", check=True).stdout)["stored"]["train.model"]
+    assert shown["form"] == "cold" and 0.8 * SIZE < shown["bytes"] < 1.1 * SIZE, shown
+    assert "chunks only" in repo.cli("show", refs[0], check=True).stdout
 
     repo.cli("export", refs[0], str(tmp_path / "v0"), check=True)
     expected = bytearray(base)
