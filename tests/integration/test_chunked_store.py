@@ -12,7 +12,9 @@ from pathlib import Path
 
 from conftest import Repo
 
+from modelspec.digest import digest_file
 from modelspec.store.objects import LocalStore
+from modelspec.store.remote import object_name
 
 SIZE = 6 << 20  # over the 4 MiB threshold
 SPEC = """\
@@ -95,6 +97,14 @@ def test_versions_that_change_a_little_are_stored_once_and_cold_ones_read_back(r
     assert (tmp_path / "v0" / "train" / "model.bin").read_bytes() == bytes(expected)
     assert not store.is_whole(models[0])  # an export leaves a cold version cold
     assert repo.cli("verify", refs[0]).returncode == 0
+
+    # A cold version is pushed whole (reassembled on the way; chunks in packs on a remote
+    # are not built yet).
+    remote = tmp_path / "remote"
+    with open(repo.path / "modelspec.yaml", "a") as settings:
+        settings.write(f"remote: {remote.as_uri()}\n")
+    repo.cli("push", refs[0], check=True)
+    assert digest_file(remote / object_name(models[0])) == models[0]
 
 
 def test_a_corrupt_chunk_is_quarantined_and_verify_names_its_file(repo: Repo) -> None:
