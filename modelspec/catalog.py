@@ -437,6 +437,8 @@ class Catalog:
             total = sum(w for _, w in targets)
             for version, _weight in targets:
                 self._check_servable(version, alias_name)
+                for artifact in self.registry.artifacts_of(version).values():
+                    self.store.warm(Entry.from_dict(artifact))  # cooled before it was promoted: paths must exist
             document["aliases"][alias_name] = [
                 {
                     "version": v.version,

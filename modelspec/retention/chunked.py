@@ -2,7 +2,8 @@
 cooling the rest, and pruning packs.
 
 Hot: the objects of versions an alias points at or a pin holds, and of each spec's last
-build, so checkout, `deploy-config` paths and hardlinks stay instant for them. Every other
+build, so checkout, `deploy-config` paths and hardlinks stay instant for them (one cooled
+before it was promoted or pinned is made whole again). Every other
 kept object of 4 MiB or more is cooled (its whole copy removed, its chunks kept) once it
 is older than the grace period; reading it reassembles it. Then packs whose chunks no recipe
 needs are removed, and packs mostly dead are rewritten (as restic's `prune`).
@@ -22,6 +23,7 @@ from ..store.objects import LocalStore
 
 @dataclass(frozen=True)
 class ChunkGc:
+    warmed: int = 0  # hot objects that were cold (promoted, pinned since) given a whole copy again
     cooled: int = 0  # objects whose whole copy was (or, in a dry run, would be) removed
     cooled_bytes: int = 0
     packs_removed: int = 0
@@ -30,6 +32,7 @@ class ChunkGc:
 
     def to_dict(self) -> dict[str, int]:
         return {
+            "warmed": self.warmed,
             "cooled": self.cooled,
             "cooled_bytes": self.cooled_bytes,
             "packs_removed": self.packs_removed,
@@ -54,6 +57,12 @@ def cool_and_prune(
     policy = store.chunking
     if policy is None:
         return ChunkGc()
+    warmed = 0
+    for digest in sorted(hot):
+        if not store.is_whole(digest) and store.chunks.has(digest):
+            warmed += 1
+            if not dry_run:
+                store.checked_path(digest)  # reassembled, checked, whole again
     cooled = cooled_bytes = 0
     for digest in sorted(live - hot):
         if not store.is_whole(digest):
@@ -65,4 +74,4 @@ def cool_and_prune(
             cooled += 1
             cooled_bytes += info.size
     pruned = store.chunks.prune(dry_run=dry_run, gone=swept)
-    return ChunkGc(cooled, cooled_bytes, pruned.removed, pruned.written, pruned.freed)
+    return ChunkGc(warmed, cooled, cooled_bytes, pruned.removed, pruned.written, pruned.freed)

@@ -146,6 +146,14 @@ class LocalStore(DeferredSync):
             self._commit(temp, copied, path.name)
         return copied
 
+    def warm(self, entry: Entry) -> int:
+        """Give every cold file of an entry its whole copy again (reassembled, checked), so its
+        paths can be handed out; how many were warmed."""
+        cold = [d for d in self.tree_objects(entry) if not self.is_whole(d) and self.chunks.has(d)]
+        for digest in cold:
+            self.checked_path(digest)
+        return len(cold)
+
     def _put_cold(self, path: Path, digest: str | None) -> str:
         """A large file of a store that keeps no whole copies: chunked straight from where
         it is (no copy of it is written, only its new chunks), hashed as it is read."""

@@ -106,6 +106,15 @@ def test_versions_that_change_a_little_are_stored_once_and_cold_ones_read_back(r
     repo.cli("push", refs[0], check=True)
     assert digest_file(remote / object_name(models[0])) == models[0]
 
+    # Promoted once cold: deploy-config hands out a path that is there, and gc warms it.
+    repo.cli("promote", refs[2], "staging", check=True)
+    config = json.loads(repo.cli("deploy-config", "big", "staging", check=True).stdout)
+    path = Path(config["aliases"]["staging"][0]["artifacts"]["train.model"]["path"])
+    assert digest_file(path) == models[2]
+    store.cool(models[2])  # as if it had been promoted while nothing read it
+    assert json.loads(repo.cli("gc", "--json", check=True).stdout)["chunks"]["warmed"] == 1
+    assert store.is_whole(models[2])
+
 
 def test_a_corrupt_chunk_is_quarantined_and_verify_names_its_file(repo: Repo) -> None:
     _make(repo)
