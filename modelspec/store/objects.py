@@ -98,8 +98,12 @@ class LocalStore(DeferredSync):
 
     def _intact(self, digest: str) -> bool:
         """Is the object present and sound? Writers trust an existing object only once it
-        has been verified in this process: a corrupt one is quarantined and written anew."""
-        return self.has(digest) and (digest in self._verified or self.verify(digest))
+        has been verified in this process: a corrupt one is quarantined and written anew.
+        The whole copy is checked when there is one (as `checked_path` would), else the chunks."""
+        if digest in self._verified:
+            return self.has(digest)
+        whole = self._check(digest)
+        return whole if whole is not None else self.chunks.verify(digest) is True
 
     def put_bytes(self, data: bytes) -> str:
         digest = digest_bytes(data)
