@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..build.needed import build_environment, build_records, expand, metadata_entries, needed_objects, version_entries
+from ..build.needed import build_environment, build_records, expand, metadata_entries, needed_objects
 from ..env.environment import file_lock, remove_abandoned
 from ..env.manifest import MANIFEST
 from ..errors import ModelspecError, UsageError
@@ -203,7 +203,7 @@ def collect(
                 if not dry_run:
                     store.delete(digest)
             hot = hot_objects(store, kept, facts, records)
-            report.chunks = cool_and_prune(store, live, hot, cutoff, dry_run=dry_run)
+            report.chunks = cool_and_prune(store, live, hot, cutoff, dry_run=dry_run, swept=set(report.objects))
             report.bytes += report.chunks.pack_bytes
             report.environments = _environments(workspace, env_digests | live, cutoff, dry_run)
             if not dry_run:
@@ -297,32 +297,3 @@ def _drop_snapshot_indexes(workspace: Workspace, swept: set[str]) -> None:
         with contextlib.suppress(ValueError, KeyError, OSError):
             if json.loads(index.read_bytes())["digest"] in swept:
                 index.unlink()
-
-
-def disk_usage(workspace: Workspace, registry: Registry) -> dict[str, Any]:
-    """Bytes per model and version, shared versus unique, and the store's total."""
-    store = workspace.store
-    versions = registry.versions_by_status("active")
-    owners: dict[str, set[int]] = {}
-    for version in versions:
-        for digest in expand(store, (e for _w, e in version_entries(version))):
-            owners.setdefault(digest, set()).add(version.id)
-    sizes = {d: _size(store, d) for d in owners}
-    name_of = {v.id: v.name for v in versions}
-    number_of = {v.id: v.version for v in versions}
-    models: dict[str, dict[str, Any]] = {}
-    for version in versions:
-        model = models.setdefault(version.name, {"bytes": 0, "versions": {}})
-        model["versions"][version.version] = {"unique": 0, "shared": 0}
-    for digest, who in owners.items():
-        for version_id in who:
-            usage = models[name_of[version_id]]["versions"][number_of[version_id]]
-            usage["unique" if len(who) == 1 else "shared"] += sizes[digest]
-        for name in {name_of[i] for i in who}:
-            models[name]["bytes"] += sizes[digest]
-    return {"store_bytes": sum(_size(store, d) for d in store.iter()), "models": models}
-
-
-def _size(store: ObjectStore, digest: str) -> int:
-    info = store.stat(digest)
-    return 0 if info is None else info.size

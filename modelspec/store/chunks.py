@@ -23,7 +23,7 @@ import fcntl
 import mmap
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Set
 from pathlib import Path
 from typing import IO, Any
 
@@ -31,9 +31,9 @@ import blake3
 
 from ..digest import PREFIX, hex_of
 from ..errors import CorruptObjectError, StoreError
-from .cutting import cut, segments
+from .cutting import Piece, cut, segments
 from .files import write_atomic
-from .packs import Located, PackWriter, decode, encode, read_index
+from .packs import Located, PackWriter, decode, encoders, read_index
 from .protocol import ObjectInfo
 from .recipes import DEFAULT_CHUNKING, ChunkPolicy, PruneReport, Recipe, parse_recipe, recipe_bytes, recipe_size
 
@@ -129,6 +129,14 @@ class ChunkStore:
             return set()
         return {tuple(n.split("-", 1)) for n in os.listdir(self.quarantine_dir) if "-" in n}  # type: ignore[misc]
 
+    def footprint(self, digest: str) -> dict[bytes, int]:
+        """The stored length of each chunk of a file (none if it has no recipe)."""
+        recipe = self.recipe(digest) if self.has(digest) else None
+        if recipe is None:
+            return {}
+        self.refresh()
+        return {chunk: where.stored for chunk, _n in recipe.chunks if (where := self._map.get(chunk)) is not None}
+
     def stored_sizes(self) -> dict[bytes, int]:
         """Each chunk's stored length (as one of its packs holds it)."""
         self.refresh()
@@ -147,19 +155,16 @@ class ChunkStore:
     def add(self, path: Path, digest: str | None = None, name: str = "") -> str:
         """Chunk the file at `path`: new chunks into packs, then its recipe; its digest. With
         `digest` (what the caller has just hashed these bytes to) the file is not hashed
-        again; without, its blake3 is computed from the very bytes chunked, so a file changed
-        meanwhile is stored as the bytes that were read, never under another digest. `name`
-        is what the file is called, for its format's segments."""
-        import zstandard  # only where files are chunked: not on the CLI's start-up
-
-        compressor = zstandard.ZstdCompressor(level=self.policy.level)
+        again; without, it is hashed first (on every core), and a file whose size or mtime
+        changed by the end is refused, as the stat cache trusts them. `name` is what the file is
+        called, for its format's segments."""
         writer = PackWriter(self.packs, self._temp_file, self.policy.pack_limit)
-        hasher = None if digest else blake3.blake3()
         with self._guard(exclusive=False), open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
+            before = os.fstat(f.fileno())
+            size = before.st_size
             self.refresh()
             try:
-                chunks = self._pack_new(f, size, name, writer, compressor, hasher)
+                chunks, hashed = self._pack_new(f, size, name, writer, hash_first=digest is None)
                 writer.seal()
             except BaseException:
                 writer.abandon()
@@ -170,46 +175,49 @@ class ChunkStore:
                     for chunk, where in located:
                         self._map.setdefault(chunk, where)
                 self._loaded |= set(writer.sealed)
-            stored = sum(n for _c, n in chunks)
-            if hasher is not None:
-                digest = PREFIX + hasher.hexdigest()
-            elif stored != size:
+            after = os.stat(path)
+            if (after.st_size, after.st_mtime_ns, after.st_ino) != (size, before.st_mtime_ns, before.st_ino):
                 raise StoreError(f"{path} changed while it was being chunked; store it again")
-            assert digest is not None
-            self._write_recipe(digest, stored, chunks)
+            digest = digest or hashed
+            self._write_recipe(digest, size, chunks)
         return digest
 
     def _pack_new(
-        self, f: IO[bytes], size: int, name: str, writer: PackWriter, compressor: Any, hasher: Any
-    ) -> list[tuple[bytes, int]]:
-        """Cut the file; the chunks no pack holds yet go into `writer`; its chunk list. With a
-        `hasher`, each chunk is copied out of the map first and the copy is what is hashed,
-        chunked and stored (the file may be someone else's, and change meanwhile)."""
+        self, f: IO[bytes], size: int, name: str, writer: PackWriter, *, hash_first: bool
+    ) -> tuple[list[tuple[bytes, int]], str]:
+        """Cut the file; the chunks no pack holds yet go into `writer` (compressed on a few
+        threads: zstd releases the GIL); its chunk list, and with `hash_first` its digest."""
         chunks: list[tuple[bytes, int]] = []
         new: set[bytes] = set()
+        batch: list[tuple[bytes, memoryview, Piece]] = []
         if not size:
-            return chunks
-        with mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ) as view:
+            return chunks, PREFIX + blake3.blake3().hexdigest()
+        with (
+            mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ) as view,
+            encoders(self.policy.level, self.policy.min_saving) as encode_all,
+        ):
             data = memoryview(view)
+            hashed = PREFIX + blake3.blake3(data, max_threads=blake3.blake3.AUTO).hexdigest() if hash_first else ""
             pieces = cut(data, segments(data, name), self.policy.average)
             try:
                 for piece in pieces:
-                    raw: bytes | memoryview = data[piece.offset : piece.offset + piece.length]
-                    if hasher is not None:
-                        raw = bytes(raw)
-                        hasher.update(raw)
+                    raw = data[piece.offset : piece.offset + piece.length]
                     chunk = blake3.blake3(raw).digest()
                     chunks.append((chunk, piece.length))
-                    if chunk not in new and chunk not in self._map:
-                        new.add(chunk)
-                        stored, codec = encode(raw, piece.element, self.policy.min_saving, compressor, piece.align)
-                        writer.add(chunk, stored, piece.length, codec)
-                    if isinstance(raw, memoryview):
+                    if chunk in new or chunk in self._map:
                         raw.release()
+                        continue
+                    new.add(chunk)
+                    batch.append((chunk, raw, piece))
+                    if len(batch) >= _BATCH:
+                        _flush(batch, encode_all, writer)
+                _flush(batch, encode_all, writer)
             finally:
+                for _c, raw, _p in batch:
+                    raw.release()
                 pieces.close()  # its slices of the map go with it
                 data.release()
-        return chunks
+        return chunks, hashed
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -299,13 +307,17 @@ class ChunkStore:
 
     # -- pruning ---------------------------------------------------------------------------
 
-    def prune(self, min_live: float | None = None) -> PruneReport:
+    def prune(
+        self, min_live: float | None = None, *, dry_run: bool = False, gone: Set[str] = frozenset()
+    ) -> PruneReport:
         """Remove packs no recipe needs a chunk of; rewrite those whose live fraction (of
-        stored bytes) is below `min_live`, keeping only the live chunks."""
+        stored bytes) is below `min_live`, keeping only the live chunks. A `dry_run` says what
+        it would free, as if the recipes of `gone` (objects gc would sweep) were gone."""
         threshold = self.policy.min_live if min_live is None else min_live
-        with self._guard(exclusive=True):
+        with self._guard(exclusive=not dry_run):
             self.refresh()
-            live = {chunk for digest in list(self.iter()) for chunk, _n in self._recipe_chunks(digest)}
+            kept = [digest for digest in self.iter() if digest not in gone]
+            live = {chunk for digest in kept for chunk, _n in self._recipe_chunks(digest)}
             bad = self._quarantined()
             removed = written = freed = 0
             writer = PackWriter(self.packs, self._temp_file, self.policy.pack_limit)
@@ -323,13 +335,17 @@ class ChunkStore:
                 if keep and live_bytes >= threshold * total:
                     placed |= {d for d, _w in keep}
                     continue
+                old.append(path)
+                freed += total - live_bytes
+                if dry_run:
+                    continue
                 with open(path, "rb") as f:
                     for chunk, where in keep:
                         if chunk not in placed:
                             placed.add(chunk)
                             writer.add(chunk, os.pread(f.fileno(), where.stored, where.offset), where.raw, where.codec)
-                old.append(path)
-                freed += total - live_bytes
+            if dry_run:
+                return PruneReport(len(old), 0, freed)
             try:
                 writer.seal()
             except BaseException:
@@ -357,6 +373,17 @@ class ChunkStore:
             pack = marker.partition("-")[2]
             if (pack in packs) if packs is not None else not (self.packs / f"{pack}.pack").exists():
                 (self.quarantine_dir / marker).unlink(missing_ok=True)
+
+
+_BATCH = 256  # new chunks compressed together (about 5 MiB)
+
+
+def _flush(batch: list[tuple[bytes, memoryview, Piece]], encode_all: Any, writer: PackWriter) -> None:
+    encoded = encode_all([(raw, piece.element, piece.align) for _c, raw, piece in batch])
+    for (chunk, raw, piece), (stored, codec) in zip(batch, encoded, strict=True):
+        writer.add(chunk, stored, piece.length, codec)
+        raw.release()
+    batch.clear()
 
 
 class _Sink:

@@ -98,8 +98,12 @@ class LocalStore(DeferredSync):
 
     def _intact(self, digest: str) -> bool:
         """Is the object present and sound? Writers trust an existing object only once it
-        has been verified in this process: a corrupt one is quarantined and written anew."""
-        return self.has(digest) and (digest in self._verified or self.verify(digest))
+        has been verified in this process: a corrupt one is quarantined and written anew.
+        The whole copy is checked when there is one (as `checked_path` would), else the chunks."""
+        if digest in self._verified:
+            return self.has(digest)
+        whole = self._check(digest)
+        return whole if whole is not None else self.chunks.verify(digest) is True
 
     def put_bytes(self, data: bytes) -> str:
         digest = digest_bytes(data)
@@ -145,6 +149,14 @@ class LocalStore(DeferredSync):
         else:
             self._commit(temp, copied, path.name)
         return copied
+
+    def warm(self, entry: Entry) -> int:
+        """Give every cold file of an entry its whole copy again (reassembled, checked), so its
+        paths can be handed out; how many were warmed."""
+        cold = [d for d in self.tree_objects(entry) if not self.is_whole(d) and self.chunks.has(d)]
+        for digest in cold:
+            self.checked_path(digest)
+        return len(cold)
 
     def _put_cold(self, path: Path, digest: str | None) -> str:
         """A large file of a store that keeps no whole copies: chunked straight from where

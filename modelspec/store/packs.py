@@ -14,8 +14,12 @@ so a pack in `packs/` is always whole; a pack is never changed after.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +32,7 @@ MAGIC = b"MSPACK01"
 _ROW = struct.Struct("<32sQIIB")
 _FOOTER = struct.Struct("<Q8s")
 _TOP = struct.Struct("<IB")
+_Item = tuple[bytes | memoryview, int, int]  # a chunk's raw bytes, element size and alignment
 RAW, ZSTD = 0, 1  # codecs; 2, 4 and 8 are zstd of bytes grouped by that element size
 
 
@@ -50,18 +55,38 @@ def encode(
     if element > 1 and len(raw) >= align + 2 * element:
         # Floats: only the top byte of each number (sign and exponent) compresses; zstd over a
         # whole small chunk cannot tell the planes apart, so the top plane is compressed alone.
-        body = raw[align:]
-        grouped = group(body, element)
-        count = len(body) // element
-        top = compressor.compress(grouped[(element - 1) * count : element * count])
-        head = _TOP.pack(len(top), align) + top + bytes(raw[:align])
-        packed = head + grouped[: (element - 1) * count] + grouped[element * count :]
+        data = bytes(raw)
+        whole = align + (len(data) - align) // element * element
+        planes = [data[i:whole:element] for i in range(align, align + element)]
+        top = compressor.compress(planes[-1])
+        packed = b"".join([_TOP.pack(len(top), align), top, data[:align], *planes[:-1], data[whole:]])
         codec = element
     else:
         packed, codec = compressor.compress(raw), ZSTD
     if len(packed) <= len(raw) * (1 - min_saving):
         return packed, codec
     return bytes(raw), RAW
+
+
+@contextlib.contextmanager
+def encoders(
+    level: int, min_saving: float
+) -> Iterator[Callable[[list[tuple[bytes | memoryview, int, int]]], list[Any]]]:
+    """A function `encode`-ing a batch of (raw, element, align) on up to four threads, each
+    with its own compressor (zstd releases the GIL; a compressor is not shared by threads)."""
+    import zstandard  # only where files are chunked: not on the CLI's start-up
+
+    local = threading.local()
+
+    def one(item: _Item) -> tuple[bytes, int]:
+        compressor = getattr(local, "compressor", None)
+        if compressor is None:
+            compressor = local.compressor = zstandard.ZstdCompressor(level=level)
+        raw, element, align = item
+        return encode(raw, element, min_saving, compressor, align)
+
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="chunks") as pool:
+        yield lambda items: list(pool.map(one, items))
 
 
 def decode(stored: bytes, codec: int, raw_length: int, decompressor: Any) -> bytes:

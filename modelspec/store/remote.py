@@ -336,14 +336,14 @@ class RemoteStore:
 
 
 def _local_size(local: LocalStore, digest: str, *, required: bool) -> int:
-    try:
-        return local.path_of(digest).stat().st_size
-    except FileNotFoundError:
+    info = local.stat(digest)  # a whole copy, or a cold object's chunks
+    if info is None:
         if not required:
-            return 0
+            return 0  # the remote has it: left there by a remote hit (store/held.py)
         raise StoreError(
             f"object {digest} is missing from the local store", hint="build again, or run `modelspec verify`"
-        ) from None
+        )
+    return info.size
 
 
 def run_all(work: Callable[[str], None], items: list[str], jobs: int) -> None:

@@ -14,8 +14,10 @@ from pathlib import Path
 from conftest import Repo
 
 from modelspec.build.provenance import subjects
+from modelspec.digest import digest_file
 from modelspec.spec.model import Lock
 from modelspec.store.objects import LocalStore
+from modelspec.store.remote import object_name
 
 SIZE = 6 << 20  # over the 4 MiB threshold
 SPEC = """\
@@ -69,6 +71,7 @@ def test_versions_that_change_a_little_are_stored_once_and_cold_ones_read_back(r
         for v in range(1, 5)
     ]
     repo.cli("promote", refs[1], "production", check=True)
+    assert "would cool 2 large objects" in repo.cli("gc", "--dry-run", check=True).stdout
     gc = json.loads(repo.cli("gc", "--json", check=True).stdout)
     assert gc["chunks"]["cooled"] == 2, gc  # v1.0.0 and 1.0.2: not aliased, not the last build
 
@@ -77,6 +80,19 @@ def test_versions_that_change_a_little_are_stored_once_and_cold_ones_read_back(r
     assert [store.is_whole(d) for d in models] == [False, True, False, True]
     packed = sum(p.stat().st_size for p in store.chunks.packs.glob("*.pack"))
     assert packed < 1.2 * SIZE, packed  # four 6 MiB versions: one copy and their changed chunks
+
+    usage = json.loads(repo.cli("du", "--json", check=True).stdout)
+    big = usage["models"]["big"]
+    # Logical: four models and the data snapshot. Stored: the chunks (about one copy) and three
+    # hot whole copies (the aliased and the last build's models, and the last build's input).
+    assert big["bytes"] > 5 * SIZE and big["stored"] < 1.2 * SIZE + 3 * SIZE, big
+    assert big["dedup"] == round(big["bytes"] / big["stored"], 2) > 1.2 and usage["dedup"] > 1.2, usage
+    added = [big["versions"][ref.split("@")[1]]["added"] for ref in refs]
+    assert added[2] < SIZE / 4 < SIZE < added[3] < 1.25 * SIZE, added  # its changed chunks (+ a hot whole copy)
+    assert "logical" in repo.cli("du", check=True).stdout
+    shown = json.loads(repo.cli("show", refs[0], "--json", check=True).stdout)["stored"]["train.model"]
+    assert shown["form"] == "cold" and 0.8 * SIZE < shown["bytes"] < 1.1 * SIZE, shown
+    assert "chunks only" in repo.cli("show", refs[0], check=True).stdout
 
     repo.cli("export", refs[0], str(tmp_path / "v0"), check=True)
     expected = bytearray(base)
@@ -94,6 +110,23 @@ def test_versions_that_change_a_little_are_stored_once_and_cold_ones_read_back(r
     assert not store.is_whole(models[0])
     (subject,) = subjects(store, model, lock)
     assert subject.sha256 == hashlib.sha256(bytes(expected)).hexdigest()
+
+    # A cold version is pushed whole (reassembled on the way; chunks in packs on a remote
+    # are not built yet).
+    remote = tmp_path / "remote"
+    with open(repo.path / "modelspec.yaml", "a") as settings:
+        settings.write(f"remote: {remote.as_uri()}\n")
+    repo.cli("push", refs[0], check=True)
+    assert digest_file(remote / object_name(models[0])) == models[0]
+
+    # Promoted once cold: deploy-config hands out a path that is there, and gc warms it.
+    repo.cli("promote", refs[2], "staging", check=True)
+    config = json.loads(repo.cli("deploy-config", "big", "staging", check=True).stdout)
+    path = Path(config["aliases"]["staging"][0]["artifacts"]["train.model"]["path"])
+    assert digest_file(path) == models[2]
+    store.cool(models[2])  # as if it had been promoted while nothing read it
+    assert json.loads(repo.cli("gc", "--json", check=True).stdout)["chunks"]["warmed"] == 1
+    assert store.is_whole(models[2])
 
 
 def test_a_corrupt_chunk_is_quarantined_and_verify_names_its_file(repo: Repo) -> None:

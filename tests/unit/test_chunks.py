@@ -164,8 +164,11 @@ def test_pruning_removes_dead_packs_and_rewrites_mostly_dead_ones(tmp_path: Path
     gone = store.put_bytes(drop)
     kept = store.put_bytes(keep + drop[:100_000])  # shares a tenth of `drop`'s chunks
     before = _stored(store)
+    predicted = store.chunks.prune(min_live=0.5, dry_run=True, gone={gone})
+    assert _stored(store) == before  # a dry run changes nothing
     store.delete(gone)
     report = store.chunks.prune(min_live=0.5)
+    assert (predicted.removed, predicted.freed) == (report.removed, report.freed)
     assert report.removed >= 1 and report.freed > 800_000
     assert _stored(store) < before - 800_000
     assert LocalStore(tmp_path / "store").read_bytes(kept) == keep + drop[:100_000]
