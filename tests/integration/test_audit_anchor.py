@@ -112,3 +112,17 @@ def test_audit_checkpoint_command_and_rollback(repo: Repo) -> None:
     store = LocalStore(home)
     assert all(store.verify(digest) for digest in checkpoints.every_digest(home))
     assert cli(repo, "audit", "--verify", "--json")["ok"] is True
+
+
+def test_push_keeps_the_checkpoints_on_the_remote(repo: Repo, tmp_path: Path) -> None:
+    home = built(repo)
+    shared = tmp_path / "shared"
+    repo.write("modelspec.yaml", f"retention: {{grace: 0s}}\nremote: '{shared.as_uri()}'\n")
+    repo.commit("a remote")
+    cli(repo, "push", "--json")
+    latest = (home / "checkpoints" / "latest").read_text().strip()
+    pointers = list((shared / "checkpoints").iterdir())
+    assert [p.read_text().strip() for p in pointers] == [latest]
+    for digest in checkpoints.every_digest(home):
+        hexpart = digest.removeprefix("blake3:")
+        assert (shared / "objects" / hexpart[:2] / hexpart).is_file()
