@@ -51,6 +51,8 @@ if TYPE_CHECKING:
     from .env.manifest import list_environments
     from .env.uv import lock_requirements
     from .integrity import VerifyReport, verify
+    from .mlflowexport import MlflowTarget
+    from .mlflowexport import export as export_to_mlflow
     from .provenance import ProvenanceReport, generate_key, list_keys, trust_key
     from .provenance import verify_directory as verify_export
     from .provenance import verify_version as verify_provenance
@@ -154,6 +156,8 @@ _LAZY = {
     "generate_key": ("provenance", "generate_key"),
     "trust_key": ("provenance", "trust_key"),
     "list_keys": ("provenance", "list_keys"),
+    "MlflowTarget": ("mlflowexport", "MlflowTarget"),
+    "export_to_mlflow": ("mlflowexport", "export"),
 }
 
 
@@ -174,6 +178,7 @@ __all__ = [
     "Catalog",
     "GcReport",
     "InitReport",
+    "MlflowTarget",
     "NodeState",
     "Page",
     "ProvenanceReport",
@@ -190,6 +195,7 @@ __all__ = [
     "drift",
     "drift_svg",
     "du",
+    "export_to_mlflow",
     "fetch",
     "gc",
     "gc_daemon",

@@ -10,6 +10,7 @@ from types import TracebackType
 from typing import Any
 
 from .errors import CorruptObjectError, StoreError, UsageError, did_you_mean
+from .registry.anchor import anchor_problems, checkpoint
 from .registry.gates import latest as latest_verdicts
 from .registry.queries import Page
 from .registry.registry import ModelVersion, Registry, primary_target, retired_error
@@ -322,10 +323,22 @@ class Catalog:
         result: dict[str, Any] = {"events": self.registry.events(limit)}
         if verify:
             problems = self.registry.audit_problems()
+            found, disagree = anchor_problems(self.registry, self.store, self.workspace.home, self._trusted())
+            problems += disagree  # a log rewritten with its chain recomputed agrees with itself, not with this
+            result["checkpoint"] = found.to_dict() if found else None
             result["ok"] = not problems
             result["problem"] = "; ".join(problems)
             result["problems"] = problems
         return result
+
+    def checkpoint(self) -> dict[str, Any]:
+        """`audit checkpoint`: anchor the audit log's head now (also done by gc, promote, rollback)."""
+        return checkpoint(self.registry, self.store, self.workspace.home).to_dict()
+
+    def _trusted(self) -> dict[str, Any]:
+        from .attest.keys import trusted_keys
+
+        return trusted_keys(self.workspace.settings)
 
     def info(self) -> dict[str, Any]:
         """`registry info`: the backend, URL (never a password), schema version and counts."""
@@ -357,11 +370,14 @@ class Catalog:
         model's name and the alias's targets now. A version its gates rejected needs
         `force_reason`, recorded with the override."""
         targets = self.registry.promote(ref, alias, self.actor, weight, force_reason)
+        checkpoint(self.registry, self.store, self.workspace.home)
         return self.registry.resolve(ref).name, targets
 
     def rollback(self, name: str, alias: str) -> list[list[Any]]:
         """Point NAME@ALIAS back at its previous targets, which it returns."""
-        return self.registry.rollback(name, alias, self.actor)
+        targets = self.registry.rollback(name, alias, self.actor)
+        checkpoint(self.registry, self.store, self.workspace.home)
+        return targets
 
     def remove_alias(self, name: str, alias: str) -> list[Any]:
         """Remove NAME@ALIAS (audited); the targets it had."""

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .attest.checkpoint import DIRECTORY as CHECKPOINTS
+from .attest.checkpoint import LATEST, every_digest
 from .build.loading import open_existing_registry
 from .build.needed import build_records, labelled_objects, needed_objects, version_entries
 from .errors import CorruptObjectError, StoreError, UsageError
@@ -126,6 +128,8 @@ def push(
             wanted |= set(labelled_objects(store, version_entries(version)))
         records = [] if list(refs) else build_records(workspace)
         wanted |= set(needed_objects(store, [], records))
+        anchors = {digest for digest in every_digest(workspace.home) if store.has(digest)}
+        wanted |= anchors  # the audit log's checkpoints, kept on the remote too
         results = _stage_results(workspace, versions, records)
         roots = kept_objects(workspace, registry)
     report = TransferReport("push", remote.url, [v.ref for v in versions])
@@ -137,6 +141,9 @@ def push(
             objects = [d for entry in result.outputs.values() for d in store.tree_objects(entry)]
             report.entries += int(remote.cache.put(result, [*objects, result.log]))
         write_roots(remote.blobs, remote.workspace_id, roots, {"root": str(workspace.root)})
+        latest = workspace.home / CHECKPOINTS / LATEST
+        if anchors and latest.is_file():  # which checkpoint is this workspace's latest, beside its roots
+            remote.blobs.replace(f"{CHECKPOINTS}/{remote.workspace_id}", latest.read_bytes())
         # An object found there that a remote gc had condemned may have been deleted since
         # by a gc whose sweep began before this push's lease was visible: check, send again.
         lost = remote.store.missing(progress.present & set(condemned), jobs)

@@ -1,10 +1,12 @@
-"""Commands on keys: `keys generate`, `keys list`, `keys trust`."""
+"""Commands on trust: `keys generate|list|trust`, and `audit` with its checkpoints."""
 
 from __future__ import annotations
 
+import sys
+
 import click
 
-from . import echo, emit_json, handle_errors, json_option, main, workspace_of
+from . import echo, emit_json, handle_errors, json_option, main, open_catalog_here, when, workspace_of
 
 
 @main.group()
@@ -70,3 +72,57 @@ def keys_trust(public_key: str, as_json: bool) -> None:
         emit_json({**info.to_dict(), "added": added})
         return
     echo(f"{'trusted' if added else 'already trusted'}: {info.keyid}")
+
+
+@main.group(invoke_without_command=True)
+@click.option(
+    "--verify",
+    "check",
+    is_flag=True,
+    help="Check the hash chain and replay it against the tables; exit 1 naming what was tampered with.",
+)
+@click.option("--limit", type=int, default=None, help="Only the newest N events.")
+@json_option
+@handle_errors
+@click.pass_context
+def audit(ctx: click.Context, check: bool, limit: int | None, as_json: bool) -> None:
+    """The append-only log of builds, promotions, rollbacks, tags and retirements; with
+    --verify, also checked against its latest checkpoint (`audit checkpoint`), which a
+    rewritten and recomputed log no longer matches."""
+    if ctx.invoked_subcommand is not None:
+        return
+    # --verify examines a registry the store refuses
+    with open_catalog_here(guard=not check, read_only=True) as catalog:
+        result = catalog.audit(check, limit)
+    if as_json:
+        emit_json(result)
+    else:
+        for e in result["events"]:
+            echo(f"{e['seq']:>5}  {when(e['time'])}  {e['kind']:<9} {e['subject']:<24} {e['actor']}")
+        if check:
+            for problem in result["problems"] or []:
+                echo(f"TAMPERED: {problem}")
+            anchor = result.get("checkpoint")
+            if anchor:
+                signed = "signed" if anchor["signed_by"] else "unsigned"
+                echo(f"latest checkpoint: event {anchor['events']} at {when(anchor['time'])} UTC ({signed})")
+            if result["ok"]:
+                echo("audit log intact")
+    if check and not result["ok"]:
+        sys.exit(1)
+
+
+@audit.command("checkpoint")
+@json_option
+@handle_errors
+def audit_checkpoint(as_json: bool) -> None:
+    """Anchor the audit log now: a checkpoint of its head (event count, last digest, time),
+    signed with the workspace's key, stored outside the database. gc, promote and rollback
+    write one too."""
+    with open_catalog_here() as catalog:
+        anchor = catalog.checkpoint()
+    if as_json:
+        emit_json(anchor)
+        return
+    signed = f"signed by {anchor['signed_by'][0][:16]}" if anchor["signed_by"] else "unsigned (no signing key)"
+    echo(f"checkpoint of event {anchor['events']} ({anchor['head']}): {anchor['digest']}, {signed}")

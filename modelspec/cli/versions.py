@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -376,35 +375,6 @@ def deploy_config(name: str, alias_name: str | None) -> None:
     with open_catalog_here(read_only=True) as catalog:
         document = catalog.deploy_config(name, alias_name)
     emit_json(document)
-
-
-@main.command()
-@click.option(
-    "--verify",
-    "check",
-    is_flag=True,
-    help="Check the hash chain and replay it against the tables; exit 1 naming what was tampered with.",
-)
-@click.option("--limit", type=int, default=None, help="Only the newest N events.")
-@json_option
-@handle_errors
-def audit(check: bool, limit: int | None, as_json: bool) -> None:
-    """The append-only log of builds, promotions, rollbacks, tags and retirements."""
-    # --verify examines a registry the store refuses
-    with open_catalog_here(guard=not check, read_only=True) as catalog:
-        result = catalog.audit(check, limit)
-    if as_json:
-        emit_json(result)
-    else:
-        for e in result["events"]:
-            echo(f"{e['seq']:>5}  {when(e['time'])}  {e['kind']:<9} {e['subject']:<24} {e['actor']}")
-        if check:
-            for problem in result["problems"] or []:
-                echo(f"TAMPERED: {problem}")
-            if result["ok"]:
-                echo("audit log intact")
-    if check and not result["ok"]:
-        sys.exit(1)
 
 
 @main.group("registry")

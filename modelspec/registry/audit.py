@@ -87,3 +87,21 @@ def events(conn: sa.Connection, limit: int | None = None) -> list[dict[str, Any]
     for row in rows:
         row["payload"] = json.loads(row["payload"])
     return rows
+
+
+def head(conn: sa.Connection) -> tuple[str, int, str]:
+    """The registry's identity, its last event's number and digest (0 and GENESIS when empty,
+    or emptied: `audit --verify` examines a registry whose tables are gone)."""
+    if not sa.inspect(conn).has_table("events"):
+        return str(t.identity(conn) or ""), 0, GENESIS
+    last = conn.execute(sa.select(t.events.c.seq, t.events.c.digest).order_by(t.events.c.seq.desc()).limit(1)).first()
+    seq, digest = (int(last.seq), str(last.digest)) if last else (0, GENESIS)
+    return str(t.identity(conn) or ""), seq, digest
+
+
+def digests(conn: sa.Connection, seqs: Iterable[int]) -> dict[int, str]:
+    """The digests of the events numbered `seqs` (those that exist)."""
+    if not sa.inspect(conn).has_table("events"):
+        return {}
+    query = sa.select(t.events.c.seq, t.events.c.digest).where(t.events.c.seq.in_(list(seqs)))
+    return {int(seq): str(digest) for seq, digest in conn.execute(query)}

@@ -25,10 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..attest.checkpoint import every_digest
 from ..build.needed import build_environment, build_records, expand, metadata_entries, needed_objects
 from ..env.environment import file_lock, remove_abandoned
 from ..env.manifest import MANIFEST
 from ..errors import ModelspecError, UsageError
+from ..registry.anchor import checkpoint
 from ..registry.registry import ModelVersion, Registry
 from ..spec.load import find_repo_root, load_spec
 from ..store import reserve
@@ -184,6 +186,7 @@ def collect(
             for version in [*active, *registry.versions_by_status("retired")]:
                 live |= {entry.digest for _what, entry in metadata_entries(version)}
             live |= expand(store, live_leased(workspace.home))
+            live |= every_digest(workspace.home)  # the audit log's anchors
             report = GcReport(plan, dry_run=dry_run, grace=grace_period(workspace))
             cutoff = now - report.grace
             for digest in store.iter():
@@ -225,6 +228,7 @@ def collect(
                     "environments": len(report.environments),
                 },
             )
+            checkpoint(registry, store, workspace.home)
     report.seconds = time.monotonic() - started
     return report
 

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..attest.checkpoint import every_digest
 from ..build.needed import build_records, metadata_entries, needed_objects
 from ..digest import canonical_json
 from ..registry.registry import Registry
@@ -76,7 +77,7 @@ def kept_objects(workspace: Workspace, registry: Registry) -> set[str]:
     kept = set(needed_objects(store, active, build_records(workspace)))
     for version in [*active, *registry.versions_by_status("retired")]:
         kept |= {entry.digest for _what, entry in metadata_entries(version)}
-    return kept
+    return kept | every_digest(workspace.home)  # the audit log's checkpoints
 
 
 def collect_remote(

@@ -391,7 +391,7 @@ def create_app(catalog: Any, warm: bool = False) -> FastAPI:
         found = catalog.audit(False, limit)
         if verify:
             check = checker.verdict(fresh)
-            found.update({k: check[k] for k in ("ok", "problem", "problems")})
+            found.update({k: check[k] for k in ("ok", "problem", "problems", "checkpoint")})
         return as_json(found)
 
     @app.get("/audit", response_class=HTMLResponse)
@@ -434,7 +434,7 @@ class AuditCheck:
                 started = time.perf_counter()
                 found = self.catalog.audit(True, 1)
                 seconds = time.perf_counter() - started
-                self.found = {**{k: found[k] for k in ("ok", "problem", "problems")}, "checked": now,
+                self.found = {**{k: found[k] for k in ("ok", "problem", "problems", "checkpoint")}, "checked": now,
                               "events": head[0], "seconds": seconds}  # fmt: skip
                 self.head = head
             return dict(self.found)
