@@ -112,8 +112,7 @@ class RemoteRebuilder:
             entry = self.remote.cache.lookup(key, self.jobs)  # every object it names is there
             if entry is None:
                 return None
-            trees = [e.digest for e in entry.result.outputs.values() if e.type == "tree"]
-            self.remote.store.download(self.local, trees, jobs=self.jobs)
+            self._fetch_trees([e.digest for e in entry.result.outputs.values() if e.type == "tree"])
         except StoreError as exc:
             self._warn(f"the remote cache was not used for {key[:19]}: {exc.message}")
             return None
@@ -124,6 +123,12 @@ class RemoteRebuilder:
                 return None  # a tree swept by a local gc since: run the stage
             self.lease.add([*result.outputs.values(), Entry("file", result.log, 0)])
         return result
+
+    def _fetch_trees(self, trees: list[str]) -> None:
+        """The tree documents (small), level by level, so that what a tree holds can be listed."""
+        while trees:
+            self.remote.store.download(self.local, trees, jobs=self.jobs)
+            trees = [str(c["digest"]) for t in trees for c in self.local.read_tree(t).values() if c["type"] == "tree"]
 
     def present(self, entries: Iterable[Entry]) -> None:
         """Fetch what the entries need and the local store lacks, each object verified."""

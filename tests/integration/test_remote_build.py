@@ -16,6 +16,7 @@ import pytest
 from conftest import GIT_ENV, Repo, states
 from pipeline import expected_d, make_pipeline
 
+from modelspec.digest import digest_bytes
 from modelspec.store.objects import LocalStore
 from modelspec.store.remote import OBJECTS
 from modelspec.store.workspace import find_workspace
@@ -173,3 +174,44 @@ def first_record_output(repo: Repo, node: str) -> str:
     """The digest of a node's output `out`, from the workspace's last build record."""
     record = json.loads((repo.path / ".modelspec" / "builds" / "pipe.json").read_text())
     return str(record["nodes"][node]["outputs"]["out"]["digest"])
+
+
+NESTED = """\
+modelspec: 1
+name: nest
+version: "1.0"
+code: {repo: ..}
+data:
+  raw: {path: data/raw.txt}
+stages:
+  a:
+    cmd: sh -c 'mkdir -p ${outputs.out}/sub && tr a-z A-Z < ${inputs.raw} > ${outputs.out}/sub/deep.txt'
+    inputs: [raw]
+    outputs: {out: tree}
+  b:
+    cmd: sh -c 'cat ${inputs.a.out}/sub/deep.txt > ${outputs.out}; echo b >> ${outputs.out}'
+    inputs: [a.out]
+    outputs: {out: b.txt}
+artifacts: [b.out]
+"""
+
+
+def test_a_hit_on_a_nested_directory_leaves_its_files_on_the_remote(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    first = Repo(tmp_path / "a")
+    first.write("modelspec.yaml", remote_setting("file", tmp_path, request))
+    first.write("specs/nest.yaml", NESTED, dedent=False)
+    first.write("data/raw.txt", "deep\n")
+    first.commit("nested")
+    first.build_json("specs/nest.yaml")
+    subprocess.run(
+        ["git", "clone", "-q", str(first.path), str(tmp_path / "b")], check=True, env={**GIT_ENV, "PATH": "/usr/bin"}
+    )
+    second = Repo.__new__(Repo)
+    second.path = tmp_path / "b"
+    report = second.build_json("specs/nest.yaml", "--no-push")
+    assert set(states(report).values()) == {"cached"}, report  # the tree's documents came, level by level
+    deep = digest_bytes(b"DEEP\n")
+    assert not local_store(second).has(deep)  # the file inside stayed on the remote
+    assert json.loads(second.cli("verify", "--json").stdout)["ok"]
