@@ -149,7 +149,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--versions", type=int, default=10_000)
     parser.add_argument("--csv-mib", type=int, default=1024)
+    parser.add_argument("--cli", help="a modelspec executable to time (default: python -m modelspec)")
+    parser.add_argument("--only-metrics", action="store_true", help="only `metrics` over the versions")
     args = parser.parse_args()
+    if args.cli:
+        rb.CLI[:] = [args.cli]
     print(f"load average before: {os.getloadavg()}")
     with tempfile.TemporaryDirectory(prefix="quality-bench-") as temp:
         root = Path(temp)
@@ -158,8 +162,9 @@ def main() -> int:
             bench_metrics(root, args.versions)
         finally:
             os.chdir(here)
-        bench_drift(root)
-        bench_profile(root, args.csv_mib)
+        if not args.only_metrics:
+            bench_drift(root)
+            bench_profile(root, args.csv_mib)
     print(f"load average after: {os.getloadavg()}")
     return 0
 

@@ -226,9 +226,14 @@ def median_time(func: Callable[[], Any], runs: int = 5) -> tuple[float, Any]:
     return statistics.median(times), result
 
 
+# How the CLI is run: `--cli EXE` times an installed `modelspec` script instead (with a
+# resident running for it, `modelspec resident start`, the command runs there).
+CLI = [sys.executable, "-m", "modelspec"]
+
+
 def cli_time(workspace: Path, args: list[str], runs: int = 5) -> tuple[float, str]:
     env = {k: v for k, v in os.environ.items() if k != "MODELSPEC_HOME"}
-    command = [sys.executable, "-m", "modelspec", *args]
+    command = [*CLI, *args]
     subprocess.run(command, cwd=workspace, env=env, capture_output=True, check=False)  # warm-up
     times, out = [], ""
     for _ in range(runs):
@@ -302,7 +307,10 @@ def main() -> int:
     parser.add_argument("--api", type=int, default=1000, help="of which registered through the API (default 1000)")
     parser.add_argument("--keep", type=Path, help="build the workspace here and keep it (default: a temp dir)")
     parser.add_argument("--url", help="an empty PostgreSQL (or SQLite) database for the registry (default: SQLite)")
+    parser.add_argument("--cli", help="a modelspec executable to time (default: python -m modelspec)")
     args = parser.parse_args()
+    if args.cli:
+        CLI[:] = [args.cli]
     if not 0 <= args.api <= args.versions or args.versions < 54_322:
         parser.error("need --versions >= 54322 (m@1.0.54321 must exist) and 0 <= --api <= --versions")
 
@@ -417,8 +425,10 @@ def main() -> int:
         for args_, check in (
             (["versions", NAME, "--where", "auc>0.999", "--json"], lambda out: f"{len(json.loads(out)):,} versions"),
             (["show", "m@1.0.500", "--json"], lambda out: json.loads(out)["ref"]),
-            (["alias", "history", NAME, "production", "--at", "2000-01-01", "--json"],
-             lambda out: f"{len(json.loads(out)['history'])} moves"),
+            (
+                ["alias", "history", NAME, "production", "--at", "2000-01-01", "--json"],
+                lambda out: f"{len(json.loads(out)['history'])} moves",
+            ),
         ):
             try:
                 seconds, out = cli_time(root, args_)

@@ -1,10 +1,13 @@
 """Push and pull against a real S3 server on loopback (moto, started here): many small
 objects and a few large ones, through modelspec's RemoteStore, beside the naive way (one
 existence check and one upload after another) and, when they are installed, boto3 (the raw
-client), `aws s3 cp` and `s5cmd` on the same files.
+client), `aws s3 cp` and `s5cmd` on the same files, and DVC 3 with dvc-s3 (benchmarks/dvc_side.py:
+installed on first use in a venv of its own under ~/.cache/modelspec-bench, never a modelspec
+dependency) pushing and pulling the same files to the same server, with the ratios at the end.
 
     python benchmarks/remote_bench.py                       # 10,000 x 4 KiB, 3 x 64 MiB
-    python benchmarks/remote_bench.py --small 1000 --small-kib 64 --large 1 --large-mib 1024
+    python benchmarks/remote_bench.py --small 1000 --small-kib 64 --large 1 --large-mib 1024 --fraud
+    python benchmarks/remote_bench.py --only dvc            # modelspec, boto3 and DVC only
 
 moto is a single Python process: its per-request cost (~2-4 ms here) bounds every client,
 so the figures compare clients against the same server, not against AWS.
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import shutil
 import socket
@@ -27,9 +31,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from dvc_side import DvcBench, default_venv, ensure_dvc
+
 from modelspec.store.blobs import RemoteConfig, open_blobs
 from modelspec.store.objects import LocalStore
 from modelspec.store.remote import RemoteStore, object_name
+from modelspec.store.workspace import STORE_DIR
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1"}
 
@@ -85,6 +92,9 @@ def naive_upload(remote: RemoteStore, local: LocalStore, digests: list[str]) -> 
             remote.blobs.create(object_name(digest), local.path_of(digest).read_bytes())
 
 
+PARTS = ("naive", "clients", "dvc", "fraud")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--small", type=int, default=10_000, help="small objects")
@@ -97,11 +107,21 @@ def main() -> int:
         "--fraud", action="store_true", help="also: the fraud example built in one workspace, then in a fresh clone"
     )
     parser.add_argument(
+        "--only",
+        action="append",
+        choices=PARTS,
+        help="run only this part beside modelspec's own push and pull (repeatable); "
+        "default: naive, clients, dvc, and fraud with --fraud",
+    )
+    parser.add_argument("--dvc-venv", type=Path, default=default_venv(), help="where DVC is installed on first use")
+    parser.add_argument(
         "--latency-ms", type=float, default=0, help="add this much to every request (a proxy in front of moto)"
     )
     args = parser.parse_args()
+    parts = set(args.only or PARTS[:3]) | ({"fraud"} if args.fraud else set())
     os.environ.update(CREDENTIALS)
     rows: list[tuple[str, float, str]] = []
+    figures: dict[str, float] = {}
     with contextlib.ExitStack() as stack:
         folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="modelspec-remote-bench-"))
         endpoint = stack.enter_context(moto_server())
@@ -127,7 +147,7 @@ def main() -> int:
 
         remote = remote_for("modelspec")
         rate = f"{small_bytes / 2**20:.0f} MiB"
-        timed(
+        figures["push small"] = timed(
             f"push {args.small} small (modelspec, -j {args.jobs})",
             lambda: remote.upload(local, small, jobs=args.jobs),
             rows,
@@ -139,59 +159,93 @@ def main() -> int:
             rows,
         )
         timed(f"existence check of {args.small} (listing)", lambda: remote.missing(small, args.jobs), rows)
-        sample = small[: args.naive_sample]
-        naive = remote_for("naive")
-        seconds = timed(
-            f"push {len(sample)} small the naive way (HEAD+PUT, serial)",
-            lambda: naive_upload(naive, local, sample),
-            rows,
-        )
-        rows.append((f"  naive, extrapolated to {args.small}", seconds * args.small / max(1, len(sample)), ""))
-        print(f"{rows[-1][0]:<58} {rows[-1][1]:8.2f} s")
+        if "naive" in parts:
+            sample = small[: args.naive_sample]
+            naive = remote_for("naive")
+            seconds = timed(
+                f"push {len(sample)} small the naive way (HEAD+PUT, serial)",
+                lambda: naive_upload(naive, local, sample),
+                rows,
+            )
+            rows.append((f"  naive, extrapolated to {args.small}", seconds * args.small / max(1, len(sample)), ""))
+            print(f"{rows[-1][0]:<58} {rows[-1][1]:8.2f} s")
         pulled = LocalStore(root / "pulled")
         pulled.tmp.mkdir(parents=True)
-        timed(
+        figures["pull small"] = timed(
             f"pull {args.small} small (verified, -j {args.jobs})",
             lambda: remote.download(pulled, small, jobs=args.jobs),
             rows,
             rate,
         )
         big = f"{large_bytes / 2**20:.0f} MiB"
-        timed(f"push {args.large} large (modelspec)", lambda: remote.upload(local, large, jobs=args.jobs), rows, big)
-        timed(f"pull {args.large} large (verified)", lambda: remote.download(pulled, large, jobs=args.jobs), rows, big)
-        baselines(endpoint, local, small, large, rows, args, root)
-        if args.fraud:
-            fraud(endpoint, root, rows)
+        figures["push large"] = timed(
+            f"push {args.large} large (modelspec)", lambda: remote.upload(local, large, jobs=args.jobs), rows, big
+        )
+        figures["pull large"] = timed(
+            f"pull {args.large} large (verified)", lambda: remote.download(pulled, large, jobs=args.jobs), rows, big
+        )
+        if parts & {"clients", "dvc"}:
+            figures.update(raw_client(endpoint, local, large, rows, args, root))
+        if "clients" in parts:
+            baselines(endpoint, local, small, rows, root)
+        dvc = dvc_side(endpoint, root, args, rows) if "dvc" in parts else None
+        if dvc is not None:
+            for case, digests in (("small", small), ("large", large)):
+                steps = dvc.push_pull(case, [local.path_of(d) for d in digests], lambda w, f: timed(w, f, rows))
+                figures.update({f"dvc {step} {case}": seconds for step, seconds in steps.items()})
+        if "fraud" in parts:
+            fraud_store = fraud(endpoint, root, rows)
+            figures.update(fraud_objects(endpoint, fraud_store, root, args, rows, dvc))
     print("\nsummary (seconds):")
     for what, seconds, note in rows:
         print(f"  {what:<58} {seconds:8.2f}  {note}")
+    side_by_side(figures, args)
     return 0
 
 
-def baselines(
+def raw_client(
     endpoint: str,
     local: LocalStore,
-    small: list[str],
     large: list[str],
     rows: list[tuple[str, float, str]],
     args: argparse.Namespace,
     root: Path,
-) -> None:
-    """The same files through other clients, where they are installed."""
+) -> dict[str, float]:
+    """The large objects through boto3's own transfer manager: the raw client's figures."""
     try:
         import boto3
+        from boto3.s3.transfer import TransferConfig
     except ImportError:
         print("boto3 not installed: no raw-client baseline")
-        boto3 = None
-    if boto3 is not None:
-        client = boto3.client("s3", endpoint_url=endpoint)
-        bucket(endpoint, "boto3")
+        return {}
+    client = boto3.client("s3", endpoint_url=endpoint)
+    bucket(endpoint, "boto3")
+    names = {digest: f"large/{digest[7:]}" for digest in large}
+    into = root / "boto3-pulled"
+    into.mkdir()
 
-        def upload_large() -> None:
-            for digest in large:
-                client.upload_file(str(local.path_of(digest)), "boto3", f"large/{digest[7:]}")
+    def upload_large() -> None:
+        for digest in large:
+            client.upload_file(str(local.path_of(digest)), "boto3", names[digest])
 
-        timed(f"push {args.large} large (boto3 upload_file, the raw client)", upload_large, rows)
+    # One GET an object: boto3's default (8 MiB ranged GETs in parallel) took 148 s for 1 GiB
+    # against moto here, one GET 2 s: that measured moto's handling of ranges, not the client.
+    whole = TransferConfig(multipart_threshold=1 << 62)
+
+    def download_large() -> None:
+        for digest in large:
+            client.download_file("boto3", names[digest], str(into / digest[7:]), Config=whole)
+
+    return {
+        "boto3 push large": timed(f"push {args.large} large (boto3 upload_file, the raw client)", upload_large, rows),
+        "boto3 pull large": timed(f"pull {args.large} large (boto3 download_file, one GET)", download_large, rows),
+    }
+
+
+def baselines(
+    endpoint: str, local: LocalStore, small: list[str], rows: list[tuple[str, float, str]], root: Path
+) -> None:
+    """The small objects through the command-line clients, where they are installed."""
     files = root / "files"
     files.mkdir()
     for digest in small:
@@ -207,13 +261,88 @@ def baselines(
             print(f"{tool} not installed: no baseline from it")
             continue
         bucket(endpoint, "cli" if tool == "aws" else "cli5")
-        timed(f"push {len(small)} small ({tool})", lambda command=command: subprocess.run(command, check=True), rows)
+        timed(f"push {len(small)} small ({tool})", functools.partial(subprocess.run, command, check=True), rows)
 
 
-def fraud(endpoint: str, root: Path, rows: list[tuple[str, float, str]]) -> None:
+def dvc_side(
+    endpoint: str, root: Path, args: argparse.Namespace, rows: list[tuple[str, float, str]]
+) -> DvcBench | None:
+    """DVC (installed on first use in its own venv) on a remote of its own on the same server."""
+    dvc = ensure_dvc(args.dvc_venv)
+    if dvc is None:
+        return None
+    bench = DvcBench(dvc, endpoint, bucket(endpoint, "dvc"), root, args.jobs)
+    # Each dvc command pays DVC's start-up: its "push again" figure shows that fixed cost.
+    print(f"DVC {bench.version()} at {dvc}")
+    return bench
+
+
+def fraud_objects(
+    endpoint: str,
+    store: LocalStore,
+    root: Path,
+    args: argparse.Namespace,
+    rows: list[tuple[str, float, str]],
+    dvc: DvcBench | None,
+) -> dict[str, float]:
+    """Every object fraud's build left in workspace A's store, pushed to a fresh remote and
+    pulled into a fresh store by modelspec, and the same files by DVC."""
+    digests = list(store.iter())
+    size = sum(store.path_of(d).stat().st_size for d in digests)
+    note = f"{len(digests)} objects, {size / 2**20:.1f} MiB"
+    config = RemoteConfig(f"s3://{bucket(endpoint, 'fraud-objects')}/bench", endpoint=endpoint)
+    remote = RemoteStore(open_blobs(config))
+    pulled = LocalStore(root / "fraud-pulled")
+    figures = {
+        "push fraud": timed(
+            "push fraud's objects (modelspec)", lambda: remote.upload(store, digests, jobs=args.jobs), rows, note
+        ),
+        "pull fraud": timed(
+            "pull fraud's objects (modelspec, verified)",
+            lambda: remote.download(pulled, digests, jobs=args.jobs),
+            rows,
+            note,
+        ),
+    }
+    if dvc is not None:
+        steps = dvc.push_pull("fraud", [store.path_of(d) for d in digests], lambda w, f: timed(w, f, rows))
+        figures.update({f"dvc {step} fraud": seconds for step, seconds in steps.items()})
+    return figures
+
+
+def side_by_side(figures: dict[str, float], args: argparse.Namespace) -> None:
+    """modelspec beside DVC (DVC's time over modelspec's: above 1, modelspec is faster) and,
+    for the large objects, beside the raw client (modelspec's time over boto3's)."""
+    cases = {
+        "small": f"{args.small} x {args.small_kib} KiB",
+        "large": f"{args.large} x {args.large_mib} MiB",
+        "fraud": "fraud's objects",
+    }
+    lines = []
+    for case, shape in cases.items():
+        for step in ("push", "pull"):
+            ours = figures.get(f"{step} {case}")
+            if ours is None:
+                continue
+            line = f"  {step} {shape:<22} modelspec {ours:8.2f}"
+            theirs = figures.get(f"dvc {step} {case}")
+            if theirs is not None:
+                line += f"   DVC {theirs:8.2f}  DVC/modelspec {theirs / max(ours, 1e-9):6.2f}x"
+            raw = figures.get(f"boto3 {step} {case}")
+            if raw is not None:
+                line += f"   boto3 {raw:8.2f}  modelspec/boto3 {ours / max(raw, 1e-9):5.2f}x"
+            lines.append(line)
+    if any("DVC" in line or "boto3" in line for line in lines):
+        print(
+            "\nside by side (seconds; goals: DVC/modelspec >= 5x on the small, modelspec/boto3 <= 1.5x on the large):"
+        )
+        print("\n".join(lines))
+
+
+def fraud(endpoint: str, root: Path, rows: list[tuple[str, float, str]]) -> LocalStore:
     """specs/fraud.yaml built in workspace A (which uploads as it goes), then in a fresh clone B
     whose remote traffic goes through a counting proxy: B's wall time and bytes downloaded,
-    beside the bytes of the version's artifacts."""
+    beside the bytes of the version's artifacts. Returns A's store."""
     import json
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -264,6 +393,7 @@ def fraud(endpoint: str, root: Path, rows: list[tuple[str, float, str]]) -> None
     note = f"{ran} stages ran; downloaded {faults.bytes_out / 1024:.0f} KiB; artifacts {artifacts / 1024:.0f} KiB"
     rows.append(("  fraud in B", 0.0, note))
     print(f"  {note}")
+    return LocalStore(first / STORE_DIR)
 
 
 if __name__ == "__main__":

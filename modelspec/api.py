@@ -68,6 +68,9 @@ if TYPE_CHECKING:
     from .registry.queries import Page
     from .registry.versions import MARKS
     from .reproduce import DIFFERENT, WITHIN, ReproductionReport
+    from .resident import control as resident_control
+    from .resident import socket_path as resident_socket
+    from .resident import start as resident_start
     from .retention.gc import GcReport
     from .retention.jobs import daemon as gc_daemon
     from .retention.jobs import du, gc, remote_gc
@@ -84,6 +87,7 @@ if TYPE_CHECKING:
     from .transfer import TransferReport, fetch, pull, push, verify_remote
     from .transfer import forget as remote_forget
     from .transfer import status as remote_status
+    from .units import parse_duration
 
 # Names handed on from modules that only some commands need: importing them here would
 # load SQLAlchemy (the registry) or croniter into every command, a no-op build included.
@@ -140,6 +144,11 @@ _LAZY = {
     "remote_status": ("transfer", "status"),
     "remote_forget": ("transfer", "forget"),
     "verify_remote": ("transfer", "verify_remote"),
+    # A resident modelspec (launch.py serves, resident.py asks): `modelspec resident`.
+    "resident_start": ("resident", "start"),
+    "resident_control": ("resident", "control"),
+    "resident_socket": ("resident", "socket_path"),
+    "parse_duration": ("units", "parse_duration"),
     # Provenance and keys: `cryptography` is imported only when a key is used.
     "ProvenanceReport": ("provenance", "ProvenanceReport"),
     "verify_provenance": ("provenance", "verify_version"),
@@ -207,6 +216,7 @@ __all__ = [
     "open_catalog",
     "open_registry",
     "open_workspace",
+    "parse_duration",
     "plan",
     "pull",
     "push",
@@ -215,6 +225,9 @@ __all__ = [
     "remote_status",
     "remove_environment",
     "reproduce",
+    "resident_control",
+    "resident_socket",
+    "resident_start",
     "systemd_units",
     "timer_kind",
     "trust_key",
@@ -380,6 +393,7 @@ def reproduce(
     offline: bool = False,
     jobs: int = os.cpu_count() or 1,
     reporter: Reporter = ignore,
+    executor: str | None = None,
 ) -> ReproductionReport:
     """Rebuild version REF (exact: `catalog.resolve(ref).version.ref`) from its recorded lock
     and inputs, `jobs` stages at once, and compare bit for bit; the comparison is recorded
@@ -396,4 +410,5 @@ def reproduce(
         actor=catalog.actor,
         jobs=jobs,
         reporter=reporter,
+        executor_url=executor,
     )

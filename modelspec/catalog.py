@@ -20,6 +20,7 @@ from .resolve import gitcode
 from .spec.model import Lock, split_output_ref
 from .spec.refs import parse_ref, parse_where
 from .store.files import remove_path, write_atomic
+from .store.footprint import footprint
 from .store.objects import Entry, LocalStore
 from .store.workspace import Workspace
 
@@ -206,12 +207,12 @@ class Catalog:
     def show(self, ref: str) -> dict[str, Any]:
         resolution = self.resolve(ref)
         info = self._info(resolution.version)
+        info["stored"] = {name: footprint(self.store, Entry.from_dict(a)) for name, a in info["artifacts"].items()}
         if resolution.targets:
             info["traffic"] = {
                 "alias": resolution.alias,
                 "targets": [
-                    {"ref": v.ref, "weight": w, "primary": v.id == resolution.version.id}
-                    for v, w in resolution.targets
+                    {"ref": v.ref, "weight": w, "primary": v.id == resolution.version.id} for v, w in resolution.targets
                 ],
             }
         return info
@@ -457,6 +458,8 @@ class Catalog:
             total = sum(w for _, w in targets)
             for version, _weight in targets:
                 self._check_servable(version, alias_name)
+                for artifact in self.registry.artifacts_of(version).values():
+                    self.store.warm(Entry.from_dict(artifact))  # cooled before it was promoted: paths must exist
             document["aliases"][alias_name] = [
                 {
                     "version": v.version,

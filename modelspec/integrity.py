@@ -14,6 +14,7 @@ from .env.manifest import verify_environments
 from .events import Event, Reporter, ignore
 from .registry.head import HEAD_FILE
 from .registry.sqlite import has_versions_table
+from .store.held import held_on_remote
 from .store.traces import ActionCache
 from .store.workspace import Workspace
 
@@ -30,6 +31,7 @@ class VerifyReport:
     removed: list[str] = field(default_factory=list)  # objects retention removed on purpose (not problems)
     environments: dict[str, list[str]] = field(default_factory=dict)  # changed environment → its changes
     registry: list[str] = field(default_factory=list)  # rows the store's objects contradict (verify --all)
+    on_remote: list[str] = field(default_factory=list)  # left on the remote by a remote hit (not problems)
 
     @property
     def ok(self) -> bool:
@@ -52,15 +54,20 @@ def verify(workspace: Workspace, ref: str | None = None, reporter: Reporter = ig
         bad_entries, environments, registry_problems = [], {}, []
     report = VerifyReport(0, [], 0, what=what, bad_entries=bad_entries, retired=retired, environments=environments)
     report.registry = registry_problems
+    held = held_on_remote(workspace.settings, workspace.home)
     for digest in digests:
-        path = store.path_of(digest)
-        if not path.exists():
+        info = store.stat(digest)  # a whole copy, or a cold object's chunks
+        if info is None:
             # Bytes retention removed on purpose are not corruption; a retired version's
-            # metadata (its lock) is kept for ever, so that one missing is.
-            (report.removed if digest not in permanent else report.missing).append(digest)
+            # metadata (its lock) is kept for ever, so that one missing is. An object a
+            # remote hit left there is fetched when needed (`verify --remote` checks it).
+            if held is not None and digest in held:
+                report.on_remote.append(digest)
+            else:
+                (report.removed if digest not in permanent else report.missing).append(digest)
             continue
         report.checked += 1
-        report.bytes += path.stat().st_size
+        report.bytes += info.size
         if not store.verify(digest):
             report.corrupt.append(digest)
             label = what.get(digest, "object")

@@ -104,10 +104,13 @@ def reproduce(
     reporter: Reporter = ignore,
     cancel: threading.Event | None = None,
     executor: Executor | None = None,
+    executor_url: str | None = None,
 ) -> ReproductionReport:
     """Run every stage of `ref` again from what it recorded, as a build would (the same
     scheduler and tasks, `jobs` at once or on the caller's `executor`, the first failure
-    stopping the rest), but forced: the action cache is neither read nor written."""
+    stopping the rest), but forced: the action cache is neither read nor written. With
+    `executor_url` (dask://HOST:PORT, else the workspace file's `executor:`) the stages run on
+    a cluster's workers, which create the environment themselves."""
     started = time.monotonic()
     store = workspace.store
     store.clean_temp()
@@ -124,13 +127,21 @@ def reproduce(
     sandboxes = {lock.name: _sandbox_for(version)}
     env_file = _environment_file(workspace, version, lock)
     environments = EnvironmentPool(workspace, offline, reporter)
+    cancel = cancel or threading.Event()
+    from .build.cluster import CLUSTER_JOBS, open_cluster
+
+    cluster = open_cluster(executor_url, workspace, reporter, cancel, record=False)
     with Lease(workspace.home) as lease:  # what it uses, so that a concurrent gc keeps it
         sources = _stored_sources(workspace, version, graph, order, env_file, lease)
-        tasks = Tasks(
-            graph, sources, sandboxes, environments, ForcingRebuilder(), lease, reporter, cancel or threading.Event()
-        )
-        _prepare_environment(tasks, version, order, offline)
-        outcomes = run_tasks(tasks, order, jobs=jobs, keep_going=False, executor=executor)
+        tasks = Tasks(graph, sources, sandboxes, environments, ForcingRebuilder(), lease, reporter, cancel, cluster)
+        if cluster is None:
+            _prepare_environment(tasks, version, order, offline)
+        jobs = jobs or (CLUSTER_JOBS if cluster else os.cpu_count() or 1)
+        try:
+            outcomes = run_tasks(tasks, order, jobs=jobs, keep_going=False, executor=executor)
+        finally:
+            if cluster is not None:
+                cluster.close()
         reproduced: dict[str, dict[str, Entry]] = {}
         metrics: dict[str, float] = {}
         for node_id in order:

@@ -47,6 +47,11 @@ SETTINGS = (
     Setting("remote.url", "s3://team-models/modelspec", "or file:///shared/dir; AWS_* variables give credentials"),
     Setting("remote.endpoint", "https://s3.example.com", "example; an S3-compatible service other than AWS"),
     Setting("remote.region", "us-east-1", "example; default: AWS_REGION, else us-east-1"),
+    Setting(
+        "executor",
+        "dask://scheduler.internal:8786",
+        "example: stages run on a Dask cluster (pip install 'modelspec[dask]'; needs a remote); default: local",
+    ),
     Setting("retention", None, "defaults for every spec; a spec's own rules win, rule by rule"),
     Setting("retention.keep_last", 10, "example; no default (nothing is retired without a rule)"),
     Setting("retention.keep_best", {"metric": "auc", "count": 2, "direction": "max"}, "example; no default"),

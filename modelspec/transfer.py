@@ -193,11 +193,13 @@ def fetch(
     for version in versions:
         for _what, entry in version_entries(version):
             wanted |= _objects_below(entry, store, remote)
-    absent = remote.store.missing(wanted, jobs) if wanted else set()
+    lacking = {d for d in wanted if not store.has(d)}  # what is here need not be there
+    absent = remote.store.missing(lacking, jobs) if lacking else set()
     if absent:
         sample = sorted(absent)[0]
         raise UsageError(
-            f"the remote {remote.url} lacks {len(absent)} of the objects these versions need (e.g. {sample})",
+            f"the remote {remote.url} lacks {len(absent)} of the objects these versions need and this workspace "
+            f"does not have (e.g. {sample})",
             hint="push them from a workspace that has them (`modelspec push REF`)",
         )
     progress = remote.store.download(store, wanted, jobs=jobs, report=_progress(reporter, "download"))

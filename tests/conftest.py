@@ -220,3 +220,30 @@ def s3_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
     s3_environment(monkeypatch)
     return new_bucket(s3_endpoint)
+
+
+@pytest.fixture(scope="session")
+def dask_url() -> Iterator[str]:
+    """A Dask cluster on loopback (a scheduler, two single-thread workers with folders of their
+    own): `.ci/run`'s (MODELSPEC_TEST_DASK), or one this session starts and stops."""
+    import daskcluster
+
+    given = os.environ.get(daskcluster.ENV)
+    if given:
+        yield given
+        return
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        missing("Dask", "pip install -e '.[test]'")
+    folder = Path(tempfile.mkdtemp(prefix="modelspec-dask-"))
+    try:
+        url = daskcluster.start(folder)
+    except (RuntimeError, OSError) as exc:
+        daskcluster.stop(folder)
+        missing("a Dask cluster", f"{exc} (or set {daskcluster.ENV})")
+    try:
+        yield url
+    finally:
+        daskcluster.stop(folder)
+        shutil.rmtree(folder, ignore_errors=True)

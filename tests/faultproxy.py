@@ -98,7 +98,9 @@ def _handler(upstream: str, faults: Faults) -> type[BaseHTTPRequestHandler]:
             for key, value in response.getheaders():
                 if key.lower() not in HOP_BY_HOP:
                     self.send_header(key, value)
-            self.send_header("Content-Length", str(len(data)))
+            # A HEAD has no body: its length is the object's, as upstream said (s3fs sizes reads by it).
+            length = response.getheader("Content-Length", "0") if self.command == "HEAD" else str(len(data))
+            self.send_header("Content-Length", length)
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(data)

@@ -59,6 +59,28 @@ def _hash_stream(f: object) -> FileDigests:
     return FileDigests(sha.hexdigest(), b3.hexdigest(), total)
 
 
+class HashingSink:
+    """A writable file that hashes what is written to it (sha256 and blake3) and keeps none
+    of it: an artifact left on the remote, hashed as it streams past (`build --no-download`)."""
+
+    def __init__(self) -> None:
+        self._sha = hashlib.sha256()
+        self._b3 = blake3.blake3()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self._sha.update(data)
+        self._b3.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def digests(self) -> FileDigests:
+        return FileDigests(self._sha.hexdigest(), self._b3.hexdigest(), self.size)
+
+
 def hash_path_files(root: Path) -> dict[str, FileDigests]:
     """Every file below `root` (or `root` itself when it is a file), by relative path."""
     if root.is_file():

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..events import Reporter, ignore
 from ..store.leases import Lease, remove_stale_leases
+from ..store.objects import Entry
 from ..store.reserve import keep as keep_reserve
 from ..store.traces import ActionCache
 from ..store.workspace import Workspace
@@ -26,6 +27,7 @@ from .gating import judge_gates, known_verdict
 from .graph import BuildGraph, DataInput
 from .loading import load_graph, open_registry, reach_registry, write_locks
 from .plan import Isolation, content_ids
+from .provenance import RemoteRead
 from .rebuilder import CachingRebuilder, ForcingRebuilder, NodeOutcome, NodeState, Rebuilder
 from .registration import (
     build_record,
@@ -34,7 +36,7 @@ from .registration import (
     save_build_record,
     unchanged_registration,
 )
-from .remote import with_remote
+from .remote import build_remote, with_remote
 from .tasks import EnvironmentPool, Tasks, WorkspaceSources, choose_sandboxes, run_tasks
 
 if TYPE_CHECKING:
@@ -53,6 +55,10 @@ class BuildOptions:
     offline: bool = False
     remote: bool = True  # ask the workspace's remote cache after a local miss (--no-remote)
     push: bool = True  # upload what ran to the remote as the build goes (--no-push)
+    download: bool = True  # fetch the versions' artifacts held on the remote (--no-download)
+    # Where stages that must run go: dask://HOST:PORT, or local; None: the workspace file's
+    # `executor:`, else local (--executor).
+    executor: str | None = None
 
 
 @dataclass
@@ -105,24 +111,38 @@ def build(
     cache.read_index(graph.cache_index)
     environments = EnvironmentPool(workspace, options.offline, reporter)
     sources = WorkspaceSources(workspace, graph, ctx.statcache)
+    from .cluster import CLUSTER_JOBS, open_cluster
+
+    cluster = open_cluster(options.executor, workspace, reporter, cancel)  # connected when a stage must run
     # What this build uses is leased, so that a concurrent gc keeps it; its objects reach the
     # disk before registration names them, not one fsync at a time.
     with Lease(workspace.home) as lease, store.deferring_sync():
+        # A cluster's workers upload what they ran themselves.
+        push = options.push and cluster is None
+        remote = build_remote(workspace, fetch=options.remote and not options.force, push=push)
         rebuilder: Rebuilder = (
             ForcingRebuilder(cache, workspace.locks_dir)
             if options.force
-            else CachingRebuilder(cache, store, workspace.locks_dir, lease)
+            else CachingRebuilder(cache, store, workspace.locks_dir, lease, remote.held if remote else ())
         )
-        rebuilder = with_remote(
-            rebuilder, workspace, lease, reporter, fetch=options.remote and not options.force, push=options.push
-        )
-        tasks = Tasks(graph, sources, sandboxes, environments, rebuilder, lease, reporter, cancel)
+        rebuilder = with_remote(rebuilder, remote, store, lease, reporter)
+        tasks = Tasks(graph, sources, sandboxes, environments, rebuilder, lease, reporter, cancel, cluster)
         order = graph.order()
-        results = run_tasks(tasks, order, jobs=options.jobs, keep_going=options.keep_going, executor=executor)
+        jobs = options.jobs or (CLUSTER_JOBS if cluster is not None else os.cpu_count() or 1)
+        try:
+            results = run_tasks(tasks, order, jobs=jobs, keep_going=options.keep_going, executor=executor)
+        finally:
+            if cluster is not None:
+                cluster.close()
         cache.write_index(graph.cache_index)
         report = BuildReport([results[n] for n in order])
         with lease.holding():
-            _register(workspace, graph, results, tasks.keys, isolation, report, sources, started_at)
+            fetch = rebuilder.present if options.download else None
+            # Left on the remote, a new version's artifacts are hashed for its provenance as they stream past.
+            read_remote = remote.remote.store.download_to if remote and not options.download else None
+            _register(
+                workspace, graph, results, tasks.keys, isolation, report, sources, fetch, started_at, read_remote
+            )
     ctx.statcache.save()
     report.seconds = time.monotonic() - started
     return report
@@ -136,9 +156,12 @@ def _register(
     isolation: Isolation,
     report: BuildReport,
     sources: WorkspaceSources,
+    fetch: Callable[[Iterable[Entry]], None] | None,
     started_at: float,
+    read_remote: RemoteRead | None,
 ) -> None:
-    """Record and register every spec whose stages all succeeded, upstream specs first."""
+    """Record and register every spec whose stages all succeeded, upstream specs first,
+    its artifacts fetched first (`fetch`) if they are held on the remote only."""
     ids = content_ids(graph, isolation)
     order = graph.order()
     first_node: dict[str, int] = {}
@@ -154,6 +177,8 @@ def _register(
             record = build_record(
                 workspace, graph, name, {n: results[n] for n in nodes}, {n: keys[n][1] for n in nodes}, ids[name]
             )
+            if fetch is not None:
+                fetch(Entry.from_dict(artifact) for artifact in record["artifacts"].values())
             known = unchanged_registration(workspace, record)
             if known is not None:
                 _keep_reproducible(sources, graph, name)
@@ -162,7 +187,7 @@ def _register(
                 continue
             registry = registry or open_registry(workspace)
             version, created, revived = register(
-                workspace, graph, name, record, ids, results, registry, sources, started_at
+                workspace, graph, name, record, ids, results, registry, sources, started_at, read_remote
             )
             if revived is not None:
                 report.revived[name] = revived

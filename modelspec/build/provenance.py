@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
 from ..attest import dsse
-from ..attest.hashing import hash_file
+from ..attest.hashing import HashingSink, hash_file
 from ..attest.keys import signing_key
 from ..attest.statement import BuildFacts, Subject, data_dependency, statement
 from ..digest import PREFIX, canonical_json
@@ -22,6 +22,8 @@ from ..spec.lockdata import PathData, RegisteredData
 from ..spec.model import Lock, split_output_ref
 from ..store.objects import LocalStore
 from ..store.workspace import Workspace
+
+RemoteRead = Callable[[str, Any], int]  # (digest, writable) → size: a remote's object streamed, verified
 
 
 def export_path(lock: Lock, ref: str) -> str:
@@ -46,11 +48,22 @@ def _walk(store: LocalStore, kind: str, digest: str, name: str, found: list[tupl
         found.append((name, digest))
 
 
-def subjects(store: LocalStore, artifacts: Mapping[str, Mapping[str, Any]], lock: Lock) -> list[Subject]:
-    """Every artifact file, hashed from the store."""
+def subjects(
+    store: LocalStore, artifacts: Mapping[str, Mapping[str, Any]], lock: Lock, read_remote: RemoteRead | None = None
+) -> list[Subject]:
+    """Every artifact file, hashed from the store (or as `read_remote` streams one the
+    store lacks: left on the remote by `build --no-download`)."""
     found = []
     for name, digest in artifact_files(store, artifacts, lock):
-        digests = hash_file(store.path_of(digest))
+        if store.is_whole(digest):
+            digests = hash_file(store.path_of(digest))
+        else:  # cold (chunks only: reassembled as it is hashed), or left on the remote
+            sink = HashingSink()
+            if store.has(digest) or read_remote is None:
+                store.chunks.write_to(digest, sink)  # checked against its digest; missing: an error
+            else:
+                read_remote(digest, sink)
+            digests = sink.digests()
         if PREFIX + digests.blake3 != digest:  # the same read checks the store: a corrupt object is never attested
             store.quarantine(digest)
             raise CorruptObjectError(f"{name}: stored object {digest} is corrupt", hint="run `modelspec verify`")
@@ -84,6 +97,7 @@ def make_provenance(
     record: Mapping[str, Any],
     facts: dict[str, Any],
     upstream: list[dict[str, Any]],
+    read_remote: RemoteRead | None = None,
 ) -> dict[str, Any]:
     """Hash, describe, sign and store; what the version's record keeps about it."""
     store = workspace.store
@@ -97,7 +111,7 @@ def make_provenance(
         tool_version=__version__,
         finished=time.time(),
     )
-    payload = canonical_json(statement(built, subjects(store, record["artifacts"], lock)))
+    payload = canonical_json(statement(built, subjects(store, record["artifacts"], lock, read_remote)))
     envelope = dsse.sign(dsse.IN_TOTO, payload, signing_key(workspace.home))
     return {
         "envelope": store.put_bytes(envelope.to_json()),

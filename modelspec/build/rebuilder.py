@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -18,6 +18,7 @@ from typing import Protocol
 from ..digest import hex_of
 from ..env.environment import file_lock
 from ..store.leases import Lease
+from ..store.objects import Entry
 from ..store.protocol import ObjectStore
 from ..store.traces import ActionCache, ActionResult
 from .runner import StageFailure
@@ -39,6 +40,7 @@ class NodeOutcome:
     result: ActionResult | None = None
     failure: StageFailure | None = None
     reason: str = ""
+    worker: str = ""  # the cluster worker that ran it ('' when it ran here or was not run)
 
 
 Run = Callable[[], ActionResult | StageFailure]
@@ -51,19 +53,32 @@ class Rebuilder(Protocol):
 
     def build(self, node: str, key: str, run: Run) -> NodeOutcome: ...
 
+    def present(self, entries: Iterable[Entry]) -> None:
+        """Every object of the entries in the local store: a result this rebuilder answered
+        with may name objects held on a remote only, fetched here when a stage reads them."""
+        ...
+
 
 class CachingRebuilder:
-    def __init__(self, cache: ActionCache, store: ObjectStore, locks_dir: Path, lease: Lease | None = None) -> None:
+    def __init__(
+        self,
+        cache: ActionCache,
+        store: ObjectStore,
+        locks_dir: Path,
+        lease: Lease | None = None,
+        elsewhere: Container[str] = (),
+    ) -> None:
         self.cache = cache
         self.store = store
         self.locks_dir = locks_dir
         self.lease = lease
+        self.elsewhere = elsewhere  # objects held on the remote, fetched by `present` (build/remote.py)
 
     def lookup(self, key: str) -> ActionResult | None:
-        """A cached result whose outputs are all still in the store (and now leased)."""
+        """A cached result whose outputs are all still in the store or `elsewhere` (and now leased)."""
         with self.lease.holding() if self.lease else contextlib.nullcontext():
             result = self.cache.get(key)
-            if result is None or not all(complete(self.store, e) for e in result.outputs.values()):
+            if result is None or not all(complete(self.store, e, self.elsewhere) for e in result.outputs.values()):
                 return None
             if self.lease:
                 self.lease.add(result.outputs.values())
@@ -77,6 +92,9 @@ class CachingRebuilder:
             if hit is not None:
                 return NodeOutcome(node, NodeState.CACHED, key, hit)
             return run_once(node, key, run, self.cache)
+
+    def present(self, entries: Iterable[Entry]) -> None:
+        pass  # what it answers with is in the store (a remote's rebuilder wraps it otherwise)
 
 
 class ForcingRebuilder:
@@ -96,6 +114,9 @@ class ForcingRebuilder:
             return run_once(node, key, run, None)
         with file_lock(self.locks_dir / f"{hex_of(key)}.lock"):
             return run_once(node, key, run, self.cache)
+
+    def present(self, entries: Iterable[Entry]) -> None:
+        pass  # it answers with what ran here
 
 
 def run_once(node: str, key: str, run: Run, cache: ActionCache | None) -> NodeOutcome:

@@ -23,7 +23,7 @@ from ..store.workspace import Workspace
 from .graph import BuildGraph, DataInput
 from .plan import LastBuild
 from .profiles import data_profiles
-from .provenance import make_provenance
+from .provenance import RemoteRead, make_provenance
 from .rebuilder import NodeOutcome
 from .tasks import WorkspaceSources
 
@@ -125,6 +125,7 @@ def register(
     registry: Registry,
     sources: WorkspaceSources,
     started: float | None = None,
+    read_remote: RemoteRead | None = None,
 ) -> tuple[ModelVersion, bool, Revival | None]:
     """Register the build of `name`, after putting every reproduction input in the store,
     with its provenance (unless the registry already has this content)."""
@@ -206,7 +207,7 @@ def register(
             "environment": dict(lock.environment) if lock.environment else None,
             "started": started or time.time(),
         }
-        provenance = make_provenance(workspace, lock, record, facts, upstream_dependencies)
+        provenance = make_provenance(workspace, lock, record, facts, upstream_dependencies, read_remote)
     draft = VersionDraft(
         name=name,
         spec_version=lock.version,

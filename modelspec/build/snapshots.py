@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from pathlib import Path
 
 from ..digest import hex_of
@@ -20,14 +20,16 @@ from ..store.workspace import Workspace
 from .graph import DataInput, ResolvedSpec
 
 
-def complete(store: ObjectStore, entry: Entry) -> bool:
-    """Is every object of the entry (a file, or a tree and all it holds) in the store?"""
+def complete(store: ObjectStore, entry: Entry, elsewhere: Container[str] = ()) -> bool:
+    """Is every object of the entry (a file, or a tree and all it holds) in the store, or
+    `elsewhere` (held on the remote, to be fetched when needed: a tree's document is always
+    here, so that what it holds can be listed)?"""
     if not store.has(entry.digest):
-        return False
+        return entry.type == "file" and entry.digest in elsewhere
     if entry.type == "file":
         return True
     try:
-        return all(store.has(d) for d in store.tree_objects(entry))
+        return all(store.has(d) or d in elsewhere for d in store.tree_objects(entry))
     except StoreError:
         return False
 

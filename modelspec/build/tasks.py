@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import errno
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..env.environment import Environment, ensure_environment
 from ..errors import SandboxUnavailableError, StoreError
@@ -36,6 +37,10 @@ from .rebuilder import NodeOutcome, NodeState, Rebuilder
 from .runner import RunContext, StageFailure, StageJob, run_node
 from .scheduler import schedule
 from .snapshots import code_snapshot, data_snapshot
+from .stagetask import StageTask, dask_resources
+
+if TYPE_CHECKING:
+    from .cluster import Cluster
 
 UpstreamDigest = Callable[[UpstreamInput], str]
 
@@ -164,8 +169,10 @@ class Tasks:
         lease: Lease,
         reporter: Reporter,
         cancel: threading.Event,
+        cluster: Cluster | None = None,  # where stages that must run go, if not to this machine
     ) -> None:
         self.graph = graph
+        self.cluster = cluster
         self.sources = sources
         self.sandboxes = sandboxes
         self.environments = environments
@@ -214,9 +221,12 @@ class Tasks:
         key = self._key(node, parents)
 
         def run() -> ActionResult | StageFailure:
-            self.reporter(Event("stage-start", node_id, {"key": key}))
-            job = self.job(node, upstream_output)
-            result = run_node(job, key, RunContext(self.store, sandbox, self.cancel, self.remover.remove))
+            if self.cluster is not None:  # the worker says when it starts (and which one it is)
+                result = self.remote_run(node, upstream_output, key, sandbox, self.cluster)
+            else:
+                self.reporter(Event("stage-start", node_id, {"key": key}))
+                job = self.job(node, upstream_output)
+                result = run_node(job, key, RunContext(self.store, sandbox, self.cancel, self.remover.remove))
             if isinstance(result, ActionResult):
                 self.lease.add([*result.outputs.values(), Entry("file", result.log, 0)])
             return result
@@ -227,8 +237,69 @@ class Tasks:
             reason = exc.message if isinstance(exc, StoreError) else _os_reason(exc, self.workspace)
             self.reporter(Event("stage-failed", node_id, {"reason": reason, "log_tail": "", "log": ""}))
             return NodeOutcome(node_id, NodeState.FAILED, key, reason=reason)
+        if self.cluster is not None and outcome.state in (NodeState.RAN, NodeState.FAILED):
+            outcome = self.cluster.placed(outcome)
         _report(outcome, self.reporter)
         return outcome
+
+    def remote_run(
+        self,
+        node: Node,
+        upstream_output: Callable[[UpstreamInput], Entry],
+        key: str,
+        sandbox: Sandbox,
+        cluster: Cluster,
+    ) -> ActionResult | StageFailure:
+        pinned = node.lock.environment
+        if pinned is not None and pinned["kind"] != "uv":
+            now = time.time()
+            reason = f"a {pinned['kind']} environment cannot run on a cluster yet (uv environments can)"
+            return StageFailure(node.id, reason, None, "", now, now)
+        return cluster.run(self.stage_task(node, upstream_output, key, sandbox, cluster), self.sources.log(node))
+
+    def stage_task(
+        self,
+        node: Node,
+        upstream_output: Callable[[UpstreamInput], Entry],
+        key: str,
+        sandbox: Sandbox,
+        cluster: Cluster,
+    ) -> StageTask:
+        """What a worker needs to run the node: digests (in the store, leased), never bytes."""
+        pinned = node.lock.environment
+
+        def entry(source: DataInput | UpstreamInput) -> Entry:
+            if isinstance(source, DataInput):
+                return self.sources.data(node, source)
+            return upstream_output(source)
+
+        with self.lease.holding():
+            code = self.sources.code(node)
+            inputs = {i: (s.basename, entry(s)) for i, s in node.inputs.items()}
+            env_file = []
+            if pinned is not None:  # the worker creates the environment from the stored lock file
+                digest = str(pinned["file_digest"])
+                env_file = [self.store.put_file(self.sources.environment_file(node), digest=digest)]
+            self.lease.add([code, *(e for _name, e in inputs.values()), *(Entry("file", d, 0) for d in env_file)])
+        objects = [*self.store.tree_objects(code)]
+        for _name, input_entry in inputs.values():
+            objects.extend(self.store.tree_objects(input_entry))
+        return StageTask(
+            key=key,
+            node=node.id,
+            stage=node.stage_lock,
+            code=code,
+            inputs=inputs,
+            objects=tuple(dict.fromkeys([*objects, *env_file])),
+            environment=pinned,
+            source_date_epoch=int(node.lock.code.get("time", 0)),
+            limits=effective_limits(node.stage_lock.limits, self.workspace.settings.get("limits")),
+            isolation=sandbox.isolation,
+            remote=cluster.config,
+            cancel=cluster.cancel_name,
+            record=cluster.record,
+            resources=dask_resources(node.stage_lock.resources),
+        )
 
     def job(self, node: Node, upstream_output: Callable[[UpstreamInput], Entry]) -> StageJob:
         """Everything the node's run needs, in the store and leased."""
@@ -243,6 +314,7 @@ class Tasks:
             code = self.sources.code(node)
             inputs = {i: (s.basename, entry(s)) for i, s in node.inputs.items()}
             self.lease.add([code, *(e for _name, e in inputs.values())])
+        self.rebuilder.present(e for _name, e in inputs.values())  # an upstream's output may be on the remote only
         return StageJob(
             node=node.id,
             stage=node.stage_lock,

@@ -291,4 +291,4 @@ def main() -> None:
 
 
 # Importing the command modules registers their commands on `main`.
-from . import building, mlflow, quality, remote, retention, serve, signing, storage, versions, workspace  # noqa: E402, F401
+from . import building, mlflow, quality, remote, resident, retention, serve, signing, storage, versions, workspace  # noqa: E402, F401

@@ -110,7 +110,18 @@ def plan(args: tuple[str, ...], allow_dirty: bool, hermetic: str | None, as_json
 @click.option("--offline", is_flag=True, help="Create environments from uv's cache only.")
 @click.option("--no-remote", is_flag=True, help="Do not ask the workspace's remote cache (modelspec.yaml `remote:`).")
 @click.option("--no-push", is_flag=True, help="Do not upload what ran to the workspace's remote.")
+@click.option(
+    "--no-download",
+    is_flag=True,
+    help="Leave the versions' artifacts on the remote when their stages hit its cache (`modelspec fetch` gets them).",
+)
 @click.option("--no-gate-exit", is_flag=True, help="Exit 0 when a version fails its quality gates (it stays rejected).")
+@click.option(
+    "--executor",
+    metavar="URL",
+    help="Where stages that must run go: dask://HOST:PORT (a Dask cluster) or local (default: modelspec.yaml's "
+    "`executor:`, else local).",
+)
 @json_option
 @handle_errors
 def build(
@@ -123,7 +134,9 @@ def build(
     offline: bool,
     no_remote: bool,
     no_push: bool,
+    no_download: bool,
     no_gate_exit: bool,
+    executor: str | None,
     as_json: bool,
 ) -> None:
     """Build SPEC... [OVERRIDES...]: run the stages whose inputs changed, reuse the rest.
@@ -139,7 +152,7 @@ def build(
     specs, overrides = split_targets(args)
     options = BuildOptions(
         overrides=tuple(overrides),
-        jobs=jobs or os.cpu_count() or 1,
+        jobs=jobs or 0,  # 0: the CPU count, or as many as a cluster takes
         keep_going=keep_going,
         force=force,
         hermetic=hermetic,
@@ -147,6 +160,8 @@ def build(
         offline=offline,
         remote=not no_remote,
         push=not no_push,
+        download=not no_download,
+        executor=executor,
     )
     signal.signal(signal.SIGTERM, raise_interrupt)
     console = make_console(stderr=as_json)
@@ -192,6 +207,8 @@ def _outcome_row(outcome: Any) -> dict[str, Any]:
     }
     if result is not None:
         row.update(started=result.started, ended=result.ended, hermetic=result.hermetic)
+    if outcome.worker:
+        row["worker"] = outcome.worker  # the cluster worker that ran it
     if outcome.failure is not None:
         row["log"] = str(outcome.failure.log_path)
     return row

@@ -52,7 +52,9 @@ class ConsoleReporter(LiveProgress):
         node = escape(event.node)
         data = event.data
         if event.kind == "stage-start":
-            self._start(event.node, f"[bold]run[/]     {node}")
+            where = f"  [dim]on {escape(data['worker'])}[/]" if data.get("worker") else ""
+            self._stop(event.node)  # a stage retried on another worker starts again
+            self._start(event.node, f"[bold]run[/]     {node}{where}")
         elif event.kind == "stage-cached":
             pass  # the summary counts them: a line each would cost a no-op build of 1,000 stages ~0.3 s
         elif event.kind == "stage-done":

@@ -70,6 +70,14 @@ def gc(dry_run: bool, on_remote: bool, grace: str, as_json: bool) -> None:
         )
     if report.stale_locks:
         echo(f"removed {plural(report.stale_locks, 'stale lock file')}")
+    chunks = report.chunks
+    if chunks.cooled or chunks.packs_removed:
+        cooled = "would cool" if dry_run else "cooled"
+        echo(
+            f"{cooled} {plural(chunks.cooled, 'large object')} ({human_bytes(chunks.cooled_bytes)} of whole copies; "
+            f"their chunks stay); {'would prune' if dry_run else 'pruned'} {plural(chunks.packs_removed, 'pack')} "
+            f"({human_bytes(chunks.pack_bytes)})"
+        )
 
 
 def _remote_gc(dry_run: bool, grace: str, as_json: bool) -> None:
@@ -136,7 +144,8 @@ def _pin(ref: str, pinned: bool, as_json: bool) -> None:
 @json_option
 @handle_errors
 def du(as_json: bool) -> None:
-    """Bytes per model and version (unique and shared), and what gc would free."""
+    """Bytes per model and version: logical (unique and shared), stored and added (chunks
+    of large files counted once), the dedup ratio, and what gc would free."""
     from ..api import du as disk_usage
 
     usage = disk_usage(workspace_of(None))
@@ -144,12 +153,18 @@ def du(as_json: bool) -> None:
         emit_json(usage)
         return
     for name, model in sorted(usage["models"].items()):
-        echo(f"{name}: {human_bytes(model['bytes'])}")
+        dedup = f" ({model['dedup']}x)" if model["dedup"] else ""
+        echo(f"{name}: {human_bytes(model['bytes'])} logical, {human_bytes(model['stored'])} stored{dedup}")
         for version, sizes in sorted(model["versions"].items(), key=lambda kv: [int(p) for p in kv[0].split(".")]):
             echo(
                 f"  {version:<10} unique {human_bytes(sizes['unique']):>10}   shared {human_bytes(sizes['shared']):>10}"
+                f"   stored {human_bytes(sizes['stored']):>10}   added {human_bytes(sizes['added']):>10}"
             )
-    echo(f"store: {human_bytes(usage['store_bytes'])}; gc would free {human_bytes(usage['gc_would_free'])}")
+    dedup = f" ({usage['dedup']}x dedup)" if usage["dedup"] else ""
+    echo(
+        f"store: {human_bytes(usage['store_bytes'])} for {human_bytes(usage['logical_bytes'])} of objects{dedup}; "
+        f"gc would free {human_bytes(usage['gc_would_free'])}"
+    )
 
 
 @main.group()

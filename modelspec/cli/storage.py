@@ -83,6 +83,7 @@ def verify(
                 "bad_action_cache_entries": report.bad_entries,
                 "retired": report.retired or None,
                 "removed_by_retention": len(report.removed),
+                "on_remote_only": len(report.on_remote),
                 "changed_environments": [{"digest": d, "changes": c} for d, c in report.environments.items()],
                 "registry": report.registry,
             }
@@ -97,6 +98,8 @@ def verify(
             echo(f"edited or damaged action-cache entry {key}: dropped (the stage will run again)")
         if report.retired:
             echo(report.retired)
+        if report.on_remote:
+            echo(f"{plural(len(report.on_remote), 'object')} left on the remote by cache hits (fetched when needed)")
         for env_digest, changes in report.environments.items():
             echo(f"environment {env_digest} changed after it was created:")
             for change in changes:
@@ -165,9 +168,16 @@ def _verify_remote(jobs: int, as_json: bool) -> None:
 @click.option("--rtol", type=float, default=0.0, show_default=True, help="Relative tolerance for metrics.")
 @click.option("--offline", is_flag=True, help="Re-create the environment from uv's cache only.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, help="Stages run at once (default: CPU count).")
+@click.option(
+    "--executor",
+    metavar="URL",
+    help="Run the stages on a Dask cluster (dask://HOST:PORT) or local (default: modelspec.yaml's `executor:`).",
+)
 @json_option
 @handle_errors
-def reproduce(ref: str, into: Path | None, rtol: float, offline: bool, jobs: int | None, as_json: bool) -> None:
+def reproduce(
+    ref: str, into: Path | None, rtol: float, offline: bool, jobs: int | None, executor: str | None, as_json: bool
+) -> None:
     """Rebuild version REF from its recorded lock and inputs, and compare bit for bit.
 
     Exit 0 when identical (or every metric is within --rtol), 1 when different.
@@ -180,7 +190,8 @@ def reproduce(ref: str, into: Path | None, rtol: float, offline: bool, jobs: int
     with open_catalog() as catalog:
         exact = primary_ref(catalog, ref)
         options: dict[str, Any] = {"rtol": rtol, "into": into, "offline": offline}
-        options["jobs"] = jobs or os.cpu_count() or 1
+        options["jobs"] = jobs or 0  # 0: the CPU count, or as many as a cluster takes
+        options["executor"] = executor
         if as_json:
             report = reproduce_version(catalog, exact, **options)
         else:

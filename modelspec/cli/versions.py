@@ -13,6 +13,7 @@ from . import (
     echo,
     emit_json,
     handle_errors,
+    human_bytes,
     json_option,
     key_values,
     main,
@@ -68,6 +69,17 @@ def versions(name: str, where: str, tags: tuple[str, ...], as_json: bool) -> Non
     make_console().print(table)
 
 
+def stored_text(info: dict[str, Any], artifact: str) -> str:
+    """What an artifact takes in the store, when it is not simply its size (chunked, or gone)."""
+    stored = info.get("stored", {}).get(artifact)
+    if not stored or stored["form"] == "whole":
+        return ""
+    if stored["form"] == "missing":
+        return "  (not in the store)"
+    how = "chunks only" if stored["form"] == "cold" else "a whole copy and chunks"
+    return f"  stored {human_bytes(stored['bytes'])} ({how})"
+
+
 @main.command()
 @click.argument("ref")
 @json_option
@@ -116,7 +128,13 @@ def show(ref: str, as_json: bool) -> None:
     sections = [
         ("metrics", {k: metric_text(v) for k, v in sorted(info["metrics"].items())}),
         ("params", info.get("params", {})),
-        ("artifacts", {k: f"{a['digest']}  {plural(a['size'], 'byte')}" for k, a in sorted(info["artifacts"].items())}),
+        (
+            "artifacts",
+            {
+                k: f"{a['digest']}  {plural(a['size'], 'byte')}{stored_text(info, k)}"
+                for k, a in sorted(info["artifacts"].items())
+            },
+        ),
         (
             "data",
             {

@@ -332,5 +332,6 @@ def _lock_stage(
         outputs=dict(stage.outputs),
         metrics=stage.metrics,
         limits=dict(stage.limits) if stage.limits else None,
+        resources=dict(stage.resources) if stage.resources else None,
     )
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..attest.checkpoint import every_digest
-from ..build.needed import build_environment, build_records, expand, metadata_entries, needed_objects, version_entries
+from ..build.needed import build_environment, build_records, expand, metadata_entries, needed_objects
 from ..env.environment import file_lock, remove_abandoned
 from ..env.manifest import MANIFEST
 from ..errors import ModelspecError, UsageError
@@ -39,6 +39,7 @@ from ..store.leases import gc_guard, live_leased, remove_unheld_locks
 from ..store.protocol import ObjectStore
 from ..store.traces import ActionCache
 from ..store.workspace import Workspace
+from .chunked import ChunkGc, cool_and_prune, hot_objects
 from .policy import RetentionPlan, RetentionPolicy, merge_rules, parse_duration, plan_retention
 
 DEFAULT_GRACE = 3600.0
@@ -58,6 +59,7 @@ class GcReport:
     young_bytes: int = 0
     young_until: float | None = None  # when the earliest of them can be freed
     stale_locks: int = 0  # lock files under locks/ that no build holds, removed
+    chunks: ChunkGc = field(default_factory=ChunkGc)  # cooled objects and pruned packs
 
     def plus(self, earlier: GcReport) -> GcReport:
         """This report with what an earlier sweep of the same gc freed."""
@@ -84,6 +86,7 @@ class GcReport:
                 "earliest_free": self.young_until,
             },
             "stale_locks": self.stale_locks,
+            "chunks": self.chunks.to_dict(),
             "seconds": round(self.seconds, 3),
         }
 
@@ -177,7 +180,8 @@ def collect(
             # Inside the guard: a version registered since the plan was made is kept too.
             active = registry.versions_by_status("active")
             kept = [v for v in active if not (dry_run and v.id in plan.retire)]
-            live, env_digests = _mark(workspace, store, kept)
+            records = build_records(workspace)
+            live, env_digests = _mark(workspace, store, kept, records)
             # Every version keeps its metadata for ever, so its small objects are roots too.
             for version in [*active, *registry.versions_by_status("retired")]:
                 live |= {entry.digest for _what, entry in metadata_entries(version)}
@@ -198,9 +202,12 @@ def collect(
                     report.young_until = min(report.young_until or free_after, free_after)
                     continue
                 report.objects.append(digest)
-                report.bytes += info.size
+                report.bytes += info.size if store.is_whole(digest) else 0  # a cold one's chunks: by pruning
                 if not dry_run:
                     store.delete(digest)
+            hot = hot_objects(store, kept, facts, records)
+            report.chunks = cool_and_prune(store, live, hot, cutoff, dry_run=dry_run, swept=set(report.objects))
+            report.bytes += report.chunks.pack_bytes
             report.environments = _environments(workspace, env_digests | live, cutoff, dry_run)
             if not dry_run:
                 remove_abandoned(workspace.envs_dir)  # half-made by a killed build
@@ -240,9 +247,10 @@ def refuse_tampered(registry: Registry) -> None:
         )
 
 
-def _mark(workspace: Workspace, store: ObjectStore, kept: list[ModelVersion]) -> tuple[set[str], set[str]]:
+def _mark(
+    workspace: Workspace, store: ObjectStore, kept: list[ModelVersion], records: list[dict[str, Any]]
+) -> tuple[set[str], set[str]]:
     """Live objects, and the digests of the environments they use."""
-    records = build_records(workspace)
     live = set(needed_objects(store, kept, records))
     environments = {version.environment for version in kept if version.environment}
     for record in records:
@@ -293,32 +301,3 @@ def _drop_snapshot_indexes(workspace: Workspace, swept: set[str]) -> None:
         with contextlib.suppress(ValueError, KeyError, OSError):
             if json.loads(index.read_bytes())["digest"] in swept:
                 index.unlink()
-
-
-def disk_usage(workspace: Workspace, registry: Registry) -> dict[str, Any]:
-    """Bytes per model and version, shared versus unique, and the store's total."""
-    store = workspace.store
-    versions = registry.versions_by_status("active")
-    owners: dict[str, set[int]] = {}
-    for version in versions:
-        for digest in expand(store, (e for _w, e in version_entries(version))):
-            owners.setdefault(digest, set()).add(version.id)
-    sizes = {d: _size(store, d) for d in owners}
-    name_of = {v.id: v.name for v in versions}
-    number_of = {v.id: v.version for v in versions}
-    models: dict[str, dict[str, Any]] = {}
-    for version in versions:
-        model = models.setdefault(version.name, {"bytes": 0, "versions": {}})
-        model["versions"][version.version] = {"unique": 0, "shared": 0}
-    for digest, who in owners.items():
-        for version_id in who:
-            usage = models[name_of[version_id]]["versions"][number_of[version_id]]
-            usage["unique" if len(who) == 1 else "shared"] += sizes[digest]
-        for name in {name_of[i] for i in who}:
-            models[name]["bytes"] += sizes[digest]
-    return {"store_bytes": sum(_size(store, d) for d in store.iter()), "models": models}
-
-
-def _size(store: ObjectStore, digest: str) -> int:
-    info = store.stat(digest)
-    return 0 if info is None else info.size

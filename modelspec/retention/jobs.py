@@ -15,9 +15,10 @@ from ..build.registration import actor
 from ..errors import StoreError
 from ..registry.registry import Registry
 from ..store.workspace import Workspace
-from .gc import GcReport, collect, disk_full, disk_usage, free_without_writing, reserve_released
+from .gc import GcReport, collect, disk_full, free_without_writing, reserve_released
 from .remote_gc import DEFAULT_REMOTE_GRACE, RemoteGcReport, collect_remote
 from .schedule import DaemonState, Schedule, run_daemon
+from .usage import disk_usage
 
 
 def gc(workspace: Workspace, *, dry_run: bool = False) -> GcReport:
@@ -62,8 +63,8 @@ def remote_gc(workspace: Workspace, *, dry_run: bool = False, grace: str | float
 
 
 def du(workspace: Workspace) -> dict[str, Any]:
-    """Bytes per model and version (unique and shared), the store's total, and what gc
-    would free now (`gc_would_free`)."""
+    """Bytes per model and version (logical unique and shared; stored and added), the store's
+    total and dedup ratio, and what gc would free now (`gc_would_free`)."""
     with open_existing_registry(workspace, read_only=True) as registry:
         usage = disk_usage(workspace, registry)
         usage["gc_would_free"] = collect(workspace, registry, dry_run=True, actor="du").bytes

@@ -362,6 +362,7 @@ def _to_spec(document: Document, path: Path, repo_root: Path, schema_marker: Pat
             outputs=dict(stage["outputs"]),
             metrics=stage.get("metrics"),
             limits={**stage.get("limits", {}), **({"timeout": stage["timeout"]} if "timeout" in stage else {})},
+            resources=dict(stage.get("resources", {})),
         )
         for name, stage in raw["stages"].items()
     }

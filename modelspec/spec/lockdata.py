@@ -147,6 +147,7 @@ class StageLock:
     outputs: Mapping[str, str]  # output name → path under out/
     metrics: str | None = None
     limits: Mapping[str, Any] | None = None  # not in the action key: they decide whether a run may finish
+    resources: Mapping[str, Any] | None = None  # not in the action key either: where it may run (a cluster)
 
     @property
     def code(self) -> dict[str, Any]:
@@ -164,6 +165,8 @@ class StageLock:
         }
         if self.limits:
             document["limits"] = dict(self.limits)
+        if self.resources:
+            document["resources"] = dict(self.resources)
         return document
 
     @classmethod
@@ -178,4 +181,5 @@ class StageLock:
             outputs=document["outputs"],
             metrics=document.get("metrics"),
             limits=document.get("limits"),
+            resources=document.get("resources"),
         )

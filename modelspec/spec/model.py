@@ -44,6 +44,7 @@ class Stage:
     outputs: Mapping[str, str]
     metrics: str | None = None
     limits: Mapping[str, Any] = field(default_factory=dict)  # `timeout:` and `limits:`, as written
+    resources: Mapping[str, Any] = field(default_factory=dict)  # what a cluster worker must offer it
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,50 +3,60 @@
     <root>/objects/ab/<hex>     read-only objects, never overwritten
     <root>/quarantine/<hex>     objects whose bytes no longer match their digest
     <root>/tmp/<token>-…        temp files; renamed into objects/ only when complete (owner.py)
+    <root>/packs/, recipes/     large files (≥ 4 MiB) as content-defined chunks (chunks.py)
 
 Objects are written to a temp file, fsynced and renamed, so a reader never sees half an
 object. A user's file is always copied in (a hardlink would let an in-place edit corrupt
 the store); files a stage produced in our scratch directory are moved in.
+
+A large file is also cut into chunks when it is stored. Its whole copy in objects/ is then
+"hot" (hardlinks, instant checkout); gc `cool`s the objects no alias, pin or last build
+needs: their whole copy goes, their recipe and chunks stay, and reading such a "cold" object
+reassembles it (and makes it whole again until the next gc).
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
-import stat
 import tempfile
-import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 import blake3
 
-from ..digest import PREFIX, digest_bytes, digest_file, hex_of, parse_tree_document, tree_document
+from ..digest import PREFIX, digest_bytes, digest_file, hex_of, parse_tree_document
 from ..errors import CorruptObjectError, StoreError
-from .files import fsync_dir, fsync_file, fsync_paths, remove_path, write_atomic
+from .chunks import DEFAULT_CHUNKING, ChunkPolicy, ChunkStore
+from .durability import DeferredSync
+from .files import fsync_dir, remove_path, write_atomic
 from .owner import remove_orphans, temp_prefix
 from .protocol import Entry, ObjectInfo, ObjectStore
+from .trees import digest_path, walk_path
+
+__all__ = ["ChunkPolicy", "Entry", "LocalStore", "digest_path", "walk_path"]
 
 _CHUNK = 1 << 20
 
 
-class LocalStore:
+class LocalStore(DeferredSync):
     """An object store in a local directory (an `ObjectStore`). Beyond the protocol it
     offers local mechanics: `path_of`/`checked_path` (to hardlink objects into a sandbox or
     hand a file to a tool), `tmp`/`temp_file` (scratch on the objects' filesystem, so results
     are moved in, not copied), `write_file`, `clean_temp` and `quarantine`."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, chunking: ChunkPolicy | None = DEFAULT_CHUNKING) -> None:
         self.root = root
+        self.chunking = chunking
         self.objects = root / "objects"
         self.quarantine_dir = root / "quarantine"
         self.tmp = root / "tmp"
         self._verified: set[str] = set()
-        # Objects committed but not yet fsynced, while a build defers durability (`deferring_sync`).
-        self._unsynced: list[Path] | None = None
-        self._unsynced_lock = threading.Lock()
+        DeferredSync.__init__(self)
+        self.chunks = ChunkStore(root, self.temp_file, chunking or ChunkPolicy())
 
     # -- paths and queries -------------------------------------------------------------
 
@@ -55,21 +65,30 @@ class LocalStore:
         return self.objects / hexpart[:2] / hexpart
 
     def has(self, digest: str) -> bool:
+        return self.path_of(digest).exists() or self.chunks.has(digest)
+
+    def is_whole(self, digest: str) -> bool:
+        """Is there a whole copy (hot), rather than only chunks (cold)?"""
         return self.path_of(digest).exists()
 
     def stat(self, digest: str) -> ObjectInfo | None:
-        try:
+        """The object's size and age: of the whole copy, else of its recipe (a cold object's
+        chunks are shared with other objects, and freed by pruning packs)."""
+        with contextlib.suppress(FileNotFoundError):
             info = self.path_of(digest).stat()
-        except FileNotFoundError:
-            return None
-        return ObjectInfo(info.st_size, info.st_mtime)
+            return ObjectInfo(info.st_size, info.st_mtime)
+        return self.chunks.stat(digest)
 
     def iter(self) -> Iterator[str]:
-        if not self.objects.is_dir():
-            return
-        for fan in sorted(os.listdir(self.objects)):
-            for name in sorted(os.listdir(self.objects / fan)):
-                yield PREFIX + name
+        whole = set()
+        if self.objects.is_dir():
+            for fan in sorted(os.listdir(self.objects)):
+                for name in sorted(os.listdir(self.objects / fan)):
+                    whole.add(name)
+                    yield PREFIX + name
+        for digest in self.chunks.iter():
+            if hex_of(digest) not in whole:
+                yield digest
 
     # -- writing -----------------------------------------------------------------------
 
@@ -79,8 +98,12 @@ class LocalStore:
 
     def _intact(self, digest: str) -> bool:
         """Is the object present and sound? Writers trust an existing object only once it
-        has been verified in this process: a corrupt one is quarantined and written anew."""
-        return self.has(digest) and (digest in self._verified or self.verify(digest))
+        has been verified in this process: a corrupt one is quarantined and written anew.
+        The whole copy is checked when there is one (as `checked_path` would), else the chunks."""
+        if digest in self._verified:
+            return self.has(digest)
+        whole = self._check(digest)
+        return whole if whole is not None else self.chunks.verify(digest) is True
 
     def put_bytes(self, data: bytes) -> str:
         digest = digest_bytes(data)
@@ -102,8 +125,11 @@ class LocalStore:
             if self._intact(digest):
                 os.unlink(path)
             else:
-                self._commit(path, digest)
+                self._commit(path, digest, path.name)
             return digest
+        policy = self.chunking
+        if policy is not None and not policy.keep_whole and path.stat().st_size >= policy.threshold:
+            return self._put_cold(path, digest)
         fd, temp = self.temp_file()
         hasher = blake3.blake3()
         try:
@@ -121,10 +147,27 @@ class LocalStore:
         if self._intact(copied):
             temp.unlink()
         else:
-            self._commit(temp, copied)
+            self._commit(temp, copied, path.name)
         return copied
 
-    def _commit(self, temp: Path, digest: str) -> None:
+    def warm(self, entry: Entry) -> int:
+        """Give every cold file of an entry its whole copy again (reassembled, checked), so its
+        paths can be handed out; how many were warmed."""
+        cold = [d for d in self.tree_objects(entry) if not self.is_whole(d) and self.chunks.has(d)]
+        for digest in cold:
+            self.checked_path(digest)
+        return len(cold)
+
+    def _put_cold(self, path: Path, digest: str | None) -> str:
+        """A large file of a store that keeps no whole copies: chunked straight from where
+        it is (no copy of it is written, only its new chunks), hashed as it is read."""
+        stored = self.chunks.add(path, None, path.name)
+        if digest is not None and stored != digest:
+            raise StoreError(f"{path} changed while it was being copied into the store; build again")
+        self._verified.discard(stored)
+        return stored
+
+    def _commit(self, temp: Path, digest: str, name: str = "") -> None:
         """fsync, make read-only, rename into place; a concurrent writer of the same digest wins equally."""
         target = self.path_of(digest)
         deferred = self._unsynced is not None
@@ -143,52 +186,45 @@ class LocalStore:
         else:
             fsync_dir(target.parent)
         self._verified.add(digest)  # we hashed these very bytes on the way in
+        policy = self.chunking
+        if policy is not None and target.stat().st_size >= policy.threshold and not self.chunks.has(digest):
+            self.chunks.add(target, digest, name)
+            if not policy.keep_whole:
+                self.cool(digest)
 
-    @contextlib.contextmanager
-    def deferring_sync(self) -> Iterator[None]:
-        """Commit objects without waiting for the disk inside this block; `sync` makes them
-        durable, and must run before anything durable (a registry record) names them.
-
-        Only a power cut or an OS crash loses page-cache data, never a killed process, and
-        what is lost then is caught: an action-cache entry whose outputs are missing or do
-        not verify is a miss. A build stores two or three objects per stage, and two fsyncs
-        each cost more than everything else modelspec does for a stage."""
-        self._unsynced = []
+    def cool(self, digest: str) -> bool:
+        """Keep a large object only as chunks: chunked first if it is not yet (checked against
+        its digest: a corrupt whole copy is quarantined instead), then its whole copy removed.
+        False (nothing done) for an object under the threshold, not whole, or corrupt."""
+        path = self.path_of(digest)
         try:
-            yield
-        finally:
-            with self._unsynced_lock:
-                pending, self._unsynced = self._unsynced or [], None
-            fsync_paths(pending)
-
-    def _defer(self, target: Path) -> None:
-        with self._unsynced_lock:
-            if self._unsynced is not None:
-                self._unsynced.append(target)
-                return
-        fsync_file(target)  # the deferring block ended meanwhile
-        fsync_dir(target.parent)
-
-    def sync(self, digests: Iterable[str] = ()) -> None:
-        """Make durable every object committed since `deferring_sync` began, and `digests`
-        (objects this process found already there, which another build may have written
-        without syncing yet): their files, then their folders."""
-        with self._unsynced_lock:
-            pending = self._unsynced or []
-            if self._unsynced is not None:
-                self._unsynced = []
-        fsync_paths([*pending, *(self.path_of(d) for d in digests)])
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return False
+        if self.chunking is None or size < self.chunking.threshold:
+            return False
+        if not self.chunks.has(digest) and self.chunks.add(path) != digest:
+            self.quarantine(digest)  # its bytes are some other object's now: not this one's
+            return False
+        path.unlink(missing_ok=True)
+        self._verified.discard(digest)
+        return True
 
     # -- reading -----------------------------------------------------------------------
 
     def verify(self, digest: str) -> bool:
-        """Re-hash an object; a mismatch moves it to quarantine and returns False (as does a
-        missing object)."""
-        return self._check(digest) is True
+        """Re-hash an object, both its whole copy and its chunks: False if it is missing, or if
+        either form was corrupt (then quarantined; chunks lost while the whole copy is sound
+        are cut again from it)."""
+        whole = self._check(digest)
+        cold = self.chunks.verify(digest)
+        if whole is True and cold is False:
+            self.chunks.add(self.path_of(digest), digest)
+        return (whole or cold) is True and False not in (whole, cold)
 
     def _check(self, digest: str) -> bool | None:
-        """True if the object is sound, False if corrupt (now quarantined), None if it is not
-        there. Hashed without looking first: gc may remove it at any instant."""
+        """True if the whole copy is sound, False if corrupt (now quarantined), None if it is
+        not there. Hashed without looking first: gc may remove it at any instant."""
         try:
             sound = digest_file(self.path_of(digest)) == digest
         except FileNotFoundError:
@@ -212,6 +248,9 @@ class LocalStore:
         if digest in self._verified:
             return path
         sound = self._check(digest)
+        if sound is None and self.chunks.has(digest):
+            self._rehydrate(digest)
+            return path
         if sound is None:
             raise self._missing(digest)
         if not sound:
@@ -227,11 +266,38 @@ class LocalStore:
         try:
             data = self.path_of(digest).read_bytes()
         except FileNotFoundError:
-            raise self._missing(digest) from None
+            if not self.chunks.has(digest):
+                raise self._missing(digest) from None
+            buffer = io.BytesIO()
+            self.chunks.write_to(digest, buffer)  # checked against the digest
+            return buffer.getvalue()
         if digest_bytes(data) != digest:
             self.quarantine(digest)
             raise CorruptObjectError(f"object {digest} is corrupt and was quarantined")
         return data
+
+    def _rehydrate(self, digest: str) -> None:
+        """Make a cold object whole again from its chunks (checked on the way)."""
+        fd, temp = self.temp_file()
+        try:
+            with os.fdopen(fd, "wb") as out:
+                self.chunks.write_to(digest, out)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        self._commit(temp, digest)
+
+    def _reassemble_at(self, digest: str, dest: Path, mode: int) -> None:
+        """A cold object's bytes straight into `dest` (a temp file beside it, then renamed)."""
+        temp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+        try:
+            with open(temp, "wb") as out:
+                self.chunks.write_to(digest, out)
+            os.chmod(temp, mode)
+            os.replace(temp, dest)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
 
     def _missing(self, digest: str) -> StoreError:
         return StoreError(
@@ -249,6 +315,8 @@ class LocalStore:
     def delete(self, digest: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.path_of(digest).unlink()
+        self.chunks.delete(digest)
+        self._verified.discard(digest)
 
     def read_tree(self, digest: str) -> dict[str, dict[str, object]]:
         try:
@@ -280,8 +348,11 @@ class LocalStore:
                 self._restore_file(str(child["digest"]), target, executable=bool(child.get("exec")), link=link)
 
     def _restore_file(self, digest: str, dest: Path, *, executable: bool, link: bool) -> None:
-        source = self.checked_path(digest)
         dest.parent.mkdir(parents=True, exist_ok=True)
+        if not link and not self.is_whole(digest) and self.chunks.has(digest):
+            self._reassemble_at(digest, dest, 0o555 if executable else 0o444)  # a copy: stays cold
+            return
+        source = self.checked_path(digest)
         if link and not executable:
             try:
                 os.link(source, dest)
@@ -309,35 +380,3 @@ class LocalStore:
 
 if TYPE_CHECKING:  # mypy checks LocalStore against the protocol, signatures included
     _conforms: ObjectStore = LocalStore(Path())
-
-
-def walk_path(path: Path, visit_file: Callable[[Path], str], put_tree: Callable[[bytes], str]) -> Entry:
-    """Digest a file or a directory (as a Merkle tree over sorted entries).
-
-    `visit_file` returns a file's digest (and may store it); `put_tree` does the same for a
-    tree document. Symlinks and special files are refused: a snapshot holds only bytes.
-    """
-    info = path.lstat()
-    if stat.S_ISREG(info.st_mode):
-        return Entry("file", visit_file(path), info.st_size)
-    if not stat.S_ISDIR(info.st_mode):
-        raise StoreError(f"{path} is not a regular file or directory (symlinks are not allowed)")
-    entries: dict[str, dict[str, object]] = {}
-    total = 0
-    with os.scandir(path) as scan:
-        children = sorted(scan, key=lambda e: e.name)
-    for child in children:
-        executable = child.stat(follow_symlinks=False).st_mode & stat.S_IXUSR
-        entry = walk_path(Path(child.path), visit_file, put_tree)
-        record: dict[str, object] = {"type": entry.type, "digest": entry.digest}
-        if entry.type == "file":
-            record["size"] = entry.size
-            if executable:
-                record["exec"] = True
-        entries[child.name] = record
-        total += entry.size
-    return Entry("tree", put_tree(tree_document(entries)), total)
-
-
-def digest_path(path: Path, file_digest: Callable[[Path], str] = digest_file) -> Entry:
-    return walk_path(path, file_digest, digest_bytes)

@@ -278,7 +278,8 @@ class RemoteStore:
         """Send the objects the remote lacks, `jobs` at a time, each verified locally first."""
         wanted = sorted(set(digests))
         absent = self.missing(wanted, jobs)
-        sizes = {d: _local_size(local, d) for d in wanted}
+        # What the remote has may be absent here (held there: store/held.py); what it lacks must be here.
+        sizes = {d: _local_size(local, d, required=d in absent) for d in wanted}
         progress = Progress(len(wanted), sum(sizes.values()), report)
         progress.present = set(wanted) - absent
         for digest in wanted:
@@ -334,13 +335,15 @@ class RemoteStore:
         return size
 
 
-def _local_size(local: LocalStore, digest: str) -> int:
-    try:
-        return local.path_of(digest).stat().st_size
-    except FileNotFoundError:
+def _local_size(local: LocalStore, digest: str, *, required: bool) -> int:
+    info = local.stat(digest)  # a whole copy, or a cold object's chunks
+    if info is None:
+        if not required:
+            return 0  # the remote has it: left there by a remote hit (store/held.py)
         raise StoreError(
             f"object {digest} is missing from the local store", hint="build again, or run `modelspec verify`"
-        ) from None
+        )
+    return info.size
 
 
 def run_all(work: Callable[[str], None], items: list[str], jobs: int) -> None:

@@ -16,7 +16,9 @@ import pytest
 from conftest import GIT_ENV, Repo, states
 from pipeline import expected_d, make_pipeline
 
+from modelspec.store.objects import LocalStore
 from modelspec.store.remote import OBJECTS
+from modelspec.store.workspace import find_workspace
 
 
 def remote_setting(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
@@ -123,3 +125,51 @@ def test_the_summary_says_how_many_hits_came_from_the_remote(tmp_path: Path, req
     text = second.cli("build", spec, check=True).stdout
     assert "ok: 4 cached (4 from the remote)" in text
     assert "registered pipe@1.0.0" in text
+
+
+def local_store(repo: Repo) -> LocalStore:
+    return find_workspace(repo.path).store
+
+
+def test_a_remote_hit_downloads_only_the_artifacts(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    first, second, spec = two_workspaces(tmp_path, remote_setting("file", tmp_path, request))
+    built = first.build_json(spec)
+    outputs = {node["node"]: node for node in built["nodes"]}
+    artifact = built["specs"]["pipe"]["artifacts"]["d.out"]["digest"]
+    intermediates = {
+        name: first_record_output(first, name) for name in ("pipe:a", "pipe:b", "pipe:c") if name in outputs
+    }
+    assert len(intermediates) == 3
+
+    report = second.build_json(spec, "--no-push")
+    assert set(states(report).values()) == {"cached"}
+    store = local_store(second)
+    assert store.has(artifact)  # the version's artifact is here...
+    assert not any(store.has(d) for d in intermediates.values())  # ...the intermediates stayed on the remote
+    verified = json.loads(second.cli("verify", "--json").stdout)
+    assert verified["ok"] and verified["on_remote_only"] >= 3, verified
+    # A no-op build now is local: the remote is not asked again.
+    assert {row["reason"] for row in second.build_json(spec, "--no-push")["nodes"]} == {""}
+    # A stage that must run fetches the inputs it reads (d reads c's output), nothing else.
+    changed = states(second.build_json(spec, "a.v=2", "--no-push"))
+    assert changed == {"pipe:a": "ran", "pipe:b": "ran", "pipe:c": "cached", "pipe:d": "ran"}
+    assert store.has(intermediates["pipe:c"]) and not store.has(intermediates["pipe:b"])
+    assert checkout_d(second, spec) == expected_d("first\nmiddle\nlast\n", a=2)
+
+
+def test_no_download_leaves_the_artifacts_on_the_remote(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    first, second, spec = two_workspaces(tmp_path, remote_setting("file", tmp_path, request))
+    artifact = first.build_json(spec)["specs"]["pipe"]["artifacts"]["d.out"]["digest"]
+    report = second.build_json(spec, "--no-push", "--no-download")
+    assert set(states(report).values()) == {"cached"}
+    assert not local_store(second).has(artifact)
+    assert json.loads(second.cli("verify", "--json").stdout)["ok"]
+    second.cli("fetch", report["versions"]["pipe"]["ref"], check=True)
+    assert local_store(second).has(artifact)
+    assert checkout_d(second, spec) == expected_d("first\nmiddle\nlast\n")
+
+
+def first_record_output(repo: Repo, node: str) -> str:
+    """The digest of a node's output `out`, from the workspace's last build record."""
+    record = json.loads((repo.path / ".modelspec" / "builds" / "pipe.json").read_text())
+    return str(record["nodes"][node]["outputs"]["out"]["digest"])

@@ -15,6 +15,9 @@ from conftest import Repo
 from faultproxy import Faults, fault_proxy
 from pipeline import make_pipeline
 
+from modelspec.store.blobs import RemoteConfig, open_blobs
+from modelspec.store.remote import RemoteStore
+
 
 @pytest.fixture
 def proxied(
@@ -81,3 +84,13 @@ def test_bytes_damaged_on_the_way_are_fetched_again_never_stored(proxied: tuple[
     assert result.returncode == 1 and "corrupt" in result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     assert not any(path.is_file() for path in objects.rglob("*")) if objects.exists() else True
+
+
+def test_a_head_through_the_proxy_tells_the_objects_size(s3_endpoint: str, s3_bucket: str) -> None:
+    """A HEAD's Content-Length is the object's size, as upstream said: s3fs (DVC's client, in
+    benchmarks/remote_bench.py) sizes its reads by it, and read nothing when it said 0."""
+    with fault_proxy(s3_endpoint) as (endpoint, _faults):
+        remote = RemoteStore(open_blobs(RemoteConfig(f"s3://{s3_bucket}/head", endpoint=endpoint)))
+        digest = remote.put_bytes(b"x" * 1000)
+        info = remote.stat(digest)
+    assert info is not None and info.size == 1000

@@ -1,6 +1,7 @@
 """Start-up stays light: the CLI and the library's entry point load neither SQLAlchemy (the
-registry) nor croniter (schedules) until a command needs them, so a no-op build or `--help`
-does not pay for them (issue 21's budget; api hands those names on lazily)."""
+registry) nor croniter (schedules) nor the chunk layer's pyfastcdc and zstandard nor Dask (a
+cluster) until a command needs them, so a no-op build or `--help` does not pay for them (issue
+21's budget; api hands those names on lazily)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,21 @@ import sys
 
 import pytest
 
-HEAVY = ("sqlalchemy", "croniter", "cryptography", "mlflow")
+HEAVY = ("sqlalchemy", "croniter", "pyfastcdc", "zstandard", "cryptography", "mlflow", "distributed", "dask")
 
 
 @pytest.mark.parametrize("module", ["modelspec.api", "modelspec.cli"])
 def test_importing_the_entry_points_loads_no_registry_or_schedule_library(module: str) -> None:
     code = f"import sys, {module}; print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
+
+
+def test_the_console_script_asks_a_resident_before_loading_the_cli() -> None:
+    """The launcher (the `modelspec` script) is the standard library only until it runs the
+    command here: with a resident, a command costs the interpreter's start and a socket."""
+    heavy = ("click", "rich", "modelspec.cli")
+    code = f"import sys, modelspec.launch; print(sorted(m for m in {heavy!r} if m in sys.modules))"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
 

@@ -61,12 +61,37 @@ iniconfig==2.0.0 \\
     --hash=sha256:2d91e135bf72d31a410b17c16da610a82cb55f6b0477d1a902134b24a455b8b3 \\
     --hash=sha256:b6a85871a79d2e3b22d2d1b94ac2824226a63c6b741c88f7ae975f18b6778374
 """
+# A large model for the chunk layer's trials: each build replaces half of a 32 MiB file, so
+# builds write packs, and gc cools versions, removes dead packs and rewrites half-dead ones.
+BIG_SPEC = """\
+modelspec: 1
+name: crashbig
+version: "1.0"
+code: {repo: ..}
+data:
+  base: {path: data/big.bin}
+config: {dir: conf}
+stages:
+  train:
+    cmd: >-
+      sh -c 'cp ${inputs.base} ${outputs.model} && chmod u+w ${outputs.model} &&
+      head -c 16777216 /dev/urandom | dd of=${outputs.model} bs=1048576 conv=notrunc 2>/dev/null;
+      echo ${config.prep.v} >> ${outputs.model}'
+    inputs: [base]
+    params: [prep]
+    outputs: {model: model.bin}
+artifacts: [train.model]
+retention:
+  keep_last: 2
+"""
 # How long each command takes here, roughly: kills land anywhere within it.
 DURATION = {"build": 1.2, "gc": 0.8, "promote": 0.6, "reproduce": 1.2, "env": 1.0}
+CHUNK_DURATION = {"chunks": 2.0, "gc": 1.0}  # the chunk layer's trials (`chunked=True`)
 
 
-def init_workspace(root: Path, registry: str | None = None) -> None:
-    """The crash workspace, built once; its registry in the store, or at the URL `registry`."""
+def init_workspace(root: Path, registry: str | None = None, *, chunked: bool = False) -> None:
+    """The crash workspace, built once; its registry in the store, or at the URL `registry`;
+    `chunked` adds the large model of the chunk layer's trials."""
     env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t",
            "GIT_COMMITTER_EMAIL": "t@e"}
     (root / "specs").mkdir(parents=True)
@@ -79,9 +104,15 @@ def init_workspace(root: Path, registry: str | None = None) -> None:
     (root / "specs" / "crashenv.yaml").write_text(ENV_SPEC)
     (root / "env").mkdir()
     (root / "env" / "requirements.lock").write_text(ENV_LOCK)
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "crash workspace"]):
+    subprocess.run(["git", "-C", str(root), "init", "-q", "-b", "main"], check=True, env=env, capture_output=True)
+    if chunked:
+        (root / "specs" / "crashbig.yaml").write_text(BIG_SPEC)
+        (root / "data" / "big.bin").write_bytes(random.Random(0).randbytes(32 << 20))
+    for args in (["add", "-A"], ["commit", "-q", "-m", "crash workspace"]):
         subprocess.run(["git", "-C", str(root), *args], check=True, env=env, capture_output=True)
     run(root, ["build", "specs/crash.yaml"])
+    if chunked:
+        run(root, ["build", "specs/crashbig.yaml"])
 
 
 def run(root: Path, args: list[str]) -> subprocess.CompletedProcess[str]:
@@ -103,15 +134,19 @@ def command(operation: str, counter: int) -> list[str]:
         "promote": ["promote", "crash@latest", "production"],
         "reproduce": ["reproduce", "crash@latest"],
         "env": ["env", "create", "specs/crashenv.yaml"],
+        "chunks": ["build", "specs/crashbig.yaml", f"prep.v={counter}"],
     }[operation]
 
 
-def trial(root: Path, rng: random.Random, counter: int) -> Trial:
-    operation = rng.choice(sorted(DURATION))
+def trial(root: Path, rng: random.Random, counter: int, *, chunked: bool = False) -> Trial:
+    """One kill: of build, gc, promote, reproduce or env create; with `chunked`, of a build of
+    the large model (chunking, packing) or gc (cooling, pruning and repacking packs)."""
+    durations = CHUNK_DURATION if chunked else DURATION
+    operation = rng.choice(sorted(durations))
     args = command(operation, counter)
     if operation == "env":  # kill it while it creates the environment, not once it exists
         remove_environments(root)
-    delay = rng.uniform(0.1, DURATION[operation])
+    delay = rng.uniform(0.1, durations[operation])
     proc = subprocess.Popen([sys.executable, "-m", "modelspec", *args], cwd=root, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     time.sleep(delay)

@@ -20,7 +20,7 @@ import pytest
 from modelspec.digest import digest_bytes
 from modelspec.errors import CorruptObjectError, StoreError
 from modelspec.store.blobs import RemoteConfig, open_blobs
-from modelspec.store.objects import Entry, LocalStore
+from modelspec.store.objects import ChunkPolicy, Entry, LocalStore
 from modelspec.store.protocol import ObjectStore
 from modelspec.store.remote import RemoteStore, object_name
 
@@ -45,6 +45,31 @@ def _local(tmp_path: Path) -> Backend:
     return Backend(LocalStore(root), lambda: LocalStore(root), corrupt)
 
 
+def _local_cold(tmp_path: Path) -> Backend:
+    """A local store that keeps every object as chunks only (a cold version's objects): each
+    object is cut (tiny chunks, so a tree document spans several), packed, and its whole copy
+    removed; reading it reassembles it. `corrupt` damages the bytes of a chunk in its pack."""
+    root = tmp_path / "store"
+    policy = ChunkPolicy(threshold=1, average=256, keep_whole=False)
+
+    def corrupt(digest: str) -> None:
+        store = LocalStore(root, policy)
+        store.cool(digest)  # read since: whole again, until cooled
+        recipe = store.chunks.recipe(digest)
+        assert recipe is not None
+        store.chunks.refresh()
+        where = store.chunks._map[recipe.chunks[0][0]]
+        pack = store.chunks.packs / f"{where.pack}.pack"
+        os.chmod(pack, 0o644)
+        with open(pack, "r+b") as f:
+            f.seek(where.offset)
+            flipped = bytes(255 - b for b in f.read(where.stored))
+            f.seek(where.offset)
+            f.write(flipped)
+
+    return Backend(LocalStore(root, policy), lambda: LocalStore(root, policy), corrupt)
+
+
 def _remote_file(tmp_path: Path) -> Backend:
     root = tmp_path / "shared"
     config = RemoteConfig(root.as_uri())
@@ -67,7 +92,12 @@ def _remote_s3(tmp_path: Path, endpoint: str = "", bucket: str = "") -> Backend:
     return Backend(RemoteStore(blobs), lambda: RemoteStore(open_blobs(config)), corrupt)
 
 
-BACKENDS: dict[str, Callable[..., Backend]] = {"local": _local, "remote-file": _remote_file, "remote-s3": _remote_s3}
+BACKENDS: dict[str, Callable[..., Backend]] = {
+    "local": _local,
+    "local-cold": _local_cold,
+    "remote-file": _remote_file,
+    "remote-s3": _remote_s3,
+}
 
 
 @pytest.fixture(params=sorted(BACKENDS))

@@ -1,0 +1,391 @@
+"""The chunk layer under the object store: large files as content-defined chunks in packs.
+
+    <root>/packs/<hex>.pack          immutable packs of chunks (packs.py)
+    <root>/recipes/ab/<hex>          a file's recipe: its size and chunk list, by file digest
+    <root>/quarantine/chunks/<c>-<p> a chunk found corrupt in pack p: never served again
+    <root>/packs.lock                shared while a file is chunked, exclusive while packs are pruned
+
+A file's whole blake3 stays its identity: a recipe is another form of the same object, and
+reassembly checks the whole file against it. Chunks are named by the blake3 of their raw
+bytes and stored once, however many files share them.
+
+Crash safety: a file's packs are durable before its recipe is written (atomically), so a
+recipe never names a chunk that is not in a whole pack; pruning writes a pack's live chunks
+to a new durable pack before removing the old one. A writer holds the lock shared from
+looking a chunk up until its recipe is durable, and pruning holds it exclusive, so a chunk a
+new recipe reuses is never pruned in between.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import mmap
+import os
+import threading
+from collections.abc import Callable, Iterator, Set
+from pathlib import Path
+from typing import IO, Any
+
+import blake3
+
+from ..digest import PREFIX, hex_of
+from ..errors import CorruptObjectError, StoreError
+from .cutting import Piece, cut, segments
+from .files import write_atomic
+from .packs import Located, PackWriter, decode, encoders, read_index
+from .protocol import ObjectInfo
+from .recipes import DEFAULT_CHUNKING, ChunkPolicy, PruneReport, Recipe, parse_recipe, recipe_bytes, recipe_size
+
+__all__ = ["DEFAULT_CHUNKING", "ChunkPolicy", "ChunkStore", "PruneReport", "Recipe"]
+
+
+class ChunkStore:
+    def __init__(self, root: Path, temp_file: Callable[[], tuple[int, Path]], policy: ChunkPolicy) -> None:
+        self.root = root
+        self.packs = root / "packs"
+        self.recipes = root / "recipes"
+        self.quarantine_dir = root / "quarantine" / "chunks"
+        self.policy = policy
+        self._temp_file = temp_file
+        self._tmp = root / "tmp"
+        self._map: dict[bytes, Located] = {}
+        self._loaded: set[str] = set()
+        self._lock = threading.Lock()
+
+    # -- recipes -------------------------------------------------------------------------
+
+    def recipe_path(self, digest: str) -> Path:
+        hexpart = hex_of(digest)
+        return self.recipes / hexpart[:2] / hexpart
+
+    def has(self, digest: str) -> bool:
+        return self.recipe_path(digest).exists()
+
+    def iter(self) -> Iterator[str]:
+        if not self.recipes.is_dir():
+            return
+        for fan in sorted(os.listdir(self.recipes)):
+            for name in sorted(os.listdir(self.recipes / fan)):
+                yield PREFIX + name
+
+    def stat(self, digest: str) -> ObjectInfo | None:
+        """The file's size (from its recipe's head) and when the recipe was written."""
+        try:
+            with open(self.recipe_path(digest), "rb") as f:
+                head = f.read(64)
+                when = os.fstat(f.fileno()).st_mtime
+        except FileNotFoundError:
+            return None
+        return ObjectInfo(recipe_size(head), when)  # 0 if damaged: reading it quarantines it
+
+    def recipe(self, digest: str) -> Recipe | None:
+        try:
+            data = self.recipe_path(digest).read_bytes()
+        except FileNotFoundError:
+            return None
+        recipe = parse_recipe(data)
+        if recipe is None:
+            self.quarantine_recipe(digest)
+            raise CorruptObjectError(f"the chunk list of {digest} is damaged and was quarantined")
+        return recipe
+
+    def _write_recipe(self, digest: str, size: int, chunks: list[tuple[bytes, int]]) -> None:
+        path = self.recipe_path(digest)
+        write_atomic(path, recipe_bytes(size, chunks), self._tmp)
+        os.chmod(path, 0o444)
+
+    def delete(self, digest: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.recipe_path(digest).unlink()
+
+    def quarantine_recipe(self, digest: str) -> None:
+        self.quarantine_dir.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(self.recipe_path(digest), self.quarantine_dir.parent / f"{hex_of(digest)}.recipe")
+
+    # -- the chunk map ---------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Read the index of every pack not read yet; forget packs that are gone."""
+        present = {p[:-5] for p in os.listdir(self.packs) if p.endswith(".pack")} if self.packs.is_dir() else set()
+        bad = self._quarantined()
+        with self._lock:
+            if self._loaded - present:  # pruned meanwhile: start over
+                self._map, self._loaded = {}, set()
+            for name in sorted(present - self._loaded):
+                with contextlib.suppress(FileNotFoundError, ValueError):  # a damaged index: its chunks unknown
+                    for digest, where in read_index(self.packs / f"{name}.pack"):
+                        if (digest.hex(), name) not in bad:
+                            self._map.setdefault(digest, where)
+                self._loaded.add(name)
+            for chunk_hex, pack in bad:  # quarantined since we read its pack (by another process)
+                known = self._map.get(bytes.fromhex(chunk_hex))
+                if known is not None and known.pack == pack:
+                    del self._map[bytes.fromhex(chunk_hex)]
+
+    def _quarantined(self) -> set[tuple[str, str]]:
+        if not self.quarantine_dir.is_dir():
+            return set()
+        return {tuple(n.split("-", 1)) for n in os.listdir(self.quarantine_dir) if "-" in n}  # type: ignore[misc]
+
+    def footprint(self, digest: str) -> dict[bytes, int]:
+        """The stored length of each chunk of a file (none if it has no recipe)."""
+        recipe = self.recipe(digest) if self.has(digest) else None
+        if recipe is None:
+            return {}
+        self.refresh()
+        return {chunk: where.stored for chunk, _n in recipe.chunks if (where := self._map.get(chunk)) is not None}
+
+    def stored_sizes(self) -> dict[bytes, int]:
+        """Each chunk's stored length (as one of its packs holds it)."""
+        self.refresh()
+        with self._lock:
+            return {digest: where.stored for digest, where in self._map.items()}
+
+    # -- writing ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _guard(self, exclusive: bool) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / "packs.lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+
+    def add(self, path: Path, digest: str | None = None, name: str = "") -> str:
+        """Chunk the file at `path`: new chunks into packs, then its recipe; its digest. With
+        `digest` (what the caller has just hashed these bytes to) the file is not hashed
+        again; without, it is hashed first (on every core), and a file whose size or mtime
+        changed by the end is refused, as the stat cache trusts them. `name` is what the file is
+        called, for its format's segments."""
+        writer = PackWriter(self.packs, self._temp_file, self.policy.pack_limit)
+        with self._guard(exclusive=False), open(path, "rb") as f:
+            before = os.fstat(f.fileno())
+            size = before.st_size
+            self.refresh()
+            try:
+                chunks, hashed = self._pack_new(f, size, name, writer, hash_first=digest is None)
+                writer.seal()
+            except BaseException:
+                writer.abandon()
+                raise
+            self._drop_markers(set(writer.sealed))  # a pack written anew whole: its old damage is gone
+            with self._lock:
+                for located in writer.sealed.values():
+                    for chunk, where in located:
+                        self._map.setdefault(chunk, where)
+                self._loaded |= set(writer.sealed)
+            after = os.stat(path)
+            if (after.st_size, after.st_mtime_ns, after.st_ino) != (size, before.st_mtime_ns, before.st_ino):
+                raise StoreError(f"{path} changed while it was being chunked; store it again")
+            digest = digest or hashed
+            self._write_recipe(digest, size, chunks)
+        return digest
+
+    def _pack_new(
+        self, f: IO[bytes], size: int, name: str, writer: PackWriter, *, hash_first: bool
+    ) -> tuple[list[tuple[bytes, int]], str]:
+        """Cut the file; the chunks no pack holds yet go into `writer` (compressed on a few
+        threads: zstd releases the GIL); its chunk list, and with `hash_first` its digest."""
+        chunks: list[tuple[bytes, int]] = []
+        new: set[bytes] = set()
+        batch: list[tuple[bytes, memoryview, Piece]] = []
+        if not size:
+            return chunks, PREFIX + blake3.blake3().hexdigest()
+        with (
+            mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ) as view,
+            encoders(self.policy.level, self.policy.min_saving) as encode_all,
+        ):
+            data = memoryview(view)
+            hashed = PREFIX + blake3.blake3(data, max_threads=blake3.blake3.AUTO).hexdigest() if hash_first else ""
+            pieces = cut(data, segments(data, name), self.policy.average)
+            try:
+                for piece in pieces:
+                    raw = data[piece.offset : piece.offset + piece.length]
+                    chunk = blake3.blake3(raw).digest()
+                    chunks.append((chunk, piece.length))
+                    if chunk in new or chunk in self._map:
+                        raw.release()
+                        continue
+                    new.add(chunk)
+                    batch.append((chunk, raw, piece))
+                    if len(batch) >= _BATCH:
+                        _flush(batch, encode_all, writer)
+                _flush(batch, encode_all, writer)
+            finally:
+                for _c, raw, _p in batch:
+                    raw.release()
+                pieces.close()  # its slices of the map go with it
+                data.release()
+        return chunks, hashed
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def write_to(self, digest: str, out: IO[bytes] | Any) -> int:
+        """Reassemble the file into `out`, checked against its digest; its size. A corrupt
+        chunk is quarantined (and so is the recipe: the object is no longer served)."""
+        import zstandard
+
+        recipe = self.recipe(digest)
+        if recipe is None:
+            raise StoreError(f"object {digest} is missing from the store", hint="build again to recreate it")
+        decompressor = zstandard.ZstdDecompressor()
+        hasher = blake3.blake3()
+        handles: dict[str, int] = {}
+        try:
+            for chunk, length in recipe.chunks:
+                raw = self._read(chunk, length, decompressor, handles)
+                hasher.update(raw)
+                out.write(raw)
+        finally:
+            for fd in handles.values():
+                os.close(fd)
+        if PREFIX + hasher.hexdigest() != digest:
+            self._find_bad_chunks(recipe, decompressor)
+            self.quarantine_recipe(digest)
+            raise CorruptObjectError(
+                f"object {digest} is corrupt (a chunk of it) and was quarantined", hint="build again to recreate it"
+            )
+        return recipe.size
+
+    def _read(self, chunk: bytes, length: int, decompressor: Any, handles: dict[str, int]) -> bytes:
+        for attempt in (0, 1):
+            where = self._map.get(chunk)
+            if where is None:
+                self.refresh()
+                where = self._map.get(chunk)
+            if where is None:
+                break
+            try:
+                fd = handles.get(where.pack)
+                if fd is None:
+                    fd = handles[where.pack] = os.open(self.packs / f"{where.pack}.pack", os.O_RDONLY)
+                stored = os.pread(fd, where.stored, where.offset)
+                return decode(stored, where.codec, length, decompressor)
+            except FileNotFoundError:  # repacked meanwhile: look again
+                if attempt:
+                    break
+                self.refresh()
+            except Exception:  # undecodable bytes: corrupt, like bytes that do not hash
+                return b""
+        raise StoreError(
+            f"chunk {chunk.hex()} is missing from the store's packs",
+            hint="build again to recreate the files that need it, or run `modelspec verify`",
+        )
+
+    def _find_bad_chunks(self, recipe: Recipe, decompressor: Any) -> None:
+        handles: dict[str, int] = {}
+        try:
+            for chunk, length in recipe.chunks:
+                with contextlib.suppress(StoreError):
+                    if blake3.blake3(self._read(chunk, length, decompressor, handles)).digest() != chunk:
+                        self.quarantine_chunk(chunk)
+        finally:
+            for fd in handles.values():
+                os.close(fd)
+
+    def quarantine_chunk(self, chunk: bytes) -> None:
+        """Never serve this chunk from its pack again (a new copy may be written by a file
+        that holds it, and pruning drops the bad one)."""
+        with self._lock:
+            where = self._map.pop(chunk, None)
+        if where is not None:
+            self.quarantine_dir.mkdir(parents=True, exist_ok=True)
+            (self.quarantine_dir / f"{chunk.hex()}-{where.pack}").touch()
+
+    def verify(self, digest: str) -> bool | None:
+        """Reassemble and check: True, False (corrupt: quarantined), None (no recipe)."""
+        try:
+            return self.write_to(digest, _Sink()) >= 0
+        except CorruptObjectError:
+            return False
+        except StoreError:
+            if not self.has(digest):
+                return None
+            self.quarantine_recipe(digest)  # it names a chunk no pack holds
+            return False
+
+    # -- pruning ---------------------------------------------------------------------------
+
+    def prune(
+        self, min_live: float | None = None, *, dry_run: bool = False, gone: Set[str] = frozenset()
+    ) -> PruneReport:
+        """Remove packs no recipe needs a chunk of; rewrite those whose live fraction (of
+        stored bytes) is below `min_live`, keeping only the live chunks. A `dry_run` says what
+        it would free, as if the recipes of `gone` (objects gc would sweep) were gone."""
+        threshold = self.policy.min_live if min_live is None else min_live
+        with self._guard(exclusive=not dry_run):
+            self.refresh()
+            kept = [digest for digest in self.iter() if digest not in gone]
+            live = {chunk for digest in kept for chunk, _n in self._recipe_chunks(digest)}
+            bad = self._quarantined()
+            removed = written = freed = 0
+            writer = PackWriter(self.packs, self._temp_file, self.policy.pack_limit)
+            old: list[Path] = []
+            placed: set[bytes] = set()
+            for name in sorted(self._loaded):
+                path = self.packs / f"{name}.pack"
+                try:
+                    rows = read_index(path)
+                    total = path.stat().st_size
+                except (FileNotFoundError, ValueError):
+                    continue
+                keep = [(d, w) for d, w in rows if d in live and (d.hex(), name) not in bad]
+                live_bytes = sum(w.stored for _d, w in keep)
+                if keep and live_bytes >= threshold * total:
+                    placed |= {d for d, _w in keep}
+                    continue
+                old.append(path)
+                freed += total - live_bytes
+                if dry_run:
+                    continue
+                with open(path, "rb") as f:
+                    for chunk, where in keep:
+                        if chunk not in placed:
+                            placed.add(chunk)
+                            writer.add(chunk, os.pread(f.fileno(), where.stored, where.offset), where.raw, where.codec)
+            if dry_run:
+                return PruneReport(len(old), 0, freed)
+            try:
+                writer.seal()
+            except BaseException:
+                writer.abandon()
+                raise
+            written = len(writer.sealed)
+            for path in old:  # only now: their live chunks are in a durable pack
+                path.unlink(missing_ok=True)
+                removed += 1
+            self._drop_markers()
+            self._map, self._loaded = {}, set()
+        return PruneReport(removed, written, freed)
+
+    def _recipe_chunks(self, digest: str) -> list[tuple[bytes, int]]:
+        with contextlib.suppress(CorruptObjectError):
+            recipe = self.recipe(digest)
+            return recipe.chunks if recipe else []
+        return []
+
+    def _drop_markers(self, packs: set[str] | None = None) -> None:
+        """Forget the damage of `packs` (written anew), or of packs that are gone."""
+        if not self.quarantine_dir.is_dir():
+            return
+        for marker in os.listdir(self.quarantine_dir):
+            pack = marker.partition("-")[2]
+            if (pack in packs) if packs is not None else not (self.packs / f"{pack}.pack").exists():
+                (self.quarantine_dir / marker).unlink(missing_ok=True)
+
+
+_BATCH = 256  # new chunks compressed together (about 5 MiB)
+
+
+def _flush(batch: list[tuple[bytes, memoryview, Piece]], encode_all: Any, writer: PackWriter) -> None:
+    encoded = encode_all([(raw, piece.element, piece.align) for _c, raw, piece in batch])
+    for (chunk, raw, piece), (stored, codec) in zip(batch, encoded, strict=True):
+        writer.add(chunk, stored, piece.length, codec)
+        raw.release()
+    batch.clear()
+
+
+class _Sink:
+    def write(self, data: bytes) -> int:
+        return len(data)

@@ -1,0 +1,200 @@
+"""The chunk layer under LocalStore: packs and their index, compression only where it pays,
+tensor-aware cutting of safetensors files, hot and cold objects, corrupt chunks, pruning."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from modelspec.digest import digest_bytes
+from modelspec.errors import CorruptObjectError
+from modelspec.store.chunks import ChunkPolicy
+from modelspec.store.cutting import segments
+from modelspec.store.objects import Entry, LocalStore
+from modelspec.store.packs import RAW, ZSTD, read_index
+
+POLICY = ChunkPolicy(threshold=64 << 10, pack_limit=1 << 20)
+
+
+def _weights(rng: np.random.Generator, count: int) -> bytes:
+    return (rng.standard_normal(count).astype(np.float32) * 0.02).tobytes()
+
+
+def _safetensors(tensors: dict[str, bytes]) -> bytes:
+    header: dict[str, object] = {"__metadata__": {"format": "pt"}}
+    offset = 0
+    for name, data in tensors.items():
+        header[name] = {"dtype": "F32", "shape": [len(data) // 4], "data_offsets": [offset, offset + len(data)]}
+        offset += len(data)
+    text = json.dumps(header).encode()
+    return struct.pack("<Q", len(text)) + text + b"".join(tensors.values())
+
+
+def _stored(store: LocalStore) -> int:
+    return sum(p.stat().st_size for p in store.chunks.packs.glob("*.pack"))
+
+
+def _file(tmp_path: Path, name: str, data: bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def test_a_small_file_stays_a_whole_object_and_a_large_one_is_also_chunked(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store", POLICY)
+    small = store.put_bytes(b"x" * 1000)
+    large = store.put_bytes(random.Random(1).randbytes(300_000))
+    assert not store.chunks.has(small) and store.chunks.has(large)
+    assert store.is_whole(large)  # hot until gc cools it
+    assert sorted(store.iter()) == sorted([small, large])
+
+
+def test_packs_stay_under_their_limit_and_their_index_names_every_chunk(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store", ChunkPolicy(threshold=1, pack_limit=256 << 10))
+    data = random.Random(2).randbytes(3 << 20)
+    digest = store.put_bytes(data)
+    packs = sorted(store.chunks.packs.glob("*.pack"))
+    assert len(packs) >= 10
+    recipe = store.chunks.recipe(digest)
+    assert recipe is not None and recipe.size == len(data)
+    indexed = {d for pack in packs for d, _w in read_index(pack)}
+    assert {c for c, _n in recipe.chunks} <= indexed
+    for pack in packs:
+        rows = read_index(pack)
+        assert sum(w.stored for _d, w in rows) < (256 << 10) + 4 * POLICY.average * 4  # limit + one chunk
+        assert pack.stem == digest_bytes(pack.read_bytes()).split(":")[1]  # named by its bytes
+
+
+def test_chunks_are_compressed_only_when_it_saves_enough(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store", ChunkPolicy(threshold=1))
+    store.put_bytes(random.Random(3).randbytes(200_000))  # incompressible
+    store.put_bytes(b"a repetitive line of a log\n" * 10_000)
+    codecs = {w.codec for pack in store.chunks.packs.glob("*.pack") for _d, w in read_index(pack)}
+    assert codecs == {RAW, ZSTD}
+
+
+def test_float_tensors_are_byte_grouped_and_compress_better(tmp_path: Path) -> None:
+    weights = _weights(np.random.default_rng(4), 500_000)
+    plain = LocalStore(tmp_path / "plain", ChunkPolicy(threshold=1))
+    plain.put_file(_file(tmp_path, "w.bin", weights))
+    tensors = LocalStore(tmp_path / "tensors", ChunkPolicy(threshold=1))
+    digest = tensors.put_file(_file(tmp_path, "w.safetensors", _safetensors({"w": weights})))
+    assert _stored(tensors) < 0.95 * _stored(plain) < len(weights)
+    tensors.cool(digest)
+    assert LocalStore(tmp_path / "tensors").read_bytes(digest) == _safetensors({"w": weights})
+
+
+def test_safetensors_segments_follow_the_header_and_a_bad_header_is_plain_bytes() -> None:
+    data = _safetensors({"a": b"\0" * 400, "b": b"\1" * 800})
+    found = segments(memoryview(data), "m.safetensors")
+    assert [(s.end - s.start, s.element) for s in found[1:]] == [(400, 4), (800, 4)]
+    broken = struct.pack("<Q", 10**9) + data[8:]
+    assert len(segments(memoryview(broken), "m.safetensors")) == 1
+    assert len(segments(memoryview(b"\x93NUMPY\x01\x00\x10\x00{'descr': '<f4'}" + b"\0" * 64), "a.npy")) == 2
+
+
+def test_retraining_one_tensor_stores_about_that_tensor(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    layers = {f"layer{i}.weight": _weights(rng, 65_536) for i in range(8)}  # 256 KiB each
+    store = LocalStore(tmp_path / "store", POLICY)
+    store.put_file(_file(tmp_path, "v1.safetensors", _safetensors(layers)))
+    before = _stored(store)
+    layers["layer3.weight"] = _weights(rng, 65_536)
+    store.put_file(_file(tmp_path, "v2.safetensors", _safetensors(layers)))
+    grown = _stored(store) - before
+    assert 0.8 * 256_000 < grown < 1.3 * 262_144, grown
+
+
+def test_a_cold_object_is_restored_by_reassembly(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store", POLICY)
+    data = random.Random(6).randbytes(1 << 20)
+    digest = store.put_bytes(data)
+    assert store.cool(digest) and not store.is_whole(digest) and store.has(digest)
+    assert store.stat(digest) is not None and store.stat(digest).size == len(data)  # type: ignore[union-attr]
+    fresh = LocalStore(tmp_path / "store", POLICY)
+    fresh.restore(Entry("file", digest, len(data)), tmp_path / "out" / "model.bin")
+    assert (tmp_path / "out" / "model.bin").read_bytes() == data
+    assert fresh.verify(digest)
+
+
+def test_a_corrupt_chunk_is_quarantined_and_the_file_reported(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store", POLICY)
+    data = random.Random(7).randbytes(1 << 20)
+    digest = store.put_bytes(data)
+    store.cool(digest)
+    pack = next(store.chunks.packs.glob("*.pack"))
+    os.chmod(pack, 0o644)
+    with open(pack, "r+b") as f:
+        f.seek(5000)
+        f.write(b"\0" * 16)
+    fresh = LocalStore(tmp_path / "store", POLICY)
+    assert not fresh.verify(digest)
+    assert list(fresh.chunks.quarantine_dir.iterdir())  # the chunk, by chunk and pack
+    assert not fresh.has(digest)  # its recipe is quarantined too: never served
+    with pytest.raises(CorruptObjectError if fresh.has(digest) else Exception):
+        fresh.read_bytes(digest)
+    assert fresh.put_bytes(data) == digest  # writing it again repairs it
+    fresh.cool(digest)
+    assert LocalStore(tmp_path / "store", POLICY).read_bytes(digest) == data
+
+
+def test_a_lost_chunk_is_cut_again_from_a_sound_whole_copy(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store", POLICY)
+    data = random.Random(8).randbytes(1 << 20)
+    digest = store.put_bytes(data)
+    for pack in store.chunks.packs.glob("*.pack"):
+        pack.unlink()
+    fresh = LocalStore(tmp_path / "store", POLICY)
+    assert not fresh.verify(digest)  # reported
+    assert fresh.verify(digest)  # and repaired from the whole copy
+    fresh.cool(digest)
+    assert LocalStore(tmp_path / "store", POLICY).read_bytes(digest) == data
+
+
+def test_pruning_removes_dead_packs_and_rewrites_mostly_dead_ones(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store", ChunkPolicy(threshold=1, pack_limit=8 << 20, keep_whole=False))
+    rng = random.Random(9)
+    keep, drop = rng.randbytes(200_000), rng.randbytes(1_000_000)
+    gone = store.put_bytes(drop)
+    kept = store.put_bytes(keep + drop[:100_000])  # shares a tenth of `drop`'s chunks
+    before = _stored(store)
+    predicted = store.chunks.prune(min_live=0.5, dry_run=True, gone={gone})
+    assert _stored(store) == before  # a dry run changes nothing
+    store.delete(gone)
+    report = store.chunks.prune(min_live=0.5)
+    assert (predicted.removed, predicted.freed) == (report.removed, report.freed)
+    assert report.removed >= 1 and report.freed > 800_000
+    assert _stored(store) < before - 800_000
+    assert LocalStore(tmp_path / "store").read_bytes(kept) == keep + drop[:100_000]
+    assert store.chunks.prune().removed == 0  # nothing more to do
+
+
+def test_cooling_a_corrupt_whole_copy_quarantines_it_instead(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store", ChunkPolicy(threshold=1 << 20, pack_limit=1 << 20))
+    data = random.Random(10).randbytes(2 << 20)
+    digest = store.put_bytes(data)
+    store.chunks.delete(digest)  # as a store made before the chunk layer: whole copy only
+    path = store.path_of(digest)
+    os.chmod(path, 0o644)
+    with open(path, "r+b") as f:
+        f.write(b"rot")
+    assert not store.cool(digest)
+    assert not store.has(digest) and (store.quarantine_dir / digest.split(":")[1]).exists()
+
+
+def test_a_store_without_whole_copies_writes_only_new_chunks(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store", ChunkPolicy(threshold=1 << 20, keep_whole=False))
+    data = random.Random(11).randbytes(4 << 20)
+    first = store.put_file(_file(tmp_path, "v1.bin", data))
+    packed = _stored(store)
+    changed = data[:1000] + b"new" + data[1003:]
+    second = store.put_file(_file(tmp_path, "v2.bin", changed))
+    assert _stored(store) - packed < 200_000
+    assert not store.is_whole(first) and not store.is_whole(second)
+    assert [LocalStore(tmp_path / "store").read_bytes(d) for d in (first, second)] == [data, changed]
