@@ -271,3 +271,35 @@ def test_bad_input_is_a_located_error(repo: Repo, tmp_path: Path) -> None:
     assert "go with --provenance" in cli(repo, "verify", "--key", "x", "--json", code=2)["message"]
     bad = cli(repo, "keys", "trust", "not-a-key", "--json", code=2)
     assert "not an ed25519 public key" in bad["message"]
+
+
+LARGE = """\
+modelspec: 1
+name: large
+version: "1.0"
+hermetic: off
+code: {repo: ..}
+stages:
+  make:
+    cmd: sh -c 'head -c 6000000 /dev/urandom > ${outputs.blob}'
+    outputs: {blob: blob.bin}
+artifacts: [make.blob]
+"""
+
+
+def test_a_cold_artifact_kept_only_as_chunks_verifies(repo: Repo) -> None:
+    """A large artifact gc cooled (its whole copy gone, its chunks kept) is reassembled to be
+    re-hashed; one whose bytes are gone altogether is named missing."""
+    from modelspec.store.objects import LocalStore
+
+    repo.write("specs/large.yaml", LARGE, dedent=False)
+    repo.commit("large")
+    cli(repo, "build", "specs/large.yaml", "--json")
+    digest = cli(repo, "show", "large@1.0.0", "--json")["artifacts"]["make.blob"]["digest"]
+    store = LocalStore(repo.path / ".modelspec")
+    assert store.cool(digest) and not store.path_of(digest).exists()
+    checked = cli(repo, "verify", "--provenance", "large@1.0.0", "--allow-unsigned", "--json")
+    assert checked["ok"] is True and checked["bytes"] == 6000000
+    store.delete(digest)
+    gone = cli(repo, "verify", "--provenance", "large@1.0.0", "--allow-unsigned", "--json", code=1)
+    assert gone.get("problems") == ["artifact make/blob.bin is missing"], gone
