@@ -5,6 +5,7 @@ rollback and `audit checkpoint`, no longer matches such a log, and `audit --veri
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import sqlite3
@@ -92,6 +93,23 @@ def test_removed_events_and_a_forged_checkpoint_are_caught(repo: Repo) -> None:
         f"the audit checkpoint of {checkpoints.rfc3339(forged['checkpoint']['time'])} is not signed by a trusted key:"
         " it may be forged"
     ]
+
+
+def test_an_altered_or_lost_checkpoint_is_named(repo: Repo) -> None:
+    home = built(repo)
+    latest = home / "checkpoints" / "latest"
+    digest = latest.read_text().strip()
+    store = LocalStore(home)
+    envelope = json.loads(store.read_bytes(digest))
+    sig = bytearray(base64.b64decode(envelope["signatures"][0]["sig"]))
+    sig[0] ^= 1
+    envelope["signatures"][0]["sig"] = base64.b64encode(bytes(sig)).decode()
+    latest.write_text(store.put_bytes(json.dumps(envelope).encode()) + "\n")
+    altered = cli(repo, "audit", "--verify", "--json", code=1)["problems"]
+    assert len(altered) == 1 and "was altered: its signature does not verify" in altered[0]
+    latest.write_text("blake3:" + "0" * 64 + "\n")
+    lost = cli(repo, "audit", "--verify", "--json", code=1)["problems"]
+    assert len(lost) == 1 and "the latest audit checkpoint (blake3:000" in lost[0] and "cannot be read" in lost[0]
 
 
 def test_audit_checkpoint_command_and_rollback(repo: Repo) -> None:
