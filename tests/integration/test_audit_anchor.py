@@ -144,3 +144,16 @@ def test_push_keeps_the_checkpoints_on_the_remote(repo: Repo, tmp_path: Path) ->
     for digest in checkpoints.every_digest(home):
         hexpart = digest.removeprefix("blake3:")
         assert (shared / "objects" / hexpart[:2] / hexpart).is_file()
+
+
+def test_with_a_remote_deleting_the_local_checkpoints_does_not_remove_the_anchor(repo: Repo, tmp_path: Path) -> None:
+    home = built(repo)
+    repo.write("modelspec.yaml", f"retention: {{grace: 0s}}\nremote: '{(tmp_path / 'shared').as_uri()}'\n")
+    repo.commit("a remote")
+    cli(repo, "push", "--json")
+    assert cli(repo, "audit", "--verify", "--json")["ok"] is True
+    rewrite(home, 3, actor="nobody")
+    shutil.rmtree(home / "checkpoints")  # the attacker also removes the local anchor
+    caught = cli(repo, "audit", "--verify", "--json", code=1)
+    assert caught["checkpoint"]["events"] == 3
+    assert len(caught["problems"]) == 1 and "event 3 is not the one the checkpoint" in caught["problems"][0]
