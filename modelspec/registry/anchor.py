@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from ..attest import checkpoint as checkpoints
 from ..attest.keys import TrustedKey, signing_key
+from ..errors import StoreError
 from ..store.protocol import ObjectStore
 from . import audit
 
@@ -38,7 +39,10 @@ def anchor_problems(
     problems = [unreadable] if unreadable else []
     anchors = [(found, envelope)] if found is not None and envelope is not None else []
     if remote is not None:
-        pointer = remote.blobs.get(f"{checkpoints.DIRECTORY}/{remote.workspace_id}")
+        try:
+            pointer = remote.blobs.get(f"{checkpoints.DIRECTORY}/{remote.workspace_id}")
+        except StoreError:  # unreachable (offline): the local checkpoint still anchors the log
+            pointer = None
         digest = pointer.decode(errors="replace").strip() if pointer else ""
         if digest and (found is None or digest != found.digest):
             there, there_envelope, unreadable = checkpoints.load(digest, remote.store.read_bytes, " on the remote")
