@@ -66,7 +66,7 @@ def verify_version(
 
     started = time.perf_counter()
     store = workspace.store
-    with open_registry(workspace) as registry:
+    with open_registry(workspace, read_only=True) as registry:
         version = registry.resolve(ref)
         artifacts = registry.artifacts_of(version)
     provenance = version.record.get("provenance")
@@ -89,14 +89,7 @@ def verify_version(
         with contextlib.suppress(StoreError):  # a missing one is named below, as in an export
             files[name] = store.path_of(digest) if store.is_whole(digest) else store.checked_path(digest)
     subjects = check_subjects(envelope.statement, files.get)
-    expected = {
-        "lock": version.lock,
-        "contentId": version.content_id,
-        "environment": version.environment,
-        "hermetic": version.hermetic,
-        "gitCommit": version.commit,
-        "artifacts": {ref: a["digest"] for ref, a in artifacts.items()},
-    }
+    expected = _expected(version, artifacts)
     extra = [
         f"artifact {name} is not in the statement" for name in sorted(set(files) - subject_names(envelope.statement))
     ]
@@ -106,9 +99,14 @@ def verify_version(
 
 
 def verify_directory(
-    directory: Path, settings: Mapping[str, Any], keys: Sequence[str] = (), allow_unsigned: bool = False
+    directory: Path,
+    settings: Mapping[str, Any],
+    keys: Sequence[str] = (),
+    allow_unsigned: bool = False,
+    workspace: Workspace | None = None,
 ) -> ProvenanceReport:
-    """An exported directory, on its own: no store or registry is needed."""
+    """An exported directory, on its own: no store or registry is needed. With a workspace
+    whose registry has the version, the predicate is checked against the registry too."""
     started = time.perf_counter()
     try:
         manifest = json.loads((directory / MANIFEST).read_bytes())
@@ -146,8 +144,39 @@ def verify_directory(
     mismatches = [
         m.replace("the registry's", "the manifest's") for m in predicate_mismatches(envelope.statement, expected)
     ]
-    subject = f"{manifest.get('name')}@{manifest.get('version')} in {directory}"
+    ref = f"{manifest.get('name')}@{manifest.get('version')}"
+    registered = _registered(workspace, ref) if workspace is not None else None
+    if registered is not None:
+        mismatches += predicate_mismatches(envelope.statement, registered)
+    subject = f"{ref} in {directory}" + (" (and in the registry)" if registered is not None else "")
     return _report(subject, envelope, subjects, [*extra, *mismatches], started)
+
+
+def _registered(workspace: Workspace, ref: str) -> dict[str, Any] | None:
+    """What the workspace's registry says of `ref`, as `predicate_mismatches` compares it;
+    None when there is no registry or it has no such version."""
+    from .build.loading import open_registry, registry_exists
+
+    if not registry_exists(workspace):
+        return None
+    try:
+        with open_registry(workspace, read_only=True) as registry:
+            version = registry.resolve(ref)
+            artifacts = registry.artifacts_of(version)
+    except (UsageError, StoreError):
+        return None
+    return _expected(version, artifacts)
+
+
+def _expected(version: Any, artifacts: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    return {
+        "lock": version.lock,
+        "contentId": version.content_id,
+        "environment": version.environment,
+        "hermetic": version.hermetic,
+        "gitCommit": version.commit,
+        "artifacts": {ref: a["digest"] for ref, a in artifacts.items()},
+    }
 
 
 def _report(subject: str, envelope: Checked, subjects: Checked, more: list[str], started: float) -> ProvenanceReport:

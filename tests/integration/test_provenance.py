@@ -124,6 +124,9 @@ def test_a_build_records_a_signed_slsa_statement_and_export_verifies_without_the
         for name, data in artifacts.items()
     }
 
+    # In the workspace, the export is also checked against the registry.
+    here = cli(repo, "verify", "--provenance", str(out), "--json")
+    assert here["ok"] is True and here["subject"] == f"user@2.1.0 in {out} (and in the registry)"
     # Verified in a fresh directory, with only the export and the public key: no workspace.
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -131,6 +134,7 @@ def test_a_build_records_a_signed_slsa_statement_and_export_verifies_without_the
     ok = run_real(elsewhere, "verify", "--provenance", str(copy), "--key", key["public"], "--json")
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert json.loads(ok.stdout)["signed_by"] == [key["keyid"]]
+    assert json.loads(ok.stdout)["subject"] == f"user@2.1.0 in {copy}"
     assert not (elsewhere / ".modelspec").exists()
     # Without the key it is not trusted there.
     untrusted = run_real(elsewhere, "verify", "--provenance", str(copy))
@@ -193,7 +197,7 @@ def flip(data: bytes, at: int) -> bytes:
     return data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1 :]
 
 
-@pytest.mark.parametrize("part", ["artifact", "statement", "signature"])
+@pytest.mark.parametrize("part", ["artifact", "statement", "signature", "record"])
 def test_a_one_byte_tamper_is_named(signed: tuple[Repo, str, dict[str, Any]], tmp_path: Path, part: str) -> None:
     repo, _commit, key = signed
     out = tmp_path / "export"
@@ -210,6 +214,16 @@ def test_a_one_byte_tamper_is_named(signed: tuple[Repo, str, dict[str, Any]], tm
         at = payload.index(b'"2.1"') + 1  # the version line in the external parameters: 2.1 → 3.1
         envelope["payload"] = base64.b64encode(flip(payload, at)).decode()
         expected = "the statement in user@2.1.0.intoto.jsonl was altered"
+    elif part == "record":  # the manifest's sha256 of the statement: the signed statement itself is intact
+        manifest = json.loads((out / "manifest.json").read_text())
+        manifest["provenance"]["statement_sha256"] = flip(
+            manifest["provenance"]["statement_sha256"].encode(), 0
+        ).decode()
+        (out / "manifest.json").chmod(0o644)
+        (out / "manifest.json").write_text(json.dumps(manifest))
+        expected = (
+            "the sha256 recorded for the statement in user@2.1.0.intoto.jsonl was altered (its signature verifies)"
+        )
     else:
         sig = base64.b64decode(envelope["signatures"][0]["sig"])
         envelope["signatures"][0]["sig"] = base64.b64encode(flip(sig, 7)).decode()
