@@ -21,6 +21,7 @@ from .build.provenance import artifact_files
 from .errors import StoreError, UsageError
 from .spec.model import Lock
 from .spec.schema import WORKSPACE_FILE
+from .store.protocol import ObjectStore
 from .store.workspace import Workspace
 
 MANIFEST = "manifest.json"
@@ -183,6 +184,19 @@ def _report(subject: str, envelope: Checked, subjects: Checked, more: list[str],
     problems = (*envelope.problems, *subjects.problems, *more)
     seconds = time.perf_counter() - started
     return ProvenanceReport(subject, envelope.signed_by, problems, subjects.files, subjects.bytes, seconds)
+
+
+def read_statement(store: ObjectStore, info: Mapping[str, Any]) -> dict[str, Any]:
+    """The provenance statement of a version (`info` as `show` gives it), from its envelope."""
+    from .attest.dsse import parse
+
+    provenance = info.get("provenance")
+    if not provenance:
+        raise UsageError(
+            f"{info['ref']} has no provenance (it was registered before modelspec recorded one)",
+            hint="`modelspec show REF` says which versions have one",
+        )
+    return parse(store.read_bytes(provenance["envelope"])).statement()
 
 
 # -- keys ------------------------------------------------------------------------------------

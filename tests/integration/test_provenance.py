@@ -146,7 +146,9 @@ def test_the_statement_records_the_build(signed: tuple[Repo, str, dict[str, Any]
     user = cli(repo, "show", "user@2.1.0", "--json")
     out = repo.path / "exported"
     cli(repo, "export", "user@2.1.0", str(out), "--json")
-    predicate = statement_of(json.loads((out / "user@2.1.0.intoto.jsonl").read_bytes()))["predicate"]
+    exported_statement = statement_of(json.loads((out / "user@2.1.0.intoto.jsonl").read_bytes()))
+    assert json.loads(cli(repo, "show", "user@2.1.0", "--statement")) == exported_statement
+    predicate = exported_statement["predicate"]
     definition = predicate["buildDefinition"]
     assert definition["buildType"] == "https://modelspec.dev/buildtypes/spec-build/v1"
     assert definition["externalParameters"] == {
