@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from .integrity import VerifyReport, verify
     from .mlflowexport import MlflowTarget
     from .mlflowexport import export as export_to_mlflow
-    from .provenance import ProvenanceReport, generate_key, list_keys, trust_key
+    from .provenance import ProvenanceReport, generate_key, list_keys, read_statement, trust_key
     from .provenance import verify_directory as verify_export
     from .provenance import verify_version as verify_provenance
     from .quality import (
@@ -156,6 +156,7 @@ _LAZY = {
     "generate_key": ("provenance", "generate_key"),
     "trust_key": ("provenance", "trust_key"),
     "list_keys": ("provenance", "list_keys"),
+    "read_statement": ("provenance", "read_statement"),
     "MlflowTarget": ("mlflowexport", "MlflowTarget"),
     "export_to_mlflow": ("mlflowexport", "export"),
 }
@@ -220,6 +221,7 @@ __all__ = [
     "plan",
     "pull",
     "push",
+    "read_statement",
     "remote_forget",
     "remote_gc",
     "remote_status",

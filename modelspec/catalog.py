@@ -323,7 +323,10 @@ class Catalog:
         result: dict[str, Any] = {"events": self.registry.events(limit)}
         if verify:
             problems = self.registry.audit_problems()
-            found, disagree = anchor_problems(self.registry, self.store, self.workspace.home, self._trusted())
+            from .store.remote_cache import open_remote  # only here: the read commands need no remote
+
+            remote = open_remote(self.workspace.settings, self.workspace.home)
+            found, disagree = anchor_problems(self.registry, self.store, self.workspace.home, self._trusted(), remote)
             problems += disagree  # a log rewritten with its chain recomputed agrees with itself, not with this
             result["checkpoint"] = found.to_dict() if found else None
             result["ok"] = not problems

@@ -7,6 +7,7 @@ against the export's manifest)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -17,9 +18,10 @@ from typing import Any
 from .attest.keys import TrustedKey, public_key_from, trusted_keys
 from .attest.verify import Checked, check_envelope, check_subjects, predicate_mismatches, safe_name, subject_names
 from .build.provenance import artifact_files
-from .errors import UsageError
+from .errors import StoreError, UsageError
 from .spec.model import Lock
 from .spec.schema import WORKSPACE_FILE
+from .store.protocol import ObjectStore
 from .store.workspace import Workspace
 
 MANIFEST = "manifest.json"
@@ -65,7 +67,7 @@ def verify_version(
 
     started = time.perf_counter()
     store = workspace.store
-    with open_registry(workspace) as registry:
+    with open_registry(workspace, read_only=True) as registry:
         version = registry.resolve(ref)
         artifacts = registry.artifacts_of(version)
     provenance = version.record.get("provenance")
@@ -83,19 +85,12 @@ def verify_version(
         where=f"the provenance of {version.ref}",
     )
     # A cold artifact (chunks only) is made whole to be read: verify reads every byte anyway.
-    files = {
-        name: store.path_of(digest) if store.is_whole(digest) else store.checked_path(digest)
-        for name, digest in artifact_files(store, artifacts, lock)
-    }
+    files = {}
+    for name, digest in artifact_files(store, artifacts, lock):
+        with contextlib.suppress(StoreError):  # a missing one is named below, as in an export
+            files[name] = store.path_of(digest) if store.is_whole(digest) else store.checked_path(digest)
     subjects = check_subjects(envelope.statement, files.get)
-    expected = {
-        "lock": version.lock,
-        "contentId": version.content_id,
-        "environment": version.environment,
-        "hermetic": version.hermetic,
-        "gitCommit": version.commit,
-        "artifacts": {ref: a["digest"] for ref, a in artifacts.items()},
-    }
+    expected = _expected(version, artifacts)
     extra = [
         f"artifact {name} is not in the statement" for name in sorted(set(files) - subject_names(envelope.statement))
     ]
@@ -105,9 +100,14 @@ def verify_version(
 
 
 def verify_directory(
-    directory: Path, settings: Mapping[str, Any], keys: Sequence[str] = (), allow_unsigned: bool = False
+    directory: Path,
+    settings: Mapping[str, Any],
+    keys: Sequence[str] = (),
+    allow_unsigned: bool = False,
+    workspace: Workspace | None = None,
 ) -> ProvenanceReport:
-    """An exported directory, on its own: no store or registry is needed."""
+    """An exported directory, on its own: no store or registry is needed. With a workspace
+    whose registry has the version, the predicate is checked against the registry too."""
     started = time.perf_counter()
     try:
         manifest = json.loads((directory / MANIFEST).read_bytes())
@@ -145,14 +145,58 @@ def verify_directory(
     mismatches = [
         m.replace("the registry's", "the manifest's") for m in predicate_mismatches(envelope.statement, expected)
     ]
-    subject = f"{manifest.get('name')}@{manifest.get('version')} in {directory}"
+    ref = f"{manifest.get('name')}@{manifest.get('version')}"
+    registered = _registered(workspace, ref) if workspace is not None else None
+    if registered is not None:
+        mismatches += predicate_mismatches(envelope.statement, registered)
+    subject = f"{ref} in {directory}" + (" (and in the registry)" if registered is not None else "")
     return _report(subject, envelope, subjects, [*extra, *mismatches], started)
+
+
+def _registered(workspace: Workspace, ref: str) -> dict[str, Any] | None:
+    """What the workspace's registry says of `ref`, as `predicate_mismatches` compares it;
+    None when there is no registry or it has no such version."""
+    from .build.loading import open_registry, registry_exists
+
+    if not registry_exists(workspace):
+        return None
+    try:
+        with open_registry(workspace, read_only=True) as registry:
+            version = registry.resolve(ref)
+            artifacts = registry.artifacts_of(version)
+    except (UsageError, StoreError):
+        return None
+    return _expected(version, artifacts)
+
+
+def _expected(version: Any, artifacts: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    return {
+        "lock": version.lock,
+        "contentId": version.content_id,
+        "environment": version.environment,
+        "hermetic": version.hermetic,
+        "gitCommit": version.commit,
+        "artifacts": {ref: a["digest"] for ref, a in artifacts.items()},
+    }
 
 
 def _report(subject: str, envelope: Checked, subjects: Checked, more: list[str], started: float) -> ProvenanceReport:
     problems = (*envelope.problems, *subjects.problems, *more)
     seconds = time.perf_counter() - started
     return ProvenanceReport(subject, envelope.signed_by, problems, subjects.files, subjects.bytes, seconds)
+
+
+def read_statement(store: ObjectStore, info: Mapping[str, Any]) -> dict[str, Any]:
+    """The provenance statement of a version (`info` as `show` gives it), from its envelope."""
+    from .attest.dsse import parse
+
+    provenance = info.get("provenance")
+    if not provenance:
+        raise UsageError(
+            f"{info['ref']} has no provenance (it was registered before modelspec recorded one)",
+            hint="`modelspec show REF` says which versions have one",
+        )
+    return parse(store.read_bytes(provenance["envelope"])).statement()
 
 
 # -- keys ------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,8 +96,15 @@ def latest(store: ObjectStore, home: Path) -> tuple[Checkpoint | None, dsse.Enve
         digest = (home / DIRECTORY / LATEST).read_text().strip()
     except FileNotFoundError:
         return None, None, ""
+    return load(digest, store.read_bytes)
+
+
+def load(
+    digest: str, read: Callable[[str], bytes], where: str = ""
+) -> tuple[Checkpoint | None, dsse.Envelope | None, str]:
+    """The checkpoint stored as object `digest` (`read` gives an object's verified bytes)."""
     try:
-        envelope = dsse.parse(store.read_bytes(digest))
+        envelope = dsse.parse(read(digest))
         document = json.loads(envelope.payload)
         checkpoint = Checkpoint(
             digest,
@@ -108,9 +115,9 @@ def latest(store: ObjectStore, home: Path) -> tuple[Checkpoint | None, dsse.Enve
             tuple(envelope.keyids),
         )
     except Exception as exc:  # a missing, corrupt or foreign object: each says the same to the auditor
-        return None, None, f"the latest audit checkpoint ({digest}) cannot be read: {exc}"
+        return None, None, f"the latest audit checkpoint{where} ({digest}) cannot be read: {exc}"
     if envelope.payload_type != PAYLOAD_TYPE or document.get("_type") != CHECKPOINT_TYPE:
-        return None, None, f"the latest audit checkpoint ({digest}) is not a checkpoint"
+        return None, None, f"the latest audit checkpoint{where} ({digest}) is not a checkpoint"
     return checkpoint, envelope, ""
 
 

@@ -43,13 +43,16 @@ def check_envelope(
     except ValueError as exc:
         return Checked(problems=(f"{where} is damaged: {exc}",))
     problems = []
+    good, bad = dsse.trusted_signers(envelope, trusted)
     if statement_sha256 is not None and hashlib.sha256(envelope.payload).hexdigest() != statement_sha256:
-        problems.append(f"the statement in {where} was altered: its sha256 differs from the one recorded for it")
+        if good:  # a trusted signature holds: what changed is the record of the statement
+            problems.append(f"the sha256 recorded for the statement in {where} was altered (its signature verifies)")
+        else:
+            problems.append(f"the statement in {where} was altered: its sha256 differs from the one recorded for it")
     if envelope.payload_type != dsse.IN_TOTO:
         problems.append(f"{where} holds a {envelope.payload_type!r} payload, not an in-toto statement")
     if statement.get("_type") != STATEMENT_TYPE or statement.get("predicateType") != PREDICATE_TYPE:
         problems.append(f"{where} does not hold an in-toto v1 statement of SLSA provenance v1")
-    good, bad = dsse.trusted_signers(envelope, trusted)
     for keyid in bad:
         if keyid in trusted:
             if not problems:  # the statement is the one recorded: what changed is the signature

@@ -122,7 +122,7 @@ def _verify_provenance(ref: str | None, keys: tuple[str, ...], allow_unsigned: b
         raise UsageError("--provenance needs a version or an exported directory", hint="e.g. fraud@production")
     workspace = workspace_of(None)
     if os.path.isdir(ref):
-        report = verify_export(Path(ref), workspace.settings, keys, allow_unsigned)
+        report = verify_export(Path(ref), workspace.settings, keys, allow_unsigned, workspace)
     else:
         report = verify_provenance(workspace, ref, keys, allow_unsigned)
     if as_json:

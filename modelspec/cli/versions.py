@@ -82,12 +82,18 @@ def stored_text(info: dict[str, Any], artifact: str) -> str:
 
 @main.command()
 @click.argument("ref")
+@click.option("--statement", is_flag=True, help="Print the version's provenance statement (in-toto, SLSA) only.")
 @json_option
 @handle_errors
-def show(ref: str, as_json: bool) -> None:
+def show(ref: str, statement: bool, as_json: bool) -> None:
     """Everything recorded about one version (REF: fraud@1.3.2, fraud@production, ...)."""
     with open_catalog_here(read_only=True) as catalog:
         info = catalog.show(ref)
+        if statement:
+            from ..api import read_statement
+
+            emit_json(read_statement(catalog.store, info))  # JSON either way: the statement is a document
+            return
     if as_json:
         emit_json(info)
         return

@@ -5,6 +5,7 @@ rollback and `audit checkpoint`, no longer matches such a log, and `audit --veri
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import sqlite3
@@ -94,6 +95,23 @@ def test_removed_events_and_a_forged_checkpoint_are_caught(repo: Repo) -> None:
     ]
 
 
+def test_an_altered_or_lost_checkpoint_is_named(repo: Repo) -> None:
+    home = built(repo)
+    latest = home / "checkpoints" / "latest"
+    digest = latest.read_text().strip()
+    store = LocalStore(home)
+    envelope = json.loads(store.read_bytes(digest))
+    sig = bytearray(base64.b64decode(envelope["signatures"][0]["sig"]))
+    sig[0] ^= 1
+    envelope["signatures"][0]["sig"] = base64.b64encode(bytes(sig)).decode()
+    latest.write_text(store.put_bytes(json.dumps(envelope).encode()) + "\n")
+    altered = cli(repo, "audit", "--verify", "--json", code=1)["problems"]
+    assert len(altered) == 1 and "was altered: its signature does not verify" in altered[0]
+    latest.write_text("blake3:" + "0" * 64 + "\n")
+    lost = cli(repo, "audit", "--verify", "--json", code=1)["problems"]
+    assert len(lost) == 1 and "the latest audit checkpoint (blake3:000" in lost[0] and "cannot be read" in lost[0]
+
+
 def test_audit_checkpoint_command_and_rollback(repo: Repo) -> None:
     home = built(repo)
     made = cli(repo, "audit", "checkpoint", "--json")
@@ -126,3 +144,16 @@ def test_push_keeps_the_checkpoints_on_the_remote(repo: Repo, tmp_path: Path) ->
     for digest in checkpoints.every_digest(home):
         hexpart = digest.removeprefix("blake3:")
         assert (shared / "objects" / hexpart[:2] / hexpart).is_file()
+
+
+def test_with_a_remote_deleting_the_local_checkpoints_does_not_remove_the_anchor(repo: Repo, tmp_path: Path) -> None:
+    home = built(repo)
+    repo.write("modelspec.yaml", f"retention: {{grace: 0s}}\nremote: '{(tmp_path / 'shared').as_uri()}'\n")
+    repo.commit("a remote")
+    cli(repo, "push", "--json")
+    assert cli(repo, "audit", "--verify", "--json")["ok"] is True
+    rewrite(home, 3, actor="nobody")
+    shutil.rmtree(home / "checkpoints")  # the attacker also removes the local anchor
+    caught = cli(repo, "audit", "--verify", "--json", code=1)
+    assert caught["checkpoint"]["events"] == 3
+    assert len(caught["problems"]) == 1 and "event 3 is not the one the checkpoint" in caught["problems"][0]

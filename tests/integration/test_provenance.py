@@ -124,6 +124,9 @@ def test_a_build_records_a_signed_slsa_statement_and_export_verifies_without_the
         for name, data in artifacts.items()
     }
 
+    # In the workspace, the export is also checked against the registry.
+    here = cli(repo, "verify", "--provenance", str(out), "--json")
+    assert here["ok"] is True and here["subject"] == f"user@2.1.0 in {out} (and in the registry)"
     # Verified in a fresh directory, with only the export and the public key: no workspace.
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -131,6 +134,7 @@ def test_a_build_records_a_signed_slsa_statement_and_export_verifies_without_the
     ok = run_real(elsewhere, "verify", "--provenance", str(copy), "--key", key["public"], "--json")
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert json.loads(ok.stdout)["signed_by"] == [key["keyid"]]
+    assert json.loads(ok.stdout)["subject"] == f"user@2.1.0 in {copy}"
     assert not (elsewhere / ".modelspec").exists()
     # Without the key it is not trusted there.
     untrusted = run_real(elsewhere, "verify", "--provenance", str(copy))
@@ -142,7 +146,9 @@ def test_the_statement_records_the_build(signed: tuple[Repo, str, dict[str, Any]
     user = cli(repo, "show", "user@2.1.0", "--json")
     out = repo.path / "exported"
     cli(repo, "export", "user@2.1.0", str(out), "--json")
-    predicate = statement_of(json.loads((out / "user@2.1.0.intoto.jsonl").read_bytes()))["predicate"]
+    exported_statement = statement_of(json.loads((out / "user@2.1.0.intoto.jsonl").read_bytes()))
+    assert json.loads(cli(repo, "show", "user@2.1.0", "--statement")) == exported_statement
+    predicate = exported_statement["predicate"]
     definition = predicate["buildDefinition"]
     assert definition["buildType"] == "https://modelspec.dev/buildtypes/spec-build/v1"
     assert definition["externalParameters"] == {
@@ -193,7 +199,7 @@ def flip(data: bytes, at: int) -> bytes:
     return data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1 :]
 
 
-@pytest.mark.parametrize("part", ["artifact", "statement", "signature"])
+@pytest.mark.parametrize("part", ["artifact", "statement", "signature", "record"])
 def test_a_one_byte_tamper_is_named(signed: tuple[Repo, str, dict[str, Any]], tmp_path: Path, part: str) -> None:
     repo, _commit, key = signed
     out = tmp_path / "export"
@@ -210,6 +216,16 @@ def test_a_one_byte_tamper_is_named(signed: tuple[Repo, str, dict[str, Any]], tm
         at = payload.index(b'"2.1"') + 1  # the version line in the external parameters: 2.1 → 3.1
         envelope["payload"] = base64.b64encode(flip(payload, at)).decode()
         expected = "the statement in user@2.1.0.intoto.jsonl was altered"
+    elif part == "record":  # the manifest's sha256 of the statement: the signed statement itself is intact
+        manifest = json.loads((out / "manifest.json").read_text())
+        manifest["provenance"]["statement_sha256"] = flip(
+            manifest["provenance"]["statement_sha256"].encode(), 0
+        ).decode()
+        (out / "manifest.json").chmod(0o644)
+        (out / "manifest.json").write_text(json.dumps(manifest))
+        expected = (
+            "the sha256 recorded for the statement in user@2.1.0.intoto.jsonl was altered (its signature verifies)"
+        )
     else:
         sig = base64.b64decode(envelope["signatures"][0]["sig"])
         envelope["signatures"][0]["sig"] = base64.b64encode(flip(sig, 7)).decode()
@@ -271,3 +287,35 @@ def test_bad_input_is_a_located_error(repo: Repo, tmp_path: Path) -> None:
     assert "go with --provenance" in cli(repo, "verify", "--key", "x", "--json", code=2)["message"]
     bad = cli(repo, "keys", "trust", "not-a-key", "--json", code=2)
     assert "not an ed25519 public key" in bad["message"]
+
+
+LARGE = """\
+modelspec: 1
+name: large
+version: "1.0"
+hermetic: off
+code: {repo: ..}
+stages:
+  make:
+    cmd: sh -c 'head -c 6000000 /dev/urandom > ${outputs.blob}'
+    outputs: {blob: blob.bin}
+artifacts: [make.blob]
+"""
+
+
+def test_a_cold_artifact_kept_only_as_chunks_verifies(repo: Repo) -> None:
+    """A large artifact gc cooled (its whole copy gone, its chunks kept) is reassembled to be
+    re-hashed; one whose bytes are gone altogether is named missing."""
+    from modelspec.store.objects import LocalStore
+
+    repo.write("specs/large.yaml", LARGE, dedent=False)
+    repo.commit("large")
+    cli(repo, "build", "specs/large.yaml", "--json")
+    digest = cli(repo, "show", "large@1.0.0", "--json")["artifacts"]["make.blob"]["digest"]
+    store = LocalStore(repo.path / ".modelspec")
+    assert store.cool(digest) and not store.path_of(digest).exists()
+    checked = cli(repo, "verify", "--provenance", "large@1.0.0", "--allow-unsigned", "--json")
+    assert checked["ok"] is True and checked["bytes"] == 6000000
+    store.delete(digest)
+    gone = cli(repo, "verify", "--provenance", "large@1.0.0", "--allow-unsigned", "--json", code=1)
+    assert gone.get("problems") == ["artifact make/blob.bin is missing"], gone

@@ -61,7 +61,8 @@ def test_every_page_renders_with_what_the_registry_holds(client: Any) -> None:
     assert versions.index(">1.0.3<") < versions.index(">1.0.0<")  # newest first
     assert "rejected" in versions and "pinned" in versions and "4 versions" in versions
     version = page(client, "/models/fraud/1.0.2")
-    for expected in ("fit.model", "blake3:", "pinned", "team=risk", "latency_ms", "passed", "never reproduced"):
+    for expected in ("fit.model", "blake3:", "pinned", "team=risk", "latency_ms", "passed", "never reproduced",
+                     "<dt>provenance</dt><dd>unsigned"):  # fmt: skip
         assert expected in version, expected
     assert '<svg xmlns="http://www.w3.org/2000/svg" class="lineage"' in version
     assert "data · transactions" in version and 'href="/models/scorer/1.0.0"' in version  # upstream and consumer
