@@ -257,7 +257,10 @@ def among(conn: sa.Connection, column: Any, ids: list[int]) -> Iterator[Any]:
     if not ids:
         return
     if conn.dialect.name == "postgresql":
-        yield column == sa.any_(sa.bindparam(None, list(ids), type_=sa.ARRAY(sa.Integer)))
+        # One array, sent as its text ('{1,2,3}') and cast by the server: the driver adapts a
+        # list element by element (20 ms for 2,000 ids), a string at once.
+        text = "{" + ",".join(str(int(i)) for i in ids) + "}"
+        yield column == sa.any_(sa.cast(sa.bindparam(None, text, type_=sa.Text), sa.ARRAY(sa.Integer)))
         return
     for chunk in chunks(ids):
         yield column.in_(chunk)

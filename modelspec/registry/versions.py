@@ -9,6 +9,7 @@ so a new column is added in `tables.versions` and here, nowhere else.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from functools import cached_property
@@ -26,6 +27,7 @@ from .audit import Write
 # version's build event digests it (what is recorded for ever; not the id the database
 # assigns, nor the retention status that changes later).
 _NOT_RECORDED = {"recorded": False}
+_SAYS_DIRTY = re.compile(r'"dirty"\s*:\s*true')
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,10 @@ class ModelVersion:
     @property
     def dirty(self) -> bool:
         """Built from working files that differed from its commit (`--allow-dirty`)."""
+        # Every record says "dirty": false or true; only one that says true somewhere (in any
+        # JSON spelling) is decoded to see where: listing thousands of clean versions decodes none.
+        if _SAYS_DIRTY.search(self.record_text) is None:
+            return False
         return bool(self.record.get("dirty"))
 
     @property
