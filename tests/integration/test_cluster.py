@@ -58,6 +58,13 @@ def test_a_cluster_build_has_the_keys_and_bytes_of_a_local_build(tmp_path: Path,
     # A no-op build settles every stage from the cache: it never connects (nothing listens there).
     again = repo.build_json(spec, "--executor", "dask://127.0.0.1:9", in_process=True)
     assert set(states(again).values()) == {"cached"}
+    code = (
+        "import sys; from pathlib import Path; from modelspec.api import build, BuildOptions; "
+        f"report = build([Path({spec!r})], BuildOptions(executor={dask_url!r})); "
+        "print(report.ok, 'distributed' in sys.modules)"
+    )
+    noop = subprocess.run([sys.executable, "-c", code], cwd=repo.path, capture_output=True, text=True, check=True)
+    assert noop.stdout.split() == ["True", "False"]  # nor is Dask even imported
 
     # reproduce runs on the cluster too, and compares bit for bit.
     ref = built["versions"]["pipe"]["ref"]
