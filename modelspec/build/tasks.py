@@ -7,6 +7,7 @@ else is here, once: the sandbox of each spec (chosen once per run), the environm
 job itself, the rebuilder that decides whether it runs, and the events it reports.
 
     graph ─ scheduler ─▶ Tasks.run(node) ─ rebuilder ─▶ run_node(job) ─ sandbox
+                                                    └─▶ cluster.run(StageTask) ─ a Dask worker's sandbox
 """
 
 from __future__ import annotations
