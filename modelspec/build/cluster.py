@@ -141,7 +141,7 @@ class Cluster:
         self.local = local
         self.reporter = reporter
         self.cancel = cancel
-        self.cancel_name = f"modelspec-cancel-{uuid.uuid4().hex}"
+        self.cancel_name = f"modelspec-cancel-{uuid.uuid4().hex}"  # + key: each stage's cancel event
         self.workers: dict[str, str] = {}  # node → the worker that ran it (last)
         self.retried: dict[str, str] = {}  # node → the worker that was lost while running it
         self._starts: dict[str, list[str]] = {}  # key → the workers that started it, in order
@@ -150,6 +150,7 @@ class Cluster:
         self._lock = threading.Lock()
         self._client: Any = None
         self._workers_asked: tuple[float, Mapping[str, Any]] = (-1e9, {})
+        self._signalled: list[str] = []  # the cancel events this build set
         self._refused: UsageError | None = None  # why connecting failed: every stage is told the same
         self._lease: RemoteLease | None = None
 
@@ -207,10 +208,10 @@ class Cluster:
         if client is None:
             return
         try:
-            if self.cancel.is_set():
-                from distributed import Event as DaskEvent
+            from distributed import Event as DaskEvent
 
-                DaskEvent(self.cancel_name, client=client).clear()  # the scheduler forgets it
+            for name in self._signalled:  # the scheduler forgets them
+                DaskEvent(name, client=client).clear()
             client.close()
         finally:
             if self._lease is not None:
@@ -249,18 +250,11 @@ class Cluster:
         done = threading.Event()
         future.add_done_callback(lambda _f: done.set())
         deadline = time.monotonic() + self.url.wait
-        signalled = warned = False
+        warned = False
         while not done.wait(0.1):
             started = task.key in self._starts
             if self.cancel.is_set():
-                if not started:
-                    future.cancel()
-                    return TaskReply("", reason="interrupted")
-                if not signalled:
-                    from distributed import Event as DaskEvent
-
-                    DaskEvent(self.cancel_name, client=self.client()).set()
-                    signalled = True
+                return self._interrupt(future, task, started)
             if not started:
                 lacking = self._unplaceable(task.resources)
                 if lacking and not warned:
@@ -270,6 +264,33 @@ class Cluster:
                     future.cancel()
                     return TaskReply("", reason=f"cannot be placed on {self.url.text}: {lacking}")
         return self._reply(future, task)
+
+    def _interrupt(self, future: Any, task: StageTask, started: bool) -> TaskReply:
+        """Stop the stage on its worker (its cancel event, which the worker waits on), unless
+        another build wants it too: then only this build stops waiting (a Dask future's
+        `cancel` keeps a task that other clients want)."""
+        shared = started and self._wanted_elsewhere(task.key)
+        if started and not shared:
+            from distributed import Event as DaskEvent
+
+            DaskEvent(task.cancel, client=self.client()).set()
+            with self._lock:
+                self._signalled.append(task.cancel)
+        future.cancel()
+        why = "interrupted" + (" (it goes on for another build that wants it)" if shared else "")
+        return TaskReply(self.workers.get(task.node, ""), reason=why)
+
+    def _wanted_elsewhere(self, key: str) -> bool:
+        """Does another client (another build) want this key too?"""
+
+        def wanters(dask_scheduler: Any) -> int:  # runs on the scheduler, which needs no modelspec
+            state = dask_scheduler.tasks.get(key)
+            return len(state.who_wants or ()) if state is not None else 0
+
+        try:
+            return int(self.client().run_on_scheduler(wanters)) > 1
+        except Exception:  # an old or locked-down scheduler: stop it, as for a build of its own
+            return False
 
     def _reply(self, future: Any, task: StageTask) -> TaskReply:
         from distributed.scheduler import KilledWorker

@@ -297,7 +297,7 @@ class Tasks:
             limits=effective_limits(node.stage_lock.limits, self.workspace.settings.get("limits")),
             isolation=sandbox.isolation,
             remote=cluster.config,
-            cancel=cluster.cancel_name,
+            cancel=f"{cluster.cancel_name}-{key}",  # per stage: a stage another build shares is not stopped
             record=cluster.record,
             resources=dask_resources(node.stage_lock.resources),
         )

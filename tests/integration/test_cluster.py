@@ -139,15 +139,33 @@ def test_ctrl_c_stops_the_stage_on_its_worker(tmp_path: Path, dask_url: str) -> 
 
 
 def test_two_builds_that_submit_the_same_stage_run_it_once(tmp_path: Path, dask_url: str) -> None:
+    """...and the first one's Ctrl-C does not stop it for the second."""
+    from distributed import Client
+
     runs = tmp_path / "runs"
-    first, spec = cluster_repo(tmp_path, hermetic="off", a_extra=f"echo ran >> {runs}; sleep 2")
+    first, spec = cluster_repo(tmp_path, hermetic="off", a_extra=f"echo ran >> {runs}; sleep 3")
     subprocess.run(["git", "clone", "-q", str(first.path), str(tmp_path / "b")], check=True, env={**GIT_ENV})
     second = Repo.__new__(Repo)
     second.path = tmp_path / "b"
+    plan = json.loads(first.modelspec("plan", spec, "--json", check=True).stdout)
+    key = next(n["key"] for n in plan["nodes"] if n["node"] == "pipe:a")
     builds = [start_build(r, spec, "--executor", dask_url, "--json") for r in (first, second)]
-    for build in builds:
-        out, err = build.communicate(timeout=120)
-        assert build.returncode == 0, out + err
+
+    def wanted(dask_scheduler: object) -> int:
+        state = dask_scheduler.tasks.get(key)  # type: ignore[attr-defined]
+        return len(state.who_wants or ()) if state is not None else 0
+
+    with Client(address(dask_url), set_as_default=False) as client:
+        deadline = time.monotonic() + 60
+        while client.run_on_scheduler(wanted) < 2:  # both builds wait for the one run
+            assert time.monotonic() < deadline and all(b.poll() is None for b in builds), "never shared"
+            time.sleep(0.05)
+    builds[0].send_signal(signal.SIGINT)
+    out, err = builds[0].communicate(timeout=60)
+    assert builds[0].returncode == 130, out + err
+    out, err = builds[1].communicate(timeout=120)
+    assert builds[1].returncode == 0, out + err
+    assert set(states(json.loads(out)).values()) == {"ran"}
     assert runs.read_text() == "ran\n"
 
 
