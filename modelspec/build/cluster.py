@@ -147,9 +147,11 @@ class Cluster:
         self._starts: dict[str, list[str]] = {}  # key → the workers that started it, in order
         self._nodes: dict[str, str] = {}  # key → node, for the keys this build submitted
         self._on_remote: set[str] = set()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # held only for moments: the client's event thread takes it
+        self._connect_lock = threading.Lock()
         self._client: Any = None
         self._workers_asked: tuple[float, Mapping[str, Any]] = (-1e9, {})
+        self._workers_lock = threading.Lock()
         self._signalled: list[str] = []  # the cancel events this build set
         self._refused: UsageError | None = None  # why connecting failed: every stage is told the same
         self._lease: RemoteLease | None = None
@@ -157,7 +159,7 @@ class Cluster:
     # -- connecting ----------------------------------------------------------------------
 
     def client(self) -> Any:
-        with self._lock:
+        with self._connect_lock:  # not `_lock`: connecting waits for the client's event thread
             if self._refused is not None:
                 raise self._refused
             if self._client is None:
@@ -203,7 +205,7 @@ class Cluster:
         return client
 
     def close(self) -> None:
-        with self._lock:
+        with self._connect_lock:
             client, self._client = self._client, None
         if client is None:
             return
@@ -307,9 +309,12 @@ class Cluster:
     def _workers(self) -> Mapping[str, Any]:
         """The cluster's workers and what they offer, asked at most once a second (every
         waiting stage looks)."""
-        with self._lock:
+        client = self.client()
+        # Not under `_lock`: the client's event thread takes that one (`_on_start`), and this
+        # call waits for that thread.
+        with self._workers_lock:
             if time.monotonic() - self._workers_asked[0] > 1.0:
-                self._workers_asked = (time.monotonic(), self._client.scheduler_info(n_workers=-1)["workers"])
+                self._workers_asked = (time.monotonic(), client.scheduler_info(n_workers=-1)["workers"])
             return self._workers_asked[1]
 
     def _unplaceable(self, resources: Mapping[str, float]) -> str:
