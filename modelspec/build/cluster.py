@@ -3,8 +3,8 @@
 The scheduler's walk, `-j`, fail-fast, `--keep-going` and the cache are unchanged: a
 cache hit is still settled in the build's own thread and never reaches the cluster (a
 no-op build does not even connect). A stage that must run is sent as a `StageTask` (digests,
-never bytes) with `key = action key` and `pure=False`, so two builds that submit the same
-action while it runs share one run. Its inputs go to the remote first (only those it
+never bytes) with `key = action key @ remote` and `pure=False`, so two builds that submit
+the same action to the same remote while it runs share one run. Its inputs go to the remote first (only those it
 lacks); the worker answers with its outputs already on the remote, and they are fetched
 into the local store, verified, so the rest of the build (registration, checkout) finds
 them there as after a local run.
@@ -21,11 +21,12 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from ..digest import digest_json, hex_of
 from ..errors import UsageError
 from ..events import Event, Reporter
 from ..store.blobs import RemoteConfig
@@ -138,6 +139,7 @@ class Cluster:
         self.config = config  # what workers open: the same remote
         self.record = record  # write remote action-cache entries (a reproduction does not)
         self.remote = remote
+        self.remote_tag = hex_of(digest_json(asdict(config)))[:16]
         self.local = local
         self.reporter = reporter
         self.cancel = cancel
@@ -230,13 +232,23 @@ class Cluster:
         with self._lock:
             self._nodes[task.key] = task.node
         future = client.submit(
-            run_stage_task, task.to_dict(), key=task.key, pure=False, resources=dict(task.resources) or None
+            run_stage_task,
+            task.to_dict(),
+            key=self.dask_key(task.key),
+            pure=False,
+            resources=dict(task.resources) or None,
         )
         try:
             reply = self._wait(future, task)
         finally:
             future.release()
         return self._outcome(task, reply, log)
+
+    def dask_key(self, key: str) -> str:
+        """The task's Dask key: the action key, and the remote its result is on. Two builds
+        that share a remote share a run; a build with another remote must not be handed a
+        result whose objects are elsewhere."""
+        return f"{key}@{self.remote_tag}"
 
     def _send_inputs(self, objects: tuple[str, ...]) -> None:
         wanted = [d for d in objects if d not in self._on_remote]
@@ -271,7 +283,7 @@ class Cluster:
         """Stop the stage on its worker (its cancel event, which the worker waits on), unless
         another build wants it too: then only this build stops waiting (a Dask future's
         `cancel` keeps a task that other clients want)."""
-        shared = started and self._wanted_elsewhere(task.key)
+        shared = started and self._wanted_elsewhere(self.dask_key(task.key))
         if started and not shared:
             from distributed import Event as DaskEvent
 

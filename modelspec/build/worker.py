@@ -123,9 +123,10 @@ def _watch_cancel(task: StageTask, cancel: threading.Event) -> Any:
         return lambda: None
     done = threading.Event()
     event = Event(task.cancel, client=get_client())  # made here: the watching thread is not the task's
+    key = worker.get_current_task()  # its Dask key (the action key and the remote)
 
     def wanted() -> bool:
-        state = worker.state.tasks.get(task.key)
+        state = worker.state.tasks.get(key)
         return state is not None and state.state not in ("cancelled", "released", "forgotten")
 
     def watch() -> None:
