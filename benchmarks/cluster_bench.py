@@ -74,8 +74,12 @@ def make_repo(path: Path, shared: Path, name: str, stages: int, command: str, he
 
 def build(repo: Path, spec: str, *args: str) -> tuple[float, dict]:
     started, clock = time.monotonic(), time.time()
-    done = subprocess.run(
-        [sys.executable, "-m", "modelspec", "build", spec, "--json", *args], cwd=repo, capture_output=True, text=True
+    done = subprocess.run(  # a build that hangs is a failure, not a figure
+        [sys.executable, "-m", "modelspec", "build", spec, "--json", *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     wall = time.monotonic() - started
     if done.returncode != 0:

@@ -3,8 +3,8 @@
 The scheduler's walk, `-j`, fail-fast, `--keep-going` and the cache are unchanged: a
 cache hit is still settled in the build's own thread and never reaches the cluster (a
 no-op build does not even connect). A stage that must run is sent as a `StageTask` (digests,
-never bytes) with `key = action key` and `pure=False`, so two builds that submit the same
-action while it runs share one run. Its inputs go to the remote first (only those it
+never bytes) with `key = action key @ remote` and `pure=False`, so two builds that submit
+the same action to the same remote while it runs share one run. Its inputs go to the remote first (only those it
 lacks); the worker answers with its outputs already on the remote, and they are fetched
 into the local store, verified, so the rest of the build (registration, checkout) finds
 them there as after a local run.
@@ -21,11 +21,12 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from ..digest import digest_json, hex_of
 from ..errors import UsageError
 from ..events import Event, Reporter
 from ..store.blobs import RemoteConfig
@@ -138,25 +139,29 @@ class Cluster:
         self.config = config  # what workers open: the same remote
         self.record = record  # write remote action-cache entries (a reproduction does not)
         self.remote = remote
+        self.remote_tag = hex_of(digest_json(asdict(config)))[:16]
         self.local = local
         self.reporter = reporter
         self.cancel = cancel
-        self.cancel_name = f"modelspec-cancel-{uuid.uuid4().hex}"
+        self.cancel_name = f"modelspec-cancel-{uuid.uuid4().hex}"  # + key: each stage's cancel event
         self.workers: dict[str, str] = {}  # node → the worker that ran it (last)
         self.retried: dict[str, str] = {}  # node → the worker that was lost while running it
         self._starts: dict[str, list[str]] = {}  # key → the workers that started it, in order
         self._nodes: dict[str, str] = {}  # key → node, for the keys this build submitted
         self._on_remote: set[str] = set()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # held only for moments: the client's event thread takes it
+        self._connect_lock = threading.Lock()
         self._client: Any = None
         self._workers_asked: tuple[float, Mapping[str, Any]] = (-1e9, {})
+        self._workers_lock = threading.Lock()
+        self._signalled: list[str] = []  # the cancel events this build set
         self._refused: UsageError | None = None  # why connecting failed: every stage is told the same
         self._lease: RemoteLease | None = None
 
     # -- connecting ----------------------------------------------------------------------
 
     def client(self) -> Any:
-        with self._lock:
+        with self._connect_lock:  # not `_lock`: connecting waits for the client's event thread
             if self._refused is not None:
                 raise self._refused
             if self._client is None:
@@ -202,15 +207,15 @@ class Cluster:
         return client
 
     def close(self) -> None:
-        with self._lock:
+        with self._connect_lock:
             client, self._client = self._client, None
         if client is None:
             return
         try:
-            if self.cancel.is_set():
-                from distributed import Event as DaskEvent
+            from distributed import Event as DaskEvent
 
-                DaskEvent(self.cancel_name, client=client).clear()  # the scheduler forgets it
+            for name in self._signalled:  # the scheduler forgets them
+                DaskEvent(name, client=client).clear()
             client.close()
         finally:
             if self._lease is not None:
@@ -227,13 +232,23 @@ class Cluster:
         with self._lock:
             self._nodes[task.key] = task.node
         future = client.submit(
-            run_stage_task, task.to_dict(), key=task.key, pure=False, resources=dict(task.resources) or None
+            run_stage_task,
+            task.to_dict(),
+            key=self.dask_key(task.key),
+            pure=False,
+            resources=dict(task.resources) or None,
         )
         try:
             reply = self._wait(future, task)
         finally:
             future.release()
         return self._outcome(task, reply, log)
+
+    def dask_key(self, key: str) -> str:
+        """The task's Dask key: the action key, and the remote its result is on. Two builds
+        that share a remote share a run; a build with another remote must not be handed a
+        result whose objects are elsewhere."""
+        return f"{key}@{self.remote_tag}"
 
     def _send_inputs(self, objects: tuple[str, ...]) -> None:
         wanted = [d for d in objects if d not in self._on_remote]
@@ -249,18 +264,11 @@ class Cluster:
         done = threading.Event()
         future.add_done_callback(lambda _f: done.set())
         deadline = time.monotonic() + self.url.wait
-        signalled = warned = False
+        warned = False
         while not done.wait(0.1):
             started = task.key in self._starts
             if self.cancel.is_set():
-                if not started:
-                    future.cancel()
-                    return TaskReply("", reason="interrupted")
-                if not signalled:
-                    from distributed import Event as DaskEvent
-
-                    DaskEvent(self.cancel_name, client=self.client()).set()
-                    signalled = True
+                return self._interrupt(future, task, started)
             if not started:
                 lacking = self._unplaceable(task.resources)
                 if lacking and not warned:
@@ -270,6 +278,33 @@ class Cluster:
                     future.cancel()
                     return TaskReply("", reason=f"cannot be placed on {self.url.text}: {lacking}")
         return self._reply(future, task)
+
+    def _interrupt(self, future: Any, task: StageTask, started: bool) -> TaskReply:
+        """Stop the stage on its worker (its cancel event, which the worker waits on), unless
+        another build wants it too: then only this build stops waiting (a Dask future's
+        `cancel` keeps a task that other clients want)."""
+        shared = started and self._wanted_elsewhere(self.dask_key(task.key))
+        if started and not shared:
+            from distributed import Event as DaskEvent
+
+            DaskEvent(task.cancel, client=self.client()).set()
+            with self._lock:
+                self._signalled.append(task.cancel)
+        future.cancel()
+        why = "interrupted" + (" (it goes on for another build that wants it)" if shared else "")
+        return TaskReply(self.workers.get(task.node, ""), reason=why)
+
+    def _wanted_elsewhere(self, key: str) -> bool:
+        """Does another client (another build) want this key too?"""
+
+        def wanters(dask_scheduler: Any) -> int:  # runs on the scheduler, which needs no modelspec
+            state = dask_scheduler.tasks.get(key)
+            return len(state.who_wants or ()) if state is not None else 0
+
+        try:
+            return int(self.client().run_on_scheduler(wanters)) > 1
+        except Exception:  # an old or locked-down scheduler: stop it, as for a build of its own
+            return False
 
     def _reply(self, future: Any, task: StageTask) -> TaskReply:
         from distributed.scheduler import KilledWorker
@@ -286,9 +321,12 @@ class Cluster:
     def _workers(self) -> Mapping[str, Any]:
         """The cluster's workers and what they offer, asked at most once a second (every
         waiting stage looks)."""
-        with self._lock:
+        client = self.client()
+        # Not under `_lock`: the client's event thread takes that one (`_on_start`), and this
+        # call waits for that thread.
+        with self._workers_lock:
             if time.monotonic() - self._workers_asked[0] > 1.0:
-                self._workers_asked = (time.monotonic(), self._client.scheduler_info(n_workers=-1)["workers"])
+                self._workers_asked = (time.monotonic(), client.scheduler_info(n_workers=-1)["workers"])
             return self._workers_asked[1]
 
     def _unplaceable(self, resources: Mapping[str, float]) -> str:

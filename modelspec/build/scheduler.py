@@ -6,7 +6,9 @@ interruption the running nodes are cancelled through `cancel` and waited for, so
 half-written result remains.
 
 The executor is injected: a `concurrent.futures.Executor` (a thread pool of `jobs` workers
-unless one is given; a cluster client later; a synchronous one in tests). It is handed
+unless one is given; a synchronous one in tests). A Dask cluster is not one of these: its
+workers share nothing with this process, so `Tasks` sends them digests (`cluster.py`)
+from the threads of this pool, which only wait. It is handed
 `execute(node, parents)`, where `parents` holds the outcomes of the node's parents only,
 so a remote worker needs nothing else from this process. A node that `settle` can answer
 at once (a cache hit) is answered in the scheduler's own thread and never reaches the

@@ -7,6 +7,7 @@ else is here, once: the sandbox of each spec (chosen once per run), the environm
 job itself, the rebuilder that decides whether it runs, and the events it reports.
 
     graph ─ scheduler ─▶ Tasks.run(node) ─ rebuilder ─▶ run_node(job) ─ sandbox
+                                                    └─▶ cluster.run(StageTask) ─ a Dask worker's sandbox
 """
 
 from __future__ import annotations
@@ -296,7 +297,7 @@ class Tasks:
             limits=effective_limits(node.stage_lock.limits, self.workspace.settings.get("limits")),
             isolation=sandbox.isolation,
             remote=cluster.config,
-            cancel=cluster.cancel_name,
+            cancel=f"{cluster.cancel_name}-{key}",  # per stage: a stage another build shares is not stopped
             record=cluster.record,
             resources=dask_resources(node.stage_lock.resources),
         )

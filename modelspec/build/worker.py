@@ -8,9 +8,10 @@ environment from the lock, runs the stage in the sandbox the key was computed fo
 the outputs and the log (created only if absent) and writes the remote action-cache entry
 last. A failure is an answer (`TaskReply` with a reason and the log's tail), never raised.
 
-The build's cancel event is a Dask `Event`: a thread waits on it and sets the
-`threading.Event` the sandbox polls, so Ctrl-C on the client stops the stage here (a Dask
-future's own `cancel()` cannot stop a running subprocess).
+The stage's cancel event is a Dask `Event` (one per build and stage): a thread waits on it
+and sets the `threading.Event` the sandbox polls, so Ctrl-C on the client stops the stage
+here (a Dask future's own `cancel()` cannot stop a running subprocess). The same thread
+stops a stage that no client wants any more (its build was killed).
 """
 
 from __future__ import annotations
@@ -122,9 +123,10 @@ def _watch_cancel(task: StageTask, cancel: threading.Event) -> Any:
         return lambda: None
     done = threading.Event()
     event = Event(task.cancel, client=get_client())  # made here: the watching thread is not the task's
+    key = worker.get_current_task()  # its Dask key (the action key and the remote)
 
     def wanted() -> bool:
-        state = worker.state.tasks.get(task.key)
+        state = worker.state.tasks.get(key)
         return state is not None and state.state not in ("cancelled", "released", "forgotten")
 
     def watch() -> None:

@@ -58,6 +58,13 @@ def test_a_cluster_build_has_the_keys_and_bytes_of_a_local_build(tmp_path: Path,
     # A no-op build settles every stage from the cache: it never connects (nothing listens there).
     again = repo.build_json(spec, "--executor", "dask://127.0.0.1:9", in_process=True)
     assert set(states(again).values()) == {"cached"}
+    code = (
+        "import sys; from pathlib import Path; from modelspec.api import build, BuildOptions; "
+        f"report = build([Path({spec!r})], BuildOptions(executor={dask_url!r})); "
+        "print(report.ok, 'distributed' in sys.modules)"
+    )
+    noop = subprocess.run([sys.executable, "-c", code], cwd=repo.path, capture_output=True, text=True, check=True)
+    assert noop.stdout.split() == ["True", "False"]  # nor is Dask even imported
 
     # reproduce runs on the cluster too, and compares bit for bit.
     ref = built["versions"]["pipe"]["ref"]
@@ -98,7 +105,7 @@ def test_a_worker_killed_mid_stage_is_retried_once_and_the_build_says_so(tmp_pat
     build = start_build(repo, spec, "--executor", dask_url, "--json")
     with Client(address(dask_url), set_as_default=False) as client:
         deadline = time.monotonic() + 60
-        while not (running := [w for w, keys in client.processing().items() if key in keys]):
+        while not (running := [w for w, keys in client.processing().items() if any(k.startswith(key) for k in keys)]):
             assert time.monotonic() < deadline and build.poll() is None, "pipe:a never started"
             time.sleep(0.05)
         time.sleep(0.5)  # well inside the stage
@@ -132,15 +139,33 @@ def test_ctrl_c_stops_the_stage_on_its_worker(tmp_path: Path, dask_url: str) -> 
 
 
 def test_two_builds_that_submit_the_same_stage_run_it_once(tmp_path: Path, dask_url: str) -> None:
+    """...and the first one's Ctrl-C does not stop it for the second."""
+    from distributed import Client
+
     runs = tmp_path / "runs"
-    first, spec = cluster_repo(tmp_path, hermetic="off", a_extra=f"echo ran >> {runs}; sleep 2")
+    first, spec = cluster_repo(tmp_path, hermetic="off", a_extra=f"echo ran >> {runs}; sleep 3")
     subprocess.run(["git", "clone", "-q", str(first.path), str(tmp_path / "b")], check=True, env={**GIT_ENV})
     second = Repo.__new__(Repo)
     second.path = tmp_path / "b"
+    plan = json.loads(first.modelspec("plan", spec, "--json", check=True).stdout)
+    key = next(n["key"] for n in plan["nodes"] if n["node"] == "pipe:a")
     builds = [start_build(r, spec, "--executor", dask_url, "--json") for r in (first, second)]
-    for build in builds:
-        out, err = build.communicate(timeout=120)
-        assert build.returncode == 0, out + err
+
+    def wanted(dask_scheduler: object) -> int:  # the Dask key is the action key @ the remote
+        found = [s for k, s in dask_scheduler.tasks.items() if k.startswith(key)]  # type: ignore[attr-defined]
+        return len(found[0].who_wants or ()) if found else 0
+
+    with Client(address(dask_url), set_as_default=False) as client:
+        deadline = time.monotonic() + 60
+        while client.run_on_scheduler(wanted) < 2:  # both builds wait for the one run
+            assert time.monotonic() < deadline and all(b.poll() is None for b in builds), "never shared"
+            time.sleep(0.05)
+    builds[0].send_signal(signal.SIGINT)
+    out, err = builds[0].communicate(timeout=60)
+    assert builds[0].returncode == 130, out + err
+    out, err = builds[1].communicate(timeout=120)
+    assert builds[1].returncode == 0, out + err
+    assert set(states(json.loads(out)).values()) == {"ran"}
     assert runs.read_text() == "ran\n"
 
 
@@ -200,3 +225,22 @@ def test_executor_local_builds_here_whatever_the_workspace_file_says(repo: Repo)
     result = repo.cli("validate", str(bad))
     assert result.returncode == 2
     assert "modelspec.yaml:1:11: executor: 'dask://no-port' must be dask://HOST:PORT or local" in result.stderr
+
+
+def test_builds_with_different_remotes_never_share_a_run(tmp_path: Path, dask_url: str) -> None:
+    """Each gets the result on its own remote: a shared run would leave one without its objects."""
+    runs = tmp_path / "runs"
+    first, spec = cluster_repo(tmp_path, hermetic="off", a_extra=f"echo ran >> {runs}; sleep 2")
+    second, _ = cluster_repo(tmp_path, "b", hermetic="off", a_extra=f"echo ran >> {runs}; sleep 2")
+    second.write("modelspec.yaml", f"remote: '{(tmp_path / 'other').as_uri()}'\n")
+    second.commit("its own remote")
+    started = start_build(first, spec, "--executor", dask_url, "--json")
+    deadline = time.monotonic() + 60
+    while not runs.exists():
+        assert time.monotonic() < deadline and started.poll() is None, "pipe:a never started"
+        time.sleep(0.05)
+    other = second.build_json(spec, "--executor", dask_url, in_process=True)  # while the first one runs it
+    out, err = started.communicate(timeout=120)
+    assert started.returncode == 0, out + err
+    assert set(states(other).values()) == {"ran"}
+    assert runs.read_text() == "ran\nran\n"
