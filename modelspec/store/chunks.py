@@ -24,7 +24,6 @@ import mmap
 import os
 import threading
 from collections.abc import Callable, Iterator, Set
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
@@ -225,6 +224,8 @@ class ChunkStore:
     def write_to(self, digest: str, out: IO[bytes] | Any) -> int:
         """Reassemble the file into `out`, checked against its digest; its size. A corrupt
         chunk is quarantined (and so is the recipe: the object is no longer served)."""
+        from concurrent.futures import ThreadPoolExecutor
+
         import zstandard
 
         recipe = self.recipe(digest)

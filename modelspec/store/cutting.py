@@ -11,7 +11,6 @@ never executed, and a header that does not check is ignored: the file is cut as 
 
 from __future__ import annotations
 
-import ast
 import json
 import struct
 from collections.abc import Generator
@@ -117,6 +116,8 @@ def _npy(data: memoryview) -> list[Segment] | None:
     base = start + length
     if base > len(data):
         return None
+    import ast  # a literal, never executed; imported only for .npy files
+
     try:
         header: Any = ast.literal_eval(bytes(data[start:base]).decode("latin-1"))
     except (ValueError, SyntaxError, MemoryError, RecursionError):

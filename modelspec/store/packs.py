@@ -19,7 +19,6 @@ import os
 import struct
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,6 +74,8 @@ def encoders(
 ) -> Iterator[Callable[[list[tuple[bytes | memoryview, int, int]]], list[Any]]]:
     """A function `encode`-ing a batch of (raw, element, align) on up to four threads, each
     with its own compressor (zstd releases the GIL; a compressor is not shared by threads)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import zstandard  # only where files are chunked: not on the CLI's start-up
 
     local = threading.local()
