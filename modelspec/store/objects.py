@@ -198,7 +198,10 @@ class LocalStore(DeferredSync):
         self._verified.add(digest)  # we hashed these very bytes on the way in
         policy = self.chunking
         if policy is not None and target.stat().st_size >= policy.threshold and not self.chunks.has(digest):
-            self.chunks.add(target, digest, name)
+            try:
+                self.chunks.add(target, digest, name)
+            except OSError:  # no room for its chunks (a full disk): it stays whole, gc cuts it when it cools it
+                return
             if not policy.keep_whole:
                 self.cool(digest)
 
