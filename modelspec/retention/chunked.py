@@ -70,8 +70,14 @@ def cool_and_prune(
         info = store.stat(digest)
         if info is None or info.size < policy.threshold or info.stored_at > cutoff:
             continue
-        if dry_run or store.cool(digest):
-            cooled += 1
-            cooled_bytes += info.size
-    pruned = store.chunks.prune(dry_run=dry_run, gone=swept)
+        try:
+            if dry_run or store.cool(digest):
+                cooled += 1
+                cooled_bytes += info.size
+        except OSError:  # no room for its chunks (a full disk): cooling waits for a later gc
+            break
+    try:
+        pruned = store.chunks.prune(dry_run=dry_run, gone=swept)
+    except OSError:  # no room to rewrite packs: remove only the dead ones, which writes nothing
+        pruned = store.chunks.prune(0.0, dry_run=dry_run, gone=swept)
     return ChunkGc(warmed, cooled, cooled_bytes, pruned.removed, pruned.written, pruned.freed)

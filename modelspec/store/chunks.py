@@ -33,7 +33,7 @@ from ..digest import PREFIX, hex_of
 from ..errors import CorruptObjectError, StoreError
 from .cutting import Piece, cut, segments
 from .files import write_atomic
-from .packs import Located, PackWriter, decode, encoders, read_index
+from .packs import Located, PackWriter, decode, encoders, flush_batch, read_index
 from .protocol import ObjectInfo
 from .recipes import DEFAULT_CHUNKING, ChunkPolicy, PruneReport, Recipe, parse_recipe, recipe_bytes, recipe_size
 
@@ -210,8 +210,8 @@ class ChunkStore:
                     new.add(chunk)
                     batch.append((chunk, raw, piece))
                     if len(batch) >= _BATCH:
-                        _flush(batch, encode_all, writer)
-                _flush(batch, encode_all, writer)
+                        flush_batch(batch, encode_all, writer)
+                flush_batch(batch, encode_all, writer)
             finally:
                 for _c, raw, _p in batch:
                     raw.release()
@@ -224,24 +224,33 @@ class ChunkStore:
     def write_to(self, digest: str, out: IO[bytes] | Any) -> int:
         """Reassemble the file into `out`, checked against its digest; its size. A corrupt
         chunk is quarantined (and so is the recipe: the object is no longer served)."""
+        from concurrent.futures import ThreadPoolExecutor
+
         import zstandard
 
         recipe = self.recipe(digest)
         if recipe is None:
             raise StoreError(f"object {digest} is missing from the store", hint="build again to recreate it")
-        decompressor = zstandard.ZstdDecompressor()
         hasher = blake3.blake3()
         handles: dict[str, int] = {}
+        local = threading.local()
+
+        def read(item: tuple[bytes, int]) -> bytes:  # on a worker thread, with its own decompressor
+            if not hasattr(local, "decompressor"):
+                local.decompressor = zstandard.ZstdDecompressor()
+            return self._read(item[0], item[1], local.decompressor, handles)
+
         try:
-            for chunk, length in recipe.chunks:
-                raw = self._read(chunk, length, decompressor, handles)
-                hasher.update(raw)
-                out.write(raw)
+            with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="reassemble") as pool:
+                for start in range(0, len(recipe.chunks), _BATCH):  # decoded on the workers, written in order
+                    for raw in pool.map(read, recipe.chunks[start : start + _BATCH]):
+                        hasher.update(raw)
+                        out.write(raw)
         finally:
             for fd in handles.values():
                 os.close(fd)
         if PREFIX + hasher.hexdigest() != digest:
-            self._find_bad_chunks(recipe, decompressor)
+            self._find_bad_chunks(recipe, zstandard.ZstdDecompressor())
             self.quarantine_recipe(digest)
             raise CorruptObjectError(
                 f"object {digest} is corrupt (a chunk of it) and was quarantined", hint="build again to recreate it"
@@ -259,7 +268,10 @@ class ChunkStore:
             try:
                 fd = handles.get(where.pack)
                 if fd is None:
-                    fd = handles[where.pack] = os.open(self.packs / f"{where.pack}.pack", os.O_RDONLY)
+                    with self._lock:  # one descriptor per pack, whichever thread opens it
+                        fd = handles.get(where.pack)
+                        if fd is None:
+                            fd = handles[where.pack] = os.open(self.packs / f"{where.pack}.pack", os.O_RDONLY)
                 stored = os.pread(fd, where.stored, where.offset)
                 return decode(stored, where.codec, length, decompressor)
             except FileNotFoundError:  # repacked meanwhile: look again
@@ -296,7 +308,8 @@ class ChunkStore:
     def verify(self, digest: str) -> bool | None:
         """Reassemble and check: True, False (corrupt: quarantined), None (no recipe)."""
         try:
-            return self.write_to(digest, _Sink()) >= 0
+            with open(os.devnull, "wb") as sink:
+                return self.write_to(digest, sink) >= 0
         except CorruptObjectError:
             return False
         except StoreError:
@@ -376,16 +389,3 @@ class ChunkStore:
 
 
 _BATCH = 256  # new chunks compressed together (about 5 MiB)
-
-
-def _flush(batch: list[tuple[bytes, memoryview, Piece]], encode_all: Any, writer: PackWriter) -> None:
-    encoded = encode_all([(raw, piece.element, piece.align) for _c, raw, piece in batch])
-    for (chunk, raw, piece), (stored, codec) in zip(batch, encoded, strict=True):
-        writer.add(chunk, stored, piece.length, codec)
-        raw.release()
-    batch.clear()
-
-
-class _Sink:
-    def write(self, data: bytes) -> int:
-        return len(data)

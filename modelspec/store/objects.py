@@ -18,6 +18,7 @@ reassembles it (and makes it whole again until the next gc).
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import shutil
@@ -30,12 +31,15 @@ import blake3
 
 from ..digest import PREFIX, digest_bytes, digest_file, hex_of, parse_tree_document
 from ..errors import CorruptObjectError, StoreError
-from .chunks import DEFAULT_CHUNKING, ChunkPolicy, ChunkStore
 from .durability import DeferredSync
 from .files import fsync_dir, remove_path, write_atomic
 from .owner import remove_orphans, temp_prefix
 from .protocol import Entry, ObjectInfo, ObjectStore
+from .recipes import DEFAULT_CHUNKING, ChunkPolicy
 from .trees import digest_path, walk_path
+
+if TYPE_CHECKING:
+    from .chunks import ChunkStore
 
 __all__ = ["ChunkPolicy", "Entry", "LocalStore", "digest_path", "walk_path"]
 
@@ -56,7 +60,13 @@ class LocalStore(DeferredSync):
         self.tmp = root / "tmp"
         self._verified: set[str] = set()
         DeferredSync.__init__(self)
-        self.chunks = ChunkStore(root, self.temp_file, chunking or ChunkPolicy())
+
+    @functools.cached_property
+    def chunks(self) -> ChunkStore:
+        """The chunk layer, loaded when first needed (not by a command that only finds whole objects)."""
+        from .chunks import ChunkStore
+
+        return ChunkStore(self.root, self.temp_file, self.chunking or DEFAULT_CHUNKING)
 
     # -- paths and queries -------------------------------------------------------------
 
@@ -188,7 +198,10 @@ class LocalStore(DeferredSync):
         self._verified.add(digest)  # we hashed these very bytes on the way in
         policy = self.chunking
         if policy is not None and target.stat().st_size >= policy.threshold and not self.chunks.has(digest):
-            self.chunks.add(target, digest, name)
+            try:
+                self.chunks.add(target, digest, name)
+            except OSError:  # no room for its chunks (a full disk): it stays whole, gc cuts it when it cools it
+                return
             if not policy.keep_whole:
                 self.cool(digest)
 

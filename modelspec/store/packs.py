@@ -19,13 +19,13 @@ import os
 import struct
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import blake3
 
+from .cutting import Piece
 from .files import fsync_dir
 
 MAGIC = b"MSPACK01"
@@ -74,6 +74,8 @@ def encoders(
 ) -> Iterator[Callable[[list[tuple[bytes | memoryview, int, int]]], list[Any]]]:
     """A function `encode`-ing a batch of (raw, element, align) on up to four threads, each
     with its own compressor (zstd releases the GIL; a compressor is not shared by threads)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     import zstandard  # only where files are chunked: not on the CLI's start-up
 
     local = threading.local()
@@ -190,3 +192,13 @@ def read_index(path: Path) -> list[tuple[bytes, Located]]:
     for digest, offset, stored, raw, codec in _ROW.iter_unpack(table):
         found.append((digest, Located(name, offset, stored, raw, codec)))
     return found
+
+
+def flush_batch(batch: list[tuple[bytes, memoryview, Piece]], encode_all: Any, writer: PackWriter) -> None:
+    """Encode a batch of new chunks together (on the encoder's threads), then append them in
+    order; each chunk's view of the file is released once written."""
+    encoded = encode_all([(raw, piece.element, piece.align) for _c, raw, piece in batch])
+    for (chunk, raw, piece), (stored, codec) in zip(batch, encoded, strict=True):
+        writer.add(chunk, stored, piece.length, codec)
+        raw.release()
+    batch.clear()

@@ -266,3 +266,23 @@ def test_on_a_full_disk_without_the_reserve_gc_first_sweeps_what_needs_no_regist
     assert build(repo, spec, store_env, "fill.bytes=5000").returncode == 0
     assert repo.modelspec("audit", "--verify", env=store_env).returncode == 0
     assert_consistent(repo, store_env)
+
+
+def test_no_room_for_the_chunks_of_a_large_output_leaves_it_whole(repo: Repo, tmp_path: Path) -> None:
+    """A 5 MiB output fits the 8 MiB store, its chunks (5 MiB more) do not: the build succeeds
+    with the output stored whole (gc cuts it once there is room), and nothing half-written
+    stays behind."""
+    point = tmp_path / "eight"
+    point.mkdir()
+    mount("-t", "tmpfs", "-o", "size=8m", "tmpfs", str(point))
+    try:
+        env = {"MODELSPEC_HOME": str(point / "home")}
+        spec = make_spec(repo, "sh -c 'head -c 5242880 /dev/urandom > ${outputs.out}'")
+        result = build(repo, spec, env, "--json")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert not (point / "home" / "recipes").exists() or not list((point / "home" / "recipes").rglob("*"))
+        assert_consistent(repo, env)
+        repo.modelspec("checkout", spec, "--out", "o", env=env, check=True)
+        assert (repo.path / "o" / "fill" / "fill.bin").stat().st_size == 5 << 20
+    finally:
+        unmount(point)

@@ -198,3 +198,16 @@ def test_a_store_without_whole_copies_writes_only_new_chunks(tmp_path: Path) -> 
     assert _stored(store) - packed < 200_000
     assert not store.is_whole(first) and not store.is_whole(second)
     assert [LocalStore(tmp_path / "store").read_bytes(d) for d in (first, second)] == [data, changed]
+
+
+def test_pruning_at_a_live_fraction_of_zero_writes_nothing(tmp_path: Path) -> None:
+    """gc's fallback on a full disk: only packs without a live chunk go, none is rewritten."""
+    store = LocalStore(tmp_path / "store", ChunkPolicy(threshold=1, pack_limit=8 << 20, keep_whole=False))
+    rng = random.Random(12)
+    shared = rng.randbytes(300_000)
+    gone = store.put_bytes(rng.randbytes(400_000))
+    store.put_bytes(shared + rng.randbytes(10))
+    store.put_bytes(shared[:100_000])
+    store.delete(gone)
+    report = store.chunks.prune(0.0)
+    assert (report.removed, report.written) == (1, 0)
