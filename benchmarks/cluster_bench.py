@@ -140,6 +140,9 @@ def main() -> None:
         print(f"scheduling overhead per stage (wall - ideal) / stages: {overhead * 1000:.0f} ms "
               f"(goal <= 50 ms) [{'ok' if overhead <= 0.05 else 'OVER'}]; "
               f"per stage on its worker's time line: {overhead * options.workers * 1000:.0f} ms")
+        beyond = (wall - work / options.workers) / options.stages
+        print(f"the same counting the stages' own seconds as work (the sandbox's start, which a local build "
+              f"pays too): (wall - own seconds / workers) / stages = {beyond * 1000:.0f} ms")
         print(breakdown(report))
         if options.noop:
             noop = make_repo(base / "noop", shared, "noop", options.noop, "", "off")
