@@ -144,7 +144,7 @@ _LAZY = {
     "remote_status": ("transfer", "status"),
     "remote_forget": ("transfer", "forget"),
     "verify_remote": ("transfer", "verify_remote"),
-    # A resident modelspec (launch.py serves, resident.py asks): `modelspec resident`.
+    # A resident modelspec (forkserver.py serves, resident.py asks): `modelspec resident`.
     "resident_start": ("resident", "start"),
     "resident_control": ("resident", "control"),
     "resident_socket": ("resident", "socket_path"),

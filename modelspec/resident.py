@@ -4,7 +4,7 @@ registry's SQLAlchemy and rich again (a few hundred milliseconds each time). Opt
 `modelspec resident start`; without one, every command runs in its own process as before.
 
 This module is the client's half and uses only the standard library, so that asking costs
-less than a millisecond or two (the server is `launch.serve`). The command's own standard
+less than a millisecond or two (the server is `forkserver`). The command's own standard
 input, output and error are passed to the resident (SCM_RIGHTS), so the child writes to the
 caller's terminal or pipe as if it had been started there: colours, widths, `| head` and
 exit codes are the same. The child takes the caller's working directory, environment,
@@ -18,17 +18,16 @@ only its user can enter, and the resident answers only its own user (SO_PEERCRED
 
 from __future__ import annotations
 
-import array
 import contextlib
 import json
 import os
 import signal
-import socket
-import struct
 import sys
 import time
-import zlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import socket
 
 PACKAGE = os.path.dirname(os.path.realpath(__file__))
 # Commands a resident runs; the others (long-running servers, this one) always run here.
@@ -38,12 +37,22 @@ SERVED = frozenset(
         "lock", "metrics", "plan", "registry", "show", "status", "validate", "verify", "versions",
     }
 )  # fmt: skip
-_HEADER = struct.Struct("!I")
+HEADER = "!I"  # a message's length, before its JSON
 
 
 def runtime_dir() -> str:
     base = os.environ.get("MODELSPEC_RUNTIME_DIR") or os.environ.get("XDG_RUNTIME_DIR") or "/tmp"
     return os.path.join(base, f"modelspec-{os.getuid()}")
+
+
+def any_running() -> bool:
+    """Is any resident's socket there at all? One directory listing: without a resident, a
+    command pays for nothing more (not even importing `socket`)."""
+    try:
+        names = os.listdir(runtime_dir())
+    except OSError:
+        return False
+    return any(name.startswith("resident-") and name.endswith(".sock") for name in names)
 
 
 def installation_key() -> str:
@@ -52,6 +61,8 @@ def installation_key() -> str:
     parts = [sys.executable, PACKAGE, _stamp(os.path.dirname(PACKAGE))]
     for folder, _dirs, files in sorted(os.walk(PACKAGE)):
         parts.extend(f"{folder}/{name}:{_stamp(f'{folder}/{name}')}" for name in sorted(files) if name.endswith(".py"))
+    import zlib
+
     text = "\n".join(parts).encode()
     return f"{zlib.crc32(text):08x}{zlib.adler32(text):08x}"
 
@@ -84,6 +95,7 @@ def private_dir() -> str | None:
 def _connect(path: str) -> socket.socket | None:
     if private_dir() is None or not os.path.exists(path):
         return None
+    import socket
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(path)
@@ -95,9 +107,13 @@ def _connect(path: str) -> socket.socket | None:
 
 def send_message(sock: socket.socket, message: dict[str, Any], fds: list[int] | None = None) -> None:
     """A length-prefixed JSON message; the descriptors ride with its first bytes (the header)."""
+    import array
+    import socket
+    import struct
+
     body = json.dumps(message).encode()
     ancillary = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())] if fds else []
-    sock.sendmsg([_HEADER.pack(len(body))], ancillary)
+    sock.sendmsg([struct.pack(HEADER, len(body))], ancillary)
     sock.sendall(body)  # a large environment may take several writes
 
 
@@ -117,6 +133,8 @@ def read_lines(sock: socket.socket) -> Any:
 def forward(argv: list[str]) -> int | None:
     """Run the command in this installation's resident; its exit code, or None when there
     is no resident to run it (the caller runs it itself)."""
+    if not any_running():
+        return None
     sock = _connect(socket_path())
     if sock is None:
         return None
@@ -187,7 +205,7 @@ def start(idle: float, log: str | None = None) -> dict[str, Any]:
     with open(log, "ab") as err, open(os.devnull, "rb") as devnull:
         subprocess.Popen(
             # -P and cwd /: the modelspec that started it, never one in the working directory
-            [sys.executable, "-P", "-m", "modelspec.launch", "--serve", str(idle), socket_path()],
+            [sys.executable, "-P", "-m", "modelspec.forkserver", "--serve", str(idle), socket_path()],
             cwd="/",
             stdin=devnull,
             stdout=err,

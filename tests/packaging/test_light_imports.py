@@ -23,7 +23,7 @@ def test_importing_the_entry_points_loads_no_registry_or_schedule_library(module
 def test_the_console_script_asks_a_resident_before_loading_the_cli() -> None:
     """The launcher (the `modelspec` script) is the standard library only until it runs the
     command here: with a resident, a command costs the interpreter's start and a socket."""
-    heavy = ("click", "rich", "modelspec.cli")
+    heavy = ("click", "rich", "modelspec.cli", "socket")
     code = f"import sys, modelspec.launch; print(sorted(m for m in {heavy!r} if m in sys.modules))"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "[]"
