@@ -35,6 +35,10 @@ WARM = (
     "rich.live",
     "yaml",
     "jsonschema",
+    "psycopg",  # a PostgreSQL registry
+    "sqlalchemy.dialects.postgresql.psycopg",
+    "obstore",  # an s3:// remote
+    "cryptography.hazmat.primitives.asymmetric.ed25519",  # signing provenance
 )
 
 
