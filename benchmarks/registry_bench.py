@@ -311,6 +311,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.cli:
         CLI[:] = [args.cli]
+    if args.url:  # the CLI commands below read the same registry
+        os.environ["MODELSPEC_REGISTRY_URL"] = args.url
     if not 0 <= args.api <= args.versions or args.versions < 54_322:
         parser.error("need --versions >= 54322 (m@1.0.54321 must exist) and 0 <= --api <= --versions")
 
