@@ -149,7 +149,8 @@ class ActionCache:
             return
         body = canonical_json(self._used)
         header = canonical_json({"format": INDEX_FORMAT, "body": digest_bytes(body)})
-        write_atomic(self._index_path(targets), header + b"\n" + body, self.temp_dir, durable=False)
+        with contextlib.suppress(OSError):  # a full or read-only disk: it is only a faster way to the same entries
+            write_atomic(self._index_path(targets), header + b"\n" + body, self.temp_dir, durable=False)
 
     def drop_indexes(self) -> None:
         """Forget every index (gc, when it drops entries: an index must not outlive them)."""

@@ -148,3 +148,16 @@ def test_deferred_objects_are_readable_at_once_and_synced_together(
     synced.clear()
     store.put_bytes(b"four\n")  # outside the block: durable before it returns
     assert len(synced) == 2
+
+
+def test_an_action_cache_index_that_cannot_be_written_fails_nothing(tmp_path: Path) -> None:
+    """The index is only a faster way to the same entries: a full or read-only disk at the end
+    of a build (the test_disk trial hit ENOSPC there) must not fail the build."""
+    from modelspec.store.traces import ActionCache, ActionResult
+
+    cache = ActionCache(tmp_path / "ac")
+    result = ActionResult("blake3:" + "a" * 64, "s:x", {}, digest_bytes(b"log"), 0, 0.0, 1.0, True)
+    cache.put(result)
+    (tmp_path / "ac" / "index").write_text("not a directory")  # the index's folder cannot be made
+    cache.write_index(digest_bytes(b"targets"))  # no error
+    assert ActionCache(tmp_path / "ac").get(result.key) == result
