@@ -25,15 +25,16 @@ import os
 import threading
 from collections.abc import Callable, Iterator, Set
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 import blake3
 
 from ..digest import PREFIX, hex_of
 from ..errors import CorruptObjectError, StoreError
-from .cutting import Piece, cut, segments
+from .cutting import segments
 from .files import write_atomic
-from .packs import Located, PackWriter, decode, encoders, flush_batch, read_index
+from .packs import Located, PackWriter, decode, read_index
+from .pipeline import Coding, pack_file, reassemble
 from .protocol import ObjectInfo
 from .recipes import DEFAULT_CHUNKING, ChunkPolicy, PruneReport, Recipe, parse_recipe, recipe_bytes, recipe_size
 
@@ -185,39 +186,20 @@ class ChunkStore:
     def _pack_new(
         self, f: IO[bytes], size: int, name: str, writer: PackWriter, *, hash_first: bool
     ) -> tuple[list[tuple[bytes, int]], str]:
-        """Cut the file; the chunks no pack holds yet go into `writer` (compressed on a few
-        threads: zstd releases the GIL); its chunk list, and with `hash_first` its digest."""
-        chunks: list[tuple[bytes, int]] = []
-        new: set[bytes] = set()
-        batch: list[tuple[bytes, memoryview, Piece]] = []
+        """Cut the file; the chunks no pack holds yet go into `writer` (pipeline.py); its chunk
+        list, and with `hash_first` its digest (hashed meanwhile)."""
         if not size:
-            return chunks, PREFIX + blake3.blake3().hexdigest()
-        with (
-            mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ) as view,
-            encoders(self.policy.level, self.policy.min_saving) as encode_all,
-        ):
+            return [], PREFIX + blake3.blake3().hexdigest()
+        coding = Coding(self.policy.level, self.policy.min_saving)
+        with mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ) as view:
             data = memoryview(view)
-            hashed = PREFIX + blake3.blake3(data, max_threads=blake3.blake3.AUTO).hexdigest() if hash_first else ""
-            pieces = cut(data, segments(data, name), self.policy.average)
             try:
-                for piece in pieces:
-                    raw = data[piece.offset : piece.offset + piece.length]
-                    chunk = blake3.blake3(raw).digest()
-                    chunks.append((chunk, piece.length))
-                    if chunk in new or chunk in self._map:
-                        raw.release()
-                        continue
-                    new.add(chunk)
-                    batch.append((chunk, raw, piece))
-                    if len(batch) >= _BATCH:
-                        flush_batch(batch, encode_all, writer)
-                flush_batch(batch, encode_all, writer)
+                chunks, whole = pack_file(
+                    data, segments(data, name), self.policy.average, self._map, coding, writer, hash_whole=hash_first
+                )
             finally:
-                for _c, raw, _p in batch:
-                    raw.release()
-                pieces.close()  # its slices of the map go with it
                 data.release()
-        return chunks, hashed
+        return chunks, PREFIX + whole.hex() if hash_first else ""
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -235,7 +217,7 @@ class ChunkStore:
         handles: dict[str, int] = {}
         local = threading.local()
 
-        def read(item: tuple[bytes, int]) -> bytes:  # on a worker thread, with its own decompressor
+        def read(item: tuple[bytes, int]) -> bytes | bytearray:  # on a worker thread, with its own decompressor
             if not hasattr(local, "decompressor"):
                 local.decompressor = zstandard.ZstdDecompressor()
             return self._read(item[0], item[1], local.decompressor, handles)
@@ -250,14 +232,37 @@ class ChunkStore:
             for fd in handles.values():
                 os.close(fd)
         if PREFIX + hasher.hexdigest() != digest:
-            self._find_bad_chunks(recipe, zstandard.ZstdDecompressor())
-            self.quarantine_recipe(digest)
-            raise CorruptObjectError(
-                f"object {digest} is corrupt (a chunk of it) and was quarantined", hint="build again to recreate it"
-            )
+            self._corrupt(digest, recipe)
         return recipe.size
 
-    def _read(self, chunk: bytes, length: int, decompressor: Any, handles: dict[str, int]) -> bytes:
+    def write_file(self, digest: str, fd: int) -> int:
+        """Reassemble the file into the empty file `fd` (chunks written at their offsets on
+        worker threads, then the whole hashed once), checked against its digest; its size."""
+        recipe = self.recipe(digest)
+        if recipe is None:
+            raise StoreError(f"object {digest} is missing from the store", hint="build again to recreate it")
+        handles: dict[str, int] = {}
+        try:
+            written = reassemble(
+                fd, recipe.chunks, recipe.size, lambda chunk, n, zstd: self._read(chunk, n, zstd, handles)
+            )
+        finally:
+            for handle in handles.values():
+                os.close(handle)
+        if PREFIX + written.hex() != digest:
+            self._corrupt(digest, recipe)
+        return recipe.size
+
+    def _corrupt(self, digest: str, recipe: Recipe) -> NoReturn:
+        import zstandard
+
+        self._find_bad_chunks(recipe, zstandard.ZstdDecompressor())
+        self.quarantine_recipe(digest)
+        raise CorruptObjectError(
+            f"object {digest} is corrupt (a chunk of it) and was quarantined", hint="build again to recreate it"
+        )
+
+    def _read(self, chunk: bytes, length: int, decompressor: Any, handles: dict[str, int]) -> bytes | bytearray:
         for attempt in (0, 1):
             where = self._map.get(chunk)
             if where is None:
@@ -388,4 +393,4 @@ class ChunkStore:
                 (self.quarantine_dir / marker).unlink(missing_ok=True)
 
 
-_BATCH = 256  # new chunks compressed together (about 5 MiB)
+_BATCH = 256  # chunks decoded together by `write_to` (about 5 MiB)

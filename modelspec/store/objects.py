@@ -294,7 +294,7 @@ class LocalStore(DeferredSync):
         fd, temp = self.temp_file()
         try:
             with os.fdopen(fd, "wb") as out:
-                self.chunks.write_to(digest, out)
+                self.chunks.write_file(digest, out.fileno())
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
@@ -304,8 +304,8 @@ class LocalStore(DeferredSync):
         """A cold object's bytes straight into `dest` (a temp file beside it, then renamed)."""
         temp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
         try:
-            with open(temp, "wb") as out:
-                self.chunks.write_to(digest, out)
+            with open(temp, "w+b") as out:  # read too: the result is hashed from a map of it
+                self.chunks.write_file(digest, out.fileno())  # at known offsets, on every core
             os.chmod(temp, mode)
             os.replace(temp, dest)
         except BaseException:

@@ -14,25 +14,22 @@ so a pack in `packs/` is always whole; a pack is never changed after.
 
 from __future__ import annotations
 
-import contextlib
+import mmap
 import os
 import struct
-import threading
-from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import blake3
 
-from .cutting import Piece
 from .files import fsync_dir
 
 MAGIC = b"MSPACK01"
 _ROW = struct.Struct("<32sQIIB")
 _FOOTER = struct.Struct("<Q8s")
 _TOP = struct.Struct("<IB")
-_Item = tuple[bytes | memoryview, int, int]  # a chunk's raw bytes, element size and alignment
 RAW, ZSTD = 0, 1  # codecs; 2, 4 and 8 are zstd of bytes grouped by that element size
 
 
@@ -48,61 +45,66 @@ class Located:
 
 
 def encode(
-    raw: bytes | memoryview, element: int, min_saving: float, compressor: Any, align: int = 0
+    raw: bytes | memoryview, element: int, min_saving: float, compressor: Any, align: int = 0, plane: Any = None
 ) -> tuple[bytes, int]:
     """The bytes to store for a chunk and their codec: compressed only when it pays. `align`:
-    how many leading bytes end a number begun in the chunk before (floats only)."""
+    how many leading bytes end a number begun in the chunk before (floats only); `plane`: the
+    compressor of a float chunk's top plane (default `compressor`)."""
+    stored, codec = encode_or_raw(raw, element, min_saving, compressor, align, plane)
+    return (bytes(raw) if stored is None else stored), codec
+
+
+def encode_or_raw(
+    raw: bytes | memoryview, element: int, min_saving: float, compressor: Any, align: int = 0, plane: Any = None
+) -> tuple[bytes | None, int]:
+    """`encode`, but None for a chunk stored raw (the caller writes the bytes it has: no copy)."""
+    limit = len(raw) * (1 - min_saving)
     if element > 1 and len(raw) >= align + 2 * element:
         # Floats: only the top byte of each number (sign and exponent) compresses; zstd over a
         # whole small chunk cannot tell the planes apart, so the top plane is compressed alone.
         data = bytes(raw)
         whole = align + (len(data) - align) // element * element
-        planes = [data[i:whole:element] for i in range(align, align + element)]
-        top = compressor.compress(planes[-1])
-        packed = b"".join([_TOP.pack(len(top), align), top, data[:align], *planes[:-1], data[whole:]])
-        codec = element
-    else:
-        packed, codec = compressor.compress(raw), ZSTD
-    if len(packed) <= len(raw) * (1 - min_saving):
-        return packed, codec
-    return bytes(raw), RAW
+        top = (plane or compressor).compress(data[align + element - 1 : whole : element])
+        count = (whole - align) // element
+        if len(raw) - count + len(top) + _TOP.size > limit:  # decided before the other planes are cut
+            return None, RAW
+        lower = [data[i:whole:element] for i in range(align, align + element - 1)]
+        return b"".join([_TOP.pack(len(top), align), top, data[:align], *lower, data[whole:]]), element
+    packed = compressor.compress(raw)
+    return (packed, ZSTD) if len(packed) <= limit else (None, RAW)
 
 
-@contextlib.contextmanager
-def encoders(
-    level: int, min_saving: float
-) -> Iterator[Callable[[list[tuple[bytes | memoryview, int, int]]], list[Any]]]:
-    """A function `encode`-ing a batch of (raw, element, align) on up to four threads, each
-    with its own compressor (zstd releases the GIL; a compressor is not shared by threads)."""
-    from concurrent.futures import ThreadPoolExecutor
+def plane_compressor(level: int) -> Any:
+    """The compressor of float top planes: zstd's fast strategy with long minimum matches. A
+    plane holds a few distinct bytes (sign and exponent: 2.7 bits of entropy in float32
+    weights) whose short repeats the default level-1 matcher chases; here mostly entropy coding
+    works, measured 1.5x faster and 10% smaller than level 1 on float32 weights."""
+    import zstandard
 
-    import zstandard  # only where files are chunked: not on the CLI's start-up
-
-    local = threading.local()
-
-    def one(item: _Item) -> tuple[bytes, int]:
-        compressor = getattr(local, "compressor", None)
-        if compressor is None:
-            compressor = local.compressor = zstandard.ZstdCompressor(level=level)
-        raw, element, align = item
-        return encode(raw, element, min_saving, compressor, align)
-
-    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="chunks") as pool:
-        yield lambda items: list(pool.map(one, items))
+    params = zstandard.ZstdCompressionParameters.from_level(
+        max(level, 1), window_log=17, hash_log=12, search_log=1, min_match=7, strategy=zstandard.STRATEGY_FAST
+    )
+    return zstandard.ZstdCompressor(compression_params=params)
 
 
-def decode(stored: bytes, codec: int, raw_length: int, decompressor: Any) -> bytes:
+def decode(stored: bytes, codec: int, raw_length: int, decompressor: Any) -> bytes | bytearray:
     if codec == RAW:
         return stored
     if codec == ZSTD:
-        return bytes(decompressor.decompress(stored, max_output_size=raw_length))
+        return decompressor.decompress(stored, max_output_size=raw_length)
     length, align = _TOP.unpack_from(stored)
     count = (raw_length - align) // codec
-    top = decompressor.decompress(stored[_TOP.size : _TOP.size + length], max_output_size=count)
-    rest = stored[_TOP.size + length :]
-    head, rest = rest[:align], rest[align:]
-    lower = (codec - 1) * count
-    return head + ungroup(rest[:lower] + top + rest[lower:], codec)
+    top = decompressor.decompress(memoryview(stored)[_TOP.size : _TOP.size + length], max_output_size=count)
+    body = memoryview(stored)[_TOP.size + length :]
+    whole = align + count * codec
+    # Each plane straight into its place in one buffer: no intermediate joins.
+    out = bytearray(raw_length)
+    out[:align] = body[:align]
+    for i in range(codec - 1):
+        out[align + i : whole : codec] = body[align + i * count : align + (i + 1) * count]
+    out[align + codec - 1 : whole : codec] = top
+    out[whole:] = body[align + (codec - 1) * count :]
+    return out
 
 
 def group(raw: bytes | memoryview, element: int) -> bytes:
@@ -123,7 +125,8 @@ def ungroup(data: bytes, element: int) -> bytes:
 
 class PackWriter:
     """Appends chunks to a pack in `tmp`; `seal` makes it a whole pack in `folder` (and the
-    next chunk starts another). Packs are sealed at `limit` bytes."""
+    next chunk starts another). A pack that reaches `limit` bytes is sealed on a background
+    thread (its hash and fsync overlap the next pack's writing); `seal` waits for them all."""
 
     def __init__(self, folder: Path, temp_file: Any, limit: int) -> None:
         self.folder = folder
@@ -132,46 +135,71 @@ class PackWriter:
         self._file: Any = None
         self._path: Path | None = None
         self._rows: list[tuple[bytes, int, int, int, int]] = []
-        self._hasher = blake3.blake3()
         self._size = 0
+        self._sealer: ThreadPoolExecutor | None = None
+        self._sealing: list[Future[None]] = []
         self.sealed: dict[str, list[tuple[bytes, Located]]] = {}  # pack → its chunks (for the map)
 
-    def add(self, digest: bytes, stored: bytes, raw_length: int, codec: int) -> None:
+    def add(self, digest: bytes, stored: bytes | bytearray | memoryview, raw_length: int, codec: int) -> None:
         if self._file is None:
             fd, self._path = self._temp_file()
             self._file = os.fdopen(fd, "wb")
         self._file.write(stored)
-        self._hasher.update(stored)
         self._rows.append((digest, self._size, len(stored), raw_length, codec))
         self._size += len(stored)
         if self._size >= self.limit:
-            self.seal()
+            if self._sealer is None:
+                self._sealer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seal")
+            self._sealing.append(self._sealer.submit(self._finish, *self._detach()))
 
     def seal(self) -> None:
-        """Write the index, fsync, rename into place; nothing to do for an empty pack."""
-        if self._file is None or self._path is None:
-            return
-        index = b"".join(_ROW.pack(*row) for row in self._rows) + _FOOTER.pack(len(self._rows) * _ROW.size, MAGIC)
-        self._file.write(index)
-        self._hasher.update(index)
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        name = self._hasher.hexdigest()
-        os.chmod(self._path, 0o444)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        os.rename(self._path, self.folder / f"{name}.pack")
-        fsync_dir(self.folder)
-        self.sealed[name] = [(d, Located(name, o, s, r, c)) for d, o, s, r, c in self._rows]
-        self._file, self._path, self._rows, self._size = None, None, [], 0
-        self._hasher = blake3.blake3()
+        """Seal the pack being written and wait for those sealing: all durable and in place
+        on return; nothing to do for an empty pack."""
+        if self._file is not None and self._path is not None:
+            self._finish(*self._detach())
+        self._join(check=True)
 
     def abandon(self) -> None:
-        """Drop the unsealed pack (after a failure): its chunks were never named."""
+        """Drop the unsealed pack (after a failure): its chunks were never named. Packs already
+        sealing end whole (or not at all): a pack no recipe names is pruned later."""
+        self._join(check=False)
         if self._file is not None and self._path is not None:
             self._file.close()
             self._path.unlink(missing_ok=True)
+        self._detach()
+
+    def _detach(self) -> tuple[Any, Path, list[tuple[bytes, int, int, int, int]]]:
+        job = (self._file, self._path, self._rows)
         self._file, self._path, self._rows, self._size = None, None, [], 0
+        return job  # type: ignore[return-value]
+
+    def _join(self, *, check: bool) -> None:
+        pending, self._sealing = self._sealing, []
+        errors = [f.exception() for f in pending]
+        if self._sealer is not None:
+            self._sealer.shutdown()
+            self._sealer = None
+        if check and (error := next((e for e in errors if e is not None), None)) is not None:
+            raise error
+
+    def _finish(self, file: Any, path: Path, rows: list[tuple[bytes, int, int, int, int]]) -> None:
+        """Write the index, name the pack by its bytes' blake3, fsync, rename into place."""
+        try:
+            file.write(b"".join(_ROW.pack(*row) for row in rows) + _FOOTER.pack(len(rows) * _ROW.size, MAGIC))
+            file.flush()
+            with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as view:  # hashed at once, on every core
+                name = blake3.blake3(view, max_threads=blake3.blake3.AUTO).hexdigest()
+            os.fsync(file.fileno())
+        except BaseException:
+            file.close()
+            path.unlink(missing_ok=True)
+            raise
+        file.close()
+        os.chmod(path, 0o444)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        os.rename(path, self.folder / f"{name}.pack")
+        fsync_dir(self.folder)
+        self.sealed[name] = [(d, Located(name, o, s, r, c)) for d, o, s, r, c in rows]
 
 
 def read_index(path: Path) -> list[tuple[bytes, Located]]:
@@ -192,13 +220,3 @@ def read_index(path: Path) -> list[tuple[bytes, Located]]:
     for digest, offset, stored, raw, codec in _ROW.iter_unpack(table):
         found.append((digest, Located(name, offset, stored, raw, codec)))
     return found
-
-
-def flush_batch(batch: list[tuple[bytes, memoryview, Piece]], encode_all: Any, writer: PackWriter) -> None:
-    """Encode a batch of new chunks together (on the encoder's threads), then append them in
-    order; each chunk's view of the file is released once written."""
-    encoded = encode_all([(raw, piece.element, piece.align) for _c, raw, piece in batch])
-    for (chunk, raw, piece), (stored, codec) in zip(batch, encoded, strict=True):
-        writer.add(chunk, stored, piece.length, codec)
-        raw.release()
-    batch.clear()

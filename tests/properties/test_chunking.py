@@ -13,7 +13,7 @@ from modelspec.digest import digest_bytes
 from modelspec.store.chunks import ChunkPolicy
 from modelspec.store.cutting import Segment, cut
 from modelspec.store.objects import LocalStore
-from modelspec.store.packs import decode, encode, group, ungroup
+from modelspec.store.packs import decode, encode, group, plane_compressor, ungroup
 
 SMALL = ChunkPolicy(threshold=1, average=256, pack_limit=4096, keep_whole=False)
 
@@ -41,12 +41,15 @@ def test_byte_grouping_is_reversible(data: bytes, element: int) -> None:
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.binary(max_size=3000), st.sampled_from([2, 4, 8]), st.integers(0, 7), st.booleans())
-def test_every_codec_decodes_what_it_encoded(data: bytes, element: int, align: int, compressible: bool) -> None:
+@given(st.binary(max_size=3000), st.sampled_from([2, 4, 8]), st.integers(0, 7), st.booleans(), st.booleans())
+def test_every_codec_decodes_what_it_encoded(
+    data: bytes, element: int, align: int, compressible: bool, planes: bool
+) -> None:
     import zstandard
 
     raw = data * 4 if compressible else data
-    stored, codec = encode(raw, element, 1 / 16, zstandard.ZstdCompressor(), align % element)
+    plane = plane_compressor(1) if planes else None  # the top plane's own zstd parameters
+    stored, codec = encode(raw, element, 1 / 16, zstandard.ZstdCompressor(), align % element, plane)
     assert decode(stored, codec, len(raw), zstandard.ZstdDecompressor()) == raw
 
 

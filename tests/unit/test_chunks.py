@@ -211,3 +211,50 @@ def test_pruning_at_a_live_fraction_of_zero_writes_nothing(tmp_path: Path) -> No
     store.delete(gone)
     report = store.chunks.prune(0.0)
     assert (report.removed, report.written) == (1, 0)
+
+
+@pytest.mark.parametrize("kind", ["raw", "floats"])
+def test_a_checkout_that_meets_a_corrupt_chunk_fails_and_leaves_no_file(tmp_path: Path, kind: str) -> None:
+    # Chunks are written at their offsets on worker threads: the whole file is checked after.
+    store = LocalStore(tmp_path / "store", ChunkPolicy(threshold=1, pack_limit=256 << 10, keep_whole=False))
+    if kind == "raw":
+        data = random.Random(11).randbytes(1 << 20)
+    else:
+        data = _safetensors({"w": _weights(np.random.default_rng(11), 1 << 18)})
+    digest = store.put_file(_file(tmp_path, "model.safetensors", data))
+    pack = max(store.chunks.packs.glob("*.pack"), key=lambda p: p.stat().st_size)
+    os.chmod(pack, 0o644)
+    with open(pack, "r+b") as f:
+        f.seek(3000)
+        flipped = bytes(b ^ 0xFF for b in f.read(8))
+        f.seek(3000)
+        f.write(flipped)
+    fresh = LocalStore(tmp_path / "store", ChunkPolicy(keep_whole=False))
+    with pytest.raises(CorruptObjectError):
+        fresh.restore(Entry("file", digest, len(data)), tmp_path / "out" / "model.bin", link=False)
+    assert not (tmp_path / "out" / "model.bin").exists() and not list((tmp_path / "out").iterdir())
+    assert list(fresh.chunks.quarantine_dir.iterdir()) and not fresh.has(digest)
+
+
+def test_a_checkout_reassembles_every_chunk_at_its_offset(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store", ChunkPolicy(threshold=1, pack_limit=256 << 10, keep_whole=False))
+    rng = np.random.default_rng(12)
+    data = _safetensors({f"t{i}": _weights(rng, 40_001 + i) for i in range(5)}) + b"tail" * 999
+    digest = store.put_file(_file(tmp_path, "model.safetensors", data))
+    assert len(list(store.chunks.packs.glob("*.pack"))) > 1  # sealed in the background, then the last
+    fresh = LocalStore(tmp_path / "store", ChunkPolicy(keep_whole=False))
+    fresh.restore(Entry("file", digest, len(data)), tmp_path / "a.safetensors", link=False)  # at offsets
+    assert (tmp_path / "a.safetensors").read_bytes() == data
+    assert fresh.read_bytes(digest) == data  # in order, into a stream
+    fresh.checked_path(digest)  # made whole again (rehydrated)
+    assert fresh.is_whole(digest) and fresh.path_of(digest).read_bytes() == data
+
+
+def test_compression_resumes_after_incompressible_chunks_that_were_only_sampled(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store", ChunkPolicy(threshold=1, keep_whole=False))
+    noise = random.Random(13).randbytes(4 << 20)
+    text = b"a repetitive line of a log\n" * 40_000  # compressible again after the noise
+    digest = store.put_file(_file(tmp_path, "mixed.bin", noise + text))
+    codecs = [w.codec for pack in store.chunks.packs.glob("*.pack") for _d, w in read_index(pack)]
+    assert RAW in codecs and ZSTD in codecs  # the probes find the text compressible again
+    assert LocalStore(tmp_path / "store", ChunkPolicy(keep_whole=False)).read_bytes(digest) == noise + text

@@ -1,0 +1,152 @@
+"""Chunking and reassembly of one large file on worker threads.
+
+Ingest: the main thread cuts the file (FastCDC) into batches of pieces; workers hash each
+piece and encode those no pack holds, while the main thread cuts the next batch and appends
+finished batches to packs in file order. Reassembly: workers read and decode chunks and write
+each at its offset in the file (the recipe gives every offset); the result is hashed once,
+whole. blake3, zstd, FastCDC and file I/O release the GIL, so all of this overlaps.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import threading
+from collections import deque
+from collections.abc import Callable, Container, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import accumulate, islice
+from typing import Any
+
+import blake3
+
+from .cutting import Piece, Segment, cut
+from .packs import RAW, PackWriter, encode_or_raw, plane_compressor
+
+_BATCH = 512  # pieces per task (~10 MiB): a task's overhead is small beside its work
+_AHEAD = 4  # batches in flight: bounds the memory of encoded chunks waiting to be written
+_KNOWN = -1  # the codec of a chunk some pack already holds: nothing to write
+_PROBES = 4  # chunks in a row that do not compress, after which only every _PROBE_EVERY-th is tried
+_PROBE_EVERY = 16
+
+Encoded = tuple[bytes, bytes | None, int]  # a piece's blake3, its stored bytes (None: raw) and codec
+
+
+@dataclass(frozen=True, slots=True)
+class Coding:
+    """How new chunks are compressed: zstd `level`, kept only when it saves `min_saving`."""
+
+    level: int
+    min_saving: float
+
+
+def workers() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="chunks")
+
+
+def pack_file(
+    data: memoryview,
+    parts: list[Segment],
+    average: int,
+    known: Container[bytes],
+    coding: Coding,
+    writer: PackWriter,
+    *,
+    hash_whole: bool,
+) -> tuple[list[tuple[bytes, int]], bytes]:
+    """Cut `data`; append the chunks not in `known` (nor earlier in the file) to `writer`, in
+    file order. Its chunk list, and with `hash_whole` the blake3 of the whole (else b"")."""
+    local = threading.local()
+
+    def encode_batch(pieces: list[Piece]) -> list[Encoded]:  # on a worker
+        if not hasattr(local, "zstd"):
+            import zstandard  # only where files are chunked: not on the CLI's start-up
+
+            local.zstd, local.plane = zstandard.ZstdCompressor(level=coding.level), plane_compressor(coding.level)
+        found: list[Encoded] = []
+        misses = 0  # chunks in a row that did not compress: incompressible data is sampled, not all tried
+        for i, piece in enumerate(pieces):
+            with data[piece.offset : piece.offset + piece.length] as raw:
+                chunk = blake3.blake3(raw).digest()
+                if chunk in known:
+                    found.append((chunk, None, _KNOWN))
+                    continue
+                if misses >= _PROBES and i % _PROBE_EVERY:
+                    found.append((chunk, None, RAW))
+                    continue
+                stored, codec = encode_or_raw(
+                    raw, piece.element, coding.min_saving, local.zstd, piece.align, local.plane
+                )
+                misses = misses + 1 if codec == RAW else 0
+                found.append((chunk, stored, codec))
+        return found
+
+    chunks: list[tuple[bytes, int]] = []
+    new: set[bytes] = set()
+
+    def append(pieces: list[Piece], encoded: list[Encoded]) -> None:  # on this thread, in file order
+        for piece, (chunk, stored, codec) in zip(pieces, encoded, strict=True):
+            chunks.append((chunk, piece.length))
+            if codec == _KNOWN or chunk in new:
+                continue
+            new.add(chunk)
+            if stored is None:
+                with data[piece.offset : piece.offset + piece.length] as raw:
+                    writer.add(chunk, raw, piece.length, RAW)
+            else:
+                writer.add(chunk, stored, piece.length, codec)
+
+    with workers() as pool:
+        whole = pool.submit(lambda: blake3.blake3(data).digest()) if hash_whole else None
+        pending: deque[tuple[list[Piece], Future[list[Encoded]]]] = deque()
+        pieces = cut(data, parts, average)
+        try:
+            for batch in _batches(pieces):
+                pending.append((batch, pool.submit(encode_batch, batch)))
+                if len(pending) > _AHEAD:
+                    batch, future = pending.popleft()
+                    append(batch, future.result())
+            while pending:
+                batch, future = pending.popleft()
+                append(batch, future.result())
+            return chunks, whole.result() if whole is not None else b""
+        finally:
+            for _batch, future in pending:
+                future.cancel()
+            pieces.close()  # its slices of the map go with it
+
+
+def _batches(pieces: Iterator[Piece]) -> Iterator[list[Piece]]:
+    while batch := list(islice(pieces, _BATCH)):
+        yield batch
+
+
+def reassemble(
+    fd: int, chunks: list[tuple[bytes, int]], size: int, read: Callable[[bytes, int, Any], bytes | bytearray]
+) -> bytes:
+    """Write a file's chunks into `fd` at their offsets, decoded on workers by `read(chunk,
+    length, decompressor)`; the blake3 of what was written (a chunk that decodes short or
+    wrong makes it differ from the file's digest: the caller checks)."""
+    import zstandard
+
+    local = threading.local()
+    offsets = [0, *accumulate(length for _c, length in chunks)]
+    os.ftruncate(fd, size)  # the file's extent at once: writes at any offset, in any order
+
+    def write_batch(start: int) -> None:  # on a worker, with its own decompressor
+        if not hasattr(local, "zstd"):
+            local.zstd = zstandard.ZstdDecompressor()
+        for i in range(start, min(start + _BATCH, len(chunks))):
+            raw = memoryview(read(chunks[i][0], chunks[i][1], local.zstd))
+            done = 0
+            while done < len(raw):
+                done += os.pwrite(fd, raw[done:], offsets[i] + done)
+
+    with workers() as pool:
+        for future in [pool.submit(write_batch, start) for start in range(0, len(chunks), _BATCH)]:
+            future.result()
+    if not size:
+        return blake3.blake3().digest()
+    with mmap.mmap(fd, size, access=mmap.ACCESS_READ) as view:  # from the page cache, on every core
+        return blake3.blake3(view, max_threads=blake3.blake3.AUTO).digest()
