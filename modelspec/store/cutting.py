@@ -27,6 +27,9 @@ AVERAGE = 16 << 10
 _SAFETENSORS_FLOATS = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2}
 _NPY_FLOATS = {"f8": 8, "f4": 4, "f2": 2}
 _MAX_HEADER = 100 << 20  # the safetensors spec's own limit
+# Plain bytes of at least _SNIFF_MIN are sampled (four windows) for floats, taken to be floats
+# when grouping would store them in under _SNIFF_GAIN of what zstd over the whole would.
+_SNIFF_MIN, _SNIFF_WINDOW, _SNIFF_GAIN = 1 << 20, 64 << 10, 0.97
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +60,33 @@ def segments(data: memoryview, name: str) -> list[Segment]:
         found = _safetensors(data)
     elif name.endswith(".npy") or bytes(data[:6]) == b"\x93NUMPY":
         found = _npy(data)
-    return found if found is not None else [Segment(0, size)]
+    return found if found is not None else _sniff(data, Segment(0, size))
+
+
+def _sniff(data: memoryview, part: Segment) -> list[Segment]:
+    """Plain bytes typed as floats when a sample of them says so: their top byte plane
+    compresses (sign and exponent) where their whole barely does. A raw float32 file (a
+    `.bin` of weights) then stores ~10% smaller, for less work than zstd over every byte."""
+    span = part.end - part.start
+    if part.element or span < _SNIFF_MIN:
+        return [part]
+    import zstandard  # only where files are chunked
+
+    compressor = zstandard.ZstdCompressor(level=1)
+    # At offsets that are multiples of 8 from the segment's start: a phase found holds for all.
+    samples = [bytes(data[part.start + (span * k // 4 & ~7) :][:_SNIFF_WINDOW]) for k in range(4)]
+    plain = sum(len(compressor.compress(sample)) for sample in samples)
+    best = (plain * _SNIFF_GAIN, 0, 0)
+    for element in (4, 2):
+        for phase in range(element):
+            top = [sample[phase + element - 1 :: element] for sample in samples]
+            size = sum(len(s) - len(t) + len(compressor.compress(t)) for s, t in zip(samples, top, strict=True))
+            best = min(best, (size, element, phase))
+    _size, element, phase = best
+    if not element:
+        return [part]
+    head = [Segment(part.start, part.start + phase)] if phase else []  # bytes before the first whole number
+    return [*head, Segment(part.start + phase, part.end, element)]
 
 
 def cut(data: memoryview, parts: list[Segment], average: int = AVERAGE) -> Generator[Piece, None, None]:

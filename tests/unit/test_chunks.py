@@ -80,7 +80,7 @@ def test_chunks_are_compressed_only_when_it_saves_enough(tmp_path: Path) -> None
 
 
 def test_float_tensors_are_byte_grouped_and_compress_better(tmp_path: Path) -> None:
-    weights = _weights(np.random.default_rng(4), 500_000)
+    weights = _weights(np.random.default_rng(4), 200_000)  # too small to be sampled for floats as plain bytes
     plain = LocalStore(tmp_path / "plain", ChunkPolicy(threshold=1))
     plain.put_file(_file(tmp_path, "w.bin", weights))
     tensors = LocalStore(tmp_path / "tensors", ChunkPolicy(threshold=1))
@@ -258,3 +258,12 @@ def test_compression_resumes_after_incompressible_chunks_that_were_only_sampled(
     codecs = [w.codec for pack in store.chunks.packs.glob("*.pack") for _d, w in read_index(pack)]
     assert RAW in codecs and ZSTD in codecs  # the probes find the text compressible again
     assert LocalStore(tmp_path / "store", ChunkPolicy(keep_whole=False)).read_bytes(digest) == noise + text
+
+
+def test_plain_bytes_that_sample_as_floats_are_byte_grouped() -> None:
+    weights = _weights(np.random.default_rng(14), 1 << 19)  # 2 MiB of float32, no format to say so
+    assert segments(memoryview(weights), "model.bin")[-1].element == 4
+    shifted = b"xyz" + weights  # numbers start three bytes in: those bytes are cut off first
+    assert [(s.start, s.element) for s in segments(memoryview(shifted), "model.bin")] == [(0, 0), (3, 4)]
+    noise = random.Random(14).randbytes(2 << 20)
+    assert [s.element for s in segments(memoryview(noise), "model.bin")] == [0]
