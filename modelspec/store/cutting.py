@@ -4,9 +4,10 @@ segments a file's format gives.
 A `.safetensors` file is cut at its tensors' boundaries first (its header says where each
 tensor's bytes lie), then by FastCDC inside each tensor, so a fine-tune that retrains a few
 layers changes only those layers' chunks; a `.npy` file's header is cut off its array the same
-way. Each segment carries the element size of its numbers, so float data can be byte-grouped
-before compression. Only the headers' JSON (safetensors) or Python literal (npy) is parsed,
-never executed, and a header that does not check is ignored: the file is cut as plain bytes.
+way; plain bytes that a sample shows to be floats are typed as such. Each segment carries the
+element size of its numbers, so float data can be byte-grouped before compression. Only the
+headers' JSON (safetensors) or Python literal (npy) is parsed, never executed, and a header
+that does not check is ignored: the file is cut as plain bytes.
 """
 
 from __future__ import annotations
