@@ -194,8 +194,8 @@ class PackWriter:
         try:
             file.write(b"".join(_ROW.pack(*row) for row in rows) + _FOOTER.pack(len(rows) * _ROW.size, MAGIC))
             file.flush()
-            with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as view:  # hashed at once, on every core
-                name = blake3.blake3(view, max_threads=blake3.blake3.AUTO).hexdigest()
+            with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as view:  # hashed at once, not chunk by chunk
+                name = blake3.blake3(view).hexdigest()
             os.fsync(file.fileno())
         except BaseException:
             file.close()
