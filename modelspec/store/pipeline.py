@@ -32,7 +32,7 @@ _KNOWN = -1  # the codec of a chunk some pack already holds: nothing to write
 _PROBES = 4  # chunks in a row that do not compress, after which only every _PROBE_EVERY-th is tried
 _PROBE_EVERY = 16
 
-Encoded = tuple[bytes, bytes | None, int]  # a piece's blake3, its stored bytes (None: raw) and codec
+Encoded = tuple[bytes, list[bytes] | None, int]  # a piece's blake3, its stored parts (None: raw), codec
 
 
 @dataclass(frozen=True, slots=True)
