@@ -34,7 +34,7 @@ from ..errors import CorruptObjectError, StoreError
 from .cutting import segments
 from .files import write_atomic
 from .packs import Located, PackWriter, decode, read_index
-from .pipeline import Coding, pack_file, reassemble
+from .pipeline import Coding, collector_paused, pack_file, reassemble
 from .protocol import ObjectInfo
 from .recipes import DEFAULT_CHUNKING, ChunkPolicy, PruneReport, Recipe, parse_recipe, recipe_bytes, recipe_size
 
@@ -160,7 +160,7 @@ class ChunkStore:
         changed by the end is refused, as the stat cache trusts them. `name` is what the file is
         called, for its format's segments."""
         writer = PackWriter(self.packs, self._temp_file, self.policy.pack_limit)
-        with self._guard(exclusive=False), open(path, "rb") as f:
+        with collector_paused(), self._guard(exclusive=False), open(path, "rb") as f:
             before = os.fstat(f.fileno())
             size = before.st_size
             self.refresh()
@@ -238,7 +238,9 @@ class ChunkStore:
     def write_file(self, digest: str, fd: int) -> int:
         """Reassemble the file into the empty file `fd` (chunks written at their offsets on
         worker threads, then the whole hashed once), checked against its digest; its size."""
-        recipe = self.recipe(digest)
+        with collector_paused():  # the recipe and chunk map too: ~50,000 small objects a GiB
+            recipe = self.recipe(digest)
+            self.refresh()
         if recipe is None:
             raise StoreError(f"object {digest} is missing from the store", hint="build again to recreate it")
         handles: dict[str, int] = {}

@@ -99,7 +99,7 @@ def pack_file(
             else:
                 writer.add(chunk, stored, piece.length, codec)
 
-    with _collector_paused(), workers() as pool:
+    with collector_paused(), workers() as pool:
         whole = pool.submit(lambda: blake3.blake3(data).digest()) if hash_whole else None
         pending: deque[tuple[list[Piece], Future[list[Encoded]]]] = deque()
         pieces = cut(data, parts, average)
@@ -120,7 +120,7 @@ def pack_file(
 
 
 @contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
+def collector_paused() -> Iterator[None]:
     """Python's cycle collector paused: a GiB is ~100,000 small objects, none in a cycle, and
     each collection they trigger walks every object alive (the store's chunk map among them):
     8% of a new file's ingest, measured."""
@@ -164,7 +164,7 @@ def reassemble(
         return hasher.digest()
     # Each batch hashed here, in order, from the page cache as soon as it is written, while the
     # workers decode the next ones.
-    with _collector_paused(), workers() as pool, mmap.mmap(fd, size, access=mmap.ACCESS_READ) as view:
+    with collector_paused(), workers() as pool, mmap.mmap(fd, size, access=mmap.ACCESS_READ) as view:
         starts = range(0, len(chunks), _BATCH)
         for start, future in zip(starts, [pool.submit(write_batch, start) for start in starts], strict=True):
             future.result()
