@@ -14,6 +14,7 @@ so a pack in `packs/` is always whole; a pack is never changed after.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import struct
@@ -177,7 +178,8 @@ class PackWriter:
         sealing end whole (or not at all): a pack no recipe names is pruned later."""
         self._join(check=False)
         if self._file is not None and self._path is not None:
-            self._file.close()
+            with contextlib.suppress(OSError):  # its buffer cannot be flushed (a full disk): dropped anyway
+                self._file.close()
             self._path.unlink(missing_ok=True)
         self._detach()
 
@@ -204,7 +206,8 @@ class PackWriter:
                 name = blake3.blake3(view).hexdigest()
             os.fsync(file.fileno())
         except BaseException:
-            file.close()
+            with contextlib.suppress(OSError):
+                file.close()
             path.unlink(missing_ok=True)
             raise
         file.close()
