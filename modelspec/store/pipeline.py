@@ -3,8 +3,9 @@
 Ingest: the main thread cuts the file (FastCDC) into batches of pieces; workers hash each
 piece and encode those no pack holds, while the main thread cuts the next batch and appends
 finished batches to packs in file order. Reassembly: workers read and decode chunks and write
-each at its offset in the file (the recipe gives every offset); the result is hashed once,
-whole. blake3, zstd, FastCDC and file I/O release the GIL, so all of this overlaps.
+each at its offset in the file (the recipe gives every offset), and the main thread hashes
+what they wrote in order, a batch at a time. blake3, zstd, FastCDC and file I/O release the
+GIL, so all of this overlaps.
 """
 
 from __future__ import annotations
