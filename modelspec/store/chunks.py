@@ -236,8 +236,9 @@ class ChunkStore:
         return recipe.size
 
     def write_file(self, digest: str, fd: int) -> int:
-        """Reassemble the file into the empty file `fd` (chunks written at their offsets on
-        worker threads, then the whole hashed once), checked against its digest; its size."""
+        """Reassemble the file into the empty file `fd` (opened for reading too: chunks are
+        written at their offsets on worker threads and hashed back in order), checked against
+        its digest; its size."""
         with collector_paused():  # the recipe and chunk map too: ~50,000 small objects a GiB
             recipe = self.recipe(digest)
             self.refresh()
