@@ -39,9 +39,6 @@ class ConfigError(Exception):
 def compose(config_dir: Path, name: str, overrides: list[str]) -> dict[str, Any]:
     """The composed, resolved config as plain containers."""
     import yaml
-    from hydra.errors import HydraException
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
 
     for index, override in enumerate(overrides):
         try:
@@ -56,6 +53,10 @@ def compose(config_dir: Path, name: str, overrides: list[str]) -> dict[str, Any]
         _walk_strings(plain, "")  # what every composed config must pass (no NUL byte, say)
         return plain
     _check_defaults_lists(config_dir, files)
+    from hydra.errors import HydraException  # Hydra only past the plain case: its import is 0.15-0.2 s
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
     try:
         cfg = _hydra_compose(config_dir, name, overrides)
         raw = OmegaConf.to_container(cfg, resolve=False)
