@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from modelspec.resolve import hydraconfig
 from modelspec.resolve.hydraconfig import ConfigError, compose, select_params, subtree
+from modelspec.resolve.plainconfig import plain_config
 
 CONFIG = """\
 defaults:
@@ -235,7 +236,7 @@ def test_a_plain_config_composes_as_hydra_does(
 ) -> None:
     conf = tmp_path_factory.mktemp("plain")
     (conf / "config.yaml").write_text(yaml.safe_dump(tree, default_flow_style=flow, allow_unicode=True))
-    plain = hydraconfig._plain_config(hydraconfig.config_files(conf), "config")
+    plain = plain_config(hydraconfig.config_files(conf), "config")
     try:
         composed = hydraconfig._hydra_compose(conf, "config", [])
     except Exception:  # Hydra refuses it: then the plain path must not have answered for it
@@ -255,15 +256,15 @@ def test_only_a_plain_config_skips_hydra(tmp_path: Path) -> None:
     conf.mkdir()
     (conf / "config.yaml").write_text("train:\n  lr: 0.1\n  layers: [64, 32]\n")
     files = hydraconfig.config_files(conf)
-    assert hydraconfig._plain_config(files, "config") == {"train": {"lr": 0.1, "layers": [64, 32]}}
+    assert plain_config(files, "config") == {"train": {"lr": 0.1, "layers": [64, 32]}}
     assert compose(conf, "config", []) == {"train": {"lr": 0.1, "layers": [64, 32]}}
     not_plain = ("defaults:\n  - _self_\na: 1\n", "a: 1\nb: ${a}\n", "# @package foo\na: 1\n", "hydra:\n  job: {}\n")
     for text in not_plain:
         (conf / "config.yaml").write_text(text)
-        assert hydraconfig._plain_config(hydraconfig.config_files(conf), "config") is None, text
+        assert plain_config(hydraconfig.config_files(conf), "config") is None, text
     (conf / "config.yaml").write_text("a: 1\n")
     (conf / "other.yaml").write_text("b: 2\n")  # another file a defaults list could name
-    assert hydraconfig._plain_config(hydraconfig.config_files(conf), "config") is None
+    assert plain_config(hydraconfig.config_files(conf), "config") is None
 
 
 def test_a_plain_config_is_composed_without_importing_hydra(tmp_path: Path) -> None:
