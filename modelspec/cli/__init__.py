@@ -297,4 +297,18 @@ def main() -> None:
 
 
 # Importing the command modules registers their commands on `main`.
-from . import building, mlflow, quality, remote, resident, retention, serve, signing, storage, versions, workspace  # noqa: E402, F401
+from . import (  # noqa: E402, F401
+    aliases,
+    building,
+    mlflow,
+    quality,
+    registry,
+    remote,
+    resident,
+    retention,
+    serve,
+    signing,
+    storage,
+    versions,
+    workspace,
+)
