@@ -1,0 +1,113 @@
+"""A version handed out of modelspec: exported to a directory (its artifacts, a manifest and
+its signed provenance) or named in a deploy config (each alias's versions with the store
+paths of their artifacts and traffic weights). Every byte handed out is whole and verified."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .errors import CorruptObjectError, StoreError, UsageError, did_you_mean
+from .registry.registry import ModelVersion, Registry, retired_error
+from .spec.model import Lock, split_output_ref
+from .store.files import remove_path, write_atomic
+from .store.objects import Entry, LocalStore
+
+
+def export_version(registry: Registry, store: LocalStore, version: ModelVersion, target: Path) -> dict[str, Any]:
+    """Artifacts plus manifest.json (digests and the lock), each digest verified on the way out."""
+    if version.status != "active":
+        # Retired means gone for export and reproduce alike, even while gc's grace
+        # period still holds some of its bytes.
+        raise retired_error(version)
+    lock = Lock.from_dict(json.loads(store.read_bytes(version.lock)))
+    created = not target.exists()
+    target.mkdir(parents=True, exist_ok=True)
+    try:
+        return _export(registry, store, version, lock, target)
+    except BaseException:
+        if created:
+            remove_path(target)  # nothing half-exported is left behind
+        raise
+
+
+def _export(registry: Registry, store: LocalStore, version: ModelVersion, lock: Lock, target: Path) -> dict[str, Any]:
+    artifacts = {}
+    for name, artifact in sorted(registry.artifacts_of(version).items()):
+        stage, output = split_output_ref(name)
+        relative = Path(stage) / lock.stages[stage].outputs[output]
+        dest = target / relative
+        if dest.exists():
+            raise UsageError(f"{dest} already exists", hint="export into an empty directory")
+        try:
+            store.restore(Entry.from_dict(artifact), dest, link=False)
+        except CorruptObjectError as exc:
+            raise StoreError(f"cannot export {version.ref}: {exc.message}", hint=exc.hint) from None
+        artifacts[name] = {**artifact, "path": str(relative)}
+    manifest = {
+        "format": 1,
+        "name": version.name,
+        "version": version.version,
+        "content_id": version.content_id,
+        "artifacts": artifacts,
+        "metrics": registry.metrics_of([version.id])[version.id],
+        "lock": lock.to_dict(),
+    }
+    provenance = version.record.get("provenance")
+    if provenance:  # the signed statement, as in-toto's JSON Lines bundle: one envelope a line
+        bundle = f"{version.ref}.intoto.jsonl"
+        write_atomic(target / bundle, store.read_bytes(provenance["envelope"]) + b"\n")
+        manifest["provenance"] = {"file": bundle, **{k: v for k, v in provenance.items() if k != "envelope"}}
+    write_atomic(target / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n")
+    return manifest
+
+
+def deploy_config(registry: Registry, store: LocalStore, name: str, alias: str | None = None) -> dict[str, Any]:
+    """Per alias: the versions it serves, with artifact paths, digests and traffic weights."""
+    names = [alias] if alias else registry.alias_names(name)
+    if not names:
+        raise UsageError(
+            f"{name} has no aliases", hint=f"promote a version: modelspec promote {name}@latest production"
+        )
+    document: dict[str, Any] = {"format": 1, "model": name, "aliases": {}}
+    for alias_name in names:
+        targets = registry.alias_targets(name, alias_name)
+        if not targets:
+            known = registry.alias_names(name)
+            raise UsageError(
+                f"no alias {name}@{alias_name}{did_you_mean(alias_name, known)}",
+                hint=f"the aliases of {name}: {', '.join(known) or 'none'}",
+            )
+        total = sum(w for _, w in targets)
+        for version, _weight in targets:
+            _check_servable(registry, store, version, alias_name)
+            for artifact in registry.artifacts_of(version).values():
+                store.warm(Entry.from_dict(artifact))  # cooled before it was promoted: paths must exist
+        document["aliases"][alias_name] = [
+            {
+                "version": v.version,
+                "content_id": v.content_id,
+                "weight": round(w / total, 6),
+                "artifacts": {
+                    ref: {**a, "path": str(store.path_of(a["digest"]))}
+                    for ref, a in sorted(registry.artifacts_of(v).items())
+                },
+            }
+            for v, w in targets
+        ]
+    return document
+
+
+def _check_servable(registry: Registry, store: LocalStore, version: ModelVersion, alias: str) -> None:
+    """A serving system must never be handed a path to a file that is not there."""
+    from .build.snapshots import complete
+
+    for ref, artifact in sorted(registry.artifacts_of(version).items()):
+        if not complete(store, Entry.from_dict(artifact)):
+            raise StoreError(
+                f"{version.name}@{alias} serves {version.ref}, whose artifact {ref} ({artifact['digest']}) "
+                f"is missing from the store ({version.status})",
+                hint=f"`modelspec verify {version.ref}` says what is wrong; point the alias at a whole version "
+                f"(`modelspec promote {version.name}@VERSION {alias}`)",
+            )
