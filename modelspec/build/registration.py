@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from .. import __version__
 from ..attest.statement import data_dependency
 from ..digest import canonical_json, short
-from ..errors import ModelspecError
+from ..errors import ModelspecError, UsageError
 from ..flat import flatten
 from ..resolve import gitcode
 from ..spec.lockdata import PathData, RegisteredData
@@ -206,7 +206,8 @@ def register(
             "environment": dict(lock.environment) if lock.environment else None,
             "started": started or time.time(),
         }
-        provenance = make_provenance(workspace, lock, record, facts, upstream_dependencies, read_remote)
+        earlier = _earlier_envelope(registry, name)
+        provenance = make_provenance(workspace, lock, record, facts, upstream_dependencies, read_remote, earlier)
     draft = VersionDraft(
         name=name,
         spec_version=lock.version,
@@ -238,6 +239,16 @@ def register(
     # time, found here already in the store, is made durable by that build when it ends.)
     workspace.store.sync()
     return registry.register(draft)
+
+
+def _earlier_envelope(registry: Registry, name: str) -> str | None:
+    """The provenance envelope of the model's latest version, if it has one."""
+    try:
+        latest = registry.resolve(f"{name}@latest")
+    except UsageError:  # the model's first version
+        return None
+    provenance = latest.record.get("provenance")
+    return str(provenance["envelope"]) if provenance else None
 
 
 def differing_outputs(version: ModelVersion, record: dict[str, Any]) -> list[str]:
