@@ -203,6 +203,8 @@ def test_remote_gc_deletes_a_dead_pack_keeps_one_with_a_live_member_and_sweeps_o
     fresh = RemoteStore(open_blobs(RemoteConfig(remote.url)))
     assert fresh.missing([d for d, _b in dead]) == {d for d, _b in dead}
     assert fresh.read_bytes(needed) == workspace.store.read_bytes(needed)
+    text = repo.cli("gc", "--remote", "--grace", "0s", check=True).stdout
+    assert "1 pack with a needed object kept whole" in text
 
 
 @pytest.mark.parametrize("kind", ["file", "s3"])
