@@ -44,6 +44,9 @@ PACK_BELOW = 1 << 20
 PACK_TARGET = 16 << 20
 PACK_AT_LEAST = 8  # fewer small objects go loose: a pack and its index are two requests too
 READ_GAP = 1 << 20  # members this close are read in one range (the gap costs less than a request)
+# A range read covers at most this much: a pull's runs are stored `jobs` at a time, and
+# storing a member (two fsyncs) costs more than reading it.
+RUN_AT_MOST = 4 << 20
 
 _PACK_MAGIC = b"MSRPACK1"
 _PACK_HEADER = len(_PACK_MAGIC) + 16
@@ -147,11 +150,13 @@ class Run:
     members: tuple[Member, ...]
 
 
-def runs(members: list[Member], gap: int = READ_GAP) -> list[Run]:
+def runs(members: list[Member], gap: int = READ_GAP, most: int = RUN_AT_MOST) -> list[Run]:
+    """The members in range reads: neighbours close together share one."""
     found: list[Run] = []
     for member in sorted(members, key=lambda m: (m.pack, m.offset)):
         last = found[-1] if found else None
-        if last is not None and last.pack == member.pack and member.offset - last.end <= gap:
+        joins = last is not None and member.offset + member.length - last.start <= most
+        if last is not None and joins and last.pack == member.pack and member.offset - last.end <= gap:
             end = max(last.end, member.offset + member.length)
             found[-1] = Run(last.pack, last.start, end, (*last.members, member))
         else:
