@@ -107,7 +107,7 @@ class RemoteStore:
             return set()
         if len(wanted) <= _HEAD_AT_MOST:
             with ThreadPoolExecutor(max(1, jobs)) as pool:
-                present = list(pool.map(self.has, sorted(wanted)))
+                present = list(pool.map(lambda d: self.blobs.head(object_name(d)) is not None, sorted(wanted)))
             return {d for d, there in zip(sorted(wanted), present, strict=True) if not there}
         fans = sorted({hex_of(d)[:2] for d in wanted})
         # A small remote is listed whole: a page of a thousand names per request, in order.
@@ -174,7 +174,7 @@ class RemoteStore:
         )
 
     def read_bytes(self, digest: str) -> bytes:
-        packed = self.packed_bytes(digest, refresh=False)
+        packed, bad = self._packed_first(digest)
         if packed is not None:
             return packed
         for _attempt in range(2):  # bytes damaged on the way are fetched once more
@@ -182,7 +182,7 @@ class RemoteStore:
             if data is None:
                 packed = self.packed_bytes(digest, refresh=True)
                 if packed is None:
-                    raise self._missing(digest)
+                    raise bad or self._missing(digest)
                 return packed
             if digest_bytes(data) == digest:
                 return data
@@ -196,6 +196,14 @@ class RemoteStore:
             f"object {digest} on the remote {self.url} is corrupt; it was {kept} {where}",
             hint="push it again from a workspace that has it, or build again",
         )
+
+    def _packed_first(self, digest: str) -> tuple[bytes | None, CorruptObjectError | None]:
+        """The object from the pack the last listing put it in, if any; a corrupt packed copy
+        is marked bad and returned as the error to raise if no other copy is found."""
+        try:
+            return self.packed_bytes(digest, refresh=False), None
+        except CorruptObjectError as exc:
+            return None, exc
 
     def packed_bytes(self, digest: str, *, refresh: bool) -> bytes | None:
         """A packed object's bytes, verified; None if it is not packed (or its pack is gone)."""
@@ -258,7 +266,7 @@ class RemoteStore:
         """Write the object into an open file, verified (size returned). Bytes that do not
         match are fetched once more (a network can damage them too); a second mismatch is
         a corrupt object: quarantined, and an error before the caller uses a byte."""
-        packed = self.packed_bytes(digest, refresh=False)
+        packed, bad = self._packed_first(digest)
         if packed is None:
             with tempfile.TemporaryDirectory(prefix="modelspec-remote-") as scratch:
                 temp = Path(scratch) / "object"
@@ -266,7 +274,7 @@ class RemoteStore:
                     return _copy_into(temp, handle)
             packed = self.packed_bytes(digest, refresh=True)
             if packed is None:
-                raise self._missing(digest)
+                raise bad or self._missing(digest)
         handle.write(packed)
         handle.flush()
         return len(packed)

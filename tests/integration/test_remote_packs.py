@@ -21,7 +21,7 @@ from modelspec.retention.remote_gc import collect_remote
 from modelspec.store.blobs import RemoteConfig, open_blobs
 from modelspec.store.objects import LocalStore
 from modelspec.store.remote import RemoteStore
-from modelspec.store.remote_cache import open_remote
+from modelspec.store.remote_cache import RemoteLease, open_remote
 from modelspec.store.remote_packs import Member, build_pack, decode_index, pack_name, send_pack
 from modelspec.store.workspace import find_workspace
 
@@ -75,7 +75,7 @@ def test_many_small_objects_cost_a_few_puts_and_count_as_there(
     local = LocalStore(tmp_path / "a")
     digests = small_objects(local, 300, b"small")
     with fault_proxy(s3_endpoint) as (endpoint, faults):
-        config = RemoteConfig(f"s3://{s3_bucket}/packs", endpoint=endpoint)
+        config = RemoteConfig(f"s3://{s3_bucket}/many", endpoint=endpoint)
         remote = RemoteStore(open_blobs(config), tmp_path / "index-cache")
         sent = remote.upload(local, digests, jobs=8)
         assert sent.transferred == 300
@@ -93,6 +93,9 @@ def test_many_small_objects_cost_a_few_puts_and_count_as_there(
         fresh = RemoteStore(open_blobs(config))
         assert fresh.missing([*digests, digest_bytes(b"never pushed")]) == {digest_bytes(b"never pushed")}
         assert sum(path.endswith(".idx") for _method, path in faults.log) == 1
+        faults.log.clear()  # a few digests: a HEAD each, then one listing of the packs
+        assert fresh.missing(digests[:3]) == set()
+        assert sum("list-type" in path and "packs" in path for _method, path in faults.log) == 1, faults.log
         assert remote.upload(local, digests).transferred == 0  # a second push sends nothing
 
         # Pulled into a fresh store: a range read or two, each object verified.
@@ -194,6 +197,12 @@ def test_remote_gc_deletes_a_dead_pack_keeps_one_with_a_live_member_and_sweeps_o
         assert first.deleted_packs == 0 and first.partly_dead_packs == 1
         assert first.orphan_packs == 1 and not (packs / f"{orphan.pack}.pack").exists()
         assert remote.store.missing([d for d, _b in dead]) == set()  # condemned, not yet deleted
+        # A push elsewhere found one of them there and will name it: its lease keeps the pack.
+        with RemoteLease(blobs) as lease:
+            lease.add([dead[0][0]])
+            leased = collect_remote(workspace, registry, remote, grace=0)
+            assert leased.deleted_packs == 0 and (packs / f"{dead_pack}.idx").exists()
+        assert collect_remote(workspace, registry, remote, grace=0).deleted_packs == 0  # condemned afresh
         second = collect_remote(workspace, registry, remote, grace=0)
         assert second.deleted_packs == 1 and sorted(second.deleted) == sorted(d for d, _b in dead)
         third = collect_remote(workspace, registry, remote, grace=0)
