@@ -280,12 +280,15 @@ class PackCatalog:
             write_atomic(self.cache / f"{pack}.idx", data, durable=False)  # it checks itself
 
     def _prune(self, listed: set[str]) -> None:
-        """Cached indices of packs that remote gc deleted."""
+        """Cached indices of packs that remote gc deleted, and temp files of killed writers."""
         if self.cache is None:
             return
         with contextlib.suppress(OSError):
             for path in self.cache.glob("*.idx"):
                 if path.stem not in listed:
+                    path.unlink(missing_ok=True)
+            for path in self.cache.glob(".*.tmp"):  # a live writer's is seconds old
+                if path.stat().st_mtime < time.time() - 3600:
                     path.unlink(missing_ok=True)
 
 

@@ -90,6 +90,15 @@ def test_many_small_objects_cost_a_few_puts_and_count_as_there(
         cached = RemoteStore(open_blobs(config), tmp_path / "index-cache")
         assert cached.missing(digests) == set()
         assert not any(path.endswith(".idx") for _method, path in faults.log)
+        (index,) = (tmp_path / "index-cache").glob("*.idx")
+        index.write_bytes(b"damaged")  # a cached index that does not check out is fetched again
+        stale = tmp_path / "index-cache" / f".{index.name}.1234-killed.tmp"
+        stale.write_bytes(b"half")
+        os.utime(stale, (0, 0))
+        faults.log.clear()
+        assert RemoteStore(open_blobs(config), tmp_path / "index-cache").missing(digests) == set()
+        assert sum(path.endswith(".idx") for _method, path in faults.log) == 1 and not stale.exists()
+        faults.log.clear()
         fresh = RemoteStore(open_blobs(config))
         assert fresh.missing([*digests, digest_bytes(b"never pushed")]) == {digest_bytes(b"never pushed")}
         assert sum(path.endswith(".idx") for _method, path in faults.log) == 1
