@@ -34,6 +34,7 @@ class Faults:
     requests: int = 0
     methods: dict[str, int] = field(default_factory=dict)  # requests by HTTP method (PUT: uploads)
     log: list[tuple[str, str]] = field(default_factory=list)  # (method, path) of each request
+    access_keys: set[str] = field(default_factory=set)  # the AWS access key ids requests were signed with
     bytes_out: int = 0  # body bytes sent back to the client (what it downloaded)
     injected: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -75,6 +76,8 @@ def _handler(upstream: str, faults: Faults) -> type[BaseHTTPRequestHandler]:
                 faults.requests += 1
                 faults.methods[self.command] = faults.methods.get(self.command, 0) + 1
                 faults.log.append((self.command, self.path))
+                signed = self.headers.get("Authorization", "").partition("Credential=")[2]
+                faults.access_keys.add(signed.split("/", 1)[0])
             if faults.latency:
                 time.sleep(faults.latency)
             if faults.take("drop"):

@@ -266,3 +266,23 @@ def test_a_pushed_wide_tree_is_packed_and_a_second_workspace_builds_nothing(
     status = json.loads(first.cli("remote", "status", "--json", check=True).stdout)
     assert status["not_on_remote"] == 0 and status["remote_objects"] >= pushed["objects"]
     assert json.loads(second.cli("verify", "--remote", "--json", check=True).stdout)["ok"]
+
+
+def test_an_s3_remote_signs_with_an_aws_profiles_keys(
+    s3_endpoint: str, s3_bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keys kept in ~/.aws/credentials (AWS_PROFILE, or the remote's `profile:`), not in the
+    variables: obstore reads only the variables, so modelspec reads the profile."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    credentials = tmp_path / "credentials"
+    credentials.write_text("[team]\naws_access_key_id = AKIDFROMPROFILE\naws_secret_access_key = s\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    local = LocalStore(tmp_path / "a")
+    digests = small_objects(local, 10, b"profile")
+    with fault_proxy(s3_endpoint) as (endpoint, faults):
+        remote = RemoteStore(open_blobs(RemoteConfig(f"s3://{s3_bucket}/p", endpoint, profile="team")), None)
+        remote.upload(local, digests, jobs=4)
+        assert remote.missing(digests) == set()
+    assert faults.access_keys == {"AKIDFROMPROFILE"}
