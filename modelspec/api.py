@@ -18,20 +18,17 @@ prints or exits (the CLI does). What `modelspec gc --dry-run` and `modelspec pro
 from __future__ import annotations
 
 import importlib
-import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import Problem, SpecError, UsageError
+from .errors import Problem, SpecError
 from .events import Reporter, ignore
 from .spec.load import find_repo_root
-from .spec.model import Lock, Spec, split_output_ref
+from .spec.model import Spec
 from .spec.schema import WORKSPACE_FILE
-from .store.objects import Entry
-from .store.workspace import CHECKOUT_DIR, Workspace, check_workspace_file, find_workspace
+from .store.workspace import Workspace, check_workspace_file, find_workspace
 
 if TYPE_CHECKING:
     from .build.engine import BuildOptions, BuildReport, build
@@ -50,6 +47,7 @@ if TYPE_CHECKING:
     from .env.environment import Environment, remove_environment
     from .env.manifest import list_environments
     from .env.uv import lock_requirements
+    from .handoff import checkout
     from .integrity import VerifyReport, verify
     from .mlflowexport import MlflowTarget
     from .mlflowexport import export as export_to_mlflow
@@ -157,6 +155,7 @@ _LAZY = {
     "trust_key": ("provenance", "trust_key"),
     "list_keys": ("provenance", "list_keys"),
     "read_statement": ("provenance", "read_statement"),
+    "checkout": ("handoff", "checkout"),
     "MlflowTarget": ("mlflowexport", "MlflowTarget"),
     "export_to_mlflow": ("mlflowexport", "export"),
 }
@@ -354,36 +353,6 @@ def create_environment(spec_path: Path, *, offline: bool = False, reporter: Repo
         offline=offline,
         reporter=reporter,
     )
-
-
-def checkout(spec_path: Path, out_dir: Path | None = None) -> dict[str, Path]:
-    """Copy the artifacts of the spec's last build out of the store (read-only files), by
-    default under the workspace root's `artifacts/<name>`, wherever the command runs from.
-    Copies, not hardlinks: a checkout may be edited or removed without touching the store."""
-    from .build.graph import load_specs
-    from .build.loading import open_workspace
-    from .build.registration import read_build_record
-
-    workspace = open_workspace([spec_path])
-    specs = load_specs([spec_path], workspace.cache_dir)
-    name = next(s.name for s in specs.values() if s.path == Path(os.path.abspath(spec_path)))
-    record = read_build_record(workspace, name)
-    if record is None:
-        raise UsageError(f"{name} has not been built in this workspace", hint=f"run `modelspec build {spec_path}`")
-    target = out_dir or workspace.root / CHECKOUT_DIR / name
-    lock = Lock.from_dict(json.loads(workspace.store.read_bytes(record["lock"])))
-    placed = {}
-    for ref, entry in record["artifacts"].items():
-        stage, output = split_output_ref(ref)
-        dest = target / stage / lock.stages[stage].outputs[output]
-        if dest.exists() or dest.is_symlink():
-            if dest.is_dir() and not dest.is_symlink():
-                shutil.rmtree(dest)
-            else:
-                dest.unlink()
-        workspace.store.restore(Entry.from_dict(entry), dest, link=False)
-        placed[ref] = dest
-    return placed
 
 
 def reproduce(

@@ -9,17 +9,17 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from .errors import CorruptObjectError, StoreError, UsageError, did_you_mean
-from .registry.anchor import anchor_problems, checkpoint
+from .auditing import audit_log
+from .errors import StoreError, UsageError, did_you_mean
+from .handoff import deploy_config, export_version
+from .registry.anchor import checkpoint
 from .registry.gates import latest as latest_verdicts
 from .registry.queries import Page
-from .registry.registry import ModelVersion, Registry, primary_target, retired_error
+from .registry.registry import ModelVersion, Registry, primary_target
 from .registry.series import best_value
 from .registry.versiondiff import diff_versions, packages_of
 from .resolve import gitcode
-from .spec.model import Lock, split_output_ref
 from .spec.refs import parse_ref, parse_where
-from .store.files import remove_path, write_atomic
 from .store.footprint import footprint
 from .store.objects import Entry, LocalStore
 from .store.workspace import Workspace
@@ -320,28 +320,11 @@ class Catalog:
         return result
 
     def audit(self, verify: bool, limit: int | None = None) -> dict[str, Any]:
-        result: dict[str, Any] = {"events": self.registry.events(limit)}
-        if verify:
-            problems = self.registry.audit_problems()
-            from .store.remote_cache import open_remote  # only here: the read commands need no remote
-
-            remote = open_remote(self.workspace.settings, self.workspace.home)
-            found, disagree = anchor_problems(self.registry, self.store, self.workspace.home, self._trusted(), remote)
-            problems += disagree  # a log rewritten with its chain recomputed agrees with itself, not with this
-            result["checkpoint"] = found.to_dict() if found else None
-            result["ok"] = not problems
-            result["problem"] = "; ".join(problems)
-            result["problems"] = problems
-        return result
+        return audit_log(self.registry, self.workspace, verify, limit)
 
     def checkpoint(self) -> dict[str, Any]:
         """`audit checkpoint`: anchor the audit log's head now (also done by gc, promote, rollback)."""
         return checkpoint(self.registry, self.store, self.workspace.home).to_dict()
-
-    def _trusted(self) -> dict[str, Any]:
-        from .attest.keys import trusted_keys
-
-        return trusted_keys(self.workspace.settings)
 
     def info(self) -> dict[str, Any]:
         """`registry info`: the backend, URL (never a password), schema version and counts."""
@@ -397,98 +380,12 @@ class Catalog:
     def export(self, ref: str, target: Path) -> dict[str, Any]:
         """Artifacts plus manifest.json (digests and the lock), each digest verified on the way out."""
         version = self.resolve(ref).version
-        if version.status != "active":
-            # Retired means gone for export and reproduce alike, even while gc's grace
-            # period still holds some of its bytes.
-            raise retired_error(version)
-        lock = Lock.from_dict(self.lock_of(version))
-        created = not target.exists()
-        target.mkdir(parents=True, exist_ok=True)
-        try:
-            return self._export(version, lock, target)
-        except BaseException:
-            if created:
-                remove_path(target)  # nothing half-exported is left behind
-            raise
-
-    def _export(self, version: ModelVersion, lock: Lock, target: Path) -> dict[str, Any]:
-        artifacts = {}
-        for name, artifact in sorted(self.registry.artifacts_of(version).items()):
-            stage, output = split_output_ref(name)
-            relative = Path(stage) / lock.stages[stage].outputs[output]
-            dest = target / relative
-            if dest.exists():
-                raise UsageError(f"{dest} already exists", hint="export into an empty directory")
-            try:
-                self.store.restore(Entry.from_dict(artifact), dest, link=False)
-            except CorruptObjectError as exc:
-                raise StoreError(f"cannot export {version.ref}: {exc.message}", hint=exc.hint) from None
-            artifacts[name] = {**artifact, "path": str(relative)}
-        manifest = {
-            "format": 1,
-            "name": version.name,
-            "version": version.version,
-            "content_id": version.content_id,
-            "artifacts": artifacts,
-            "metrics": self.registry.metrics_of([version.id])[version.id],
-            "lock": lock.to_dict(),
-        }
-        provenance = version.record.get("provenance")
-        if provenance:  # the signed statement, as in-toto's JSON Lines bundle: one envelope a line
-            bundle = f"{version.ref}.intoto.jsonl"
-            write_atomic(target / bundle, self.store.read_bytes(provenance["envelope"]) + b"\n")
-            manifest["provenance"] = {"file": bundle, **{k: v for k, v in provenance.items() if k != "envelope"}}
-        write_atomic(target / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n")
-        return manifest
+        return export_version(self.registry, self.store, version, target)
 
     def deploy_config(self, name: str, alias: str | None = None) -> dict[str, Any]:
         """Per alias: the versions it serves, with artifact paths, digests and traffic weights."""
         self._known_model(name)
-        names = [alias] if alias else self.registry.alias_names(name)
-        if not names:
-            raise UsageError(
-                f"{name} has no aliases", hint=f"promote a version: modelspec promote {name}@latest production"
-            )
-        document: dict[str, Any] = {"format": 1, "model": name, "aliases": {}}
-        for alias_name in names:
-            targets = self.registry.alias_targets(name, alias_name)
-            if not targets:
-                known = self.registry.alias_names(name)
-                raise UsageError(
-                    f"no alias {name}@{alias_name}{did_you_mean(alias_name, known)}",
-                    hint=f"the aliases of {name}: {', '.join(known) or 'none'}",
-                )
-            total = sum(w for _, w in targets)
-            for version, _weight in targets:
-                self._check_servable(version, alias_name)
-                for artifact in self.registry.artifacts_of(version).values():
-                    self.store.warm(Entry.from_dict(artifact))  # cooled before it was promoted: paths must exist
-            document["aliases"][alias_name] = [
-                {
-                    "version": v.version,
-                    "content_id": v.content_id,
-                    "weight": round(w / total, 6),
-                    "artifacts": {
-                        ref: {**a, "path": str(self.store.path_of(a["digest"]))}
-                        for ref, a in sorted(self.registry.artifacts_of(v).items())
-                    },
-                }
-                for v, w in targets
-            ]
-        return document
-
-    def _check_servable(self, version: ModelVersion, alias: str) -> None:
-        """A serving system must never be handed a path to a file that is not there."""
-        from .build.snapshots import complete
-
-        for ref, artifact in sorted(self.registry.artifacts_of(version).items()):
-            if not complete(self.store, Entry.from_dict(artifact)):
-                raise StoreError(
-                    f"{version.name}@{alias} serves {version.ref}, whose artifact {ref} ({artifact['digest']}) "
-                    f"is missing from the store ({version.status})",
-                    hint=f"`modelspec verify {version.ref}` says what is wrong; point the alias at a whole version "
-                    f"(`modelspec promote {version.name}@VERSION {alias}`)",
-                )
+        return deploy_config(self.registry, self.store, name, alias)
 
 
 def open_catalog(workspace: Workspace, guard: bool = True, read_only: bool = False) -> Catalog:

@@ -35,6 +35,8 @@ WARM = (
     "rich.live",
     "yaml",
     "jsonschema",
+    "omegaconf",  # a config read (a plain one needs OmegaConf's YAML loader; any other, Hydra)
+    "hydra",
     "psycopg",  # a PostgreSQL registry
     "sqlalchemy.dialects.postgresql.psycopg",
     "obstore",  # an s3:// remote

@@ -56,9 +56,10 @@ def any_running() -> bool:
 
 
 def installation_key() -> str:
-    """What names this installation's resident: the interpreter, the package (where, which
-    version, the stat of each module file) and the directory it is installed in."""
-    parts = [sys.executable, PACKAGE, _stamp(os.path.dirname(PACKAGE))]
+    """What names this installation's resident: the interpreter and its environment (a venv's
+    `python` and `python3.11` are one), the package (where, which version, the stat of each
+    module file) and the directory it is installed in."""
+    parts = [os.path.realpath(sys.executable), sys.prefix, PACKAGE, _stamp(os.path.dirname(PACKAGE))]
     for folder, _dirs, files in sorted(os.walk(PACKAGE)):
         parts.extend(f"{folder}/{name}:{_stamp(f'{folder}/{name}')}" for name in sorted(files) if name.endswith(".py"))
     import zlib
@@ -96,6 +97,7 @@ def _connect(path: str) -> socket.socket | None:
     if private_dir() is None or not os.path.exists(path):
         return None
     import socket
+
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(path)

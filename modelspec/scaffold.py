@@ -47,6 +47,7 @@ SETTINGS = (
     Setting("remote.url", "s3://team-models/modelspec", "or file:///shared/dir; AWS_* variables give credentials"),
     Setting("remote.endpoint", "https://s3.example.com", "example; an S3-compatible service other than AWS"),
     Setting("remote.region", "us-east-1", "example; default: AWS_REGION, else us-east-1"),
+    Setting("remote.profile", "team", "example; an AWS profile (~/.aws/credentials); default: AWS_PROFILE"),
     Setting(
         "executor",
         "dask://scheduler.internal:8786",

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -26,14 +25,14 @@ from .attest.checkpoint import DIRECTORY as CHECKPOINTS
 from .attest.checkpoint import LATEST, every_digest
 from .build.loading import open_existing_registry
 from .build.needed import build_records, labelled_objects, needed_objects, version_entries
-from .errors import CorruptObjectError, StoreError, UsageError
+from .errors import UsageError
 from .events import Event, Reporter, ignore
 from .registry.registry import ModelVersion, Registry
 from .retention.remote_gc import kept_objects
 from .spec.model import split_output_ref
 from .store.files import remove_path
 from .store.objects import Entry, LocalStore
-from .store.remote import Progress, run_all
+from .store.remote import Progress
 from .store.remote_cache import ROOTS, Remote, RemoteLease, read_condemned, read_roots, write_roots
 from .store.remote_cache import require_remote as require_remote_of
 from .store.traces import ActionCache, ActionResult
@@ -331,23 +330,9 @@ def verify_remote(workspace: Workspace, *, jobs: int = DEFAULT_JOBS, reporter: R
     deterministic) and entries naming an object the remote lacks are reported."""
     remote = require_remote(workspace)
     report = RemoteVerifyReport(remote.url)
-    digests = sorted(remote.store.iter())
-    progress = Progress(len(digests), 0, _progress(reporter, "verify"))
-
-    def check(digest: str) -> None:
-        with tempfile.TemporaryFile() as scratch:
-            try:
-                size = remote.store.download_to(digest, scratch)
-            except CorruptObjectError:
-                report.corrupt.append(digest)
-                size = 0
-            except StoreError:
-                size = 0  # removed by a remote gc meanwhile
-        progress.add(size, moved=True)
-
-    run_all(check, digests, jobs)
+    progress, report.corrupt = remote.store.verify_all(jobs, _progress(reporter, "verify"))
     report.checked, report.bytes = progress.done, progress.moved_bytes
-    present = set(digests) - set(report.corrupt)
+    present = set(remote.store.iter())  # without what was just taken out of service
     for key, _names in remote.cache.by_key():
         entries = remote.cache.entries(key)
         if len(entries) > 1:

@@ -29,9 +29,12 @@ class Faults:
     drop: int = 0  # close this many connections without answering
     stall: int = 0  # hold this many requests for `stall_seconds` before forwarding
     stall_seconds: float = 0.0
-    corrupt: int = 0  # flip a byte in this many object bodies (GET of objects/)
+    corrupt: int = 0  # flip a byte in this many object bodies (GET of objects/ or of a pack)
     latency: float = 0.0  # seconds added to every request
     requests: int = 0
+    methods: dict[str, int] = field(default_factory=dict)  # requests by HTTP method (PUT: uploads)
+    log: list[tuple[str, str]] = field(default_factory=list)  # (method, path) of each request
+    access_keys: set[str] = field(default_factory=set)  # the AWS access key ids requests were signed with
     bytes_out: int = 0  # body bytes sent back to the client (what it downloaded)
     injected: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -71,6 +74,10 @@ def _handler(upstream: str, faults: Faults) -> type[BaseHTTPRequestHandler]:
             body = self._body()
             with faults.lock:
                 faults.requests += 1
+                faults.methods[self.command] = faults.methods.get(self.command, 0) + 1
+                faults.log.append((self.command, self.path))
+                signed = self.headers.get("Authorization", "").partition("Credential=")[2]
+                faults.access_keys.add(signed.split("/", 1)[0])
             if faults.latency:
                 time.sleep(faults.latency)
             if faults.take("drop"):
@@ -91,7 +98,8 @@ def _handler(upstream: str, faults: Faults) -> type[BaseHTTPRequestHandler]:
             connection.request(self.command, self.path, body=body, headers=headers)
             response = connection.getresponse()
             data = response.read()
-            is_object = self.command == "GET" and "/objects/" in self.path and data and response.status < 300
+            body_of_object = "/objects/" in self.path or ".pack" in self.path
+            is_object = self.command == "GET" and body_of_object and data and response.status < 300
             if is_object and faults.take("corrupt"):
                 data = bytes([data[0] ^ 0xFF]) + data[1:]
             self.send_response(response.status)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..digest import digest_json
 from ..events import Reporter, ignore
 from ..store.leases import Lease, remove_stale_leases
 from ..store.objects import Entry
@@ -140,9 +141,7 @@ def build(
             fetch = rebuilder.present if options.download else None
             # Left on the remote, a new version's artifacts are hashed for its provenance as they stream past.
             read_remote = remote.remote.store.download_to if remote and not options.download else None
-            _register(
-                workspace, graph, results, tasks.keys, isolation, report, sources, fetch, started_at, read_remote
-            )
+            _register(workspace, graph, results, tasks.keys, isolation, report, sources, fetch, started_at, read_remote)
     ctx.statcache.save()
     report.seconds = time.monotonic() - started
     return report
@@ -179,7 +178,8 @@ def _register(
             )
             if fetch is not None:
                 fetch(Entry.from_dict(artifact) for artifact in record["artifacts"].values())
-            known = unchanged_registration(workspace, record)
+            digest = digest_json(record)  # computed once: it is a megabyte of JSON at 1,000 stages
+            known = unchanged_registration(workspace, record, digest)
             if known is not None:
                 _keep_reproducible(sources, graph, name)
                 report.records[name] = record
@@ -193,7 +193,7 @@ def _register(
                 report.revived[name] = revived
             if not created and (differ := differing_outputs(version, record)):
                 report.differs[name] = differ
-            save_build_record(workspace, {**record, "registered": version.ref})
+            save_build_record(workspace, record, version.ref, digest)
             report.records[name] = record
             report.versions[name] = (version.ref, created)
         for name, (ref, _created) in report.versions.items():

@@ -16,8 +16,8 @@ from ..attest import dsse
 from ..attest.hashing import HashingSink, hash_file
 from ..attest.keys import signing_key
 from ..attest.statement import BuildFacts, Subject, data_dependency, statement
-from ..digest import PREFIX, canonical_json
-from ..errors import CorruptObjectError
+from ..digest import PREFIX, canonical_json, hex_of
+from ..errors import CorruptObjectError, StoreError
 from ..spec.lockdata import PathData, RegisteredData
 from ..spec.model import Lock, split_output_ref
 from ..store.objects import LocalStore
@@ -49,12 +49,21 @@ def _walk(store: LocalStore, kind: str, digest: str, name: str, found: list[tupl
 
 
 def subjects(
-    store: LocalStore, artifacts: Mapping[str, Mapping[str, Any]], lock: Lock, read_remote: RemoteRead | None = None
+    store: LocalStore,
+    artifacts: Mapping[str, Mapping[str, Any]],
+    lock: Lock,
+    read_remote: RemoteRead | None = None,
+    attested: Mapping[str, str] | None = None,
 ) -> list[Subject]:
     """Every artifact file, hashed from the store (or as `read_remote` streams one the
-    store lacks: left on the remote by `build --no-download`)."""
+    store lacks: left on the remote by `build --no-download`); a file an earlier statement
+    attested (`attested`: blake3 hex → sha256 hex) is not hashed again."""
     found = []
     for name, digest in artifact_files(store, artifacts, lock):
+        known = (attested or {}).get(hex_of(digest))
+        if known is not None:
+            found.append(Subject(name, known, hex_of(digest)))
+            continue
         if store.is_whole(digest):
             digests = hash_file(store.path_of(digest))
         else:  # cold (chunks only: reassembled as it is hashed), or left on the remote
@@ -69,6 +78,20 @@ def subjects(
             raise CorruptObjectError(f"{name}: stored object {digest} is corrupt", hint="run `modelspec verify`")
         found.append(Subject(name, digests.sha256, digests.blake3))
     return found
+
+
+def attested_sha256(store: LocalStore, envelope: str | None) -> dict[str, str]:
+    """blake3 hex → sha256 hex of each subject of an earlier statement in this store (an
+    earlier version's), so that a new version re-hashes only the artifacts that changed: a
+    retrain that keeps a 1 GiB file paid a second for its sha256 again. The statement is
+    read from the store, which checks it against its digest; {} when there is none to read."""
+    if envelope is None:
+        return {}
+    try:
+        statement = dsse.parse(store.read_bytes(envelope)).statement()
+        return {str(s["digest"]["blake3"]): str(s["digest"]["sha256"]) for s in statement["subject"]}
+    except (StoreError, ValueError, KeyError, TypeError):
+        return {}
 
 
 def data_dependencies(lock: Lock) -> list[dict[str, Any]]:
@@ -98,8 +121,10 @@ def make_provenance(
     facts: dict[str, Any],
     upstream: list[dict[str, Any]],
     read_remote: RemoteRead | None = None,
+    earlier: str | None = None,
 ) -> dict[str, Any]:
-    """Hash, describe, sign and store; what the version's record keeps about it."""
+    """Hash, describe, sign and store; what the version's record keeps about it. `earlier`:
+    the envelope of an earlier version's statement, whose artifacts need no hashing again."""
     store = workspace.store
     artifacts = {ref: {**entry, "path": export_path(lock, ref)} for ref, entry in record["artifacts"].items()}
     built = BuildFacts(
@@ -111,7 +136,8 @@ def make_provenance(
         tool_version=__version__,
         finished=time.time(),
     )
-    payload = canonical_json(statement(built, subjects(store, record["artifacts"], lock, read_remote)))
+    hashed = subjects(store, record["artifacts"], lock, read_remote, attested_sha256(store, earlier))
+    payload = canonical_json(statement(built, hashed))
     envelope = dsse.sign(dsse.IN_TOTO, payload, signing_key(workspace.home))
     return {
         "envelope": store.put_bytes(envelope.to_json()),

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..attest.statement import data_dependency
-from ..digest import canonical_json, digest_json, short
-from ..errors import ModelspecError
+from ..digest import canonical_json, short
+from ..errors import ModelspecError, UsageError
 from ..flat import flatten
 from ..resolve import gitcode
 from ..spec.lockdata import PathData, RegisteredData
@@ -84,26 +84,25 @@ def build_record(
     }
 
 
-def save_build_record(workspace: Workspace, record: dict[str, Any]) -> None:
+def save_build_record(workspace: Workspace, record: dict[str, Any], registered: str, digest: str) -> None:
     """The record (`builds/NAME.json`), then beside it what a next build compares with: the
-    record's digest and the version it was registered as (`builds/NAME.registered`)."""
+    record's `digest` (`digest_json(record)`) and the version it was registered as
+    (`builds/NAME.registered`)."""
     name = record["name"]
-    stamped = canonical_json({**record, "finished": time.time()})
+    stamped = canonical_json({**record, "registered": registered, "finished": time.time()})
     workspace.store.write_file(workspace.builds_dir / f"{name}.json", stamped)
-    if record.get("registered"):
-        built = {k: v for k, v in record.items() if k != "registered"}
-        summary = {"digest": digest_json(built), "registered": record["registered"]}
-        workspace.store.write_file(workspace.builds_dir / f"{name}.registered", canonical_json(summary))
+    summary = {"digest": digest, "registered": registered}
+    workspace.store.write_file(workspace.builds_dir / f"{name}.registered", canonical_json(summary))
 
 
-def unchanged_registration(workspace: Workspace, record: dict[str, Any]) -> str | None:
+def unchanged_registration(workspace: Workspace, record: dict[str, Any], digest: str) -> str | None:
     """The version this exact build was registered as before, so a no-op build need not
-    open the registry (importing SQLAlchemy alone costs ~0.3 s). Compared by digest with the
-    small summary beside the last record, not by reading the record (a megabyte per 1,000
-    stages); a workspace without a summary compares whole records."""
+    open the registry (importing SQLAlchemy alone costs ~0.3 s). Compared by `digest`
+    (`digest_json(record)`) with the small summary beside the last record, not by reading
+    the record (a megabyte per 1,000 stages); a workspace without a summary compares whole records."""
     try:
         summary = json.loads((workspace.builds_dir / f"{record['name']}.registered").read_bytes())
-        if summary["digest"] == digest_json(record):
+        if summary["digest"] == digest:
             return str(summary["registered"])
         return None
     except (FileNotFoundError, ValueError, KeyError, TypeError):
@@ -207,7 +206,8 @@ def register(
             "environment": dict(lock.environment) if lock.environment else None,
             "started": started or time.time(),
         }
-        provenance = make_provenance(workspace, lock, record, facts, upstream_dependencies, read_remote)
+        earlier = _earlier_envelope(registry, name)
+        provenance = make_provenance(workspace, lock, record, facts, upstream_dependencies, read_remote, earlier)
     draft = VersionDraft(
         name=name,
         spec_version=lock.version,
@@ -239,6 +239,16 @@ def register(
     # time, found here already in the store, is made durable by that build when it ends.)
     workspace.store.sync()
     return registry.register(draft)
+
+
+def _earlier_envelope(registry: Registry, name: str) -> str | None:
+    """The provenance envelope of the model's latest version, if it has one."""
+    try:
+        latest = registry.resolve(f"{name}@latest")
+    except UsageError:  # the model's first version
+        return None
+    provenance = latest.record.get("provenance")
+    return str(provenance["envelope"]) if provenance else None
 
 
 def differing_outputs(version: ModelVersion, record: dict[str, Any]) -> list[str]:

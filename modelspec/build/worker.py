@@ -31,6 +31,7 @@ from ..store.files import Remover
 from ..store.objects import LocalStore
 from ..store.remote import RemoteStore
 from ..store.remote_cache import RemoteActionCache, RemoteLease
+from ..store.remote_packs import cache_dir as pack_cache
 from ..store.traces import ActionResult
 from .runner import LOG_TAIL_LINES, RunContext, StageFailure, StageJob, run_node
 from .stagetask import TOPIC, StageTask, TaskReply
@@ -47,7 +48,7 @@ def run_stage_task(document: dict[str, Any]) -> dict[str, Any]:
     started = time.time()
     home = worker_home()
     store = _store(home)
-    remote = RemoteStore(open_blobs(task.remote))
+    remote = RemoteStore(open_blobs(task.remote), pack_cache(home, task.remote))
     cancel = threading.Event()
     stop_watching = _watch_cancel(task, cancel)
     log = home / "logs" / f"{hex_of(task.key)}.log"

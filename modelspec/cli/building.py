@@ -188,7 +188,8 @@ def build(
                 "nodes": rows,
                 "specs": report.records,
                 "versions": versions,
-            }
+            },
+            depth=2,  # a node or a spec's record a line: 1,000 stages indented took a third of a small change
         )
     else:
         _print_build_summary(console, report, rows)

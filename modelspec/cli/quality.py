@@ -89,7 +89,7 @@ def metrics(name: str, metric: str | None, since: str | None, plot_path: Path | 
         history = metric_history(catalog, name, metric, start)
     written = write_metrics_plot(history, plot_path) if plot_path is not None else None
     if as_json:
-        emit_json({**history.to_dict(), "plot": str(written) if written else None}, rows="versions")
+        emit_json({**history.to_dict(), "plot": str(written) if written else None}, depth=2)
         return
     rows = [["version", "created (UTC)", "status", *history.metrics, "aliases"]]
     for p in history.points:

@@ -101,6 +101,13 @@ def _remote_gc(dry_run: bool, grace: str, as_json: bool) -> None:
         )
     if report.young:
         echo(f"{plural(report.young, 'unneeded object')} younger than {_duration(report.grace)}: kept for now")
+    if report.deleted_packs or report.orphan_packs:
+        echo(
+            f"{would}delete {plural(report.deleted_packs, 'pack')} of those objects and "
+            f"{plural(report.orphan_packs, 'pack')} left without an index by a killed push"
+        )
+    if report.partly_dead_packs:
+        echo(f"{plural(report.partly_dead_packs, 'pack')} with a needed object kept whole, unneeded ones in it too")
 
 
 def _duration(seconds: float) -> str:

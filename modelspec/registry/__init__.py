@@ -1,7 +1,8 @@
 """The model registry, one module per concern behind the `registry.Registry` façade:
 
-- `registry`: the façade: the engine, read and write transactions, the store's head check,
-  and the one place the database's failures become a `StoreError`.
+- `registry`: the façade, one transaction per call; `database`, its base class: the engine,
+  read and write transactions, the store's head check, and the one place the database's
+  failures become a `StoreError`.
 - `versions`: what a version is (`VersionDraft`, `ModelVersion`, whose fields declare the
   `versions` columns), allocation, insertion, the digest its build event keeps.
 - `queries`: finding versions by reference, metric, tag, alias or status.

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import did_you_mean
 from ..spec.yamlsource import file_kind
+from .plainconfig import plain_config
 
 # Resolvers whose value depends only on the config itself; anything else (`now`,
 # `oc.env`, `hydra:…`, custom resolvers) could change a value without changing a key.
@@ -39,9 +40,6 @@ class ConfigError(Exception):
 def compose(config_dir: Path, name: str, overrides: list[str]) -> dict[str, Any]:
     """The composed, resolved config as plain containers."""
     import yaml
-    from hydra.errors import HydraException
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
 
     for index, override in enumerate(overrides):
         try:
@@ -51,11 +49,15 @@ def compose(config_dir: Path, name: str, overrides: list[str]) -> dict[str, Any]
             raise ConfigError(str(exc), exc.key, index) from None
     _check_name(name)
     files = config_files(config_dir)
-    plain = None if overrides else _plain_config(files, name)
+    plain = None if overrides else plain_config(files, name)
     if plain is not None:
         _walk_strings(plain, "")  # what every composed config must pass (no NUL byte, say)
         return plain
     _check_defaults_lists(config_dir, files)
+    from hydra.errors import HydraException  # Hydra only past the plain case: its import is 0.15-0.2 s
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
     try:
         cfg = _hydra_compose(config_dir, name, overrides)
         raw = OmegaConf.to_container(cfg, resolve=False)
@@ -71,38 +73,6 @@ def compose(config_dir: Path, name: str, overrides: list[str]) -> dict[str, Any]
     if not isinstance(resolved, dict):
         raise ConfigError("the composed config is not a mapping")
     return {str(key): value for key, value in resolved.items()}
-
-
-def _plain_config(files: dict[str, Path], name: str) -> dict[str, Any] | None:
-    """The composition of a config dir that holds one file, `NAME.yaml`, with no defaults
-    list, no `hydra:` settings and no interpolation, composed without overrides: that file
-    as OmegaConf reads it, which is all Hydra would do (and importing Hydra and scanning its
-    plugins costs 0.4-0.9 s). None when the config is anything more, or OmegaConf refuses it:
-    Hydra then composes it, and reports what is wrong."""
-    if list(files) != [f"{name}.yaml"]:
-        return None
-    import yaml
-    from omegaconf._utils import get_yaml_loader  # the loader OmegaConf (so Hydra) reads files with
-
-    try:
-        text = files[f"{name}.yaml"].read_text(encoding="utf-8")
-        if "${" in text or "\0" in text or "@package" in text:  # interpolation, a NUL, a package header
-            return None
-        loaded = yaml.load(text, Loader=get_yaml_loader()) or {}
-    except (OSError, ValueError, yaml.YAMLError):
-        return None
-    if not isinstance(loaded, dict) or "defaults" in loaded or "hydra" in loaded or not _kept_as_is(loaded):
-        return None
-    return loaded
-
-
-def _kept_as_is(value: Any) -> bool:
-    """Values OmegaConf keeps as they are: no `???` (a missing value), no Path or bytes, string keys."""
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _kept_as_is(v) for k, v in value.items())
-    if isinstance(value, list):
-        return all(_kept_as_is(v) for v in value)
-    return value is None or isinstance(value, (bool, int, float)) or (isinstance(value, str) and value != "???")
 
 
 def _hydra_compose(config_dir: Path, name: str, overrides: list[str]) -> Any:

@@ -33,6 +33,7 @@ from ..store.remote_cache import (
     read_roots,
     write_roots,
 )
+from ..store.remote_packs import Listing, index_name, pack_name
 from ..store.workspace import Workspace
 
 DEFAULT_REMOTE_GRACE = 86400.0  # a day: longer than the longest build or push
@@ -51,6 +52,9 @@ class RemoteGcReport:
     entries_deleted: int = 0  # action-cache entries naming unneeded objects
     young: int = 0  # unneeded but younger than the grace
     temp_files: int = 0  # scratch files of killed writers removed (file:// remotes)
+    deleted_packs: int = 0  # packs whose every member was deleted (counted in `deleted`)
+    orphan_packs: int = 0  # packs a killed push left without an index, swept
+    partly_dead_packs: int = 0  # packs with a needed member and unneeded ones: kept whole
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -66,6 +70,9 @@ class RemoteGcReport:
             "deleted_action_cache_entries": self.entries_deleted,
             "young_objects": self.young,
             "temp_files": self.temp_files,
+            "deleted_packs": self.deleted_packs,
+            "orphan_packs": self.orphan_packs,
+            "partly_dead_packs": self.partly_dead_packs,
             "seconds": round(self.seconds, 3),
         }
 
@@ -132,19 +139,82 @@ def collect_remote(
             still[digest] = since if since is not None else now
             if since is None:
                 report.condemned.append(digest)
-    if doomed and not dry_run:
+    packs = _plan_packs(remote, report, needed, condemned, still, cutoff, now)
+    if (doomed or packs.doomed) and not dry_run:
         # The leases again, just before deleting: a build or push that started meanwhile.
         leased = live_remote_leased(blobs, time.time())
         doomed = [item for item in doomed if item[1] not in leased]
-    report.deleted = [digest for _name, digest, _size in doomed]
-    report.deleted_bytes = sum(size for _name, _digest, size in doomed)
+        packs.doomed = [item for item in packs.doomed if not leased & set(item[1])]
+    report.deleted = [digest for _name, digest, _size in doomed] + [d for _p, ds, _s in packs.doomed for d in ds]
+    report.deleted_bytes = sum(size for _name, _digest, size in doomed) + sum(s for _p, _ds, s in packs.doomed)
+    report.deleted_packs = len(packs.doomed)
     if not dry_run:
         blobs.replace(CONDEMNED, canonical_json(still))  # first: a gc killed now deletes nothing twice
         blobs.delete([name for name, _digest, _size in doomed])
+        # A pack's index before the pack: its members are gone at once, and a gc killed
+        # between leaves a pack without an index, which the next gc sweeps.
+        blobs.delete([index_name(pack) for pack, _members, _size in packs.doomed])
+        gone = {pack for pack, _members, _size in packs.doomed} | set(packs.orphans)
+        blobs.delete([pack_name(pack) for pack in sorted(gone)] + packs.stray)
+        blobs.delete([name for (pack, _d), name in packs.listing.bad.items() if pack in gone])
         # Scratch of writers killed on a shared directory (a live one writes for seconds).
         report.temp_files = blobs.clean_temp(now - max(grace, 3600.0))
     report.seconds = time.monotonic() - started
     return report
+
+
+@dataclass
+class _PackPlan:
+    listing: Listing
+    doomed: list[tuple[str, list[str], int]] = field(default_factory=list)  # pack, its members, its size
+    orphans: list[str] = field(default_factory=list)  # packs without an index, older than the grace
+    stray: list[str] = field(default_factory=list)  # old indices and bad marks whose pack is gone
+
+
+def _plan_packs(
+    remote: Remote,
+    report: RemoteGcReport,
+    needed: set[str],
+    condemned: dict[str, float],
+    still: dict[str, float],
+    cutoff: float,
+    now: float,
+) -> _PackPlan:
+    """Packs go whole: one whose every member is unneeded is condemned like a loose object
+    (its members, so that a push that found them there checks again), and deleted by a later
+    gc. A pack with one needed member stays whole (rewriting it is not worth a pass here)."""
+    catalog = remote.store.packs
+    plan = _PackPlan(catalog.refresh())
+    listing = plan.listing
+    for pack, index in sorted(listing.indices.items()):
+        info = listing.packs.get(pack)
+        if info is None:  # names nothing: no reader believes it
+            plan.stray += [index_name(pack)] if index.modified <= cutoff else []
+            continue
+        members = sorted({m.digest for m in catalog.packed(pack)})
+        if pack in catalog.unreadable or not members:
+            continue  # what it names cannot be known: kept
+        live = sum(1 for d in members if d in needed)
+        if live:
+            report.kept += live
+            report.partly_dead_packs += live < len(members)
+            continue
+        if max(index.modified, info.modified) > cutoff:
+            report.young += len(members)
+            continue
+        since = {d: condemned.get(d) for d in members}
+        if all(t is not None and t <= cutoff for t in since.values()):
+            plan.doomed.append((pack, members, info.size + index.size))
+        for digest, t in since.items():
+            still[digest] = t if t is not None else now
+            if t is None:
+                report.condemned.append(digest)
+    plan.orphans = [
+        p for p, info in sorted(listing.packs.items()) if p not in listing.indices and info.modified <= cutoff
+    ]
+    report.orphan_packs = len(plan.orphans)
+    plan.stray += [name for (pack, _d), name in listing.bad.items() if pack not in listing.packs]
+    return plan
 
 
 def _entry_infos(remote: Remote) -> list[tuple[str, float]]:

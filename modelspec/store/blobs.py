@@ -26,6 +26,7 @@ from typing import Any, Protocol, TypeVar
 from urllib.parse import urlparse
 
 from ..errors import StoreError, UsageError
+from .awsprofile import profile_settings
 
 T = TypeVar("T")
 
@@ -74,6 +75,7 @@ class RemoteConfig:
     url: str
     endpoint: str | None = None
     region: str | None = None
+    profile: str | None = None  # an AWS profile of the shared credentials and config files
 
     @classmethod
     def from_setting(cls, setting: object) -> RemoteConfig | None:
@@ -82,7 +84,7 @@ class RemoteConfig:
         if isinstance(setting, str):
             return cls(setting)
         assert isinstance(setting, dict)  # the workspace schema allows nothing else
-        return cls(str(setting["url"]), setting.get("endpoint"), setting.get("region"))
+        return cls(str(setting["url"]), setting.get("endpoint"), setting.get("region"), setting.get("profile"))
 
 
 def open_blobs(config: RemoteConfig) -> Blobs:
@@ -243,7 +245,8 @@ def _obstore() -> Any:
 
 class S3Blobs:
     """Blobs in an S3 bucket (any S3-compatible service), credentials from the usual AWS
-    variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION)."""
+    variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION) or
+    an AWS profile (the remote's `profile:`, AWS_PROFILE, or `default`: awsprofile.py)."""
 
     def __init__(self, bucket: str, prefix: str, config: RemoteConfig) -> None:
         obstore = _obstore()
@@ -258,8 +261,11 @@ class S3Blobs:
         if config.endpoint:
             kwargs["endpoint"] = config.endpoint
             options["allow_http"] = config.endpoint.startswith("http://")
+        profile = profile_settings(config.profile)
         region = config.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-        kwargs["region"] = region or "us-east-1"
+        kwargs["region"] = region or profile.pop("region", None) or "us-east-1"
+        profile.pop("region", None)
+        kwargs.update(profile)
         retry: Any = {
             "max_retries": int(os.environ.get("MODELSPEC_REMOTE_RETRIES", "8")),
             "retry_timeout": timedelta(seconds=float(os.environ.get("MODELSPEC_REMOTE_RETRY_SECONDS", "120"))),

@@ -2,39 +2,48 @@
 directory), and the batched transfers between it and a workspace's `LocalStore`.
 
     <remote>/objects/ab/<hex>       content-addressed objects, created only if absent
+    <remote>/packs/<hex>.pack|.idx  small objects pushed together (store/remote_packs.py)
     <remote>/quarantine/<hex>       objects whose bytes no longer matched their digest
 
 Every object is written with a conditional create, so it is complete before it is visible
 and never overwritten; a push killed half-way leaves only whole objects, and the next push
 uploads just what is missing. Every read is verified against the digest before anything
-is handed out or enters the local store; a corrupt remote object is moved to quarantine.
+is handed out or enters the local store; a corrupt remote object is moved to quarantine
+(a corrupt packed member is marked bad beside its pack: it no longer counts as there).
 
-Many small objects are not one round trip each for the existence check: `missing` lists
-the remote (a small one whole, a large one by the fan-out folders the digests fall into;
-a thousand names per request) instead of asking about each, and uploads and downloads run
-`jobs` at a time.
+Many small objects are not one round trip each: an upload of at least `PACK_AT_LEAST`
+objects under `PACK_BELOW` sends them in packs (two requests a pack), a download reads a
+pack's wanted members in a few range reads, and `missing` lists the remote (a small one
+whole, a large one by the fan-out folders the digests fall into; a thousand names per
+request) instead of asking about each. Uploads and downloads run `jobs` at a time.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from ..digest import PREFIX, digest_bytes, digest_file, hex_of, parse_tree_document
 from ..errors import CorruptObjectError, StoreError
+from . import remote_batches
 from .blobs import Blobs
 from .objects import LocalStore, walk_path
 from .protocol import Entry, ObjectInfo, ObjectStore
+from .remote_batches import SMALL, Progress
+from .remote_packs import (
+    Member,
+    PackCatalog,
+    bad_name,
+    read_run,
+    runs,
+)
 
 OBJECTS = "objects/"
 QUARANTINE = "quarantine/"
-_SMALL = 8 << 20  # read into memory and checked there; larger files are streamed
 _HEAD_AT_MOST = 32  # above this many digests, list fan-out folders instead of asking each
 
 
@@ -43,58 +52,62 @@ def object_name(digest: str) -> str:
     return f"{OBJECTS}{hexpart[:2]}/{hexpart}"
 
 
-@dataclass
-class Progress:
-    """What a transfer has done so far; `report` is called after each object (thread-safe)."""
-
-    total: int
-    total_bytes: int
-    report: Callable[[Progress], None] | None = None
-    done: int = 0
-    bytes: int = 0
-    transferred: int = 0  # objects actually sent or received (the rest were already there)
-    moved_bytes: int = 0  # their bytes
-    present: set[str] = field(default_factory=set)  # found there already (not sent)
-
-    def __post_init__(self) -> None:
-        self._lock = threading.Lock()
-
-    def add(self, size: int, *, moved: bool) -> None:
-        with self._lock:
-            self.done += 1
-            self.bytes += size
-            self.transferred += int(moved)
-            self.moved_bytes += size if moved else 0
-            if self.report is not None:
-                self.report(self)
-
-
 class RemoteStore:
     """An object store on a remote (an `ObjectStore`)."""
 
-    def __init__(self, blobs: Blobs) -> None:
+    def __init__(self, blobs: Blobs, pack_cache: Path | None = None) -> None:
         self.blobs = blobs
         self.url = blobs.url
+        self.packs = PackCatalog(blobs, pack_cache)  # the pack indices (cached on disk when given)
 
     # -- queries -----------------------------------------------------------------------
 
     def has(self, digest: str) -> bool:
-        return self.blobs.head(object_name(digest)) is not None
+        return self.stat(digest) is not None
 
     def stat(self, digest: str) -> ObjectInfo | None:
         info = self.blobs.head(object_name(digest))
-        return None if info is None else ObjectInfo(info.size, info.modified)
+        if info is not None:
+            return ObjectInfo(info.size, info.modified)
+        member = self._member(digest, refresh=True)
+        return None if member is None else ObjectInfo(member.length, self.packs.modified(member.pack))
+
+    def _member(self, digest: str, *, refresh: bool) -> Member | None:
+        """Where the object is packed; `refresh`: list the packs again if not known yet."""
+        member = self.packs.find(digest)
+        if member is None and refresh:
+            self.packs.refresh()
+            member = self.packs.find(digest)
+        return member
 
     def iter(self) -> Iterator[str]:
+        loose = set()
+        for digest in self.loose():
+            loose.add(digest)
+            yield digest
+        self.packs.refresh()
+        yield from sorted(set(self.packs.members()) - loose)
+
+    def loose(self) -> Iterator[str]:
+        """The objects stored one by one (not in packs)."""
         for info in self.blobs.scan(OBJECTS):
             yield PREFIX + info.name.rsplit("/", 1)[-1]
 
     def missing(self, digests: Iterable[str], jobs: int = 8) -> set[str]:
-        """Which of the digests the remote lacks, in few requests."""
-        wanted = set(digests)
+        """Which of the digests the remote lacks, in few requests: loose ones first, then
+        the packs (one listing, and the indices not seen yet) for those not found loose."""
+        absent = self._missing_loose(set(digests), jobs)
+        if absent:
+            self.packs.refresh(jobs)
+            absent = {d for d in absent if self.packs.find(d) is None}
+        return absent
+
+    def _missing_loose(self, wanted: set[str], jobs: int) -> set[str]:
+        if not wanted:
+            return set()
         if len(wanted) <= _HEAD_AT_MOST:
             with ThreadPoolExecutor(max(1, jobs)) as pool:
-                present = list(pool.map(self.has, sorted(wanted)))
+                present = list(pool.map(lambda d: self.blobs.head(object_name(d)) is not None, sorted(wanted)))
             return {d for d, there in zip(sorted(wanted), present, strict=True) if not there}
         fans = sorted({hex_of(d)[:2] for d in wanted})
         # A small remote is listed whole: a page of a thousand names per request, in order.
@@ -128,7 +141,7 @@ class RemoteStore:
 
     def put_file(self, path: Path, *, move: bool = False, digest: str | None = None) -> str:
         size = path.stat().st_size
-        if size <= _SMALL:
+        if size <= SMALL:
             data = path.read_bytes()
             actual = digest_bytes(data)
             self._check_claim(path, digest, actual)
@@ -161,17 +174,64 @@ class RemoteStore:
         )
 
     def read_bytes(self, digest: str) -> bytes:
+        packed, bad = self._packed_first(digest)
+        if packed is not None:
+            return packed
         for _attempt in range(2):  # bytes damaged on the way are fetched once more
             data = self.blobs.get(object_name(digest))
             if data is None:
-                raise self._missing(digest)
+                packed = self.packed_bytes(digest, refresh=True)
+                if packed is None:
+                    raise bad or self._missing(digest)
+                return packed
             if digest_bytes(data) == digest:
                 return data
         self.quarantine(digest)
-        raise CorruptObjectError(
-            f"object {digest} on the remote {self.url} is corrupt; it was moved to its quarantine/",
+        raise self._corrupt(digest)
+
+    def _corrupt(self, digest: str, member: Member | None = None) -> CorruptObjectError:
+        where = "its quarantine/" if member is None else bad_name(member.pack, digest)
+        kept = "moved to" if member is None else "kept (it no longer counts as there) in"
+        return CorruptObjectError(
+            f"object {digest} on the remote {self.url} is corrupt; it was {kept} {where}",
             hint="push it again from a workspace that has it, or build again",
         )
+
+    def _packed_first(self, digest: str) -> tuple[bytes | None, CorruptObjectError | None]:
+        """The object from the pack the last listing put it in, if any; a corrupt packed copy
+        is marked bad and returned as the error to raise if no other copy is found."""
+        try:
+            return self.packed_bytes(digest, refresh=False), None
+        except CorruptObjectError as exc:
+            return None, exc
+
+    def packed_bytes(self, digest: str, *, refresh: bool) -> bytes | None:
+        """A packed object's bytes, verified; None if it is not packed (or its pack is gone)."""
+        member = self._member(digest, refresh=refresh)
+        if member is None:
+            return None
+        data = None
+        for _attempt in range(2):
+            found = read_run(self.blobs, runs([member])[0])
+            if found is None:  # deleted by a remote gc since the last listing: look again
+                self.packs.refresh()
+                member = self.packs.find(digest)
+                if member is None:
+                    return None
+                continue
+            data = found[member]
+            if digest_bytes(data) == digest:
+                return data
+        if data is None:
+            return None
+        self.mark_bad(member, data)
+        raise self._corrupt(digest, member)
+
+    def mark_bad(self, member: Member, data: bytes) -> None:
+        """A corrupt packed member: a pack cannot lose part of itself, so a marker beside it
+        (holding the bad bytes) makes the member absent for every reader from now on."""
+        self.blobs.replace(bad_name(member.pack, member.digest), data)
+        self.packs.forget(member)
 
     def quarantine(self, digest: str) -> None:
         """Take a corrupt object out of service, keeping its bytes under quarantine/."""
@@ -206,27 +266,28 @@ class RemoteStore:
         """Write the object into an open file, verified (size returned). Bytes that do not
         match are fetched once more (a network can damage them too); a second mismatch is
         a corrupt object: quarantined, and an error before the caller uses a byte."""
-        name = object_name(digest)
-        with tempfile.TemporaryDirectory(prefix="modelspec-remote-") as scratch:
-            temp = Path(scratch) / "object"
-            for _attempt in range(2):
-                if not self.blobs.download(name, temp):
-                    raise self._missing(digest)
-                if digest_file(temp) == digest:
-                    break
-            else:
-                self.quarantine(digest)
-                raise CorruptObjectError(
-                    f"object {digest} on the remote {self.url} is corrupt; it was moved to its quarantine/",
-                    hint="push it again from a workspace that has it, or build again",
-                )
-            size = 0
-            with open(temp, "rb") as f:
-                while chunk := f.read(1 << 20):
-                    handle.write(chunk)
-                    size += len(chunk)
+        packed, bad = self._packed_first(digest)
+        if packed is None:
+            with tempfile.TemporaryDirectory(prefix="modelspec-remote-") as scratch:
+                temp = Path(scratch) / "object"
+                if self.download_loose(digest, temp):
+                    return _copy_into(temp, handle)
+            packed = self.packed_bytes(digest, refresh=True)
+            if packed is None:
+                raise bad or self._missing(digest)
+        handle.write(packed)
         handle.flush()
-        return size
+        return len(packed)
+
+    def download_loose(self, digest: str, temp: Path) -> bool:
+        """The loose object into `temp`, verified; False if there is no loose object."""
+        for _attempt in range(2):
+            if not self.blobs.download(object_name(digest), temp):
+                return False
+            if digest_file(temp) == digest:
+                return True
+        self.quarantine(digest)
+        raise self._corrupt(digest)
 
     def read_tree(self, digest: str) -> dict[str, dict[str, object]]:
         try:
@@ -263,6 +324,7 @@ class RemoteStore:
             temp.unlink(missing_ok=True)
 
     def delete(self, digest: str) -> None:
+        """The loose copy; a packed one goes only with its whole pack (remote gc)."""
         self.blobs.delete([object_name(digest)])
 
     # -- transfers with a local store ----------------------------------------------------
@@ -275,30 +337,9 @@ class RemoteStore:
         jobs: int = 8,
         report: Callable[[Progress], None] | None = None,
     ) -> Progress:
-        """Send the objects the remote lacks, `jobs` at a time, each verified locally first."""
-        wanted = sorted(set(digests))
-        absent = self.missing(wanted, jobs)
-        # What the remote has may be absent here (held there: store/held.py); what it lacks must be here.
-        sizes = {d: _local_size(local, d, required=d in absent) for d in wanted}
-        progress = Progress(len(wanted), sum(sizes.values()), report)
-        progress.present = set(wanted) - absent
-        for digest in wanted:
-            if digest not in absent:
-                progress.add(sizes[digest], moved=False)
-
-        def send(digest: str) -> None:
-            path = local.checked_path(digest)  # never upload a corrupt local object
-            if sizes[digest] <= _SMALL:
-                data = path.read_bytes()
-                if digest_bytes(data) != digest:  # changed since it was checked: refuse
-                    raise CorruptObjectError(f"local object {digest} changed while it was being uploaded")
-                self.blobs.create(object_name(digest), data)
-            else:
-                self.blobs.create(object_name(digest), path)
-            progress.add(sizes[digest], moved=True)
-
-        run_all(send, sorted(absent), jobs)
-        return progress
+        """Send the objects the remote lacks, `jobs` at a time, each verified locally first:
+        many small ones in packs (each pack's index created after it), the rest one by one."""
+        return remote_batches.upload(self, local, digests, jobs, report)
 
     def download(
         self,
@@ -309,18 +350,17 @@ class RemoteStore:
         report: Callable[[Progress], None] | None = None,
         sizes: dict[str, int] | None = None,
     ) -> Progress:
-        """Fetch the objects the local store lacks, each verified before it enters it."""
-        wanted = sorted(set(digests))
-        absent = [d for d in wanted if not local.has(d)]
-        progress = Progress(len(wanted), sum((sizes or {}).get(d, 0) for d in wanted), report)
-        for _digest in wanted[: len(wanted) - len(absent)]:
-            progress.add(0, moved=False)
+        """Fetch the objects the local store lacks, each verified before it enters it; packed
+        ones by range reads covering members that lie close together."""
+        return remote_batches.download(self, local, digests, jobs, report, sizes)
 
-        def fetch(digest: str) -> None:
-            progress.add(self.fetch_into(local, digest), moved=True)
+    def verify_all(self, jobs: int = 8, report: Callable[[Progress], None] | None = None) -> tuple[Progress, list[str]]:
+        """Re-hash every object on the remote; the corrupt ones, taken out of service
+        (quarantined, or marked bad when packed) as a read would."""
+        return remote_batches.verify_all(self, jobs, report)
 
-        run_all(fetch, absent, jobs)
-        return progress
+    def put_loose(self, digest: str, data: bytes | Path) -> None:
+        self.blobs.create(object_name(digest), data)
 
     def fetch_into(self, local: LocalStore, digest: str) -> int:
         """One object into the local store, verified on the way; its size."""
@@ -335,30 +375,14 @@ class RemoteStore:
         return size
 
 
-def _local_size(local: LocalStore, digest: str, *, required: bool) -> int:
-    info = local.stat(digest)  # a whole copy, or a cold object's chunks
-    if info is None:
-        if not required:
-            return 0  # the remote has it: left there by a remote hit (store/held.py)
-        raise StoreError(
-            f"object {digest} is missing from the local store", hint="build again, or run `modelspec verify`"
-        )
-    return info.size
-
-
-def run_all(work: Callable[[str], None], items: list[str], jobs: int) -> None:
-    """Run `work` on every item, `jobs` at a time; the first failure is raised once the
-    running ones finish (nothing half-done: each item is all or nothing)."""
-    if not items:
-        return
-    with ThreadPoolExecutor(max(1, jobs)) as pool:
-        futures = [pool.submit(work, item) for item in items]
-        for future in futures:
-            error = future.exception()
-            if error is not None:
-                for pending in futures:
-                    pending.cancel()
-                raise error
+def _copy_into(path: Path, handle: BinaryIO) -> int:
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            handle.write(chunk)
+            size += len(chunk)
+    handle.flush()
+    return size
 
 
 if TYPE_CHECKING:

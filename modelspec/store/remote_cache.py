@@ -34,6 +34,7 @@ from ..errors import StoreError, UsageError
 from .blobs import Blobs, RemoteConfig, open_blobs
 from .files import write_atomic
 from .remote import RemoteStore
+from .remote_packs import cache_dir as pack_cache
 from .traces import ActionResult
 
 AC = "ac/"
@@ -65,7 +66,7 @@ def open_remote(settings: dict[str, Any], home: Path) -> Remote | None:
     config = RemoteConfig.from_setting(settings.get("remote"))
     if config is None:
         return None
-    store = RemoteStore(open_blobs(config))
+    store = RemoteStore(open_blobs(config), pack_cache(home, config))
     return Remote(store, RemoteActionCache(store), workspace_id(home))
 
 

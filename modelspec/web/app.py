@@ -13,11 +13,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
 from typing import Any
-from urllib.parse import quote, urlencode
 
 from .. import api
 from ..errors import ModelspecError, UsageError
 from . import draw
+from .auditcheck import AuditCheck
+from .formatting import human_bytes, link, metric_text, model_path, retention_of
 
 try:
     import jinja2
@@ -42,7 +43,6 @@ SECURITY_HEADERS = {
 }
 STATIC = {"style.css": "text/css", "favicon.svg": "image/svg+xml"}
 PAGE_SIZES = (25, 50, 100, 200, 500)
-AUDIT_KEPT = 600.0  # seconds an audit verdict is shown without verifying again
 CHART_SPANS = (20, 50, 200, 1000)
 
 
@@ -79,39 +79,10 @@ def parse_moment(day: str, clock: str = "") -> float:
     return moment.replace(tzinfo=moment.tzinfo or datetime.UTC).timestamp()
 
 
-def metric_text(value: Any, form: str = ".4g") -> str:
-    if value is None:
-        return ""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:+d}" if form.startswith("+") else str(value)
-    return format(value, form)
-
-
-def human_bytes(count: int) -> str:
-    size = float(count)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{count} B"
-
-
 def as_json(value: Any, status: int = 200) -> Response:
     """What the CLI's --json prints, the same way."""
     text = json.dumps(value, indent=2, sort_keys=True, default=str)
     return Response(text + "\n", status_code=status, media_type="application/json")
-
-
-def link(path: str, **params: Any) -> str:
-    """`path?params`, leaving out empty ones; a list is a repeated parameter."""
-    pairs = [
-        (k, x) for k, v in params.items() for x in (v if isinstance(v, list) else [v]) if x not in (None, "", False)
-    ]
-    return path + ("?" + urlencode(pairs) if pairs else "")
-
-
-def model_path(name: str, *rest: str) -> str:
-    return "/".join(["/models", quote(name, safe=""), *(quote(r, safe="") for r in rest)])
 
 
 def create_app(catalog: Any, warm: bool = False) -> FastAPI:
@@ -402,59 +373,3 @@ def create_app(catalog: Any, warm: bool = False) -> FastAPI:
         return render("audit.html", title="audit log", check=check, events=events, verify=verify, limit=limit)
 
     return app
-
-
-class AuditCheck:
-    """`audit --verify`'s verdict, kept while the log's newest event stays the same, for
-    AUDIT_KEPT seconds at most: replaying 100,000 events takes seconds. A new event is
-    verified at once; an edit of the tables behind modelspec's back is found at the next
-    verification (at most AUDIT_KEPT later, or at once with `?fresh=true`)."""
-
-    def __init__(self, catalog: Any) -> None:
-        self.catalog = catalog
-        self.lock = threading.Lock()  # one verification at a time; the others wait for it
-        self.head: tuple[int, str] | None = None
-        self.found: dict[str, Any] | None = None
-
-    def warm(self) -> None:
-        """The first verdict, in the background: a failure is the audit page's to report."""
-        try:
-            self.verdict()
-        except Exception:  # the registry went away under us, say: the page will say so
-            log.warning("verifying the audit log failed", exc_info=True)
-
-    def verdict(self, fresh: bool = False) -> dict[str, Any]:
-        """{ok, problem, problems, checked (when), events (how many were replayed), seconds};
-        `fresh`: verified now, whatever was kept."""
-        newest = self.catalog.audit(False, 1)["events"]
-        head = (newest[-1]["seq"], newest[-1]["digest"]) if newest else (0, "")
-        with self.lock:
-            now = datetime.datetime.now(datetime.UTC).timestamp()
-            if fresh or self.found is None or self.head != head or now - self.found["checked"] > AUDIT_KEPT:
-                started = time.perf_counter()
-                found = self.catalog.audit(True, 1)
-                seconds = time.perf_counter() - started
-                self.found = {**{k: found[k] for k in ("ok", "problem", "problems", "checkpoint")}, "checked": now,
-                              "events": head[0], "seconds": seconds}  # fmt: skip
-                self.head = head
-            return dict(self.found)
-
-
-def retention_of(info: dict[str, Any]) -> list[str]:
-    """Why gc keeps this version or what it did with it, from what `show` reports."""
-    said = []
-    if info["status"] == "retired":
-        said.append(f"retired {draw.when(info.get('status_time'))} UTC: {info.get('status_reason') or ''}".strip())
-    if info.get("pinned"):
-        pinned = info["pinned"]
-        said.append(
-            f"pinned {draw.when(pinned['time'])} UTC by {pinned['actor']}: gc keeps it whatever the policy says"
-        )
-    if info.get("aliases"):
-        said.append(f"served by {', '.join(info['aliases'])}: gc keeps it while an alias points to it")
-    if not said:
-        said.append(f"{info['status']}: kept or retired by the spec's retention policy at the next gc")
-    policy = info.get("retention") or {}
-    if policy:
-        said.append("policy: " + ", ".join(f"{k}: {v}" for k, v in sorted(policy.items())))
-    return said

@@ -319,3 +319,36 @@ def test_a_cold_artifact_kept_only_as_chunks_verifies(repo: Repo) -> None:
     store.delete(digest)
     gone = cli(repo, "verify", "--provenance", "large@1.0.0", "--allow-unsigned", "--json", code=1)
     assert gone.get("problems") == ["artifact make/blob.bin is missing"], gone
+
+
+def test_a_new_version_hashes_only_the_artifacts_that_changed(
+    signed: tuple[Repo, str, dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A retrain that keeps an artifact file takes its sha256 from the earlier version's
+    statement (a 1 GiB file paid a second for it); the new statement is as exact."""
+    from modelspec.build import provenance
+
+    repo, _commit, _key = signed
+    hashed: list[str] = []
+
+    def counting(path: Any) -> Any:
+        hashed.append(Path(path).name)
+        return real_hash(path)
+
+    real_hash = provenance.hash_file
+    monkeypatch.setattr(provenance, "hash_file", counting)
+    repo.write("conf/config.yaml", "fit: {v: 4}\n")  # model/sub/v changes, model/weights does not
+    repo.commit("a new value")
+    cli(repo, "build", "specs/user.yaml", "--json")
+    assert len(hashed) == 1  # sub/v's object: weights was attested by user@2.1.0's statement
+
+    out = tmp_path / "exported"
+    cli(repo, "export", "user@2.1.1", str(out), "--json")
+    statement = statement_of(json.loads((out / "user@2.1.1.intoto.jsonl").read_bytes()))
+    files = {p.relative_to(out).as_posix(): p.read_bytes() for p in (out / "fit").rglob("*") if p.is_file()}
+    assert files["fit/model/sub/v"] == b"4\n"
+    assert {s["name"]: s["digest"] for s in statement["subject"]} == {
+        name: {"sha256": hashlib.sha256(data).hexdigest(), "blake3": blake3.blake3(data).hexdigest()}
+        for name, data in files.items()
+    }
+    assert cli(repo, "verify", "--provenance", "user@2.1.1", "--json")["ok"] is True

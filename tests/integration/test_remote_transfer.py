@@ -12,6 +12,7 @@ import pytest
 from conftest import Repo
 from pipeline import expected_d, make_pipeline
 from test_remote_build import remote_setting
+from test_remote_packs import corrupt_packed
 
 
 def built(repo: Repo, setting: str) -> tuple[str, str]:
@@ -63,22 +64,22 @@ def test_push_then_a_lost_store_is_fetched_back_and_pulled(
 
 def test_a_corrupt_remote_object_never_enters_the_store(repo: Repo, tmp_path: Path) -> None:
     spec, ref = built(repo, f"remote: '{(tmp_path / 'shared').as_uri()}'\n")
-    push(repo)
+    push(repo)  # the version's small objects travel in a pack
     record = json.loads(repo.cli("show", ref, "--json", check=True).stdout)
     digest = record["artifacts"]["d.out"]["digest"]
-    remote_object = tmp_path / "shared" / "objects" / digest[7:9] / digest[7:]
-    remote_object.unlink()
-    remote_object.write_bytes(b"flipped bits\n")
+    member = corrupt_packed(tmp_path / "shared", digest)
     local = repo.path / ".modelspec" / "objects" / digest[7:9] / digest[7:]
     local.unlink()
     result = repo.cli("fetch", ref)
     assert result.returncode == 1 and "corrupt" in result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     assert not local.exists()
-    assert (tmp_path / "shared" / "quarantine" / digest[7:]).exists() and not remote_object.exists()
+    # Marked bad beside its pack (a pack cannot lose part of itself): no longer on the remote.
+    assert (tmp_path / "shared" / "packs" / f"{member.pack}.bad" / digest[7:]).exists()
     # The next build runs the stage again (no sound copy anywhere) and repairs the remote.
     rebuilt = json.loads(repo.cli("build", spec, "--json", check=True).stdout)
     assert {row["node"]: row["state"] for row in rebuilt["nodes"]}["pipe:d"] == "ran"
+    remote_object = tmp_path / "shared" / "objects" / digest[7:9] / digest[7:]
     assert local.exists() and remote_object.read_bytes() == local.read_bytes()
 
 

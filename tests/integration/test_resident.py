@@ -146,3 +146,21 @@ def test_a_runtime_directory_others_can_enter_is_not_used(tmp_path: Path, monkey
     folder.chmod(0o777)
     assert resident.private_dir() is None
     assert resident.forward(["modelspec", "versions", "x"]) is None
+
+
+def test_a_venvs_python_and_python3_name_one_resident() -> None:
+    """The console script's interpreter may be `python3.11` where a caller's is `python`:
+    the same installation, so the same resident (they had named two)."""
+    folder = Path(sys.executable).parent
+    names = [folder / name for name in ("python", "python3", f"python3.{sys.version_info.minor}")]
+    keys = {
+        subprocess.run(
+            [str(exe), "-c", "from modelspec import resident; print(resident.installation_key())"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for exe in names
+        if exe.exists()
+    }
+    assert len([exe for exe in names if exe.exists()]) >= 2 and len(keys) == 1, keys

@@ -1,7 +1,8 @@
 """SIGKILL during `push` at seeded random instants, against a real S3 server (moto, on
 loopback): the next push succeeds and sends what is missing, the remote is consistent
 (`verify --remote`: no corrupt object, no action-cache entry naming a missing one), every
-active version is whole on the remote, and the workspace itself is consistent."""
+active version is whole on the remote, and the workspace itself is consistent. The 150
+small files of each build travel in packs, so a kill may fall between a pack and its index."""
 
 from __future__ import annotations
 
@@ -113,3 +114,15 @@ def test_sigkill_during_push_then_push_again_leaves_the_remote_consistent(worksp
             failures.append(f"push killed after {delay:.2f} s: {problems}")
     assert failures == []
     assert resumed >= 1, "no kill landed in the middle of a push: the trials tested nothing"
+    assert packs_on_remote(workspace) >= TRIALS, "the pushes sent no packs: the trials did not test them"
+
+
+def packs_on_remote(root: Path) -> int:
+    from modelspec.store.remote_cache import open_remote
+    from modelspec.store.remote_packs import list_packs
+    from modelspec.store.workspace import find_workspace
+
+    workspace = find_workspace(root)
+    remote = open_remote(workspace.settings, workspace.home)
+    assert remote is not None
+    return len(list_packs(remote.blobs).indices)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from hypothesis import strategies as st
 
 from modelspec.resolve import hydraconfig
 from modelspec.resolve.hydraconfig import ConfigError, compose, select_params, subtree
+from modelspec.resolve.plainconfig import plain_config
 
 CONFIG = """\
 defaults:
@@ -38,11 +41,14 @@ def write(root: Path, files: dict[str, str]) -> Path:
 
 @pytest.fixture
 def conf(tmp_path: Path) -> Path:
-    return write(tmp_path / "conf", {
-        "config.yaml": CONFIG,
-        "model/gbt.yaml": "kind: gbt\ndepth: 4\n",
-        "model/logreg.yaml": "kind: logreg\nc: 1.0\n",
-    })
+    return write(
+        tmp_path / "conf",
+        {
+            "config.yaml": CONFIG,
+            "model/gbt.yaml": "kind: gbt\ndepth: 4\n",
+            "model/logreg.yaml": "kind: logreg\nc: 1.0\n",
+        },
+    )
 
 
 def test_compose_defaults_and_resolves_interpolations(conf: Path) -> None:
@@ -90,8 +96,7 @@ def test_dangling_interpolation(conf: Path) -> None:
         ("${oc.select:${oc.env:HOME},x}", "oc.env"),
     ],
 )
-def test_non_deterministic_resolvers_in_files_are_refused(conf: Path, value: str,
-                                                          resolver: str) -> None:
+def test_non_deterministic_resolvers_in_files_are_refused(conf: Path, value: str, resolver: str) -> None:
     write(conf, {"config.yaml": CONFIG.replace("run-${train.epochs}", f"'{value}'")})
     with pytest.raises(ConfigError, match=f"resolver '{resolver}' in train.tag is not determ"):
         compose(conf, "config", [])
@@ -109,8 +114,7 @@ def test_resolver_in_a_group_file_is_refused(conf: Path) -> None:
         compose(conf, "config", [])
 
 
-def test_resolver_in_the_defaults_list_is_refused(conf: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resolver_in_the_defaults_list_is_refused(conf: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The defaults list is not part of the result, so it must be checked in the files."""
     monkeypatch.setenv("MODEL_CHOICE", "logreg")
     defaults = CONFIG.replace("model: gbt", "model: ${oc.env:MODEL_CHOICE,gbt}")
@@ -122,7 +126,8 @@ def test_resolver_in_the_defaults_list_is_refused(conf: Path,
 
 @pytest.mark.parametrize("resolver", ["oc.decode", "oc.create"])
 def test_resolvers_that_evaluate_assembled_strings_are_refused(
-        conf: Path, monkeypatch: pytest.MonkeyPatch, resolver: str) -> None:
+    conf: Path, monkeypatch: pytest.MonkeyPatch, resolver: str
+) -> None:
     """`${oc.decode:${a}${b}}` would evaluate `${oc.env:SECRET}` assembled from two strings."""
     monkeypatch.setenv("SECRET", "from-the-environment")
     extra = 'a: "$"\nb: "{oc.env:SECRET}"\nc: "x: ${a}${b}"\n'
@@ -132,8 +137,7 @@ def test_resolvers_that_evaluate_assembled_strings_are_refused(
 
 
 def test_deterministic_resolvers_are_allowed(conf: Path) -> None:
-    config = compose(conf, "config", ["+pick=${oc.select:train.missing,5}",
-                                      "+keys=${oc.dict.keys:train}"])
+    config = compose(conf, "config", ["+pick=${oc.select:train.missing,5}", "+keys=${oc.dict.keys:train}"])
     assert config["pick"] == 5
     assert config["keys"] == ["lr", "epochs", "tag"]
 
@@ -232,7 +236,7 @@ def test_a_plain_config_composes_as_hydra_does(
 ) -> None:
     conf = tmp_path_factory.mktemp("plain")
     (conf / "config.yaml").write_text(yaml.safe_dump(tree, default_flow_style=flow, allow_unicode=True))
-    plain = hydraconfig._plain_config(hydraconfig.config_files(conf), "config")
+    plain = plain_config(hydraconfig.config_files(conf), "config")
     try:
         composed = hydraconfig._hydra_compose(conf, "config", [])
     except Exception:  # Hydra refuses it: then the plain path must not have answered for it
@@ -252,12 +256,31 @@ def test_only_a_plain_config_skips_hydra(tmp_path: Path) -> None:
     conf.mkdir()
     (conf / "config.yaml").write_text("train:\n  lr: 0.1\n  layers: [64, 32]\n")
     files = hydraconfig.config_files(conf)
-    assert hydraconfig._plain_config(files, "config") == {"train": {"lr": 0.1, "layers": [64, 32]}}
+    assert plain_config(files, "config") == {"train": {"lr": 0.1, "layers": [64, 32]}}
     assert compose(conf, "config", []) == {"train": {"lr": 0.1, "layers": [64, 32]}}
     not_plain = ("defaults:\n  - _self_\na: 1\n", "a: 1\nb: ${a}\n", "# @package foo\na: 1\n", "hydra:\n  job: {}\n")
     for text in not_plain:
         (conf / "config.yaml").write_text(text)
-        assert hydraconfig._plain_config(hydraconfig.config_files(conf), "config") is None, text
+        assert plain_config(hydraconfig.config_files(conf), "config") is None, text
     (conf / "config.yaml").write_text("a: 1\n")
     (conf / "other.yaml").write_text("b: 2\n")  # another file a defaults list could name
-    assert hydraconfig._plain_config(hydraconfig.config_files(conf), "config") is None
+    assert plain_config(hydraconfig.config_files(conf), "config") is None
+
+
+def test_a_plain_config_is_composed_without_importing_hydra(tmp_path: Path) -> None:
+    """Hydra's import (0.15-0.2 s) is what the plain path saves; a fresh interpreter shows whether it did."""
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "config.yaml").write_text("train:\n  lr: 0.1\n")
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from modelspec.resolve.hydraconfig import compose\n"
+        f"assert compose(Path({str(conf)!r}), 'config', []) == {{'train': {{'lr': 0.1}}}}\n"
+        "print(sorted(m for m in sys.modules if m == 'hydra' or m.startswith('hydra.')))\n"
+    )
+    plain = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert plain.stdout.strip() == "[]", plain.stdout
+    (conf / "config.yaml").write_text("defaults:\n  - _self_\ntrain:\n  lr: 0.1\n")  # Hydra's to compose
+    composed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert "'hydra'" in composed.stdout

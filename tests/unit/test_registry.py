@@ -927,7 +927,7 @@ def test_a_commit_between_opening_and_reading_the_stores_record_is_not_taken_for
     """Two processes at once: another one commits (and records the new audit head) while this
     one opens the registry. Were the database snapshot taken before the record was read, the
     record would be ahead of the snapshot and the registry refused as rolled back."""
-    from modelspec.registry import registry as module
+    from modelspec.registry import database as module
 
     path, head = tmp_path / "registry.db", tmp_path / "registry-head"
     on_file = registry_url.startswith("sqlite")

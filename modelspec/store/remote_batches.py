@@ -1,0 +1,195 @@
+"""Batched transfers between a workspace's `LocalStore` and a `RemoteStore`: upload (small
+objects in packs, the rest one by one), download (packed members a range read per run of
+members that lie close together), and the re-hash of everything on the remote. Each runs
+`jobs` requests at a time and verifies every object before it is sent or kept."""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+from ..digest import digest_bytes
+from ..errors import CorruptObjectError, StoreError
+from .objects import LocalStore
+from .remote_packs import PACK_AT_LEAST, PACK_BELOW, Run, groups, read_run, runs, send_pack
+
+if TYPE_CHECKING:
+    from .remote import RemoteStore
+
+SMALL = 8 << 20  # read into memory and checked there; larger files are streamed
+T = TypeVar("T")
+
+
+@dataclass
+class Progress:
+    """What a transfer has done so far; `report` is called after each object (thread-safe)."""
+
+    total: int
+    total_bytes: int
+    report: Callable[[Progress], None] | None = None
+    done: int = 0
+    bytes: int = 0
+    transferred: int = 0  # objects actually sent or received (the rest were already there)
+    moved_bytes: int = 0  # their bytes
+    present: set[str] = field(default_factory=set)  # found there already (not sent)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def add(self, size: int, *, moved: bool) -> None:
+        with self._lock:
+            self.done += 1
+            self.bytes += size
+            self.transferred += int(moved)
+            self.moved_bytes += size if moved else 0
+            if self.report is not None:
+                self.report(self)
+
+
+def upload(
+    remote: RemoteStore,
+    local: LocalStore,
+    digests: Iterable[str],
+    jobs: int,
+    report: Callable[[Progress], None] | None,
+) -> Progress:
+    wanted = sorted(set(digests))
+    absent = remote.missing(wanted, jobs)
+    # What the remote has may be absent here (held there: store/held.py); what it lacks must be here.
+    sizes = {d: _local_size(local, d, required=d in absent) for d in wanted}
+    progress = Progress(len(wanted), sum(sizes.values()), report)
+    progress.present = set(wanted) - absent
+    for digest in wanted:
+        if digest not in absent:
+            progress.add(sizes[digest], moved=False)
+    small = [(d, sizes[d]) for d in sorted(absent) if sizes[d] < PACK_BELOW]
+    packed = groups(small) if len(small) >= PACK_AT_LEAST else []
+    loose = sorted(absent - {d for d, _size in small}) if packed else sorted(absent)
+
+    def checked_bytes(digest: str) -> bytes:
+        data = local.checked_path(digest).read_bytes()  # never upload a corrupt local object
+        if digest_bytes(data) != digest:  # changed since it was checked: refuse
+            raise CorruptObjectError(f"local object {digest} changed while it was being uploaded")
+        return data
+
+    def send(digest: str) -> None:
+        big = sizes[digest] > SMALL
+        remote.put_loose(digest, local.checked_path(digest) if big else checked_bytes(digest))
+        progress.add(sizes[digest], moved=True)
+
+    def send_group(group: list[tuple[str, int]]) -> None:
+        send_pack(remote.blobs, remote.packs, [(d, checked_bytes(d)) for d, _size in group])
+        for _digest, size in group:
+            progress.add(size, moved=True)
+
+    run_tasks([*(partial(send_group, g) for g in packed), *(partial(send, d) for d in loose)], jobs)
+    return progress
+
+
+def download(
+    remote: RemoteStore,
+    local: LocalStore,
+    digests: Iterable[str],
+    jobs: int,
+    report: Callable[[Progress], None] | None,
+    sizes: dict[str, int] | None,
+) -> Progress:
+    wanted = sorted(set(digests))
+    absent = [d for d in wanted if not local.has(d)]
+    progress = Progress(len(wanted), sum((sizes or {}).get(d, 0) for d in wanted), report)
+    for _digest in wanted[: len(wanted) - len(absent)]:
+        progress.add(0, moved=False)
+    if absent:
+        remote.packs.refresh(jobs)
+    members = [m for m in map(remote.packs.find, absent) if m is not None]
+    loose = sorted(set(absent) - {m.digest for m in members})
+
+    def fetch(digest: str) -> None:
+        progress.add(remote.fetch_into(local, digest), moved=True)
+
+    def fetch_run(run: Run) -> None:
+        found = read_run(remote.blobs, run) or {}
+        failed: list[StoreError] = []
+        for member in run.members:
+            data = found.get(member)
+            if data is not None and digest_bytes(data) == member.digest:
+                local.put_bytes(data)
+                progress.add(len(data), moved=True)
+                continue
+            try:
+                fetch(member.digest)  # alone: once more from the pack, or from wherever it is now
+            except StoreError as exc:  # the sound members of the run still arrive
+                failed.append(exc)
+        if failed:
+            raise failed[0]
+
+    run_tasks([*(partial(fetch_run, r) for r in runs(members)), *(partial(fetch, d) for d in loose)], jobs)
+    return progress
+
+
+def verify_all(remote: RemoteStore, jobs: int, report: Callable[[Progress], None] | None) -> tuple[Progress, list[str]]:
+    loose = list(remote.loose())
+    remote.packs.refresh(jobs)
+    members = sorted(remote.packs.members().values(), key=lambda m: (m.pack, m.offset))
+    progress = Progress(len(loose) + len(members), 0, report)
+    corrupt: list[str] = []
+
+    def check_loose(digest: str) -> None:
+        with tempfile.TemporaryDirectory(prefix="modelspec-remote-") as scratch:
+            temp = Path(scratch) / "object"
+            try:
+                size = temp.stat().st_size if remote.download_loose(digest, temp) else 0
+            except CorruptObjectError:
+                corrupt.append(digest)
+                size = 0
+        progress.add(size, moved=True)
+
+    def check_run(run: Run) -> None:
+        found = read_run(remote.blobs, run) or {}
+        for member in run.members:
+            data = found.get(member)
+            if data is None or digest_bytes(data) != member.digest:
+                try:  # alone, once more: a network can damage bytes too
+                    data = remote.packed_bytes(member.digest, refresh=False)
+                except CorruptObjectError:
+                    corrupt.append(member.digest)
+            progress.add(len(data or b""), moved=True)
+
+    run_tasks([*(partial(check_run, r) for r in runs(members)), *(partial(check_loose, d) for d in loose)], jobs)
+    return progress, sorted(corrupt)
+
+
+def _local_size(local: LocalStore, digest: str, *, required: bool) -> int:
+    info = local.stat(digest)  # a whole copy, or a cold object's chunks
+    if info is None:
+        if not required:
+            return 0  # the remote has it: left there by a remote hit (store/held.py)
+        raise StoreError(
+            f"object {digest} is missing from the local store", hint="build again, or run `modelspec verify`"
+        )
+    return info.size
+
+
+def run_tasks(tasks: list[Callable[[], None]], jobs: int) -> None:
+    run_all(lambda task: task(), tasks, jobs)
+
+
+def run_all(work: Callable[[T], None], items: list[T], jobs: int) -> None:
+    """Run `work` on every item, `jobs` at a time; the first failure is raised once the
+    running ones finish (nothing half-done: each item is all or nothing)."""
+    if not items:
+        return
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
+        futures = [pool.submit(work, item) for item in items]
+        for future in futures:
+            error = future.exception()
+            if error is not None:
+                for pending in futures:
+                    pending.cancel()
+                raise error
