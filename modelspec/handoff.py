@@ -121,8 +121,6 @@ def checkout(spec_path: Path, out_dir: Path | None = None) -> dict[str, Path]:
     """Copy the artifacts of the spec's last build out of the store (read-only files), by
     default under the workspace root's `artifacts/<name>`, wherever the command runs from.
     Copies, not hardlinks: a checkout may be edited or removed without touching the store."""
-    from concurrent.futures import ThreadPoolExecutor
-
     from .build.graph import load_specs
     from .build.loading import open_workspace
     from .build.registration import read_build_record
@@ -139,18 +137,13 @@ def checkout(spec_path: Path, out_dir: Path | None = None) -> dict[str, Path]:
     for ref in record["artifacts"]:
         stage, output = split_output_ref(ref)
         placed[ref] = target / stage / lock.stages[stage].outputs[output]
-
-    def place(ref: str) -> None:
-        dest = placed[ref]
+    # One at a time: threads made a 1,000-artifact checkout slower (0.34 -> 0.52 s, median of
+    # eight): creating files and folders under one parent is serialized by the filesystem.
+    for ref, dest in placed.items():
         if dest.exists() or dest.is_symlink():
             if dest.is_dir() and not dest.is_symlink():
                 shutil.rmtree(dest)
             else:
                 dest.unlink()
         workspace.store.restore(Entry.from_dict(record["artifacts"][ref]), dest, link=False)
-
-    # Each artifact is a folder made, an object hashed and a file written: system calls, which
-    # threads overlap (a 1,000-artifact checkout spent most of its second in mkdir and open).
-    with ThreadPoolExecutor(max_workers=min(8, len(placed) or 1), thread_name_prefix="checkout") as pool:
-        list(pool.map(place, placed))  # in order: the first failure is the one raised
     return placed
