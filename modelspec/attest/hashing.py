@@ -1,18 +1,16 @@
 """sha256 and blake3 of a file in one read pass.
 
 in-toto subjects need sha256 (the SLSA spec requires it); the store names objects by
-blake3. A large file is mapped, not read: sha256 hashes the mapping in a second thread while
-blake3 hashes it in this one (both release the GIL), so the pass runs at the speed of the
-slower hash, not of their sum, and no thread spends its time copying blocks (the copy had
-kept blake3's thread behind sha256's: 1.42 GiB/s where sha256 alone runs at 1.68).
+blake3. Both are computed from the same buffers: the file is read once, in large blocks,
+and sha256 runs in a second thread on the block blake3 has just hashed (both release the
+GIL), so the pass runs at the speed of the slower hash, not of their sum.
 """
 
 from __future__ import annotations
 
 import hashlib
-import mmap
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,28 +33,30 @@ def hash_file(path: str | os.PathLike[str]) -> FileDigests:
         if size <= BLOCK:
             data = f.read()
             return FileDigests(hashlib.sha256(data).hexdigest(), blake3.blake3(data).hexdigest(), len(data))
-        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            return _hash_mapped(mapped)
+        return _hash_stream(f)
 
 
-def _hash_mapped(mapped: mmap.mmap) -> FileDigests:
-    view = memoryview(mapped)
-    try:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256") as pool:
-            sha = pool.submit(_sha256_blocks, view)
-            b3 = blake3.blake3()
-            for start in range(0, len(view), BLOCK):  # blocks: a signal is seen between them
-                b3.update(view[start : start + BLOCK])
-            return FileDigests(sha.result(), b3.hexdigest(), len(view))
-    finally:
-        view.release()
-
-
-def _sha256_blocks(view: memoryview) -> str:
+def _hash_stream(f: object) -> FileDigests:
     sha = hashlib.sha256()
-    for start in range(0, len(view), BLOCK):
-        sha.update(view[start : start + BLOCK])
-    return sha.hexdigest()
+    b3 = blake3.blake3()
+    buffers = (bytearray(BLOCK), bytearray(BLOCK))  # two: one is read into while sha hashes the other
+    pending: Future[None] | None = None
+    total = 0
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256") as pool:
+        for turn in range(1 << 62):
+            buffer = buffers[turn % 2]
+            count = f.readinto(buffer)  # type: ignore[attr-defined]
+            if not count:
+                break
+            view = memoryview(buffer)[:count]
+            total += count
+            b3.update(view)
+            if pending is not None:
+                pending.result()  # sha256 of the previous block, whose buffer is read into next
+            pending = pool.submit(sha.update, view)
+        if pending is not None:
+            pending.result()
+    return FileDigests(sha.hexdigest(), b3.hexdigest(), total)
 
 
 class HashingSink:
