@@ -26,7 +26,6 @@ from typing import Any, Protocol, TypeVar
 from urllib.parse import urlparse
 
 from ..errors import StoreError, UsageError
-from .awsprofile import profile_settings
 
 T = TypeVar("T")
 
@@ -261,6 +260,8 @@ class S3Blobs:
         if config.endpoint:
             kwargs["endpoint"] = config.endpoint
             options["allow_http"] = config.endpoint.startswith("http://")
+        from .awsprofile import profile_settings  # only an s3:// remote reads AWS's files
+
         profile = profile_settings(config.profile)
         region = config.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
         kwargs["region"] = region or profile.pop("region", None) or "us-east-1"
