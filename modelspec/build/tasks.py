@@ -268,15 +268,8 @@ class Tasks:
     ) -> StageTask:
         """What a worker needs to run the node: digests (in the store, leased), never bytes."""
         pinned = node.lock.environment
-
-        def entry(source: DataInput | UpstreamInput) -> Entry:
-            if isinstance(source, DataInput):
-                return self.sources.data(node, source)
-            return upstream_output(source)
-
         with self.lease.holding():
-            code = self.sources.code(node)
-            inputs = {i: (s.basename, entry(s)) for i, s in node.inputs.items()}
+            code, inputs = self._sources(node, upstream_output)
             env_file = []
             if pinned is not None:  # the worker creates the environment from the stored lock file
                 digest = str(pinned["file_digest"])
@@ -302,18 +295,24 @@ class Tasks:
             resources=dask_resources(node.stage_lock.resources),
         )
 
-    def job(self, node: Node, upstream_output: Callable[[UpstreamInput], Entry]) -> StageJob:
-        """Everything the node's run needs, in the store and leased."""
-        environment = self.environment(node)
+    def _sources(
+        self, node: Node, upstream_output: Callable[[UpstreamInput], Entry]
+    ) -> tuple[Entry, dict[str, tuple[str, Entry]]]:
+        """The node's code and its inputs (basename, entry), in the store; called under the
+        lease's hold, which the caller adds them to."""
 
         def entry(source: DataInput | UpstreamInput) -> Entry:
             if isinstance(source, DataInput):
                 return self.sources.data(node, source)
             return upstream_output(source)
 
+        return self.sources.code(node), {i: (s.basename, entry(s)) for i, s in node.inputs.items()}
+
+    def job(self, node: Node, upstream_output: Callable[[UpstreamInput], Entry]) -> StageJob:
+        """Everything the node's run needs, in the store and leased."""
+        environment = self.environment(node)
         with self.lease.holding():
-            code = self.sources.code(node)
-            inputs = {i: (s.basename, entry(s)) for i, s in node.inputs.items()}
+            code, inputs = self._sources(node, upstream_output)
             self.lease.add([code, *(e for _name, e in inputs.values())])
         self.rebuilder.present(e for _name, e in inputs.values())  # an upstream's output may be on the remote only
         return StageJob(
