@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlparse
 
 from ..digest import digest_json, hex_of
@@ -32,13 +32,15 @@ from ..events import Event, Reporter
 from ..store.blobs import RemoteConfig
 from ..store.files import write_atomic
 from ..store.objects import LocalStore
-from ..store.remote_cache import Remote, RemoteLease, require_remote
 from ..store.traces import ActionResult
 from ..store.workspace import Workspace
 from ..units import parse_duration
 from .rebuilder import NodeOutcome
 from .runner import StageFailure
 from .stagetask import TOPIC, StageTask, TaskReply
+
+if TYPE_CHECKING:  # the remote's modules load only for a build that uses a cluster
+    from ..store.remote_cache import Remote, RemoteLease
 
 CLUSTER_JOBS = 64  # stages in flight on a cluster when -j is not given (Dask queues what waits)
 DEFAULT_WAIT = 60.0  # how long a stage waits for a worker that offers its resources
@@ -117,6 +119,8 @@ def open_cluster(
         )
     config = RemoteConfig.from_setting(workspace.settings["remote"])
     assert config is not None
+    from ..store.remote_cache import require_remote
+
     remote = require_remote(workspace.settings, workspace.home, workspace.root)
     return Cluster(url, config, remote, workspace.store, reporter, cancel, record=record)
 
@@ -170,6 +174,8 @@ class Cluster:
                 except UsageError as exc:
                     self._refused = exc
                     raise
+                from ..store.remote_cache import RemoteLease
+
                 self._lease = RemoteLease(self.remote.blobs)
             return self._client
 
@@ -345,7 +351,7 @@ class Cluster:
         )
         return (
             f"no worker offers {asked} (the {len(workers)} workers offer: {offered_text or 'nothing'}); "
-            f"start one with `dask worker ... --resources \"{asked.replace(', ', ' ')}\"`"
+            f'start one with `dask worker ... --resources "{asked.replace(", ", " ")}"`'
         )
 
     def _on_start(self, event: tuple[float, Mapping[str, Any]]) -> None:

@@ -19,18 +19,21 @@ import dataclasses
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import StoreError
 from ..events import Event, Reporter
 from ..store.held import HeldOnRemote, held_on_remote
 from ..store.leases import Lease
 from ..store.objects import Entry, LocalStore
-from ..store.remote_cache import Remote, RemoteLease, open_remote
 from ..store.traces import ActionResult
 from ..store.workspace import Workspace
 from .rebuilder import NodeOutcome, NodeState, Rebuilder, Run
 from .runner import StageFailure
 from .snapshots import complete
+
+if TYPE_CHECKING:
+    from ..store.remote_cache import Remote
 
 FROM_REMOTE = "from the remote cache"
 
@@ -48,8 +51,10 @@ class BuildRemote:
 
 def build_remote(workspace: Workspace, *, fetch: bool, push: bool) -> BuildRemote | None:
     """The workspace's remote, if it has one and the build uses it."""
-    if not (fetch or push):
+    if not (fetch or push) or workspace.settings.get("remote") is None:
         return None
+    from ..store.remote_cache import open_remote  # the remote's modules: only a build that has one
+
     remote = open_remote(workspace.settings, workspace.home)
     if remote is None:
         return None
@@ -149,6 +154,8 @@ class RemoteRebuilder:
         """Objects first, the entry last: a push killed between them leaves no entry."""
         objects = [d for entry in result.outputs.values() for d in self.local.tree_objects(entry)]
         objects.append(result.log)
+        from ..store.remote_cache import RemoteLease
+
         try:
             with RemoteLease(self.remote.blobs) as remote_lease:
                 remote_lease.add(objects)

@@ -325,3 +325,16 @@ def test_the_action_cache_index_serves_a_no_op_and_never_a_wrong_hit(
     (repo.path / ".modelspec" / "objects" / hexpart[:2] / hexpart).unlink()  # its output gone
     rerun = states(repo.build_json(spec, in_process=True))
     assert rerun["pipe:c"] == "ran" and rerun["pipe:a"] == "cached", rerun
+
+
+def test_a_build_without_a_remote_imports_none_of_the_remotes_modules(repo: Repo) -> None:
+    """The remote's modules (packs, batches, the action cache: ~15 ms) are for a workspace that names one."""
+    spec = make_pipeline(repo)
+    repo.build_json(spec)
+    code = (
+        "import sys; from pathlib import Path; from modelspec.api import build, BuildOptions; "
+        f"report = build([Path({spec!r})], BuildOptions()); "
+        "print(report.ok, sorted(m for m in sys.modules if m.startswith('modelspec.store.remote')))"
+    )
+    noop = subprocess.run([sys.executable, "-c", code], cwd=repo.path, capture_output=True, text=True, check=True)
+    assert noop.stdout.split() == ["True", "[]"]
