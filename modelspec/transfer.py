@@ -135,7 +135,7 @@ def push(
     with RemoteLease(remote.blobs) as lease:
         lease.add(wanted)  # before the existence checks: a concurrent remote gc keeps them
         condemned = read_condemned(remote.blobs)
-        progress = remote.store.upload(store, wanted, jobs=jobs, report=_progress(reporter, "upload"))
+        progress = remote.store.upload(store, wanted, jobs=jobs, report=_progress(reporter, "upload"), hold=lease.add)
         for result in results:
             objects = [d for entry in result.outputs.values() for d in store.tree_objects(entry)]
             report.entries += int(remote.cache.put(result, [*objects, result.log]))
@@ -147,7 +147,7 @@ def push(
         # by a gc whose sweep began before this push's lease was visible: check, send again.
         lost = remote.store.missing(progress.present & set(condemned), jobs)
         if lost:
-            again = remote.store.upload(store, lost, jobs=jobs)
+            again = remote.store.upload(store, lost, jobs=jobs, hold=lease.add)
             progress.transferred += again.transferred
             progress.moved_bytes += again.moved_bytes
     report.objects, report.transferred, report.bytes = progress.total, progress.transferred, progress.moved_bytes
