@@ -109,11 +109,16 @@ class RemoteStore:
         """Which of the digests the remote lacks, in few requests: loose ones first, then
         the packs (one listing, and the indices not seen yet) for those not found loose,
         then the recipes for those found nowhere yet."""
+        absent = self.missing_blobs(digests, jobs)
+        return absent - self.recipes.present(absent, jobs)
+
+    def missing_blobs(self, digests: Iterable[str], jobs: int = 8) -> set[str]:
+        """`missing`, with no look at recipes: for chunks, which never have one."""
         absent = self._missing_loose(set(digests), jobs)
         if absent:
             self.packs.refresh(jobs)
             absent = {d for d in absent if self.packs.find(d) is None}
-        return absent - self.recipes.present(absent, jobs)
+        return absent
 
     def _missing_loose(self, wanted: set[str], jobs: int) -> set[str]:
         if not wanted:

@@ -181,7 +181,7 @@ def upload(
     every = {chunk_digest(c) for r in recipes.values() for c, _n in r.chunks}
     if hold is not None:
         hold(every)
-    absent = remote.missing(every, jobs)
+    absent = remote.missing_blobs(every, jobs)
     plans, claimed = [], set()
     for digest in digests:
         new = []
@@ -210,7 +210,7 @@ def upload(
     send_all(plans)
     # A chunk found there may have been deleted since by a remote gc whose sweep began before
     # the lease was visible: look again (one listing) before any recipe names it.
-    lost = remote.missing(every - absent, jobs)
+    lost = remote.missing_blobs(every - absent, jobs)
     if lost:
         sizes = {c: n for r in recipes.values() for c, n in r.chunks}
         again = sorted(bytes.fromhex(hex_of(d)) for d in lost)

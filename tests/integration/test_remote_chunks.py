@@ -191,3 +191,40 @@ def test_remote_gc_keeps_shared_chunks_and_drops_an_unneeded_versions_own(repo: 
     for digest in models:
         assert pulled.verify(digest)
     assert fresh.verify_all()[1] == []
+
+
+def test_push_and_pull_of_a_workspaces_large_model_move_its_changed_chunks(repo: Repo, tmp_path: Path) -> None:
+    import json
+    import shutil
+    import stat
+
+    base = random.Random(2).randbytes(6 << 20)
+    repo.write("specs/big.yaml", SPEC, dedent=False)
+    repo.write("data/base.bin", base)
+    repo.write("conf/config.yaml", "train: {v: 1}\n")
+    repo.write("modelspec.yaml", f"remote: '{(tmp_path / 'shared').as_uri()}'\n")
+    repo.commit("a large model")
+    first = repo.build_json("specs/big.yaml", "--no-push", in_process=True)["versions"]["big"]["ref"]
+    pushed = json.loads(repo.cli("push", "--json", check=True).stdout)
+    # The input data and the model, which shares all but a 64 KiB run with it: sent once.
+    assert len(base) < pushed["bytes"] < 1.1 * len(base), pushed
+    second = repo.build_json("specs/big.yaml", "train.v=9", "--no-push", in_process=True)["versions"]["big"]["ref"]
+    again = json.loads(repo.cli("push", second, "--json", check=True).stdout)
+    assert 0 < again["bytes"] < len(base) / 8, again  # a 64 KiB run changed: its chunks, the recipe, small files
+    status = json.loads(repo.cli("remote", "status", "--json", check=True).stdout)
+    assert status["not_on_remote"] == 0 and status["remote_chunked_objects"] >= 3, status
+
+    # The machine loses its store: pull brings the models back, reassembled and checked.
+    store = repo.path / ".modelspec"
+    for name in ("objects", "packs", "recipes"):
+        for path in (store / name).rglob("*"):
+            path.chmod(path.stat().st_mode | stat.S_IWUSR)
+        shutil.rmtree(store / name)
+    for ref in (first, second):
+        pulled = json.loads(repo.cli("pull", ref, "--json", check=True).stdout)
+        placed = Path(pulled["placed"][f"{ref}:train.model"])
+        expected = bytearray(base)
+        v = 1 if ref == first else 9
+        expected[v * RUN : (v + 1) * RUN] = (f"{v}\n".encode() * RUN)[:RUN]
+        assert placed.read_bytes() == bytes(expected)
+    assert repo.cli("verify", first).returncode == 0 and repo.cli("verify", second).returncode == 0
