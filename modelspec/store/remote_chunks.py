@@ -261,9 +261,8 @@ def download(
         def alone(chunk: bytes) -> None:
             digest = chunk_digest(chunk)
             try:
-                keep(chunk, remote.read_bytes(digest))  # verified; a corrupt copy is marked bad
+                keep(chunk, read_chunk(remote, owner[chunk], chunk))
             except StoreError as exc:
-                remote.recipes.quarantine(owner[chunk])  # it names a chunk the remote no longer has
                 raise type(exc)(
                     f"object {owner[chunk]} on the remote {remote.url}: its chunk {digest} is unusable: {exc.message}",
                     hint="push the object again from a workspace that has it (`modelspec push`)",
@@ -286,6 +285,21 @@ def download(
         progress.add(recipes[digest].size, moved=True, sent=moved.get(digest, 0))
 
 
+def read_chunk(remote: RemoteStore, digest: str, chunk: bytes) -> bytes:
+    """One chunk of the object `digest`, alone and verified. Corrupt (then marked bad) or gone,
+    the object's recipe is quarantined: it names a chunk the remote no longer has, and the
+    next push sends both again. A remote that cannot be reached quarantines nothing."""
+    try:
+        return remote.read_bytes(chunk_digest(chunk))
+    except CorruptObjectError:
+        remote.recipes.quarantine(digest)
+        raise
+    except StoreError:
+        if remote.missing_blobs([chunk_digest(chunk)]):
+            remote.recipes.quarantine(digest)
+        raise
+
+
 def stream(remote: RemoteStore, digest: str, recipe: Recipe, handle: BinaryIO) -> int:
     """Reassemble an object from the remote's chunks into `handle`, in order, each chunk
     checked, then the whole against its digest; its size. A chunk's range read brings its
@@ -304,14 +318,7 @@ def stream(remote: RemoteStore, digest: str, recipe: Recipe, handle: BinaryIO) -
                 if uses[bytes.fromhex(hex_of(member.digest))] > 0:
                     found[bytes.fromhex(hex_of(member.digest))] = data
         kept = found.get(chunk)
-        if kept is not None and blake3.blake3(kept).digest() == chunk:
-            data = kept
-        else:
-            try:
-                data = remote.read_bytes(chunk_digest(chunk))  # alone: verified, a bad copy marked
-            except StoreError:
-                remote.recipes.quarantine(digest)
-                raise
+        data = kept if kept is not None and blake3.blake3(kept).digest() == chunk else read_chunk(remote, digest, chunk)
         uses[chunk] -= 1
         if uses[chunk]:
             found[chunk] = data
@@ -346,7 +353,10 @@ def verify_recipes(remote: RemoteStore, loose: set[str], jobs: int, progress: Pr
         except CorruptObjectError:
             corrupt.append(digest)
             recipe = None
-        if recipe is not None and not all((d := chunk_digest(c)) in packed or d in loose for c, _n in recipe.chunks):
+        chunks = recipe.chunks if recipe is not None else []
+        unseen = {d for c, _n in chunks if (d := chunk_digest(c)) not in packed and d not in loose}
+        # Not seen by the listings above: perhaps pushed since (a new pack, then this recipe).
+        if unseen and remote.missing_blobs(unseen):
             remote.recipes.quarantine(digest)
             corrupt.append(digest)
         progress.add(0, moved=True)

@@ -22,6 +22,7 @@ from modelspec.store.objects import LocalStore
 from modelspec.store.remote import RemoteStore, object_name
 from modelspec.store.remote_cache import open_remote
 from modelspec.store.remote_chunks import chunk_digest, recipe_name
+from modelspec.store.remote_packs import Member
 from modelspec.store.workspace import find_workspace
 
 SIZE = 12 << 20
@@ -94,6 +95,19 @@ def test_a_new_version_sends_and_pulls_about_its_changed_chunks(
         assert fresh.verify_all()[1] == []
 
 
+def corrupt_member(remote: RemoteStore, shared: Path, chunk: str) -> Member:
+    """Flip a byte of a packed chunk where it lies (a disk or a hand that damaged the pack)."""
+    remote.packs.refresh()
+    member = remote.packs.find(chunk)
+    assert member is not None
+    pack = shared / "packs" / f"{member.pack}.pack"
+    data = bytearray(pack.read_bytes())
+    data[member.offset + 5] ^= 0xFF
+    pack.chmod(0o644)
+    pack.write_bytes(bytes(data))
+    return member
+
+
 @pytest.fixture
 def shared_remote(tmp_path: Path) -> tuple[LocalStore, RemoteStore, list[str], list[bytes]]:
     models = versions(2, seed=11)
@@ -107,18 +121,11 @@ def shared_remote(tmp_path: Path) -> tuple[LocalStore, RemoteStore, list[str], l
 def test_a_corrupt_chunk_on_the_remote_is_named_and_never_stored(
     shared_remote: tuple[LocalStore, RemoteStore, list[str], list[bytes]], tmp_path: Path
 ) -> None:
-    local, remote, (_v1, v2), models = shared_remote
+    local, remote, (v1, v2), models = shared_remote
     recipe = remote.recipes.get(v2)
     assert recipe is not None
     chunk = chunk_digest(recipe.chunks[len(recipe.chunks) // 2][0])
-    remote.packs.refresh()
-    member = remote.packs.find(chunk)
-    assert member is not None
-    pack = tmp_path / "shared" / "packs" / f"{member.pack}.pack"
-    data = bytearray(pack.read_bytes())
-    data[member.offset + 5] ^= 0xFF
-    pack.chmod(0o644)
-    pack.write_bytes(bytes(data))
+    member = corrupt_member(remote, tmp_path / "shared", chunk)
 
     pulled = LocalStore(tmp_path / "b")
     pulled.tmp.mkdir(parents=True)
@@ -133,6 +140,17 @@ def test_a_corrupt_chunk_on_the_remote_is_named_and_never_stored(
     assert RemoteStore(open_blobs(RemoteConfig((tmp_path / "shared").as_uri()))).download(pulled, [v2]).transferred
     assert checkout(pulled, v2, tmp_path / "out") == models[1]
     assert remote.verify_all()[1] == []
+
+    # verify --remote finds a corrupt chunk of v1 alone, names it and v1, and quarantines v1's recipe.
+    recipes = [remote.recipes.get(d) for d in (v1, v2)]
+    onlyv1 = {c for c, _n in recipes[0].chunks} - {c for c, _n in recipes[1].chunks}  # type: ignore[union-attr]
+    chunk = chunk_digest(sorted(onlyv1)[0])
+    corrupt_member(remote, tmp_path / "shared", chunk)
+    checker = RemoteStore(open_blobs(RemoteConfig((tmp_path / "shared").as_uri())))
+    assert sorted(checker.verify_all()[1]) == sorted([chunk, v1])
+    assert (tmp_path / "shared" / "quarantine" / "recipes" / v1[7:]).exists()
+    assert checker.missing([v1, v2]) == {v1}
+    assert remote.upload(local, [v1]).transferred == 1 and checker.verify_all()[1] == []
 
 
 def test_an_old_remote_with_a_whole_large_object_still_serves_it(tmp_path: Path) -> None:
