@@ -95,9 +95,9 @@ def upload(
         for _digest, size in group:
             progress.add(size, moved=True)
 
+    if chunked:  # first: one that cannot be cut here is sent whole with the loose ones
+        loose += remote_chunks.upload(remote, local, chunked, jobs, progress, hold)
     run_tasks([*(partial(send_group, g) for g in packed), *(partial(send, d) for d in loose)], jobs)
-    if chunked:
-        remote_chunks.upload(remote, local, chunked, jobs, progress, hold)
     return progress
 
 

@@ -170,14 +170,23 @@ def upload(
     jobs: int,
     progress: Progress,
     hold: Callable[[Iterable[str]], None] | None,
-) -> None:
+) -> list[str]:
     """Send the objects as recipes and the chunks the remote lacks: every chunk first (in
     packs of one object's chunks, so remote gc frees a dropped version's packs whole), then
     the recipes. `hold` leases the chunks before their presence is checked (remote gc keeps
-    them until the recipes name them)."""
+    them until the recipes name them). Returns the objects left for the caller to send whole:
+    those that could not be cut here (no room for their chunks)."""
     from .remote_batches import run_tasks
 
-    recipes = {d: local_recipe(local, d) for d in digests}
+    recipes, whole = {}, []
+    for digest in digests:
+        try:
+            recipes[digest] = local_recipe(local, digest)
+        except OSError:  # a full disk: its chunks cannot be written here, its whole copy can be sent
+            whole.append(digest)
+    digests = [d for d in digests if d in recipes]
+    if not digests:
+        return whole
     every = {chunk_digest(c) for r in recipes.values() for c, _n in r.chunks}
     if hold is not None:
         hold(every)
@@ -222,6 +231,7 @@ def upload(
         progress.add(plan.recipe.size, moved=True, sent=sent.get(plan.digest, 0) + len(data))
 
     run_tasks([partial(send_recipe, plan) for plan in plans], jobs)
+    return whole
 
 
 def download(
