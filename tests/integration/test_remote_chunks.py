@@ -20,7 +20,7 @@ from modelspec.retention.remote_gc import collect_remote
 from modelspec.store.blobs import RemoteConfig, open_blobs
 from modelspec.store.objects import LocalStore
 from modelspec.store.remote import RemoteStore, object_name
-from modelspec.store.remote_cache import open_remote
+from modelspec.store.remote_cache import RemoteLease, open_remote
 from modelspec.store.remote_chunks import chunk_digest, recipe_name
 from modelspec.store.remote_packs import Member
 from modelspec.store.workspace import find_workspace
@@ -209,6 +209,20 @@ def test_remote_gc_keeps_shared_chunks_and_drops_an_unneeded_versions_own(repo: 
     for digest in models:
         assert pulled.verify(digest)
     assert fresh.verify_all()[1] == []
+
+    # A push that has sent its chunks but not yet its recipe: its lease keeps them.
+    extra[3 << 20 : (3 << 20) + RUN] = random.Random(6).randbytes(RUN)
+    (pending,) = stored(workspace.store, tmp_path, [bytes(extra)])
+    with open_registry(workspace) as registry, RemoteLease(remote.blobs) as lease:
+        remote.store.upload(workspace.store, [pending], hold=lease.add)
+        sent = {chunk_digest(c) for c, _n in remote.store.recipes.get(pending).chunks}  # type: ignore[union-attr]
+        remote.blobs.delete([recipe_name(pending)])  # as if killed just before the recipe
+        for _ in range(2):
+            assert collect_remote(workspace, registry, remote, grace=0).deleted == []
+        assert remote.store.missing(sent) == set()
+        lease.release()
+        collect_remote(workspace, registry, remote, grace=0)
+        assert set(collect_remote(workspace, registry, remote, grace=0).deleted) == sent - shared
 
 
 def test_push_and_pull_of_a_workspaces_large_model_move_its_changed_chunks(repo: Repo, tmp_path: Path) -> None:
