@@ -214,12 +214,19 @@ class RemoteStore:
         """A chunked object's bytes (checked), or the error for an object found nowhere."""
         import io
 
-        recipe = self.recipes.get(digest)
+        recipe = self._recipe_there(digest)
         if recipe is None:
             raise bad or self._missing(digest)
         buffer = io.BytesIO()
         remote_chunks.stream(self, digest, recipe, buffer)
         return buffer.getvalue()
+
+    def _recipe_there(self, digest: str) -> remote_chunks.Recipe | None:
+        """The object's recipe if the remote has it now (a recipe read before, and kept, may
+        have been deleted since by a remote gc)."""
+        if self.blobs.head(remote_chunks.recipe_name(digest)) is None:
+            return None
+        return self.recipes.get(digest)
 
     def _corrupt(self, digest: str, member: Member | None = None) -> CorruptObjectError:
         where = "its quarantine/" if member is None else bad_name(member.pack, digest)
@@ -306,7 +313,7 @@ class RemoteStore:
                     return _copy_into(temp, handle)
             packed = self.packed_bytes(digest, refresh=True)
             if packed is None:
-                recipe = self.recipes.get(digest)
+                recipe = self._recipe_there(digest)
                 if recipe is None:
                     raise bad or self._missing(digest)
                 return remote_chunks.stream(self, digest, recipe, handle)

@@ -74,8 +74,16 @@ class RecipeCatalog:
         self._lock = threading.Lock()
 
     def listed(self) -> dict[str, float]:
-        """Every recipe on the remote: object digest → when it was created."""
-        return {PREFIX + info.name.rsplit("/", 1)[-1]: info.modified for info in self.blobs.scan(RECIPES)}
+        """Every recipe on the remote: object digest → when it was created. Those kept here
+        that are no longer there (deleted by a remote gc) are forgotten."""
+        found = {PREFIX + info.name.rsplit("/", 1)[-1]: info.modified for info in self.blobs.scan(RECIPES)}
+        with self._lock:
+            self._read = {d: r for d, r in self._read.items() if d in found}
+        if self.cache is not None and self.cache.is_dir():
+            for path in self.cache.iterdir():
+                if not path.name.startswith(".") and PREFIX + path.name not in found:  # not a writer's temp
+                    path.unlink(missing_ok=True)
+        return found
 
     def present(self, digests: set[str], jobs: int = 8) -> set[str]:
         """Which of the objects have a recipe: a HEAD each for a few, else one listing."""

@@ -15,7 +15,7 @@ from faultproxy import fault_proxy
 from test_chunked_store import SPEC, _model
 
 from modelspec.build.loading import open_registry
-from modelspec.errors import CorruptObjectError
+from modelspec.errors import CorruptObjectError, StoreError
 from modelspec.retention.remote_gc import collect_remote
 from modelspec.store.blobs import RemoteConfig, open_blobs
 from modelspec.store.objects import LocalStore
@@ -201,6 +201,8 @@ def test_remote_gc_keeps_shared_chunks_and_drops_an_unneeded_versions_own(repo: 
     assert second.deleted_recipes == 1 and orphan in second.deleted
     assert set(second.deleted) - {orphan} == own - shared  # its own chunks, with their pack
     assert remote.store.missing([orphan]) == {orphan}
+    with pytest.raises(StoreError, match=f"object {orphan} is missing from the remote"):
+        remote.store.read_bytes(orphan)  # its recipe, read before and kept, is not believed
     assert remote.store.missing(shared) == set()
     fresh = RemoteStore(open_blobs(RemoteConfig((tmp_path / "shared").as_uri())))
     pulled = LocalStore(tmp_path / "b")
