@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..digest import digest_json
+from ..digest import canonical_json, digest_bytes
 from ..events import Reporter, ignore
 from ..store.leases import Lease, remove_stale_leases
 from ..store.objects import Entry
@@ -178,7 +178,8 @@ def _register(
             )
             if fetch is not None:
                 fetch(Entry.from_dict(artifact) for artifact in record["artifacts"].values())
-            digest = digest_json(record)  # computed once: it is a megabyte of JSON at 1,000 stages
+            record_json = canonical_json(record)  # made once: it is a megabyte of JSON at 1,000 stages
+            digest = digest_bytes(record_json)
             known = unchanged_registration(workspace, record, digest)
             if known is not None:
                 _keep_reproducible(sources, graph, name)
@@ -193,7 +194,7 @@ def _register(
                 report.revived[name] = revived
             if not created and (differ := differing_outputs(version, record)):
                 report.differs[name] = differ
-            save_build_record(workspace, record, version.ref, digest)
+            save_build_record(workspace, name, record_json, version.ref, digest)
             report.records[name] = record
             report.versions[name] = (version.ref, created)
         for name, (ref, _created) in report.versions.items():

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import indented
 from ..digest import digest_bytes, hex_of
 from ..errors import UsageError
 from ..resolve.lock import ResolveContext
@@ -103,7 +104,7 @@ def lock_path(spec: Spec) -> Path:
 
 def lock_bytes(lock: Lock) -> bytes:
     """The lock file: canonical content, indented so that it diffs well in review."""
-    return (json.dumps(lock.to_dict(), sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
+    return (indented.dumps(lock.to_dict(), ensure_ascii=False) + "\n").encode()
 
 
 def write_locks(graph: BuildGraph, cache_dir: Path | None = None) -> list[Path]:

@@ -6,9 +6,9 @@ signing key, put in the store. The version's record names the envelope."""
 from __future__ import annotations
 
 import hashlib
+import posixpath
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 from .. import __version__
@@ -29,7 +29,9 @@ RemoteRead = Callable[[str, Any], int]  # (digest, writable) → size: a remote'
 def export_path(lock: Lock, ref: str) -> str:
     """Where `export` writes artifact `ref`: `stage/` and the output's declared path."""
     stage, output = split_output_ref(ref)
-    return (Path(stage) / lock.stages[stage].outputs[output]).as_posix()
+    # As `(Path(stage) / output).as_posix()` for the relative paths without `..` a spec
+    # declares, at a tenth of the cost (a version of 1,000 artifacts asks twice for each).
+    return posixpath.normpath(f"{stage}/{lock.stages[stage].outputs[output]}")
 
 
 def artifact_files(store: LocalStore, artifacts: Mapping[str, Mapping[str, Any]], lock: Lock) -> list[tuple[str, str]]:

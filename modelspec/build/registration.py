@@ -84,12 +84,13 @@ def build_record(
     }
 
 
-def save_build_record(workspace: Workspace, record: dict[str, Any], registered: str, digest: str) -> None:
-    """The record (`builds/NAME.json`), then beside it what a next build compares with: the
-    record's `digest` (`digest_json(record)`) and the version it was registered as
-    (`builds/NAME.registered`)."""
-    name = record["name"]
-    stamped = canonical_json({**record, "registered": registered, "finished": time.time()})
+def save_build_record(workspace: Workspace, name: str, record_json: bytes, registered: str, digest: str) -> None:
+    """The record (`builds/NAME.json`, from its canonical JSON), then beside it what a next
+    build compares with: the record's `digest` (of `record_json`) and the version it was
+    registered as (`builds/NAME.registered`). The file adds when and as what it was
+    registered to the record's JSON, not serialized again (a megabyte at 1,000 stages)."""
+    stamp = canonical_json({"registered": registered, "finished": time.time()})
+    stamped = record_json[:-1] + b"," + stamp[1:] if record_json != b"{}" else stamp
     workspace.store.write_file(workspace.builds_dir / f"{name}.json", stamped)
     summary = {"digest": digest, "registered": registered}
     workspace.store.write_file(workspace.builds_dir / f"{name}.registered", canonical_json(summary))

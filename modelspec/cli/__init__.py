@@ -20,7 +20,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from .. import __version__
+from .. import __version__, indented
 from ..text import printable
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -49,7 +49,7 @@ def emit_json(value: Any, depth: int | None = None) -> None:
     """`value` indented; with `depth`, only its outer `depth` levels are, each value below
     them on a line of its own: json's C encoder only writes without indent, and 1,000 build
     records or 10,000 versions indented in pure Python take over a second."""
-    click.echo(json.dumps(value, indent=2, sort_keys=True, default=str) if depth is None else _outer(value, depth, ""))
+    click.echo(indented.dumps(value, default=str) if depth is None else _outer(value, depth, ""))
 
 
 def _outer(value: Any, depth: int, pad: str) -> str:

@@ -304,7 +304,7 @@ def test_the_action_cache_index_serves_a_no_op_and_never_a_wrong_hit(
     assert summary["registered"] == "pipe@1.0.0"  # what a no-op compares with, by digest
     files_read: list[Path] = []
     real_read = ActionCache._read
-    monkeypatch.setattr(ActionCache, "_read", lambda self, path: files_read.append(path) or real_read(self, path))
+    monkeypatch.setattr(ActionCache, "_read", lambda self, path: files_read.append(Path(path)) or real_read(self, path))
     assert set(states(repo.build_json(spec, in_process=True)).values()) == {"cached"}
     assert files_read == []
 

@@ -11,6 +11,7 @@ import copy
 import json
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -116,6 +117,15 @@ def test_canonical_json_round_trips_and_is_compact(value: Any) -> None:
     assert canonical_json(json.loads(text)) == text
     assert text == json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"),
                               ensure_ascii=False).encode()
+
+
+def test_canonical_json_refuses_what_json_refuses() -> None:
+    for value in (float("nan"), {"a": [float("inf")]}):
+        with pytest.raises(ValueError):
+            canonical_json(value)
+    with pytest.raises(TypeError, match="set is not JSON serializable"):
+        canonical_json({"a": {1, 2}})
+    assert canonical_json("é\n") == json.dumps("é\n", ensure_ascii=False).encode()
 
 
 # -- action keys: only if ----------------------------------------------------------------------

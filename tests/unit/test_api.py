@@ -22,7 +22,7 @@ from modelspec.registry.versions import VersionDraft
 from modelspec.store.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[2]
-CLI_MAY_IMPORT = {"api", "errors", "events", "text"}
+CLI_MAY_IMPORT = {"api", "errors", "events", "text", "indented"}
 
 
 def draft(n: int) -> VersionDraft:
