@@ -247,6 +247,8 @@ def test_push_and_pull_of_a_workspaces_large_model_move_its_changed_chunks(repo:
     assert 0 < again["bytes"] < len(base) / 8, again  # a 64 KiB run changed: its chunks, the recipe, small files
     status = json.loads(repo.cli("remote", "status", "--json", check=True).stdout)
     assert status["not_on_remote"] == 0 and status["remote_chunked_objects"] >= 3, status
+    text = repo.cli("remote", "status", check=True).stdout
+    assert f"{status['remote_chunked_objects']} large objects stored as {status['remote_chunks']} chunks" in text
 
     # The machine loses its store: pull brings the models back, reassembled and checked.
     store = repo.path / ".modelspec"
