@@ -44,13 +44,21 @@ class Progress:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
 
-    def add(self, size: int, *, moved: bool, sent: int | None = None) -> None:
-        """One object done; `sent`: the bytes that moved, when not its size (a chunked one)."""
+    def add(self, size: int, *, moved: bool, sent: int | None = None, advanced: int = 0) -> None:
+        """One object done; `sent`: the bytes that moved, when not its size (a chunked one);
+        `advanced`: of its size, what `advance` already counted."""
         with self._lock:
             self.done += 1
-            self.bytes += size
+            self.bytes += size - advanced
             self.transferred += int(moved)
             self.moved_bytes += (size if sent is None else sent) if moved else 0
+            if self.report is not None:
+                self.report(self)
+
+    def advance(self, size: int) -> None:
+        """Bytes of an object still under way (a large one's chunks): a progress bar moves."""
+        with self._lock:
+            self.bytes += size
             if self.report is not None:
                 self.report(self)
 

@@ -213,8 +213,10 @@ def upload(
     def send_group(plan: Chunked, group: list[tuple[bytes, int]]) -> None:
         parts = [(chunk_digest(c), raw) for (c, _n), raw in zip(group, local.chunks.read_chunks(group), strict=True)]
         send_pack(remote.blobs, remote.packs, parts)
+        size = sum(len(raw) for _d, raw in parts)
         with sent_lock:
-            sent[plan.digest] = sent.get(plan.digest, 0) + sum(len(raw) for _d, raw in parts)
+            sent[plan.digest] = sent.get(plan.digest, 0) + size
+        progress.advance(size)
 
     def send_all(plans: list[Chunked]) -> None:
         tasks: list[Callable[[], None]] = []
@@ -236,7 +238,8 @@ def upload(
     def send_recipe(plan: Chunked) -> None:
         data = encode(plan.recipe)
         remote.blobs.create(recipe_name(plan.digest), data)
-        progress.add(plan.recipe.size, moved=True, sent=sent.get(plan.digest, 0) + len(data))
+        done = sent.get(plan.digest, 0)
+        progress.add(plan.recipe.size, moved=True, sent=done + len(data), advanced=done)
 
     run_tasks([partial(send_recipe, plan) for plan in plans], jobs)
     return whole
@@ -279,7 +282,9 @@ def download(
         def alone(chunk: bytes) -> None:
             digest = chunk_digest(chunk)
             try:
-                keep(chunk, read_chunk(remote, owner[chunk], chunk))
+                data = read_chunk(remote, owner[chunk], chunk)
+                keep(chunk, data)
+                progress.advance(len(data))
             except StoreError as exc:
                 raise type(exc)(
                     f"object {owner[chunk]} on the remote {remote.url}: its chunk {digest} is unusable: {exc.message}",
@@ -288,19 +293,22 @@ def download(
 
         def fetch_run(run: Run) -> None:
             found = read_run(remote.blobs, run) or {}
+            kept = 0
             for member in run.members:
                 chunk = bytes.fromhex(hex_of(member.digest))
                 data = found.get(member)
                 if data is not None and blake3.blake3(data).digest() == chunk:
                     keep(chunk, data)
+                    kept += len(data)
                 else:
                     alone(chunk)  # once more, alone: from the pack, or wherever it is now
+            progress.advance(kept)  # a run at a time: a progress event per chunk would cost more than it
 
         run_tasks([*(partial(fetch_run, r) for r in runs(members)), *(partial(alone, c) for c in loose)], jobs)
         for digest in digests:
             intake.recipe(digest, recipes[digest])
     for digest in digests:
-        progress.add(recipes[digest].size, moved=True, sent=moved.get(digest, 0))
+        progress.add(recipes[digest].size, moved=True, sent=moved.get(digest, 0), advanced=moved.get(digest, 0))
 
 
 def read_chunk(remote: RemoteStore, digest: str, chunk: bytes) -> bytes:

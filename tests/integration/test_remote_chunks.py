@@ -68,7 +68,9 @@ def test_a_new_version_sends_and_pulls_about_its_changed_chunks(
     with fault_proxy(s3_endpoint) as (endpoint, faults):
         config = RemoteConfig(f"s3://{s3_bucket}/models", endpoint=endpoint)
         remote = RemoteStore(open_blobs(config), tmp_path / "cache-a")
-        first = remote.upload(local, [v1], jobs=4)
+        seen: list[tuple[int, int]] = []
+        first = remote.upload(local, [v1], jobs=4, report=lambda p: seen.append((p.done, p.bytes)))
+        assert any(done == 0 and size > 0 for done, size in seen) and seen[-1] == (1, SIZE)  # a bar moves
         assert first.transferred == 1 and SIZE <= first.moved_bytes < SIZE * 1.01
         assert remote.blobs.head(object_name(v1)) is None and remote.blobs.head(recipe_name(v1)) is not None
         faults.bytes_in, faults.methods = 0, {}
@@ -83,7 +85,9 @@ def test_a_new_version_sends_and_pulls_about_its_changed_chunks(
         fresh = RemoteStore(open_blobs(config))
         pulled = LocalStore(tmp_path / "b")
         pulled.tmp.mkdir(parents=True)
-        assert fresh.download(pulled, [v1], jobs=4).moved_bytes == SIZE
+        seen.clear()
+        assert fresh.download(pulled, [v1], jobs=4, report=lambda p: seen.append((p.done, p.bytes))).moved_bytes == SIZE
+        assert any(done == 0 and size > 0 for done, size in seen) and seen[-1] == (1, SIZE)
         faults.bytes_out = 0
         got = fresh.download(pulled, [v2], jobs=4)
         assert got.transferred == 1 and changed <= got.moved_bytes < changed * 2
