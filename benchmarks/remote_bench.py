@@ -8,6 +8,13 @@ dependency) pushing and pulling the same files to the same server, with the rati
     python benchmarks/remote_bench.py                       # 10,000 x 4 KiB, 3 x 64 MiB
     python benchmarks/remote_bench.py --small 1000 --small-kib 64 --large 1 --large-mib 1024 --fraud
     python benchmarks/remote_bench.py --only dvc            # modelspec, boto3 and DVC only
+    python benchmarks/remote_bench.py --versions 10 --version-mib 256   # a model's versions only
+
+`--versions N`: N versions of a float32 model each changing 5% in runs of 64 KiB
+(storage_bench.py's), pushed one after another, then pulled into a fresh store one after
+another: per version the bytes and requests sent (counted by a proxy in front of moto), the
+remote's stored bytes, and seconds. MODELSPEC_BENCH_SOURCE=DIR runs it on another checkout's
+modelspec (e.g. main's, to compare).
 
 moto is a single Python process: its per-request cost (~2-4 ms here) bounds every client,
 so the figures compare clients against the same server, not against AWS.
@@ -29,7 +36,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, os.environ.get("MODELSPEC_BENCH_SOURCE") or str(Path(__file__).resolve().parents[1]))
 
 from dvc_side import DvcBench, default_venv, ensure_dvc
 
@@ -85,6 +92,72 @@ def make_objects(store: LocalStore, count: int, size: int, seed: int) -> list[st
     return digests
 
 
+def model_versions(args: argparse.Namespace) -> int:
+    """Push N versions of a model one after another, then pull them into a fresh store."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from faultproxy import fault_proxy
+    from storage_bench import runs_versions
+
+    os.environ.update(CREDENTIALS)
+    size = args.version_mib << 20
+    import modelspec
+
+    print(f"modelspec from {Path(modelspec.__file__).parent}; {args.versions} versions of {args.version_mib} MiB")
+    with contextlib.ExitStack() as stack:
+        root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="modelspec-versions-bench-")))
+        upstream = stack.enter_context(moto_server())
+        endpoint, faults = stack.enter_context(fault_proxy(upstream))
+        faults.latency = args.latency_ms / 1000
+        config = RemoteConfig(f"s3://{bucket(upstream, 'versions')}/bench", endpoint=endpoint)
+        remote = RemoteStore(open_blobs(config))
+        counter = RemoteStore(open_blobs(RemoteConfig(config.url, endpoint=upstream)))  # not counted
+        local = LocalStore(root / "store")
+        local.tmp.mkdir(parents=True)
+        digests = []
+        header = f"{'':>10} {'sent MiB':>9} {'requests':>8} {'PUTs':>5} {'seconds':>8} {'remote MiB':>10}"
+        print(header)
+        totals = [0, 0, 0.0]
+        for i, data in enumerate(runs_versions(size, args.versions, 64 << 10, 0.05, 1)):
+            path = root / "model.bin"
+            path.write_bytes(data)
+            digests.append(local.put_file(path))
+            path.unlink()
+            faults.bytes_in, faults.requests, faults.methods = 0, 0, {}
+            started = time.monotonic()
+            remote.upload(local, [digests[-1]], jobs=args.jobs)
+            seconds = time.monotonic() - started
+            stored = sum(info.size for info in counter.blobs.scan(""))
+            totals = [totals[0] + faults.bytes_in, totals[1] + faults.requests, totals[2] + seconds]
+            print(
+                f"push v{i + 1:<3} {faults.bytes_in / 2**20:>13.1f} {faults.requests:>8} "
+                f"{faults.methods.get('PUT', 0):>5} {seconds:>8.2f} {stored / 2**20:>10.1f}",
+                flush=True,
+            )
+        print(f"push total {totals[0] / 2**20:>9.1f} {totals[1]:>8} {'':>5} {totals[2]:>8.2f}")
+        pulled = LocalStore(root / "pulled")
+        pulled.tmp.mkdir(parents=True)
+        totals = [0, 0, 0.0]
+        fresh = RemoteStore(open_blobs(config))
+        print(f"{'':>10} {'recv MiB':>9} {'requests':>8} {'':>5} {'seconds':>8}")
+        for i, digest in enumerate(digests):
+            faults.bytes_out, faults.requests = 0, 0
+            started = time.monotonic()
+            fresh.download(pulled, [digest], jobs=args.jobs)
+            seconds = time.monotonic() - started
+            totals = [totals[0] + faults.bytes_out, totals[1] + faults.requests, totals[2] + seconds]
+            print(
+                f"pull v{i + 1:<3} {faults.bytes_out / 2**20:>13.1f} {faults.requests:>8} {'':>5} {seconds:>8.2f}",
+                flush=True,
+            )
+        print(f"pull total {totals[0] / 2**20:>9.1f} {totals[1]:>8} {'':>5} {totals[2]:>8.2f}")
+        started = time.monotonic()
+        for digest in digests[-2:]:
+            assert pulled.verify(digest), digest  # reassembled (if chunked) and hashed whole
+        print(f"verify the last 2 pulled: {time.monotonic() - started:.2f} s")
+    return 0
+
+
 def naive_upload(remote: RemoteStore, local: LocalStore, digests: list[str]) -> None:
     """What a simple remote does: per object, ask whether it is there, then upload it."""
     for digest in digests:
@@ -117,7 +190,11 @@ def main() -> int:
     parser.add_argument(
         "--latency-ms", type=float, default=0, help="add this much to every request (a proxy in front of moto)"
     )
+    parser.add_argument("--versions", type=int, default=0, help="only: push and pull this many versions of a model")
+    parser.add_argument("--version-mib", type=int, default=256, help="the size of that model")
     args = parser.parse_args()
+    if args.versions:
+        return model_versions(args)
     parts = set(args.only or PARTS[:3]) | ({"fraud"} if args.fraud else set())
     os.environ.update(CREDENTIALS)
     rows: list[tuple[str, float, str]] = []

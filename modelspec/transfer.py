@@ -35,6 +35,7 @@ from .store.objects import Entry, LocalStore
 from .store.remote import Progress
 from .store.remote_cache import ROOTS, Remote, RemoteLease, read_condemned, read_roots, write_roots
 from .store.remote_cache import require_remote as require_remote_of
+from .store.remote_chunks import chunk_digest
 from .store.traces import ActionCache, ActionResult
 from .store.workspace import CHECKOUT_DIR, Workspace
 
@@ -135,7 +136,7 @@ def push(
     with RemoteLease(remote.blobs) as lease:
         lease.add(wanted)  # before the existence checks: a concurrent remote gc keeps them
         condemned = read_condemned(remote.blobs)
-        progress = remote.store.upload(store, wanted, jobs=jobs, report=_progress(reporter, "upload"))
+        progress = remote.store.upload(store, wanted, jobs=jobs, report=_progress(reporter, "upload"), hold=lease.add)
         for result in results:
             objects = [d for entry in result.outputs.values() for d in store.tree_objects(entry)]
             report.entries += int(remote.cache.put(result, [*objects, result.log]))
@@ -147,7 +148,7 @@ def push(
         # by a gc whose sweep began before this push's lease was visible: check, send again.
         lost = remote.store.missing(progress.present & set(condemned), jobs)
         if lost:
-            again = remote.store.upload(store, lost, jobs=jobs)
+            again = remote.store.upload(store, lost, jobs=jobs, hold=lease.add)
             progress.transferred += again.transferred
             progress.moved_bytes += again.moved_bytes
     report.objects, report.transferred, report.bytes = progress.total, progress.transferred, progress.moved_bytes
@@ -279,7 +280,9 @@ def status(workspace: Workspace, *, jobs: int = DEFAULT_JOBS) -> dict[str, Any]:
     with open_existing_registry(workspace, read_only=True) as registry:
         kept = kept_objects(workspace, registry)
     local_only = remote.store.missing(kept, jobs)
-    remote_all = set(remote.store.iter())
+    recipes = remote.store.recipes.listed()
+    chunks = {chunk_digest(c) for d in recipes if (r := remote.store.recipes.get(d)) for c, _n in r.chunks}
+    remote_all = set(remote.store.iter()) - (chunks - recipes.keys())  # a chunk is part of an object
     local_all = set(workspace.store.iter())
     entries = sum(len(names) for _key, names in remote.cache.by_key())
     roots = read_roots(remote.blobs)
@@ -289,6 +292,8 @@ def status(workspace: Workspace, *, jobs: int = DEFAULT_JOBS) -> dict[str, Any]:
         "kept_objects": len(kept),
         "not_on_remote": len(local_only),
         "remote_objects": len(remote_all),
+        "remote_chunked_objects": len(recipes),
+        "remote_chunks": len(chunks),
         "remote_only": len(remote_all - local_all),
         "action_cache_entries": entries,
         "workspaces": [

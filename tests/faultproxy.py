@@ -36,6 +36,7 @@ class Faults:
     log: list[tuple[str, str]] = field(default_factory=list)  # (method, path) of each request
     access_keys: set[str] = field(default_factory=set)  # the AWS access key ids requests were signed with
     bytes_out: int = 0  # body bytes sent back to the client (what it downloaded)
+    bytes_in: int = 0  # body bytes the client sent (what it uploaded)
     injected: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -76,6 +77,7 @@ def _handler(upstream: str, faults: Faults) -> type[BaseHTTPRequestHandler]:
                 faults.requests += 1
                 faults.methods[self.command] = faults.methods.get(self.command, 0) + 1
                 faults.log.append((self.command, self.path))
+                faults.bytes_in += len(body)
                 signed = self.headers.get("Authorization", "").partition("Credential=")[2]
                 faults.access_keys.add(signed.split("/", 1)[0])
             if faults.latency:

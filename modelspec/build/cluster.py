@@ -262,7 +262,7 @@ class Cluster:
             return
         assert self._lease is not None
         self._lease.add(wanted)  # kept by a remote gc while the build runs
-        self.remote.store.upload(self.local, wanted)
+        self.remote.store.upload(self.local, wanted, hold=self._lease.add)
         with self._lock:
             self._on_remote.update(wanted)
 

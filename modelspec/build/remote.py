@@ -159,7 +159,7 @@ class RemoteRebuilder:
         try:
             with RemoteLease(self.remote.blobs) as remote_lease:
                 remote_lease.add(objects)
-                self.remote.store.upload(self.local, objects, jobs=self.jobs)
+                self.remote.store.upload(self.local, objects, jobs=self.jobs, hold=remote_lease.add)
                 created = self.remote.cache.put(result, objects)
             if created and self.remote.cache.others(result):
                 self.reporter(

@@ -171,7 +171,7 @@ def _publish(task: StageTask, remote: RemoteStore, store: LocalStore, result: Ac
     objects.append(result.log)
     with RemoteLease(remote.blobs) as lease:
         lease.add(objects)
-        remote.upload(store, objects)
+        remote.upload(store, objects, hold=lease.add)
         if task.record:
             RemoteActionCache(remote).put(result, objects)
     return tuple(objects)

@@ -158,6 +158,9 @@ def remote_status(jobs: int, as_json: bool) -> None:
     echo(f"remote {found['remote']} (this workspace is {found['workspace']})")
     echo(f"  kept here, not on the remote: {plural(found['not_on_remote'], 'object')} of {found['kept_objects']}")
     echo(f"  on the remote, not here: {plural(found['remote_only'], 'object')} of {found['remote_objects']}")
+    if found["remote_chunked_objects"]:
+        large = plural(found["remote_chunked_objects"], "large object")
+        echo(f"  {large} stored as {plural(found['remote_chunks'], 'chunk')} (shared between versions)")
     entries = plural(found["action_cache_entries"], "action-cache entry", "action-cache entries")
     echo(f"  {entries} on the remote")
     for item in found["workspaces"]:

@@ -12,6 +12,11 @@ in `gc/condemned.json`), and only a later gc, at least the grace period after, d
 if it is still unneeded then, with the leases read afresh. Action-cache entries naming an
 unneeded object are deleted before any object (an entry is never left naming what is gone;
 and a lookup verifies every object anyway, so a lost one is a miss, never a failure).
+
+A large object pushed as chunks (store/remote_chunks.py) is its recipe: a needed recipe makes
+every chunk it names needed (a leased one too), an unneeded recipe is condemned and deleted
+like a loose object, and recipes are deleted before any chunk or pack, so none is ever left
+naming a chunk that is gone; the chunks only it needed go whole with their packs.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any
 from ..attest.checkpoint import every_digest
 from ..build.needed import build_records, metadata_entries, needed_objects
 from ..digest import canonical_json
+from ..errors import CorruptObjectError
 from ..registry.registry import Registry
 from ..store.remote_cache import (
     CONDEMNED,
@@ -33,6 +39,7 @@ from ..store.remote_cache import (
     read_roots,
     write_roots,
 )
+from ..store.remote_chunks import chunk_digest, recipe_name
 from ..store.remote_packs import Listing, index_name, pack_name
 from ..store.workspace import Workspace
 
@@ -55,6 +62,7 @@ class RemoteGcReport:
     deleted_packs: int = 0  # packs whose every member was deleted (counted in `deleted`)
     orphan_packs: int = 0  # packs a killed push left without an index, swept
     partly_dead_packs: int = 0  # packs with a needed member and unneeded ones: kept whole
+    deleted_recipes: int = 0  # large objects' chunk lists deleted (counted in `deleted`)
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -73,6 +81,7 @@ class RemoteGcReport:
             "deleted_packs": self.deleted_packs,
             "orphan_packs": self.orphan_packs,
             "partly_dead_packs": self.partly_dead_packs,
+            "deleted_recipes": self.deleted_recipes,
             "seconds": round(self.seconds, 3),
         }
 
@@ -123,6 +132,25 @@ def collect_remote(
 
     condemned = read_condemned(blobs)
     still: dict[str, float] = {}
+    # Recipes: a needed one keeps its chunks; an unneeded one goes like a loose object.
+    recipes = remote.store.recipes
+    listed = recipes.listed()
+    chunks_of = {d: _chunks(remote, d) for d in sorted(listed)}
+    for digest in listed:
+        if digest in needed:
+            needed |= chunks_of[digest]
+    doomed_recipes = []
+    for digest, modified in sorted(listed.items()):
+        if digest in needed:
+            report.kept += 1
+        elif modified > cutoff:
+            report.young += 1
+            needed |= chunks_of[digest]  # a push may be about to call it present
+        elif (since := condemned.get(digest)) is not None and since <= cutoff:
+            doomed_recipes.append((recipe_name(digest), digest, 0))
+        else:
+            still[digest] = since if since is not None else now
+            report.condemned += [] if since is not None else [digest]
     doomed = []
     for info in blobs.scan("objects/"):
         digest = "blake3:" + info.name.rsplit("/", 1)[-1]
@@ -143,13 +171,18 @@ def collect_remote(
     if (doomed or packs.doomed) and not dry_run:
         # The leases again, just before deleting: a build or push that started meanwhile.
         leased = live_remote_leased(blobs, time.time())
+        leased |= {c for d in leased & set(chunks_of) for c in chunks_of[d]}
         doomed = [item for item in doomed if item[1] not in leased]
+        doomed_recipes = [item for item in doomed_recipes if item[1] not in leased]
         packs.doomed = [item for item in packs.doomed if not leased & set(item[1])]
-    report.deleted = [digest for _name, digest, _size in doomed] + [d for _p, ds, _s in packs.doomed for d in ds]
+    report.deleted = [digest for _name, digest, _size in doomed_recipes + doomed]
+    report.deleted += [d for _p, ds, _s in packs.doomed for d in ds]
+    report.deleted_recipes = len(doomed_recipes)
     report.deleted_bytes = sum(size for _name, _digest, size in doomed) + sum(s for _p, _ds, s in packs.doomed)
     report.deleted_packs = len(packs.doomed)
     if not dry_run:
         blobs.replace(CONDEMNED, canonical_json(still))  # first: a gc killed now deletes nothing twice
+        blobs.delete([name for name, _digest, _size in doomed_recipes])  # before the chunks they name
         blobs.delete([name for name, _digest, _size in doomed])
         # A pack's index before the pack: its members are gone at once, and a gc killed
         # between leaves a pack without an index, which the next gc sweeps.
@@ -215,6 +248,16 @@ def _plan_packs(
     report.orphan_packs = len(plan.orphans)
     plan.stray += [name for (pack, _d), name in listing.bad.items() if pack not in listing.packs]
     return plan
+
+
+def _chunks(remote: Remote, digest: str) -> set[str]:
+    """The chunks an object's recipe names (none once a damaged one is quarantined: its
+    object is no longer on the remote, and a push sends it again)."""
+    try:
+        recipe = remote.store.recipes.get(digest)
+    except CorruptObjectError:
+        return set()
+    return set() if recipe is None else {chunk_digest(c) for c, _n in recipe.chunks}
 
 
 def _entry_infos(remote: Remote) -> list[tuple[str, float]]:

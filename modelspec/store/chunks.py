@@ -23,7 +23,7 @@ import fcntl
 import mmap
 import os
 import threading
-from collections.abc import Callable, Iterator, Set
+from collections.abc import Callable, Iterable, Iterator, Set
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
@@ -33,7 +33,7 @@ from ..digest import PREFIX, hex_of
 from ..errors import CorruptObjectError, StoreError
 from .cutting import segments
 from .files import write_atomic
-from .packs import Located, PackWriter, decode, read_index
+from .packs import RAW, Located, PackWriter, decode, read_index
 from .pipeline import Coding, collector_paused, pack_file, reassemble
 from .protocol import ObjectInfo
 from .recipes import DEFAULT_CHUNKING, ChunkPolicy, PruneReport, Recipe, parse_recipe, recipe_bytes, recipe_size
@@ -200,6 +200,58 @@ class ChunkStore:
             finally:
                 data.release()
         return chunks, PREFIX + whole.hex() if hash_first else ""
+
+    # -- chunks by name (transfers with a remote) ---------------------------------------
+
+    def lacking(self, chunks: Iterable[bytes]) -> set[bytes]:
+        """Which of the chunks no pack here holds."""
+        self.refresh()
+        with self._lock:
+            return {chunk for chunk in chunks if chunk not in self._map}
+
+    def read_chunks(self, chunks: list[tuple[bytes, int]]) -> Iterator[bytes]:
+        """Each chunk's raw bytes, in order, checked against its name: a corrupt one is
+        quarantined and raises (never sent to a remote)."""
+        import zstandard
+
+        self.refresh()
+        decompressor = zstandard.ZstdDecompressor()
+        handles: dict[str, int] = {}
+        try:
+            for chunk, length in chunks:
+                raw = bytes(self._read(chunk, length, decompressor, handles))
+                if blake3.blake3(raw).digest() != chunk:
+                    self.quarantine_chunk(chunk)
+                    raise CorruptObjectError(f"chunk {chunk.hex()} in the local store is corrupt and was quarantined")
+                yield raw
+        finally:
+            for fd in handles.values():
+                os.close(fd)
+
+    @contextlib.contextmanager
+    def receiving(self) -> Iterator[ChunkIntake]:
+        """Chunks that arrive by name (a pull), stored raw in new packs; the recipes given to
+        the intake are written once those packs are durable, and only those whose every chunk
+        is here: a recipe never names an absent chunk, whenever the process is killed."""
+        writer = PackWriter(self.packs, self._temp_file, self.policy.pack_limit)
+        with collector_paused(), self._guard(exclusive=False):
+            self.refresh()
+            intake = ChunkIntake(writer)
+            try:
+                yield intake
+                writer.seal()
+            except BaseException:
+                writer.abandon()
+                raise
+            self._drop_markers(set(writer.sealed))
+            with self._lock:
+                for located in writer.sealed.values():
+                    for chunk, where in located:
+                        self._map.setdefault(chunk, where)
+                self._loaded |= set(writer.sealed)
+                whole = [(d, r) for d, r in intake.recipes if all(c in self._map for c, _n in r.chunks)]
+            for digest, recipe in whole:
+                self._write_recipe(digest, recipe.size, recipe.chunks)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -397,3 +449,25 @@ class ChunkStore:
 
 
 _BATCH = 256  # chunks decoded together by `write_to` (about 5 MiB)
+
+
+class ChunkIntake:
+    """What `ChunkStore.receiving` is given: raw chunks (from any thread) and recipes."""
+
+    def __init__(self, writer: PackWriter) -> None:
+        self._writer = writer
+        self._lock = threading.Lock()
+        self._added: set[bytes] = set()
+        self.recipes: list[tuple[str, Recipe]] = []
+
+    def add(self, chunk: bytes, raw: bytes) -> None:
+        """A chunk, already checked against its name. Stored raw: weights barely compress,
+        and the pull that brought it is waiting."""
+        with self._lock:
+            if chunk not in self._added:
+                self._added.add(chunk)
+                self._writer.add(chunk, raw, len(raw), RAW)
+
+    def recipe(self, digest: str, recipe: Recipe) -> None:
+        with self._lock:
+            self.recipes.append((digest, recipe))

@@ -3,6 +3,7 @@ directory), and the batched transfers between it and a workspace's `LocalStore`.
 
     <remote>/objects/ab/<hex>       content-addressed objects, created only if absent
     <remote>/packs/<hex>.pack|.idx  small objects pushed together (store/remote_packs.py)
+    <remote>/recipes/<hex>          large objects as chunk lists (store/remote_chunks.py)
     <remote>/quarantine/<hex>       objects whose bytes no longer matched their digest
 
 Every object is written with a conditional create, so it is complete before it is visible
@@ -16,6 +17,10 @@ objects under `PACK_BELOW` sends them in packs (two requests a pack), a download
 pack's wanted members in a few range reads, and `missing` lists the remote (a small one
 whole, a large one by the fan-out folders the digests fall into; a thousand names per
 request) instead of asking about each. Uploads and downloads run `jobs` at a time.
+
+A large object (at least the local chunk layer's threshold) travels as its recipe and the
+chunks the other side lacks; an object is on the remote when its loose copy, a packed copy
+or its recipe is, so remotes holding large objects whole keep working.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from ..digest import PREFIX, digest_bytes, digest_file, hex_of, parse_tree_document
 from ..errors import CorruptObjectError, StoreError
-from . import remote_batches
+from . import remote_batches, remote_chunks
 from .blobs import Blobs
 from .objects import LocalStore, walk_path
 from .protocol import Entry, ObjectInfo, ObjectStore
@@ -59,6 +64,7 @@ class RemoteStore:
         self.blobs = blobs
         self.url = blobs.url
         self.packs = PackCatalog(blobs, pack_cache)  # the pack indices (cached on disk when given)
+        self.recipes = remote_chunks.RecipeCatalog(blobs, pack_cache)  # large objects' chunk lists
 
     # -- queries -----------------------------------------------------------------------
 
@@ -70,7 +76,11 @@ class RemoteStore:
         if info is not None:
             return ObjectInfo(info.size, info.modified)
         member = self._member(digest, refresh=True)
-        return None if member is None else ObjectInfo(member.length, self.packs.modified(member.pack))
+        if member is not None:
+            return ObjectInfo(member.length, self.packs.modified(member.pack))
+        info = self.blobs.head(remote_chunks.recipe_name(digest))
+        recipe = self.recipes.get(digest) if info is not None else None
+        return None if info is None or recipe is None else ObjectInfo(recipe.size, info.modified)
 
     def _member(self, digest: str, *, refresh: bool) -> Member | None:
         """Where the object is packed; `refresh`: list the packs again if not known yet."""
@@ -86,7 +96,9 @@ class RemoteStore:
             loose.add(digest)
             yield digest
         self.packs.refresh()
-        yield from sorted(set(self.packs.members()) - loose)
+        packed = set(self.packs.members())
+        yield from sorted(packed - loose)
+        yield from sorted(set(self.recipes.listed()) - loose - packed)
 
     def loose(self) -> Iterator[str]:
         """The objects stored one by one (not in packs)."""
@@ -95,7 +107,13 @@ class RemoteStore:
 
     def missing(self, digests: Iterable[str], jobs: int = 8) -> set[str]:
         """Which of the digests the remote lacks, in few requests: loose ones first, then
-        the packs (one listing, and the indices not seen yet) for those not found loose."""
+        the packs (one listing, and the indices not seen yet) for those not found loose,
+        then the recipes for those found nowhere yet."""
+        absent = self.missing_blobs(digests, jobs)
+        return absent - self.recipes.present(absent, jobs)
+
+    def missing_blobs(self, digests: Iterable[str], jobs: int = 8) -> set[str]:
+        """`missing`, with no look at recipes: for chunks, which never have one."""
         absent = self._missing_loose(set(digests), jobs)
         if absent:
             self.packs.refresh(jobs)
@@ -167,6 +185,9 @@ class RemoteStore:
 
     # -- reading -----------------------------------------------------------------------
 
+    def missing_error(self, digest: str) -> StoreError:
+        return self._missing(digest)
+
     def _missing(self, digest: str) -> StoreError:
         return StoreError(
             f"object {digest} is missing from the remote {self.url}",
@@ -182,12 +203,30 @@ class RemoteStore:
             if data is None:
                 packed = self.packed_bytes(digest, refresh=True)
                 if packed is None:
-                    raise bad or self._missing(digest)
+                    return self._reassembled(digest, bad)
                 return packed
             if digest_bytes(data) == digest:
                 return data
         self.quarantine(digest)
         raise self._corrupt(digest)
+
+    def _reassembled(self, digest: str, bad: CorruptObjectError | None) -> bytes:
+        """A chunked object's bytes (checked), or the error for an object found nowhere."""
+        import io
+
+        recipe = self._recipe_there(digest)
+        if recipe is None:
+            raise bad or self._missing(digest)
+        buffer = io.BytesIO()
+        remote_chunks.stream(self, digest, recipe, buffer)
+        return buffer.getvalue()
+
+    def _recipe_there(self, digest: str) -> remote_chunks.Recipe | None:
+        """The object's recipe if the remote has it now (a recipe read before, and kept, may
+        have been deleted since by a remote gc)."""
+        if self.blobs.head(remote_chunks.recipe_name(digest)) is None:
+            return None
+        return self.recipes.get(digest)
 
     def _corrupt(self, digest: str, member: Member | None = None) -> CorruptObjectError:
         where = "its quarantine/" if member is None else bad_name(member.pack, digest)
@@ -274,7 +313,10 @@ class RemoteStore:
                     return _copy_into(temp, handle)
             packed = self.packed_bytes(digest, refresh=True)
             if packed is None:
-                raise bad or self._missing(digest)
+                recipe = self._recipe_there(digest)
+                if recipe is None:
+                    raise bad or self._missing(digest)
+                return remote_chunks.stream(self, digest, recipe, handle)
         handle.write(packed)
         handle.flush()
         return len(packed)
@@ -324,8 +366,9 @@ class RemoteStore:
             temp.unlink(missing_ok=True)
 
     def delete(self, digest: str) -> None:
-        """The loose copy; a packed one goes only with its whole pack (remote gc)."""
-        self.blobs.delete([object_name(digest)])
+        """The loose copy and the recipe; a packed one (and a chunk) goes only with its whole
+        pack (remote gc)."""
+        self.blobs.delete([remote_chunks.recipe_name(digest), object_name(digest)])
 
     # -- transfers with a local store ----------------------------------------------------
 
@@ -336,10 +379,13 @@ class RemoteStore:
         *,
         jobs: int = 8,
         report: Callable[[Progress], None] | None = None,
+        hold: Callable[[Iterable[str]], None] | None = None,
     ) -> Progress:
         """Send the objects the remote lacks, `jobs` at a time, each verified locally first:
-        many small ones in packs (each pack's index created after it), the rest one by one."""
-        return remote_batches.upload(self, local, digests, jobs, report)
+        many small ones in packs (each pack's index created after it), large ones as their
+        recipe and the chunks the remote lacks, the rest one by one. `hold` (a lease's `add`)
+        is given the chunks before their presence is checked."""
+        return remote_batches.upload(self, local, digests, jobs, report, hold)
 
     def download(
         self,

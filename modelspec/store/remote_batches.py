@@ -1,6 +1,7 @@
 """Batched transfers between a workspace's `LocalStore` and a `RemoteStore`: upload (small
-objects in packs, the rest one by one), download (packed members a range read per run of
-members that lie close together), and the re-hash of everything on the remote. Each runs
+objects in packs, large ones as recipes and chunks, the rest one by one), download (packed
+members a range read per run of members that lie close together; chunked objects as the
+chunks the local store lacks), and the re-hash of everything on the remote. Each runs
 `jobs` requests at a time and verifies every object before it is sent or kept."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from ..digest import digest_bytes
 from ..errors import CorruptObjectError, StoreError
+from . import remote_chunks
 from .objects import LocalStore
 from .remote_packs import PACK_AT_LEAST, PACK_BELOW, Run, groups, read_run, runs, send_pack
 
@@ -42,12 +44,21 @@ class Progress:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
 
-    def add(self, size: int, *, moved: bool) -> None:
+    def add(self, size: int, *, moved: bool, sent: int | None = None, advanced: int = 0) -> None:
+        """One object done; `sent`: the bytes that moved, when not its size (a chunked one);
+        `advanced`: of its size, what `advance` already counted."""
         with self._lock:
             self.done += 1
-            self.bytes += size
+            self.bytes += size - advanced
             self.transferred += int(moved)
-            self.moved_bytes += size if moved else 0
+            self.moved_bytes += (size if sent is None else sent) if moved else 0
+            if self.report is not None:
+                self.report(self)
+
+    def advance(self, size: int) -> None:
+        """Bytes of an object still under way (a large one's chunks): a progress bar moves."""
+        with self._lock:
+            self.bytes += size
             if self.report is not None:
                 self.report(self)
 
@@ -58,6 +69,7 @@ def upload(
     digests: Iterable[str],
     jobs: int,
     report: Callable[[Progress], None] | None,
+    hold: Callable[[Iterable[str]], None] | None = None,
 ) -> Progress:
     wanted = sorted(set(digests))
     absent = remote.missing(wanted, jobs)
@@ -68,6 +80,9 @@ def upload(
     for digest in wanted:
         if digest not in absent:
             progress.add(sizes[digest], moved=False)
+    threshold = local.chunking.threshold if local.chunking is not None else None
+    chunked = sorted(d for d in absent if threshold is not None and sizes[d] >= threshold)
+    absent -= set(chunked)
     small = [(d, sizes[d]) for d in sorted(absent) if sizes[d] < PACK_BELOW]
     packed = groups(small) if len(small) >= PACK_AT_LEAST else []
     loose = sorted(absent - {d for d, _size in small}) if packed else sorted(absent)
@@ -88,6 +103,8 @@ def upload(
         for _digest, size in group:
             progress.add(size, moved=True)
 
+    if chunked:  # first: one that cannot be cut here is sent whole with the loose ones
+        loose += remote_chunks.upload(remote, local, chunked, jobs, progress, hold)
     run_tasks([*(partial(send_group, g) for g in packed), *(partial(send, d) for d in loose)], jobs)
     return progress
 
@@ -108,7 +125,9 @@ def download(
     if absent:
         remote.packs.refresh(jobs)
     members = [m for m in map(remote.packs.find, absent) if m is not None]
-    loose = sorted(set(absent) - {m.digest for m in members})
+    loose = set(absent) - {m.digest for m in members}
+    chunked = sorted(remote.recipes.present(loose, jobs))  # a recipe is cheaper than a whole copy
+    loose = loose - set(chunked)
 
     def fetch(digest: str) -> None:
         progress.add(remote.fetch_into(local, digest), moved=True)
@@ -129,7 +148,9 @@ def download(
         if failed:
             raise failed[0]
 
-    run_tasks([*(partial(fetch_run, r) for r in runs(members)), *(partial(fetch, d) for d in loose)], jobs)
+    run_tasks([*(partial(fetch_run, r) for r in runs(members)), *(partial(fetch, d) for d in sorted(loose))], jobs)
+    if chunked:
+        remote_chunks.download(remote, local, chunked, jobs, progress)
     return progress
 
 
@@ -162,6 +183,7 @@ def verify_all(remote: RemoteStore, jobs: int, report: Callable[[Progress], None
             progress.add(len(data or b""), moved=True)
 
     run_tasks([*(partial(check_run, r) for r in runs(members)), *(partial(check_loose, d) for d in loose)], jobs)
+    corrupt += remote_chunks.verify_recipes(remote, set(loose) - set(corrupt), jobs, progress)
     return progress, sorted(corrupt)
 
 

@@ -16,8 +16,10 @@ from conftest import Repo
 from modelspec.build.provenance import subjects
 from modelspec.digest import digest_file
 from modelspec.spec.model import Lock
+from modelspec.store.blobs import RemoteConfig, open_blobs
 from modelspec.store.objects import LocalStore
-from modelspec.store.remote import object_name
+from modelspec.store.remote import RemoteStore, object_name
+from modelspec.store.remote_chunks import recipe_name
 
 SIZE = 6 << 20  # over the 4 MiB threshold
 SPEC = """\
@@ -111,13 +113,17 @@ def test_versions_that_change_a_little_are_stored_once_and_cold_ones_read_back(r
     (subject,) = subjects(store, model, lock)
     assert subject.sha256 == hashlib.sha256(bytes(expected)).hexdigest()
 
-    # A cold version is pushed whole (reassembled on the way; chunks in packs on a remote
-    # are not built yet).
+    # A cold version is pushed as its recipe and chunks (never reassembled), and stays cold.
     remote = tmp_path / "remote"
     with open(repo.path / "modelspec.yaml", "a") as settings:
         settings.write(f"remote: {remote.as_uri()}\n")
     repo.cli("push", refs[0], check=True)
-    assert digest_file(remote / object_name(models[0])) == models[0]
+    assert not (remote / object_name(models[0])).exists() and (remote / recipe_name(models[0])).exists()
+    assert not store.is_whole(models[0])
+    pulled = LocalStore(tmp_path / "pulled")
+    pulled.tmp.mkdir(parents=True)
+    RemoteStore(open_blobs(RemoteConfig(remote.as_uri()))).download(pulled, [models[0]])
+    assert pulled.read_bytes(models[0]) == bytes(expected)
 
     # Promoted once cold: deploy-config hands out a path that is there, and gc warms it.
     repo.cli("promote", refs[2], "staging", check=True)

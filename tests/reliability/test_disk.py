@@ -286,3 +286,28 @@ def test_no_room_for_the_chunks_of_a_large_output_leaves_it_whole(repo: Repo, tm
         assert (repo.path / "o" / "fill" / "fill.bin").stat().st_size == 5 << 20
     finally:
         unmount(point)
+
+
+def test_a_large_object_that_cannot_be_cut_for_lack_of_room_is_pushed_whole(tmp_path: Path) -> None:
+    """A store with room for a large object's whole copy but not for its chunks keeps it
+    whole; a push, which would cut it, sends it whole instead of failing."""
+    from modelspec.store.blobs import RemoteConfig, open_blobs
+    from modelspec.store.objects import LocalStore
+    from modelspec.store.remote import RemoteStore, object_name
+
+    point = tmp_path / "eight"
+    point.mkdir()
+    mount("-t", "tmpfs", "-o", "size=8m", "tmpfs", str(point))
+    try:
+        data = os.urandom(5 << 20)
+        (tmp_path / "model.bin").write_bytes(data)
+        local = LocalStore(point / "store")
+        local.tmp.mkdir(parents=True)
+        digest = local.put_file(tmp_path / "model.bin")
+        assert local.is_whole(digest) and not local.chunks.has(digest)  # no room for its chunks
+        remote = RemoteStore(open_blobs(RemoteConfig((tmp_path / "shared").as_uri())))
+        assert remote.upload(local, [digest]).transferred == 1
+        assert (tmp_path / "shared" / object_name(digest)).read_bytes() == data
+        assert remote.read_bytes(digest) == data
+    finally:
+        unmount(point)

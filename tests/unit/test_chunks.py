@@ -267,3 +267,40 @@ def test_plain_bytes_that_sample_as_floats_are_byte_grouped() -> None:
     assert [(s.start, s.element) for s in segments(memoryview(shifted), "model.bin")] == [(0, 0), (3, 4)]
     noise = random.Random(14).randbytes(2 << 20)
     assert [s.element for s in segments(memoryview(noise), "model.bin")] == [0]
+
+
+def test_chunks_received_by_name_are_kept_and_recipes_written_only_once_whole(tmp_path: Path) -> None:
+    """A pull's intake: chunks in new packs, then only the recipes whose every chunk is here;
+    a failure before the end writes no recipe at all (packs sealed by then keep their chunks
+    for the next try, or are pruned)."""
+    import blake3
+
+    from modelspec.store.recipes import Recipe
+
+    sender = LocalStore(tmp_path / "a", POLICY)
+    sender.tmp.mkdir(parents=True)
+    data = random.Random(4).randbytes(1 << 20)
+    digest = sender.put_bytes(data)
+    recipe = sender.chunks.recipe(digest)
+    assert recipe is not None and len(recipe.chunks) > 10
+    raw = list(sender.chunks.read_chunks(recipe.chunks))
+    receiver = LocalStore(tmp_path / "b", POLICY)
+    receiver.tmp.mkdir(parents=True)
+
+    with pytest.raises(RuntimeError), receiver.chunks.receiving() as intake:
+        for (chunk, _n), piece in zip(recipe.chunks, raw, strict=True):
+            intake.add(chunk, piece)
+        intake.recipe(digest, recipe)
+        raise RuntimeError("killed before the packs were sealed")
+    assert not receiver.has(digest)
+
+    unknown = blake3.blake3(b"never sent").digest()
+    lacking = Recipe(recipe.size + 10, [*recipe.chunks, (unknown, 10)])
+    with receiver.chunks.receiving() as intake:
+        for (chunk, _n), piece in zip(recipe.chunks, raw, strict=True):
+            intake.add(chunk, piece)
+        intake.recipe(digest, recipe)
+        intake.recipe(digest_bytes(data + b"x" * 10), lacking)
+    assert receiver.has(digest) and not receiver.has(digest_bytes(data + b"x" * 10))
+    assert not receiver.is_whole(digest) and receiver.read_bytes(digest) == data
+    assert receiver.chunks.lacking(c for c, _n in recipe.chunks) == set()

@@ -1,0 +1,391 @@
+"""Large objects on a remote as recipes and chunks: a push sends a file's recipe and only the
+chunks the remote lacks, a pull asks only for the chunks the local store lacks.
+
+    <remote>/recipes/<hex>             a file's size and chunk list (store/recipes.py) and its blake3
+    <remote>/quarantine/recipes/<hex>  a recipe found damaged, or naming a chunk that is gone
+
+A chunk is named by the blake3 of its raw bytes, which is its digest as an object: on the
+remote it is a content-addressed object like any other, and travels as small objects do (in
+packs, store/remote_packs.py; a handful alone). Both sides cut with the local chunk layer
+(store/cutting.py), so the chunks of a file's next version mostly exist already.
+
+A recipe is created (conditionally) only after every chunk it names is on the remote, and
+remote gc deletes a recipe before the chunks only it needed: a push or gc killed at any
+instant never leaves a recipe naming an absent chunk. An object is on the remote when its
+loose copy, a packed copy or its recipe is. Recipes never change: a process keeps those it
+has read, and a workspace keeps them beside its pack indices.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
+
+import blake3
+
+from ..digest import PREFIX, hex_of
+from ..errors import CorruptObjectError, StoreError
+from .blobs import Blobs
+from .files import write_atomic
+from .recipes import Recipe, parse_recipe, recipe_bytes
+from .remote_packs import Run, groups, read_run, runs, send_pack
+
+if TYPE_CHECKING:
+    from .objects import LocalStore
+    from .remote import RemoteStore
+    from .remote_batches import Progress
+
+RECIPES = "recipes/"
+QUARANTINED_RECIPES = "quarantine/recipes/"
+_HEAD_AT_MOST = 32  # above this many digests, list recipes/ instead of asking about each
+
+
+def recipe_name(digest: str) -> str:
+    return f"{RECIPES}{hex_of(digest)}"
+
+
+def encode(recipe: Recipe) -> bytes:
+    body = recipe_bytes(recipe.size, recipe.chunks)
+    return body + blake3.blake3(body).digest()  # a damaged recipe is refused, never believed
+
+
+def decode(data: bytes) -> Recipe | None:
+    if len(data) < 32 or blake3.blake3(data[:-32]).digest() != data[-32:]:
+        return None
+    return parse_recipe(data[:-32])
+
+
+def chunk_digest(chunk: bytes) -> str:
+    return PREFIX + chunk.hex()
+
+
+class RecipeCatalog:
+    """The remote's recipes: which objects have one, and their chunk lists (read once)."""
+
+    def __init__(self, blobs: Blobs, cache: Path | None = None) -> None:
+        self.blobs = blobs
+        self.cache = cache / "recipes" if cache is not None else None
+        self._read: dict[str, Recipe] = {}
+        self._lock = threading.Lock()
+
+    def listed(self) -> dict[str, float]:
+        """Every recipe on the remote: object digest → when it was created. Those kept here
+        that are no longer there (deleted by a remote gc) are forgotten."""
+        found = {PREFIX + info.name.rsplit("/", 1)[-1]: info.modified for info in self.blobs.scan(RECIPES)}
+        with self._lock:
+            self._read = {d: r for d, r in self._read.items() if d in found}
+        if self.cache is not None and self.cache.is_dir():
+            for path in self.cache.iterdir():
+                if not path.name.startswith(".") and PREFIX + path.name not in found:  # not a writer's temp
+                    path.unlink(missing_ok=True)
+        return found
+
+    def present(self, digests: set[str], jobs: int = 8) -> set[str]:
+        """Which of the objects have a recipe: a HEAD each for a few, else one listing."""
+        if not digests:
+            return set()
+        if len(digests) <= _HEAD_AT_MOST:
+            from concurrent.futures import ThreadPoolExecutor
+
+            ordered = sorted(digests)
+            with ThreadPoolExecutor(max(1, min(jobs, len(ordered)))) as pool:
+                there = list(pool.map(lambda d: self.blobs.head(recipe_name(d)) is not None, ordered))
+            return {d for d, yes in zip(ordered, there, strict=True) if yes}
+        return digests & set(self.listed())
+
+    def get(self, digest: str) -> Recipe | None:
+        """The object's recipe (verified), None if it has none. A damaged one is quarantined
+        and raises: the object is no longer on the remote, and a push sends it again."""
+        with self._lock:
+            known = self._read.get(digest)
+        if known is not None:
+            return known
+        cached = self.cache / hex_of(digest) if self.cache is not None else None
+        if cached is not None:
+            with contextlib.suppress(OSError):
+                recipe = decode(cached.read_bytes())
+                if recipe is not None:
+                    return self._keep(digest, recipe)
+        data = None
+        for _attempt in range(2):  # bytes damaged on the way are fetched once more
+            data = self.blobs.get(recipe_name(digest))
+            if data is None:
+                return None
+            recipe = decode(data)
+            if recipe is not None:
+                if cached is not None:
+                    with contextlib.suppress(OSError):  # a cache that cannot be written costs a download
+                        cached.parent.mkdir(parents=True, exist_ok=True)
+                        write_atomic(cached, data, durable=False)
+                return self._keep(digest, recipe)
+        self.quarantine(digest)
+        raise CorruptObjectError(
+            f"the recipe of object {digest} on the remote {self.blobs.url} is damaged; it was moved to "
+            f"{QUARANTINED_RECIPES}",
+            hint="push it again from a workspace that has it (`modelspec push`)",
+        )
+
+    def _keep(self, digest: str, recipe: Recipe) -> Recipe:
+        with self._lock:
+            self._read[digest] = recipe
+        return recipe
+
+    def quarantine(self, digest: str) -> None:
+        """Take a recipe out of service (damaged, or naming a chunk that is gone), keeping its
+        bytes: the object no longer counts as on the remote, so the next push sends it again."""
+        name = recipe_name(digest)
+        data = self.blobs.get(name)
+        if data is not None:
+            self.blobs.replace(QUARANTINED_RECIPES + hex_of(digest), data)
+        self.blobs.delete([name])
+        with self._lock:
+            self._read.pop(digest, None)
+        if self.cache is not None:
+            (self.cache / hex_of(digest)).unlink(missing_ok=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Chunked:
+    """A large object a push sends as chunks: its recipe, and the chunks it brings first."""
+
+    digest: str
+    recipe: Recipe
+    new: tuple[tuple[bytes, int], ...]  # (chunk, raw length), the remote lacks them; first holder only
+
+
+def local_recipe(local: LocalStore, digest: str) -> Recipe:
+    """The object's chunk list in the local store, cut now if it is whole but not chunked
+    (with the local chunk layer's cutting: both sides agree on chunks)."""
+    recipe = local.chunks.recipe(digest)
+    if recipe is None:
+        if local.chunks.add(local.checked_path(digest), digest) != digest:
+            raise StoreError(f"local object {digest} changed while it was being chunked; run `modelspec verify`")
+        recipe = local.chunks.recipe(digest)
+    if recipe is None:
+        raise StoreError(f"object {digest} is missing from the local store", hint="build again")
+    return recipe
+
+
+def upload(
+    remote: RemoteStore,
+    local: LocalStore,
+    digests: list[str],
+    jobs: int,
+    progress: Progress,
+    hold: Callable[[Iterable[str]], None] | None,
+) -> list[str]:
+    """Send the objects as recipes and the chunks the remote lacks: every chunk first (in
+    packs of one object's chunks, so remote gc frees a dropped version's packs whole), then
+    the recipes. `hold` leases the chunks before their presence is checked (remote gc keeps
+    them until the recipes name them). Returns the objects left for the caller to send whole:
+    those that could not be cut here (no room for their chunks)."""
+    from .remote_batches import run_tasks
+
+    recipes, whole = {}, []
+    for digest in digests:
+        try:
+            recipes[digest] = local_recipe(local, digest)
+        except OSError:  # a full disk: its chunks cannot be written here, its whole copy can be sent
+            whole.append(digest)
+    digests = [d for d in digests if d in recipes]
+    if not digests:
+        return whole
+    every = {chunk_digest(c) for r in recipes.values() for c, _n in r.chunks}
+    if hold is not None:
+        hold(every)
+    absent = remote.missing_blobs(every, jobs)
+    plans, claimed = [], set()
+    for digest in digests:
+        new = []
+        for chunk, length in recipes[digest].chunks:
+            if chunk_digest(chunk) in absent and chunk not in claimed:
+                claimed.add(chunk)
+                new.append((chunk, length))
+        plans.append(Chunked(digest, recipes[digest], tuple(new)))
+    sent: dict[str, int] = {}
+    sent_lock = threading.Lock()
+
+    def send_group(plan: Chunked, group: list[tuple[bytes, int]]) -> None:
+        parts = [(chunk_digest(c), raw) for (c, _n), raw in zip(group, local.chunks.read_chunks(group), strict=True)]
+        send_pack(remote.blobs, remote.packs, parts)
+        size = sum(len(raw) for _d, raw in parts)
+        with sent_lock:
+            sent[plan.digest] = sent.get(plan.digest, 0) + size
+        progress.advance(size)
+
+    def send_all(plans: list[Chunked]) -> None:
+        tasks: list[Callable[[], None]] = []
+        for plan in plans:
+            sized = [(c.hex(), n) for c, n in plan.new]
+            for group in groups(sized) if sized else []:
+                tasks.append(partial(send_group, plan, [(bytes.fromhex(h), n) for h, n in group]))
+        run_tasks(tasks, jobs)
+
+    send_all(plans)
+    # A chunk found there may have been deleted since by a remote gc whose sweep began before
+    # the lease was visible: look again (one listing) before any recipe names it.
+    lost = remote.missing_blobs(every - absent, jobs)
+    if lost:
+        sizes = {c: n for r in recipes.values() for c, n in r.chunks}
+        again = sorted(bytes.fromhex(hex_of(d)) for d in lost)
+        send_all([Chunked(plans[0].digest, plans[0].recipe, tuple((c, sizes[c]) for c in again))])
+
+    def send_recipe(plan: Chunked) -> None:
+        data = encode(plan.recipe)
+        remote.blobs.create(recipe_name(plan.digest), data)
+        done = sent.get(plan.digest, 0)
+        progress.add(plan.recipe.size, moved=True, sent=done + len(data), advanced=done)
+
+    run_tasks([partial(send_recipe, plan) for plan in plans], jobs)
+    return whole
+
+
+def download(
+    remote: RemoteStore,
+    local: LocalStore,
+    digests: list[str],
+    jobs: int,
+    progress: Progress,
+) -> None:
+    """Fetch the objects as chunks: their recipes, then only the chunks the local store
+    lacks (range reads of packs), each checked against its name before it is kept; each
+    recipe is written locally last. The whole file's blake3 is checked when it is
+    reassembled (checkout)."""
+    from .remote_batches import run_tasks
+
+    recipes = {}
+    for digest in digests:
+        recipe = remote.recipes.get(digest)
+        if recipe is None:
+            raise remote.missing_error(digest)
+        recipes[digest] = recipe
+    owner = {c: d for d in reversed(digests) for c, _n in recipes[d].chunks}  # which object asked first
+    with local.chunks.receiving() as intake:
+        wanted = local.chunks.lacking(owner)
+        if wanted:
+            remote.packs.refresh(jobs)
+        members = [m for c in sorted(wanted) if (m := remote.packs.find(chunk_digest(c))) is not None]
+        loose = sorted(wanted - {bytes.fromhex(hex_of(m.digest)) for m in members})
+        moved: dict[str, int] = {}
+        lock = threading.Lock()
+
+        def keep(chunk: bytes, data: bytes) -> None:
+            intake.add(chunk, data)
+            with lock:
+                moved[owner[chunk]] = moved.get(owner[chunk], 0) + len(data)
+
+        def alone(chunk: bytes) -> None:
+            digest = chunk_digest(chunk)
+            try:
+                data = read_chunk(remote, owner[chunk], chunk)
+                keep(chunk, data)
+                progress.advance(len(data))
+            except StoreError as exc:
+                raise type(exc)(
+                    f"object {owner[chunk]} on the remote {remote.url}: its chunk {digest} is unusable: {exc.message}",
+                    hint="push the object again from a workspace that has it (`modelspec push`)",
+                ) from None
+
+        def fetch_run(run: Run) -> None:
+            found = read_run(remote.blobs, run) or {}
+            kept = 0
+            for member in run.members:
+                chunk = bytes.fromhex(hex_of(member.digest))
+                data = found.get(member)
+                if data is not None and blake3.blake3(data).digest() == chunk:
+                    keep(chunk, data)
+                    kept += len(data)
+                else:
+                    alone(chunk)  # once more, alone: from the pack, or wherever it is now
+            progress.advance(kept)  # a run at a time: a progress event per chunk would cost more than it
+
+        run_tasks([*(partial(fetch_run, r) for r in runs(members)), *(partial(alone, c) for c in loose)], jobs)
+        for digest in digests:
+            intake.recipe(digest, recipes[digest])
+    for digest in digests:
+        progress.add(recipes[digest].size, moved=True, sent=moved.get(digest, 0), advanced=moved.get(digest, 0))
+
+
+def read_chunk(remote: RemoteStore, digest: str, chunk: bytes) -> bytes:
+    """One chunk of the object `digest`, alone and verified. Corrupt (then marked bad) or gone,
+    the object's recipe is quarantined: it names a chunk the remote no longer has, and the
+    next push sends both again. A remote that cannot be reached quarantines nothing."""
+    try:
+        return remote.read_bytes(chunk_digest(chunk))
+    except CorruptObjectError:
+        remote.recipes.quarantine(digest)
+        raise
+    except StoreError:
+        if remote.missing_blobs([chunk_digest(chunk)]):
+            remote.recipes.quarantine(digest)
+        raise
+
+
+def stream(remote: RemoteStore, digest: str, recipe: Recipe, handle: BinaryIO) -> int:
+    """Reassemble an object from the remote's chunks into `handle`, in order, each chunk
+    checked, then the whole against its digest; its size. A chunk's range read brings its
+    neighbours, kept until their turn (a push packs a file's new chunks in file order)."""
+    from collections import Counter
+
+    remote.packs.refresh()
+    uses = Counter(chunk for chunk, _n in recipe.chunks)
+    members = {m.digest: m for c in uses if (m := remote.packs.find(chunk_digest(c))) is not None}
+    run_of = {m.digest: run for run in runs(list(members.values())) for m in run.members}
+    found: dict[bytes, bytes] = {}
+    hasher = blake3.blake3()
+    for chunk, _length in recipe.chunks:
+        if chunk not in found and (run := run_of.get(chunk_digest(chunk))) is not None:
+            for member, data in (read_run(remote.blobs, run) or {}).items():
+                if uses[bytes.fromhex(hex_of(member.digest))] > 0:
+                    found[bytes.fromhex(hex_of(member.digest))] = data
+        kept = found.get(chunk)
+        data = kept if kept is not None and blake3.blake3(kept).digest() == chunk else read_chunk(remote, digest, chunk)
+        uses[chunk] -= 1
+        if uses[chunk]:
+            found[chunk] = data
+        else:
+            found.pop(chunk, None)
+        hasher.update(data)
+        handle.write(data)
+    handle.flush()
+    if PREFIX + hasher.hexdigest() != digest:
+        remote.recipes.quarantine(digest)
+        raise CorruptObjectError(
+            f"object {digest} on the remote {remote.url} reassembles to other bytes; its recipe was quarantined",
+            hint="push it again from a workspace that has it",
+        )
+    return recipe.size
+
+
+def verify_recipes(remote: RemoteStore, loose: set[str], jobs: int, progress: Progress) -> list[str]:
+    """Check every recipe (after the chunks were re-hashed): one that is damaged, or names a
+    chunk the remote no longer has (`loose`: the sound loose objects), is quarantined and
+    its object returned as corrupt: the next push sends it again."""
+    from .remote_batches import run_all
+
+    listed = sorted(remote.recipes.listed())
+    progress.total += len(listed)
+    packed = set(remote.packs.members())  # without the members just marked bad
+    corrupt: list[str] = []
+
+    def check(digest: str) -> None:
+        try:
+            recipe = remote.recipes.get(digest)
+        except CorruptObjectError:
+            corrupt.append(digest)
+            recipe = None
+        chunks = recipe.chunks if recipe is not None else []
+        unseen = {d for c, _n in chunks if (d := chunk_digest(c)) not in packed and d not in loose}
+        # Not seen by the listings above: perhaps pushed since (a new pack, then this recipe).
+        if unseen and remote.missing_blobs(unseen):
+            remote.recipes.quarantine(digest)
+            corrupt.append(digest)
+        progress.add(0, moved=True)
+
+    run_all(check, listed, jobs)
+    return corrupt
