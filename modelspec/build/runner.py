@@ -9,6 +9,7 @@ ingest its outputs, and return the `ActionResult` (or a `StageFailure`, which is
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -26,7 +27,7 @@ from ..sandbox.bwrap import NETWORK_SYMPTOMS
 from ..sandbox.limits import NO_LIMITS, Limits
 from ..sandbox.process import RunRequest, Sandbox
 from ..spec.lockdata import StageLock
-from ..store.files import remove_path
+from ..store.files import remove_path, write_atomic
 from ..store.objects import Entry, LocalStore
 from ..store.owner import temp_prefix
 from ..store.traces import ActionResult
@@ -72,8 +73,12 @@ class StageJob:
 def run_node(job: StageJob, key: str, ctx: RunContext) -> ActionResult | StageFailure:
     store = ctx.store
     workdir = Path(tempfile.mkdtemp(dir=store.tmp, prefix=f"{temp_prefix(store.tmp)}run-"))
-    job.log.parent.mkdir(parents=True, exist_ok=True)
-    job.log.unlink(missing_ok=True)
+    # The run logs to a file of its own beside its work directory, shown at `job.log` (a hard
+    # link, so it can be followed while the stage runs). Two builds running the same stage at
+    # once (with other overrides) wrote one file, and one removed it under the other, whose
+    # stage then failed for want of its log, or would have stored the other's.
+    log = workdir.with_name(f"{workdir.name}.log")
+    shown = _show_log(log, job.log)
     started = time.time()
     stage = job.stage
     try:
@@ -92,7 +97,7 @@ def run_node(job: StageJob, key: str, ctx: RunContext) -> ActionResult | StageFa
             outputs=stage.outputs,
             params=stage.params,
             workdir=workdir,
-            log=job.log,
+            log=log,
             environment=job.environment,
             source_date_epoch=job.source_date_epoch,
             limits=job.limits,
@@ -100,33 +105,33 @@ def run_node(job: StageJob, key: str, ctx: RunContext) -> ActionResult | StageFa
         outcome = ctx.sandbox.run(request, ctx.cancel)
         ended = time.time()
         if ctx.cancel.is_set():
-            return _failure(job, "interrupted", started, ended)
+            return _failure(job, log, "interrupted", started, ended)
         if outcome.exit_code != 0:
             reason = outcome.describe()
-            limit = outcome.limit or _limit_in_log(job, ctx.sandbox.hermetic, workdir)
+            limit = outcome.limit or _limit_in_log(job, log, ctx.sandbox.hermetic, workdir)
             if limit:
                 setting = "timeout" if limit == "timeout" else f"limits.{limit}"
                 reason = (
                     f"{_LIMIT_WORDS[limit]} (limit: {job.limits.describe(limit)}; raise the stage's `{setting}`"
                     f" or `limits.{limit}` in modelspec.yaml)"
                 )
-                _append(job.log, f"modelspec: {reason}\n")
-            elif ctx.sandbox.hermetic and _mentions(job.log, *NETWORK_SYMPTOMS):
+                _append(log, f"modelspec: {reason}\n")
+            elif ctx.sandbox.hermetic and _mentions(log, *NETWORK_SYMPTOMS):
                 reason += " (the sandbox has no network: a stage may only read its declared inputs)"
-            elif _mentions(job.log, "No space left on device") or _nearly_full(workdir):
+            elif _mentions(log, "No space left on device") or _nearly_full(workdir):
                 reason += (
                     " (no space left on the store's filesystem: free space (`modelspec gc` can, even now), or move "
                     "it with MODELSPEC_HOME)"
                 )
-            return _failure(job, reason, started, ended)
+            return _failure(job, log, reason, started, ended)
         problem = check_outputs(workdir / "out", stage.outputs)
         if problem:
-            _append(job.log, f"modelspec: {problem}\n")
-            return _failure(job, problem, started, ended)
+            _append(log, f"modelspec: {problem}\n")
+            return _failure(job, log, problem, started, ended)
         metrics_error, metrics = _read_metrics(workdir / "out", stage)
         if metrics_error:
-            _append(job.log, f"modelspec: {metrics_error}\n")
-            return _failure(job, metrics_error, started, ended)
+            _append(log, f"modelspec: {metrics_error}\n")
+            return _failure(job, log, metrics_error, started, ended)
         outputs = {
             name: store.put_path(workdir / "out" / path, move=True) for name, path in sorted(stage.outputs.items())
         }
@@ -134,7 +139,7 @@ def run_node(job: StageJob, key: str, ctx: RunContext) -> ActionResult | StageFa
             key=key,
             node=job.node,
             outputs=outputs,
-            log=store.put_file(job.log),
+            log=store.put_file(log),
             exit_code=0,
             started=started,
             ended=ended,
@@ -142,7 +147,26 @@ def run_node(job: StageJob, key: str, ctx: RunContext) -> ActionResult | StageFa
             metrics=metrics,
         )
     finally:
+        if not shown:  # no hard link here: a copy, once it is whole
+            with contextlib.suppress(OSError):
+                write_atomic(job.log, log.read_bytes(), store.tmp, durable=False)
+        log.unlink(missing_ok=True)
         ctx.remove(workdir)
+
+
+def _show_log(log: Path, shown: Path) -> bool:
+    """Create the run's (empty) log and put it at `shown` in place of the last run's log, as
+    a hard link; False when the filesystem refuses the link."""
+    log.touch()
+    shown.parent.mkdir(parents=True, exist_ok=True)
+    link = log.with_name(f"{log.name}.shown")
+    try:
+        os.link(log, link)
+        os.replace(link, shown)
+    except OSError:
+        link.unlink(missing_ok=True)
+        return False
+    return True
 
 
 def check_outputs(out_dir: Path, declared: Mapping[str, str]) -> str:
@@ -173,15 +197,15 @@ _LIMIT_WORDS = {
 }
 
 
-def _limit_in_log(job: StageJob, sandboxed: bool, workdir: Path) -> str | None:
+def _limit_in_log(job: StageJob, log: Path, sandboxed: bool, workdir: Path) -> str | None:
     """The limit a failed command most likely hit, from what it printed (only the timeout and a
     pids cgroup are known for certain)."""
     limits = job.limits
-    if limits.memory and _mentions(job.log, "MemoryError", "Cannot allocate memory", "bad_alloc"):
+    if limits.memory and _mentions(log, "MemoryError", "Cannot allocate memory", "bad_alloc"):
         return "memory"
-    if limits.processes and _mentions(job.log, "Resource temporarily unavailable", "can't fork", "Cannot fork"):
+    if limits.processes and _mentions(log, "Resource temporarily unavailable", "can't fork", "Cannot fork"):
         return "processes"
-    if sandboxed and limits.tmp and _mentions(job.log, "No space left on device") and not _nearly_full(workdir):
+    if sandboxed and limits.tmp and _mentions(log, "No space left on device") and not _nearly_full(workdir):
         return "tmp"  # the sandbox's /tmp is a sized tmpfs, and the store's disk has room
     return None
 
@@ -205,9 +229,10 @@ def _read_metrics(out_dir: Path, stage: StageLock) -> tuple[str, dict[str, float
     return "", flat
 
 
-def _failure(job: StageJob, reason: str, started: float, ended: float) -> StageFailure:
+def _failure(job: StageJob, log: Path, reason: str, started: float, ended: float) -> StageFailure:
+    """The failure, naming `job.log` (where the run's `log` is shown)."""
     try:
-        lines = job.log.read_text(errors="replace").splitlines()
+        lines = log.read_text(errors="replace").splitlines()
     except FileNotFoundError:
         lines = []
     return StageFailure(job.node, reason, job.log, "\n".join(lines[-LOG_TAIL_LINES:]), started, ended)

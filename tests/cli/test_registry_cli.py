@@ -160,7 +160,7 @@ def ws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
         both = [_popen_build(repo, "a.v=3"), _popen_build(repo, "a.v=4")]
         for label, proc in zip(("a3", "a4"), both, strict=True):
             out, err = proc.communicate(timeout=120)
-            assert proc.returncode == 0, err
+            assert proc.returncode == 0, out[-4000:] + err
             w.builds[label] = json.loads(out)
         repo.write("data/raw.txt", "FIRST\nlast\n")
         repo.write("src/a.sh", "# code of stage a, revised\n")

@@ -16,6 +16,8 @@ import pytest
 from conftest import Repo, states
 from pipeline import expected_d, make_pipeline
 
+from modelspec.digest import digest_bytes
+
 
 def checkout_d(repo: Repo, spec: str) -> str:
     repo.modelspec("checkout", spec, "--out", "out", check=True)
@@ -338,3 +340,32 @@ def test_a_build_without_a_remote_imports_none_of_the_remotes_modules(repo: Repo
     )
     noop = subprocess.run([sys.executable, "-c", code], cwd=repo.path, capture_output=True, text=True, check=True)
     assert noop.stdout.split() == ["True", "[]"]
+
+
+def test_builds_running_the_same_stage_at_once_each_keep_their_log(repo: Repo) -> None:
+    """Four builds with other overrides run stage a at the same time: each succeeds (one used
+    to remove the shared log file under another, whose stage then failed), and the log left at
+    logs/pipe/a.log is whole: one run's, as the store keeps it."""
+    spec = make_pipeline(repo, hermetic="off", a_extra="echo log a=${config.a.v}; sleep 0.3")  # runs overlap
+    repo.build_json(spec)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "modelspec", "build", spec, f"a.v={10 + i}", "--json"],
+            cwd=repo.path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(4)
+    ]
+    reports = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, out[-3000:] + err
+        reports.append(json.loads(out))
+    logs = {str(report["specs"]["pipe"]["nodes"]["pipe:a"]["log"]) for report in reports}
+    assert len(logs) == 4  # each run's own log, in the store
+    published = (repo.path / ".modelspec" / "logs" / "pipe" / "a.log").read_bytes()
+    assert published in {f"log a={10 + i}\n".encode() for i in range(4)}
+    assert digest_bytes(published) in logs
+    assert not list((repo.path / ".modelspec" / "tmp").glob("*.log"))  # nothing left beside the work folders
