@@ -4,6 +4,7 @@ one or two chunks, cut points are stable under insertions, byte grouping is reve
 from __future__ import annotations
 
 import random
+import struct
 from pathlib import Path
 
 from hypothesis import given, settings
@@ -51,6 +52,20 @@ def test_every_codec_decodes_what_it_encoded(
     plane = plane_compressor(1) if planes else None  # the top plane's own zstd parameters
     stored, codec = encode(raw, element, 1 / 16, zstandard.ZstdCompressor(), align % element, plane)
     assert decode(stored, codec, len(raw), zstandard.ZstdDecompressor()) == raw
+
+
+def test_float_weights_are_stored_as_planes_and_decode_bit_for_bit() -> None:
+    """Float32 weights: the top plane (sign, exponent) compresses, so the chunk is stored
+    grouped (codec 4), whatever the alignment of its first number; it decodes to its bytes."""
+    import zstandard
+
+    rng = random.Random(3)
+    weights = struct.pack("<4099f", *(rng.gauss(0, 0.02) for _ in range(4099)))
+    for align in range(4):
+        raw = weights[4 - align :] if align else weights  # begins `align` bytes into a number
+        stored, codec = encode(raw, 4, 1 / 16, zstandard.ZstdCompressor(), align, plane_compressor(1))
+        assert codec == 4 and len(stored) < 0.9 * len(raw)
+        assert decode(stored, codec, len(raw), zstandard.ZstdDecompressor()) == raw
 
 
 def test_pieces_cover_every_byte_once() -> None:
