@@ -38,8 +38,6 @@ from .protocol import Entry, ObjectInfo, ObjectStore
 from .recipes import DEFAULT_CHUNKING, ChunkPolicy
 from .trees import digest_path, walk_path
 
-_SMALL = 1 << 20  # objects up to this size are copied out of one verifying read
-
 if TYPE_CHECKING:
     from .chunks import ChunkStore
 
@@ -74,11 +72,9 @@ class LocalStore(DeferredSync):
     # -- paths and queries -------------------------------------------------------------
 
     def path_of(self, digest: str) -> Path:
-        hexpart = hex_of(digest)
-        return self.objects / hexpart[:2] / hexpart
+        return Path(self._file(digest))
 
-    def _file(self, digest: str) -> str:
-        """`path_of` as a string, for the checks a build makes of every cached output."""
+    def _file(self, digest: str) -> str:  # as a string: a build asks for every cached output's
         hexpart = hex_of(digest)
         return f"{self._objects}/{hexpart[:2]}/{hexpart}"
 
@@ -374,8 +370,6 @@ class LocalStore(DeferredSync):
         if not link and not self.is_whole(digest) and self.chunks.has(digest):
             self._reassemble_at(digest, dest, mode)  # a copy: stays cold
             return
-        if not link and digest not in self._verified and self._copy_small(digest, dest, mode):
-            return
         source = self.checked_path(digest)
         if link and not executable:
             try:
@@ -384,28 +378,7 @@ class LocalStore(DeferredSync):
             except OSError:
                 pass  # another filesystem: copy instead
         shutil.copyfile(source, dest)
-        os.chmod(dest, 0o555 if executable else 0o444)
-
-    def _copy_small(self, digest: str, dest: Path, mode: int) -> bool:
-        """Copy a small whole object to `dest` from one read that also verifies it (a checkout
-        of 1,000 small artifacts opened each object twice: to hash it, then to copy it).
-        False when it is large, missing or corrupt: `checked_path` says which, and acts."""
-        try:
-            with open(self._file(digest), "rb") as source:
-                data = source.read(_SMALL + 1)
-        except FileNotFoundError:
-            return False
-        if len(data) > _SMALL or digest_bytes(data) != digest:
-            return False
-        self._verified.add(digest)
-        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
-        try:
-            with open(fd, "wb", closefd=False) as target:
-                target.write(data)
-            os.fchmod(fd, mode)  # whatever the umask, and if `dest` was there already
-        finally:
-            os.close(fd)
-        return True
+        os.chmod(dest, mode)
 
     def tree_objects(self, entry: Entry) -> Iterator[str]:
         """Every object an entry needs: the tree documents and the file objects."""
