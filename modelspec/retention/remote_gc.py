@@ -151,6 +151,11 @@ def collect_remote(
         else:
             still[digest] = since if since is not None else now
             report.condemned += [] if since is not None else [digest]
+    # Every recipe that stays names chunks that stay, however long they have been condemned:
+    # a push may have made a recipe of chunks an older version left (found present, reused).
+    going = {digest for _name, digest, _size in doomed_recipes}
+    for digest in listed.keys() - going:
+        needed |= chunks_of[digest]
     doomed = []
     for info in blobs.scan("objects/"):
         digest = "blake3:" + info.name.rsplit("/", 1)[-1]
@@ -172,6 +177,10 @@ def collect_remote(
         # The leases again, just before deleting: a build or push that started meanwhile.
         leased = live_remote_leased(blobs, time.time())
         leased |= {c for d in leased & set(chunks_of) for c in chunks_of[d]}
+        # And the recipes made since they were listed: a push that found a condemned chunk
+        # present, named it and released its lease, all while this gc ran.
+        for digest in recipes.listed().keys() - listed.keys():
+            leased |= _chunks(remote, digest)
         doomed = [item for item in doomed if item[1] not in leased]
         doomed_recipes = [item for item in doomed_recipes if item[1] not in leased]
         packs.doomed = [item for item in packs.doomed if not leased & set(item[1])]

@@ -202,8 +202,12 @@ def test_remote_gc_keeps_shared_chunks_and_drops_an_unneeded_versions_own(repo: 
         first = collect_remote(workspace, registry, remote, grace=0)
         assert orphan in first.condemned and first.deleted == []
         second = collect_remote(workspace, registry, remote, grace=0)
-    assert second.deleted_recipes == 1 and orphan in second.deleted
-    assert set(second.deleted) - {orphan} == own - shared  # its own chunks, with their pack
+        # Its chunks stay while its recipe does (it might be needed again before it goes),
+        # and are condemned with its deletion, then deleted, with their pack, by the next gc.
+        third = collect_remote(workspace, registry, remote, grace=0)
+    assert second.deleted == [orphan] and second.deleted_recipes == 1
+    assert own - shared <= set(second.condemned)
+    assert set(third.deleted) == own - shared
     assert remote.store.missing([orphan]) == {orphan}
     with pytest.raises(StoreError, match=f"object {orphan} is missing from the remote"):
         remote.store.read_bytes(orphan)  # its recipe, read before and kept, is not believed
@@ -268,3 +272,64 @@ def test_push_and_pull_of_a_workspaces_large_model_move_its_changed_chunks(repo:
         expected[v * RUN : (v + 1) * RUN] = (f"{v}\n".encode() * RUN)[:RUN]
         assert placed.read_bytes() == bytes(expected)
     assert repo.cli("verify", first).returncode == 0 and repo.cli("verify", second).returncode == 0
+
+
+def test_remote_gc_keeps_the_chunks_of_every_recipe_it_does_not_delete(repo: Repo, tmp_path: Path) -> None:
+    """A recipe pushed after gc condemned the chunks it reuses (found present, not sent again)
+    is condemned itself, not deleted, by the next gc: that gc keeps its chunks, though they have
+    been condemned for longer than the grace. (It deleted them: the recipe named absent chunks,
+    and the object still counted as on the remote, so no push would send them again.)"""
+    repo.write("modelspec.yaml", f"remote: '{(tmp_path / 'shared').as_uri()}'\n")
+    repo.commit("a workspace with a remote")
+    workspace = find_workspace(repo.path)
+    remote = open_remote(workspace.settings, workspace.home)
+    assert remote is not None
+    first, second = versions(2)
+    old, new = stored(workspace.store, tmp_path, [first, second])
+    with open_registry(workspace) as registry:  # no version keeps either object
+        remote.store.upload(workspace.store, [old])
+        assert old in collect_remote(workspace, registry, remote, grace=0).condemned  # and its chunks
+        remote.store.upload(workspace.store, [new])  # reuses most of them
+        named = {chunk_digest(c) for c, _n in remote.store.recipes.get(new).chunks}  # type: ignore[union-attr]
+        report = collect_remote(workspace, registry, remote, grace=0)
+    assert old in report.deleted and new in report.condemned and not named & set(report.deleted)
+    assert remote.store.missing(named) == set()
+    fresh = LocalStore(tmp_path / "fresh")
+    fresh.tmp.mkdir(parents=True)
+    remote.store.download(fresh, [new])
+    assert checkout(fresh, new, tmp_path / "new.bin") == second
+
+
+def test_remote_gc_keeps_the_chunks_of_a_recipe_made_while_it_ran(
+    repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A push that reuses condemned chunks and creates its recipe after gc listed the recipes
+    (its lease released before gc looks at the leases again): gc lists the recipes again just
+    before deleting, and keeps what the new one names."""
+    repo.write("modelspec.yaml", f"remote: '{(tmp_path / 'shared').as_uri()}'\n")
+    repo.commit("a workspace with a remote")
+    workspace = find_workspace(repo.path)
+    remote = open_remote(workspace.settings, workspace.home)
+    assert remote is not None
+    first, second = versions(2, seed=11)
+    old, new = stored(workspace.store, tmp_path, [first, second])
+    catalog = remote.store.recipes
+    real_listed = catalog.listed
+    pushed: list[str] = []
+
+    def listed_then_a_push() -> dict[str, float]:
+        found = real_listed()
+        if not pushed:  # gc's first listing: the push lands right after it
+            pushed.append(new)
+            remote.store.upload(workspace.store, [new])
+        return found
+
+    with open_registry(workspace) as registry:
+        remote.store.upload(workspace.store, [old])
+        collect_remote(workspace, registry, remote, grace=0)  # condemns old's recipe
+        assert old in collect_remote(workspace, registry, remote, grace=0).deleted  # and condemns its chunks
+        monkeypatch.setattr(catalog, "listed", listed_then_a_push)
+        report = collect_remote(workspace, registry, remote, grace=0)
+    named = {chunk_digest(c) for c, _n in catalog.get(new).chunks}  # type: ignore[union-attr]
+    assert pushed and not named & set(report.deleted)
+    assert remote.store.missing(named) == set()
