@@ -28,14 +28,13 @@ from .build.needed import build_records, labelled_objects, needed_objects, versi
 from .errors import UsageError
 from .events import Event, Reporter, ignore
 from .registry.registry import ModelVersion, Registry
-from .retention.remote_gc import kept_objects
+from .retention.remote_gc import kept_objects, recipe_chunks
 from .spec.model import split_output_ref
 from .store.files import remove_path
 from .store.objects import Entry, LocalStore
 from .store.remote import Progress
 from .store.remote_cache import ROOTS, Remote, RemoteLease, read_condemned, read_roots, write_roots
 from .store.remote_cache import require_remote as require_remote_of
-from .store.remote_chunks import chunk_digest
 from .store.traces import ActionCache, ActionResult
 from .store.workspace import CHECKOUT_DIR, Workspace
 
@@ -281,7 +280,7 @@ def status(workspace: Workspace, *, jobs: int = DEFAULT_JOBS) -> dict[str, Any]:
         kept = kept_objects(workspace, registry)
     local_only = remote.store.missing(kept, jobs)
     recipes = remote.store.recipes.listed()
-    chunks = {chunk_digest(c) for d in recipes if (r := remote.store.recipes.get(d)) for c, _n in r.chunks}
+    chunks = {c for d in recipes for c in recipe_chunks(remote, d)}  # a damaged recipe names none
     remote_all = set(remote.store.iter()) - (chunks - recipes.keys())  # a chunk is part of an object
     local_all = set(workspace.store.iter())
     entries = sum(len(names) for _key, names in remote.cache.by_key())

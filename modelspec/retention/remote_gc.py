@@ -135,7 +135,7 @@ def collect_remote(
     # Recipes: a needed one keeps its chunks; an unneeded one goes like a loose object.
     recipes = remote.store.recipes
     listed = recipes.listed()
-    chunks_of = {d: _chunks(remote, d) for d in sorted(listed)}
+    chunks_of = {d: recipe_chunks(remote, d) for d in sorted(listed)}
     for digest in listed:
         if digest in needed:
             needed |= chunks_of[digest]
@@ -180,7 +180,7 @@ def collect_remote(
         # And the recipes made since they were listed: a push that found a condemned chunk
         # present, named it and released its lease, all while this gc ran.
         for digest in recipes.listed().keys() - listed.keys():
-            leased |= _chunks(remote, digest)
+            leased |= recipe_chunks(remote, digest)
         doomed = [item for item in doomed if item[1] not in leased]
         doomed_recipes = [item for item in doomed_recipes if item[1] not in leased]
         packs.doomed = [item for item in packs.doomed if not leased & set(item[1])]
@@ -259,7 +259,7 @@ def _plan_packs(
     return plan
 
 
-def _chunks(remote: Remote, digest: str) -> set[str]:
+def recipe_chunks(remote: Remote, digest: str) -> set[str]:
     """The chunks an object's recipe names (none once a damaged one is quarantined: its
     object is no longer on the remote, and a push sends it again)."""
     try:
