@@ -164,18 +164,8 @@ class ChunkStore:
             before = os.fstat(f.fileno())
             size = before.st_size
             self.refresh()
-            try:
+            with self._sealing(writer):
                 chunks, hashed = self._pack_new(f, size, name, writer, hash_first=digest is None)
-                writer.seal()
-            except BaseException:
-                writer.abandon()
-                raise
-            self._drop_markers(set(writer.sealed))  # a pack written anew whole: its old damage is gone
-            with self._lock:
-                for located in writer.sealed.values():
-                    for chunk, where in located:
-                        self._map.setdefault(chunk, where)
-                self._loaded |= set(writer.sealed)
             after = os.stat(path)
             if (after.st_size, after.st_mtime_ns, after.st_ino) != (size, before.st_mtime_ns, before.st_ino):
                 raise StoreError(f"{path} changed while it was being chunked; store it again")
@@ -237,21 +227,29 @@ class ChunkStore:
         with collector_paused(), self._guard(exclusive=False):
             self.refresh()
             intake = ChunkIntake(writer)
-            try:
+            with self._sealing(writer):
                 yield intake
-                writer.seal()
-            except BaseException:
-                writer.abandon()
-                raise
-            self._drop_markers(set(writer.sealed))
             with self._lock:
-                for located in writer.sealed.values():
-                    for chunk, where in located:
-                        self._map.setdefault(chunk, where)
-                self._loaded |= set(writer.sealed)
                 whole = [(d, r) for d, r in intake.recipes if all(c in self._map for c, _n in r.chunks)]
             for digest, recipe in whole:
                 self._write_recipe(digest, recipe.size, recipe.chunks)
+
+    @contextlib.contextmanager
+    def _sealing(self, writer: PackWriter) -> Iterator[None]:
+        """Seal the packs `writer` was given in the block (durable; abandoned if it fails), then
+        know their chunks: only then may a recipe name them."""
+        try:
+            yield
+            writer.seal()
+        except BaseException:
+            writer.abandon()
+            raise
+        self._drop_markers(set(writer.sealed))  # a pack written anew whole: its old damage is gone
+        with self._lock:
+            for located in writer.sealed.values():
+                for chunk, where in located:
+                    self._map.setdefault(chunk, where)
+            self._loaded |= set(writer.sealed)
 
     # -- reading ---------------------------------------------------------------------------
 
