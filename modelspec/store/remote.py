@@ -37,8 +37,9 @@ from ..errors import CorruptObjectError, StoreError
 from . import remote_batches, remote_chunks
 from .blobs import Blobs
 from .objects import LocalStore, walk_path
+from .progress import Progress
 from .protocol import Entry, ObjectInfo, ObjectStore
-from .remote_batches import SMALL, Progress
+from .remote_batches import SMALL
 from .remote_packs import (
     Member,
     PackCatalog,

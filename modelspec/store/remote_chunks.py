@@ -32,13 +32,13 @@ from ..digest import PREFIX, hex_of
 from ..errors import CorruptObjectError, StoreError
 from .blobs import Blobs
 from .files import write_atomic
+from .progress import Progress, run_all, run_tasks
 from .recipes import Recipe, parse_recipe, recipe_bytes
 from .remote_packs import Run, groups, read_run, runs, send_pack
 
 if TYPE_CHECKING:
     from .objects import LocalStore
     from .remote import RemoteStore
-    from .remote_batches import Progress
 
 RECIPES = "recipes/"
 QUARANTINED_RECIPES = "quarantine/recipes/"
@@ -184,8 +184,6 @@ def upload(
     the recipes. `hold` leases the chunks before their presence is checked (remote gc keeps
     them until the recipes name them). Returns the objects left for the caller to send whole:
     those that could not be cut here (no room for their chunks)."""
-    from .remote_batches import run_tasks
-
     recipes, whole = {}, []
     for digest in digests:
         try:
@@ -256,8 +254,6 @@ def download(
     lacks (range reads of packs), each checked against its name before it is kept; each
     recipe is written locally last. The whole file's blake3 is checked when it is
     reassembled (checkout)."""
-    from .remote_batches import run_tasks
-
     recipes = {}
     for digest in digests:
         recipe = remote.recipes.get(digest)
@@ -366,8 +362,6 @@ def verify_recipes(remote: RemoteStore, loose: set[str], jobs: int, progress: Pr
     """Check every recipe (after the chunks were re-hashed): one that is damaged, or names a
     chunk the remote no longer has (`loose`: the sound loose objects), is quarantined and
     its object returned as corrupt: the next push sends it again."""
-    from .remote_batches import run_all
-
     listed = sorted(remote.recipes.listed())
     progress.total += len(listed)
     packed = set(remote.packs.members())  # without the members just marked bad
