@@ -233,6 +233,9 @@ class ChunkStore:
                 whole = [(d, r) for d, r in intake.recipes if all(c in self._map for c, _n in r.chunks)]
             for digest, recipe in whole:
                 self._write_recipe(digest, recipe.size, recipe.chunks)
+            if len(whole) < len(intake.recipes):  # a caller's bug: never a recipe without its chunks
+                short = sorted({d for d, _r in intake.recipes} - {d for d, _r in whole})
+                raise StoreError(f"{', '.join(short)} arrived without all their chunks", hint="fetch again")
 
     @contextlib.contextmanager
     def _sealing(self, writer: PackWriter) -> Iterator[None]:

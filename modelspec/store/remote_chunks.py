@@ -55,9 +55,20 @@ def encode(recipe: Recipe) -> bytes:
 
 
 def decode(data: bytes) -> Recipe | None:
+    """The recipe, None when damaged; a whole one of a format this modelspec does not know (a
+    newer one wrote it) is an error, never taken for damage, which would take it out of service."""
     if len(data) < 32 or blake3.blake3(data[:-32]).digest() != data[-32:]:
         return None
-    return parse_recipe(data[:-32])
+    recipe = parse_recipe(data[:-32])
+    if recipe is None and data[:6] == _FORMAT[:6] and data[:8] != _FORMAT:
+        raise StoreError(
+            f"a recipe on the remote is of format {data[:8].decode(errors='replace')}, newer than this modelspec's",
+            hint="upgrade modelspec (pip install -U modelspec)",
+        )
+    return recipe
+
+
+_FORMAT = recipe_bytes(0, [])[:8]  # this modelspec's recipe format: MSRCP and its number
 
 
 def chunk_digest(chunk: bytes) -> str:

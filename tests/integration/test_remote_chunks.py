@@ -333,3 +333,23 @@ def test_remote_gc_keeps_the_chunks_of_a_recipe_made_while_it_ran(
     named = {chunk_digest(c) for c, _n in catalog.get(new).chunks}  # type: ignore[union-attr]
     assert pushed and not named & set(report.deleted)
     assert remote.store.missing(named) == set()
+
+
+def test_a_recipe_of_a_newer_format_is_an_error_to_upgrade_and_stays_in_service(tmp_path: Path) -> None:
+    """An older modelspec reading a recipe a newer one wrote (whole: its checksum holds) says
+    to upgrade, and neither takes it for damage nor quarantines it."""
+    import blake3
+
+    blobs = open_blobs(RemoteConfig((tmp_path / "shared").as_uri()))
+    digest = "blake3:" + "ab" * 32
+    body = b"MSRCP002" + bytes(40)
+    blobs.create(recipe_name(digest), body + blake3.blake3(body).digest())
+    catalog = RemoteStore(blobs).recipes
+    with pytest.raises(StoreError, match="newer than this modelspec") as raised:
+        catalog.get(digest)
+    assert "upgrade" in (raised.value.hint or "")
+    assert blobs.get(recipe_name(digest)) is not None  # still in service
+    damaged = b"MSRCP001" + bytes(40)
+    blobs.create(recipe_name("blake3:" + "cd" * 32), damaged + bytes(32))  # a checksum that fails
+    with pytest.raises(CorruptObjectError):
+        catalog.get("blake3:" + "cd" * 32)

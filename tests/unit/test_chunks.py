@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from modelspec.digest import digest_bytes
-from modelspec.errors import CorruptObjectError
+from modelspec.errors import CorruptObjectError, StoreError
 from modelspec.store.chunks import ChunkPolicy
 from modelspec.store.cutting import segments
 from modelspec.store.objects import Entry, LocalStore
@@ -296,7 +296,7 @@ def test_chunks_received_by_name_are_kept_and_recipes_written_only_once_whole(tm
 
     unknown = blake3.blake3(b"never sent").digest()
     lacking = Recipe(recipe.size + 10, [*recipe.chunks, (unknown, 10)])
-    with receiver.chunks.receiving() as intake:
+    with pytest.raises(StoreError, match="arrived without all their chunks"), receiver.chunks.receiving() as intake:
         for (chunk, _n), piece in zip(recipe.chunks, raw, strict=True):
             intake.add(chunk, piece)
         intake.recipe(digest, recipe)
