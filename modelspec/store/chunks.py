@@ -36,7 +36,16 @@ from .files import write_atomic
 from .packs import RAW, Located, PackWriter, decode, read_index
 from .pipeline import Coding, collector_paused, pack_file, reassemble
 from .protocol import ObjectInfo
-from .recipes import DEFAULT_CHUNKING, ChunkPolicy, PruneReport, Recipe, parse_recipe, recipe_bytes, recipe_size
+from .recipes import (
+    DEFAULT_CHUNKING,
+    ChunkPolicy,
+    PruneReport,
+    Recipe,
+    parse_recipe,
+    recipe_bytes,
+    recipe_file,
+    recipe_size,
+)
 
 __all__ = ["DEFAULT_CHUNKING", "ChunkPolicy", "ChunkStore", "PruneReport", "Recipe"]
 
@@ -57,8 +66,7 @@ class ChunkStore:
     # -- recipes -------------------------------------------------------------------------
 
     def recipe_path(self, digest: str) -> Path:
-        hexpart = hex_of(digest)
-        return self.recipes / hexpart[:2] / hexpart
+        return Path(recipe_file(os.fspath(self.root), digest))
 
     def has(self, digest: str) -> bool:
         return self.recipe_path(digest).exists()

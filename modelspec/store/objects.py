@@ -35,7 +35,7 @@ from .durability import DeferredSync
 from .files import fsync_dir, remove_path, write_atomic
 from .owner import remove_orphans, temp_prefix
 from .protocol import Entry, ObjectInfo, ObjectStore
-from .recipes import DEFAULT_CHUNKING, ChunkPolicy
+from .recipes import DEFAULT_CHUNKING, ChunkPolicy, recipe_file
 from .trees import digest_path, walk_path
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ class LocalStore(DeferredSync):
         self.root = root
         self.chunking = chunking
         self.objects = root / "objects"
-        self._objects = os.fspath(self.objects)
+        self._root, self._objects = os.fspath(root), os.fspath(self.objects)
         self.quarantine_dir = root / "quarantine"
         self.tmp = root / "tmp"
         self._verified: set[str] = set()
@@ -79,15 +79,14 @@ class LocalStore(DeferredSync):
         return f"{self._objects}/{hexpart[:2]}/{hexpart}"
 
     def has(self, digest: str) -> bool:
-        return os.path.exists(self._file(digest)) or self.chunks.has(digest)
+        return os.path.exists(self._file(digest)) or os.path.exists(recipe_file(self._root, digest))
 
     def is_whole(self, digest: str) -> bool:
         """Is there a whole copy (hot), rather than only chunks (cold)?"""
         return os.path.exists(self._file(digest))
 
     def stat(self, digest: str) -> ObjectInfo | None:
-        """The object's size and age: of the whole copy, else of its recipe (a cold object's
-        chunks are shared with other objects, and freed by pruning packs)."""
+        """The object's size and age: of the whole copy, else of its recipe (its chunks are shared)."""
         with contextlib.suppress(FileNotFoundError):
             info = self.path_of(digest).stat()
             return ObjectInfo(info.st_size, info.st_mtime)
@@ -116,8 +115,10 @@ class LocalStore(DeferredSync):
         The whole copy is checked when there is one (as `checked_path` would), else the chunks."""
         if digest in self._verified:
             return self.has(digest)
-        whole = self._check(digest)
-        return whole if whole is not None else self.chunks.verify(digest) is True
+        whole = self._check(digest)  # then, only an object with a recipe loads the chunk layer (~20 ms)
+        if whole is not None:
+            return whole
+        return os.path.exists(recipe_file(self._root, digest)) and self.chunks.verify(digest) is True
 
     def put_bytes(self, data: bytes) -> str:
         digest = digest_bytes(data)
@@ -366,9 +367,8 @@ class LocalStore(DeferredSync):
 
     def _restore_file(self, digest: str, dest: Path, *, executable: bool, link: bool) -> None:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        mode = 0o555 if executable else 0o444
         if not link and not self.is_whole(digest) and self.chunks.has(digest):
-            self._reassemble_at(digest, dest, mode)  # a copy: stays cold
+            self._reassemble_at(digest, dest, 0o555 if executable else 0o444)  # a copy: stays cold
             return
         source = self.checked_path(digest)
         if link and not executable:
@@ -378,7 +378,7 @@ class LocalStore(DeferredSync):
             except OSError:
                 pass  # another filesystem: copy instead
         shutil.copyfile(source, dest)
-        os.chmod(dest, mode)
+        os.chmod(dest, 0o555 if executable else 0o444)
 
     def tree_objects(self, entry: Entry) -> Iterator[str]:
         """Every object an entry needs: the tree documents and the file objects."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
+from ..digest import hex_of
 from .cutting import AVERAGE
 
 _RECIPE = struct.Struct("<8sQI")
@@ -31,6 +32,13 @@ class ChunkPolicy:
 
 
 DEFAULT_CHUNKING = ChunkPolicy()
+
+
+def recipe_file(root: str, digest: str) -> str:
+    """Where the recipe of object `digest` lies in the store at `root`: a path the object
+    store can look at without loading the chunk layer (zstd, the pack indexes)."""
+    hexpart = hex_of(digest)
+    return f"{root}/recipes/{hexpart[:2]}/{hexpart}"
 
 
 @dataclass(frozen=True)
