@@ -86,6 +86,18 @@ class RemoteConfig:
         return cls(str(setting["url"]), setting.get("endpoint"), setting.get("region"), setting.get("profile"))
 
 
+# Above this many names, one listing costs less than a HEAD request each.
+HEAD_AT_MOST = 32
+
+
+def set_aside(blobs: Blobs, name: str, to: str) -> None:
+    """Take blob `name` out of service, its bytes kept at `to` for whoever looks into it."""
+    data = blobs.get(name)
+    if data is not None:
+        blobs.replace(to, data)
+    blobs.delete([name])
+
+
 def open_blobs(config: RemoteConfig) -> Blobs:
     parsed = urlparse(config.url)
     if parsed.scheme == "file":

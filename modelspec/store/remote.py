@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from ..digest import PREFIX, digest_bytes, digest_file, hex_of, parse_tree_document
 from ..errors import CorruptObjectError, StoreError
 from . import remote_batches, remote_chunks
-from .blobs import Blobs
+from .blobs import HEAD_AT_MOST, Blobs, set_aside
 from .objects import LocalStore, walk_path
 from .progress import Progress
 from .protocol import Entry, ObjectInfo, ObjectStore
@@ -50,7 +50,6 @@ from .remote_packs import (
 
 OBJECTS = "objects/"
 QUARANTINE = "quarantine/"
-_HEAD_AT_MOST = 32  # above this many digests, list fan-out folders instead of asking each
 
 
 def object_name(digest: str) -> str:
@@ -124,7 +123,7 @@ class RemoteStore:
     def _missing_loose(self, wanted: set[str], jobs: int) -> set[str]:
         if not wanted:
             return set()
-        if len(wanted) <= _HEAD_AT_MOST:
+        if len(wanted) <= HEAD_AT_MOST:
             with ThreadPoolExecutor(max(1, jobs)) as pool:
                 present = list(pool.map(lambda d: self.blobs.head(object_name(d)) is not None, sorted(wanted)))
             return {d for d, there in zip(sorted(wanted), present, strict=True) if not there}
@@ -275,11 +274,7 @@ class RemoteStore:
 
     def quarantine(self, digest: str) -> None:
         """Take a corrupt object out of service, keeping its bytes under quarantine/."""
-        name = object_name(digest)
-        data = self.blobs.get(name)
-        if data is not None:
-            self.blobs.replace(QUARANTINE + hex_of(digest), data)
-        self.blobs.delete([name])
+        set_aside(self.blobs, object_name(digest), QUARANTINE + hex_of(digest))
 
     def verify(self, digest: str) -> bool:
         try:

@@ -30,7 +30,7 @@ import blake3
 
 from ..digest import PREFIX, hex_of
 from ..errors import CorruptObjectError, StoreError
-from .blobs import Blobs
+from .blobs import HEAD_AT_MOST, Blobs, set_aside
 from .files import write_atomic
 from .progress import Progress, run_all, run_tasks
 from .recipes import Recipe, parse_recipe, recipe_bytes
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 
 RECIPES = "recipes/"
 QUARANTINED_RECIPES = "quarantine/recipes/"
-_HEAD_AT_MOST = 32  # above this many digests, list recipes/ instead of asking about each
 
 
 def recipe_name(digest: str) -> str:
@@ -54,7 +53,7 @@ def encode(recipe: Recipe) -> bytes:
     return body + blake3.blake3(body).digest()  # a damaged recipe is refused, never believed
 
 
-def decode(data: bytes) -> Recipe | None:
+def decode(data: bytes, digest: str = "") -> Recipe | None:
     """The recipe, None when damaged; a whole one of a format this modelspec does not know (a
     newer one wrote it) is an error, never taken for damage, which would take it out of service."""
     if len(data) < 32 or blake3.blake3(data[:-32]).digest() != data[-32:]:
@@ -62,7 +61,8 @@ def decode(data: bytes) -> Recipe | None:
     recipe = parse_recipe(data[:-32])
     if recipe is None and data[:6] == _FORMAT[:6] and data[:8] != _FORMAT:
         raise StoreError(
-            f"a recipe on the remote is of format {data[:8].decode(errors='replace')}, newer than this modelspec's",
+            f"the recipe of object {digest or '?'} on the remote is of format "
+            f"{data[:8].decode(errors='replace')}, newer than this modelspec's",
             hint="upgrade modelspec (pip install -U modelspec)",
         )
     return recipe
@@ -73,6 +73,11 @@ _FORMAT = recipe_bytes(0, [])[:8]  # this modelspec's recipe format: MSRCP and i
 
 def chunk_digest(chunk: bytes) -> str:
     return PREFIX + chunk.hex()
+
+
+def chunk_of(digest: str) -> bytes:
+    """A chunk's name (its raw blake3) from its digest: `chunk_digest` undone."""
+    return bytes.fromhex(hex_of(digest))
 
 
 class RecipeCatalog:
@@ -100,7 +105,7 @@ class RecipeCatalog:
         """Which of the objects have a recipe: a HEAD each for a few, else one listing."""
         if not digests:
             return set()
-        if len(digests) <= _HEAD_AT_MOST:
+        if len(digests) <= HEAD_AT_MOST:
             from concurrent.futures import ThreadPoolExecutor
 
             ordered = sorted(digests)
@@ -119,7 +124,7 @@ class RecipeCatalog:
         cached = self.cache / hex_of(digest) if self.cache is not None else None
         if cached is not None:
             with contextlib.suppress(OSError):
-                recipe = decode(cached.read_bytes())
+                recipe = decode(cached.read_bytes(), digest)
                 if recipe is not None:
                     return self._keep(digest, recipe)
         data = None
@@ -127,7 +132,7 @@ class RecipeCatalog:
             data = self.blobs.get(recipe_name(digest))
             if data is None:
                 return None
-            recipe = decode(data)
+            recipe = decode(data, digest)
             if recipe is not None:
                 if cached is not None:
                     with contextlib.suppress(OSError):  # a cache that cannot be written costs a download
@@ -149,11 +154,7 @@ class RecipeCatalog:
     def quarantine(self, digest: str) -> None:
         """Take a recipe out of service (damaged, or naming a chunk that is gone), keeping its
         bytes: the object no longer counts as on the remote, so the next push sends it again."""
-        name = recipe_name(digest)
-        data = self.blobs.get(name)
-        if data is not None:
-            self.blobs.replace(QUARANTINED_RECIPES + hex_of(digest), data)
-        self.blobs.delete([name])
+        set_aside(self.blobs, recipe_name(digest), QUARANTINED_RECIPES + hex_of(digest))
         with self._lock:
             self._read.pop(digest, None)
         if self.cache is not None:
@@ -241,7 +242,7 @@ def upload(
     lost = remote.missing_blobs(every - absent, jobs)
     if lost:
         sizes = {c: n for r in recipes.values() for c, n in r.chunks}
-        again = sorted(bytes.fromhex(hex_of(d)) for d in lost)
+        again = sorted(chunk_of(d) for d in lost)
         send_all([Chunked(plans[0].digest, plans[0].recipe, tuple((c, sizes[c]) for c in again))])
 
     def send_recipe(plan: Chunked) -> None:
@@ -277,7 +278,7 @@ def download(
         if wanted:
             remote.packs.refresh(jobs)
         members = [m for c in sorted(wanted) if (m := remote.packs.find(chunk_digest(c))) is not None]
-        loose = sorted(wanted - {bytes.fromhex(hex_of(m.digest)) for m in members})
+        loose = sorted(wanted - {chunk_of(m.digest) for m in members})
         moved: dict[str, int] = {}
         lock = threading.Lock()
 
@@ -302,7 +303,7 @@ def download(
             found = read_run(remote.blobs, run) or {}
             kept = 0
             for member in run.members:
-                chunk = bytes.fromhex(hex_of(member.digest))
+                chunk = chunk_of(member.digest)
                 data = found.get(member)
                 if data is not None and blake3.blake3(data).digest() == chunk:
                     keep(chunk, data)
@@ -348,8 +349,8 @@ def stream(remote: RemoteStore, digest: str, recipe: Recipe, handle: BinaryIO) -
     for chunk, _length in recipe.chunks:
         if chunk not in found and (run := run_of.get(chunk_digest(chunk))) is not None:
             for member, data in (read_run(remote.blobs, run) or {}).items():
-                if uses[bytes.fromhex(hex_of(member.digest))] > 0:
-                    found[bytes.fromhex(hex_of(member.digest))] = data
+                if uses[chunk_of(member.digest)] > 0:
+                    found[chunk_of(member.digest)] = data
         kept = found.get(chunk)
         data = kept if kept is not None and blake3.blake3(kept).digest() == chunk else read_chunk(remote, digest, chunk)
         uses[chunk] -= 1
