@@ -42,8 +42,10 @@ checkout, `python -m modelspec`; with --compare it is the `after` column and BEF
 Each workload is generated once and copied for each executable before its first build, so no
 store is shared (a store written by one version is not read by another). Every timed read-only
 command runs in two bytecode modes, interleaved across executables: `cached` (as above) and
-`uncached` (PYTHONDONTWRITEBYTECODE=1 and an empty PYTHONPYCACHEPREFIX: every module compiled,
-as a user's first call after an upgrade); first builds are timed cached only. It prints one
+`uncached` (PYTHONDONTWRITEBYTECODE=1: modelspec's own modules compiled from source on every call,
+as the issue measured them; the standard library and the dependencies load their bytecode, as in
+any installed Python; --compile-everything compiles those too, as an empty PYTHONPYCACHEPREFIX
+does); first builds are timed cached only. It prints one
 table: figure | bytecode | before | after | after/before | budget | verdict of the last column
 (--json: the same as JSON). --only chain,bwrap,fanout,fraud measures some of the workload groups
 (`--only chain --sizes 10000` for the 10,000-stage no-op alone).
@@ -950,8 +952,8 @@ REPEAT_REGISTRY_READS = 5  # the issue: median of 5
 HEARTBEAT_S = 60.0  # a long first build logs that it is still running this often
 
 # Each timed read-only command runs in both modes, interleaved: `cached` = bytecode cached in PYCACHE
-# (an installed package's second call); `uncached` = PYTHONDONTWRITEBYTECODE=1 and an empty
-# PYTHONPYCACHEPREFIX, so every module is compiled from source (a user's first call after an upgrade).
+# (an installed package's second call); `uncached` = PYTHONDONTWRITEBYTECODE=1 and modelspec's own
+# modules compiled from source on every call (see mirror_without_modelspec; --compile-everything: all).
 BYTECODE_MODES = ("cached", "uncached")
 
 
@@ -981,16 +983,31 @@ class Figure:
         return [m for m in BYTECODE_MODES if any(m in v for v in self.values.values())]
 
 
-def issue21_env(mode: str, empty_pycache: Path) -> dict[str, str]:
+def issue21_env(mode: str, uncached_pycache: Path) -> dict[str, str]:
     env = {**os.environ, **GIT_ENV}
     env.pop("MODELSPEC_HOME", None)  # every workspace copy keeps its own store
     if mode == "cached":
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         env["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
     else:
-        env["PYTHONDONTWRITEBYTECODE"] = "1"
-        env["PYTHONPYCACHEPREFIX"] = str(empty_pycache)  # no .pyc is found here, none is written
+        env["PYTHONDONTWRITEBYTECODE"] = "1"  # nothing is written to the prefix: every run compiles again
+        env["PYTHONPYCACHEPREFIX"] = str(uncached_pycache)
     return env
+
+
+def mirror_without_modelspec(source: Path, mirror: Path) -> None:
+    """Hard links in `mirror` to the bytecode in `source` (a PYTHONPYCACHEPREFIX), except that of
+    any modelspec package (a folder `modelspec` holding launch's bytecode). As the prefix of an
+    uncached run, modelspec's own modules compile from source while the standard library and the
+    dependencies load their bytecode: what the issue measured (an editable install under
+    PYTHONDONTWRITEBYTECODE), and what a first call sees wherever modelspec's bytecode is not written."""
+    for folder, dirs, files in os.walk(source):
+        dirs[:] = [d for d in dirs if not (d == "modelspec" and any(Path(folder, d).glob("launch.*.pyc")))]
+        target = mirror / Path(folder).relative_to(source)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in files:
+            with contextlib.suppress(FileExistsError):
+                os.link(Path(folder, name), target / name)
 
 
 @dataclass
@@ -1004,12 +1021,18 @@ class Issue21:
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
+    compile_everything: bool = False  # uncached: the standard library and dependencies compile too
+
     @property
-    def empty_pycache(self) -> Path:
-        return self.base / "empty-pycache"
+    def uncached_pycache(self) -> Path:
+        return self.base / "uncached-pycache"
 
     def env(self, mode: str = "cached") -> dict[str, str]:
-        return issue21_env(mode, self.empty_pycache)
+        if mode == "uncached":
+            self.uncached_pycache.mkdir(parents=True, exist_ok=True)
+            if not self.compile_everything:  # what the cached runs compiled meanwhile, modelspec's left out
+                mirror_without_modelspec(PYCACHE, self.uncached_pycache)
+        return issue21_env(mode, self.uncached_pycache)
 
     def figure(self, what: str, unit: str, budget: float | None, note: str = "") -> Figure:
         fig = Figure(what, unit, budget, note=note)
@@ -1021,7 +1044,11 @@ class Issue21:
             "clis": [{"label": c.label, "argv": list(c.argv), "version": c.version} for c in self.clis],
             "bytecode_modes": {
                 "cached": f"PYTHONPYCACHEPREFIX={PYCACHE}",
-                "uncached": "PYTHONDONTWRITEBYTECODE=1 and an empty PYTHONPYCACHEPREFIX (compiled from source)",
+                "uncached": (
+                    "PYTHONDONTWRITEBYTECODE=1 and an empty PYTHONPYCACHEPREFIX (every module compiled)"
+                    if self.compile_everything
+                    else "PYTHONDONTWRITEBYTECODE=1, modelspec's modules compiled, the rest from bytecode"
+                ),
             },
             "figures": [
                 {
@@ -1343,7 +1370,6 @@ ISSUE21_GROUPS = ("fraud", "chain", "bwrap", "fanout")
 def issue21_figures(state: Issue21, sizes: list[int], groups: set[str]) -> None:
     """Every figure of issue 21's budget table (of the workload groups asked for), for each CLI; a
     BenchError stops only its own workload."""
-    state.empty_pycache.mkdir(parents=True, exist_ok=True)
 
     def attempt(fn: Callable[[], Any]) -> Any:
         try:
@@ -1398,6 +1424,7 @@ def fmt21(value: float | None, unit: str) -> str:
 
 def render21(state: Issue21, meta: dict[str, Any]) -> str:
     labels = [c.label for c in state.clis]
+    modes = state.to_dict()["bytecode_modes"]
     out = [
         "modelspec benchmark, issue 21's budgets"
         + (f" — {' vs '.join(labels)}" if len(labels) > 1 else "")
@@ -1408,8 +1435,7 @@ def render21(state: Issue21, meta: dict[str, Any]) -> str:
         f"  builds -j 1, plain output; each workload generated once and built by each CLI in its own copy "
         f"(own store); medians of {meta['repeat']} (registry reads: {REPEAT_REGISTRY_READS}), CLIs and bytecode "
         "modes interleaved",
-        f"  bytecode cached = PYTHONPYCACHEPREFIX={PYCACHE}; uncached = PYTHONDONTWRITEBYTECODE=1 and an empty "
-        "PYTHONPYCACHEPREFIX (every module compiled: a user's first call after an upgrade)",
+        f"  bytecode cached = PYTHONPYCACHEPREFIX={PYCACHE}; uncached = {modes['uncached']}",
         f"  load average (1 min) before: {meta['load_before']:.2f}, after: {meta.get('load_after', float('nan')):.2f}"
         + (
             f"  -- {meta['cpus']} CPUs: other processes were busy, figures are noisy"
@@ -1809,6 +1835,12 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
         "~/.cache/modelspec-bench/pycache, even if PYTHONDONTWRITEBYTECODE is set)",
     )
     parser.add_argument(
+        "--compile-everything",
+        action="store_true",
+        help="issue 21: in the uncached runs compile the standard library and dependencies too (an empty "
+        "PYTHONPYCACHEPREFIX), not only modelspec's own modules",
+    )
+    parser.add_argument(
         "--issue21",
         action="store_true",
         help="measure issue 21's budget table (instead of DESIGN.md §9's) for this checkout; implied by "
@@ -1894,7 +1926,7 @@ def main_issue21(args: argparse.Namespace) -> int:
     named = ", ".join(f"{c.label} = {' '.join(c.argv)}" for c in clis)
     log(f"issue 21 figures for {named}; load average {meta['load_before']:.2f}")
     with workdir(args.keep) as base:
-        state = Issue21(clis, base, args.repeat)
+        state = Issue21(clis, base, args.repeat, compile_everything=args.compile_everything)
         issue21_figures(state, args.sizes, args.only - ({"fraud"} if args.no_fraud else set()))
         meta["elapsed_s"] = time.perf_counter() - started
         meta["load_after"] = os.getloadavg()[0]

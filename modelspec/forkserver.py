@@ -24,6 +24,8 @@ from . import resident
 # What a command may need, imported once by the resident (missing extras are skipped).
 WARM = (
     "modelspec.cli",
+    "modelspec.cli.render",  # a build's summary
+    "difflib",  # click imports it for any short option (`-j 2`: tried as a long one first)
     "modelspec.api",
     "modelspec.catalog",
     "modelspec.build.engine",
