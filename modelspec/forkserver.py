@@ -29,7 +29,6 @@ WARM = (
     "modelspec.api",
     "modelspec.catalog",
     "modelspec.build.engine",
-    "modelspec.build.cluster",  # imported by every build (it connects only when a cluster is named)
     "modelspec.registry.registry",
     "sqlalchemy",
     "sqlalchemy.dialects.sqlite.pysqlite",  # the default registry: 8 ms of every registering build

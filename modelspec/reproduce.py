@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .build.executor import CLUSTER_JOBS, executor_of
 from .build.graph import BuildGraph, DataInput, Node, lock_graph
 from .build.rebuilder import ForcingRebuilder, NodeOutcome, NodeState
 from .build.snapshots import complete
@@ -128,9 +129,12 @@ def reproduce(
     env_file = _environment_file(workspace, version, lock)
     environments = EnvironmentPool(workspace, offline, reporter)
     cancel = cancel or threading.Event()
-    from .build.cluster import CLUSTER_JOBS, open_cluster
+    cluster = None
+    url = executor_of(executor_url, workspace.settings)
+    if url is not None:
+        from .build.cluster import open_cluster
 
-    cluster = open_cluster(executor_url, workspace, reporter, cancel, record=False)
+        cluster = open_cluster(url, workspace, reporter, cancel, record=False)
     with Lease(workspace.home) as lease:  # what it uses, so that a concurrent gc keeps it
         sources = _stored_sources(workspace, version, graph, order, env_file, lease)
         tasks = Tasks(graph, sources, sandboxes, environments, ForcingRebuilder(), lease, reporter, cancel, cluster)
@@ -293,8 +297,7 @@ def _sandbox_for(version: ModelVersion) -> Sandbox:
         if bwrap_path() is None:
             why, fix = bwrap_unavailable()
             raise SandboxUnavailableError(
-                f"{version.ref} was built in the bubblewrap sandbox; reproducing it needs bubblewrap too, "
-                f"but {why}",
+                f"{version.ref} was built in the bubblewrap sandbox; reproducing it needs bubblewrap too, but {why}",
                 hint=fix,
             )
         return BubblewrapSandbox()
@@ -320,9 +323,7 @@ def _environment_file(workspace: Workspace, version: ModelVersion, lock: Lock) -
     return Path(_need_path(workspace.store, version, str(pinned["file_digest"]), "the environment's lock file"))
 
 
-def _data_entry(
-    store: LocalStore, version: ModelVersion, lock: Lock, record: Mapping[str, Any], name: str
-) -> Entry:
+def _data_entry(store: LocalStore, version: ModelVersion, lock: Lock, record: Mapping[str, Any], name: str) -> Entry:
     """The data `name` as the version read it: a snapshot, a registered artifact, or the
     artifact another spec's version gave it."""
     data = lock.data[name]

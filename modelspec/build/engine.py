@@ -24,6 +24,7 @@ from ..store.objects import Entry
 from ..store.reserve import keep as keep_reserve
 from ..store.traces import ActionCache
 from ..store.workspace import Workspace
+from .executor import CLUSTER_JOBS, executor_of
 from .gating import judge_gates, known_verdict
 from .graph import BuildGraph, DataInput
 from .loading import load_graph, open_registry, reach_registry, write_locks
@@ -112,9 +113,12 @@ def build(
     cache.read_index(graph.cache_index)
     environments = EnvironmentPool(workspace, options.offline, reporter)
     sources = WorkspaceSources(workspace, graph, ctx.statcache)
-    from .cluster import CLUSTER_JOBS, open_cluster
+    cluster = None
+    url = executor_of(options.executor, workspace.settings)
+    if url is not None:  # Dask and the remote's modules load only for a cluster build
+        from .cluster import open_cluster
 
-    cluster = open_cluster(options.executor, workspace, reporter, cancel)  # connected when a stage must run
+        cluster = open_cluster(url, workspace, reporter, cancel)  # connected when a stage must run
     # What this build uses is leased, so that a concurrent gc keeps it; its objects reach the
     # disk before registration names them, not one fsync at a time.
     with Lease(workspace.home) as lease, store.deferring_sync():

@@ -142,8 +142,11 @@ def test_two_builds_that_submit_the_same_stage_run_it_once(tmp_path: Path, dask_
     """...and the first one's Ctrl-C does not stop it for the second."""
     from distributed import Client
 
-    runs = tmp_path / "runs"
-    first, spec = cluster_repo(tmp_path, hermetic="off", a_extra=f"echo ran >> {runs}; sleep 3")
+    runs, gate = tmp_path / "runs", tmp_path / "gate"
+    # The stage runs until the test opens the gate (at most two minutes): a fixed sleep let it end
+    # before a loaded machine had started the second build.
+    wait = f"for i in $(seq 2400); do [ -e {gate} ] && break; sleep 0.05; done"
+    first, spec = cluster_repo(tmp_path, hermetic="off", a_extra=f"echo ran >> {runs}; {wait}")
     subprocess.run(["git", "clone", "-q", str(first.path), str(tmp_path / "b")], check=True, env={**GIT_ENV})
     second = Repo.__new__(Repo)
     second.path = tmp_path / "b"
@@ -163,6 +166,7 @@ def test_two_builds_that_submit_the_same_stage_run_it_once(tmp_path: Path, dask_
     builds[0].send_signal(signal.SIGINT)
     out, err = builds[0].communicate(timeout=60)
     assert builds[0].returncode == 130, out + err
+    gate.touch()
     out, err = builds[1].communicate(timeout=120)
     assert builds[1].returncode == 0, out + err
     assert set(states(json.loads(out)).values()) == {"ran"}

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from modelspec.build.cluster import DEFAULT_WAIT, parse_executor, version_mismatches
+from modelspec.build.executor import DEFAULT_WAIT, parse_executor, version_mismatches
 from modelspec.build.stagetask import StageTask, TaskReply, dask_resources
 from modelspec.errors import UsageError
 from modelspec.sandbox.limits import Limits
