@@ -373,14 +373,15 @@ def test_builds_running_the_same_stage_at_once_each_keep_their_log(repo: Repo) -
 
 def test_a_build_of_small_outputs_loads_no_chunk_layer(repo: Repo) -> None:
     """Storing a stage's new small output asks whether the object is there as chunks by
-    looking for its recipe file, without loading the chunk layer (zstd, the pack indexes)."""
+    looking for its recipe file, without loading the chunk layer (zstd, the pack indexes);
+    a build that names no cluster does not load the cluster's client either."""
     spec = make_pipeline(repo, hermetic="off")
     repo.build_json(spec)
     code = (
         "import sys; from pathlib import Path; from modelspec.api import build, BuildOptions; "
         f"report = build([Path({spec!r})], BuildOptions(overrides=('a.v=5',))); "
         "print(report.ok, [o.state.value for o in report.outcomes].count('ran'), "
-        "sorted(m for m in sys.modules if m in ('modelspec.store.chunks', 'zstandard')))"
+        "sorted(m for m in sys.modules if m in ('modelspec.store.chunks', 'zstandard', 'modelspec.build.cluster')))"
     )
     ran = subprocess.run([sys.executable, "-c", code], cwd=repo.path, capture_output=True, text=True, check=True)
     assert ran.stdout.split() == ["True", "3", "[]"]  # a, b and d ran and stored new outputs
