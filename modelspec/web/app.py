@@ -340,6 +340,22 @@ def create_app(catalog: Any, warm: bool = False) -> FastAPI:
             ref = catalog.resolve(f"{name}@{version}").version.ref
         return as_json(catalog.lineage(ref))
 
+    def statement_of(info: dict[str, Any]) -> dict[str, Any]:
+        return api.read_statement(catalog.store, info)
+
+    @app.get("/api/models/{name}/{version}/provenance")
+    def api_provenance(name: str, version: str) -> Response:
+        return as_json(statement_of(version_data(name, version)))
+
+    @app.get("/models/{name}/{version}/provenance", response_class=HTMLResponse)
+    def provenance_page(name: str, version: str) -> HTMLResponse:
+        info = version_data(name, version)
+        statement = statement_of(info)
+        return render(
+            "provenance.html", title=f"{info['ref']} provenance", name=name, info=info, statement=statement,
+            document=json.dumps(statement, indent=2, sort_keys=True),
+        )  # fmt: skip
+
     @app.get("/api/models/{name}/{version}")
     def api_version(name: str, version: str) -> Response:
         return as_json(version_data(name, version))

@@ -88,6 +88,25 @@ def test_the_metrics_chart_has_a_point_per_version_and_marks_the_aliases(client:
     assert page(client, "/models/fraud/metrics?metric=auc").count("<circle") == 4
 
 
+def test_a_versions_provenance_statement_has_its_page(client: Any, root: Path) -> None:
+    """The statement `show --statement` prints: as JSON, and as a page of its subjects and
+    dependencies, linked from the version's page."""
+    statement = cli_json(root, "show", "fraud@1.0.2", "--statement")
+    assert client.get("/api/models/fraud/1.0.2/provenance").json() == statement
+    assert 'href="/models/fraud/1.0.2/provenance"' in page(client, "/models/fraud/1.0.2")
+    html = page(client, "/models/fraud/1.0.2/provenance")
+    assert statement["subject"]  # every artifact file, each with both digests on the page
+    for subject in statement["subject"]:
+        row = f'<td>{subject["name"]}</td><td class="mono">{subject["digest"]["sha256"]}</td>'
+        assert row + f'<td class="mono">{subject["digest"]["blake3"]}</td>' in html, subject["name"]
+    commit = next(d for d in statement["predicate"]["buildDefinition"]["resolvedDependencies"] if d["name"] == "source")
+    assert f"gitCommit:{commit['digest']['gitCommit']}" in html
+    assert "Unsigned" in html or "Signed by" in html
+    assert 'href="/api/models/fraud/1.0.2/provenance"' in html
+    missing = client.get("/api/models/fraud/9.9.9/provenance")
+    assert missing.status_code == 404 and "Traceback" not in missing.text
+
+
 def test_the_json_api_mirrors_the_cli(client: Any, root: Path) -> None:
     assert client.get("/api/models/fraud/1.0.2").json() == cli_json(root, "show", "fraud@1.0.2")
     listed = client.get("/api/models/fraud/versions?order=asc&size=500").json()
