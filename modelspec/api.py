@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from .integrity import VerifyReport, verify
     from .mlflowexport import MlflowTarget
     from .mlflowexport import export as export_to_mlflow
-    from .provenance import ProvenanceReport, generate_key, list_keys, read_statement, trust_key
+    from .provenance import ProvenanceReport, generate_key, list_keys, read_statement, trust_key, untrust_key
     from .provenance import verify_directory as verify_export
     from .provenance import verify_version as verify_provenance
     from .quality import (
@@ -153,6 +153,7 @@ _LAZY = {
     "verify_export": ("provenance", "verify_directory"),
     "generate_key": ("provenance", "generate_key"),
     "trust_key": ("provenance", "trust_key"),
+    "untrust_key": ("provenance", "untrust_key"),
     "list_keys": ("provenance", "list_keys"),
     "read_statement": ("provenance", "read_statement"),
     "checkout": ("handoff", "checkout"),
@@ -232,6 +233,7 @@ __all__ = [
     "systemd_units",
     "timer_kind",
     "trust_key",
+    "untrust_key",
     "validate",
     "validate_paths",
     "verify",

@@ -235,6 +235,36 @@ def trust_key(workspace: Workspace, text: str) -> tuple[KeyInfo, bool]:
     return KeyInfo(key.keyid, key.text, WORKSPACE_FILE, False, True), added
 
 
+def untrust_key(workspace: Workspace, text: str, force: bool = False) -> KeyInfo:
+    """Stop trusting a key (its id, a prefix of 8 or more characters, or the key itself):
+    removed from modelspec.yaml's trusted_keys, so that versions signed only by it no longer
+    verify. The workspace's own signing key only with `force`."""
+    from .attest.keys import remove_trusted, signing_key
+
+    trusted = trusted_keys(workspace.settings)
+    if len(text) >= 8 and all(c in "0123456789abcdef" for c in text):
+        matching = [keyid for keyid in trusted if keyid.startswith(text)]
+    else:
+        matching = [keyid for keyid in trusted if keyid == public_key_from(text).keyid]
+    if len(matching) != 1:
+        raise UsageError(
+            f"{text!r} {'names more than one' if matching else 'is not a'} trusted key",
+            hint=f"the trusted keys: {', '.join(k[:16] for k in sorted(trusted)) or 'none'} (`modelspec keys list`)",
+        )
+    keyid = matching[0]
+    signer = signing_key(workspace.home)
+    signs = signer is not None and signer.public.keyid == keyid
+    if signs and not force:
+        raise UsageError(
+            f"{keyid[:16]} is this workspace's signing key: its builds would sign with a key verify refuses",
+            hint="make a new one first (`modelspec keys generate --force`, trusted at once), or give --force",
+        )
+    remove_trusted(workspace.root / WORKSPACE_FILE, keyid)
+    return KeyInfo(
+        keyid, trusted[keyid].text, WORKSPACE_FILE, signer is not None and signer.public.keyid == keyid, False
+    )
+
+
 def list_keys(workspace: Workspace) -> list[KeyInfo]:
     """The signing key (if any) and every trusted key."""
     from .attest.keys import signing_key

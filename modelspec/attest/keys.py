@@ -188,3 +188,23 @@ def add_trusted(workspace_file: Path, key: TrustedKey) -> bool:
         text = text[:end] + entry + text[end:]
     write_atomic(workspace_file, text.encode())
     return True
+
+
+def remove_trusted(workspace_file: Path, keyid: str) -> None:
+    """Remove the line of `keyid` under `trusted_keys:` in the workspace file, keeping every
+    other line as it is (the line `add_trusted` writes, or one like it)."""
+    text = workspace_file.read_text() if workspace_file.exists() else ""
+    block = _TRUSTED_LINE.search(text)
+    line = re.compile(rf"^[ \t]+['\"]?{re.escape(keyid)}['\"]?[ \t]*:[^\n]*\n?", re.MULTILINE)
+    found = line.search(text, block.end()) if block is not None else None
+    if found is None:
+        raise UsageError(
+            f"{workspace_file}: trusted_keys.{keyid} is not a line of its own under trusted_keys",
+            hint="remove the key from trusted_keys yourself",
+        )
+    remaining = text[: found.start()] + text[found.end() :]
+    header = _TRUSTED_LINE.search(remaining)
+    if header is not None and not re.match(r"\n[ \t]+\S", remaining[header.end() :]):
+        # No key left: an empty mapping, not the null a bare `trusted_keys:` would be.
+        remaining = remaining[: header.start()] + "trusted_keys: {}" + remaining[header.end() :]
+    write_atomic(workspace_file, remaining.encode())

@@ -74,6 +74,24 @@ def keys_trust(public_key: str, as_json: bool) -> None:
     echo(f"{'trusted' if added else 'already trusted'}: {info.keyid}")
 
 
+@keys.command("untrust")
+@click.argument("key")
+@click.option("--force", is_flag=True, help="Also when it is this workspace's own signing key.")
+@json_option
+@handle_errors
+def keys_untrust(key: str, force: bool, as_json: bool) -> None:
+    """Stop accepting signatures by KEY (its id, a prefix of 8+ characters, or the public key):
+    removed from modelspec.yaml's trusted_keys. Versions signed only by it no longer verify;
+    to rotate, `keys generate --force` first, then untrust the old key once nothing needs it."""
+    from ..api import untrust_key
+
+    info = untrust_key(workspace_of(None), key, force)
+    if as_json:
+        emit_json(info.to_dict())
+        return
+    echo(f"untrusted: {info.keyid}")
+
+
 @main.group(invoke_without_command=True)
 @click.option(
     "--verify",

@@ -254,6 +254,39 @@ def test_securesystemslib_verifies_the_envelope(signed: tuple[Repo, str, dict[st
         envelope.verify([sslib_key], 1)
 
 
+def test_a_key_is_rotated_then_the_old_one_revoked(signed: tuple[Repo, str, dict[str, Any]]) -> None:
+    """`keys generate --force` makes a new signing key (trusted at once) while the old one stays
+    trusted; `keys untrust` then revokes the old one: what only it signed no longer verifies."""
+    repo, _commit, old = signed
+    refused = cli(repo, "keys", "untrust", old["keyid"][:12], "--json", code=2)  # the signing key itself
+    assert "is this workspace's signing key" in refused["message"] and "keys generate --force" in refused["hint"]
+    new = cli(repo, "keys", "generate", "--force", "--json")
+    repo.write("conf/config.yaml", "fit: {v: 4}\n")
+    repo.commit("new key, new config")
+    cli(repo, "build", "specs/user.yaml", "--json")
+    assert cli(repo, "show", "user@2.1.1", "--json")["provenance"]["keyids"] == [new["keyid"]]
+    assert cli(repo, "verify", "--provenance", "user@2.1.0", "--json")["ok"] is True  # still trusted
+
+    untrusted = cli(repo, "keys", "untrust", old["keyid"][:12], "--json")
+    assert (untrusted["keyid"], untrusted["trusted"]) == (old["keyid"], False)
+    workspace_file = (repo.path / "modelspec.yaml").read_text()
+    assert old["public"] not in workspace_file and new["public"] in workspace_file
+    listed = cli(repo, "keys", "list", "--json")["keys"]
+    assert [(k["keyid"], k["signing"], k["trusted"]) for k in listed] == [(new["keyid"], True, True)]
+    revoked = cli(repo, "verify", "--provenance", "user@2.1.0", "--json", code=1)
+    assert revoked["ok"] is False and any("no trusted key" in p for p in revoked["problems"]), revoked
+    assert cli(repo, "verify", "--provenance", "user@2.1.1", "--json")["ok"] is True
+    # The audit log is anchored again by a checkpoint the new key signs.
+    cli(repo, "audit", "checkpoint", "--json")
+    assert repo.cli("audit", "--verify").returncode == 0
+
+    again = cli(repo, "keys", "untrust", old["keyid"], "--json", code=2)
+    assert "is not a trusted key" in again["message"] and new["keyid"][:16] in again["hint"]
+    cli(repo, "keys", "untrust", new["public"], "--force", "--json")  # by the key itself
+    assert "trusted_keys: {}" in (repo.path / "modelspec.yaml").read_text()
+    assert cli(repo, "keys", "list", "--json")["keys"][0]["trusted"] is False
+
+
 def test_without_a_key_statements_are_unsigned_and_say_so(repo: Repo, tmp_path: Path) -> None:
     make_repo(repo)
     cli(repo, "build", "specs/base.yaml", "--json")
