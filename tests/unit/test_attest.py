@@ -15,7 +15,7 @@ import yaml
 
 from modelspec.attest import dsse
 from modelspec.attest.hashing import BLOCK, hash_file
-from modelspec.attest.keys import add_trusted, generate, public_key_from, trusted_keys
+from modelspec.attest.keys import add_trusted, generate, public_key_from, remove_trusted, trusted_keys
 from modelspec.errors import UsageError
 
 
@@ -75,6 +75,29 @@ def test_trusting_a_key_keeps_the_workspace_file_and_is_idempotent(tmp_path: Pat
     for line in before.splitlines():
         if not line.startswith("trusted_keys:"):
             assert line in path.read_text()
+
+
+@pytest.mark.parametrize(
+    "before",
+    ["", "store: .modelspec", "# a comment\nstore: .modelspec\n", "trusted_keys: {}\n", "trusted_keys:  # ours\n"],
+)
+def test_untrusting_a_key_keeps_the_rest_of_the_workspace_file(tmp_path: Path, before: str) -> None:
+    key = generate(tmp_path).public
+    other = generate(tmp_path / "other").public
+    path = tmp_path / "modelspec.yaml"
+    path.write_text(before)
+    add_trusted(path, key)
+    add_trusted(path, other)
+    remove_trusted(path, key.keyid)
+    assert set(trusted_keys(yaml.safe_load(path.read_text()))) == {other.keyid}
+    remove_trusted(path, other.keyid)
+    settings = yaml.safe_load(path.read_text())
+    assert settings.get("trusted_keys") == {}  # an empty mapping, never null
+    for line in before.splitlines():
+        if not line.startswith("trusted_keys:"):
+            assert line in path.read_text()
+    with pytest.raises(UsageError, match="is not a line of its own under trusted_keys"):
+        remove_trusted(path, key.keyid)
 
 
 def test_public_keys_in_each_form(tmp_path: Path) -> None:
