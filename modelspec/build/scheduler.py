@@ -12,7 +12,8 @@ from the threads of this pool, which only wait. It is handed
 `execute(node, parents)`, where `parents` holds the outcomes of the node's parents only,
 so a remote worker needs nothing else from this process. A node that `settle` can answer
 at once (a cache hit) is answered in the scheduler's own thread and never reaches the
-executor: a build that changes little hands little to it.
+executor: a build that changes little hands little to it, and settles its hits while its
+few stages run.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import heapq
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from typing import Protocol
 
 from .rebuilder import NodeOutcome, NodeState
@@ -52,14 +53,17 @@ def schedule(
     cancel: threading.Event,
     executor: Executor | None = None,
     settle: Settle | None = None,
+    settling: Callable[[], AbstractContextManager[object]] = nullcontext,
 ) -> dict[str, NodeOutcome]:
     """Run every node of `graph` once its parents succeeded; returns every node's outcome.
     An executor that is given stays open: its owner shuts it down. `settle` may answer a
-    ready node without running it (None: it must run)."""
+    ready node without running it (None: it must run); it is asked as soon as a node is
+    ready, also while every job is busy, inside one `settling` block per run of ready nodes."""
     jobs = max(1, jobs)
     rank = {node: i for i, node in enumerate(order)}
     waiting = {node: len(graph.predecessors[node]) for node in order}
     ready = [(rank[node], node) for node in order if waiting[node] == 0]  # a heap: the first in order first
+    to_run: list[tuple[int, str]] = []  # ready nodes `settle` could not answer, waiting for a job
     outcomes: dict[str, NodeOutcome] = {}
     stop = False
     owned = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="stage") if executor is None else None
@@ -67,6 +71,9 @@ def schedule(
         pool = owned or executor
         assert pool is not None
         running: dict[Future[NodeOutcome], str] = {}
+
+        def parents_of(node: str) -> dict[str, NodeOutcome]:
+            return {p: outcomes[p] for p in graph.predecessors[node]}
 
         def finish(node: str, outcome: NodeOutcome) -> None:
             nonlocal stop
@@ -81,15 +88,18 @@ def schedule(
                     heapq.heappush(ready, (rank[child], child))
 
         try:
-            while ready or running:
-                while ready and len(running) < jobs and not stop and not cancel.is_set():
-                    _rank, node = heapq.heappop(ready)
-                    parents = {p: outcomes[p] for p in graph.predecessors[node]}
-                    settled = settle(node, parents) if settle is not None else None
-                    if settled is not None:
-                        finish(node, settled)
-                    else:
-                        running[pool.submit(execute, node, parents)] = node
+            while ready or to_run or running:
+                with settling() if ready else nullcontext():
+                    while ready and not stop and not cancel.is_set():
+                        item = heapq.heappop(ready)
+                        settled = settle(item[1], parents_of(item[1])) if settle is not None else None
+                        if settled is not None:
+                            finish(item[1], settled)  # may make more nodes ready: settled in this loop
+                        else:
+                            heapq.heappush(to_run, item)
+                while to_run and len(running) < jobs and not stop and not cancel.is_set():
+                    _rank, node = heapq.heappop(to_run)
+                    running[pool.submit(execute, node, parents_of(node))] = node
                 if not running:
                     break
                 done, _ = wait(running, return_when=FIRST_COMPLETED)

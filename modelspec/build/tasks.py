@@ -350,6 +350,7 @@ def run_tasks(
             cancel=tasks.cancel,
             executor=executor,
             settle=tasks.settle,
+            settling=tasks.lease.holding,  # one hold of the gc guard, one lease write, per run of hits
         )
     finally:
         tasks.remover.wait()  # the build leaves no work directory behind

@@ -82,13 +82,22 @@ class Lease:
             with self._holders_lock:
                 self._holders -= 1
                 if self._holders == 0 and self._guard is not None:
+                    self._flush()  # what was leased inside is in the file before gc may sweep
                     fcntl.flock(self._guard, fcntl.LOCK_UN)
 
     def add(self, entries: Iterable[Entry]) -> None:
+        """Lease `entries`: in the file at once, or, inside `holding`, when it ends (a no-op
+        build leases each stage's outputs: one write for them all, not one each)."""
         assert self._file is not None
-        for entry in entries:
-            self._file.write(f"{entry.type} {entry.digest}\n")
-        self._file.flush()
+        with self._holders_lock:
+            for entry in entries:
+                self._file.write(f"{entry.type} {entry.digest}\n")
+            if self._holders == 0:
+                self._flush()
+
+    def _flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
 
 
 def live_leased(home: Path) -> set[Entry]:

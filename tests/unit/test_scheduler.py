@@ -1,7 +1,7 @@
 """The scheduler on bare graphs, driven by an injected executor: no store, no process, no I/O.
 
-    a ──▶ b ──▶ d
-    └───▶ c ──▲        e (independent)
+a ──▶ b ──▶ d
+└───▶ c ──▲        e (independent)
 """
 
 from __future__ import annotations
@@ -128,3 +128,36 @@ def test_at_most_jobs_nodes_run_at_once_and_an_injected_executor_stays_open() ->
         outcomes = run(graph, execute, pool, jobs=2)
         assert pool.submit(lambda: 1).result() == 1  # the scheduler did not shut it down
     assert set(states(outcomes).values()) == {"ran"} and most[0] == 2
+
+
+def test_ready_cache_hits_are_settled_before_a_job_is_awaited_inside_one_settling_block() -> None:
+    """With every job busy, a node that `settle` answers does not wait for one: its hits are
+    settled while the stages that must run run (here before b starts, on one job)."""
+    settled: list[str] = []
+    inside = [0]
+    blocks = [0]
+
+    class Settling:
+        def __enter__(self) -> None:
+            inside[0] += 1
+            blocks[0] += 1
+
+        def __exit__(self, *exc: object) -> None:
+            inside[0] -= 1
+
+    def settle(node: str, parents: Mapping[str, NodeOutcome]) -> NodeOutcome | None:
+        assert inside[0] == 1, "settled outside a settling block"
+        if node in ("c", "e"):
+            settled.append(node)
+            return NodeOutcome(node, NodeState.CACHED)
+        return None
+
+    def execute(node: str, parents: Mapping[str, NodeOutcome]) -> NodeOutcome:
+        if node == "b":
+            assert settled == ["e", "c"], settled  # e was ready from the start, c with b
+        return NodeOutcome(node, NodeState.RAN)
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        outcomes = run(bare_graph(), execute, pool, settle=settle, settling=Settling)
+    assert states(outcomes) == {"a": "ran", "b": "ran", "c": "cached", "d": "ran", "e": "cached"}
+    assert blocks[0] == 3  # at the start, after a, after b and c: one block each, not one per node
