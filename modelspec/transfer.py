@@ -28,13 +28,14 @@ from .build.needed import build_records, labelled_objects, needed_objects, versi
 from .errors import UsageError
 from .events import Event, Reporter, ignore
 from .registry.registry import ModelVersion, Registry
-from .retention.remote_gc import kept_objects, recipe_chunks
+from .retention.remote_gc import kept_objects
 from .spec.model import split_output_ref
 from .store.files import remove_path
 from .store.objects import Entry, LocalStore
 from .store.remote import Progress
 from .store.remote_cache import ROOTS, Remote, RemoteLease, read_condemned, read_roots, write_roots
 from .store.remote_cache import require_remote as require_remote_of
+from .store.remote_chunks import chunk_digest, chunk_members
 from .store.traces import ActionCache, ActionResult
 from .store.workspace import CHECKOUT_DIR, Workspace
 
@@ -280,8 +281,11 @@ def status(workspace: Workspace, *, jobs: int = DEFAULT_JOBS) -> dict[str, Any]:
         kept = kept_objects(workspace, registry)
     local_only = remote.store.missing(kept, jobs)
     recipes = remote.store.recipes.listed()
-    chunks = {c for d in recipes for c in recipe_chunks(remote, d)}  # a damaged recipe names none
-    remote_all = set(remote.store.iter()) - (chunks - recipes.keys())  # a chunk is part of an object
+    read = remote.store.recipes.get_all(recipes, jobs, damaged=True)  # a damaged recipe names none
+    chunks = {chunk_digest(c) for recipe in read.values() for c, _n in recipe.chunks}
+    remote.store.packs.refresh(jobs)
+    parts = chunk_members(remote.store, chunks)  # parts of large objects (or of none), not objects
+    remote_all = set(remote.store.loose()) | (set(remote.store.packs.members()) - parts) | recipes.keys()
     local_all = set(workspace.store.iter())
     entries = sum(len(names) for _key, names in remote.cache.by_key())
     roots = read_roots(remote.blobs)
@@ -293,6 +297,7 @@ def status(workspace: Workspace, *, jobs: int = DEFAULT_JOBS) -> dict[str, Any]:
         "remote_objects": len(remote_all),
         "remote_chunked_objects": len(recipes),
         "remote_chunks": len(chunks),
+        "remote_orphan_chunks": len(parts - chunks),  # no recipe names them: remote gc reclaims them
         "remote_only": len(remote_all - local_all),
         "action_cache_entries": entries,
         "workspaces": [
@@ -305,8 +310,11 @@ def status(workspace: Workspace, *, jobs: int = DEFAULT_JOBS) -> dict[str, Any]:
 @dataclass
 class RemoteVerifyReport:
     url: str
-    checked: int = 0
+    checked: int = 0  # objects (large ones among them)
     bytes: int = 0
+    large_objects: int = 0  # objects stored as a recipe and chunks
+    chunks: int = 0  # their chunks, each checked (not objects)
+    orphan_chunks: int = 0  # of those, chunks no recipe names (remote gc reclaims them)
     corrupt: list[str] = field(default_factory=list)  # quarantined on the remote
     # action key → its node and the differing results (outputs by name → digest)
     nondeterministic: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -321,6 +329,9 @@ class RemoteVerifyReport:
             "ok": self.ok,
             "remote": self.url,
             "checked": self.checked,
+            "large_objects": self.large_objects,
+            "chunks": self.chunks,
+            "orphan_chunks": self.orphan_chunks,
             "bytes": self.bytes,
             "corrupt": self.corrupt,
             "nondeterministic": self.nondeterministic,
@@ -334,8 +345,9 @@ def verify_remote(workspace: Workspace, *, jobs: int = DEFAULT_JOBS, reporter: R
     deterministic) and entries naming an object the remote lacks are reported."""
     remote = require_remote(workspace)
     report = RemoteVerifyReport(remote.url)
-    progress, report.corrupt = remote.store.verify_all(jobs, _progress(reporter, "verify"))
-    report.checked, report.bytes = progress.done, progress.moved_bytes
+    progress, report.corrupt, counted = remote.store.verify_all(jobs, _progress(reporter, "verify"))
+    report.checked, report.large_objects, report.bytes = counted.objects, counted.large_objects, progress.moved_bytes
+    report.chunks, report.orphan_chunks = counted.chunks, counted.orphans
     present = set(remote.store.iter())  # without what was just taken out of service
     for key, _names in remote.cache.by_key():
         entries = remote.cache.entries(key)

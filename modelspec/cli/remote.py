@@ -161,6 +161,9 @@ def remote_status(jobs: int, as_json: bool) -> None:
     if found["remote_chunked_objects"]:
         large = plural(found["remote_chunked_objects"], "large object")
         echo(f"  {large} stored as {plural(found['remote_chunks'], 'chunk')} (shared between versions)")
+    if found["remote_orphan_chunks"]:
+        orphans = plural(found["remote_orphan_chunks"], "chunk")
+        echo(f"  {orphans} no recipe names (a killed push's, or a deleted large object's): `gc --remote` reclaims them")
     entries = plural(found["action_cache_entries"], "action-cache entry", "action-cache entries")
     echo(f"  {entries} on the remote")
     for item in found["workspaces"]:

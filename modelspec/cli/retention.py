@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import signal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -88,19 +88,22 @@ def _remote_gc(dry_run: bool, grace: str, as_json: bool) -> None:
         emit_json(report.to_dict())
         return
     would = "would " if dry_run else ""
+    counts = report.to_dict()
     workspaces = plural(len(report.workspaces), "workspace")
-    echo(f"remote {report.url}: kept {plural(report.kept, 'object')} needed by {workspaces}")
+    echo(f"remote {report.url}: kept {_and_chunks(counts, 'kept', 'object')} needed by {workspaces}")
+    large = f" ({counts['deleted_large_objects']} large)" if counts["deleted_large_objects"] else ""
+    entries = plural(report.entries_deleted, "action-cache entry", "action-cache entries")
     echo(
-        f"{would}delete {plural(len(report.deleted), 'object')} ({human_bytes(report.deleted_bytes)}) condemned by an "
-        f"earlier gc, and {plural(report.entries_deleted, 'action-cache entry', 'action-cache entries')}"
+        f"{would}delete {_and_chunks(counts, 'deleted', 'object', large)} ({human_bytes(report.deleted_bytes)}) "
+        f"condemned by an earlier gc, and {entries}"
     )
     if report.condemned:
         echo(
-            f"{would}condemn {plural(len(report.condemned), 'unneeded object')}: a gc at least "
+            f"{would}condemn {_and_chunks(counts, 'condemned', 'unneeded object')}: a gc at least "
             f"{_duration(report.grace)} from now deletes those still unneeded"
         )
     if report.young:
-        echo(f"{plural(report.young, 'unneeded object')} younger than {_duration(report.grace)}: kept for now")
+        echo(f"{_and_chunks(counts, 'young', 'unneeded object')} younger than {_duration(report.grace)}: kept for now")
     if report.deleted_packs or report.orphan_packs:
         echo(
             f"{would}delete {plural(report.deleted_packs, 'pack')} of those objects and "
@@ -108,6 +111,13 @@ def _remote_gc(dry_run: bool, grace: str, as_json: bool) -> None:
         )
     if report.partly_dead_packs:
         echo(f"{plural(report.partly_dead_packs, 'pack')} with a needed object kept whole, unneeded ones in it too")
+
+
+def _and_chunks(counts: dict[str, Any], what: str, word: str, note: str = "") -> str:
+    """`3 objects`, or `3 objects and 40 chunks` (chunks are parts of large objects, not objects)."""
+    objects = plural(counts[f"{what}_objects"], word) + note
+    chunks = counts[f"{what}_chunks"]
+    return f"{objects} and {plural(chunks, 'chunk')}" if chunks else objects
 
 
 def _duration(seconds: float) -> str:

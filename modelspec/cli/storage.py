@@ -158,7 +158,12 @@ def _verify_remote(jobs: int, as_json: bool) -> None:
             echo("  " + ", ".join(f"{name}={digest[:19]}" for name, digest in result.items()))
     problems = len(report.corrupt) + len(report.dangling) + len(report.nondeterministic)
     verdict = "ok" if report.ok else plural(problems, "problem")
-    echo(f"remote {report.url}: {plural(report.checked, 'object')}, {plural(report.bytes, 'byte')} checked: {verdict}")
+    large = f" ({report.large_objects} large, in {plural(report.chunks, 'chunk')})" if report.chunks else ""
+    objects = plural(report.checked, "object") + large
+    echo(f"remote {report.url}: {objects}, {plural(report.bytes, 'byte')} checked: {verdict}")
+    if report.orphan_chunks:
+        orphans = plural(report.orphan_chunks, "chunk")
+        echo(f"  {orphans} no recipe names (a killed push's, or a deleted large object's): `gc --remote` reclaims them")
     sys.exit(0 if report.ok else 1)
 
 

@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..attest.checkpoint import every_digest
 from ..build.needed import build_records, metadata_entries, needed_objects
 from ..digest import canonical_json
-from ..errors import CorruptObjectError
 from ..registry.registry import Registry
 from ..store.remote_cache import (
     CONDEMNED,
@@ -39,7 +39,7 @@ from ..store.remote_cache import (
     read_roots,
     write_roots,
 )
-from ..store.remote_chunks import chunk_digest, recipe_name
+from ..store.remote_chunks import chunk_digest, chunk_packs, recipe_name
 from ..store.remote_packs import Listing, index_name, pack_name
 from ..store.workspace import Workspace
 
@@ -52,12 +52,17 @@ class RemoteGcReport:
     dry_run: bool
     grace: float
     workspaces: list[str] = field(default_factory=list)  # whose roots were kept
-    kept: int = 0  # objects needed by some root, lease or young entry
-    deleted: list[str] = field(default_factory=list)  # objects deleted (or, dry, that would be)
+    kept: int = 0  # objects and chunks needed by some root, lease or young entry
+    deleted: list[str] = field(default_factory=list)  # objects and chunks deleted (or, dry, that would be)
     deleted_bytes: int = 0
     condemned: list[str] = field(default_factory=list)  # newly condemned: deleted by a later gc
     entries_deleted: int = 0  # action-cache entries naming unneeded objects
     young: int = 0  # unneeded but younger than the grace
+    # Of the above, chunks (parts of large objects, or of none: not objects), counted apart.
+    kept_chunks: int = 0
+    deleted_chunks: int = 0
+    condemned_chunks: int = 0
+    young_chunks: int = 0
     temp_files: int = 0  # scratch files of killed writers removed (file:// remotes)
     deleted_packs: int = 0  # packs whose every member was deleted (counted in `deleted`)
     orphan_packs: int = 0  # packs a killed push left without an index, swept
@@ -71,17 +76,21 @@ class RemoteGcReport:
             "dry_run": self.dry_run,
             "grace_seconds": self.grace,
             "workspaces": self.workspaces,
-            "kept_objects": self.kept,
-            "deleted_objects": len(self.deleted),
+            "kept_objects": self.kept - self.kept_chunks,
+            "kept_chunks": self.kept_chunks,
+            "deleted_objects": len(self.deleted) - self.deleted_chunks,
+            "deleted_large_objects": self.deleted_recipes,
+            "deleted_chunks": self.deleted_chunks,
             "deleted_bytes": self.deleted_bytes,
-            "condemned_objects": len(self.condemned),
+            "condemned_objects": len(self.condemned) - self.condemned_chunks,
+            "condemned_chunks": self.condemned_chunks,
             "deleted_action_cache_entries": self.entries_deleted,
-            "young_objects": self.young,
+            "young_objects": self.young - self.young_chunks,
+            "young_chunks": self.young_chunks,
             "temp_files": self.temp_files,
             "deleted_packs": self.deleted_packs,
             "orphan_packs": self.orphan_packs,
             "partly_dead_packs": self.partly_dead_packs,
-            "deleted_recipes": self.deleted_recipes,
             "seconds": round(self.seconds, 3),
         }
 
@@ -135,7 +144,7 @@ def collect_remote(
     # Recipes: a needed one keeps its chunks; an unneeded one goes like a loose object.
     recipes = remote.store.recipes
     listed = recipes.listed()
-    chunks_of = {d: recipe_chunks(remote, d) for d in sorted(listed)}
+    chunks_of = recipes_chunks(remote, listed)
     for digest in listed:
         if digest in needed:
             needed |= chunks_of[digest]
@@ -172,15 +181,16 @@ def collect_remote(
             still[digest] = since if since is not None else now
             if since is None:
                 report.condemned.append(digest)
-    packs = _plan_packs(remote, report, needed, condemned, still, cutoff, now)
+    named = set().union(*chunks_of.values())
+    packs = _plan_packs(remote, report, needed, named, condemned, still, cutoff, now)
     if (doomed or packs.doomed) and not dry_run:
         # The leases again, just before deleting: a build or push that started meanwhile.
         leased = live_remote_leased(blobs, time.time())
         leased |= {c for d in leased & set(chunks_of) for c in chunks_of[d]}
         # And the recipes made since they were listed: a push that found a condemned chunk
         # present, named it and released its lease, all while this gc ran.
-        for digest in recipes.listed().keys() - listed.keys():
-            leased |= recipe_chunks(remote, digest)
+        for chunks in recipes_chunks(remote, recipes.listed().keys() - listed.keys()).values():
+            leased |= chunks
         doomed = [item for item in doomed if item[1] not in leased]
         doomed_recipes = [item for item in doomed_recipes if item[1] not in leased]
         packs.doomed = [item for item in packs.doomed if not leased & set(item[1])]
@@ -189,6 +199,7 @@ def collect_remote(
     report.deleted_recipes = len(doomed_recipes)
     report.deleted_bytes = sum(size for _name, _digest, size in doomed) + sum(s for _p, _ds, s in packs.doomed)
     report.deleted_packs = len(packs.doomed)
+    report.deleted_chunks = sum(len(ds) for p, ds, _s in packs.doomed if p in packs.chunky)
     if not dry_run:
         blobs.replace(CONDEMNED, canonical_json(still))  # first: a gc killed now deletes nothing twice
         blobs.delete([name for name, _digest, _size in doomed_recipes])  # before the chunks they name
@@ -211,12 +222,14 @@ class _PackPlan:
     doomed: list[tuple[str, list[str], int]] = field(default_factory=list)  # pack, its members, its size
     orphans: list[str] = field(default_factory=list)  # packs without an index, older than the grace
     stray: list[str] = field(default_factory=list)  # old indices and bad marks whose pack is gone
+    chunky: set[str] = field(default_factory=set)  # the packs that hold chunks
 
 
 def _plan_packs(
     remote: Remote,
     report: RemoteGcReport,
     needed: set[str],
+    named: set[str],
     condemned: dict[str, float],
     still: dict[str, float],
     cutoff: float,
@@ -224,10 +237,12 @@ def _plan_packs(
 ) -> _PackPlan:
     """Packs go whole: one whose every member is unneeded is condemned like a loose object
     (its members, so that a push that found them there checks again), and deleted by a later
-    gc. A pack with one needed member stays whole (rewriting it is not worth a pass here)."""
+    gc. A pack with one needed member stays whole (rewriting it is not worth a pass here).
+    `named`: the chunks the recipes name, which tell packs of chunks apart (counted as such)."""
     catalog = remote.store.packs
     plan = _PackPlan(catalog.refresh())
     listing = plan.listing
+    plan.chunky = chunk_packs({p: catalog.packed(p) for p in listing.indices if p in listing.packs}, named)
     for pack, index in sorted(listing.indices.items()):
         info = listing.packs.get(pack)
         if info is None:  # names nothing: no reader believes it
@@ -236,13 +251,16 @@ def _plan_packs(
         members = sorted({m.digest for m in catalog.packed(pack)})
         if pack in catalog.unreadable or not members:
             continue  # what it names cannot be known: kept
+        chunky = pack in plan.chunky
         live = sum(1 for d in members if d in needed)
         if live:
             report.kept += live
+            report.kept_chunks += live if chunky else 0
             report.partly_dead_packs += live < len(members)
             continue
         if max(index.modified, info.modified) > cutoff:
             report.young += len(members)
+            report.young_chunks += len(members) if chunky else 0
             continue
         since = {d: condemned.get(d) for d in members}
         if all(t is not None and t <= cutoff for t in since.values()):
@@ -251,6 +269,7 @@ def _plan_packs(
             still[digest] = t if t is not None else now
             if t is None:
                 report.condemned.append(digest)
+                report.condemned_chunks += chunky
     plan.orphans = [
         p for p, info in sorted(listing.packs.items()) if p not in listing.indices and info.modified <= cutoff
     ]
@@ -259,14 +278,13 @@ def _plan_packs(
     return plan
 
 
-def recipe_chunks(remote: Remote, digest: str) -> set[str]:
-    """The chunks an object's recipe names (none once a damaged one is quarantined: its
-    object is no longer on the remote, and a push sends it again)."""
-    try:
-        recipe = remote.store.recipes.get(digest)
-    except CorruptObjectError:
-        return set()
-    return set() if recipe is None else {chunk_digest(c) for c, _n in recipe.chunks}
+def recipes_chunks(remote: Remote, digests: Iterable[str]) -> dict[str, set[str]]:
+    """The chunks each object's recipe names, the recipes read a few at a time (none for a
+    damaged one, quarantined: its object is no longer on the remote, and a push sends it
+    again; none for one gone since it was listed)."""
+    digests = sorted(digests)
+    read = remote.store.recipes.get_all(digests, damaged=True)
+    return {d: {chunk_digest(c) for c, _n in read[d].chunks} if d in read else set() for d in digests}
 
 
 def _entry_infos(remote: Remote) -> list[tuple[str, float]]:

@@ -35,6 +35,7 @@ class BlobInfo:
     name: str
     size: int
     modified: float  # seconds since the epoch
+    tag: str = ""  # which bytes the name holds now: S3's ETag; a file's inode and mtime
 
 
 class Blobs(Protocol):
@@ -199,7 +200,7 @@ class FileBlobs:
             info = self._path(name).stat()
         except FileNotFoundError:
             return None
-        return BlobInfo(name, info.st_size, info.st_mtime)
+        return BlobInfo(name, info.st_size, info.st_mtime, _file_tag(info))
 
     def scan(self, prefix: str) -> Iterator[BlobInfo]:
         base = self._path(prefix)
@@ -211,7 +212,7 @@ class FileBlobs:
                 path = Path(folder) / file
                 with contextlib.suppress(FileNotFoundError):
                     info = path.stat()
-                    yield BlobInfo(str(path.relative_to(self.root)), info.st_size, info.st_mtime)
+                    yield BlobInfo(str(path.relative_to(self.root)), info.st_size, info.st_mtime, _file_tag(info))
 
     def delete(self, names: list[str]) -> None:
         for name in names:
@@ -238,6 +239,12 @@ class FileBlobs:
             f"remote {self.url}: {exc.strerror or exc}: {exc.filename or ''}",
             hint="check that the shared directory is mounted and writable",
         )
+
+
+def _file_tag(info: os.stat_result) -> str:
+    """A blob file's identity: create and replace link or rename a new file in, so a blob
+    written again has another inode or mtime."""
+    return f"{info.st_ino}:{info.st_mtime_ns}"
 
 
 # -- S3 through obstore ---------------------------------------------------------------
@@ -350,7 +357,7 @@ class S3Blobs:
             meta = self._call(f"looking up {name}", lambda: self.ob.head(self.s3, name))
         except FileNotFoundError:
             return None
-        return BlobInfo(meta["path"], meta["size"], meta["last_modified"].timestamp())
+        return _info(meta)
 
     def scan(self, prefix: str) -> Iterator[BlobInfo]:
         stream = self._call(f"listing {prefix}", lambda: self.ob.list(self.s3, prefix.rstrip("/"), chunk_size=1000))
@@ -362,7 +369,7 @@ class S3Blobs:
             if chunk is None:
                 return
             for meta in chunk:
-                yield BlobInfo(meta["path"], meta["size"], meta["last_modified"].timestamp())
+                yield _info(meta)
 
     def delete(self, names: list[str]) -> None:
         for start in range(0, len(names), 1000):  # one request deletes at most 1000 keys
@@ -374,6 +381,10 @@ class S3Blobs:
     def _delete(self, batch: list[str]) -> None:
         with contextlib.suppress(FileNotFoundError):
             self._call("deleting", lambda: self.ob.delete(self.s3, batch))
+
+
+def _info(meta: Any) -> BlobInfo:
+    return BlobInfo(meta["path"], meta["size"], meta["last_modified"].timestamp(), meta.get("e_tag") or "")
 
 
 def _first_line(exc: BaseException) -> str:

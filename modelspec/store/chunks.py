@@ -36,6 +36,7 @@ from .files import write_atomic
 from .packs import RAW, Located, PackWriter, decode, read_index
 from .pipeline import Coding, collector_paused, pack_file, reassemble
 from .protocol import ObjectInfo
+from .pruning import apply_prune, drop_markers, live_chunks, plan_prune, read_packs
 from .recipes import (
     DEFAULT_CHUNKING,
     ChunkPolicy,
@@ -398,63 +399,18 @@ class ChunkStore:
         threshold = self.policy.min_live if min_live is None else min_live
         with self._guard(exclusive=not dry_run):
             self.refresh()
-            kept = [digest for digest in self.iter() if digest not in gone]
-            live = {chunk for digest in kept for chunk, _n in self._recipe_chunks(digest)}
-            bad = self._quarantined()
-            removed = written = freed = 0
-            writer = PackWriter(self.packs, self._temp_file, self.policy.pack_limit)
-            old: list[Path] = []
-            placed: set[bytes] = set()
-            for name in sorted(self._loaded):
-                path = self.packs / f"{name}.pack"
-                try:
-                    rows = read_index(path)
-                    total = path.stat().st_size
-                except (FileNotFoundError, ValueError):
-                    continue
-                keep = [(d, w) for d, w in rows if d in live and (d.hex(), name) not in bad]
-                live_bytes = sum(w.stored for _d, w in keep)
-                if keep and live_bytes >= threshold * total:
-                    placed |= {d for d, _w in keep}
-                    continue
-                old.append(path)
-                freed += total - live_bytes
-                if dry_run:
-                    continue
-                with open(path, "rb") as f:
-                    for chunk, where in keep:
-                        if chunk not in placed:
-                            placed.add(chunk)
-                            writer.add(chunk, os.pread(f.fileno(), where.stored, where.offset), where.raw, where.codec)
+            live = live_chunks((d for d in self.iter() if d not in gone), self.recipe)
+            plan = plan_prune(read_packs(self.packs, sorted(self._loaded)), live, self._quarantined(), threshold)
             if dry_run:
-                return PruneReport(len(old), 0, freed)
-            try:
-                writer.seal()
-            except BaseException:
-                writer.abandon()
-                raise
-            written = len(writer.sealed)
-            for path in old:  # only now: their live chunks are in a durable pack
-                path.unlink(missing_ok=True)
-                removed += 1
+                return PruneReport(len(plan.old), 0, plan.freed)
+            written = apply_prune(plan, self.packs, PackWriter(self.packs, self._temp_file, self.policy.pack_limit))
             self._drop_markers()
             self._map, self._loaded = {}, set()
-        return PruneReport(removed, written, freed)
-
-    def _recipe_chunks(self, digest: str) -> list[tuple[bytes, int]]:
-        with contextlib.suppress(CorruptObjectError):
-            recipe = self.recipe(digest)
-            return recipe.chunks if recipe else []
-        return []
+        return PruneReport(len(plan.old), written, plan.freed)
 
     def _drop_markers(self, packs: set[str] | None = None) -> None:
         """Forget the damage of `packs` (written anew), or of packs that are gone."""
-        if not self.quarantine_dir.is_dir():
-            return
-        for marker in os.listdir(self.quarantine_dir):
-            pack = marker.partition("-")[2]
-            if (pack in packs) if packs is not None else not (self.packs / f"{pack}.pack").exists():
-                (self.quarantine_dir / marker).unlink(missing_ok=True)
+        drop_markers(self.quarantine_dir, self.packs, packs)
 
 
 _BATCH = 256  # chunks decoded together by `write_to` (about 5 MiB)

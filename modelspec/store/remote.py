@@ -78,7 +78,7 @@ class RemoteStore:
         member = self._member(digest, refresh=True)
         if member is not None:
             return ObjectInfo(member.length, self.packs.modified(member.pack))
-        info = self.blobs.head(remote_chunks.recipe_name(digest))
+        info = self.recipes.head(digest)
         recipe = self.recipes.get(digest) if info is not None else None
         return None if info is None or recipe is None else ObjectInfo(recipe.size, info.modified)
 
@@ -224,7 +224,7 @@ class RemoteStore:
     def _recipe_there(self, digest: str) -> remote_chunks.Recipe | None:
         """The object's recipe if the remote has it now (a recipe read before, and kept, may
         have been deleted since by a remote gc)."""
-        if self.blobs.head(remote_chunks.recipe_name(digest)) is None:
+        if self.recipes.head(digest) is None:
             return None
         return self.recipes.get(digest)
 
@@ -277,8 +277,11 @@ class RemoteStore:
         set_aside(self.blobs, object_name(digest), QUARANTINE + hex_of(digest))
 
     def verify(self, digest: str) -> bool:
+        """Whether the object's bytes match its digest, hashed as they stream by (a large one
+        is never held whole)."""
         try:
-            self.read_bytes(digest)
+            with open(os.devnull, "wb") as sink:
+                self.download_to(digest, sink)
         except CorruptObjectError:
             return False
         except StoreError:
@@ -396,9 +399,12 @@ class RemoteStore:
         ones by range reads covering members that lie close together."""
         return remote_batches.download(self, local, digests, jobs, report, sizes)
 
-    def verify_all(self, jobs: int = 8, report: Callable[[Progress], None] | None = None) -> tuple[Progress, list[str]]:
-        """Re-hash every object on the remote; the corrupt ones, taken out of service
-        (quarantined, or marked bad when packed) as a read would."""
+    def verify_all(
+        self, jobs: int = 8, report: Callable[[Progress], None] | None = None
+    ) -> tuple[Progress, list[str], remote_chunks.Census]:
+        """Re-hash every object and chunk on the remote; the corrupt ones, taken out of service
+        (quarantined, or marked bad when packed) as a read would; and what was there, counted
+        as objects, large objects and chunks."""
         return remote_batches.verify_all(self, jobs, report)
 
     def put_loose(self, digest: str, data: bytes | Path) -> None:

@@ -116,7 +116,9 @@ def download(
     return progress
 
 
-def verify_all(remote: RemoteStore, jobs: int, report: Callable[[Progress], None] | None) -> tuple[Progress, list[str]]:
+def verify_all(
+    remote: RemoteStore, jobs: int, report: Callable[[Progress], None] | None
+) -> tuple[Progress, list[str], remote_chunks.Census]:
     loose = list(remote.loose())
     remote.packs.refresh(jobs)
     members = sorted(remote.packs.members().values(), key=lambda m: (m.pack, m.offset))
@@ -145,8 +147,11 @@ def verify_all(remote: RemoteStore, jobs: int, report: Callable[[Progress], None
             progress.add(len(data or b""), moved=True)
 
     run_tasks([*(partial(check_run, r) for r in runs(members)), *(partial(check_loose, d) for d in loose)], jobs)
-    corrupt += remote_chunks.verify_recipes(remote, set(loose) - set(corrupt), jobs, progress)
-    return progress, sorted(corrupt)
+    sound = set(loose) - set(corrupt)
+    bad, named = remote_chunks.verify_recipes(remote, sound, jobs, progress)
+    corrupt += bad
+    recipes = set(remote.recipes.listed())  # without those just quarantined
+    return progress, sorted(corrupt), remote_chunks.census(remote, sound, recipes, named)
 
 
 def _local_size(local: LocalStore, digest: str, *, required: bool) -> int:

@@ -12,8 +12,14 @@ packs, store/remote_packs.py; a handful alone). Both sides cut with the local ch
 A recipe is created (conditionally) only after every chunk it names is on the remote, and
 remote gc deletes a recipe before the chunks only it needed: a push or gc killed at any
 instant never leaves a recipe naming an absent chunk. An object is on the remote when its
-loose copy, a packed copy or its recipe is. Recipes never change: a process keeps those it
-has read, and a workspace keeps them beside its pack indices.
+loose copy, a packed copy or its recipe is. A process keeps the recipes it has read, and a
+workspace keeps them beside its pack indices, each under the blob it came from: a recipe
+quarantined and pushed again (by a modelspec that cuts otherwise, its chunks perhaps others)
+is read again, never believed as it was.
+
+Chunks travel in packs named as chunks' (store/remote_packs.py), so that what a remote holds
+is counted as objects, large objects and chunks (`Census`), and the chunks no recipe names
+(a killed push's, a deleted recipe's: what remote gc reclaims) are known.
 """
 
 from __future__ import annotations
@@ -30,11 +36,11 @@ import blake3
 
 from ..digest import PREFIX, hex_of
 from ..errors import CorruptObjectError, StoreError
-from .blobs import HEAD_AT_MOST, Blobs, set_aside
+from .blobs import HEAD_AT_MOST, BlobInfo, Blobs, set_aside
 from .files import write_atomic
 from .progress import Progress, run_all, run_tasks
 from .recipes import Recipe, parse_recipe, recipe_bytes
-from .remote_packs import Run, groups, read_run, runs, send_pack
+from .remote_packs import Member, Run, groups, holds_chunks, read_run, runs, send_pack
 
 if TYPE_CHECKING:
     from .objects import LocalStore
@@ -81,25 +87,42 @@ def chunk_of(digest: str) -> bytes:
 
 
 class RecipeCatalog:
-    """The remote's recipes: which objects have one, and their chunk lists (read once)."""
+    """The remote's recipes: which objects have one, and their chunk lists. A recipe read is
+    kept (in this process, and on disk beside the pack indices) under its object's digest and
+    the blob it was read from (`stamp`: its size and tag): one quarantined and pushed again,
+    perhaps cut otherwise, is another blob, read afresh, never the old one believed."""
 
     def __init__(self, blobs: Blobs, cache: Path | None = None) -> None:
         self.blobs = blobs
         self.cache = cache / "recipes" if cache is not None else None
-        self._read: dict[str, Recipe] = {}
+        self._read: dict[str, tuple[str, Recipe]] = {}  # digest → (stamp, recipe)
+        self._there: dict[str, str] = {}  # digest → the stamp of its recipe, as last listed or looked up
         self._lock = threading.Lock()
 
     def listed(self) -> dict[str, float]:
         """Every recipe on the remote: object digest → when it was created. Those kept here
-        that are no longer there (deleted by a remote gc) are forgotten."""
-        found = {PREFIX + info.name.rsplit("/", 1)[-1]: info.modified for info in self.blobs.scan(RECIPES)}
+        that are no longer there (deleted by a remote gc, or replaced) are forgotten."""
+        infos = {PREFIX + info.name.rsplit("/", 1)[-1]: info for info in self.blobs.scan(RECIPES)}
+        there = {d: stamp(info) for d, info in infos.items()}
         with self._lock:
-            self._read = {d: r for d, r in self._read.items() if d in found}
+            self._there = dict(there)
+            self._read = {d: kept for d, kept in self._read.items() if there.get(d) == kept[0]}
         if self.cache is not None and self.cache.is_dir():
+            wanted = {f"{hex_of(d)}.{s}" for d, s in there.items()}
             for path in self.cache.iterdir():
-                if not path.name.startswith(".") and PREFIX + path.name not in found:  # not a writer's temp
+                if not path.name.startswith(".") and path.name not in wanted:  # not a writer's temp
                     path.unlink(missing_ok=True)
-        return found
+        return {d: info.modified for d, info in infos.items()}
+
+    def head(self, digest: str) -> BlobInfo | None:
+        """The object's recipe blob, looked up now (None: the object has no recipe)."""
+        info = self.blobs.head(recipe_name(digest))
+        with self._lock:
+            if info is None:
+                self._there.pop(digest, None)
+            else:
+                self._there[digest] = stamp(info)
+        return info
 
     def present(self, digests: set[str], jobs: int = 8) -> set[str]:
         """Which of the objects have a recipe: a HEAD each for a few, else one listing."""
@@ -110,23 +133,31 @@ class RecipeCatalog:
 
             ordered = sorted(digests)
             with ThreadPoolExecutor(max(1, min(jobs, len(ordered)))) as pool:
-                there = list(pool.map(lambda d: self.blobs.head(recipe_name(d)) is not None, ordered))
+                there = list(pool.map(lambda d: self.head(d) is not None, ordered))
             return {d for d, yes in zip(ordered, there, strict=True) if yes}
         return digests & set(self.listed())
 
     def get(self, digest: str) -> Recipe | None:
         """The object's recipe (verified), None if it has none. A damaged one is quarantined
-        and raises: the object is no longer on the remote, and a push sends it again."""
+        and raises: the object is no longer on the remote, and a push sends it again. Which
+        blob is its recipe is known from the last listing or lookup, else looked up now."""
+        with self._lock:
+            there = self._there.get(digest)
+        if there is None:
+            info = self.head(digest)
+            if info is None:
+                return None
+            there = stamp(info)
         with self._lock:
             known = self._read.get(digest)
-        if known is not None:
-            return known
-        cached = self.cache / hex_of(digest) if self.cache is not None else None
+        if known is not None and known[0] == there:
+            return known[1]
+        cached = self.cache / f"{hex_of(digest)}.{there}" if self.cache is not None else None
         if cached is not None:
             with contextlib.suppress(OSError):
                 recipe = decode(cached.read_bytes(), digest)
                 if recipe is not None:
-                    return self._keep(digest, recipe)
+                    return self._keep(digest, there, recipe)
         data = None
         for _attempt in range(2):  # bytes damaged on the way are fetched once more
             data = self.blobs.get(recipe_name(digest))
@@ -134,11 +165,13 @@ class RecipeCatalog:
                 return None
             recipe = decode(data, digest)
             if recipe is not None:
+                # Kept under the stamp known before the read: if the blob was replaced since,
+                # the next listing's stamp differs, and it is read again (never the reverse).
                 if cached is not None:
                     with contextlib.suppress(OSError):  # a cache that cannot be written costs a download
                         cached.parent.mkdir(parents=True, exist_ok=True)
                         write_atomic(cached, data, durable=False)
-                return self._keep(digest, recipe)
+                return self._keep(digest, there, recipe)
         self.quarantine(digest)
         raise CorruptObjectError(
             f"the recipe of object {digest} on the remote {self.blobs.url} is damaged; it was moved to "
@@ -146,9 +179,30 @@ class RecipeCatalog:
             hint="push it again from a workspace that has it (`modelspec push`)",
         )
 
-    def _keep(self, digest: str, recipe: Recipe) -> Recipe:
+    def get_all(self, digests: Iterable[str], jobs: int = 8, *, damaged: bool = False) -> dict[str, Recipe]:
+        """The recipes of the objects that have one, read `jobs` at a time. A damaged one is
+        quarantined and raises, or with `damaged` is left out (its object is no longer on the
+        remote)."""
+        found: dict[str, Recipe] = {}
+        lock = threading.Lock()
+
+        def read(digest: str) -> None:
+            try:
+                recipe = self.get(digest)
+            except CorruptObjectError:
+                if not damaged:
+                    raise
+                return
+            if recipe is not None:
+                with lock:
+                    found[digest] = recipe
+
+        run_all(read, sorted(set(digests)), jobs)
+        return found
+
+    def _keep(self, digest: str, there: str, recipe: Recipe) -> Recipe:
         with self._lock:
-            self._read[digest] = recipe
+            self._read[digest] = (there, recipe)
         return recipe
 
     def quarantine(self, digest: str) -> None:
@@ -157,8 +211,17 @@ class RecipeCatalog:
         set_aside(self.blobs, recipe_name(digest), QUARANTINED_RECIPES + hex_of(digest))
         with self._lock:
             self._read.pop(digest, None)
-        if self.cache is not None:
-            (self.cache / hex_of(digest)).unlink(missing_ok=True)
+            self._there.pop(digest, None)
+        if self.cache is not None and self.cache.is_dir():
+            for path in self.cache.glob(f"{hex_of(digest)}.*"):
+                path.unlink(missing_ok=True)
+
+
+def stamp(info: BlobInfo) -> str:
+    """Which blob a recipe's name holds: a recipe pushed again is another (its tag; its size
+    and time where a remote gives no tag)."""
+    which = f"{info.size}:{info.tag}" if info.tag else f"{info.size}:{info.modified!r}"
+    return blake3.blake3(which.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +285,7 @@ def upload(
 
     def send_group(plan: Chunked, group: list[tuple[bytes, int]]) -> None:
         parts = [(chunk_digest(c), raw) for (c, _n), raw in zip(group, local.chunks.read_chunks(group), strict=True)]
-        send_pack(remote.blobs, remote.packs, parts)
+        send_pack(remote.blobs, remote.packs, parts, chunks=True)
         size = sum(len(raw) for _d, raw in parts)
         with sent_lock:
             sent[plan.digest] = sent.get(plan.digest, 0) + size
@@ -266,12 +329,10 @@ def download(
     lacks (range reads of packs), each checked against its name before it is kept; each
     recipe is written locally last. The whole file's blake3 is checked when it is
     reassembled (checkout)."""
-    recipes = {}
+    recipes = remote.recipes.get_all(digests, jobs)
     for digest in digests:
-        recipe = remote.recipes.get(digest)
-        if recipe is None:
+        if digest not in recipes:
             raise remote.missing_error(digest)
-        recipes[digest] = recipe
     owner = {c: d for d in reversed(digests) for c, _n in recipes[d].chunks}  # which object asked first
     with local.chunks.receiving() as intake:
         wanted = local.chunks.lacking(owner)
@@ -370,14 +431,16 @@ def stream(remote: RemoteStore, digest: str, recipe: Recipe, handle: BinaryIO) -
     return recipe.size
 
 
-def verify_recipes(remote: RemoteStore, loose: set[str], jobs: int, progress: Progress) -> list[str]:
+def verify_recipes(remote: RemoteStore, loose: set[str], jobs: int, progress: Progress) -> tuple[list[str], set[str]]:
     """Check every recipe (after the chunks were re-hashed): one that is damaged, or names a
     chunk the remote no longer has (`loose`: the sound loose objects), is quarantined and
-    its object returned as corrupt: the next push sends it again."""
+    its object returned as corrupt: the next push sends it again. Returns those, and the
+    chunks the recipes name."""
     listed = sorted(remote.recipes.listed())
     progress.total += len(listed)
     packed = set(remote.packs.members())  # without the members just marked bad
     corrupt: list[str] = []
+    named: set[str] = set()
 
     def check(digest: str) -> None:
         try:
@@ -385,8 +448,9 @@ def verify_recipes(remote: RemoteStore, loose: set[str], jobs: int, progress: Pr
         except CorruptObjectError:
             corrupt.append(digest)
             recipe = None
-        chunks = recipe.chunks if recipe is not None else []
-        unseen = {d for c, _n in chunks if (d := chunk_digest(c)) not in packed and d not in loose}
+        chunks = {chunk_digest(c) for c, _n in recipe.chunks} if recipe is not None else set()
+        named.update(chunks)
+        unseen = {d for d in chunks if d not in packed and d not in loose}
         # Not seen by the listings above: perhaps pushed since (a new pack, then this recipe).
         if unseen and remote.missing_blobs(unseen):
             remote.recipes.quarantine(digest)
@@ -394,4 +458,42 @@ def verify_recipes(remote: RemoteStore, loose: set[str], jobs: int, progress: Pr
         progress.add(0, moved=True)
 
     run_all(check, listed, jobs)
-    return corrupt
+    return corrupt, named
+
+
+@dataclass(frozen=True, slots=True)
+class Census:
+    """What a remote holds, told apart: objects (loose, packed, or large ones as recipes), of
+    them the large ones, and the chunks in packs (not objects: parts of the large ones, or
+    of none: `orphans`)."""
+
+    objects: int = 0
+    large_objects: int = 0
+    chunks: int = 0
+    orphans: int = 0  # chunks no recipe names: a killed push's, a deleted recipe's (remote gc reclaims them)
+
+
+def chunk_packs(packs: dict[str, tuple[Member, ...]], named: set[str]) -> set[str]:
+    """Which of the packs (pack → its members) hold chunks: named so by the push that made
+    them, or, made before pushes named them, holding a chunk a recipe names (a push packs
+    one object's chunks alone)."""
+    return {p for p, members in packs.items() if holds_chunks(p) or any(m.digest in named for m in members)}
+
+
+def chunk_members(remote: RemoteStore, named: set[str]) -> set[str]:
+    """The packed members that are chunks, as of the pack catalog's last refresh (`named`:
+    the chunks the recipes name)."""
+    members = remote.packs.members()
+    by_pack: dict[str, list[Member]] = {}
+    for member in members.values():
+        by_pack.setdefault(member.pack, []).append(member)
+    chunky = chunk_packs({p: tuple(ms) for p, ms in by_pack.items()}, named)
+    return {d for d, m in members.items() if m.pack in chunky}
+
+
+def census(remote: RemoteStore, loose: set[str], recipes: set[str], named: set[str]) -> Census:
+    """Count what the remote holds as of its pack catalog's last refresh: `loose` and
+    `recipes` the loose objects and the objects with a recipe, `named` the chunks those name."""
+    chunks = chunk_members(remote, named)
+    objects = loose | (set(remote.packs.members()) - chunks) | recipes
+    return Census(len(objects), len(recipes), len(chunks), len(chunks - named))

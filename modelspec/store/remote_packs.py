@@ -5,7 +5,10 @@ a few requests instead of one each.
     <remote>/packs/<hex>.idx          each member's digest, offset and length; created after its pack
     <remote>/packs/<hex>.bad/<digest> a member whose bytes did not match its digest (those bytes)
 
-<hex> is the blake3 of the pack's bytes. The random header makes every pack a new name, so a
+<hex> is the blake3 of the pack's bytes; a pack of a large object's chunks (store/
+remote_chunks.py) is named `<hex>.chunks` (`packs/<hex>.chunks.pack`, `.idx`), so that what
+the remote holds is counted as objects and chunks, and chunks no recipe names are found (an
+older modelspec reads it as any pack). The random header makes every pack a new name, so a
 push killed between pack and index never leaves a pack that a later push would find taken
 while a remote gc deletes it. An object is on the remote once an index naming it exists and
 its pack is listed (and it is not marked bad): the index is created only after its pack is
@@ -55,6 +58,15 @@ _HEAD = struct.Struct("<8sI")
 _ROW = struct.Struct("<32sQQ")
 
 
+CHUNKS = ".chunks"  # the end of a pack's name that holds chunks
+
+
+def holds_chunks(pack: str) -> bool:
+    """Whether the pack was pushed as a large object's chunks (packs made before pushes named
+    them so are known by a chunk a recipe names: remote_chunks.chunk_packs)."""
+    return pack.endswith(CHUNKS)
+
+
 def pack_name(pack: str) -> str:
     return f"{PACKS}{pack}.pack"
 
@@ -87,16 +99,16 @@ class Built:
     members: tuple[Member, ...]
 
 
-def build_pack(parts: list[tuple[str, bytes]]) -> Built:
-    chunks = [_PACK_MAGIC, secrets.token_bytes(16)]
+def build_pack(parts: list[tuple[str, bytes]], *, chunks: bool = False) -> Built:
+    pieces = [_PACK_MAGIC, secrets.token_bytes(16)]
     rows = []
     offset = _PACK_HEADER
     for digest, data in parts:
         rows.append((digest, offset, len(data)))
-        chunks.append(data)
+        pieces.append(data)
         offset += len(data)
-    data = b"".join(chunks)
-    pack = blake3.blake3(data).hexdigest()
+    data = b"".join(pieces)
+    pack = blake3.blake3(data).hexdigest() + (CHUNKS if chunks else "")
     members = tuple(Member(digest, pack, start, length) for digest, start, length in rows)
     return Built(pack, data, encode_index(members), members)
 
@@ -292,9 +304,10 @@ class PackCatalog:
                     path.unlink(missing_ok=True)
 
 
-def send_pack(blobs: Blobs, catalog: PackCatalog, parts: list[tuple[str, bytes]]) -> Built:
-    """Create a pack, then its index: its members are on the remote once this returns."""
-    built = build_pack(parts)
+def send_pack(blobs: Blobs, catalog: PackCatalog, parts: list[tuple[str, bytes]], *, chunks: bool = False) -> Built:
+    """Create a pack (of chunks: `chunks`), then its index: its members are on the remote
+    once this returns."""
+    built = build_pack(parts, chunks=chunks)
     blobs.create(pack_name(built.pack), built.data)
     blobs.create(index_name(built.pack), built.index)
     catalog.add(built, time.time())

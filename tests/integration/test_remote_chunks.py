@@ -206,6 +206,7 @@ def test_remote_gc_keeps_shared_chunks_and_drops_an_unneeded_versions_own(repo: 
         # and are condemned with its deletion, then deleted, with their pack, by the next gc.
         third = collect_remote(workspace, registry, remote, grace=0)
     assert second.deleted == [orphan] and second.deleted_recipes == 1
+    assert second.to_dict()["deleted_large_objects"] == 1
     assert own - shared <= set(second.condemned)
     assert set(third.deleted) == own - shared
     assert remote.store.missing([orphan]) == {orphan}
