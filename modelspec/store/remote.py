@@ -3,7 +3,7 @@ directory), and the batched transfers between it and a workspace's `LocalStore`.
 
     <remote>/objects/ab/<hex>       content-addressed objects, created only if absent
     <remote>/packs/<hex>.pack|.idx  small objects pushed together (store/remote_packs.py)
-    <remote>/recipes/<hex>          large objects as chunk lists (store/remote_chunks.py)
+    <remote>/recipes/<hex>          large objects as chunk lists (store/remote_recipes.py)
     <remote>/quarantine/<hex>       objects whose bytes no longer matched their digest
 
 Every object is written with a conditional create, so it is complete before it is visible
@@ -34,11 +34,12 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from ..digest import PREFIX, digest_bytes, digest_file, hex_of, parse_tree_document
 from ..errors import CorruptObjectError, StoreError
-from . import remote_batches, remote_chunks
+from . import remote_batches, remote_chunks, remote_recipes
 from .blobs import HEAD_AT_MOST, Blobs, set_aside
 from .objects import LocalStore, walk_path
 from .progress import Progress
 from .protocol import Entry, ObjectInfo, ObjectStore
+from .recipes import Recipe
 from .remote_batches import SMALL
 from .remote_packs import (
     Member,
@@ -64,7 +65,7 @@ class RemoteStore:
         self.blobs = blobs
         self.url = blobs.url
         self.packs = PackCatalog(blobs, pack_cache)  # the pack indices (cached on disk when given)
-        self.recipes = remote_chunks.RecipeCatalog(blobs, pack_cache)  # large objects' chunk lists
+        self.recipes = remote_recipes.RecipeCatalog(blobs, pack_cache)  # large objects' chunk lists
 
     # -- queries -----------------------------------------------------------------------
 
@@ -221,7 +222,7 @@ class RemoteStore:
         remote_chunks.stream(self, digest, recipe, buffer)
         return buffer.getvalue()
 
-    def _recipe_there(self, digest: str) -> remote_chunks.Recipe | None:
+    def _recipe_there(self, digest: str) -> Recipe | None:
         """The object's recipe if the remote has it now (a recipe read before, and kept, may
         have been deleted since by a remote gc)."""
         if self.recipes.head(digest) is None:
@@ -367,7 +368,7 @@ class RemoteStore:
     def delete(self, digest: str) -> None:
         """The loose copy and the recipe; a packed one (and a chunk) goes only with its whole
         pack (remote gc)."""
-        self.blobs.delete([remote_chunks.recipe_name(digest), object_name(digest)])
+        self.blobs.delete([remote_recipes.recipe_name(digest), object_name(digest)])
 
     # -- transfers with a local store ----------------------------------------------------
 

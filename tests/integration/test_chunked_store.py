@@ -19,7 +19,7 @@ from modelspec.spec.model import Lock
 from modelspec.store.blobs import RemoteConfig, open_blobs
 from modelspec.store.objects import LocalStore
 from modelspec.store.remote import RemoteStore, object_name
-from modelspec.store.remote_chunks import recipe_name
+from modelspec.store.remote_recipes import recipe_name
 
 SIZE = 6 << 20  # over the 4 MiB threshold
 SPEC = """\

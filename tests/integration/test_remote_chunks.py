@@ -21,8 +21,9 @@ from modelspec.store.blobs import RemoteConfig, open_blobs
 from modelspec.store.objects import LocalStore
 from modelspec.store.remote import RemoteStore, object_name
 from modelspec.store.remote_cache import RemoteLease, open_remote
-from modelspec.store.remote_chunks import chunk_digest, recipe_name
+from modelspec.store.remote_chunks import chunk_digest
 from modelspec.store.remote_packs import Member
+from modelspec.store.remote_recipes import recipe_name
 from modelspec.store.workspace import find_workspace
 
 SIZE = 12 << 20
