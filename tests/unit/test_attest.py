@@ -58,10 +58,16 @@ def test_sign_parse_and_verify_round_trip(tmp_path: Path) -> None:
             dsse.parse(damaged)
 
 
-@pytest.mark.parametrize(
-    "before",
-    ["", "store: .modelspec", "# a comment\nstore: .modelspec\n", "trusted_keys: {}\n", "trusted_keys:  # ours\n"],
-)
+WORKSPACE_FILES = [
+    "",
+    "store: .modelspec",
+    "# a comment\nstore: .modelspec\n",
+    "trusted_keys: {}\n",
+    "trusted_keys:  # ours\n",
+]
+
+
+@pytest.mark.parametrize("before", WORKSPACE_FILES)
 def test_trusting_a_key_keeps_the_workspace_file_and_is_idempotent(tmp_path: Path, before: str) -> None:
     key = generate(tmp_path).public
     other = generate(tmp_path / "other").public
@@ -77,10 +83,7 @@ def test_trusting_a_key_keeps_the_workspace_file_and_is_idempotent(tmp_path: Pat
             assert line in path.read_text()
 
 
-@pytest.mark.parametrize(
-    "before",
-    ["", "store: .modelspec", "# a comment\nstore: .modelspec\n", "trusted_keys: {}\n", "trusted_keys:  # ours\n"],
-)
+@pytest.mark.parametrize("before", WORKSPACE_FILES)
 def test_untrusting_a_key_keeps_the_rest_of_the_workspace_file(tmp_path: Path, before: str) -> None:
     key = generate(tmp_path).public
     other = generate(tmp_path / "other").public
