@@ -60,7 +60,7 @@ class ModelVersion:
     def ref(self) -> str:
         return f"{self.name}@{self.version}"
 
-    @property
+    @cached_property
     def dirty(self) -> bool:
         """Built from working files that differed from its commit (`--allow-dirty`)."""
         # Every record says "dirty": false or true; only one that says true somewhere (in any
