@@ -33,7 +33,7 @@ from ..digest import PREFIX, hex_of
 from ..errors import CorruptObjectError, StoreError
 from .cutting import segments
 from .files import write_atomic
-from .packs import RAW, Located, PackWriter, decode, read_index
+from .packs import RAW, Located, PackWriter, decode, decode_into, read_index
 from .pipeline import Coding, collector_paused, pack_file, reassemble
 from .protocol import ObjectInfo
 from .recipes import (
@@ -308,7 +308,7 @@ class ChunkStore:
         handles: dict[str, int] = {}
         try:
             written = reassemble(
-                fd, recipe.chunks, recipe.size, lambda chunk, n, zstd: self._read(chunk, n, zstd, handles)
+                fd, recipe.chunks, recipe.size, lambda items, out, zstd: self._read_into(items, out, zstd, handles)
             )
         finally:
             for handle in handles.values():
@@ -326,6 +326,75 @@ class ChunkStore:
             f"object {digest} is corrupt (a chunk of it) and was quarantined", hint="build again to recreate it"
         )
 
+    def _read_into(
+        self, items: list[tuple[bytes, int]], out: memoryview, decompressor: Any, handles: dict[str, int]
+    ) -> None:
+        """Decode consecutive chunks of a file into `out` (their raw lengths end to end). The
+        stored bytes of chunks that lie one after another in a pack (as a new file's do) are
+        read in one call. A chunk that does not decode is left as `out` had it: the caller's
+        check of the whole file finds it."""
+        for attempt in (0, 1):
+            try:
+                self._decode_runs(items, [self._locate(chunk) for chunk, _n in items], out, decompressor, handles)
+                return
+            except FileNotFoundError:  # repacked meanwhile: look again
+                if attempt:
+                    raise self._missing(items[0][0]) from None
+                self.refresh()
+
+    def _decode_runs(
+        self,
+        items: list[tuple[bytes, int]],
+        places: list[Located],
+        out: memoryview,
+        decompressor: Any,
+        handles: dict[str, int],
+    ) -> None:
+        position = i = 0
+        while i < len(items):
+            first = places[i]
+            j, end = i + 1, first.offset + first.stored
+            while j < len(places) and places[j].offset == end and places[j].pack == first.pack:
+                end += places[j].stored
+                j += 1
+            with memoryview(os.pread(self._pack_fd(first.pack, handles), end - first.offset, first.offset)) as run:
+                for (_chunk, length), where in zip(items[i:j], places[i:j], strict=True):
+                    start = where.offset - first.offset
+                    with contextlib.suppress(Exception):  # undecodable bytes: corrupt, like bytes that do not hash
+                        decode_into(
+                            run[start : start + where.stored],
+                            where.codec,
+                            out[position : position + length],
+                            decompressor,
+                        )
+                    position += length
+            i = j
+
+    def _locate(self, chunk: bytes) -> Located:
+        where = self._map.get(chunk)
+        if where is None:
+            self.refresh()
+            where = self._map.get(chunk)
+        if where is None:
+            raise self._missing(chunk)
+        return where
+
+    def _pack_fd(self, pack: str, handles: dict[str, int]) -> int:
+        fd = handles.get(pack)
+        if fd is None:
+            with self._lock:  # one descriptor per pack, whichever thread opens it
+                fd = handles.get(pack)
+                if fd is None:
+                    fd = handles[pack] = os.open(self.packs / f"{pack}.pack", os.O_RDONLY)
+        return fd
+
+    @staticmethod
+    def _missing(chunk: bytes) -> StoreError:
+        return StoreError(
+            f"chunk {chunk.hex()} is missing from the store's packs",
+            hint="build again to recreate the files that need it, or run `modelspec verify`",
+        )
+
     def _read(self, chunk: bytes, length: int, decompressor: Any, handles: dict[str, int]) -> bytes | bytearray:
         for attempt in (0, 1):
             where = self._map.get(chunk)
@@ -335,13 +404,7 @@ class ChunkStore:
             if where is None:
                 break
             try:
-                fd = handles.get(where.pack)
-                if fd is None:
-                    with self._lock:  # one descriptor per pack, whichever thread opens it
-                        fd = handles.get(where.pack)
-                        if fd is None:
-                            fd = handles[where.pack] = os.open(self.packs / f"{where.pack}.pack", os.O_RDONLY)
-                stored = os.pread(fd, where.stored, where.offset)
+                stored = os.pread(self._pack_fd(where.pack, handles), where.stored, where.offset)
                 return decode(stored, where.codec, length, decompressor)
             except FileNotFoundError:  # repacked meanwhile: look again
                 if attempt:
@@ -349,10 +412,7 @@ class ChunkStore:
                 self.refresh()
             except Exception:  # undecodable bytes: corrupt, like bytes that do not hash
                 return b""
-        raise StoreError(
-            f"chunk {chunk.hex()} is missing from the store's packs",
-            hint="build again to recreate the files that need it, or run `modelspec verify`",
-        )
+        raise self._missing(chunk)
 
     def _find_bad_chunks(self, recipe: Recipe, decompressor: Any) -> None:
         handles: dict[str, int] = {}
