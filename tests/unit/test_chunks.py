@@ -68,7 +68,20 @@ def test_packs_stay_under_their_limit_and_their_index_names_every_chunk(tmp_path
     for pack in packs:
         rows = read_index(pack)
         assert sum(w.stored for _d, w in rows) < (256 << 10) + 4 * POLICY.average * 4  # limit + one chunk
-        assert pack.stem == digest_bytes(pack.read_bytes()).split(":")[1]  # named by its bytes
+        index = pack.read_bytes()[-(len(rows) * 49 + 16) :]  # its rows and footer
+        assert pack.stem == digest_bytes(index).split(":")[1]  # named by its index
+
+
+def test_packs_named_by_all_their_bytes_by_an_older_version_are_read_the_same(tmp_path: Path) -> None:
+    # Packs were named by the blake3 of all their bytes before they were named by their index's.
+    store = LocalStore(tmp_path / "store", ChunkPolicy(threshold=1, pack_limit=256 << 10, keep_whole=False))
+    data = _safetensors({"w": _weights(np.random.default_rng(2), 1 << 18)}) + random.Random(2).randbytes(1 << 19)
+    digest = store.put_file(_file(tmp_path, "model.safetensors", data))
+    for pack in store.chunks.packs.glob("*.pack"):
+        pack.rename(pack.with_name(digest_bytes(pack.read_bytes()).split(":")[1] + ".pack"))
+    old = LocalStore(tmp_path / "store", ChunkPolicy(keep_whole=False))
+    old.restore(Entry("file", digest, len(data)), tmp_path / "out.safetensors", link=False)
+    assert (tmp_path / "out.safetensors").read_bytes() == data and old.chunks.verify(digest)
 
 
 def test_chunks_are_compressed_only_when_it_saves_enough(tmp_path: Path) -> None:
