@@ -34,7 +34,7 @@ from ..errors import CorruptObjectError, StoreError
 from .cutting import segments
 from .files import write_atomic
 from .packs import RAW, Located, PackWriter, decode, decode_into, read_index
-from .pipeline import Coding, collector_paused, pack_file, reassemble
+from .pipeline import Coding, collector_paused, decoded, pack_file, reassemble
 from .protocol import ObjectInfo
 from .recipes import (
     DEFAULT_CHUNKING,
@@ -267,28 +267,18 @@ class ChunkStore:
     def write_to(self, digest: str, out: IO[bytes] | Any) -> int:
         """Reassemble the file into `out`, checked against its digest; its size. A corrupt
         chunk is quarantined (and so is the recipe: the object is no longer served)."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        import zstandard
-
         recipe = self.recipe(digest)
         if recipe is None:
             raise StoreError(f"object {digest} is missing from the store", hint="build again to recreate it")
+        self.refresh()
         hasher = blake3.blake3()
         handles: dict[str, int] = {}
-        local = threading.local()
-
-        def read(item: tuple[bytes, int]) -> bytes | bytearray:  # on a worker thread, with its own decompressor
-            if not hasattr(local, "decompressor"):
-                local.decompressor = zstandard.ZstdDecompressor()
-            return self._read(item[0], item[1], local.decompressor, handles)
-
-        try:
-            with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="reassemble") as pool:
-                for start in range(0, len(recipe.chunks), _BATCH):  # decoded on the workers, written in order
-                    for raw in pool.map(read, recipe.chunks[start : start + _BATCH]):
-                        hasher.update(raw)
-                        out.write(raw)
+        batches = decoded(recipe.chunks, lambda items, view, zstd: self._read_into(items, view, zstd, handles))
+        try:  # decoded a batch at a time on the workers, hashed and written here in order
+            with contextlib.closing(batches):  # the workers done before the packs are closed
+                for batch in batches:
+                    hasher.update(batch)
+                    out.write(batch)
         finally:
             for fd in handles.values():
                 os.close(fd)
@@ -515,9 +505,6 @@ class ChunkStore:
             pack = marker.partition("-")[2]
             if (pack in packs) if packs is not None else not (self.packs / f"{pack}.pack").exists():
                 (self.quarantine_dir / marker).unlink(missing_ok=True)
-
-
-_BATCH = 256  # chunks decoded together by `write_to` (about 5 MiB)
 
 
 class ChunkIntake:

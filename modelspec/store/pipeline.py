@@ -15,7 +15,7 @@ import gc
 import os
 import threading
 from collections import deque
-from collections.abc import Callable, Container, Iterator
+from collections.abc import Callable, Container, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import accumulate, islice
@@ -196,3 +196,35 @@ def reassemble(
             for future in pending:
                 future.cancel()
     return hasher.digest()
+
+
+def decoded(
+    chunks: list[tuple[bytes, int]], read_into: Callable[[list[tuple[bytes, int]], memoryview, Any], None]
+) -> Generator[bytearray, None, None]:
+    """A file's bytes in order, a batch of chunks at a time, decoded on workers (`read_into`, as
+    for `reassemble`) while the caller uses the batches before."""
+    import zstandard
+
+    local = threading.local()
+
+    def decode_batch(start: int) -> bytearray:  # on a worker, with its own decompressor
+        if not hasattr(local, "zstd"):
+            local.zstd = zstandard.ZstdDecompressor()
+        batch = chunks[start : start + _BATCH]
+        out = bytearray(sum(length for _c, length in batch))
+        with memoryview(out) as view:
+            read_into(batch, view, local.zstd)
+        return out
+
+    with collector_paused(), workers() as pool:
+        pending: deque[Future[bytearray]] = deque()
+        try:
+            for start in range(0, len(chunks), _BATCH):
+                pending.append(pool.submit(decode_batch, start))
+                if len(pending) > _AHEAD:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
