@@ -33,8 +33,8 @@ from ..digest import PREFIX, hex_of
 from ..errors import CorruptObjectError, StoreError
 from .cutting import segments
 from .files import write_atomic
-from .packs import RAW, Located, PackWriter, decode, read_index
-from .pipeline import Coding, collector_paused, pack_file, reassemble
+from .packs import RAW, Located, PackWriter, decode, decode_into, read_index
+from .pipeline import Coding, collector_paused, decoded, pack_file, reassemble
 from .protocol import ObjectInfo
 from .pruning import apply_prune, drop_markers, live_chunks, plan_prune, read_packs
 from .recipes import (
@@ -268,28 +268,18 @@ class ChunkStore:
     def write_to(self, digest: str, out: IO[bytes] | Any) -> int:
         """Reassemble the file into `out`, checked against its digest; its size. A corrupt
         chunk is quarantined (and so is the recipe: the object is no longer served)."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        import zstandard
-
         recipe = self.recipe(digest)
         if recipe is None:
             raise StoreError(f"object {digest} is missing from the store", hint="build again to recreate it")
+        self.refresh()
         hasher = blake3.blake3()
         handles: dict[str, int] = {}
-        local = threading.local()
-
-        def read(item: tuple[bytes, int]) -> bytes | bytearray:  # on a worker thread, with its own decompressor
-            if not hasattr(local, "decompressor"):
-                local.decompressor = zstandard.ZstdDecompressor()
-            return self._read(item[0], item[1], local.decompressor, handles)
-
-        try:
-            with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="reassemble") as pool:
-                for start in range(0, len(recipe.chunks), _BATCH):  # decoded on the workers, written in order
-                    for raw in pool.map(read, recipe.chunks[start : start + _BATCH]):
-                        hasher.update(raw)
-                        out.write(raw)
+        batches = decoded(recipe.chunks, lambda items, view, zstd: self._read_into(items, view, zstd, handles))
+        try:  # decoded a batch at a time on the workers, hashed and written here in order
+            with contextlib.closing(batches):  # the workers done before the packs are closed
+                for batch in batches:
+                    hasher.update(batch)
+                    out.write(batch)
         finally:
             for fd in handles.values():
                 os.close(fd)
@@ -309,7 +299,7 @@ class ChunkStore:
         handles: dict[str, int] = {}
         try:
             written = reassemble(
-                fd, recipe.chunks, recipe.size, lambda chunk, n, zstd: self._read(chunk, n, zstd, handles)
+                fd, recipe.chunks, recipe.size, lambda items, out, zstd: self._read_into(items, out, zstd, handles)
             )
         finally:
             for handle in handles.values():
@@ -327,6 +317,75 @@ class ChunkStore:
             f"object {digest} is corrupt (a chunk of it) and was quarantined", hint="build again to recreate it"
         )
 
+    def _read_into(
+        self, items: list[tuple[bytes, int]], out: memoryview, decompressor: Any, handles: dict[str, int]
+    ) -> None:
+        """Decode consecutive chunks of a file into `out` (their raw lengths end to end). The
+        stored bytes of chunks that lie one after another in a pack (as a new file's do) are
+        read in one call. A chunk that does not decode is left as `out` had it: the caller's
+        check of the whole file finds it."""
+        for attempt in (0, 1):
+            try:
+                self._decode_runs(items, [self._locate(chunk) for chunk, _n in items], out, decompressor, handles)
+                return
+            except FileNotFoundError:  # repacked meanwhile: look again
+                if attempt:
+                    raise self._missing(items[0][0]) from None
+                self.refresh()
+
+    def _decode_runs(
+        self,
+        items: list[tuple[bytes, int]],
+        places: list[Located],
+        out: memoryview,
+        decompressor: Any,
+        handles: dict[str, int],
+    ) -> None:
+        position = i = 0
+        while i < len(items):
+            first = places[i]
+            j, end = i + 1, first.offset + first.stored
+            while j < len(places) and places[j].offset == end and places[j].pack == first.pack:
+                end += places[j].stored
+                j += 1
+            with memoryview(os.pread(self._pack_fd(first.pack, handles), end - first.offset, first.offset)) as run:
+                for (_chunk, length), where in zip(items[i:j], places[i:j], strict=True):
+                    start = where.offset - first.offset
+                    with contextlib.suppress(Exception):  # undecodable bytes: corrupt, like bytes that do not hash
+                        decode_into(
+                            run[start : start + where.stored],
+                            where.codec,
+                            out[position : position + length],
+                            decompressor,
+                        )
+                    position += length
+            i = j
+
+    def _locate(self, chunk: bytes) -> Located:
+        where = self._map.get(chunk)
+        if where is None:
+            self.refresh()
+            where = self._map.get(chunk)
+        if where is None:
+            raise self._missing(chunk)
+        return where
+
+    def _pack_fd(self, pack: str, handles: dict[str, int]) -> int:
+        fd = handles.get(pack)
+        if fd is None:
+            with self._lock:  # one descriptor per pack, whichever thread opens it
+                fd = handles.get(pack)
+                if fd is None:
+                    fd = handles[pack] = os.open(self.packs / f"{pack}.pack", os.O_RDONLY)
+        return fd
+
+    @staticmethod
+    def _missing(chunk: bytes) -> StoreError:
+        return StoreError(
+            f"chunk {chunk.hex()} is missing from the store's packs",
+            hint="build again to recreate the files that need it, or run `modelspec verify`",
+        )
+
     def _read(self, chunk: bytes, length: int, decompressor: Any, handles: dict[str, int]) -> bytes | bytearray:
         for attempt in (0, 1):
             where = self._map.get(chunk)
@@ -336,13 +395,7 @@ class ChunkStore:
             if where is None:
                 break
             try:
-                fd = handles.get(where.pack)
-                if fd is None:
-                    with self._lock:  # one descriptor per pack, whichever thread opens it
-                        fd = handles.get(where.pack)
-                        if fd is None:
-                            fd = handles[where.pack] = os.open(self.packs / f"{where.pack}.pack", os.O_RDONLY)
-                stored = os.pread(fd, where.stored, where.offset)
+                stored = os.pread(self._pack_fd(where.pack, handles), where.stored, where.offset)
                 return decode(stored, where.codec, length, decompressor)
             except FileNotFoundError:  # repacked meanwhile: look again
                 if attempt:
@@ -350,10 +403,7 @@ class ChunkStore:
                 self.refresh()
             except Exception:  # undecodable bytes: corrupt, like bytes that do not hash
                 return b""
-        raise StoreError(
-            f"chunk {chunk.hex()} is missing from the store's packs",
-            hint="build again to recreate the files that need it, or run `modelspec verify`",
-        )
+        raise self._missing(chunk)
 
     def _find_bad_chunks(self, recipe: Recipe, decompressor: Any) -> None:
         handles: dict[str, int] = {}
@@ -411,9 +461,6 @@ class ChunkStore:
     def _drop_markers(self, packs: set[str] | None = None) -> None:
         """Forget the damage of `packs` (written anew), or of packs that are gone."""
         drop_markers(self.quarantine_dir, self.packs, packs)
-
-
-_BATCH = 256  # chunks decoded together by `write_to` (about 5 MiB)
 
 
 class ChunkIntake:

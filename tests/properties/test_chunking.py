@@ -3,10 +3,13 @@ one or two chunks, cut points are stable under insertions, byte grouping is reve
 
 from __future__ import annotations
 
+import contextlib
 import random
 import struct
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,7 +17,7 @@ from modelspec.digest import digest_bytes
 from modelspec.store.chunks import ChunkPolicy
 from modelspec.store.cutting import Segment, cut
 from modelspec.store.objects import LocalStore
-from modelspec.store.packs import decode, encode, group, plane_compressor, ungroup
+from modelspec.store.packs import decode, decode_into, encode, group, plane_compressor, ungroup
 
 SMALL = ChunkPolicy(threshold=1, average=256, pack_limit=4096, keep_whole=False)
 
@@ -116,3 +119,55 @@ def test_dedup_across_files_and_a_shifted_copy(tmp_path: Path) -> None:
 
 def _pack_bytes(store: LocalStore) -> int:
     return sum(p.stat().st_size for p in store.chunks.packs.glob("*.pack"))
+
+
+@contextlib.contextmanager
+def _numpy(present: bool) -> Iterator[None]:
+    """packs.py with numpy (its fast plane copies) or as if it were not installed (slices)."""
+    from modelspec.store import packs
+
+    before = packs._NUMPY
+    packs._NUMPY = False if present else None  # False: looked for again (and found)
+    try:
+        yield
+    finally:
+        packs._NUMPY = before
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=3000), st.sampled_from([2, 4, 8]), st.integers(0, 7), st.booleans())
+def test_planes_are_the_same_bytes_with_numpy_or_without(data: bytes, element: int, align: int, floats: bool) -> None:
+    """numpy only speeds the grouping up: the stored bytes are the same, and each decodes
+    what the other encoded (packs written on a machine with numpy read on one without)."""
+    import zstandard
+
+    if floats:  # float32 weights, whose top plane compresses: stored grouped
+        rng = random.Random(data)
+        data = struct.pack(f"<{len(data) // 4 + 2}f", *(rng.gauss(0, 0.02) for _ in range(len(data) // 4 + 2)))
+    stored = {}
+    for present in (True, False):
+        with _numpy(present):
+            stored[present] = encode(
+                data, element, 1 / 16, zstandard.ZstdCompressor(), align % element, plane_compressor(1)
+            )
+    assert stored[True] == stored[False]
+    encoded, codec = stored[True]
+    for present in (True, False):
+        with _numpy(present):
+            assert decode(encoded, codec, len(data), zstandard.ZstdDecompressor()) == data
+            out = bytearray(len(data))
+            decode_into(encoded, codec, memoryview(out), zstandard.ZstdDecompressor())
+            assert out == data
+
+
+@pytest.mark.parametrize("present", [True, False])
+def test_a_chunk_that_does_not_decode_to_its_length_raises(present: bool) -> None:
+    import zstandard
+
+    rng = random.Random(5)
+    weights = struct.pack("<4099f", *(rng.gauss(0, 0.02) for _ in range(4099)))
+    for raw in (weights, b"abc" * 5000, rng.randbytes(5000)):
+        stored, codec = encode(raw, 4, 1 / 16, zstandard.ZstdCompressor(), 0, plane_compressor(1))
+        for bad, length in ((stored[:-1], len(raw)), (stored, len(raw) - 1), (stored, len(raw) + 1)):
+            with _numpy(present), pytest.raises(Exception):  # noqa: B017 - zstd's, struct's or ValueError
+                decode_into(bad, codec, memoryview(bytearray(length)), zstandard.ZstdDecompressor())

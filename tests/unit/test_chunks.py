@@ -68,7 +68,20 @@ def test_packs_stay_under_their_limit_and_their_index_names_every_chunk(tmp_path
     for pack in packs:
         rows = read_index(pack)
         assert sum(w.stored for _d, w in rows) < (256 << 10) + 4 * POLICY.average * 4  # limit + one chunk
-        assert pack.stem == digest_bytes(pack.read_bytes()).split(":")[1]  # named by its bytes
+        index = pack.read_bytes()[-(len(rows) * 49 + 16) :]  # its rows and footer
+        assert pack.stem == digest_bytes(index).split(":")[1]  # named by its index
+
+
+def test_packs_named_by_all_their_bytes_by_an_older_version_are_read_the_same(tmp_path: Path) -> None:
+    # Packs were named by the blake3 of all their bytes before they were named by their index's.
+    store = LocalStore(tmp_path / "store", ChunkPolicy(threshold=1, pack_limit=256 << 10, keep_whole=False))
+    data = _safetensors({"w": _weights(np.random.default_rng(2), 1 << 18)}) + random.Random(2).randbytes(1 << 19)
+    digest = store.put_file(_file(tmp_path, "model.safetensors", data))
+    for pack in store.chunks.packs.glob("*.pack"):
+        pack.rename(pack.with_name(digest_bytes(pack.read_bytes()).split(":")[1] + ".pack"))
+    old = LocalStore(tmp_path / "store", ChunkPolicy(keep_whole=False))
+    old.restore(Entry("file", digest, len(data)), tmp_path / "out.safetensors", link=False)
+    assert (tmp_path / "out.safetensors").read_bytes() == data and old.chunks.verify(digest)
 
 
 def test_chunks_are_compressed_only_when_it_saves_enough(tmp_path: Path) -> None:
@@ -248,6 +261,28 @@ def test_a_checkout_reassembles_every_chunk_at_its_offset(tmp_path: Path) -> Non
     assert fresh.read_bytes(digest) == data  # in order, into a stream
     fresh.checked_path(digest)  # made whole again (rehydrated)
     assert fresh.is_whole(digest) and fresh.path_of(digest).read_bytes() == data
+
+
+@pytest.mark.parametrize("pack_limit", [256 << 10, 64 << 20])
+def test_a_checkout_of_chunks_out_of_their_packs_order_reads_each_run_right(tmp_path: Path, pack_limit: int) -> None:
+    # A pack's consecutive chunks are read at once. A version made of the first's chunks in
+    # another order (back to an earlier place of the same pack) and of new ones breaks those
+    # runs wherever they break.
+    store = LocalStore(tmp_path / "store", ChunkPolicy(threshold=1, pack_limit=pack_limit, keep_whole=False))
+    data = random.Random(15).randbytes(3 << 19)  # plain bytes: one segment, whatever the order
+    recipe = store.chunks.recipe(store.put_file(_file(tmp_path, "v1.bin", data)))
+    assert recipe is not None and len(recipe.chunks) > 40
+    ends = [sum(n for _c, n in recipe.chunks[:k]) for k in range(len(recipe.chunks) + 1)]
+    # FastCDC's cut after a chunk looks at the next byte: a junction where that byte is the same
+    # keeps the chunk before it whole.
+    a, b = next((a, b) for b in range(30, 40) for a in range(2, 20) if data[ends[a]] == data[ends[b]])
+    moved = data[ends[b - 10] : ends[b]] + data[ends[a] : ends[a + 10]] + random.Random(16).randbytes(30_000)
+    digest = store.put_file(_file(tmp_path, "v2.bin", moved))
+    again = store.chunks.recipe(digest)
+    assert again is not None and again.chunks[9:11] == [recipe.chunks[b - 1], recipe.chunks[a]]  # back, no gap
+    fresh = LocalStore(tmp_path / "store", ChunkPolicy(keep_whole=False))
+    fresh.restore(Entry("file", digest, len(moved)), tmp_path / "out.bin", link=False)
+    assert (tmp_path / "out.bin").read_bytes() == moved and fresh.read_bytes(digest) == moved
 
 
 def test_compression_resumes_after_incompressible_chunks_that_were_only_sampled(tmp_path: Path) -> None:
