@@ -112,7 +112,8 @@ def apply_prune(plan: PrunePlan, folder: Path, writer: PackWriter) -> int:
         writer.abandon()
         raise
     for name in plan.old:  # only now: their live chunks are in a durable pack
-        (folder / f"{name}.pack").unlink(missing_ok=True)
+        if name not in writer.sealed:  # else rewritten as the very same pack (same index, same name)
+            (folder / f"{name}.pack").unlink(missing_ok=True)
     return len(writer.sealed)
 
 

@@ -188,6 +188,18 @@ def test_pruning_removes_dead_packs_and_rewrites_mostly_dead_ones(tmp_path: Path
     assert store.chunks.prune().removed == 0  # nothing more to do
 
 
+def test_a_pack_rewritten_into_the_same_pack_is_not_removed(tmp_path: Path) -> None:
+    """A wholly live pack rewritten (any live fraction under 1 asks it: its header is not
+    live) is the same pack under the same name, which the rewrite must not then delete."""
+    store = LocalStore(tmp_path / "store", ChunkPolicy(threshold=1, pack_limit=8 << 20, keep_whole=False))
+    data = random.Random(13).randbytes(600_000)
+    digest = store.put_bytes(data)
+    report = store.chunks.prune(min_live=1.0)
+    assert report.removed == 1 and report.written == 1
+    assert LocalStore(tmp_path / "store").read_bytes(digest) == data
+    assert _stored(store) > 0
+
+
 def test_cooling_a_corrupt_whole_copy_quarantines_it_instead(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "store", ChunkPolicy(threshold=1 << 20, pack_limit=1 << 20))
     data = random.Random(10).randbytes(2 << 20)
