@@ -22,6 +22,23 @@ def escape(text: str, multiline: bool = False) -> str:
     return escape_markup(printable(text, multiline))
 
 
+def plain_table(header: list[str], rows: list[list[str]], width: int) -> str | None:
+    """What rich prints for `Table(box=None, pad_edge=False)` of these plain cells, without
+    styles (each cell padded to its column's width, two spaces between columns), or None when
+    it would not fit `width`, where rich wraps cells instead. For output that is not a terminal:
+    rich takes ~1.5 ms a row (a model's 1,000 versions: 1.5 s), this a few microseconds."""
+    from rich.cells import cell_len
+
+    lines = [header, *rows]  # cells are `printable`: one line each
+    widths = [max(cell_len(line[i]) for line in lines) for i in range(len(header))]
+    if sum(widths) + 2 * (len(widths) - 1) > width:
+        return None
+    return "".join(
+        "  ".join(cell + " " * (w - cell_len(cell)) for cell, w in zip(line, widths, strict=True)) + "\n"
+        for line in lines
+    )
+
+
 class ConsoleReporter(LiveProgress):
     def __init__(self, console: Console) -> None:
         self.console = console

@@ -40,22 +40,12 @@ def versions(name: str, where: str, tags: tuple[str, ...], as_json: bool) -> Non
     if as_json:
         emit_json(rows)
         return
-    from rich.markup import escape
-    from rich.table import Table
-
-    def cell(text: str) -> str:
-        return escape(printable(text))
-
-    table = Table(box=None, pad_edge=False)
     metric_names = sorted({k for r in rows for k in r["metrics"]})[:4]
     marked = any(r["marks"] for r in rows)  # the column appears when a version is dirty or unsandboxed
     gated = any(r["gate"] for r in rows)  # and this one when a version was judged by quality gates
-    for column in ("version", "content id", "created (UTC)", *metric_names, "aliases", "status"):
-        table.add_column(cell(column))
-    if gated:
-        table.add_column("gates")
-    if marked:
-        table.add_column("marks")
+    header = ["version", "content id", "created (UTC)", *metric_names, "aliases", "status"]
+    header += ["gates"] * gated + ["marks"] * marked
+    cells: list[list[str]] = []
     for r in rows:
         metrics = [metric_text(r["metrics"][m], ".4g") if m in r["metrics"] else "" for m in metric_names]
         status = r["status"] + (", pinned" if r["pinned"] else "")
@@ -64,9 +54,25 @@ def versions(name: str, where: str, tags: tuple[str, ...], as_json: bool) -> Non
         marks = [", ".join(r["marks"])] if marked else []
         gates = [r["gate"] or ""] if gated else []
         listed = ", ".join(aliases)
-        cells = [r["version"], r["content_id"], when(r["created"]), *metrics, listed, status, *gates, *marks]
-        table.add_row(*map(cell, cells))
-    make_console().print(table)
+        row = [r["version"], r["content_id"], when(r["created"]), *metrics, listed, status, *gates, *marks]
+        cells.append([printable(c) for c in row])
+    header = [printable(c) for c in header]
+    from .render import plain_table
+
+    console = make_console()
+    plain = None if console.is_terminal else plain_table(header, cells, console.width)
+    if plain is not None:
+        console.file.write(plain)
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for column in header:
+        table.add_column(escape(column))
+    for row in cells:
+        table.add_row(*map(escape, row))
+    console.print(table)
 
 
 def stored_text(info: dict[str, Any], artifact: str) -> str:
