@@ -57,22 +57,14 @@ def versions(name: str, where: str, tags: tuple[str, ...], as_json: bool) -> Non
         row = [r["version"], r["content_id"], when(r["created"]), *metrics, listed, status, *gates, *marks]
         cells.append([printable(c) for c in row])
     header = [printable(c) for c in header]
-    from .render import plain_table
+    from .render import listing, plain_table
 
     console = make_console()
     plain = None if console.is_terminal else plain_table(header, cells, console.width)
     if plain is not None:
         console.file.write(plain)
-        return
-    from rich.markup import escape
-    from rich.table import Table
-
-    table = Table(box=None, pad_edge=False)
-    for column in header:
-        table.add_column(escape(column))
-    for row in cells:
-        table.add_row(*map(escape, row))
-    console.print(table)
+    else:
+        console.print(listing(header, cells))
 
 
 def stored_text(info: dict[str, Any], artifact: str) -> str:

@@ -9,23 +9,17 @@ import random
 import pytest
 from rich.cells import cell_len
 from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
-from modelspec.cli.render import plain_table
+from modelspec.cli.render import listing, plain_table
 from modelspec.text import printable
 
 ALPHABET = "abcxyz0123456789.-_ ,()[]/:=" + "é漢字🙂" + "\x1b\u202e\n\t"
 
 
 def rich_text(header: list[str], rows: list[list[str]], width: int) -> str:
+    """What the CLI's fallback prints: rich's rendering of the same listing."""
     console = Console(file=io.StringIO(), width=width, highlight=False, soft_wrap=True, emoji=False)
-    table = Table(box=None, pad_edge=False)
-    for column in header:
-        table.add_column(escape(column))
-    for row in rows:
-        table.add_row(*map(escape, row))
-    console.print(table)
+    console.print(listing(header, rows))
     return console.file.getvalue()  # type: ignore[attr-defined]
 
 
