@@ -15,17 +15,18 @@ import gc
 import os
 import threading
 from collections import deque
-from collections.abc import Callable, Container, Generator, Iterator
+from collections.abc import Callable, Container, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import accumulate, islice
-from typing import Any
+from typing import Any, TypeVar
 
 import blake3
 
 from .cutting import Piece, Segment, cut
 from .packs import RAW, PackWriter, encode_or_raw, plane_compressor
 
+_T = TypeVar("_T")
 _BATCH = 512  # pieces per task (~10 MiB): a task's overhead is small beside its work
 _WRITE = 8  # chunks decoded and written together (~160 KiB): still in the core's cache when written
 _AHEAD = 4  # batches in flight: bounds the memory of encoded chunks waiting to be written
@@ -181,20 +182,10 @@ def reassemble(
         return out
 
     hasher = blake3.blake3()
-    # Each batch hashed here, in order, as soon as it is written, while the workers decode the
-    # next ones; at most _AHEAD batches wait (their memory).
+    # Each batch hashed here, in order, as soon as it is written, while the workers decode the next.
     with collector_paused(), workers() as pool:
-        pending: deque[Future[bytearray]] = deque()
-        try:
-            for start in range(0, len(chunks), _BATCH):
-                pending.append(pool.submit(write_batch, start))
-                if len(pending) > _AHEAD:
-                    hasher.update(pending.popleft().result())
-            while pending:
-                hasher.update(pending.popleft().result())
-        finally:
-            for future in pending:
-                future.cancel()
+        for written in _in_order(pool, write_batch, range(0, len(chunks), _BATCH)):
+            hasher.update(written)
     return hasher.digest()
 
 
@@ -217,14 +208,21 @@ def decoded(
         return out
 
     with collector_paused(), workers() as pool:
-        pending: deque[Future[bytearray]] = deque()
-        try:
-            for start in range(0, len(chunks), _BATCH):
-                pending.append(pool.submit(decode_batch, start))
-                if len(pending) > _AHEAD:
-                    yield pending.popleft().result()
-            while pending:
+        yield from _in_order(pool, decode_batch, range(0, len(chunks), _BATCH))
+
+
+def _in_order(pool: ThreadPoolExecutor, task: Callable[[int], _T], starts: Iterable[int]) -> Iterator[_T]:
+    """`task(start)` of each start on the pool's workers, their results in order, at most
+    _AHEAD batches ahead of the caller (their memory); what is still pending when the caller
+    stops is cancelled."""
+    pending: deque[Future[_T]] = deque()
+    try:
+        for start in starts:
+            pending.append(pool.submit(task, start))
+            if len(pending) > _AHEAD:
                 yield pending.popleft().result()
-        finally:
-            for future in pending:
-                future.cancel()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
