@@ -19,7 +19,6 @@ checks a pack's name against its bytes), for ~0.3 CPU s less per GiB written.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import struct
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -69,40 +68,19 @@ def encode_or_raw(
     if element > 1 and len(raw) >= align + 2 * element:
         # Floats: only the top byte of each number (sign and exponent) compresses; zstd over a
         # whole small chunk cannot tell the planes apart, so the top plane is compressed alone.
+        import numpy as np  # only where large files are chunked: not on the CLI's start-up
+
         count = (len(raw) - align) // element
         whole = align + count * element
-        np = _numpy()
-        if np is not None:  # every plane in one copy: ~2x the slices below
-            grid = np.frombuffer(raw, np.uint8, count * element, align).reshape(count, element).T.copy()
-            top = (plane or compressor).compress(grid[element - 1])
-            if len(raw) - count + len(top) + _TOP.size > limit:
-                return None, RAW
-            edges = bytes(raw[:align]), bytes(raw[whole:])
-            return [_TOP.pack(len(top), align), top, edges[0], grid[: element - 1], edges[1]], element
-        data = bytes(raw)
-        top = (plane or compressor).compress(data[align + element - 1 : whole : element])
-        if len(raw) - count + len(top) + _TOP.size > limit:  # decided before the other planes are cut
+        # Every plane in one copy (numpy's strided copies: ~2x CPython's slices).
+        grid = np.frombuffer(raw, np.uint8, count * element, align).reshape(count, element).T.copy()
+        top = (plane or compressor).compress(grid[element - 1])
+        if len(raw) - count + len(top) + _TOP.size > limit:  # decided before the other planes are kept
             return None, RAW
-        lower = [data[i:whole:element] for i in range(align, align + element - 1)]
-        return [_TOP.pack(len(top), align), top, data[:align], *lower, data[whole:]], element
+        edges = bytes(raw[:align]), bytes(raw[whole:])
+        return [_TOP.pack(len(top), align), top, edges[0], grid[: element - 1], edges[1]], element
     packed = compressor.compress(raw)
     return ([packed], ZSTD) if len(packed) <= limit else (None, RAW)
-
-
-def _numpy() -> Any:
-    """numpy where it is installed (its strided copies group and ungroup float planes 1.6-2x
-    faster than CPython's slices; at a chunk's size they hold the GIL as the slices do: a
-    second thread does not speed them up), else None: the slices do it, to the same bytes."""
-    global _NUMPY
-    if _NUMPY is False:
-        try:
-            _NUMPY = importlib.import_module("numpy")
-        except ImportError:
-            _NUMPY = None
-    return _NUMPY
-
-
-_NUMPY: Any = False  # not looked for yet
 
 
 def plane_compressor(level: int) -> Any:
@@ -156,36 +134,16 @@ def decode_into(stored: Buffer, codec: int, out: memoryview, decompressor: Any) 
     body = memoryview(stored)[_TOP.size + length :]
     if len(top) != count or len(body) != raw_length - count:
         raise ValueError("a float chunk's planes do not add up to its length")
+    import numpy as np
+
     out[:align] = body[:align]
     out[whole:] = body[align + (codec - 1) * count :]
-    np = _numpy()
-    if np is not None:  # column by column: numpy's strided copies beat CPython's (~1.6x)
-        grid = np.frombuffer(out, np.uint8, count * codec, align).reshape(count, codec)
-        planes = np.frombuffer(body, np.uint8, (codec - 1) * count, align).reshape(codec - 1, count)
-        for i in range(codec - 1):
-            grid[:, i] = planes[i]
-        grid[:, codec - 1] = np.frombuffer(top, np.uint8)
-        return
-    # Each plane straight into its place: no intermediate joins.
+    # Each plane straight into its column (numpy's strided copies: ~1.6x CPython's slices).
+    grid = np.frombuffer(out, np.uint8, count * codec, align).reshape(count, codec)
+    planes = np.frombuffer(body, np.uint8, (codec - 1) * count, align).reshape(codec - 1, count)
     for i in range(codec - 1):
-        out[align + i : whole : codec] = body[align + i * count : align + (i + 1) * count]
-    out[align + codec - 1 : whole : codec] = top
-
-
-def group(raw: bytes | memoryview, element: int) -> bytes:
-    """Byte i of every element together, for i = 0…element-1; a partial element's tail last."""
-    data = bytes(raw)
-    whole = len(data) - len(data) % element
-    return b"".join(data[i:whole:element] for i in range(element)) + data[whole:]
-
-
-def ungroup(data: bytes, element: int) -> bytes:
-    whole = len(data) - len(data) % element
-    count = whole // element
-    out = bytearray(data)
-    for i in range(element):
-        out[i:whole:element] = data[i * count : (i + 1) * count]
-    return bytes(out)
+        grid[:, i] = planes[i]
+    grid[:, codec - 1] = np.frombuffer(top, np.uint8)
 
 
 class PackWriter:
