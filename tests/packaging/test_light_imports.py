@@ -1,5 +1,5 @@
 """Start-up stays light: the CLI and the library's entry point load neither SQLAlchemy (the
-registry) nor croniter (schedules) nor the chunk layer's pyfastcdc and zstandard nor Dask (a
+registry) nor croniter (schedules) nor the chunk layer's pyfastcdc, zstandard and numpy nor Dask (a
 cluster) until a command needs them, so a no-op build or `--help` does not pay for them (issue
 21's budget; api hands those names on lazily)."""
 
@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-HEAVY = ("sqlalchemy", "croniter", "pyfastcdc", "zstandard", "cryptography", "mlflow", "distributed", "dask")
+HEAVY = ("sqlalchemy", "croniter", "pyfastcdc", "zstandard", "numpy", "cryptography", "mlflow", "distributed", "dask")
 
 
 @pytest.mark.parametrize("module", ["modelspec.api", "modelspec.cli"])
