@@ -242,7 +242,12 @@ def untrust_key(workspace: Workspace, text: str, force: bool = False) -> KeyInfo
     from .attest.keys import remove_trusted, signing_key
 
     trusted = trusted_keys(workspace.settings)
-    if len(text) >= 8 and all(c in "0123456789abcdef" for c in text):
+    if text and all(c in "0123456789abcdef" for c in text):
+        if len(text) < 8:
+            raise UsageError(
+                f"{text!r} is too short a key id: give 8 or more of its characters",
+                hint="`modelspec keys list` prints each key's id",
+            )
         matching = [keyid for keyid in trusted if keyid.startswith(text)]
     else:
         matching = [keyid for keyid in trusted if keyid == public_key_from(text).keyid]

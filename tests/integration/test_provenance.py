@@ -280,6 +280,8 @@ def test_a_key_is_rotated_then_the_old_one_revoked(signed: tuple[Repo, str, dict
     cli(repo, "audit", "checkpoint", "--json")
     assert repo.cli("audit", "--verify").returncode == 0
 
+    short = cli(repo, "keys", "untrust", new["keyid"][:6], "--json", code=2)
+    assert "too short a key id" in short["message"] and "keys list" in short["hint"]
     again = cli(repo, "keys", "untrust", old["keyid"], "--json", code=2)
     assert "is not a trusted key" in again["message"] and new["keyid"][:16] in again["hint"]
     cli(repo, "keys", "untrust", new["public"], "--force", "--json")  # by the key itself
