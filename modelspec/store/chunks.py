@@ -33,7 +33,7 @@ from ..digest import PREFIX, hex_of
 from ..errors import CorruptObjectError, StoreError
 from .cutting import segments
 from .files import write_atomic
-from .packs import RAW, Located, PackWriter, decode, decode_into, read_index
+from .packs import RAW, Located, PackWriter, decode, decode_runs, read_index
 from .pipeline import Coding, collector_paused, decoded, pack_file, reassemble
 from .protocol import ObjectInfo
 from .pruning import apply_prune, drop_markers, live_chunks, plan_prune, read_packs
@@ -326,40 +326,14 @@ class ChunkStore:
         check of the whole file finds it."""
         for attempt in (0, 1):
             try:
-                self._decode_runs(items, [self._locate(chunk) for chunk, _n in items], out, decompressor, handles)
+                places = [self._locate(chunk) for chunk, _n in items]
+                lengths = [n for _c, n in items]
+                decode_runs(places, lengths, out, decompressor, lambda pack: self._pack_fd(pack, handles))
                 return
             except FileNotFoundError:  # repacked meanwhile: look again
                 if attempt:
                     raise self._missing(items[0][0]) from None
                 self.refresh()
-
-    def _decode_runs(
-        self,
-        items: list[tuple[bytes, int]],
-        places: list[Located],
-        out: memoryview,
-        decompressor: Any,
-        handles: dict[str, int],
-    ) -> None:
-        position = i = 0
-        while i < len(items):
-            first = places[i]
-            j, end = i + 1, first.offset + first.stored
-            while j < len(places) and places[j].offset == end and places[j].pack == first.pack:
-                end += places[j].stored
-                j += 1
-            with memoryview(os.pread(self._pack_fd(first.pack, handles), end - first.offset, first.offset)) as run:
-                for (_chunk, length), where in zip(items[i:j], places[i:j], strict=True):
-                    start = where.offset - first.offset
-                    with contextlib.suppress(Exception):  # undecodable bytes: corrupt, like bytes that do not hash
-                        decode_into(
-                            run[start : start + where.stored],
-                            where.codec,
-                            out[position : position + length],
-                            decompressor,
-                        )
-                    position += length
-            i = j
 
     def _locate(self, chunk: bytes) -> Located:
         where = self._map.get(chunk)

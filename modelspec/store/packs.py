@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import struct
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -35,6 +36,7 @@ _FOOTER = struct.Struct("<Q8s")
 _TOP = struct.Struct("<IB")
 Buffer = bytes | bytearray | memoryview
 RAW, ZSTD = 0, 1  # codecs; 2, 4 and 8 are zstd of bytes grouped by that element size
+Row = tuple[bytes, int, int, int, int]  # an index row: chunk blake3, offset, stored length, raw length, codec
 
 
 class Located(NamedTuple):
@@ -146,60 +148,130 @@ def decode_into(stored: Buffer, codec: int, out: memoryview, decompressor: Any) 
     grid[:, codec - 1] = np.frombuffer(top, np.uint8)
 
 
+def decode_runs(
+    places: list[Located], lengths: list[int], out: memoryview, decompressor: Any, fd_of: Callable[[str], int]
+) -> None:
+    """Decode consecutive chunks of a file (where they lie, their raw lengths) into `out`, their
+    raw lengths end to end. The stored bytes of chunks that lie one after another in a pack (as
+    a new file's do) are read in one call; `fd_of(pack)` opens a pack. A chunk that does not
+    decode is left as `out` had it: the caller's check of the whole file finds it."""
+    position = i = 0
+    while i < len(places):
+        first = places[i]
+        j, end = i + 1, first.offset + first.stored
+        while j < len(places) and places[j].offset == end and places[j].pack == first.pack:
+            end += places[j].stored
+            j += 1
+        with memoryview(os.pread(fd_of(first.pack), end - first.offset, first.offset)) as run:
+            for length, where in zip(lengths[i:j], places[i:j], strict=True):
+                start = where.offset - first.offset
+                stored = run[start : start + where.stored]
+                with contextlib.suppress(Exception):  # undecodable bytes: corrupt, like bytes that do not hash
+                    decode_into(stored, where.codec, out[position : position + length], decompressor)
+                position += length
+        i = j
+
+
+class PackFile:
+    """A pack being written at a temp path: chunks appended, then `close` writes its index."""
+
+    def __init__(self, fd: int, path: Path) -> None:
+        self.path = path
+        self.file = os.fdopen(fd, "wb", buffering=1 << 20)  # chunk-sized writes cost the kernel 2.4x
+        self.rows: list[Row] = []
+        self.size = 0
+
+    def add(self, digest: bytes, stored: Buffer | list[bytes], raw_length: int, codec: int) -> None:
+        """Append a chunk's stored bytes (or their parts, in order: not joined first)."""
+        length = 0
+        for part in stored if isinstance(stored, list) else [stored]:
+            length += self.file.write(part)
+        self.rows.append((digest, self.size, length, raw_length, codec))
+        self.size += length
+
+    def close(self, *, sync: bool) -> str:
+        """Write the index (and with `sync`, fsync) and close; the pack's name: its index's
+        blake3. The file is removed if that fails."""
+        try:
+            index = b"".join(_ROW.pack(*row) for row in self.rows) + _FOOTER.pack(len(self.rows) * _ROW.size, MAGIC)
+            self.file.write(index)
+            self.file.flush()
+            if sync:
+                os.fsync(self.file.fileno())
+            self.file.close()
+        except BaseException:
+            self.discard()
+            raise
+        return blake3.blake3(index).hexdigest()
+
+    def discard(self) -> None:
+        with contextlib.suppress(OSError):  # its buffer cannot be flushed (a full disk): dropped anyway
+            self.file.close()
+        self.path.unlink(missing_ok=True)
+
+
 class PackWriter:
     """Appends chunks to a pack in `tmp`; `seal` makes it a whole pack in `folder` (and the
     next chunk starts another). A pack that reaches `limit` bytes is sealed on a background
-    thread (its hash and fsync overlap the next pack's writing); `seal` waits for them all."""
+    thread (its fsync overlaps the next pack's writing); `seal` waits for them all. `adopt`
+    seals a pack another process wrote whole (index included) the same way."""
 
     def __init__(self, folder: Path, temp_file: Any, limit: int) -> None:
         self.folder = folder
-        self._temp_file = temp_file  # () -> (fd, path) in the store's tmp/ (owned by this process)
+        self.temp_file = temp_file  # () -> (fd, path) in the store's tmp/ (owned by this process)
         self.limit = limit
-        self._file: Any = None
-        self._path: Path | None = None
-        self._rows: list[tuple[bytes, int, int, int, int]] = []
-        self._size = 0
+        self._pack: PackFile | None = None
         self._sealer: ThreadPoolExecutor | None = None
         self._sealing: list[Future[None]] = []
         self.sealed: dict[str, list[tuple[bytes, Located]]] = {}  # pack → its chunks (for the map)
 
     def add(self, digest: bytes, stored: Buffer | list[bytes], raw_length: int, codec: int) -> None:
         """Append a chunk's stored bytes (or their parts, in order: not joined first)."""
-        if self._file is None:
-            fd, self._path = self._temp_file()
-            self._file = os.fdopen(fd, "wb", buffering=1 << 20)  # chunk-sized writes cost the kernel 2.4x
-        parts = stored if isinstance(stored, list) else [stored]
-        length = 0
-        for part in parts:
-            length += self._file.write(part)
-        self._rows.append((digest, self._size, length, raw_length, codec))
-        self._size += length
-        if self._size >= self.limit:
-            if self._sealer is None:
-                self._sealer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seal")
-            self._sealing.append(self._sealer.submit(self._finish, *self._detach()))
+        if self._pack is None:
+            self._pack = PackFile(*self.temp_file())
+        self._pack.add(digest, stored, raw_length, codec)
+        if self._pack.size >= self.limit:
+            pack, self._pack = self._pack, None
+            self._in_background(lambda: self._install(pack.path, pack.close(sync=True), pack.rows))
+
+    def adopt(self, path: Path, name: str, rows: list[Row]) -> None:
+        """Seal the whole pack at `path` (in `tmp`, written and closed by a worker process,
+        `name` the blake3 of its index) in the background: fsynced, then renamed into place."""
+
+        def sync_and_install() -> None:
+            try:
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            except BaseException:
+                path.unlink(missing_ok=True)
+                raise
+            self._install(path, name, rows)
+
+        self._in_background(sync_and_install)
 
     def seal(self) -> None:
         """Seal the pack being written and wait for those sealing: all durable and in place
         on return; nothing to do for an empty pack."""
-        if self._file is not None and self._path is not None:
-            self._finish(*self._detach())
+        if self._pack is not None:
+            pack, self._pack = self._pack, None
+            self._install(pack.path, pack.close(sync=True), pack.rows)
         self._join(check=True)
 
     def abandon(self) -> None:
         """Drop the unsealed pack (after a failure): its chunks were never named. Packs already
         sealing end whole (or not at all): a pack no recipe names is pruned later."""
         self._join(check=False)
-        if self._file is not None and self._path is not None:
-            with contextlib.suppress(OSError):  # its buffer cannot be flushed (a full disk): dropped anyway
-                self._file.close()
-            self._path.unlink(missing_ok=True)
-        self._detach()
+        if self._pack is not None:
+            self._pack.discard()
+            self._pack = None
 
-    def _detach(self) -> tuple[Any, Path, list[tuple[bytes, int, int, int, int]]]:
-        job = (self._file, self._path, self._rows)
-        self._file, self._path, self._rows, self._size = None, None, [], 0
-        return job  # type: ignore[return-value]
+    def _in_background(self, job: Any) -> None:
+        if self._sealer is None:
+            self._sealer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="seal")
+        self._sealing.append(self._sealer.submit(job))
 
     def _join(self, *, check: bool) -> None:
         pending, self._sealing = self._sealing, []
@@ -210,20 +282,8 @@ class PackWriter:
         if check and (error := next((e for e in errors if e is not None), None)) is not None:
             raise error
 
-    def _finish(self, file: Any, path: Path, rows: list[tuple[bytes, int, int, int, int]]) -> None:
-        """Write the index, name the pack by its index's blake3, fsync, rename into place."""
-        try:
-            index = b"".join(_ROW.pack(*row) for row in rows) + _FOOTER.pack(len(rows) * _ROW.size, MAGIC)
-            file.write(index)
-            file.flush()
-            name = blake3.blake3(index).hexdigest()
-            os.fsync(file.fileno())
-        except BaseException:
-            with contextlib.suppress(OSError):
-                file.close()
-            path.unlink(missing_ok=True)
-            raise
-        file.close()
+    def _install(self, path: Path, name: str, rows: list[Row]) -> None:
+        """Rename a durable pack into place under its name."""
         os.chmod(path, 0o444)
         self.folder.mkdir(parents=True, exist_ok=True)
         os.rename(path, self.folder / f"{name}.pack")

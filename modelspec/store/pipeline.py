@@ -45,6 +45,28 @@ class Coding:
     min_saving: float
 
 
+class Encoder:
+    """Encodes new chunks with compressors of its own (one per thread or process). Data that
+    does not compress is sampled, not all tried: after _PROBES chunks in a row stored raw, only
+    every _PROBE_EVERY-th is."""
+
+    def __init__(self, coding: Coding) -> None:
+        import zstandard  # only where files are chunked: not on the CLI's start-up
+
+        self._coding = coding
+        self._zstd, self._plane = zstandard.ZstdCompressor(level=coding.level), plane_compressor(coding.level)
+        self._misses = self._count = 0
+
+    def __call__(self, raw: memoryview, piece: Piece) -> tuple[list[bytes] | None, int]:
+        """The stored parts of a chunk (None: stored raw) and its codec."""
+        self._count += 1
+        if self._misses >= _PROBES and self._count % _PROBE_EVERY:
+            return None, RAW
+        stored, codec = encode_or_raw(raw, piece.element, self._coding.min_saving, self._zstd, piece.align, self._plane)
+        self._misses = self._misses + 1 if codec == RAW else 0
+        return stored, codec
+
+
 def workers() -> ThreadPoolExecutor:
     """One worker fewer than the cores (at least one, at most three): the calling thread cuts or
     hashes meanwhile, and every chunk's Python work takes the GIL, whose handovers between more
@@ -70,26 +92,16 @@ def pack_file(
     local = threading.local()
 
     def encode_batch(pieces: list[Piece]) -> list[Encoded]:  # on a worker
-        if not hasattr(local, "zstd"):
-            import zstandard  # only where files are chunked: not on the CLI's start-up
-
-            local.zstd, local.plane = zstandard.ZstdCompressor(level=coding.level), plane_compressor(coding.level)
+        if not hasattr(local, "encoder"):
+            local.encoder = Encoder(coding)
         found: list[Encoded] = []
-        misses = 0  # chunks in a row that did not compress: incompressible data is sampled, not all tried
-        for i, piece in enumerate(pieces):
+        for piece in pieces:
             with data[piece.offset : piece.offset + piece.length] as raw:
                 chunk = blake3.blake3(raw).digest()
                 if chunk in known:
                     found.append((chunk, None, _KNOWN))
                     continue
-                if misses >= _PROBES and i % _PROBE_EVERY:
-                    found.append((chunk, None, RAW))
-                    continue
-                stored, codec = encode_or_raw(
-                    raw, piece.element, coding.min_saving, local.zstd, piece.align, local.plane
-                )
-                misses = misses + 1 if codec == RAW else 0
-                found.append((chunk, stored, codec))
+                found.append((chunk, *local.encoder(raw, piece)))
         return found
 
     chunks: list[tuple[bytes, int]] = []
