@@ -31,6 +31,7 @@ import blake3
 
 from ..digest import PREFIX, hex_of
 from ..errors import CorruptObjectError, StoreError
+from . import forked
 from .cutting import segments
 from .files import write_atomic
 from .packs import RAW, Located, PackWriter, decode, decode_runs, read_index
@@ -192,10 +193,16 @@ class ChunkStore:
         coding = Coding(self.policy.level, self.policy.min_saving)
         with mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ) as view:
             data = memoryview(view)
+            parts = segments(data, name)
             try:
-                chunks, whole = pack_file(
-                    data, segments(data, name), self.policy.average, self._map, coding, writer, hash_whole=hash_first
-                )
+                if size >= forked.FORKED_FROM and forked.available():
+                    chunks, whole = forked.pack_file(
+                        f.fileno(), data, parts, self.policy.average, self._map, coding, writer, hash_whole=hash_first
+                    )
+                else:
+                    chunks, whole = pack_file(
+                        data, parts, self.policy.average, self._map, coding, writer, hash_whole=hash_first
+                    )
             finally:
                 data.release()
         return chunks, PREFIX + whole.hex() if hash_first else ""
@@ -289,21 +296,27 @@ class ChunkStore:
 
     def write_file(self, digest: str, fd: int) -> int:
         """Reassemble the file into the empty file `fd` (opened for reading too: chunks are
-        written at their offsets on worker threads and hashed back in order), checked against
-        its digest; its size."""
+        written at their offsets, on worker processes for a large file, else threads, and
+        hashed back in order), checked against its digest; its size."""
         with collector_paused():  # the recipe and chunk map too: ~50,000 small objects a GiB
             recipe = self.recipe(digest)
             self.refresh()
         if recipe is None:
             raise StoreError(f"object {digest} is missing from the store", hint="build again to recreate it")
-        handles: dict[str, int] = {}
-        try:
-            written = reassemble(
-                fd, recipe.chunks, recipe.size, lambda items, out, zstd: self._read_into(items, out, zstd, handles)
-            )
-        finally:
-            for handle in handles.values():
-                os.close(handle)
+        written = None
+        if recipe.size >= forked.FORKED_FROM and forked.available():
+            with contextlib.suppress(FileNotFoundError):  # a pack repacked meanwhile: the threads look again
+                places = [self._locate(chunk) for chunk, _n in recipe.chunks]
+                written = forked.reassemble(fd, places, [n for _c, n in recipe.chunks], self.packs)
+        if written is None:
+            handles: dict[str, int] = {}
+            try:
+                written = reassemble(
+                    fd, recipe.chunks, recipe.size, lambda items, out, zstd: self._read_into(items, out, zstd, handles)
+                )
+            finally:
+                for handle in handles.values():
+                    os.close(handle)
         if PREFIX + written.hex() != digest:
             self._corrupt(digest, recipe)
         return recipe.size

@@ -44,6 +44,18 @@ def temp_prefix(folder: Path) -> str:
     return f"{TOKEN}-"
 
 
+def forget_inherited() -> None:
+    """In a child forked to work for this process, which never execs: let go of the owner
+    files' descriptors it inherited. Their locks stay its parent's alone (a lock lasts while
+    any descriptor of it is open), so a child that outlives a killed parent for a moment
+    cannot keep the parent's temp files from being cleaned."""
+    global TOKEN
+    for fd in _held.values():
+        os.close(fd)
+    _held.clear()
+    TOKEN = f"{os.getpid()}x{secrets.token_hex(4)}"
+
+
 def _own(folder: Path, key: str) -> None:
     """Hold `folder`'s owner file locked (`_claim` held: one thread at a time)."""
     while key not in _held:

@@ -2,7 +2,8 @@
 large files as chunks only (cutting, packing, writing recipes), deletes old ones and prunes
 packs (removing dead ones, rewriting half-dead ones) in a loop is killed again and again.
 After each kill every file it had finished storing reassembles bit for bit, every pack is
-whole (its index reads), and the next process removes the killed one's temp files. (The
+whole (its index reads), and the next process removes the killed one's temp files. Once with
+the work on threads, once on worker processes (store/forked.py), which die with their parent. (The
 end-to-end trials, a build and gc of a large model killed, are in test_crash.py.)"""
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from modelspec.store.chunks import ChunkPolicy
 from modelspec.store.objects import LocalStore
 from modelspec.store.packs import read_index
@@ -23,10 +26,13 @@ POLICY = ChunkPolicy(threshold=1 << 20, pack_limit=2 << 20, keep_whole=False, mi
 WORKER = """
 import os, random, sys
 from pathlib import Path
+from modelspec.store import forked
 from modelspec.store.chunks import ChunkPolicy
 from modelspec.store.objects import LocalStore
 
 root, log, seed = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+if sys.argv[4] == "processes":  # every file cut, packed and reassembled by worker processes, in 12 regions
+    forked.FORKED_FROM, forked._REGION = 0, 512 << 10
 store = LocalStore(root, ChunkPolicy(threshold=1 << 20, pack_limit=2 << 20, keep_whole=False, min_live=0.6))
 store.clean_temp()
 rng = random.Random(seed)
@@ -59,11 +65,12 @@ def _state(log: Path) -> tuple[list[str], set[str]]:
     return stored, deleted
 
 
-def test_sigkill_while_chunking_and_pruning_never_loses_a_stored_file(tmp_path: Path) -> None:
+@pytest.mark.parametrize("chunking", ["threads", "processes"])
+def test_sigkill_while_chunking_and_pruning_never_loses_a_stored_file(tmp_path: Path, chunking: str) -> None:
     root, log = tmp_path / "store", tmp_path / "log"
     rng = random.Random(4242)
     for trial in range(12):
-        worker = subprocess.Popen([sys.executable, "-c", WORKER, str(root), str(log), str(trial)])
+        worker = subprocess.Popen([sys.executable, "-c", WORKER, str(root), str(log), str(trial), chunking])
         time.sleep(rng.uniform(0.3, 2.5))
         worker.send_signal(signal.SIGKILL)
         worker.wait()
