@@ -25,17 +25,16 @@ from __future__ import annotations
 
 import contextlib
 import mmap
-import multiprocessing
 import os
 import signal
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Container, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import accumulate, islice, pairwise
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import blake3
 
@@ -43,6 +42,9 @@ from .cutting import Piece, Segment
 from .owner import forget_inherited
 from .packs import Located, PackFile, PackWriter, Row, decode_runs
 from .pipeline import Coding, Encoder, collector_paused
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 _REGION = 32 << 20  # bytes cut, encoded into one pack, or decoded per task
 _PIECE = 256 << 10  # bytes hashed and then written while still in the core's cache
@@ -55,6 +57,8 @@ FORKED_FROM = 128 << 20
 
 def available() -> bool:
     """Processes pay off with two cores or more, and are forked (sharing the open file)."""
+    import multiprocessing
+
     return (os.cpu_count() or 1) > 1 and "fork" in multiprocessing.get_all_start_methods()
 
 
@@ -310,6 +314,9 @@ def _pool(
     """Worker processes forked for one file (one per core, up to 8), gone when it is done.
     They inherit (not sent): `shared`, a memory map they write into; `known`, the chunks the
     store has; how to cut (`average`) and encode (`coding`)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     # What the workers use, imported once here rather than once in each of them (~0.2 CPU s).
     import numpy  # noqa: F401
     import pyfastcdc  # noqa: F401
