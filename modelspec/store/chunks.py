@@ -23,7 +23,7 @@ import fcntl
 import mmap
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator, Set
+from collections.abc import Callable, Generator, Iterable, Iterator, Set
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
@@ -280,16 +280,15 @@ class ChunkStore:
             raise StoreError(f"object {digest} is missing from the store", hint="build again to recreate it")
         self.refresh()
         hasher = blake3.blake3()
-        handles: dict[str, int] = {}
-        batches = decoded(recipe.chunks, lambda items, view, zstd: self._read_into(items, view, zstd, handles))
-        try:  # decoded a batch at a time on the workers, hashed and written here in order
+        with self._reading(recipe) as (read_into, fill):
+            if recipe.size >= forked.FORKED_FROM and forked.available():
+                batches: Generator[Any, None, None] = forked.decoded(*self._places(recipe), self.packs, fill)
+            else:
+                batches = decoded(recipe.chunks, read_into)
             with contextlib.closing(batches):  # the workers done before the packs are closed
-                for batch in batches:
+                for batch in batches:  # decoded a batch at a time on the workers, hashed and written here in order
                     hasher.update(batch)
                     out.write(batch)
-        finally:
-            for fd in handles.values():
-                os.close(fd)
         if PREFIX + hasher.hexdigest() != digest:
             self._corrupt(digest, recipe)
         return recipe.size
@@ -303,23 +302,39 @@ class ChunkStore:
             self.refresh()
         if recipe is None:
             raise StoreError(f"object {digest} is missing from the store", hint="build again to recreate it")
-        written = None
-        if recipe.size >= forked.FORKED_FROM and forked.available():
-            with contextlib.suppress(FileNotFoundError):  # a pack repacked meanwhile: the threads look again
-                places = [self._locate(chunk) for chunk, _n in recipe.chunks]
-                written = forked.reassemble(fd, places, [n for _c, n in recipe.chunks], self.packs)
-        if written is None:
-            handles: dict[str, int] = {}
-            try:
-                written = reassemble(
-                    fd, recipe.chunks, recipe.size, lambda items, out, zstd: self._read_into(items, out, zstd, handles)
-                )
-            finally:
-                for handle in handles.values():
-                    os.close(handle)
+        with self._reading(recipe) as (read_into, fill):
+            if recipe.size >= forked.FORKED_FROM and forked.available():
+                written = forked.reassemble(fd, *self._places(recipe), self.packs, fill)
+            else:
+                written = reassemble(fd, recipe.chunks, recipe.size, read_into)
         if PREFIX + written.hex() != digest:
             self._corrupt(digest, recipe)
         return recipe.size
+
+    @contextlib.contextmanager
+    def _reading(self, recipe: Recipe) -> Iterator[tuple[Any, Callable[[range, memoryview], None]]]:
+        """How a file's chunks are decoded here, with pack descriptors closed at the end: for
+        threads, `read_into(chunks, buffer, decompressor)`; for worker processes, `fill(indexes,
+        buffer)` decodes the chunks of a region they could not."""
+        import zstandard
+
+        handles: dict[str, int] = {}
+        decompressor = zstandard.ZstdDecompressor()
+
+        def read_into(items: list[tuple[bytes, int]], view: memoryview, zstd: Any) -> None:
+            self._read_into(items, view, zstd, handles)
+
+        def fill(indexes: range, view: memoryview) -> None:
+            self._read_into(recipe.chunks[indexes.start : indexes.stop], view, decompressor, handles)
+
+        try:
+            yield read_into, fill
+        finally:
+            for handle in handles.values():
+                os.close(handle)
+
+    def _places(self, recipe: Recipe) -> tuple[list[Located], list[int]]:
+        return [self._locate(chunk) for chunk, _n in recipe.chunks], [n for _c, n in recipe.chunks]
 
     def _corrupt(self, digest: str, recipe: Recipe) -> NoReturn:
         import zstandard

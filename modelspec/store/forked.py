@@ -30,7 +30,7 @@ import signal
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import deque
-from collections.abc import Container, Iterator
+from collections.abc import Callable, Container, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import accumulate, islice, pairwise
 from pathlib import Path
@@ -248,16 +248,33 @@ def _piece(part: Segment, offset: int, length: int) -> Piece:
     return Piece(offset, length, part.element, align)
 
 
-def reassemble(fd: int, places: list[Located], lengths: list[int], packs: Path) -> bytes:
+def reassemble(
+    fd: int, places: list[Located], lengths: list[int], packs: Path, fill: Callable[[range, memoryview], None]
+) -> bytes:
     """pipeline.reassemble on worker processes: the chunks (where they lie, their raw lengths)
     written at their offsets in the file `fd`, ftruncated to their sum; the blake3 of what was
-    written. FileNotFoundError if a pack is gone (repacked meanwhile: the caller looks again).
+    written, hashed in order. `fill` as for `decoded`."""
+    os.ftruncate(fd, sum(lengths))
+    hasher = blake3.blake3()
+    offset = 0
+    with contextlib.closing(decoded(places, lengths, packs, fill)) as regions:
+        for region in regions:
+            _hash_and_write(hasher, fd, region, offset)
+            offset += len(region)
+    return hasher.digest()
 
-    Workers decode regions into slots of a memory map they share with this process, which
-    hashes and writes each region in order and hands its slot to the next: two processes
-    writing one file contend for its inode's lock (measured: a third more CPU)."""
+
+def decoded(
+    places: list[Located], lengths: list[int], packs: Path, fill: Callable[[range, memoryview], None]
+) -> Generator[memoryview, None, None]:
+    """The file's bytes in order, a region at a time (each valid until the next is asked for),
+    decoded by worker processes into slots of a memory map they share with this process.
+    A region a worker could not read (a pack repacked meanwhile) is decoded here by
+    `fill(chunks, region)`, the indexes of its chunks, which looks again.
+
+    (Writing a file, this process writes the regions: two processes writing one file contend
+    for its inode's lock, measured as a third more CPU.)"""
     offsets = [0, *accumulate(lengths)]
-    os.ftruncate(fd, offsets[-1])
     batches: list[range] = []
     first = 0
     for last in range(1, len(lengths) + 1):
@@ -265,12 +282,11 @@ def reassemble(fd: int, places: list[Located], lengths: list[int], packs: Path) 
             batches.append(range(first, last))
             first = last
     if not batches:
-        return blake3.blake3().digest()
+        return
     slot = max(offsets[b.stop] - offsets[b.start] for b in batches)
     slots = min(len(batches), 2 * _workers())
-    hasher = blake3.blake3()
     with mmap.mmap(-1, slots * slot) as shared, memoryview(shared) as view, collector_paused(), _pool(shared) as pool:
-        pending: deque[Future[None]] = deque()
+        pending: deque[Future[bool]] = deque()
 
         def decode(k: int) -> None:  # batch k into slot k % slots
             b = batches[k]
@@ -280,13 +296,14 @@ def reassemble(fd: int, places: list[Located], lengths: list[int], packs: Path) 
         for k in range(slots):
             decode(k)
         for k, batch in enumerate(batches):
-            pending.popleft().result()
+            read = pending.popleft().result()
             start, size = k % slots * slot, offsets[batch.stop] - offsets[batch.start]
             with view[start : start + size] as region:
-                _hash_and_write(hasher, fd, region, offsets[batch.start])
+                if not read:
+                    fill(batch, region)
+                yield region
             if k + slots < len(batches):
                 decode(k + slots)
-    return hasher.digest()
 
 
 def _hash_and_write(hasher: Any, fd: int, region: memoryview, offset: int) -> None:
@@ -444,9 +461,9 @@ class _NewChunks:
             self._pack.discard()
 
 
-def _decode(packs: str, places: list[Located], lengths: list[int], start: int) -> None:
+def _decode(packs: str, places: list[Located], lengths: list[int], start: int) -> bool:
     """On a worker: decode chunks (`places`: where each lies in `packs`; their raw lengths) into
-    the shared map, end to end from `start`."""
+    the shared map, end to end from `start`; False if a pack is gone (repacked meanwhile)."""
     import zstandard
 
     assert _shared is not None, "a decoding worker shares its parent's map"
@@ -461,6 +478,9 @@ def _decode(packs: str, places: list[Located], lengths: list[int], start: int) -
     try:
         with _shared[start : start + sum(lengths)] as out:
             decode_runs(places, lengths, out, decompressor, fd_of)
+        return True
+    except FileNotFoundError:
+        return False
     finally:
         for handle in handles.values():
             os.close(handle)

@@ -13,7 +13,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -96,7 +96,9 @@ def test_workers_cut_store_and_reassemble_a_file_as_one_pass_does(
     assert digest == expected == digest_bytes(data)
     assert _recipe(workers, digest) == _recipe(one_pass, digest)
     assert _checkout(workers, digest, tmp / "out") == data
-    assert LocalStore(tmp / "workers", POLICY).read_bytes(digest) == data  # the packs, read by threads
+    assert LocalStore(tmp / "workers", POLICY).read_bytes(digest) == data  # streamed, by workers
+    forked.FORKED_FROM = 1 << 62
+    assert LocalStore(tmp / "workers", POLICY).read_bytes(digest) == data  # by threads
 
 
 @settings(max_examples=10, deadline=None)
@@ -131,6 +133,36 @@ def test_a_changed_version_stores_only_its_new_chunks_in_few_packs(tmp_path: Pat
     assert 20_000 <= added <= 60_000, added  # the 20 kB changed, in the chunks around it
     assert len(list(workers.chunks.packs.glob("*.pack"))) - packs <= 4  # 16 KiB packs: ~3 of them
     assert _checkout(workers, digest, tmp_path / "out") == bytes(data)
+
+
+def test_a_region_whose_pack_was_repacked_meanwhile_is_read_again(tmp_path: Path) -> None:
+    """Packs pruned by another process between this one's look at the pack indexes and its
+    workers' reads: the regions the workers cannot read are decoded here, looking again."""
+    rng = random.Random(9)
+    first = rng.randbytes(300_000)
+    second = first[:150_000] + rng.randbytes(150_000)
+    stale = _store(tmp_path / "store", 5_000)
+    gone, kept = stale.put_bytes(first), stale.put_bytes(second)
+    other = LocalStore(tmp_path / "store", POLICY)
+    other.delete(gone)
+    assert other.chunks.prune(min_live=1.0).removed  # packs the stale map names are gone
+    look = stale.chunks.refresh
+
+    def first_look_before_the_prune() -> Callable[[], None]:
+        looked = False
+
+        def refresh() -> None:
+            nonlocal looked
+            if looked:
+                look()
+            looked = True
+
+        return refresh
+
+    stale.chunks.refresh = first_look_before_the_prune()  # type: ignore[method-assign]
+    assert _checkout(stale, kept, tmp_path / "out") == second
+    stale.chunks.refresh = first_look_before_the_prune()  # type: ignore[method-assign]
+    assert stale.read_bytes(kept) == second
 
 
 def test_a_corrupt_chunk_fails_a_checkout_by_workers_and_is_quarantined(tmp_path: Path) -> None:
