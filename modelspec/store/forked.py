@@ -148,11 +148,12 @@ def pack_file(
         whole = hashing.submit(lambda: blake3.blake3(data).digest()) if hash_whole else None
         try:
             cut = _in_order(pool, _tasks(ranges), submit, receive)
-            for part, offset, length, chunk in _stitched(data, parts, cdc, cut):
-                chunks.append((chunk, length))
-                if chunk not in known and chunk not in seen:
-                    seen.add(chunk)
-                    store(part, offset, length, chunk)
+            for part, offsets, lengths, digests in _stitched(data, parts, cdc, cut):
+                chunks += zip(digests, lengths, strict=True)
+                for k in [k for k, chunk in enumerate(digests) if chunk not in known]:
+                    if digests[k] not in seen:
+                        seen.add(digests[k])
+                        store(part, offsets[k], lengths[k], digests[k])
             return chunks, whole.result() if whole is not None else b""
         finally:
             for temp in temps.values():  # a failure: the workers' unsealed packs go
@@ -197,16 +198,24 @@ def _in_order(
             yield array("Q", ends), digests
 
 
+class _Run(NamedTuple):
+    """Consecutive chunks of the single pass in one segment: their offsets, lengths, blake3s."""
+
+    segment: Segment
+    offsets: list[int]
+    lengths: list[int]
+    digests: list[bytes]
+
+
 def _stitched(
     data: memoryview, parts: list[Segment], cdc: Any, cut: Iterator[tuple[array[int], bytes]]
-) -> Iterator[tuple[Segment, int, int, bytes]]:
-    """Every chunk of the file in order — its segment, offset, length and blake3: the single
-    pass's cut, from the ranges' cuts (`cut`, in order) and a few chunks cut again here at
-    each seam."""
+) -> Iterator[_Run]:
+    """Every chunk of the file in order, in runs: the single pass's cut, from the ranges' cuts
+    (`cut`, in order) and a few chunks cut again here at each seam."""
     for part in parts:
         if part.end - part.start <= cdc.min_size:
             with data[part.start : part.end] as raw:
-                yield part, part.start, part.end - part.start, blake3.blake3(raw).digest()
+                yield _Run(part, [part.start], [part.end - part.start], [blake3.blake3(raw).digest()])
             continue
         position = part.start  # where the single pass has reached: a boundary of it
         for r in _regions(part):
@@ -217,14 +226,15 @@ def _stitched(
                 i = bisect_left(starts, position)
                 if i < len(starts) and starts[i] == position:  # in step: its trusted chunks are the pass's
                     last = bisect_right(starts, trusted)
-                    for j in range(i, last):
-                        yield part, starts[j], ends[j] - starts[j], digests[32 * j : 32 * j + 32]
+                    offsets = starts[i:last]
+                    lengths = [end - start for start, end in zip(offsets, ends[i:last], strict=True)]
+                    yield _Run(part, offsets, lengths, [digests[k : k + 32] for k in range(32 * i, 32 * last, 32)])
                     position = ends[last - 1]
                     break
                 with data[position : part.end] as rest:  # out of step: the pass's next chunk, cut here
                     length = _first_cut(cdc, rest)
                     with rest[:length] as raw:
-                        yield part, position, length, blake3.blake3(raw).digest()
+                        yield _Run(part, [position], [length], [blake3.blake3(raw).digest()])
                 position += length
         if position != part.end:
             raise RuntimeError(f"stitched chunks end at {position}, their segment at {part.end}")
