@@ -21,7 +21,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modelspec.digest import digest_bytes
-from modelspec.store import forked
+from modelspec.store import forked, stitching
+from modelspec.store import workers as worker_side
 from modelspec.store.chunks import ChunkPolicy
 from modelspec.store.objects import LocalStore
 from modelspec.store.packs import read_index
@@ -38,15 +39,15 @@ def _store(root: Path, region: int | None) -> LocalStore:
     """A cold store whose large files go to worker processes in `region`-byte ranges, or to
     threads (None)."""
     forked.FORKED_FROM = 0 if region is not None else 1 << 62
-    forked._REGION = region or forked._REGION
+    stitching.REGION = region or stitching.REGION
     return LocalStore(root, POLICY)
 
 
 @pytest.fixture(autouse=True)
 def _restore_settings() -> Iterator[None]:
-    saved = forked.FORKED_FROM, forked._REGION, forked._OWN_PACK
+    saved = forked.FORKED_FROM, stitching.REGION, worker_side.OWN_PACK
     yield
-    forked.FORKED_FROM, forked._REGION, forked._OWN_PACK = saved
+    forked.FORKED_FROM, stitching.REGION, worker_side.OWN_PACK = saved
 
 
 def _safetensors(rng: random.Random, sizes: list[int]) -> bytes:
@@ -90,7 +91,7 @@ def test_workers_cut_store_and_reassemble_a_file_as_one_pass_does(
     tmp = tmp_path_factory.mktemp("forked")
     one_pass = _store(tmp / "threads", None)
     expected = one_pass.put_bytes(data)
-    forked._OWN_PACK = own_pack  # every task's new chunks in a pack of its own, or all sent back
+    worker_side.OWN_PACK = own_pack  # every task's new chunks in a pack of its own, or all sent back
     workers = _store(tmp / "workers", region)
     digest = workers.put_bytes(data)
     assert digest == expected == digest_bytes(data)
@@ -189,11 +190,12 @@ def _stored(store: LocalStore) -> int:
 KILLED = """
 import sys
 from pathlib import Path
-from modelspec.store import forked
+from modelspec.store import forked, stitching
+from modelspec.store import workers as worker_side
 from modelspec.store.chunks import ChunkPolicy
 from modelspec.store.objects import LocalStore
 
-forked.FORKED_FROM, forked._REGION = 0, 64 << 10
+forked.FORKED_FROM, stitching.REGION = 0, 64 << 10
 store = LocalStore(Path(sys.argv[1]), ChunkPolicy(threshold=1, average=256, keep_whole=False))
 print("ready", flush=True)
 while True:
