@@ -58,10 +58,12 @@ def start_pool(
     """Worker processes forked for one file (one per core, up to 8), gone when it is done.
     They inherit (not sent): `shared`, a memory map they write into; `known`, the chunks the
     store has; how to cut (`average`) and encode (`coding`)."""
+    # What the workers use is imported here: once rather than in each of them (~0.2 CPU s), and
+    # never in a child forked while another thread of this process held that module's import lock.
+    import ctypes  # noqa: F401
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    # What the workers use, imported once here rather than once in each of them (~0.2 CPU s).
     import numpy  # noqa: F401
     import pyfastcdc  # noqa: F401
     import zstandard  # noqa: F401
