@@ -145,11 +145,18 @@ def checkout(spec_path: Path, out_dir: Path | None = None) -> dict[str, Path]:
         placed[ref] = target / stage / lock.stages[stage].outputs[output]
     # One at a time: threads made a 1,000-artifact checkout slower (0.34 -> 0.52 s, median of
     # eight): creating files and folders under one parent is serialized by the filesystem.
+    fresh = not os.path.lexists(target)  # then nothing is in the way of any artifact
     for ref, dest in placed.items():
-        with contextlib.suppress(FileNotFoundError):  # one lstat: usually there is nothing
-            if stat.S_ISDIR(os.lstat(dest).st_mode):
-                shutil.rmtree(dest)
-            else:
-                dest.unlink()
+        if not fresh:
+            _clear(dest)
         workspace.store.restore(Entry.from_dict(record["artifacts"][ref]), dest, link=False)
     return placed
+
+
+def _clear(dest: Path) -> None:
+    """Remove what an earlier checkout (or the user) left at `dest`: one lstat when nothing is there."""
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISDIR(os.lstat(dest).st_mode):
+            shutil.rmtree(dest)
+        else:
+            dest.unlink()
