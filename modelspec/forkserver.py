@@ -9,6 +9,7 @@ state just after the imports, as a fresh process would, opening its own registry
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import json
 import os
@@ -55,6 +56,11 @@ def serve(idle: float, path: str) -> None:
     for name in WARM:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
+    # What the imports made lives as long as the resident: out of the collector's sight, a
+    # child's full collection walks only what its command made (a one-stage change at 1,000
+    # stages: 44 -> 6 ms), and no collection writes to the pages it shares with the resident.
+    gc.collect()
+    gc.freeze()
     folder = resident.private_dir()
     if folder is None:
         sys.exit(f"modelspec resident: {resident.runtime_dir()} is not private to this user")
