@@ -53,6 +53,7 @@ def serve(idle: float, path: str) -> None:
     without one, or `modelspec resident stop`."""
     if path != resident.socket_path():
         sys.exit(f"modelspec resident: {path} is not the socket of the modelspec in {resident.PACKAGE}")
+    resident.collect_less()  # for its children, which inherit it
     for name in WARM:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
