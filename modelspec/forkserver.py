@@ -9,6 +9,7 @@ state just after the imports, as a fresh process would, opening its own registry
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import json
 import os
@@ -52,9 +53,15 @@ def serve(idle: float, path: str) -> None:
     without one, or `modelspec resident stop`."""
     if path != resident.socket_path():
         sys.exit(f"modelspec resident: {path} is not the socket of the modelspec in {resident.PACKAGE}")
+    resident.collect_less()  # for its children, which inherit it
     for name in WARM:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
+    # What the imports made lives as long as the resident: out of the collector's sight, a
+    # child's full collection walks only what its command made (a one-stage change at 1,000
+    # stages: 44 -> 6 ms), and no collection writes to the pages it shares with the resident.
+    gc.collect()
+    gc.freeze()
     folder = resident.private_dir()
     if folder is None:
         sys.exit(f"modelspec resident: {resident.runtime_dir()} is not private to this user")

@@ -13,6 +13,7 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .digest import digest_file
 from .errors import CorruptObjectError, StoreError, UsageError, did_you_mean
 from .spec.model import Lock, split_output_ref
 from .store.files import remove_path, write_atomic
@@ -145,11 +146,38 @@ def checkout(spec_path: Path, out_dir: Path | None = None) -> dict[str, Path]:
         placed[ref] = target / stage / lock.stages[stage].outputs[output]
     # One at a time: threads made a 1,000-artifact checkout slower (0.34 -> 0.52 s, median of
     # eight): creating files and folders under one parent is serialized by the filesystem.
+    fresh = not os.path.lexists(target)  # then nothing is in the way of any artifact
     for ref, dest in placed.items():
-        with contextlib.suppress(FileNotFoundError):  # one lstat: usually there is nothing
-            if stat.S_ISDIR(os.lstat(dest).st_mode):
-                shutil.rmtree(dest)
-            else:
-                dest.unlink()
-        workspace.store.restore(Entry.from_dict(record["artifacts"][ref]), dest, link=False)
+        entry = Entry.from_dict(record["artifacts"][ref])
+        if fresh:
+            workspace.store.restore(entry, dest, link=False)
+        elif not _checked_out(dest, entry):
+            _clear(dest)
+            workspace.store.restore(entry, dest, link=False)
     return placed
+
+
+def _checked_out(dest: Path, entry: Entry) -> bool:
+    """Whether `dest` is already the file a checkout leaves: read-only, no other name (link),
+    its bytes the artifact's (hashed). Then it stays as it is: removing and writing 1,000
+    unchanged files again made a checkout into the same folder cost 0.31-0.33 s (in-process),
+    now 0.06-0.12 s, mostly the kernel's: ext4 without a journal scans past the inodes freed
+    in the last minutes for each new one."""
+    if entry.type != "file":
+        return False
+    try:
+        info = os.lstat(dest)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1 or stat.S_IMODE(info.st_mode) != 0o444:
+        return False
+    return info.st_size == entry.size and digest_file(dest) == entry.digest
+
+
+def _clear(dest: Path) -> None:
+    """Remove what an earlier checkout (or the user) left at `dest`: one lstat when nothing is there."""
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISDIR(os.lstat(dest).st_mode):
+            shutil.rmtree(dest)
+        else:
+            dest.unlink()

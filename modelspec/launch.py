@@ -16,6 +16,7 @@ def main() -> None:
         code = resident.forward(sys.argv)
         if code is not None:
             sys.exit(code)
+    resident.collect_less()
     from .cli import main as cli_main
 
     cli_main()

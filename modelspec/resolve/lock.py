@@ -51,9 +51,7 @@ class ResolveContext:
     private: tuple[Path, ...] = ()
 
 
-def resolve_spec(
-    spec: Spec, overrides: Sequence[Override], ctx: ResolveContext
-) -> tuple[Lock, list[gitcode.CodeFile]]:
+def resolve_spec(spec: Spec, overrides: Sequence[Override], ctx: ResolveContext) -> tuple[Lock, list[gitcode.CodeFile]]:
     """The spec's lock, and the code files it pins (for exporting the snapshot), composed
     with the command-line `overrides` that apply to it."""
     problems: list[Problem] = []
@@ -64,9 +62,11 @@ def resolve_spec(
     stages = {}
     code_known = "commit" in code  # else the ref did not resolve, reported already
     index = _CodeIndex(files) if code_known else None
+    # Every key of the config, to suggest one: listed only on a mistake, once for all stages.
+    keys = functools.cache(functools.partial(config_keys, config)) if config is not None else list
     for stage in spec.stages.values():
         dirty = bool(code.get("dirty"))
-        stages[stage.name] = _lock_stage(spec, stage, index, dirty, config, problems)
+        stages[stage.name] = _lock_stage(spec, stage, index, dirty, config, keys, problems)
     if problems:
         raise SpecError(problems)
     lock = Lock(
@@ -281,6 +281,7 @@ def _lock_stage(
     files: _CodeIndex | None,
     dirty: bool,
     config: dict[str, Any] | None,
+    keys: Callable[[], list[str]],
     problems: list[Problem],
 ) -> StageLock:
     """The stage's lock entry. `files` is None when the commit is unknown; `config` is None
@@ -292,8 +293,6 @@ def _lock_stage(
             problems.append(spec.document.problem((*where, "code", i), f"{path} holds no files {place}"))
     params: dict[str, Any] = {}
     if config is not None:
-        # Every key of the config, to suggest one: listed only on a mistake, not for each stage.
-        keys = functools.cache(functools.partial(config_keys, config))
         for i, dotted in enumerate(stage.params):
             found, _value = subtree(config, dotted)
             if not found:
@@ -334,4 +333,3 @@ def _lock_stage(
         limits=dict(stage.limits) if stage.limits else None,
         resources=dict(stage.resources) if stage.resources else None,
     )
-

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = ["ChunkPolicy", "Entry", "LocalStore", "digest_path", "walk_path"]
 
 _CHUNK = 1 << 20
+_SMALL_COPY = 4 << 20  # copied out of memory below this (as `digest_file` hashes it), else by the kernel
 
 
 class LocalStore(DeferredSync):
@@ -367,8 +368,11 @@ class LocalStore(DeferredSync):
 
     def _restore_file(self, digest: str, dest: Path, *, executable: bool, link: bool) -> None:
         dest.parent.mkdir(parents=True, exist_ok=True)
+        mode = 0o555 if executable else 0o444
+        if not link and self._copy_small(digest, os.fspath(dest), mode):
+            return
         if not link and not self.is_whole(digest) and self.chunks.has(digest):
-            self._reassemble_at(digest, dest, 0o555 if executable else 0o444)  # a copy: stays cold
+            self._reassemble_at(digest, dest, mode)  # a copy: stays cold
             return
         source = self.checked_path(digest)
         if link and not executable:
@@ -377,8 +381,49 @@ class LocalStore(DeferredSync):
                 return
             except OSError:
                 pass  # another filesystem: copy instead
-        shutil.copyfile(source, dest)
-        os.chmod(dest, 0o555 if executable else 0o444)
+        created = not os.path.lexists(dest)
+        try:
+            shutil.copyfile(source, dest)
+            os.chmod(dest, mode)
+        except BaseException:
+            if created:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(dest)  # no half-written copy is left
+            raise
+
+    def _copy_small(self, digest: str, dest: str, mode: int) -> bool:
+        """A small whole object copied to a new file at `dest`: read once, hashed, written once
+        (what is written is the very bytes checked), about 10 system calls where the checked
+        copy made 38 (a checkout of 1,000 artifacts is 1,000 of these). False, with nothing
+        written, when it is not that simple: not whole (cold, or removed by gc meanwhile), large,
+        corrupt (the caller's path quarantines it and says so) or something already at `dest`."""
+        try:
+            source = os.open(self._file(digest), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            size = os.fstat(source).st_size
+            data = os.read(source, size) if size < _SMALL_COPY else b""
+        finally:
+            os.close(source)
+        if len(data) != size or digest_bytes(data) != digest:
+            return False
+        try:
+            out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+        except FileExistsError:
+            return False
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(out, view) :]
+            os.fchmod(out, mode)  # the mode asked for, whatever the umask
+        except BaseException:
+            os.close(out)
+            os.unlink(dest)  # no half-written copy is left
+            raise
+        os.close(out)
+        self._verified.add(digest)
+        return True
 
     def tree_objects(self, entry: Entry) -> Iterator[str]:
         """Every object an entry needs: the tree documents and the file objects."""

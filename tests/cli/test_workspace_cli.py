@@ -295,6 +295,41 @@ def test_checkouts_are_read_only_copies_that_cannot_reach_the_store(repo: Repo) 
     assert placed.read_text() == "1\n"
 
 
+def test_a_checkout_again_leaves_the_files_that_hold_the_built_bytes_and_replaces_the_rest(repo: Repo) -> None:
+    """A file still as the last checkout left it (read-only, its bytes, no other link) is not
+    removed and written again; an edited one, a writable one or one with a second link is."""
+    repo.write("specs/four.yaml", FOUR, dedent=False)
+    repo.commit("four")
+    run(repo, "build", "specs/four.yaml")
+    run(repo, "checkout", "specs/four.yaml")
+    placed = {s: repo.path / "artifacts" / "four" / s / "out.txt" for s in ("a", "b", "c", "d")}
+    os.utime(placed["a"], ns=(10**18, 10**18))  # a time no file written now has
+    placed["b"].chmod(0o644)
+    placed["b"].write_text("edited\n")
+    placed["c"].chmod(0o644)  # the right bytes, but writable
+    os.link(placed["d"], repo.path / "elsewhere.txt")  # the right bytes, and a second name
+    run(repo, "checkout", "specs/four.yaml")
+    assert {s: p.read_text() for s, p in placed.items()} == {s: f"{s}\n" for s in placed}
+    assert {s: oct(p.stat().st_mode & 0o777) for s, p in placed.items()} == {s: oct(0o444) for s in placed}
+    assert placed["a"].stat().st_mtime_ns == 10**18  # left as it was, not written again
+    assert all(placed[s].stat().st_nlink == 1 for s in placed)
+    assert (repo.path / "elsewhere.txt").read_text() == "d\n"
+
+
+FOUR = """\
+modelspec: 1
+name: four
+version: "1.0"
+hermetic: off
+stages:
+  a: {cmd: [sh, -c, "echo a > ${outputs.out}"], outputs: {out: out.txt}}
+  b: {cmd: [sh, -c, "echo b > ${outputs.out}"], outputs: {out: out.txt}}
+  c: {cmd: [sh, -c, "echo c > ${outputs.out}"], outputs: {out: out.txt}}
+  d: {cmd: [sh, -c, "echo d > ${outputs.out}"], outputs: {out: out.txt}}
+artifacts: [a.out, b.out, c.out, d.out]
+"""
+
+
 # -- what a stage's process sees ------------------------------------------------------------------
 
 CRASH = """\

@@ -8,6 +8,7 @@ These tests mount filesystems, so they run as root; every mount is undone in tea
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -309,5 +310,28 @@ def test_a_large_object_that_cannot_be_cut_for_lack_of_room_is_pushed_whole(tmp_
         assert remote.upload(local, [digest]).transferred == 1
         assert (tmp_path / "shared" / object_name(digest)).read_bytes() == data
         assert remote.read_bytes(digest) == data
+    finally:
+        unmount(point)
+
+
+@pytest.mark.parametrize("size", [2 << 20, 6 << 20], ids=["copied-from-memory", "copied-by-the-kernel"])
+def test_a_checkout_copy_that_runs_out_of_room_leaves_no_half_written_file(tmp_path: Path, size: int) -> None:
+    """An artifact copied out of the store (checkout, export) onto a filesystem without room for
+    it fails with the filesystem's error and leaves nothing at its place: a partial file there
+    would pass for the artifact."""
+    from modelspec.store.objects import Entry, LocalStore
+
+    store = LocalStore(tmp_path / "store", chunking=None)
+    store.tmp.mkdir(parents=True)
+    data = os.urandom(size)
+    digest = store.put_bytes(data)
+    point = tmp_path / "one"
+    point.mkdir()
+    mount("-t", "tmpfs", "-o", "size=1m", "tmpfs", str(point))
+    try:
+        with pytest.raises(OSError) as raised:
+            store.restore(Entry("file", digest, size), point / "out" / "model.bin", link=False)
+        assert raised.value.errno == errno.ENOSPC
+        assert not (point / "out" / "model.bin").exists()
     finally:
         unmount(point)
