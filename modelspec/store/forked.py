@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
+import sys
 from array import array
 from collections import deque
 from collections.abc import Callable, Container, Generator, Iterator
@@ -38,16 +39,16 @@ if TYPE_CHECKING:
 
 _PIECE = 256 << 10  # bytes hashed and then written while still in the core's cache
 _AHEAD = 4  # tasks in flight: bounds the memory of the answers waiting to be stitched
+_SHARED = 256 << 20  # at most this much memory shared with the workers for decoded regions
 # Files this large are worked on by processes, smaller ones by threads: forking two workers
 # costs ~10 ms, and a small file's chunks are done before the workers would be.
 FORKED_FROM = 128 << 20
 
 
 def available() -> bool:
-    """Processes pay off with two cores or more, and are forked (sharing the open file)."""
-    import multiprocessing
-
-    return (os.cpu_count() or 1) > 1 and "fork" in multiprocessing.get_all_start_methods()
+    """Processes pay off with two cores or more. They are forked (sharing the open file), on
+    Linux only: there a worker is sure to die with its parent (workers.py)."""
+    return (os.cpu_count() or 1) > 1 and sys.platform.startswith("linux")
 
 
 def pack_file(
@@ -181,7 +182,8 @@ def decoded(
     if not batches:
         return
     slot = max(offsets[b.stop] - offsets[b.start] for b in batches)
-    slots = min(len(batches), 2 * worker_count())
+    # Two regions a worker (one decoding, one waiting its turn), within _SHARED bytes.
+    slots = min(len(batches), 2 * worker_count(), max(2, _SHARED // slot))
     with (
         mmap.mmap(-1, slots * slot) as shared,
         memoryview(shared) as view,

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import blake3
 
+from ..errors import StoreError
 from .owner import forget_inherited
 from .packs import Located, PackFile, Row, decode_runs
 from .pipeline import Coding, Encoder
@@ -63,6 +64,7 @@ def start_pool(
     import ctypes  # noqa: F401
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     import numpy  # noqa: F401
     import pyfastcdc  # noqa: F401
@@ -76,6 +78,12 @@ def start_pool(
     )
     try:
         yield pool
+    except BrokenProcessPool as error:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise StoreError(
+            "a worker process of the chunk layer died (killed, or out of memory); nothing it was writing was kept",
+            hint="run the command again; `modelspec verify` checks the store",
+        ) from error
     except BaseException:
         pool.shutdown(wait=True, cancel_futures=True)
         raise

@@ -21,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modelspec.digest import digest_bytes
+from modelspec.errors import StoreError
 from modelspec.store import forked, stitching
 from modelspec.store import workers as worker_side
 from modelspec.store.chunks import ChunkPolicy
@@ -181,6 +182,31 @@ def test_a_corrupt_chunk_fails_a_checkout_by_workers_and_is_quarantined(tmp_path
     with pytest.raises(Exception, match="corrupt"):
         _checkout(LocalStore(tmp_path / "store", POLICY), digest, tmp_path / "out")
     assert LocalStore(tmp_path / "store", POLICY).verify(digest) is not True
+
+
+def _die(*args: object) -> None:
+    """A worker killed in the middle of a task (by the OOM killer, a `kill -9`)."""
+    os._exit(9)
+
+
+def test_a_worker_that_dies_fails_the_command_clearly_and_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = random.Random(10).randbytes(200_000)
+    store = _store(tmp_path / "store", 5_000)
+    kept = store.put_bytes(data[:100_000])
+    with monkeypatch.context() as patched:
+        patched.setattr(forked, "cut_and_encode", _die)
+        with pytest.raises(StoreError, match="worker process of the chunk layer died"):
+            store.put_bytes(data)
+        assert [p.name for p in store.tmp.iterdir() if not p.name.endswith(".owner")] == []
+        assert not store.chunks.has(digest_bytes(data))  # no recipe: the object stays whole, as stored first
+    with monkeypatch.context() as patched:
+        patched.setattr(forked, "decode", _die)
+        with pytest.raises(StoreError, match="worker process of the chunk layer died"):
+            store.read_bytes(kept)
+    assert store.read_bytes(kept) == data[:100_000]  # the store is as it was
+    assert store.read_bytes(store.put_bytes(data)) == data
 
 
 def _stored(store: LocalStore) -> int:
