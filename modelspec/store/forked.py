@@ -31,7 +31,7 @@ import blake3
 from .cutting import Segment
 from .packs import Located, PackWriter
 from .pipeline import Coding, Encoder, collector_paused
-from .stitching import REGION, Range, piece, regions, stitched, tasks
+from .stitching import Range, piece, regions, stitched, tasks
 from .workers import Cut, cut_and_encode, decode, start_pool, worker_count
 
 if TYPE_CHECKING:
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 _PIECE = 256 << 10  # bytes hashed and then written while still in the core's cache
 _AHEAD = 4  # tasks in flight: bounds the memory of the answers waiting to be stitched
 _SHARED = 256 << 20  # at most this much memory shared with the workers for decoded regions
+_DECODED = 8 << 20  # bytes a worker decodes per task
 # Files this large are worked on by processes, smaller ones by threads: forking two workers
 # costs ~10 ms, and a small file's chunks are done before the workers would be.
 FORKED_FROM = 128 << 20
@@ -176,7 +177,7 @@ def decoded(
     batches: list[range] = []
     first = 0
     for last in range(1, len(lengths) + 1):
-        if offsets[last] - offsets[first] >= REGION or last == len(lengths):
+        if offsets[last] - offsets[first] >= _DECODED or last == len(lengths):
             batches.append(range(first, last))
             first = last
     if not batches:

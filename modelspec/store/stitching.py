@@ -21,7 +21,7 @@ import blake3
 
 from .cutting import Piece, Segment
 
-REGION = 32 << 20  # bytes a worker cuts (or decodes) per task
+REGION = 32 << 20  # bytes a worker cuts per task
 
 
 class Range(NamedTuple):

@@ -41,14 +41,15 @@ def _store(root: Path, region: int | None) -> LocalStore:
     threads (None)."""
     forked.FORKED_FROM = 0 if region is not None else 1 << 62
     stitching.REGION = region or stitching.REGION
+    forked._DECODED = region or forked._DECODED  # read back in as many regions
     return LocalStore(root, POLICY)
 
 
 @pytest.fixture(autouse=True)
 def _restore_settings() -> Iterator[None]:
-    saved = forked.FORKED_FROM, stitching.REGION, worker_side.OWN_PACK
+    saved = forked.FORKED_FROM, forked._DECODED, stitching.REGION, worker_side.OWN_PACK
     yield
-    forked.FORKED_FROM, stitching.REGION, worker_side.OWN_PACK = saved
+    forked.FORKED_FROM, forked._DECODED, stitching.REGION, worker_side.OWN_PACK = saved
 
 
 def _safetensors(rng: random.Random, sizes: list[int]) -> bytes:

@@ -32,7 +32,7 @@ from modelspec.store.objects import LocalStore
 
 root, log, seed = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
 if sys.argv[4] == "processes":  # every file cut, packed and reassembled by worker processes, in 12 regions
-    forked.FORKED_FROM, stitching.REGION = 0, 512 << 10
+    forked.FORKED_FROM, forked._DECODED, stitching.REGION = 0, 512 << 10, 512 << 10
 store = LocalStore(root, ChunkPolicy(threshold=1 << 20, pack_limit=2 << 20, keep_whole=False, min_live=0.6))
 store.clean_temp()
 rng = random.Random(seed)
