@@ -33,10 +33,6 @@ _claim = threading.Lock()
 
 def temp_prefix(folder: Path) -> str:
     """The name prefix for this process's temp files in `folder`, owning the folder's share first."""
-    global TOKEN
-    if _held and not TOKEN.startswith(f"{os.getpid()}x"):  # a forked child: a token of its own
-        TOKEN = f"{os.getpid()}x{secrets.token_hex(4)}"
-        _held.clear()
     key = os.fspath(folder)
     if key not in _held:
         with _claim:
@@ -44,16 +40,22 @@ def temp_prefix(folder: Path) -> str:
     return f"{TOKEN}-"
 
 
-def forget_inherited() -> None:
-    """In a child forked to work for this process, which never execs: let go of the owner
-    files' descriptors it inherited. Their locks stay its parent's alone (a lock lasts while
-    any descriptor of it is open), so a child that outlives a killed parent for a moment
-    cannot keep the parent's temp files from being cleaned."""
-    global TOKEN
+def _forget_inherited() -> None:
+    """In every child this process forks, first thing: a token of its own, and the owner
+    files' descriptors it inherited closed. Their locks stay the parent's alone (a lock lasts
+    while any descriptor of it is open), so a child that outlives a killed parent for a moment
+    (a worker process of the chunk layer, a resident's command) cannot keep the parent's temp
+    files from being cleaned; and the claim lock starts free (another thread may have held it)."""
+    global TOKEN, _claim
     for fd in _held.values():
-        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.close(fd)
     _held.clear()
+    _claim = threading.Lock()
     TOKEN = f"{os.getpid()}x{secrets.token_hex(4)}"
+
+
+os.register_at_fork(after_in_child=_forget_inherited)
 
 
 def _own(folder: Path, key: str) -> None:

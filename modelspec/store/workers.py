@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import blake3
 
 from ..errors import StoreError
-from .owner import forget_inherited
 from .packs import Located, PackFile, Row, decode_runs
 from .pipeline import Coding, Encoder
 from .stitching import Range, last_trusted, piece
@@ -101,11 +100,10 @@ def _start_worker(
     parent: int, shared: mmap.mmap | None, known: Container[bytes], coding: Coding | None, average: int
 ) -> None:
     """In a new worker: Ctrl-C is the parent's to handle (it stops the pool), the worker dies
-    with the parent's thread that forked it (a killed build leaves no worker waiting), and it
-    holds none of the parent's owner locks (owner.py: the parent's temp files are cleaned the
-    moment it is gone)."""
+    with the parent's thread that forked it (a killed build leaves no worker waiting). (It holds
+    none of the parent's owner locks: owner.py lets go of them in every forked child, so the
+    parent's temp files are cleaned the moment it is gone.)"""
     global _shared, _known, _encoder, _cdc
-    forget_inherited()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.suppress(Exception):  # Linux only; elsewhere a worker ends when its queue does
         import ctypes

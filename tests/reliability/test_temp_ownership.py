@@ -9,6 +9,8 @@ process lives and remove it once it is gone.
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -71,8 +73,9 @@ def test_files_named_after_a_dead_pid_without_an_owner_are_removed(tmp_path: Pat
     assert sorted(removed) == ["12345-abc.tmp", "12345-run-old"]
 
 
-def test_a_claim_taken_for_dead_before_it_is_locked_is_claimed_again(tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_claim_taken_for_dead_before_it_is_locked_is_claimed_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A cleaner that removes the claiming file between its creation and the rename
     real_rename = owner.os.rename
     calls = []
@@ -123,3 +126,38 @@ def test_threads_claiming_a_folder_at_once_do_not_wait_for_each_other(
         assert not any(thread.is_alive() for thread in threads), f"round {round_}: a thread is stuck"
         assert len(set(prefixes)) == 1 and len(prefixes) == 4
         assert [p.name for p in folder.iterdir()] == [f"{owner.TOKEN}.owner"]
+
+
+# A process that owns a temp file and forks a child that only waits (as a worker process of the
+# chunk layer does between its fork and its first task), then waits itself.
+FORKING = textwrap.dedent(
+    """
+    import os, sys, time
+    from pathlib import Path
+    from modelspec.store import owner
+    tmp = Path(sys.argv[1])
+    (tmp / (owner.temp_prefix(tmp) + "pack")).write_text("half a pack")
+    child = os.fork()
+    if child == 0:
+        time.sleep(120)
+        os._exit(0)
+    print(child, flush=True)
+    time.sleep(120)
+    """
+)
+
+
+def test_a_forked_child_does_not_keep_a_killed_parents_temp_files(tmp_path: Path) -> None:
+    """The child's inherited descriptor of its parent's owner lock is closed at the fork: once the
+    parent is killed, its temp files are orphans at once, though the child still runs."""
+    parent = subprocess.Popen([sys.executable, "-c", FORKING, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    try:
+        parent.kill()
+        parent.wait()
+        parent.stdout.close()
+        owner.remove_orphans(tmp_path, lambda path: path.unlink())
+        assert [p.name for p in tmp_path.iterdir()] == []
+    finally:
+        os.kill(child, signal.SIGKILL)
