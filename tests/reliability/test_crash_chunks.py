@@ -58,6 +58,10 @@ for i in range(1000):
 """
 
 
+def _temp_files(store: LocalStore) -> list[Path]:
+    return [p for p in store.tmp.iterdir() if not p.name.endswith(".owner")]
+
+
 def _state(log: Path) -> tuple[list[str], set[str]]:
     lines = log.read_text().splitlines() if log.exists() else []
     stored = [line.split()[1] for line in lines if line.startswith("stored ")]
@@ -82,6 +86,12 @@ def test_sigkill_while_chunking_and_pruning_never_loses_a_stored_file(tmp_path: 
         for digest in stored:
             if digest not in deleted:
                 assert store.verify(digest), f"trial {trial}: {digest} lost"
-        assert not [p for p in store.tmp.iterdir() if not p.name.endswith(".owner")], f"trial {trial}: temp files"
+        if chunking == "processes" and _temp_files(store):
+            # A worker forked in the killed process's last moments that has not run yet still holds
+            # its owner lock (a fork shares it): on its first step it lets go and exits. The next
+            # clean removes what this one could not.
+            time.sleep(1)
+            store.clean_temp()
+        assert not _temp_files(store), f"trial {trial}: temp files"
     stored, deleted = _state(log)
     assert len(stored) >= 12 and deleted  # the kills landed among stores, deletions and prunes

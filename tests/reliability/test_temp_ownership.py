@@ -139,6 +139,7 @@ FORKING = textwrap.dedent(
     (tmp / (owner.temp_prefix(tmp) + "pack")).write_text("half a pack")
     child = os.fork()
     if child == 0:
+        print("child running", flush=True)
         time.sleep(120)
         os._exit(0)
     print(child, flush=True)
@@ -148,11 +149,14 @@ FORKING = textwrap.dedent(
 
 
 def test_a_forked_child_does_not_keep_a_killed_parents_temp_files(tmp_path: Path) -> None:
-    """The child's inherited descriptor of its parent's owner lock is closed at the fork: once the
-    parent is killed, its temp files are orphans at once, though the child still runs."""
+    """The child's inherited descriptor of its parent's owner lock is closed at the fork (before
+    the child's first step): once the parent is killed, its temp files are orphans at once,
+    though the child still runs."""
     parent = subprocess.Popen([sys.executable, "-c", FORKING, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     assert parent.stdout is not None
-    child = int(parent.stdout.readline())
+    lines = {parent.stdout.readline().strip() for _ in range(2)}  # the child has run (and let go)
+    assert "child running" in lines
+    child = int(next(line for line in lines if line != "child running"))
     try:
         parent.kill()
         parent.wait()
