@@ -139,10 +139,10 @@ FORKING = textwrap.dedent(
     (tmp / (owner.temp_prefix(tmp) + "pack")).write_text("half a pack")
     child = os.fork()
     if child == 0:
-        print("child running", flush=True)
+        os.write(1, b"child running\\n")  # one write each: the two lines never interleave
         time.sleep(120)
         os._exit(0)
-    print(child, flush=True)
+    os.write(1, b"%d\\n" % child)
     time.sleep(120)
     """
 )
@@ -152,16 +152,16 @@ def test_a_forked_child_does_not_keep_a_killed_parents_temp_files(tmp_path: Path
     """The child's inherited descriptor of its parent's owner lock is closed at the fork (before
     the child's first step): once the parent is killed, its temp files are orphans at once,
     though the child still runs."""
-    parent = subprocess.Popen([sys.executable, "-c", FORKING, str(tmp_path)], stdout=subprocess.PIPE, text=True)
-    assert parent.stdout is not None
-    lines = {parent.stdout.readline().strip() for _ in range(2)}  # the child has run (and let go)
-    assert "child running" in lines
-    child = int(next(line for line in lines if line != "child running"))
-    try:
-        parent.kill()
-        parent.wait()
-        parent.stdout.close()
-        owner.remove_orphans(tmp_path, lambda path: path.unlink())
-        assert [p.name for p in tmp_path.iterdir()] == []
-    finally:
-        os.kill(child, signal.SIGKILL)
+    with subprocess.Popen([sys.executable, "-c", FORKING, str(tmp_path)], stdout=subprocess.PIPE, text=True) as parent:
+        assert parent.stdout is not None
+        lines = {parent.stdout.readline().strip() for _ in range(2)}  # the child has run (and let go)
+        child = int(next(line for line in lines if line != "child running"))
+        try:
+            assert "child running" in lines
+            parent.kill()
+            parent.wait()
+            owner.remove_orphans(tmp_path, lambda path: path.unlink())
+            assert [p.name for p in tmp_path.iterdir()] == []
+        finally:
+            parent.kill()
+            os.kill(child, signal.SIGKILL)
