@@ -195,7 +195,7 @@ class ChunkStore:
             data = memoryview(view)
             parts = segments(data, name)
             try:
-                if size >= forked.FORKED_FROM and forked.available():
+                if forked.wanted(size):
                     chunks, whole = forked.pack_file(
                         f.fileno(), data, parts, self.policy.average, self._map, coding, writer, hash_whole=hash_first
                     )
@@ -281,7 +281,7 @@ class ChunkStore:
         self.refresh()
         hasher = blake3.blake3()
         with self._reading(recipe) as (read_into, fill):
-            if recipe.size >= forked.FORKED_FROM and forked.available():
+            if forked.wanted(recipe.size):
                 batches: Generator[Any, None, None] = forked.decoded(*self._places(recipe), self.packs, fill)
             else:
                 batches = decoded(recipe.chunks, read_into)
@@ -303,7 +303,7 @@ class ChunkStore:
         if recipe is None:
             raise StoreError(f"object {digest} is missing from the store", hint="build again to recreate it")
         with self._reading(recipe) as (read_into, fill):
-            if recipe.size >= forked.FORKED_FROM and forked.available():
+            if forked.wanted(recipe.size):
                 written = forked.reassemble(fd, *self._places(recipe), self.packs, fill)
             else:
                 written = reassemble(fd, recipe.chunks, recipe.size, read_into)

@@ -46,10 +46,11 @@ _DECODED = 8 << 20  # bytes a worker decodes per task
 FORKED_FROM = 128 << 20
 
 
-def available() -> bool:
-    """Processes pay off with two cores or more. They are forked (sharing the open file), on
-    Linux only: there a worker is sure to die with its parent (workers.py)."""
-    return (os.cpu_count() or 1) > 1 and sys.platform.startswith("linux")
+def wanted(size: int) -> bool:
+    """Whether a file of `size` bytes goes to worker processes: a large one, with two cores or
+    more, on Linux only (forked, sharing the open file; there a worker is sure to die with its
+    parent, workers.py)."""
+    return size >= FORKED_FROM and (os.cpu_count() or 1) > 1 and sys.platform.startswith("linux")
 
 
 def pack_file(

@@ -33,7 +33,7 @@ POLICY = ChunkPolicy(threshold=1, average=256, pack_limit=16 << 10, keep_whole=F
 
 @pytest.fixture(autouse=True)
 def _workers_available() -> None:
-    assert forked.available(), "these tests need two cores and fork (Linux)"
+    assert forked.wanted(forked.FORKED_FROM), "these tests need two cores and fork (Linux)"
 
 
 def _store(root: Path, region: int | None) -> LocalStore:
