@@ -42,7 +42,8 @@ from dvc_side import DvcBench, default_venv, ensure_dvc
 
 from modelspec.store.blobs import RemoteConfig, open_blobs
 from modelspec.store.objects import LocalStore
-from modelspec.store.remote import RemoteStore, object_name
+from modelspec.store.remote import RemoteStore
+from modelspec.store.remote_objects import object_name
 from modelspec.store.workspace import STORE_DIR
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1"}

@@ -32,10 +32,11 @@ from .retention.remote_gc import kept_objects
 from .spec.model import split_output_ref
 from .store.files import remove_path
 from .store.objects import Entry, LocalStore
-from .store.remote import Progress
+from .store.progress import Progress
 from .store.remote_cache import ROOTS, Remote, RemoteLease, read_condemned, read_roots, write_roots
 from .store.remote_cache import require_remote as require_remote_of
-from .store.remote_chunks import chunk_digest, chunk_members
+from .store.remote_chunks import chunk_members
+from .store.remote_recipes import chunk_digest
 from .store.traces import ActionCache, ActionResult
 from .store.workspace import CHECKOUT_DIR, Workspace
 

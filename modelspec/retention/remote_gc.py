@@ -39,9 +39,9 @@ from ..store.remote_cache import (
     read_roots,
     write_roots,
 )
-from ..store.remote_chunks import chunk_digest, chunk_packs
+from ..store.remote_chunks import chunk_packs
 from ..store.remote_packs import Listing, index_name, pack_name
-from ..store.remote_recipes import recipe_name
+from ..store.remote_recipes import chunk_digest, recipe_name
 from ..store.workspace import Workspace
 
 DEFAULT_REMOTE_GRACE = 86400.0  # a day: longer than the longest build or push

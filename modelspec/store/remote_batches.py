@@ -1,4 +1,4 @@
-"""Batched transfers between a workspace's `LocalStore` and a `RemoteStore`: upload (small
+"""Batched transfers between a workspace's `LocalStore` and a remote (`RemoteObjects`): upload (small
 objects in packs, large ones as recipes and chunks, the rest one by one), download (packed
 members a range read per run of members that lie close together; chunked objects as the
 chunks the local store lacks), and the re-hash of everything on the remote. Each runs
@@ -10,23 +10,18 @@ import tempfile
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ..digest import digest_bytes
 from ..errors import CorruptObjectError, StoreError
 from . import remote_chunks
 from .objects import LocalStore
 from .progress import Progress, run_tasks
+from .remote_objects import SMALL, RemoteObjects
 from .remote_packs import PACK_AT_LEAST, PACK_BELOW, Run, groups, read_run, runs, send_pack
-
-if TYPE_CHECKING:
-    from .remote import RemoteStore
-
-SMALL = 8 << 20  # read into memory and checked there; larger files are streamed
 
 
 def upload(
-    remote: RemoteStore,
+    remote: RemoteObjects,
     local: LocalStore,
     digests: Iterable[str],
     jobs: int,
@@ -72,7 +67,7 @@ def upload(
 
 
 def download(
-    remote: RemoteStore,
+    remote: RemoteObjects,
     local: LocalStore,
     digests: Iterable[str],
     jobs: int,
@@ -117,7 +112,7 @@ def download(
 
 
 def verify_all(
-    remote: RemoteStore, jobs: int, report: Callable[[Progress], None] | None
+    remote: RemoteObjects, jobs: int, report: Callable[[Progress], None] | None
 ) -> tuple[Progress, list[str], remote_chunks.Census]:
     loose = list(remote.loose())
     remote.packs.refresh(jobs)

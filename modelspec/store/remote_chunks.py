@@ -24,29 +24,19 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING
 
 import blake3
 
-from ..digest import PREFIX, hex_of
 from ..errors import CorruptObjectError, StoreError
 from .progress import Progress, run_all, run_tasks
 from .recipes import Recipe
 from .remote_packs import Member, Run, groups, holds_chunks, read_run, runs, send_pack
-from .remote_recipes import encode, recipe_name
+from .remote_recipes import chunk_digest, chunk_of, encode, recipe_name
 
 if TYPE_CHECKING:
     from .objects import LocalStore
-    from .remote import RemoteStore
-
-
-def chunk_digest(chunk: bytes) -> str:
-    return PREFIX + chunk.hex()
-
-
-def chunk_of(digest: str) -> bytes:
-    """A chunk's name (its raw blake3) from its digest: `chunk_digest` undone."""
-    return bytes.fromhex(hex_of(digest))
+    from .remote_objects import RemoteObjects
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +62,7 @@ def local_recipe(local: LocalStore, digest: str) -> Recipe:
 
 
 def upload(
-    remote: RemoteStore,
+    remote: RemoteObjects,
     local: LocalStore,
     digests: list[str],
     jobs: int,
@@ -144,7 +134,7 @@ def upload(
 
 
 def download(
-    remote: RemoteStore,
+    remote: RemoteObjects,
     local: LocalStore,
     digests: list[str],
     jobs: int,
@@ -176,7 +166,7 @@ def download(
         def alone(chunk: bytes) -> None:
             digest = chunk_digest(chunk)
             try:
-                data = read_chunk(remote, owner[chunk], chunk)
+                data = remote.read_chunk(owner[chunk], chunk)
                 keep(chunk, data)
                 progress.advance(len(data))
             except StoreError as exc:
@@ -205,58 +195,7 @@ def download(
         progress.add(recipes[digest].size, moved=True, sent=moved.get(digest, 0), advanced=moved.get(digest, 0))
 
 
-def read_chunk(remote: RemoteStore, digest: str, chunk: bytes) -> bytes:
-    """One chunk of the object `digest`, alone and verified. Corrupt (then marked bad) or gone,
-    the object's recipe is quarantined: it names a chunk the remote no longer has, and the
-    next push sends both again. A remote that cannot be reached quarantines nothing."""
-    try:
-        return remote.read_bytes(chunk_digest(chunk))
-    except CorruptObjectError:
-        remote.recipes.quarantine(digest)
-        raise
-    except StoreError:
-        if remote.missing_blobs([chunk_digest(chunk)]):
-            remote.recipes.quarantine(digest)
-        raise
-
-
-def stream(remote: RemoteStore, digest: str, recipe: Recipe, handle: BinaryIO) -> int:
-    """Reassemble an object from the remote's chunks into `handle`, in order, each chunk
-    checked, then the whole against its digest; its size. A chunk's range read brings its
-    neighbours, kept until their turn (a push packs a file's new chunks in file order)."""
-    from collections import Counter
-
-    remote.packs.refresh()
-    uses = Counter(chunk for chunk, _n in recipe.chunks)
-    members = {m.digest: m for c in uses if (m := remote.packs.find(chunk_digest(c))) is not None}
-    run_of = {m.digest: run for run in runs(list(members.values())) for m in run.members}
-    found: dict[bytes, bytes] = {}
-    hasher = blake3.blake3()
-    for chunk, _length in recipe.chunks:
-        if chunk not in found and (run := run_of.get(chunk_digest(chunk))) is not None:
-            for member, data in (read_run(remote.blobs, run) or {}).items():
-                if uses[chunk_of(member.digest)] > 0:
-                    found[chunk_of(member.digest)] = data
-        kept = found.get(chunk)
-        data = kept if kept is not None and blake3.blake3(kept).digest() == chunk else read_chunk(remote, digest, chunk)
-        uses[chunk] -= 1
-        if uses[chunk]:
-            found[chunk] = data
-        else:
-            found.pop(chunk, None)
-        hasher.update(data)
-        handle.write(data)
-    handle.flush()
-    if PREFIX + hasher.hexdigest() != digest:
-        remote.recipes.quarantine(digest)
-        raise CorruptObjectError(
-            f"object {digest} on the remote {remote.url} reassembles to other bytes; its recipe was quarantined",
-            hint="push it again from a workspace that has it",
-        )
-    return recipe.size
-
-
-def verify_recipes(remote: RemoteStore, loose: set[str], jobs: int, progress: Progress) -> tuple[list[str], set[str]]:
+def verify_recipes(remote: RemoteObjects, loose: set[str], jobs: int, progress: Progress) -> tuple[list[str], set[str]]:
     """Check every recipe (after the chunks were re-hashed): one that is damaged, or names a
     chunk the remote no longer has (`loose`: the sound loose objects), is quarantined and
     its object returned as corrupt: the next push sends it again. Returns those, and the
@@ -305,7 +244,7 @@ def chunk_packs(packs: dict[str, tuple[Member, ...]], named: set[str]) -> set[st
     return {p for p, members in packs.items() if holds_chunks(p) or any(m.digest in named for m in members)}
 
 
-def chunk_members(remote: RemoteStore, named: set[str]) -> set[str]:
+def chunk_members(remote: RemoteObjects, named: set[str]) -> set[str]:
     """The packed members that are chunks, as of the pack catalog's last refresh (`named`:
     the chunks the recipes name)."""
     members = remote.packs.members()
@@ -316,7 +255,7 @@ def chunk_members(remote: RemoteStore, named: set[str]) -> set[str]:
     return {d for d, m in members.items() if m.pack in chunky}
 
 
-def census(remote: RemoteStore, loose: set[str], recipes: set[str], named: set[str]) -> Census:
+def census(remote: RemoteObjects, loose: set[str], recipes: set[str], named: set[str]) -> Census:
     """Count what the remote holds as of its pack catalog's last refresh: `loose` and
     `recipes` the loose objects and the objects with a recipe, `named` the chunks those name."""
     chunks = chunk_members(remote, named)

@@ -30,6 +30,16 @@ RECIPES = "recipes/"
 QUARANTINED_RECIPES = "quarantine/recipes/"
 
 
+def chunk_digest(chunk: bytes) -> str:
+    """A chunk's digest as an object on the remote, from its name (the blake3 of its raw bytes)."""
+    return PREFIX + chunk.hex()
+
+
+def chunk_of(digest: str) -> bytes:
+    """A chunk's name (its raw blake3) from its digest: `chunk_digest` undone."""
+    return bytes.fromhex(hex_of(digest))
+
+
 def recipe_name(digest: str) -> str:
     return f"{RECIPES}{hex_of(digest)}"
 

@@ -18,7 +18,8 @@ from modelspec.digest import digest_file
 from modelspec.spec.model import Lock
 from modelspec.store.blobs import RemoteConfig, open_blobs
 from modelspec.store.objects import LocalStore
-from modelspec.store.remote import RemoteStore, object_name
+from modelspec.store.remote import RemoteStore
+from modelspec.store.remote_objects import object_name
 from modelspec.store.remote_recipes import recipe_name
 
 SIZE = 6 << 20  # over the 4 MiB threshold

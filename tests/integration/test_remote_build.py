@@ -18,7 +18,7 @@ from pipeline import expected_d, make_pipeline
 
 from modelspec.digest import digest_bytes
 from modelspec.store.objects import LocalStore
-from modelspec.store.remote import OBJECTS
+from modelspec.store.remote_objects import OBJECTS
 from modelspec.store.workspace import find_workspace
 
 

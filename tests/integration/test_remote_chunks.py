@@ -19,9 +19,10 @@ from modelspec.errors import CorruptObjectError, StoreError
 from modelspec.retention.remote_gc import collect_remote
 from modelspec.store.blobs import RemoteConfig, open_blobs
 from modelspec.store.objects import LocalStore
-from modelspec.store.remote import RemoteStore, object_name
+from modelspec.store.remote import RemoteStore
 from modelspec.store.remote_cache import RemoteLease, open_remote
 from modelspec.store.remote_chunks import chunk_digest
+from modelspec.store.remote_objects import object_name
 from modelspec.store.remote_packs import Member
 from modelspec.store.remote_recipes import recipe_name
 from modelspec.store.workspace import find_workspace

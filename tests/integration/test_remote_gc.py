@@ -18,8 +18,8 @@ from pipeline import make_pipeline
 from test_remote_build import remote_setting
 
 from modelspec.retention.remote_gc import collect_remote
-from modelspec.store.remote import object_name
 from modelspec.store.remote_cache import RemoteLease, open_remote
+from modelspec.store.remote_objects import object_name
 from modelspec.store.workspace import find_workspace
 
 

@@ -22,9 +22,8 @@ from modelspec.store.blobs import FileBlobs, RemoteConfig, open_blobs
 from modelspec.store.objects import LocalStore
 from modelspec.store.recipes import ChunkPolicy
 from modelspec.store.remote import RemoteStore
-from modelspec.store.remote_chunks import chunk_digest
 from modelspec.store.remote_packs import index_name, pack_name, send_pack
-from modelspec.store.remote_recipes import recipe_name
+from modelspec.store.remote_recipes import chunk_digest, recipe_name
 from modelspec.store.workspace import find_workspace
 
 

@@ -294,7 +294,8 @@ def test_a_large_object_that_cannot_be_cut_for_lack_of_room_is_pushed_whole(tmp_
     whole; a push, which would cut it, sends it whole instead of failing."""
     from modelspec.store.blobs import RemoteConfig, open_blobs
     from modelspec.store.objects import LocalStore
-    from modelspec.store.remote import RemoteStore, object_name
+    from modelspec.store.remote import RemoteStore
+    from modelspec.store.remote_objects import object_name
 
     point = tmp_path / "eight"
     point.mkdir()

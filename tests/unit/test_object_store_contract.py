@@ -22,7 +22,8 @@ from modelspec.errors import CorruptObjectError, StoreError
 from modelspec.store.blobs import RemoteConfig, open_blobs
 from modelspec.store.objects import ChunkPolicy, Entry, LocalStore
 from modelspec.store.protocol import ObjectStore
-from modelspec.store.remote import RemoteStore, object_name
+from modelspec.store.remote import RemoteStore
+from modelspec.store.remote_objects import object_name
 
 DATA = b"the bytes of an artifact\n"
 
