@@ -32,9 +32,10 @@ import blake3
 from ..digest import PREFIX, hex_of
 from ..errors import CorruptObjectError, StoreError
 from . import forked
+from .chunkmap import ChunkMap
 from .cutting import segments
 from .files import write_atomic
-from .packs import RAW, Located, PackWriter, decode, decode_runs, read_index
+from .packs import RAW, Located, PackWriter, decode, decode_runs
 from .pipeline import Coding, collector_paused, decoded, pack_file, reassemble
 from .protocol import ObjectInfo
 from .pruning import apply_prune, drop_markers, live_chunks, plan_prune, read_packs
@@ -61,9 +62,8 @@ class ChunkStore:
         self.policy = policy
         self._temp_file = temp_file
         self._tmp = root / "tmp"
-        self._map: dict[bytes, Located] = {}
-        self._loaded: set[str] = set()
-        self._lock = threading.Lock()
+        self.map = ChunkMap(self.packs, self.quarantine_dir)
+        self._lock = threading.Lock()  # one descriptor per pack, whichever thread opens it
 
     # -- recipes -------------------------------------------------------------------------
 
@@ -118,27 +118,8 @@ class ChunkStore:
     # -- the chunk map ---------------------------------------------------------------------
 
     def refresh(self) -> None:
-        """Read the index of every pack not read yet; forget packs that are gone."""
-        present = {p[:-5] for p in os.listdir(self.packs) if p.endswith(".pack")} if self.packs.is_dir() else set()
-        bad = self._quarantined()
-        with self._lock:
-            if self._loaded - present:  # pruned meanwhile: start over
-                self._map, self._loaded = {}, set()
-            for name in sorted(present - self._loaded):
-                with contextlib.suppress(FileNotFoundError, ValueError):  # a damaged index: its chunks unknown
-                    for digest, where in read_index(self.packs / f"{name}.pack"):
-                        if (digest.hex(), name) not in bad:
-                            self._map.setdefault(digest, where)
-                self._loaded.add(name)
-            for chunk_hex, pack in bad:  # quarantined since we read its pack (by another process)
-                known = self._map.get(bytes.fromhex(chunk_hex))
-                if known is not None and known.pack == pack:
-                    del self._map[bytes.fromhex(chunk_hex)]
-
-    def _quarantined(self) -> set[tuple[str, str]]:
-        if not self.quarantine_dir.is_dir():
-            return set()
-        return {tuple(n.split("-", 1)) for n in os.listdir(self.quarantine_dir) if "-" in n}  # type: ignore[misc]
+        """Read the indexes of packs written since (chunkmap.py)."""
+        self.map.refresh()
 
     def footprint(self, digest: str) -> dict[bytes, int]:
         """The stored length of each chunk of a file (none if it has no recipe)."""
@@ -146,13 +127,13 @@ class ChunkStore:
         if recipe is None:
             return {}
         self.refresh()
-        return {chunk: where.stored for chunk, _n in recipe.chunks if (where := self._map.get(chunk)) is not None}
+        located = self.map.located
+        return {chunk: where.stored for chunk, _n in recipe.chunks if (where := located.get(chunk)) is not None}
 
     def stored_sizes(self) -> dict[bytes, int]:
         """Each chunk's stored length (as one of its packs holds it)."""
         self.refresh()
-        with self._lock:
-            return {digest: where.stored for digest, where in self._map.items()}
+        return self.map.stored_sizes()
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -190,18 +171,18 @@ class ChunkStore:
         list, and with `hash_first` its digest (hashed meanwhile)."""
         if not size:
             return [], PREFIX + blake3.blake3().hexdigest()
-        coding = Coding(self.policy.level, self.policy.min_saving)
+        coding, known = Coding(self.policy.level, self.policy.min_saving), self.map.located
         with mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ) as view:
             data = memoryview(view)
             parts = segments(data, name)
             try:
                 if forked.wanted(size):
                     chunks, whole = forked.pack_file(
-                        f.fileno(), data, parts, self.policy.average, self._map, coding, writer, hash_whole=hash_first
+                        f.fileno(), data, parts, self.policy.average, known, coding, writer, hash_whole=hash_first
                     )
                 else:
                     chunks, whole = pack_file(
-                        data, parts, self.policy.average, self._map, coding, writer, hash_whole=hash_first
+                        data, parts, self.policy.average, known, coding, writer, hash_whole=hash_first
                     )
             finally:
                 data.release()
@@ -212,8 +193,7 @@ class ChunkStore:
     def lacking(self, chunks: Iterable[bytes]) -> set[bytes]:
         """Which of the chunks no pack here holds."""
         self.refresh()
-        with self._lock:
-            return {chunk for chunk in chunks if chunk not in self._map}
+        return self.map.lacking(chunks)
 
     def read_chunks(self, chunks: list[tuple[bytes, int]]) -> Iterator[bytes]:
         """Each chunk's raw bytes, in order, checked against its name: a corrupt one is
@@ -245,8 +225,8 @@ class ChunkStore:
             intake = ChunkIntake(writer)
             with self._sealing(writer):
                 yield intake
-            with self._lock:
-                whole = [(d, r) for d, r in intake.recipes if all(c in self._map for c, _n in r.chunks)]
+            lacking = self.map.lacking(c for _d, r in intake.recipes for c, _n in r.chunks)
+            whole = [(d, r) for d, r in intake.recipes if not any(c in lacking for c, _n in r.chunks)]
             for digest, recipe in whole:
                 self._write_recipe(digest, recipe.size, recipe.chunks)
             if len(whole) < len(intake.recipes):  # a caller's bug: never a recipe without its chunks
@@ -264,11 +244,7 @@ class ChunkStore:
             writer.abandon()
             raise
         self._drop_markers(set(writer.sealed))  # a pack written anew whole: its old damage is gone
-        with self._lock:
-            for located in writer.sealed.values():
-                for chunk, where in located:
-                    self._map.setdefault(chunk, where)
-            self._loaded |= set(writer.sealed)
+        self.map.add(writer.sealed)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -364,10 +340,10 @@ class ChunkStore:
                 self.refresh()
 
     def _locate(self, chunk: bytes) -> Located:
-        where = self._map.get(chunk)
+        where = self.map.located.get(chunk)
         if where is None:
             self.refresh()
-            where = self._map.get(chunk)
+            where = self.map.located.get(chunk)
         if where is None:
             raise self._missing(chunk)
         return where
@@ -375,7 +351,7 @@ class ChunkStore:
     def _pack_fd(self, pack: str, handles: dict[str, int]) -> int:
         fd = handles.get(pack)
         if fd is None:
-            with self._lock:  # one descriptor per pack, whichever thread opens it
+            with self._lock:
                 fd = handles.get(pack)
                 if fd is None:
                     fd = handles[pack] = os.open(self.packs / f"{pack}.pack", os.O_RDONLY)
@@ -390,10 +366,10 @@ class ChunkStore:
 
     def _read(self, chunk: bytes, length: int, decompressor: Any, handles: dict[str, int]) -> bytes | bytearray:
         for attempt in (0, 1):
-            where = self._map.get(chunk)
+            where = self.map.located.get(chunk)
             if where is None:
                 self.refresh()
-                where = self._map.get(chunk)
+                where = self.map.located.get(chunk)
             if where is None:
                 break
             try:
@@ -421,11 +397,7 @@ class ChunkStore:
     def quarantine_chunk(self, chunk: bytes) -> None:
         """Never serve this chunk from its pack again (a new copy may be written by a file
         that holds it, and pruning drops the bad one)."""
-        with self._lock:
-            where = self._map.pop(chunk, None)
-        if where is not None:
-            self.quarantine_dir.mkdir(parents=True, exist_ok=True)
-            (self.quarantine_dir / f"{chunk.hex()}-{where.pack}").touch()
+        self.map.quarantine_chunk(chunk)
 
     def verify(self, digest: str) -> bool | None:
         """Reassemble and check: True, False (corrupt: quarantined), None (no recipe)."""
@@ -452,12 +424,12 @@ class ChunkStore:
         with self._guard(exclusive=not dry_run):
             self.refresh()
             live = live_chunks((d for d in self.iter() if d not in gone), self.recipe)
-            plan = plan_prune(read_packs(self.packs, sorted(self._loaded)), live, self._quarantined(), threshold)
+            plan = plan_prune(read_packs(self.packs, sorted(self.map.loaded)), live, self.map.quarantined(), threshold)
             if dry_run:
                 return PruneReport(len(plan.old), 0, plan.freed)
             written = apply_prune(plan, self.packs, PackWriter(self.packs, self._temp_file, self.policy.pack_limit))
             self._drop_markers()
-            self._map, self._loaded = {}, set()
+            self.map.clear()
         return PruneReport(len(plan.old), written, plan.freed)
 
     def _drop_markers(self, packs: set[str] | None = None) -> None:

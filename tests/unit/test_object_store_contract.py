@@ -59,7 +59,7 @@ def _local_cold(tmp_path: Path) -> Backend:
         recipe = store.chunks.recipe(digest)
         assert recipe is not None
         store.chunks.refresh()
-        where = store.chunks._map[recipe.chunks[0][0]]
+        where = store.chunks.map.located[recipe.chunks[0][0]]
         pack = store.chunks.packs / f"{where.pack}.pack"
         os.chmod(pack, 0o644)
         with open(pack, "r+b") as f:
