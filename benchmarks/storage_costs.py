@@ -31,20 +31,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import blake3
-from storage_bench import MIB, cpu_seconds, np, runs_versions
+from storage_bench import MIB, cpu_seconds, runs_versions
 
 from modelspec.store.chunks import ChunkPolicy
 from modelspec.store.cutting import AVERAGE, segments
 from modelspec.store.objects import LocalStore
-from modelspec.store.packs import plane_compressor
+from modelspec.store.packs import plane_compressor, planes
 from modelspec.store.stitching import piece
 
 GOALS = {"new file": 600, "5%-changed version": 1536}  # MiB/s, the issue's
-
-
-def split(raw: memoryview, align: int, count: int) -> Any:
-    """The byte planes of `count` float32s from byte `align`, as the store's codec splits them."""
-    return np.frombuffer(raw, np.uint8, count * 4, align).reshape(count, 4).T.copy()
 
 
 def cpu_of(step: Callable[[], object]) -> float:
@@ -76,13 +71,14 @@ def step_costs(path: Path, base: Path) -> tuple[dict[str, float], float]:
 
             def split_all() -> None:
                 for p in pieces:
-                    split(data[p.offset :], p.align, (p.length - p.align) // 4)
+                    planes(data[p.offset :], 4, p.align, (p.length - p.align) // 4)
 
             def encode_all() -> None:  # the grids go as they would in the store, their memory reused
                 nonlocal stored
                 for p in pieces:
                     count = (p.length - p.align) // 4
-                    stored += p.length - count + len(compressor.compress(split(data[p.offset :], p.align, count)[3]))
+                    top = compressor.compress(planes(data[p.offset :], 4, p.align, count)[3])
+                    stored += p.length - count + len(top)
 
             costs["split each chunk into byte planes"] = cpu_of(split_all)
             costs["zstd of each chunk's top plane"] = cpu_of(encode_all) - costs["split each chunk into byte planes"]
@@ -106,11 +102,11 @@ def step_costs(path: Path, base: Path) -> tuple[dict[str, float], float]:
     return costs, new / path.stat().st_size
 
 
-def _chunk_digests(path: Path, cdc: object) -> list[bytes]:
+def _chunk_digests(path: Path, cdc: Any) -> list[bytes]:
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as view:
         data = memoryview(view)
         try:
-            return [blake3.blake3(c.data).digest() for c in cdc.cut_buf(data)]  # type: ignore[attr-defined]
+            return [blake3.blake3(c.data).digest() for c in cdc.cut_buf(data)]
         finally:
             data.release()
 

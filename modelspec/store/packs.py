@@ -70,12 +70,9 @@ def encode_or_raw(
     if element > 1 and len(raw) >= align + 2 * element:
         # Floats: only the top byte of each number (sign and exponent) compresses; zstd over a
         # whole small chunk cannot tell the planes apart, so the top plane is compressed alone.
-        import numpy as np  # only where large files are chunked: not on the CLI's start-up
-
         count = (len(raw) - align) // element
         whole = align + count * element
-        # Every plane in one copy (numpy's strided copies: ~2x CPython's slices).
-        grid = np.frombuffer(raw, np.uint8, count * element, align).reshape(count, element).T.copy()
+        grid = planes(raw, element, align, count)
         top = (plane or compressor).compress(grid[element - 1])
         if len(raw) - count + len(top) + _TOP.size > limit:  # decided before the other planes are kept
             return None, RAW
@@ -83,6 +80,14 @@ def encode_or_raw(
         return [_TOP.pack(len(top), align), top, edges[0], grid[: element - 1], edges[1]], element
     packed = compressor.compress(raw)
     return ([packed], ZSTD) if len(packed) <= limit else (None, RAW)
+
+
+def planes(raw: Buffer, element: int, align: int, count: int) -> Any:
+    """The `count` numbers of `element` bytes from byte `align` of `raw` as planes: row k holds
+    byte k of every number (one copy: numpy's strided copies are ~2x CPython's slices)."""
+    import numpy as np  # only where large files are chunked: not on the CLI's start-up
+
+    return np.frombuffer(raw, np.uint8, count * element, align).reshape(count, element).T.copy()
 
 
 def plane_compressor(level: int) -> Any:
